@@ -1,0 +1,8 @@
+//! keygate-core: what the operator and the gateway share — typed ids, time, crypto,
+//! configuration and the storage traits with their Postgres and SQLite implementations.
+
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod ids;
+pub mod store;
