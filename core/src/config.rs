@@ -1,0 +1,441 @@
+//! Typed configuration from an optional YAML file with `KEYGATE_*` environment overrides,
+//! validated once at start-up. Secrets come from the environment, `*_FILE` paths (mounted
+//! Secrets) or the config file — never from command-line flags, which leak into `ps`.
+
+use crate::crypto::envelope::MasterKeys;
+use crate::crypto::password::HashParams;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration problem, phrased as the field, what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}. {fix}")]
+pub struct ConfigError {
+    /// The environment variable or file key at fault.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// What the user should do next.
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// A string that must never be printed (database URLs carry passwords).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for handing to the client library that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Log output shape: `human` for terminals, `json` for log collectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Coloured, one event a line.
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+/// The keys a config file may hold; unknown keys are rejected so typos surface at start-up.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Base URL people and proxies reach the gateway on; issuers are `{public_url}/t/{tenant}`.
+    pub public_url: Option<String>,
+    /// Gateway listen address.
+    pub listen: Option<String>,
+    /// Operator metrics/health listen address.
+    pub operator_listen: Option<String>,
+    /// `postgres://…` or `sqlite:…`.
+    pub database_url: Option<String>,
+    /// `redis://…`; without it revocations and rate limits stay inside one process.
+    pub redis_url: Option<String>,
+    /// `id:base64[,id:base64…]`: the first encrypts, all decrypt.
+    pub master_keys: Option<String>,
+    /// `human` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// A tracing filter such as `info,keygate=debug`.
+    pub log: Option<String>,
+    /// argon2id cost parameters.
+    pub password_hashing: Option<HashParams>,
+    /// `smtp://user:pass@host:587` or `smtps://…`.
+    pub smtp_url: Option<String>,
+    /// Sender address of keygate's emails.
+    pub smtp_from: Option<String>,
+}
+
+/// Where configuration values come from: the environment and an optional file.
+pub struct Sources {
+    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    file: FileConfig,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources").finish_non_exhaustive()
+    }
+}
+
+impl Sources {
+    /// The process environment plus the file named by `config_path` (or `KEYGATE_CONFIG`).
+    pub fn from_process(config_path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let path = config_path
+            .map(Path::to_path_buf)
+            .or_else(|| env("KEYGATE_CONFIG").map(PathBuf::from));
+        Self::new(Box::new(env), path.as_deref())
+    }
+
+    /// Explicit sources, for tests and embedding.
+    pub fn new(
+        env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+        config_path: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let file = match config_path {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        "KEYGATE_CONFIG",
+                        format!("cannot read {}: {e}", path.display()),
+                        "Point --config / KEYGATE_CONFIG at a readable YAML file, or leave it unset",
+                    )
+                })?;
+                serde_saphyr::from_str(&text).map_err(|e| {
+                    ConfigError::new(
+                        "KEYGATE_CONFIG",
+                        format!("{} is not a valid keygate config: {e}", path.display()),
+                        "Fix the file; allowed keys are public_url, listen, operator_listen, database_url, redis_url, master_keys, log_format, log, password_hashing, smtp_url, smtp_from",
+                    )
+                })?
+            }
+        };
+        Ok(Self { env, file })
+    }
+
+    fn env(&self, key: &str) -> Option<String> {
+        (self.env)(key)
+    }
+
+    /// A plain setting: environment first, then the file.
+    fn plain(&self, env_key: &str, file_value: &Option<String>) -> Option<String> {
+        self.env(env_key).or_else(|| file_value.clone())
+    }
+
+    /// A secret setting: `KEY`, then the file named by `KEY_FILE`, then the config file.
+    fn secret(&self, env_key: &str, file_value: &Option<String>) -> Result<Option<Secret>, ConfigError> {
+        if let Some(v) = self.env(env_key) {
+            return Ok(Some(Secret::new(v)));
+        }
+        let file_key = format!("{env_key}_FILE");
+        if let Some(path) = self.env(&file_key) {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(
+                    file_key.clone(),
+                    format!("cannot read {path}: {e}"),
+                    "Mount the Secret at that path or unset the variable",
+                )
+            })?;
+            return Ok(Some(Secret::new(text.trim().to_owned())));
+        }
+        Ok(file_value.clone().map(Secret::new))
+    }
+
+    fn addr(&self, env_key: &str, file_value: &Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+        let raw = self.plain(env_key, file_value).unwrap_or_else(|| default.to_owned());
+        raw.parse().map_err(|_| {
+            ConfigError::new(
+                env_key,
+                format!("`{raw}` is not a socket address"),
+                format!("Use host:port, e.g. {default}"),
+            )
+        })
+    }
+
+    /// Common settings every subcommand uses; `database_url_default` applies when none is set.
+    pub fn common(&self, database_url_default: Option<&str>) -> Result<CommonConfig, ConfigError> {
+        let database_url = self
+            .secret("KEYGATE_DATABASE_URL", &self.file.database_url)?
+            .or_else(|| database_url_default.map(Secret::new))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "KEYGATE_DATABASE_URL",
+                    "not set",
+                    "Set it (or KEYGATE_DATABASE_URL_FILE) to postgres://user:password@host:5432/keygate; for a local trial run `keygate dev` instead",
+                )
+            })?;
+        let db = database_url.expose();
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://") || db.starts_with("sqlite:")) {
+            return Err(ConfigError::new(
+                "KEYGATE_DATABASE_URL",
+                "must start with postgres://, postgresql:// or sqlite:",
+                "Use postgres://user:password@host:5432/keygate (or sqlite:path/to/file.db for a single-process trial)",
+            ));
+        }
+        let master_keys = self
+            .secret("KEYGATE_MASTER_KEYS", &self.file.master_keys)?
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "KEYGATE_MASTER_KEYS",
+                    "not set; keygate encrypts signing keys and other secrets at rest with it",
+                    "Set it (or KEYGATE_MASTER_KEYS_FILE) to `k1:<32 random bytes in base64>`, e.g. KEYGATE_MASTER_KEYS=k1:$(head -c32 /dev/urandom | base64)",
+                )
+            })?;
+        let master_keys = MasterKeys::parse(master_keys.expose()).map_err(|e| {
+            ConfigError::new(
+                "KEYGATE_MASTER_KEYS",
+                e.to_string(),
+                "Write `id:base64` entries separated by commas; the first one encrypts",
+            )
+        })?;
+        let log_format = match self.env("KEYGATE_LOG_FORMAT") {
+            Some(v) => match v.as_str() {
+                "json" => LogFormat::Json,
+                "human" => LogFormat::Human,
+                other => {
+                    return Err(ConfigError::new(
+                        "KEYGATE_LOG_FORMAT",
+                        format!("`{other}` is not a log format"),
+                        "Use `human` or `json`",
+                    ));
+                }
+            },
+            None => self.file.log_format.unwrap_or(LogFormat::Human),
+        };
+        Ok(CommonConfig {
+            database_url,
+            master_keys,
+            log_format,
+            log_filter: self
+                .plain("KEYGATE_LOG", &self.file.log)
+                .unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+
+    /// Gateway settings; `public_url_default` applies when none is set (dev mode only).
+    pub fn gateway(&self, public_url_default: Option<&str>, listen_default: &str) -> Result<GatewayConfig, ConfigError> {
+        let listen = self.addr("KEYGATE_LISTEN", &self.file.listen, listen_default)?;
+        let public_url = self
+            .plain("KEYGATE_PUBLIC_URL", &self.file.public_url)
+            .or_else(|| public_url_default.map(str::to_owned))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "KEYGATE_PUBLIC_URL",
+                    "not set; token issuers and sign-in links are built from it",
+                    "Set it to the URL people reach the gateway on, e.g. https://auth.example.com",
+                )
+            })?;
+        let public_url = validate_public_url(&public_url)?;
+        let redis_url = self.secret("KEYGATE_REDIS_URL", &self.file.redis_url)?;
+        if let Some(r) = &redis_url
+            && !(r.expose().starts_with("redis://") || r.expose().starts_with("rediss://"))
+        {
+            return Err(ConfigError::new(
+                "KEYGATE_REDIS_URL",
+                "must start with redis:// or rediss://",
+                "Use redis://host:6379 (or leave it unset for a single replica)",
+            ));
+        }
+        let password_hashing = self.file.password_hashing.unwrap_or_default();
+        password_hashing.validate().map_err(|p| {
+            ConfigError::new("password_hashing", p, "Raise memory_kib, iterations or parallelism")
+        })?;
+        Ok(GatewayConfig {
+            listen,
+            public_url,
+            redis_url,
+            password_hashing,
+            smtp_url: self.secret("KEYGATE_SMTP_URL", &self.file.smtp_url)?,
+            smtp_from: self.plain("KEYGATE_SMTP_FROM", &self.file.smtp_from),
+        })
+    }
+
+    /// Operator settings.
+    pub fn operator(&self, listen_default: &str) -> Result<OperatorConfig, ConfigError> {
+        Ok(OperatorConfig {
+            listen: self.addr("KEYGATE_OPERATOR_LISTEN", &self.file.operator_listen, listen_default)?,
+            lease_name: self.env("KEYGATE_LEASE_NAME").unwrap_or_else(|| "keygate-operator".into()),
+            pod_name: self.env("POD_NAME"),
+            pod_namespace: self.env("POD_NAMESPACE"),
+            watch_namespaces: self
+                .env("KEYGATE_WATCH_NAMESPACES")
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+fn validate_public_url(raw: &str) -> Result<String, ConfigError> {
+    let trimmed = raw.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Ok(trimmed.to_owned()),
+        _ => Err(ConfigError::new(
+            "KEYGATE_PUBLIC_URL",
+            format!("`{raw}` is not an http(s) URL without query or fragment"),
+            "Use e.g. https://auth.example.com or https://example.com/auth",
+        )),
+    }
+}
+
+/// Settings every subcommand shares.
+#[derive(Clone, Debug)]
+pub struct CommonConfig {
+    /// Where the system of record lives.
+    pub database_url: Secret,
+    /// Keys that encrypt secrets at rest.
+    pub master_keys: MasterKeys,
+    /// Log output shape.
+    pub log_format: LogFormat,
+    /// Tracing filter directive.
+    pub log_filter: String,
+}
+
+/// Settings of the gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Base URL without a trailing slash.
+    pub public_url: String,
+    /// Shared cache and revocation fan-out; `None` keeps both in-process (one replica only).
+    pub redis_url: Option<Secret>,
+    /// argon2id parameters for new password hashes.
+    pub password_hashing: HashParams,
+    /// Outgoing mail; `None` logs emails instead of sending them.
+    pub smtp_url: Option<Secret>,
+    /// Sender of keygate's emails.
+    pub smtp_from: Option<String>,
+}
+
+/// Settings of the operator.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Listen address of /metrics, /healthz, /readyz.
+    pub listen: SocketAddr,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    pub pod_name: Option<String>,
+    /// Namespace the Lease lives in.
+    pub pod_namespace: Option<String>,
+    /// Namespaces to watch; empty means all.
+    pub watch_namespaces: Vec<String>,
+}
+
+/// Installs the global tracing subscriber in the configured format.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn sources(vars: &[(&str, &str)]) -> Sources {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Sources::new(Box::new(move |k| map.get(k).cloned()), None).unwrap()
+    }
+
+    fn key() -> String {
+        MasterKeys::generate_spec("k1").unwrap()
+    }
+
+    #[test]
+    fn missing_master_key_names_the_variable_and_the_fix() {
+        let err = sources(&[("KEYGATE_DATABASE_URL", "postgres://db/keygate")]).common(None).unwrap_err();
+        assert_eq!(err.field, "KEYGATE_MASTER_KEYS");
+        assert!(err.to_string().contains("head -c32 /dev/urandom"));
+    }
+
+    #[test]
+    fn missing_database_points_at_dev_mode() {
+        let err = sources(&[("KEYGATE_MASTER_KEYS", &key())]).common(None).unwrap_err();
+        assert_eq!(err.field, "KEYGATE_DATABASE_URL");
+        assert!(err.fix.contains("keygate dev"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        std::fs::write(&path, "postgres://u:hunter2@db/keygate\n").unwrap();
+        let k = key();
+        let s = sources(&[
+            ("KEYGATE_DATABASE_URL_FILE", path.to_str().unwrap()),
+            ("KEYGATE_MASTER_KEYS", &k),
+        ]);
+        let c = s.common(None).unwrap();
+        assert_eq!(c.database_url.expose(), "postgres://u:hunter2@db/keygate");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_field() {
+        let k = key();
+        let s = sources(&[("KEYGATE_DATABASE_URL", "mysql://x"), ("KEYGATE_MASTER_KEYS", &k)]);
+        assert_eq!(s.common(None).unwrap_err().field, "KEYGATE_DATABASE_URL");
+        let s = sources(&[("KEYGATE_LISTEN", "nope")]);
+        assert_eq!(s.gateway(Some("http://x"), "0.0.0.0:8080").unwrap_err().field, "KEYGATE_LISTEN");
+        let s = sources(&[("KEYGATE_PUBLIC_URL", "ftp://x")]);
+        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_PUBLIC_URL");
+        let s = sources(&[]);
+        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_PUBLIC_URL");
+        let s = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), ("KEYGATE_REDIS_URL", "http://r")]);
+        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_REDIS_URL");
+    }
+
+    #[test]
+    fn file_is_read_env_wins_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keygate.yaml");
+        std::fs::write(&path, "public_url: https://from-file.example/\nlisten: 127.0.0.1:9000\n").unwrap();
+        let s = Sources::new(
+            Box::new(|k| (k == "KEYGATE_LISTEN").then(|| "127.0.0.1:9100".to_owned())),
+            Some(&path),
+        )
+        .unwrap();
+        let g = s.gateway(None, "0.0.0.0:8080").unwrap();
+        assert_eq!(g.public_url, "https://from-file.example");
+        assert_eq!(g.listen.port(), 9100);
+        std::fs::write(&path, "pubic_url: https://typo\n").unwrap();
+        let err = Sources::new(Box::new(|_| None), Some(&path)).unwrap_err();
+        assert!(err.problem.contains("pubic_url"), "{err}");
+    }
+}
