@@ -1,0 +1,306 @@
+//! `IdentityProvider`: an upstream identity source (OIDC, GitHub, Google or SAML) of a tenant.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    common::{SecretKeyRef, TenantRef, conditions_schema, impl_conditions_status},
+    tenant::HTTP_URL_PATTERN,
+};
+
+/// An `https://` URL without query or fragment (OIDC issuers, SAML metadata URLs).
+pub const HTTPS_URL_PATTERN: &str = r"^https://[^\s?#]+$";
+
+/// A DNS domain such as `example.com`.
+pub const DOMAIN_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// Desired state of an IdentityProvider: where users of a tenant may sign in upstream.
+// `printcolumn(type_ = "string", ...)` repeats by design; clippy mistakes it for a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "keygate.dev",
+    version = "v1alpha1",
+    kind = "IdentityProvider",
+    namespaced,
+    status = "IdentityProviderStatus",
+    shortname = "kgidp",
+    category = "keygate",
+    derive = "PartialEq",
+    doc = "An upstream identity provider (OIDC, GitHub, Google or SAML) users of a tenant can \
+           sign in with.",
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef.name"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type != 'oidc' || has(self.oidc)")
+        .message("type oidc needs the oidc settings block"),
+    validation = Rule::new("self.type != 'github' || has(self.github)")
+        .message("type github needs the github settings block"),
+    validation = Rule::new("self.type != 'google' || has(self.google)")
+        .message("type google needs the google settings block"),
+    validation = Rule::new("self.type != 'saml' || has(self.saml)")
+        .message("type saml needs the saml settings block"),
+    validation = Rule::new("!has(self.oidc) || self.type == 'oidc'")
+        .message("the oidc settings block is only allowed when type is oidc"),
+    validation = Rule::new("!has(self.github) || self.type == 'github'")
+        .message("the github settings block is only allowed when type is github"),
+    validation = Rule::new("!has(self.google) || self.type == 'google'")
+        .message("the google settings block is only allowed when type is google"),
+    validation = Rule::new("!has(self.saml) || self.type == 'saml'")
+        .message("the saml settings block is only allowed when type is saml"),
+)]
+pub struct IdentityProviderSpec {
+    /// The Tenant (same namespace) whose users sign in through this provider. Immutable.
+    pub tenant_ref: TenantRef,
+    /// Label of the sign-in button, e.g. "Sign in with Acme SSO".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub display_name: Option<String>,
+    /// Protocol of the provider; exactly the settings block of the same name must be set.
+    #[serde(rename = "type")]
+    pub provider_type: ProviderType,
+    /// Settings for a generic OpenID Connect provider (`type: oidc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSettings>,
+    /// Settings for GitHub (`type: github`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubSettings>,
+    /// Settings for Google (`type: google`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google: Option<GoogleSettings>,
+    /// Settings for a SAML 2.0 identity provider (`type: saml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlSettings>,
+    /// If not empty, only upstream accounts whose email is in one of these domains may sign in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253), pattern(DOMAIN_PATTERN)))]
+    pub allowed_email_domains: Vec<String>,
+    /// How an upstream account is matched to an existing local user: `none` (default, a new
+    /// user each time no link exists) or `verifiedEmail` (link to the local user with the same
+    /// email when the provider says the email is verified).
+    #[serde(default)]
+    pub linking: Linking,
+}
+
+/// Protocol of an identity provider.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderType {
+    /// Generic OpenID Connect.
+    Oidc,
+    /// GitHub OAuth app.
+    Github,
+    /// Google OpenID Connect.
+    Google,
+    /// SAML 2.0.
+    Saml,
+}
+
+impl ProviderType {
+    /// The lowercase name used in manifests and in the matching settings block.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oidc => "oidc",
+            Self::Github => "github",
+            Self::Google => "google",
+            Self::Saml => "saml",
+        }
+    }
+}
+
+/// How upstream accounts are linked to local users.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Linking {
+    /// Never link automatically.
+    #[default]
+    None,
+    /// Link when the provider vouches for the email address.
+    VerifiedEmail,
+}
+
+/// A generic OpenID Connect provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcSettings {
+    /// Issuer URL (`https://`); discovery is read from `{issuer}/.well-known/openid-configuration`.
+    #[schemars(length(max = 2048), pattern(HTTPS_URL_PATTERN))]
+    pub issuer: String,
+    /// OAuth client id registered at the provider.
+    #[schemars(length(min = 1, max = 512))]
+    pub client_id: String,
+    /// Secret key holding the OAuth client secret.
+    pub client_secret_ref: SecretKeyRef,
+    /// Scopes requested at sign-in (default `openid`, `email`, `profile`).
+    #[serde(default = "default_oidc_scopes")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    pub scopes: Vec<String>,
+    /// Which ID-token claims carry email, name and groups.
+    #[serde(default)]
+    pub claim_mappings: ClaimMappings,
+}
+
+/// Names of upstream claims or attributes that carry a user's email, name and groups.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimMappings {
+    /// Claim with the email address (default `email`).
+    #[serde(default = "default_email_claim")]
+    #[schemars(length(min = 1, max = 256))]
+    pub email: String,
+    /// Claim with the display name (default `name`).
+    #[serde(default = "default_name_claim")]
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// Claim with the list of groups (default `groups`).
+    #[serde(default = "default_groups_claim")]
+    #[schemars(length(min = 1, max = 256))]
+    pub groups: String,
+}
+
+impl Default for ClaimMappings {
+    fn default() -> Self {
+        Self {
+            email: default_email_claim(),
+            name: default_name_claim(),
+            groups: default_groups_claim(),
+        }
+    }
+}
+
+/// GitHub as an identity provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubSettings {
+    /// OAuth app client id.
+    #[schemars(length(min = 1, max = 512))]
+    pub client_id: String,
+    /// Secret key holding the OAuth app client secret.
+    pub client_secret_ref: SecretKeyRef,
+    /// If not empty, only members of these GitHub organizations may sign in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 39)))]
+    pub allowed_organizations: Vec<String>,
+}
+
+/// Google as an identity provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleSettings {
+    /// OAuth client id.
+    #[schemars(length(min = 1, max = 512))]
+    pub client_id: String,
+    /// Secret key holding the OAuth client secret.
+    pub client_secret_ref: SecretKeyRef,
+    /// If set, only accounts of this Google Workspace domain (`hd` claim) may sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), pattern(DOMAIN_PATTERN))]
+    pub hosted_domain: Option<String>,
+}
+
+/// A SAML 2.0 identity provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SamlSettings {
+    /// The IdP's metadata, inline or fetched from a URL.
+    pub metadata: SamlMetadata,
+    /// keygate's SAML service-provider entity id at this IdP.
+    #[schemars(length(min = 1, max = 1024))]
+    pub entity_id: String,
+    /// Which SAML attributes carry email, name and groups.
+    #[serde(default)]
+    pub attribute_mapping: ClaimMappings,
+    /// Secret key holding the PEM private key (and certificate) keygate signs AuthnRequests
+    /// with; unsigned requests when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Where the SAML IdP metadata comes from; exactly one of `inline` and `url`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.inline) != has(self.url)")
+    .message("saml.metadata needs exactly one of inline or url"))]
+pub struct SamlMetadata {
+    /// The metadata XML document itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 262144))]
+    pub inline: Option<String>,
+    /// URL the metadata is fetched from (and refreshed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(HTTP_URL_PATTERN))]
+    pub url: Option<String>,
+}
+
+/// Observed state of an IdentityProvider.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityProviderStatus {
+    /// `Ready` and other conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the operator last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl_conditions_status!(IdentityProviderStatus);
+
+impl IdentityProviderSpec {
+    /// Names of the settings blocks that are set, e.g. `["oidc"]`.
+    pub fn settings_present(&self) -> Vec<&'static str> {
+        [
+            (self.oidc.is_some(), ProviderType::Oidc),
+            (self.github.is_some(), ProviderType::Github),
+            (self.google.is_some(), ProviderType::Google),
+            (self.saml.is_some(), ProviderType::Saml),
+        ]
+        .into_iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, t)| t.as_str())
+        .collect()
+    }
+
+    /// The Secret reference holding the OAuth client secret, for the OAuth-based types.
+    pub fn client_secret_ref(&self) -> Option<&SecretKeyRef> {
+        match self.provider_type {
+            ProviderType::Oidc => self.oidc.as_ref().map(|s| &s.client_secret_ref),
+            ProviderType::Github => self.github.as_ref().map(|s| &s.client_secret_ref),
+            ProviderType::Google => self.google.as_ref().map(|s| &s.client_secret_ref),
+            ProviderType::Saml => None,
+        }
+    }
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+fn default_email_claim() -> String {
+    "email".to_owned()
+}
+fn default_name_claim() -> String {
+    "name".to_owned()
+}
+fn default_groups_claim() -> String {
+    "groups".to_owned()
+}
