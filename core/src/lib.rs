@@ -4,5 +4,6 @@
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod ephemeral;
 pub mod ids;
 pub mod store;

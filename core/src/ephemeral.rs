@@ -1,0 +1,327 @@
+//! Short-lived shared state the gateway keeps outside the system of record: rate-limit
+//! windows, single-use values (OAuth state, challenges) and revocations. Production uses
+//! Redis, so every replica shares it; `keygate dev` uses an in-process stand-in.
+//!
+//! Revocations are also kept in a local [`RevocationSet`] on every replica: the hot path
+//! (forward-auth, token resolution) asks that set without a network round trip. Redis
+//! pub/sub pushes each revocation to every replica, and after a (re)connect the set is
+//! re-synced from Redis so nothing revoked while disconnected is missed.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why the ephemeral store failed; callers treat it as "unavailable" and fail closed.
+#[derive(Debug, thiserror::Error)]
+pub enum EphemeralError {
+    /// Redis refused or dropped the command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Shared short-lived state; see the module docs.
+#[async_trait]
+pub trait Ephemeral: Send + Sync + std::fmt::Debug {
+    /// Counts one hit in `key`'s fixed window of length `window`; returns the hits so far.
+    async fn hit(&self, key: &str, window: Duration) -> Result<u64, EphemeralError>;
+    /// Stores `value` under `key` for `ttl`, replacing any previous value.
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError>;
+    /// Reads `key` without consuming it.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
+    /// Reads and deletes `key` atomically: the value can be used once.
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
+    /// Revokes `id` (a session id, an API-key id, a token hash) on every replica for `ttl`.
+    async fn revoke(&self, id: &str, ttl: Duration) -> Result<(), EphemeralError>;
+    /// This replica's view of revocations, answered locally.
+    fn revocations(&self) -> &RevocationSet;
+    /// Checks the backend answers (readiness).
+    async fn ping(&self) -> Result<(), EphemeralError>;
+}
+
+/// A replica-local set of revoked ids with expiry; cheap to query on the hot path.
+#[derive(Clone, Debug, Default)]
+pub struct RevocationSet(Arc<Mutex<HashMap<String, Instant>>>);
+
+impl RevocationSet {
+    /// Whether `id` is revoked now.
+    pub fn contains(&self, id: &str) -> bool {
+        let Ok(map) = self.0.lock() else {
+            // A poisoned lock means a panic elsewhere; fail closed.
+            return true;
+        };
+        map.get(id).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Records `id` as revoked for `ttl`.
+    pub fn insert(&self, id: &str, ttl: Duration) {
+        if let Ok(mut map) = self.0.lock() {
+            let now = Instant::now();
+            if map.len() > 10_000 {
+                map.retain(|_, until| *until > now);
+            }
+            map.insert(id.to_owned(), now + ttl);
+        }
+    }
+
+    /// How many entries are held (expired ones may linger until the next sweep).
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether the set holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The in-process stand-in for Redis: correct for one process only (`keygate dev`, tests).
+#[derive(Debug, Default)]
+pub struct MemoryEphemeral {
+    values: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    windows: Mutex<HashMap<String, (u64, Instant)>>,
+    revoked: RevocationSet,
+}
+
+impl MemoryEphemeral {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Ephemeral for MemoryEphemeral {
+    async fn hit(&self, key: &str, window: Duration) -> Result<u64, EphemeralError> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = windows.entry(key.to_owned()).or_insert((0, now + window));
+        if entry.1 <= now {
+            *entry = (0, now + window);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        values.insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(values
+            .get(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(values
+            .remove(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(v, _)| v))
+    }
+
+    async fn revoke(&self, id: &str, ttl: Duration) -> Result<(), EphemeralError> {
+        self.revoked.insert(id, ttl);
+        Ok(())
+    }
+
+    fn revocations(&self) -> &RevocationSet {
+        &self.revoked
+    }
+
+    async fn ping(&self) -> Result<(), EphemeralError> {
+        Ok(())
+    }
+}
+
+/// Redis-backed ephemeral state shared by all gateway replicas.
+pub struct RedisEphemeral {
+    manager: redis::aio::ConnectionManager,
+    prefix: String,
+    revoked: RevocationSet,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisEphemeral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEphemeral").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisEphemeral {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl RedisEphemeral {
+    /// Connects to `url`; every key and the revocation channel start with `prefix`
+    /// (`kg:` in production, a unique one per test).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
+        let client = redis::Client::open(url)?;
+        let manager = client.get_connection_manager().await?;
+        let revoked = RevocationSet::default();
+        let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen(client, prefix.to_owned(), revoked.clone(), synced_tx));
+        // Serve only once the first resync is done, so a fresh replica knows earlier revocations.
+        let _ = tokio::time::timeout(Duration::from_secs(10), synced_rx).await;
+        Ok(Self {
+            manager,
+            prefix: prefix.to_owned(),
+            revoked,
+            listener,
+        })
+    }
+
+    fn key(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{key}", self.prefix)
+    }
+}
+
+fn revocation_channel(prefix: &str) -> String {
+    format!("{prefix}revocations")
+}
+
+/// Subscribes to revocations, re-syncing the local set after every (re)connect.
+async fn listen(
+    client: redis::Client,
+    prefix: String,
+    set: RevocationSet,
+    synced: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut synced = Some(synced);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match subscribe_and_sync(&client, &prefix, &set).await {
+            Ok(mut pubsub) => {
+                backoff = Duration::from_millis(200);
+                if let Some(tx) = synced.take() {
+                    let _ = tx.send(());
+                }
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some((id, secs)) = payload.rsplit_once('|') {
+                        set.insert(id, Duration::from_secs(secs.parse().unwrap_or(3600)));
+                    }
+                }
+                tracing::warn!("revocation feed from Redis closed; reconnecting and re-syncing");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to revocations in Redis; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn subscribe_and_sync(
+    client: &redis::Client,
+    prefix: &str,
+    set: &RevocationSet,
+) -> Result<redis::aio::PubSub, EphemeralError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(revocation_channel(prefix)).await?;
+    // Subscribed first, then read what exists: a revocation in between is seen twice, never lost.
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{prefix}rev:*");
+    let keys: Vec<String> = {
+        let mut iter: redis::AsyncIter<String> = redis::AsyncCommands::scan_match(&mut conn, &pattern).await?;
+        let mut keys = Vec::new();
+        while let Some(k) = iter.next_item().await {
+            keys.push(k?);
+        }
+        keys
+    };
+    let strip = format!("{prefix}rev:");
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await?;
+        if ttl > 0 {
+            set.insert(key.trim_start_matches(&strip), Duration::from_millis(ttl as u64));
+        }
+    }
+    Ok(pubsub)
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+#[async_trait]
+impl Ephemeral for RedisEphemeral {
+    async fn hit(&self, key: &str, window: Duration) -> Result<u64, EphemeralError> {
+        let key = self.key("rl", key);
+        let mut conn = self.manager.clone();
+        let (count,): (u64,) = redis::pipe()
+            .atomic()
+            .incr(&key, 1u64)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(secs(window))
+            .arg("NX")
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(count)
+    }
+
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+        let mut conn = self.manager.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.key("kv", key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let mut conn = self.manager.clone();
+        Ok(redis::cmd("GET").arg(self.key("kv", key)).query_async(&mut conn).await?)
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let mut conn = self.manager.clone();
+        Ok(redis::cmd("GETDEL").arg(self.key("kv", key)).query_async(&mut conn).await?)
+    }
+
+    async fn revoke(&self, id: &str, ttl: Duration) -> Result<(), EphemeralError> {
+        // Local first: this replica refuses the id even if Redis is slow to echo it back.
+        self.revoked.insert(id, ttl);
+        let mut conn = self.manager.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.key("rev", id))
+            .arg(1)
+            .arg("EX")
+            .arg(secs(ttl))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(revocation_channel(&self.prefix))
+            .arg(format!("{id}|{}", secs(ttl)))
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    fn revocations(&self) -> &RevocationSet {
+        &self.revoked
+    }
+
+    async fn ping(&self) -> Result<(), EphemeralError> {
+        let mut conn = self.manager.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
