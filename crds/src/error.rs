@@ -58,7 +58,7 @@ pub enum Error {
     },
 
     /// A keygate document does not match its type (wrong field type, bad enum value, missing field).
-    #[error("document {document} (line {line}, {kind} {name:?}): {source}")]
+    #[error("document {document} (line {line}, {kind} {name:?}): {source}{hint}")]
     InvalidDocument {
         /// 1-based position of the document in the file.
         document: usize,
@@ -71,6 +71,8 @@ pub enum Error {
         /// What serde reported.
         #[source]
         source: serde_json::Error,
+        /// Advice for a common cause, empty when there is none.
+        hint: &'static str,
     },
 
     /// A keygate document carries a field the type does not have (a typo, usually).

@@ -153,6 +153,7 @@ fn typed<T: DeserializeOwned + Serialize>(
             line: at.line,
             kind: kind.to_owned(),
             name: name.clone(),
+            hint: hint_for(&source),
             source,
         })?;
     let round_trip = serde_json::to_value(&resource).map_err(|source| Error::InvalidDocument {
@@ -160,6 +161,7 @@ fn typed<T: DeserializeOwned + Serialize>(
         line: at.line,
         kind: kind.to_owned(),
         name: name.clone(),
+        hint: "",
         source,
     })?;
     if let Some(path) = unknown_field(&value, &round_trip, String::new()) {
@@ -172,6 +174,16 @@ fn typed<T: DeserializeOwned + Serialize>(
         });
     }
     Ok(resource)
+}
+
+/// Advice for the classic YAML trap: a bare `off` (or `on`, `yes`, `no`) is a boolean.
+fn hint_for(error: &serde_json::Error) -> &'static str {
+    let message = error.to_string();
+    if message.contains("invalid type: boolean") && message.contains("expected") {
+        "; YAML reads a bare off/on/yes/no as a boolean, so quote enum values such as \"off\""
+    } else {
+        ""
+    }
 }
 
 /// First field present in `input` but dropped by the typed round trip, as a dotted path.

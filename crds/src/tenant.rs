@@ -142,7 +142,7 @@ pub struct SignIn {
     #[serde(default)]
     pub registration: Registration,
     /// Whether an email address must be verified: `required` before first sign-in,
-    /// `optional` (verification offered), `off`.
+    /// `optional` (verification offered), `"off"` (quoted: YAML reads a bare off as false).
     #[serde(default)]
     pub email_verification: EmailVerification,
 }
@@ -296,8 +296,9 @@ impl Default for Tokens {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Mfa {
-    /// `off` (no second factor), `optional` (users may enrol, default) or `required`
-    /// (every local account must enrol before it can use the tenant).
+    /// `"off"` (no second factor; quoted, as YAML reads a bare off as false), `optional`
+    /// (users may enrol, default) or `required` (every local account must enrol before it
+    /// can use the tenant).
     #[serde(default)]
     pub policy: MfaPolicy,
 }
