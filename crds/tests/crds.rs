@@ -664,3 +664,19 @@ fn the_directory_source_refuses_the_same_manifests() {
         );
     }
 }
+
+#[test]
+fn docs_reference_matches_the_generated_one() {
+    let path = repo_root().join("docs/reference.md");
+    let generated = keygate_crds::reference_markdown();
+    if blessing() {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &generated).unwrap();
+    }
+    let committed = fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/reference.md differs from the reference the CRDs generate; \
+         regenerate with KEYGATE_BLESS=1 cargo test -p keygate-crds"
+    );
+}
