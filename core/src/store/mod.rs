@@ -1,7 +1,115 @@
-//! Storage (being written).
+//! Storage: the capability traits every component codes against, and their PostgreSQL
+//! and SQLite implementations, chosen once at start-up by [`connect`].
+//!
+//! ```text
+//!             ┌──────────── Store (all capabilities + migrate/ping) ────────────┐
+//!  operator → TenantStore  IdpStore  RoleStore  ApiKeyStore  SigningKeyStore
+//!  gateway  → UserStore  CredentialStore  IdentityLinkStore  SessionStore
+//!             RefreshTokenStore  MfaStore  OneTimeTokenStore  LockoutStore  AuditLog
+//!             └── PgStore (postgres://) ──┬── SqliteStore (sqlite:) ──────────────┘
+//!                                         └ one SQL text for both: sql/*.rs macros
+//! ```
+//!
+//! Invariants kept here (DESIGN §4):
+//! - every lookup is tenant-scoped in SQL; child rows reference parents by
+//!   (tenant_id, id), so no row can even point into another tenant;
+//! - refresh rotation, TOTP steps, backup codes and one-time tokens are single-use by a
+//!   compare-and-set in one statement;
+//! - `audit_events` is append-only in the database itself (triggers), has no foreign keys
+//!   (erasure keeps the trail) and no PII columns; queries are capped at
+//!   [`AUDIT_QUERY_MAX`];
+//! - only hashes of refresh tokens, API keys, one-time tokens and backup codes are
+//!   stored; signing keys, TOTP seeds and IdP secrets arrive sealed.
 
 mod error;
 mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+mod traits;
 
 pub use error::{CONSTRAINTS, StoreError};
 pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use traits::*;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which database a store runs on (for logs and readiness output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// Every capability in one object, as the gateway and operator hold it.
+#[async_trait]
+pub trait Store:
+    TenantStore
+    + UserStore
+    + CredentialStore
+    + IdentityLinkStore
+    + IdpStore
+    + RoleStore
+    + ApiKeyStore
+    + SigningKeyStore
+    + SessionStore
+    + RefreshTokenStore
+    + MfaStore
+    + OneTimeTokenStore
+    + LockoutStore
+    + AuditLog
+    + Send
+    + Sync
+    + std::fmt::Debug
+{
+    /// Applies pending migrations (already-applied ones are checked, never changed).
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Answers when the database answers a query (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+}
+
+/// Connection pool sizing, so deployments can match the database's connection budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections held open.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens the store a URL names: `postgres://` / `postgresql://` → [`PgStore`],
+/// `sqlite:` / `sqlite://` → [`SqliteStore`] (file created if missing). Does not migrate.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, &PoolSettings::default()).await
+}
+
+/// [`connect`] with explicit pool settings.
+pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect_with(url, settings).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect_with(url, settings).await?))
+    } else {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        Err(StoreError::UnsupportedUrl {
+            scheme: scheme.chars().take(32).collect(),
+        })
+    }
+}

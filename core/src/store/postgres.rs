@@ -1,0 +1,91 @@
+//! The PostgreSQL backend: the system of record in a cluster.
+
+use super::sql::{impl_store, ts};
+use super::{Backend, PoolSettings, Store, StoreError};
+use crate::clock::{Clock, SystemClock};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::sync::Arc;
+
+/// Migrations embedded at build time from `migrations/postgres`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+}
+
+impl PgStore {
+    /// Connects with default pool settings (does not migrate).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PoolSettings::default()).await
+    }
+
+    /// Connects with the given pool settings (does not migrate).
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect(url)
+            .await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Wraps an existing pool (tests hand in a fresh database per test).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` for bookkeeping timestamps (`created_at`, `updated_at`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The underlying pool, for operational tooling and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        ts(self.clock.now())
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    const SQL_ROLES_FOR_KEYS: &'static str = "SELECT r.id, r.name, r.permissions FROM roles r \
+         WHERE r.tenant_id = $1 AND EXISTS (SELECT 1 FROM role_bindings b \
+           WHERE b.tenant_id = $1 AND b.role_id = r.id \
+             AND b.match_key IN (SELECT jsonb_array_elements_text($2))) \
+         ORDER BY r.name";
+
+    const SQL_ROLES_BY_NAMES: &'static str = "SELECT r.id, r.name, r.permissions FROM roles r \
+         WHERE r.tenant_id = $1 AND r.name IN (SELECT jsonb_array_elements_text($2)) \
+         ORDER BY r.name";
+}
+
+impl_store!(PgStore, sqlx::Postgres);
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(MIGRATOR.run(&self.pool).await?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+}

@@ -1,0 +1,129 @@
+//! The SQL both backends share. Each capability is one `macro_rules!` whose body is written
+//! once and expanded for [`super::PgStore`] and [`super::SqliteStore`] by [`impl_store!`];
+//! the query text is identical on both (`$n` placeholders, `RETURNING`, `ON CONFLICT`).
+//!
+//! A backend provides, as inherent items of its store type:
+//! - `fn now(&self) -> DateTime<Utc>`: bookkeeping time from its clock, in microseconds;
+//! - `async fn begin_write(&self) -> Result<Transaction<'static, DB>, StoreError>`: a
+//!   transaction that will write (SQLite takes the write lock up front);
+//! - `SQL_ROLES_FOR_KEYS`, `SQL_ROLES_BY_NAMES`: the only queries whose text differs
+//!   (expanding a JSON array parameter: `jsonb_array_elements_text` vs `json_each`).
+//!
+//! Timestamps are bound through [`ts`] so both backends store the same microsecond value
+//! (PostgreSQL keeps microseconds; SQLite would keep nanoseconds as text).
+
+pub(super) mod api_keys;
+pub(super) mod audit;
+pub(super) mod idps;
+pub(super) mod mfa;
+pub(super) mod roles;
+pub(super) mod sessions;
+pub(super) mod signing_keys;
+pub(super) mod tenants;
+pub(super) mod tokens;
+pub(super) mod users;
+
+use super::model::RoleSubject;
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// A timestamp as both backends store it (microsecond precision).
+pub(crate) fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// [`ts`] for optional timestamps.
+pub(crate) fn ots(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    t.map(ts)
+}
+
+/// The case-insensitive key of an email, computed here so both backends agree.
+pub(crate) fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A caller's limit, bounded by `max`, as SQL wants it.
+pub(crate) fn capped(limit: u32, max: u32) -> i64 {
+    i64::from(limit.min(max))
+}
+
+/// The key a role binding is matched by. IdP names are DNS labels (no `:`), so the
+/// `idp:` form is unambiguous.
+pub(crate) fn match_key(subject: &RoleSubject) -> String {
+    match subject {
+        RoleSubject::UserEmail(e) => format!("email:{}", email_key(e)),
+        RoleSubject::Group(g) => format!("group:{g}"),
+        RoleSubject::IdpGroup { idp, group } => format!("idp:{idp}:{group}"),
+    }
+}
+
+/// One row of `role_bindings`, as read back.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct BindingRow {
+    /// Role the binding belongs to.
+    pub role_id: crate::ids::RoleId,
+    /// `user_email`, `group` or `idp_group`.
+    pub subject_kind: String,
+    /// Email (lowercased) or group name.
+    pub value: String,
+    /// IdP name for `idp_group`.
+    pub idp_name: Option<String>,
+}
+
+impl BindingRow {
+    /// The subject this row stores; `None` for a kind this build does not know.
+    pub(crate) fn subject(self) -> Option<RoleSubject> {
+        match (self.subject_kind.as_str(), self.idp_name) {
+            ("user_email", _) => Some(RoleSubject::UserEmail(self.value)),
+            ("group", _) => Some(RoleSubject::Group(self.value)),
+            ("idp_group", Some(idp)) => Some(RoleSubject::IdpGroup {
+                idp,
+                group: self.value,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The columns a subject is stored as: (kind, value, idp name).
+pub(crate) fn subject_columns(subject: &RoleSubject) -> (&'static str, String, Option<String>) {
+    match subject {
+        RoleSubject::UserEmail(e) => ("user_email", email_key(e), None),
+        RoleSubject::Group(g) => ("group", g.clone(), None),
+        RoleSubject::IdpGroup { idp, group } => ("idp_group", group.clone(), Some(idp.clone())),
+    }
+}
+
+/// Subjects in stored form: emails lowercased, sorted, without duplicates.
+pub(crate) fn normalize_subjects(subjects: &[RoleSubject]) -> Vec<RoleSubject> {
+    let mut out: Vec<RoleSubject> = subjects
+        .iter()
+        .map(|s| match s {
+            RoleSubject::UserEmail(e) => RoleSubject::UserEmail(email_key(e)),
+            other => other.clone(),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Implements every capability trait and nothing else for a backend's store type.
+macro_rules! impl_store {
+    ($store:ty, $db:ty) => {
+        $crate::store::sql::tenants::tenant_store!($store, $db);
+        $crate::store::sql::users::user_store!($store, $db);
+        $crate::store::sql::users::credential_store!($store, $db);
+        $crate::store::sql::users::identity_link_store!($store, $db);
+        $crate::store::sql::idps::idp_store!($store, $db);
+        $crate::store::sql::roles::role_store!($store, $db);
+        $crate::store::sql::api_keys::api_key_store!($store, $db);
+        $crate::store::sql::signing_keys::signing_key_store!($store, $db);
+        $crate::store::sql::sessions::session_store!($store, $db);
+        $crate::store::sql::sessions::refresh_token_store!($store, $db);
+        $crate::store::sql::mfa::mfa_store!($store, $db);
+        $crate::store::sql::tokens::one_time_token_store!($store, $db);
+        $crate::store::sql::tokens::lockout_store!($store, $db);
+        $crate::store::sql::audit::audit_log!($store, $db);
+    };
+}
+pub(crate) use impl_store;

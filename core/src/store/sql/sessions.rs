@@ -1,0 +1,260 @@
+//! [`SessionStore`](crate::store::SessionStore) and
+//! [`RefreshTokenStore`](crate::store::RefreshTokenStore) in SQL shared by both backends.
+
+/// Expands `SessionStore` for a backend store type.
+macro_rules! session_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use $crate::ids::{SessionId, TenantId, UserId};
+            use $crate::store::sql::ts;
+            use $crate::store::{NewSession, Session, SessionStore, StoreError};
+            use chrono::{DateTime, Utc};
+            use sqlx::types::Json;
+
+            #[async_trait::async_trait]
+            impl SessionStore for $store {
+                async fn insert_session(&self, s: &NewSession) -> Result<Session, StoreError> {
+                    Ok(sqlx::query_as::<$db, Session>(
+                        "INSERT INTO sessions (id, tenant_id, user_id, user_agent, ip, amr, acr, auth_time, \
+                             created_at, last_seen_at, idle_expires_at, absolute_expires_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12) RETURNING *",
+                    )
+                    .bind(SessionId::new())
+                    .bind(s.tenant_id)
+                    .bind(s.user_id)
+                    .bind(&s.user_agent)
+                    .bind(&s.ip)
+                    .bind(Json(&s.amr))
+                    .bind(&s.acr)
+                    .bind(ts(s.auth_time))
+                    .bind(ts(s.created_at))
+                    .bind(ts(s.idle_expires_at))
+                    .bind(ts(s.absolute_expires_at))
+                    .bind(self.now())
+                    .fetch_one(&self.pool)
+                    .await?)
+                }
+
+                async fn session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
+                    Ok(sqlx::query_as::<$db, Session>("SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?)
+                }
+
+                async fn active_sessions_of_user(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
+                    Ok(sqlx::query_as::<$db, Session>(
+                        "SELECT * FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL \
+                           AND idle_expires_at > $3 AND absolute_expires_at > $3 \
+                         ORDER BY created_at DESC, id DESC",
+                    )
+                    .bind(tenant)
+                    .bind(user)
+                    .bind(ts(now))
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn touch_session(
+                    &self,
+                    tenant: TenantId,
+                    id: SessionId,
+                    now: DateTime<Utc>,
+                    idle_expires_at: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE sessions SET last_seen_at = $3, idle_expires_at = $4, updated_at = $5 \
+                         WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL \
+                           AND idle_expires_at > $3 AND absolute_expires_at > $3",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(ts(now))
+                    .bind(ts(idle_expires_at))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn revoke_session(&self, tenant: TenantId, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE sessions SET revoked_at = $3, updated_at = $4 \
+                         WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(ts(now))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn revoke_user_sessions(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<u64, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE sessions SET revoked_at = $3, updated_at = $4 \
+                         WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(tenant)
+                    .bind(user)
+                    .bind(ts(now))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn revoked_sessions_since(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<(TenantId, SessionId)>, StoreError> {
+                    Ok(sqlx::query_as::<$db, (TenantId, SessionId)>(
+                        "SELECT tenant_id, id FROM sessions \
+                         WHERE revoked_at IS NOT NULL AND revoked_at >= $1 AND absolute_expires_at > $2 \
+                         ORDER BY revoked_at, id",
+                    )
+                    .bind(ts(since))
+                    .bind(ts(now))
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+                    let done = sqlx::query::<$db>("DELETE FROM sessions WHERE absolute_expires_at <= $1")
+                        .bind(ts(now))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+            }
+        };
+    };
+}
+pub(crate) use session_store;
+
+/// Expands `RefreshTokenStore` for a backend store type.
+macro_rules! refresh_token_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use $crate::ids::{SessionId, TenantId};
+            use $crate::store::sql::ts;
+            use $crate::store::{
+                NewRefreshToken, RefreshTokenRecord, RefreshTokenStore, RotateOutcome, StoreError,
+            };
+            use chrono::{DateTime, Utc};
+
+            /// A presented token with the state of its family, to say why a rotation lost.
+            #[derive(sqlx::FromRow)]
+            struct TokenState {
+                session_id: SessionId,
+                rotated_at: Option<DateTime<Utc>>,
+                replaced_by: Option<Vec<u8>>,
+                expires_at: DateTime<Utc>,
+                revoked_at: Option<DateTime<Utc>>,
+                idle_expires_at: DateTime<Utc>,
+                absolute_expires_at: DateTime<Utc>,
+            }
+
+            #[async_trait::async_trait]
+            impl RefreshTokenStore for $store {
+                async fn insert_refresh_token(&self, t: &NewRefreshToken) -> Result<RefreshTokenRecord, StoreError> {
+                    Ok(sqlx::query_as::<$db, RefreshTokenRecord>(
+                        "INSERT INTO refresh_tokens (hash, tenant_id, session_id, issued_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                    )
+                    .bind(&t.hash)
+                    .bind(t.tenant_id)
+                    .bind(t.session_id)
+                    .bind(ts(t.issued_at))
+                    .bind(ts(t.expires_at))
+                    .fetch_one(&self.pool)
+                    .await?)
+                }
+
+                async fn refresh_token(&self, tenant: TenantId, hash: &[u8]) -> Result<Option<RefreshTokenRecord>, StoreError> {
+                    Ok(sqlx::query_as::<$db, RefreshTokenRecord>(
+                        "SELECT * FROM refresh_tokens WHERE tenant_id = $1 AND hash = $2",
+                    )
+                    .bind(tenant)
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?)
+                }
+
+                async fn rotate_refresh_token(
+                    &self,
+                    tenant: TenantId,
+                    presented: &[u8],
+                    next_hash: &[u8],
+                    next_expires_at: DateTime<Utc>,
+                    now: DateTime<Utc>,
+                ) -> Result<RotateOutcome, StoreError> {
+                    let now = ts(now);
+                    let mut tx = self.begin_write().await?;
+                    // The compare-and-set: of concurrent rotations of one token, only the first
+                    // finds `rotated_at IS NULL`; the others update nothing.
+                    let won = sqlx::query_scalar::<$db, SessionId>(
+                        "UPDATE refresh_tokens SET rotated_at = $3, replaced_by = $4 \
+                         WHERE tenant_id = $1 AND hash = $2 AND rotated_at IS NULL AND expires_at > $3 \
+                           AND session_id IN (SELECT id FROM sessions WHERE tenant_id = $1 \
+                             AND revoked_at IS NULL AND idle_expires_at > $3 AND absolute_expires_at > $3) \
+                         RETURNING session_id",
+                    )
+                    .bind(tenant)
+                    .bind(presented)
+                    .bind(now)
+                    .bind(next_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(family) = won {
+                        let next = sqlx::query_as::<$db, RefreshTokenRecord>(
+                            "INSERT INTO refresh_tokens (hash, tenant_id, session_id, issued_at, expires_at) \
+                             VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                        )
+                        .bind(next_hash)
+                        .bind(tenant)
+                        .bind(family)
+                        .bind(now)
+                        .bind(ts(next_expires_at))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        return Ok(RotateOutcome::Rotated { next });
+                    }
+                    tx.rollback().await?;
+                    let state = sqlx::query_as::<$db, TokenState>(
+                        "SELECT t.session_id, t.rotated_at, t.replaced_by, t.expires_at, s.revoked_at, \
+                             s.idle_expires_at, s.absolute_expires_at \
+                         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id AND s.tenant_id = t.tenant_id \
+                         WHERE t.tenant_id = $1 AND t.hash = $2",
+                    )
+                    .bind(tenant)
+                    .bind(presented)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    let Some(st) = state else {
+                        return Ok(RotateOutcome::Unknown);
+                    };
+                    let family = st.session_id;
+                    Ok(match st.rotated_at {
+                        Some(rotated_at) => RotateOutcome::AlreadyRotated {
+                            family,
+                            rotated_at,
+                            replaced_by: st.replaced_by,
+                        },
+                        None if st.revoked_at.is_some() => RotateOutcome::FamilyRevoked { family },
+                        None if st.expires_at <= now
+                            || st.idle_expires_at <= now
+                            || st.absolute_expires_at <= now =>
+                        {
+                            RotateOutcome::Expired { family }
+                        }
+                        // Unrotated, unrevoked and unexpired, yet the update lost: only a
+                        // concurrent rotation or revocation between the two statements does that.
+                        None => RotateOutcome::FamilyRevoked { family },
+                    })
+                }
+            }
+        };
+    };
+}
+pub(crate) use refresh_token_store;

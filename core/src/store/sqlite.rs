@@ -1,0 +1,108 @@
+//! The SQLite backend: `keygate dev`, tests, single-node installs.
+
+use super::sql::{impl_store, ts};
+use super::{Backend, PoolSettings, Store, StoreError};
+use crate::clock::{Clock, SystemClock};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Migrations embedded at build time from `migrations/sqlite`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// How long a writer waits for another writer before giving up with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The store on SQLite (WAL, foreign keys on, busy timeout).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database named by a `sqlite:` URL (does not migrate).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PoolSettings::default()).await
+    }
+
+    /// [`SqliteStore::connect`] with the given pool settings.
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // An in-memory database lives only as long as a connection to it.
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Wraps an existing pool; it must have been opened with foreign keys on.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` for bookkeeping timestamps (`created_at`, `updated_at`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The underlying pool, for operational tooling and tests.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        ts(self.clock.now())
+    }
+
+    /// Takes the write lock up front, so a transaction never fails half-way when it
+    /// upgrades from reading to writing.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    const SQL_ROLES_FOR_KEYS: &'static str = "SELECT r.id, r.name, r.permissions FROM roles r \
+         WHERE r.tenant_id = $1 AND EXISTS (SELECT 1 FROM role_bindings b \
+           WHERE b.tenant_id = $1 AND b.role_id = r.id \
+             AND b.match_key IN (SELECT value FROM json_each($2))) \
+         ORDER BY r.name";
+
+    const SQL_ROLES_BY_NAMES: &'static str = "SELECT r.id, r.name, r.permissions FROM roles r \
+         WHERE r.tenant_id = $1 AND r.name IN (SELECT value FROM json_each($2)) \
+         ORDER BY r.name";
+}
+
+impl_store!(SqliteStore, sqlx::Sqlite);
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(MIGRATOR.run(&self.pool).await?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+}
