@@ -1,1 +1,102 @@
-fn main() {}
+//! The `keygate` binary: one image, several roles (gateway, operator, embedded dev mode)
+//! plus the tools around them (CRDs, migrations).
+
+mod dev;
+mod startup;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Kubernetes-native authentication and authorization.
+#[derive(Parser, Debug)]
+#[command(name = "keygate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run gateway and operator in one process on SQLite with an in-process cache, loading
+    /// manifests from a folder: the quickest way to try keygate. Data lives in `.keygate/`.
+    Dev {
+        /// Folder of keygate manifests to reconcile (re-read when it changes).
+        #[arg(long, default_value = "examples/dev")]
+        manifests: PathBuf,
+        /// Address to serve on.
+        #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the SQLite database and the generated master key are kept.
+        #[arg(long, default_value = ".keygate")]
+        data_dir: PathBuf,
+    },
+    /// Run the HTTP gateway: sign-in, tokens, sessions, JWKS, discovery, forward-auth.
+    /// Needs KEYGATE_DATABASE_URL, KEYGATE_MASTER_KEYS and KEYGATE_PUBLIC_URL; holds no
+    /// Kubernetes credentials.
+    Gateway {
+        /// YAML config file (keys as in docs/install.md); environment variables override it.
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the operator: reconcile Tenant, IdentityProvider, Role and ApiKey resources into
+    /// the database and Secrets, from a manifest folder (`--manifests`) or the Kubernetes API.
+    Operator {
+        /// YAML config file; environment variables override it.
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Reconcile manifests from this folder instead of watching the Kubernetes API.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+    },
+    /// Print the four CustomResourceDefinitions as YAML (pipe into `kubectl apply -f -`).
+    Crds,
+    /// Apply database migrations to KEYGATE_DATABASE_URL and exit (run once per upgrade).
+    Migrate {
+        /// YAML config file; environment variables override it.
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), startup::Fatal> {
+    match command {
+        Command::Dev {
+            manifests,
+            listen,
+            data_dir,
+        } => dev::run(manifests, listen, data_dir).await,
+        Command::Gateway { config } => startup::gateway(config.as_deref()).await,
+        Command::Operator { config, manifests } => {
+            startup::operator(config.as_deref(), manifests).await
+        }
+        Command::Crds => {
+            let yaml =
+                keygate_crds::crds_yaml().map_err(|e| startup::Fatal::Other(e.to_string()))?;
+            print!("{yaml}");
+            Ok(())
+        }
+        Command::Migrate { config } => startup::migrate(config.as_deref()).await,
+    }
+}

@@ -150,7 +150,11 @@ impl Sources {
     }
 
     /// A secret setting: `KEY`, then the file named by `KEY_FILE`, then the config file.
-    fn secret(&self, env_key: &str, file_value: &Option<String>) -> Result<Option<Secret>, ConfigError> {
+    fn secret(
+        &self,
+        env_key: &str,
+        file_value: &Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
         if let Some(v) = self.env(env_key) {
             return Ok(Some(Secret::new(v)));
         }
@@ -168,8 +172,15 @@ impl Sources {
         Ok(file_value.clone().map(Secret::new))
     }
 
-    fn addr(&self, env_key: &str, file_value: &Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
-        let raw = self.plain(env_key, file_value).unwrap_or_else(|| default.to_owned());
+    fn addr(
+        &self,
+        env_key: &str,
+        file_value: &Option<String>,
+        default: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let raw = self
+            .plain(env_key, file_value)
+            .unwrap_or_else(|| default.to_owned());
         raw.parse().map_err(|_| {
             ConfigError::new(
                 env_key,
@@ -179,11 +190,11 @@ impl Sources {
         })
     }
 
-    /// Common settings every subcommand uses; `database_url_default` applies when none is set.
-    pub fn common(&self, database_url_default: Option<&str>) -> Result<CommonConfig, ConfigError> {
+    /// The database URL (all a migration needs); `default` applies when none is set.
+    pub fn database_url(&self, default: Option<&str>) -> Result<Secret, ConfigError> {
         let database_url = self
             .secret("KEYGATE_DATABASE_URL", &self.file.database_url)?
-            .or_else(|| database_url_default.map(Secret::new))
+            .or_else(|| default.map(Secret::new))
             .ok_or_else(|| {
                 ConfigError::new(
                     "KEYGATE_DATABASE_URL",
@@ -192,13 +203,45 @@ impl Sources {
                 )
             })?;
         let db = database_url.expose();
-        if !(db.starts_with("postgres://") || db.starts_with("postgresql://") || db.starts_with("sqlite:")) {
+        if !(db.starts_with("postgres://")
+            || db.starts_with("postgresql://")
+            || db.starts_with("sqlite:"))
+        {
             return Err(ConfigError::new(
                 "KEYGATE_DATABASE_URL",
                 "must start with postgres://, postgresql:// or sqlite:",
                 "Use postgres://user:password@host:5432/keygate (or sqlite:path/to/file.db for a single-process trial)",
             ));
         }
+        Ok(database_url)
+    }
+
+    /// Log format and filter.
+    pub fn logging(&self) -> Result<(LogFormat, String), ConfigError> {
+        let log_format = match self.env("KEYGATE_LOG_FORMAT") {
+            Some(v) => match v.as_str() {
+                "json" => LogFormat::Json,
+                "human" => LogFormat::Human,
+                other => {
+                    return Err(ConfigError::new(
+                        "KEYGATE_LOG_FORMAT",
+                        format!("`{other}` is not a log format"),
+                        "Use `human` or `json`",
+                    ));
+                }
+            },
+            None => self.file.log_format.unwrap_or(LogFormat::Human),
+        };
+        let filter = self
+            .plain("KEYGATE_LOG", &self.file.log)
+            .unwrap_or_else(|| "info".to_owned());
+        Ok((log_format, filter))
+    }
+
+    /// Common settings every long-running subcommand uses; `database_url_default` applies
+    /// when none is set.
+    pub fn common(&self, database_url_default: Option<&str>) -> Result<CommonConfig, ConfigError> {
+        let database_url = self.database_url(database_url_default)?;
         let master_keys = self
             .secret("KEYGATE_MASTER_KEYS", &self.file.master_keys)?
             .ok_or_else(|| {
@@ -215,32 +258,21 @@ impl Sources {
                 "Write `id:base64` entries separated by commas; the first one encrypts",
             )
         })?;
-        let log_format = match self.env("KEYGATE_LOG_FORMAT") {
-            Some(v) => match v.as_str() {
-                "json" => LogFormat::Json,
-                "human" => LogFormat::Human,
-                other => {
-                    return Err(ConfigError::new(
-                        "KEYGATE_LOG_FORMAT",
-                        format!("`{other}` is not a log format"),
-                        "Use `human` or `json`",
-                    ));
-                }
-            },
-            None => self.file.log_format.unwrap_or(LogFormat::Human),
-        };
+        let (log_format, log_filter) = self.logging()?;
         Ok(CommonConfig {
             database_url,
             master_keys,
             log_format,
-            log_filter: self
-                .plain("KEYGATE_LOG", &self.file.log)
-                .unwrap_or_else(|| "info".to_owned()),
+            log_filter,
         })
     }
 
     /// Gateway settings; `public_url_default` applies when none is set (dev mode only).
-    pub fn gateway(&self, public_url_default: Option<&str>, listen_default: &str) -> Result<GatewayConfig, ConfigError> {
+    pub fn gateway(
+        &self,
+        public_url_default: Option<&str>,
+        listen_default: &str,
+    ) -> Result<GatewayConfig, ConfigError> {
         let listen = self.addr("KEYGATE_LISTEN", &self.file.listen, listen_default)?;
         let public_url = self
             .plain("KEYGATE_PUBLIC_URL", &self.file.public_url)
@@ -265,7 +297,11 @@ impl Sources {
         }
         let password_hashing = self.file.password_hashing.unwrap_or_default();
         password_hashing.validate().map_err(|p| {
-            ConfigError::new("password_hashing", p, "Raise memory_kib, iterations or parallelism")
+            ConfigError::new(
+                "password_hashing",
+                p,
+                "Raise memory_kib, iterations or parallelism",
+            )
         })?;
         Ok(GatewayConfig {
             listen,
@@ -280,13 +316,24 @@ impl Sources {
     /// Operator settings.
     pub fn operator(&self, listen_default: &str) -> Result<OperatorConfig, ConfigError> {
         Ok(OperatorConfig {
-            listen: self.addr("KEYGATE_OPERATOR_LISTEN", &self.file.operator_listen, listen_default)?,
-            lease_name: self.env("KEYGATE_LEASE_NAME").unwrap_or_else(|| "keygate-operator".into()),
+            listen: self.addr(
+                "KEYGATE_OPERATOR_LISTEN",
+                &self.file.operator_listen,
+                listen_default,
+            )?,
+            lease_name: self
+                .env("KEYGATE_LEASE_NAME")
+                .unwrap_or_else(|| "keygate-operator".into()),
             pod_name: self.env("POD_NAME"),
             pod_namespace: self.env("POD_NAMESPACE"),
             watch_namespaces: self
                 .env("KEYGATE_WATCH_NAMESPACES")
-                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
@@ -356,7 +403,9 @@ pub struct OperatorConfig {
 pub fn init_logging(format: LogFormat, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),
@@ -369,7 +418,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn sources(vars: &[(&str, &str)]) -> Sources {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Sources::new(Box::new(move |k| map.get(k).cloned()), None).unwrap()
     }
 
@@ -379,14 +431,18 @@ mod tests {
 
     #[test]
     fn missing_master_key_names_the_variable_and_the_fix() {
-        let err = sources(&[("KEYGATE_DATABASE_URL", "postgres://db/keygate")]).common(None).unwrap_err();
+        let err = sources(&[("KEYGATE_DATABASE_URL", "postgres://db/keygate")])
+            .common(None)
+            .unwrap_err();
         assert_eq!(err.field, "KEYGATE_MASTER_KEYS");
         assert!(err.to_string().contains("head -c32 /dev/urandom"));
     }
 
     #[test]
     fn missing_database_points_at_dev_mode() {
-        let err = sources(&[("KEYGATE_MASTER_KEYS", &key())]).common(None).unwrap_err();
+        let err = sources(&[("KEYGATE_MASTER_KEYS", &key())])
+            .common(None)
+            .unwrap_err();
         assert_eq!(err.field, "KEYGATE_DATABASE_URL");
         assert!(err.fix.contains("keygate dev"));
     }
@@ -409,23 +465,47 @@ mod tests {
     #[test]
     fn bad_values_are_rejected_with_their_field() {
         let k = key();
-        let s = sources(&[("KEYGATE_DATABASE_URL", "mysql://x"), ("KEYGATE_MASTER_KEYS", &k)]);
+        let s = sources(&[
+            ("KEYGATE_DATABASE_URL", "mysql://x"),
+            ("KEYGATE_MASTER_KEYS", &k),
+        ]);
         assert_eq!(s.common(None).unwrap_err().field, "KEYGATE_DATABASE_URL");
         let s = sources(&[("KEYGATE_LISTEN", "nope")]);
-        assert_eq!(s.gateway(Some("http://x"), "0.0.0.0:8080").unwrap_err().field, "KEYGATE_LISTEN");
+        assert_eq!(
+            s.gateway(Some("http://x"), "0.0.0.0:8080")
+                .unwrap_err()
+                .field,
+            "KEYGATE_LISTEN"
+        );
         let s = sources(&[("KEYGATE_PUBLIC_URL", "ftp://x")]);
-        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_PUBLIC_URL");
+        assert_eq!(
+            s.gateway(None, "0.0.0.0:8080").unwrap_err().field,
+            "KEYGATE_PUBLIC_URL"
+        );
         let s = sources(&[]);
-        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_PUBLIC_URL");
-        let s = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), ("KEYGATE_REDIS_URL", "http://r")]);
-        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_REDIS_URL");
+        assert_eq!(
+            s.gateway(None, "0.0.0.0:8080").unwrap_err().field,
+            "KEYGATE_PUBLIC_URL"
+        );
+        let s = sources(&[
+            ("KEYGATE_PUBLIC_URL", "https://a"),
+            ("KEYGATE_REDIS_URL", "http://r"),
+        ]);
+        assert_eq!(
+            s.gateway(None, "0.0.0.0:8080").unwrap_err().field,
+            "KEYGATE_REDIS_URL"
+        );
     }
 
     #[test]
     fn file_is_read_env_wins_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keygate.yaml");
-        std::fs::write(&path, "public_url: https://from-file.example/\nlisten: 127.0.0.1:9000\n").unwrap();
+        std::fs::write(
+            &path,
+            "public_url: https://from-file.example/\nlisten: 127.0.0.1:9000\n",
+        )
+        .unwrap();
         let s = Sources::new(
             Box::new(|k| (k == "KEYGATE_LISTEN").then(|| "127.0.0.1:9100".to_owned())),
             Some(&path),

@@ -6,4 +6,5 @@ pub mod config;
 pub mod crypto;
 pub mod ephemeral;
 pub mod ids;
+pub mod keyring;
 pub mod store;

@@ -1,0 +1,240 @@
+//! End-to-end tests of the `keygate` binary as a user runs it: `keygate dev` from a clean
+//! folder, and the one-line failures of `keygate gateway` when configuration is wrong.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keygate");
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `keygate dev` on a free port in a fresh data folder; returns the base URL.
+fn start_dev(data_dir: &Path) -> (Running, String) {
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .arg(repo_root().join("examples/dev"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("KEYGATE_DATABASE_URL")
+        .env_remove("KEYGATE_MASTER_KEYS")
+        .env_remove("KEYGATE_PUBLIC_URL")
+        .env_remove("KEYGATE_LISTEN")
+        .env("KEYGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("keygate dev starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("keygate dev is serving on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("keygate dev printed its URL");
+    (Running(child), url)
+}
+
+#[tokio::test]
+async fn dev_serves_discovery_and_a_usable_jwks_for_the_demo_tenant() {
+    let data = tempfile::tempdir().unwrap();
+    let (_dev, base) = start_dev(data.path());
+    let http = reqwest::Client::new();
+
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let discovery: serde_json::Value = http
+        .get(format!("{base}/t/demo/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], format!("{base}/t/demo"));
+    assert_eq!(discovery["jwks_uri"], format!("{base}/t/demo/jwks.json"));
+    let kid = discovery["keygate_signing_kid"]
+        .as_str()
+        .expect("signing kid advertised");
+    let alg = discovery["id_token_signing_alg_values_supported"][0]
+        .as_str()
+        .unwrap();
+
+    let jwks_response = http
+        .get(format!("{base}/t/demo/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks_response.headers()["content-type"],
+        "application/jwk-set+json"
+    );
+    let jwks: jsonwebtoken::jwk::JwkSet = jwks_response.json().await.unwrap();
+    let key = jwks.find(kid).expect("the advertised kid is in the JWKS");
+    assert_eq!(
+        serde_json::to_value(&key.common.key_algorithm).unwrap(),
+        alg
+    );
+    assert!(
+        matches!(
+            key.algorithm,
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
+                | jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)
+        ),
+        "demo key is RSA or EC"
+    );
+    jsonwebtoken::DecodingKey::from_jwk(key).expect("the JWK is a usable public key");
+    let raw = serde_json::to_value(key).unwrap();
+    assert!(
+        raw.get("d").is_none() && raw.get("p").is_none(),
+        "no private parts in JWKS"
+    );
+
+    let missing = http
+        .get(format!("{base}/t/nope/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(problem["code"], "tenant_not_found");
+
+    // The data folder holds the database and a private master key, created on first run.
+    assert!(data.path().join("keygate.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.path().join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "master key readable by others: {mode:o}");
+    }
+}
+
+#[test]
+fn dev_keeps_its_keys_across_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let jwks = |base: &str| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            reqwest::get(format!("{base}/t/demo/jwks.json"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    let first = {
+        let (_dev, base) = start_dev(data.path());
+        jwks(&base)
+    };
+    let (_dev, base) = start_dev(data.path());
+    assert_eq!(
+        first,
+        jwks(&base),
+        "a restart must not replace the tenant's keys"
+    );
+}
+
+/// Runs `keygate gateway` with only the given environment; returns (exit ok, stderr).
+fn gateway_with(env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("gateway").env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let out = cmd.output().expect("keygate gateway runs");
+    assert!(
+        Instant::now() < deadline,
+        "gateway took too long to give up"
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn master_key() -> String {
+    "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned()
+}
+
+#[test]
+fn gateway_without_master_key_exits_with_cause_and_fix() {
+    let (ok, stderr) = gateway_with(&[
+        (
+            "KEYGATE_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ),
+        ("KEYGATE_PUBLIC_URL", "https://auth.example.com"),
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("KEYGATE_MASTER_KEYS") && stderr.contains("head -c32 /dev/urandom"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gateway_with_unreachable_database_exits_with_cause_and_fix() {
+    // Port 1 on loopback refuses connections at once.
+    let key = master_key();
+    let (ok, stderr) = gateway_with(&[
+        (
+            "KEYGATE_DATABASE_URL",
+            "postgres://keygate:s3cret-pw@127.0.0.1:1/keygate",
+        ),
+        ("KEYGATE_MASTER_KEYS", &key),
+        ("KEYGATE_PUBLIC_URL", "https://auth.example.com"),
+        ("KEYGATE_LOG", "off"),
+    ]);
+    assert!(!ok);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("cannot reach the database at postgres://127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("KEYGATE_DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "password leaked: {stderr}");
+}
+
+#[test]
+fn crds_subcommand_prints_all_four_kinds() {
+    let out = Command::new(BIN).arg("crds").output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    for kind in ["Tenant", "IdentityProvider", "Role", "ApiKey"] {
+        assert!(printed.contains(&format!("kind: {kind}")), "{kind} missing");
+    }
+}
