@@ -86,7 +86,10 @@ async fn connect_picks_backend_by_url_scheme() {
     assert_eq!(store.backend(), keygate_core::store::Backend::Sqlite);
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
-    assert!(dir.path().join("new.db").exists(), "the file is created when missing");
+    assert!(
+        dir.path().join("new.db").exists(),
+        "the file is created when missing"
+    );
 
     let err = keygate_core::store::connect("mysql://root:secret@db/keygate")
         .await
@@ -95,5 +98,8 @@ async fn connect_picks_backend_by_url_scheme() {
         matches!(&err, keygate_core::store::StoreError::UnsupportedUrl { scheme } if scheme == "mysql"),
         "{err:?}"
     );
-    assert!(!err.to_string().contains("secret"), "the URL's password never appears in errors");
+    assert!(
+        !err.to_string().contains("secret"),
+        "the URL's password never appears in errors"
+    );
 }

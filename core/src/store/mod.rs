@@ -101,7 +101,10 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 }
 
 /// [`connect`] with explicit pool settings.
-pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn connect_with(
+    url: &str,
+    settings: &PoolSettings,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect_with(url, settings).await?))
     } else if url.starts_with("sqlite:") {

@@ -50,11 +50,25 @@ pub trait UserStore {
     /// Finds an account by id.
     async fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, StoreError>;
     /// Finds an account by email, case-insensitively.
-    async fn user_by_email(&self, tenant: TenantId, email: &str) -> Result<Option<User>, StoreError>;
+    async fn user_by_email(
+        &self,
+        tenant: TenantId,
+        email: &str,
+    ) -> Result<Option<User>, StoreError>;
     /// A page of accounts ordered by id, after `after` (keyset pagination), at most [`LIST_MAX`].
-    async fn list_users(&self, tenant: TenantId, after: Option<UserId>, limit: u32) -> Result<Vec<User>, StoreError>;
+    async fn list_users(
+        &self,
+        tenant: TenantId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
     /// Applies a partial update; `NotFound` if absent.
-    async fn update_user(&self, tenant: TenantId, id: UserId, patch: &UserPatch) -> Result<User, StoreError>;
+    async fn update_user(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        patch: &UserPatch,
+    ) -> Result<User, StoreError>;
     /// GDPR erasure: removes the account with its factors, sessions, refresh families,
     /// password history, identities, codes and tokens; audit rows keep the bare user id.
     async fn erase_user(&self, tenant: TenantId, id: UserId) -> Result<bool, StoreError>;
@@ -76,7 +90,12 @@ pub trait CredentialStore {
     ) -> Result<(), StoreError>;
     /// The newest `limit` password hashes (current one included), newest first, for the
     /// no-reuse rule.
-    async fn password_history(&self, tenant: TenantId, user: UserId, limit: u32) -> Result<Vec<String>, StoreError>;
+    async fn password_history(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// Links between local accounts and upstream identities.
@@ -85,15 +104,37 @@ pub trait IdentityLinkStore {
     /// Links an upstream identity; `Conflict` on `external_identities_subject` (that
     /// subject is linked already) or `external_identities_user_idp` (the account already
     /// has an identity at that IdP).
-    async fn link_identity(&self, link: &NewExternalIdentity) -> Result<ExternalIdentity, StoreError>;
+    async fn link_identity(
+        &self,
+        link: &NewExternalIdentity,
+    ) -> Result<ExternalIdentity, StoreError>;
     /// Finds the link for an upstream subject (SSO sign-in).
-    async fn identity_by_subject(&self, tenant: TenantId, idp: IdpId, subject: &str) -> Result<Option<ExternalIdentity>, StoreError>;
+    async fn identity_by_subject(
+        &self,
+        tenant: TenantId,
+        idp: IdpId,
+        subject: &str,
+    ) -> Result<Option<ExternalIdentity>, StoreError>;
     /// The account's links.
-    async fn identities_of_user(&self, tenant: TenantId, user: UserId) -> Result<Vec<ExternalIdentity>, StoreError>;
+    async fn identities_of_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<ExternalIdentity>, StoreError>;
     /// Records an SSO sign-in through a link; `false` if absent.
-    async fn touch_identity(&self, tenant: TenantId, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn touch_identity(
+        &self,
+        tenant: TenantId,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Removes the account's link to an IdP; `false` if there was none.
-    async fn unlink_identity(&self, tenant: TenantId, user: UserId, idp: IdpId) -> Result<bool, StoreError>;
+    async fn unlink_identity(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        idp: IdpId,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Upstream identity providers.
@@ -102,9 +143,17 @@ pub trait IdpStore {
     /// Inserts or updates by (tenant, name); the row id survives updates.
     async fn upsert_idp(&self, idp: &IdpUpsert) -> Result<IdentityProvider, StoreError>;
     /// Finds a provider by id.
-    async fn idp(&self, tenant: TenantId, id: IdpId) -> Result<Option<IdentityProvider>, StoreError>;
+    async fn idp(
+        &self,
+        tenant: TenantId,
+        id: IdpId,
+    ) -> Result<Option<IdentityProvider>, StoreError>;
     /// Finds a provider by resource name (`/t/{tenant}/sso/{name}`).
-    async fn idp_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<IdentityProvider>, StoreError>;
+    async fn idp_by_name(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<Option<IdentityProvider>, StoreError>;
     /// The tenant's providers, by name.
     async fn list_idps(&self, tenant: TenantId) -> Result<Vec<IdentityProvider>, StoreError>;
     /// Removes a provider and its links; `false` if absent.
@@ -125,9 +174,17 @@ pub trait RoleStore {
     /// Removes a role; `false` if absent.
     async fn delete_role(&self, tenant: TenantId, id: RoleId) -> Result<bool, StoreError>;
     /// Roles whose subjects match an identity (token issuance), by name.
-    async fn roles_for_subject(&self, tenant: TenantId, facts: &SubjectFacts) -> Result<Vec<RoleGrant>, StoreError>;
+    async fn roles_for_subject(
+        &self,
+        tenant: TenantId,
+        facts: &SubjectFacts,
+    ) -> Result<Vec<RoleGrant>, StoreError>;
     /// Roles by name (an API key's roles), by name; unknown names are skipped.
-    async fn roles_by_names(&self, tenant: TenantId, names: &[String]) -> Result<Vec<RoleGrant>, StoreError>;
+    async fn roles_by_names(
+        &self,
+        tenant: TenantId,
+        names: &[String],
+    ) -> Result<Vec<RoleGrant>, StoreError>;
 }
 
 /// API keys (prefix + SHA-256 only).
@@ -137,21 +194,54 @@ pub trait ApiKeyStore {
     async fn insert_api_key(&self, key: &NewApiKey) -> Result<ApiKeyRecord, StoreError>;
     /// Finds a key by the prefix in `kg_<prefix>_<secret>`; the caller compares the hash
     /// in constant time and checks [`ApiKeyRecord::is_usable`].
-    async fn api_key_by_prefix(&self, tenant: TenantId, prefix: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn api_key_by_prefix(
+        &self,
+        tenant: TenantId,
+        prefix: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Finds a key by id.
-    async fn api_key(&self, tenant: TenantId, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+    ) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Keys issued for one ApiKey resource (current and superseded), newest first.
-    async fn api_keys_of_owner(&self, tenant: TenantId, owner_uid: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    async fn api_keys_of_owner(
+        &self,
+        tenant: TenantId,
+        owner_uid: &str,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// The tenant's keys, newest first (resync), at most [`LIST_MAX`].
     async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Marks a key replaced by a rotation; it keeps working until `grace_until`.
-    async fn supersede_api_key(&self, tenant: TenantId, id: ApiKeyId, now: DateTime<Utc>, grace_until: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn supersede_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+        grace_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Revokes one key at once; `false` if absent or already revoked.
-    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Revokes every key of an ApiKey resource (resource deleted); returns how many.
-    async fn revoke_api_keys_of_owner(&self, tenant: TenantId, owner_uid: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn revoke_api_keys_of_owner(
+        &self,
+        tenant: TenantId,
+        owner_uid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Records a use (the gateway throttles how often it calls this).
-    async fn touch_api_key(&self, tenant: TenantId, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn touch_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Token-signing keys (private part sealed).
@@ -162,7 +252,12 @@ pub trait SigningKeyStore {
     /// The tenant's keys ordered by `activates_at` (then kid).
     async fn signing_keys(&self, tenant: TenantId) -> Result<Vec<SigningKeyRecord>, StoreError>;
     /// Schedules a key's removal from JWKS; `NotFound` if absent in this tenant.
-    async fn set_signing_key_retires_at(&self, tenant: TenantId, kid: &str, retires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn set_signing_key_retires_at(
+        &self,
+        tenant: TenantId,
+        kid: &str,
+        retires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Janitor across all tenants: removes keys whose `retires_at` is at or before `now`.
     async fn delete_retired_signing_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
@@ -173,18 +268,44 @@ pub trait SessionStore {
     /// Opens a session; `NotFound` if the account is not in this tenant.
     async fn insert_session(&self, s: &NewSession) -> Result<Session, StoreError>;
     /// Finds a session by id (whatever its state; check [`Session::is_active`]).
-    async fn session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError>;
+    async fn session(&self, tenant: TenantId, id: SessionId)
+    -> Result<Option<Session>, StoreError>;
     /// The account's sessions active at `now`, newest first.
-    async fn active_sessions_of_user(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
+    async fn active_sessions_of_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError>;
     /// Records activity and slides the idle expiry, if the session is still active.
-    async fn touch_session(&self, tenant: TenantId, id: SessionId, now: DateTime<Utc>, idle_expires_at: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn touch_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+        now: DateTime<Utc>,
+        idle_expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Revokes a session and with it its refresh family; `false` if absent or already revoked.
-    async fn revoke_session(&self, tenant: TenantId, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn revoke_session(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Logout-all: revokes every open session of the account; returns how many.
-    async fn revoke_user_sessions(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn revoke_user_sessions(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Across tenants, for re-syncing the revocation set: sessions revoked at or after
     /// `since` that have not reached their absolute expiry by `now`.
-    async fn revoked_sessions_since(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<(TenantId, SessionId)>, StoreError>;
+    async fn revoked_sessions_since(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(TenantId, SessionId)>, StoreError>;
     /// Janitor across tenants: removes sessions (and families) past absolute expiry.
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
@@ -193,9 +314,16 @@ pub trait SessionStore {
 #[async_trait]
 pub trait RefreshTokenStore {
     /// Stores the first token of a family; `NotFound` if the session is not in this tenant.
-    async fn insert_refresh_token(&self, t: &NewRefreshToken) -> Result<RefreshTokenRecord, StoreError>;
+    async fn insert_refresh_token(
+        &self,
+        t: &NewRefreshToken,
+    ) -> Result<RefreshTokenRecord, StoreError>;
     /// Finds a token by hash, rotated or not: a rotated one names the family to revoke.
-    async fn refresh_token(&self, tenant: TenantId, hash: &[u8]) -> Result<Option<RefreshTokenRecord>, StoreError>;
+    async fn refresh_token(
+        &self,
+        tenant: TenantId,
+        hash: &[u8],
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
     /// Atomically exchanges `presented` for a successor: of concurrent calls with the same
     /// token exactly one gets [`RotateOutcome::Rotated`]; the rest learn why not.
     async fn rotate_refresh_token(
@@ -216,22 +344,52 @@ pub trait MfaStore {
     /// Finds a factor by id.
     async fn factor(&self, tenant: TenantId, id: FactorId) -> Result<Option<Factor>, StoreError>;
     /// The account's factors, oldest first.
-    async fn factors_of_user(&self, tenant: TenantId, user: UserId) -> Result<Vec<Factor>, StoreError>;
+    async fn factors_of_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<Factor>, StoreError>;
     /// Marks enrolment finished; `false` if absent.
     async fn confirm_factor(&self, tenant: TenantId, id: FactorId) -> Result<bool, StoreError>;
     /// Replaces the sealed secret (WebAuthn credential counters); `false` if absent.
-    async fn update_factor_secret(&self, tenant: TenantId, id: FactorId, secret: &[u8]) -> Result<bool, StoreError>;
+    async fn update_factor_secret(
+        &self,
+        tenant: TenantId,
+        id: FactorId,
+        secret: &[u8],
+    ) -> Result<bool, StoreError>;
     /// Removes a factor; `false` if absent.
     async fn delete_factor(&self, tenant: TenantId, id: FactorId) -> Result<bool, StoreError>;
     /// TOTP replay guard: records `step` only if it is newer than the last accepted one, in
     /// one statement; `false` means replay (or an older code), refuse it.
-    async fn advance_totp_step(&self, tenant: TenantId, id: FactorId, step: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn advance_totp_step(
+        &self,
+        tenant: TenantId,
+        id: FactorId,
+        step: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Replaces the account's backup codes with these hashes (SHA-256 of high-entropy codes).
-    async fn replace_backup_codes(&self, tenant: TenantId, user: UserId, hashes: &[Vec<u8>]) -> Result<(), StoreError>;
+    async fn replace_backup_codes(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        hashes: &[Vec<u8>],
+    ) -> Result<(), StoreError>;
     /// Spends a backup code in one statement; `false` if unknown or already used.
-    async fn use_backup_code(&self, tenant: TenantId, user: UserId, hash: &[u8], now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn use_backup_code(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// How many unused backup codes the account has left.
-    async fn remaining_backup_codes(&self, tenant: TenantId, user: UserId) -> Result<i64, StoreError>;
+    async fn remaining_backup_codes(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<i64, StoreError>;
 }
 
 /// Hashed, expiring, single-use tokens (verification, reset, link, invite).
@@ -241,10 +399,22 @@ pub trait OneTimeTokenStore {
     async fn insert_one_time_token(&self, t: &NewOneTimeToken) -> Result<OneTimeToken, StoreError>;
     /// Consumes a token in one statement: returns it only if it exists in this tenant with
     /// this purpose, is unused and unexpired at `now`; a second call gets `None`.
-    async fn consume_one_time_token(&self, tenant: TenantId, purpose: TokenPurpose, hash: &[u8], now: DateTime<Utc>) -> Result<Option<OneTimeToken>, StoreError>;
+    async fn consume_one_time_token(
+        &self,
+        tenant: TenantId,
+        purpose: TokenPurpose,
+        hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<OneTimeToken>, StoreError>;
     /// Spends every outstanding token of a purpose for an account (a new reset link voids
     /// older ones); returns how many.
-    async fn invalidate_one_time_tokens(&self, tenant: TenantId, user: UserId, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn invalidate_one_time_tokens(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Janitor across tenants: removes tokens expired before `now`.
     async fn delete_expired_one_time_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
@@ -253,12 +423,26 @@ pub trait OneTimeTokenStore {
 #[async_trait]
 pub trait LockoutStore {
     /// The account's counter, if any failure is recorded.
-    async fn lockout(&self, tenant: TenantId, user: UserId) -> Result<Option<LockoutState>, StoreError>;
+    async fn lockout(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<LockoutState>, StoreError>;
     /// Atomically adds one failure and returns the new state (the caller applies the
     /// tenant's schedule with [`LockoutStore::lock_until`]).
-    async fn record_failure(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<LockoutState, StoreError>;
+    async fn record_failure(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<LockoutState, StoreError>;
     /// Refuses sign-in until `until`; `false` if no counter exists.
-    async fn lock_until(&self, tenant: TenantId, user: UserId, until: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn lock_until(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Clears the counter after a successful sign-in.
     async fn reset_lockout(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError>;
 }
@@ -270,5 +454,10 @@ pub trait AuditLog {
     async fn append_audit(&self, e: &NewAuditEvent) -> Result<AuditEvent, StoreError>;
     /// The tenant's events matching `filter`, newest first, at most
     /// `min(limit, AUDIT_QUERY_MAX)`.
-    async fn query_audit(&self, tenant: TenantId, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn query_audit(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }

@@ -77,11 +77,18 @@ pub async fn postgres(pool: sqlx::PgPool) -> Db {
 pub async fn sqlite() -> (Db, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
-    let store = SqliteStore::connect(&url).await.unwrap().with_clock(clock());
-    store.migrate().await.expect("sqlite migrations apply");
-    let raw = SqlitePool::connect_with(SqliteConnectOptions::from_str(&url).unwrap().foreign_keys(true))
+    let store = SqliteStore::connect(&url)
         .await
-        .unwrap();
+        .unwrap()
+        .with_clock(clock());
+    store.migrate().await.expect("sqlite migrations apply");
+    let raw = SqlitePool::connect_with(
+        SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .foreign_keys(true),
+    )
+    .await
+    .unwrap();
     (
         Db {
             store: Arc::new(store),
@@ -169,7 +176,12 @@ pub async fn refresh(s: &dyn Store, session: &Session, tag: &str) -> RefreshToke
 }
 
 /// An audit event of `kind` at `at`.
-pub fn event(tenant: TenantId, kind: &str, actor: Option<UserId>, at: DateTime<Utc>) -> NewAuditEvent {
+pub fn event(
+    tenant: TenantId,
+    kind: &str,
+    actor: Option<UserId>,
+    at: DateTime<Utc>,
+) -> NewAuditEvent {
     NewAuditEvent {
         tenant_id: tenant,
         at,

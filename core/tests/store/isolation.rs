@@ -11,8 +11,13 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
     let ann = user(&**db, a, "ann@example.com").await;
     let s = session(&**db, a, ann.id).await;
     refresh(&**db, &s, "r0").await;
-    let key = db.insert_api_key(&new_api_key(a, "uid-key", "pfxA")).await.unwrap();
-    db.insert_signing_key(&signing_key(a, "kid-a", t0())).await.unwrap();
+    let key = db
+        .insert_api_key(&new_api_key(a, "uid-key", "pfxA"))
+        .await
+        .unwrap();
+    db.insert_signing_key(&signing_key(a, "kid-a", t0()))
+        .await
+        .unwrap();
     let role = db
         .upsert_role(&RoleUpsert {
             tenant_id: a,
@@ -59,7 +64,9 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
         })
         .await
         .unwrap();
-    db.replace_backup_codes(a, ann.id, &[hash("code")]).await.unwrap();
+    db.replace_backup_codes(a, ann.id, &[hash("code")])
+        .await
+        .unwrap();
     db.insert_one_time_token(&NewOneTimeToken {
         token_hash: hash("verify"),
         tenant_id: a,
@@ -71,18 +78,36 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
     .await
     .unwrap();
     db.record_failure(a, ann.id, t0()).await.unwrap();
-    db.append_audit(&event(a, "login.ok", Some(ann.id), t0())).await.unwrap();
+    db.append_audit(&event(a, "login.ok", Some(ann.id), t0()))
+        .await
+        .unwrap();
 
     // Users and credentials.
     assert!(db.user(b, ann.id).await.unwrap().is_none());
-    assert!(db.user_by_email(b, "ann@example.com").await.unwrap().is_none());
+    assert!(
+        db.user_by_email(b, "ann@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(db.list_users(b, None, 100).await.unwrap().is_empty());
-    assert!(matches!(db.update_user(b, ann.id, &UserPatch::default()).await, Err(StoreError::NotFound)));
-    assert!(matches!(db.set_password(b, ann.id, Some("x"), 3, false).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        db.update_user(b, ann.id, &UserPatch::default()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        db.set_password(b, ann.id, Some("x"), 3, false).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(db.password_history(b, ann.id, 10).await.unwrap().is_empty());
     assert!(!db.erase_user(b, ann.id).await.unwrap());
     // Identity links and IdPs.
-    assert!(db.identity_by_subject(b, idp.id, "sub-ann").await.unwrap().is_none());
+    assert!(
+        db.identity_by_subject(b, idp.id, "sub-ann")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(db.identities_of_user(b, ann.id).await.unwrap().is_empty());
     assert!(!db.touch_identity(b, link.id, t0()).await.unwrap());
     assert!(!db.unlink_identity(b, ann.id, idp.id).await.unwrap());
@@ -102,7 +127,12 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
     };
     assert!(db.roles_for_subject(b, &facts).await.unwrap().is_empty());
     assert_eq!(db.roles_for_subject(a, &facts).await.unwrap().len(), 1);
-    assert!(db.roles_by_names(b, &["admin".into()]).await.unwrap().is_empty());
+    assert!(
+        db.roles_by_names(b, &["admin".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // API keys.
     assert!(db.api_key_by_prefix(b, "pfxA").await.unwrap().is_none());
     assert!(db.api_key(b, key.id).await.unwrap().is_none());
@@ -110,20 +140,35 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
     assert!(db.list_api_keys(b).await.unwrap().is_empty());
     assert!(!db.supersede_api_key(b, key.id, t0(), t(60)).await.unwrap());
     assert!(!db.revoke_api_key(b, key.id, t0()).await.unwrap());
-    assert_eq!(db.revoke_api_keys_of_owner(b, "uid-key", t0()).await.unwrap(), 0);
+    assert_eq!(
+        db.revoke_api_keys_of_owner(b, "uid-key", t0())
+            .await
+            .unwrap(),
+        0
+    );
     assert!(!db.touch_api_key(b, key.id, t0()).await.unwrap());
     // Signing keys.
     assert!(db.signing_keys(b).await.unwrap().is_empty());
-    assert!(matches!(db.set_signing_key_retires_at(b, "kid-a", t0()).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        db.set_signing_key_retires_at(b, "kid-a", t0()).await,
+        Err(StoreError::NotFound)
+    ));
     // Sessions and refresh tokens.
     assert!(db.session(b, s.id).await.unwrap().is_none());
-    assert!(db.active_sessions_of_user(b, ann.id, t0()).await.unwrap().is_empty());
+    assert!(
+        db.active_sessions_of_user(b, ann.id, t0())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(!db.touch_session(b, s.id, t0(), t(60)).await.unwrap());
     assert!(!db.revoke_session(b, s.id, t0()).await.unwrap());
     assert_eq!(db.revoke_user_sessions(b, ann.id, t0()).await.unwrap(), 0);
     assert!(db.refresh_token(b, &hash("r0")).await.unwrap().is_none());
     assert_eq!(
-        db.rotate_refresh_token(b, &hash("r0"), &hash("r1"), t(600), t(1)).await.unwrap(),
+        db.rotate_refresh_token(b, &hash("r0"), &hash("r1"), t(600), t(1))
+            .await
+            .unwrap(),
         RotateOutcome::Unknown
     );
     // MFA.
@@ -133,36 +178,85 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
     assert!(!db.update_factor_secret(b, factor.id, &[0]).await.unwrap());
     assert!(!db.advance_totp_step(b, factor.id, 1, t0()).await.unwrap());
     assert!(!db.delete_factor(b, factor.id).await.unwrap());
-    assert!(!db.use_backup_code(b, ann.id, &hash("code"), t0()).await.unwrap());
+    assert!(
+        !db.use_backup_code(b, ann.id, &hash("code"), t0())
+            .await
+            .unwrap()
+    );
     assert_eq!(db.remaining_backup_codes(b, ann.id).await.unwrap(), 0);
     // One-time tokens and lockout.
-    assert!(db
-        .consume_one_time_token(b, TokenPurpose::VerifyEmail, &hash("verify"), t0())
-        .await
-        .unwrap()
-        .is_none());
-    assert_eq!(db.invalidate_one_time_tokens(b, ann.id, TokenPurpose::VerifyEmail, t0()).await.unwrap(), 0);
+    assert!(
+        db.consume_one_time_token(b, TokenPurpose::VerifyEmail, &hash("verify"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        db.invalidate_one_time_tokens(b, ann.id, TokenPurpose::VerifyEmail, t0())
+            .await
+            .unwrap(),
+        0
+    );
     assert!(db.lockout(b, ann.id).await.unwrap().is_none());
     assert!(!db.lock_until(b, ann.id, t(60)).await.unwrap());
     // Audit.
-    assert!(db.query_audit(b, &AuditFilter::default(), 100).await.unwrap().is_empty());
+    assert!(
+        db.query_audit(b, &AuditFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Nothing of A was changed by all that.
     assert!(db.user(a, ann.id).await.unwrap().is_some());
-    assert!(db.session(a, s.id).await.unwrap().unwrap().revoked_at.is_none());
-    assert!(db.api_key(a, key.id).await.unwrap().unwrap().is_usable(t0()));
-    assert!(db.refresh_token(a, &hash("r0")).await.unwrap().unwrap().rotated_at.is_none());
+    assert!(
+        db.session(a, s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        db.api_key(a, key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_usable(t0())
+    );
+    assert!(
+        db.refresh_token(a, &hash("r0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated_at
+            .is_none()
+    );
     let f = db.factor(a, factor.id).await.unwrap().unwrap();
     assert!(!f.confirmed && f.last_used_step.is_none());
     assert_eq!(db.remaining_backup_codes(a, ann.id).await.unwrap(), 1);
-    assert!(db.lockout(a, ann.id).await.unwrap().unwrap().locked_until.is_none());
+    assert!(
+        db.lockout(a, ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until
+            .is_none()
+    );
     assert_eq!(db.signing_keys(a).await.unwrap()[0].retires_at, None);
-    assert_eq!(db.query_audit(a, &AuditFilter::default(), 100).await.unwrap().len(), 1);
-    assert!(db
-        .consume_one_time_token(a, TokenPurpose::VerifyEmail, &hash("verify"), t0())
-        .await
-        .unwrap()
-        .is_some());
+    assert_eq!(
+        db.query_audit(a, &AuditFilter::default(), 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        db.consume_one_time_token(a, TokenPurpose::VerifyEmail, &hash("verify"), t0())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 pub async fn cross_tenant_references_refused(db: &Db) {
@@ -185,7 +279,10 @@ pub async fn cross_tenant_references_refused(db: &Db) {
 
     // A row in B can never point at A's user or session: the parent is "not found".
     let nf = |r: Result<_, StoreError>| matches!(r, Err(StoreError::NotFound));
-    assert!(nf(db.insert_session(&new_session(b, ann.id)).await.map(|_| ())));
+    assert!(nf(db
+        .insert_session(&new_session(b, ann.id))
+        .await
+        .map(|_| ())));
     assert!(nf(db
         .insert_refresh_token(&NewRefreshToken {
             hash: hash("x"),

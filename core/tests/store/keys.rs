@@ -5,24 +5,56 @@ use keygate_core::store::*;
 
 pub async fn api_key_lookup_and_rotation(db: &Db) {
     let acme = tenant(&**db, "acme").await;
-    let k1 = db.insert_api_key(&new_api_key(acme.id, "uid-ci", "AbC123")).await.unwrap();
+    let k1 = db
+        .insert_api_key(&new_api_key(acme.id, "uid-ci", "AbC123"))
+        .await
+        .unwrap();
     assert_eq!(k1.hash, hash("AbC123"));
     assert_eq!(k1.roles, ["reader"]);
     assert_eq!(k1.scopes, ["api"]);
     assert!(k1.is_usable(t0()));
     assert!(!k1.is_usable(t(30 * 86_400)), "expired");
 
-    let found = db.api_key_by_prefix(acme.id, "AbC123").await.unwrap().unwrap();
+    let found = db
+        .api_key_by_prefix(acme.id, "AbC123")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found, k1);
-    assert!(db.api_key_by_prefix(acme.id, "abc123").await.unwrap().is_none(), "prefixes are exact");
-    assert_conflict(db.insert_api_key(&new_api_key(acme.id, "uid-other", "AbC123")).await, "api_keys_prefix");
+    assert!(
+        db.api_key_by_prefix(acme.id, "abc123")
+            .await
+            .unwrap()
+            .is_none(),
+        "prefixes are exact"
+    );
+    assert_conflict(
+        db.insert_api_key(&new_api_key(acme.id, "uid-other", "AbC123"))
+            .await,
+        "api_keys_prefix",
+    );
 
     // Rotation: the old key keeps working until its grace ends.
-    let k2 = db.insert_api_key(&new_api_key(acme.id, "uid-ci", "Def456")).await.unwrap();
-    assert!(db.supersede_api_key(acme.id, k1.id, t(100), t(400)).await.unwrap());
-    assert!(!db.supersede_api_key(acme.id, k1.id, t(101), t(900)).await.unwrap(), "once");
+    let k2 = db
+        .insert_api_key(&new_api_key(acme.id, "uid-ci", "Def456"))
+        .await
+        .unwrap();
+    assert!(
+        db.supersede_api_key(acme.id, k1.id, t(100), t(400))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.supersede_api_key(acme.id, k1.id, t(101), t(900))
+            .await
+            .unwrap(),
+        "once"
+    );
     let old = db.api_key(acme.id, k1.id).await.unwrap().unwrap();
-    assert_eq!((old.superseded_at, old.grace_until), (Some(t(100)), Some(t(400))));
+    assert_eq!(
+        (old.superseded_at, old.grace_until),
+        (Some(t(100)), Some(t(400)))
+    );
     assert!(old.is_usable(t(399)));
     assert!(!old.is_usable(t(400)));
     let of_owner = db.api_keys_of_owner(acme.id, "uid-ci").await.unwrap();
@@ -30,15 +62,39 @@ pub async fn api_key_lookup_and_rotation(db: &Db) {
     assert_eq!(db.list_api_keys(acme.id).await.unwrap().len(), 2);
 
     assert!(db.touch_api_key(acme.id, k2.id, t(200)).await.unwrap());
-    assert_eq!(db.api_key(acme.id, k2.id).await.unwrap().unwrap().last_used_at, Some(t(200)));
+    assert_eq!(
+        db.api_key(acme.id, k2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(t(200))
+    );
 
     assert!(db.revoke_api_key(acme.id, k2.id, t(300)).await.unwrap());
     assert!(!db.revoke_api_key(acme.id, k2.id, t(301)).await.unwrap());
-    assert!(!db.api_key(acme.id, k2.id).await.unwrap().unwrap().is_usable(t(302)));
+    assert!(
+        !db.api_key(acme.id, k2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_usable(t(302))
+    );
 
     // Deleting the resource revokes whatever is left at once.
-    assert_eq!(db.revoke_api_keys_of_owner(acme.id, "uid-ci", t(350)).await.unwrap(), 1);
-    assert!(db.api_keys_of_owner(acme.id, "uid-ci").await.unwrap().iter().all(|k| !k.is_usable(t(351))));
+    assert_eq!(
+        db.revoke_api_keys_of_owner(acme.id, "uid-ci", t(350))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        db.api_keys_of_owner(acme.id, "uid-ci")
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| !k.is_usable(t(351)))
+    );
 }
 
 pub async fn signing_keys_order_and_retirement(db: &Db) {
@@ -51,34 +107,67 @@ pub async fn signing_keys_order_and_retirement(db: &Db) {
     for k in [&next, &active, &old] {
         db.insert_signing_key(k).await.unwrap();
     }
-    db.insert_signing_key(&signing_key(other.id, "kid-other", t0())).await.unwrap();
-    assert_conflict(db.insert_signing_key(&signing_key(other.id, "kid-next", t0())).await, "signing_keys_kid");
+    db.insert_signing_key(&signing_key(other.id, "kid-other", t0()))
+        .await
+        .unwrap();
+    assert_conflict(
+        db.insert_signing_key(&signing_key(other.id, "kid-next", t0()))
+            .await,
+        "signing_keys_kid",
+    );
 
     let keys = db.signing_keys(acme.id).await.unwrap();
-    assert_eq!(keys, [old.clone(), active.clone(), next.clone()], "ordered by activates_at, round-tripped");
+    assert_eq!(
+        keys,
+        [old.clone(), active.clone(), next.clone()],
+        "ordered by activates_at, round-tripped"
+    );
 
     // Microseconds survive both backends alike.
-    let precise = signing_key(acme.id, "kid-precise", t(7200) + chrono::Duration::nanoseconds(123_456_789));
+    let precise = signing_key(
+        acme.id,
+        "kid-precise",
+        t(7200) + chrono::Duration::nanoseconds(123_456_789),
+    );
     db.insert_signing_key(&precise).await.unwrap();
     let stored = db.signing_keys(acme.id).await.unwrap().pop().unwrap();
-    assert_eq!(stored.activates_at, t(7200) + chrono::Duration::microseconds(123_456));
+    assert_eq!(
+        stored.activates_at,
+        t(7200) + chrono::Duration::microseconds(123_456)
+    );
 
-    db.set_signing_key_retires_at(acme.id, "kid-active", t(7200)).await.unwrap();
+    db.set_signing_key_retires_at(acme.id, "kid-active", t(7200))
+        .await
+        .unwrap();
     assert!(matches!(
-        db.set_signing_key_retires_at(acme.id, "kid-missing", t0()).await,
+        db.set_signing_key_retires_at(acme.id, "kid-missing", t0())
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        db.set_signing_key_retires_at(other.id, "kid-active", t0()).await,
+        db.set_signing_key_retires_at(other.id, "kid-active", t0())
+            .await,
         Err(StoreError::NotFound)
     ));
 
     // The janitor removes only keys whose retirement has come.
     assert_eq!(db.delete_retired_signing_keys(t0()).await.unwrap(), 1);
-    let kids: Vec<_> = db.signing_keys(acme.id).await.unwrap().into_iter().map(|k| k.kid).collect();
+    let kids: Vec<_> = db
+        .signing_keys(acme.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
     assert_eq!(kids, ["kid-active", "kid-next", "kid-precise"]);
     assert_eq!(db.delete_retired_signing_keys(t(7200)).await.unwrap(), 1);
-    let kids: Vec<_> = db.signing_keys(acme.id).await.unwrap().into_iter().map(|k| k.kid).collect();
+    let kids: Vec<_> = db
+        .signing_keys(acme.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
     assert_eq!(kids, ["kid-next", "kid-precise"]);
     assert_eq!(db.signing_keys(other.id).await.unwrap().len(), 1);
 }

@@ -21,10 +21,26 @@ async fn totp(db: &Db) -> (Factor, keygate_core::ids::TenantId) {
 
 pub async fn totp_step_refuses_replay_and_older_steps(db: &Db) {
     let (f, tenant) = totp(db).await;
-    assert!(db.advance_totp_step(tenant, f.id, 1000, t(1)).await.unwrap());
-    assert!(!db.advance_totp_step(tenant, f.id, 1000, t(2)).await.unwrap(), "replay");
-    assert!(!db.advance_totp_step(tenant, f.id, 999, t(3)).await.unwrap(), "older step");
-    assert!(db.advance_totp_step(tenant, f.id, 1001, t(31)).await.unwrap());
+    assert!(
+        db.advance_totp_step(tenant, f.id, 1000, t(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.advance_totp_step(tenant, f.id, 1000, t(2))
+            .await
+            .unwrap(),
+        "replay"
+    );
+    assert!(
+        !db.advance_totp_step(tenant, f.id, 999, t(3)).await.unwrap(),
+        "older step"
+    );
+    assert!(
+        db.advance_totp_step(tenant, f.id, 1001, t(31))
+            .await
+            .unwrap()
+    );
     let now = db.factor(tenant, f.id).await.unwrap().unwrap();
     assert_eq!(now.last_used_step, Some(1001));
     assert_eq!(now.last_used_at, Some(t(31)));
@@ -34,7 +50,10 @@ pub async fn totp_step_refuses_replay_and_older_steps(db: &Db) {
     for _ in 0..6 {
         let store = db.store.clone();
         tasks.push(tokio::spawn(async move {
-            store.advance_totp_step(tenant, f.id, 1005, t(150)).await.unwrap()
+            store
+                .advance_totp_step(tenant, f.id, 1005, t(150))
+                .await
+                .unwrap()
         }));
     }
     let mut accepted = 0;
@@ -48,12 +67,27 @@ pub async fn backup_codes_single_use(db: &Db) {
     let acme = tenant(&**db, "acme").await;
     let ann = user(&**db, acme.id, "ann@example.com").await;
     let codes: Vec<_> = (0..4).map(|i| hash(&format!("code-{i}"))).collect();
-    db.replace_backup_codes(acme.id, ann.id, &codes).await.unwrap();
+    db.replace_backup_codes(acme.id, ann.id, &codes)
+        .await
+        .unwrap();
     assert_eq!(db.remaining_backup_codes(acme.id, ann.id).await.unwrap(), 4);
 
-    assert!(db.use_backup_code(acme.id, ann.id, &codes[0], t(1)).await.unwrap());
-    assert!(!db.use_backup_code(acme.id, ann.id, &codes[0], t(2)).await.unwrap(), "single use");
-    assert!(!db.use_backup_code(acme.id, ann.id, &hash("unknown"), t(2)).await.unwrap());
+    assert!(
+        db.use_backup_code(acme.id, ann.id, &codes[0], t(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.use_backup_code(acme.id, ann.id, &codes[0], t(2))
+            .await
+            .unwrap(),
+        "single use"
+    );
+    assert!(
+        !db.use_backup_code(acme.id, ann.id, &hash("unknown"), t(2))
+            .await
+            .unwrap()
+    );
     assert_eq!(db.remaining_backup_codes(acme.id, ann.id).await.unwrap(), 3);
 
     // Concurrent use of one code: one winner.
@@ -62,7 +96,10 @@ pub async fn backup_codes_single_use(db: &Db) {
         let store = db.store.clone();
         let code = codes[1].clone();
         tasks.push(tokio::spawn(async move {
-            store.use_backup_code(acme.id, ann.id, &code, t(3)).await.unwrap()
+            store
+                .use_backup_code(acme.id, ann.id, &code, t(3))
+                .await
+                .unwrap()
         }));
     }
     let mut accepted = 0;
@@ -73,12 +110,19 @@ pub async fn backup_codes_single_use(db: &Db) {
 
     // Regenerating voids the old set.
     let fresh = vec![hash("fresh-1"), hash("fresh-2")];
-    db.replace_backup_codes(acme.id, ann.id, &fresh).await.unwrap();
-    assert!(!db.use_backup_code(acme.id, ann.id, &codes[2], t(4)).await.unwrap());
+    db.replace_backup_codes(acme.id, ann.id, &fresh)
+        .await
+        .unwrap();
+    assert!(
+        !db.use_backup_code(acme.id, ann.id, &codes[2], t(4))
+            .await
+            .unwrap()
+    );
     assert_eq!(db.remaining_backup_codes(acme.id, ann.id).await.unwrap(), 2);
     // A duplicate within one set is refused, and nothing is half-written.
     assert_conflict(
-        db.replace_backup_codes(acme.id, ann.id, &[hash("dup"), hash("dup")]).await,
+        db.replace_backup_codes(acme.id, ann.id, &[hash("dup"), hash("dup")])
+            .await,
         "backup_codes_hash",
     );
     assert_eq!(db.remaining_backup_codes(acme.id, ann.id).await.unwrap(), 2);
@@ -102,12 +146,27 @@ pub async fn factor_lifecycle(db: &Db) {
         })
         .await
         .unwrap();
-    assert!(!db.advance_totp_step(tenant, webauthn.id, 1, t0()).await.unwrap(), "only TOTP has steps");
-    assert!(db.update_factor_secret(tenant, webauthn.id, &[2, 3]).await.unwrap());
+    assert!(
+        !db.advance_totp_step(tenant, webauthn.id, 1, t0())
+            .await
+            .unwrap(),
+        "only TOTP has steps"
+    );
+    assert!(
+        db.update_factor_secret(tenant, webauthn.id, &[2, 3])
+            .await
+            .unwrap()
+    );
     let listed = db.factors_of_user(tenant, f.user_id).await.unwrap();
-    assert_eq!(listed.iter().map(|f| f.kind).collect::<Vec<_>>(), [FactorKind::Totp, FactorKind::Webauthn]);
+    assert_eq!(
+        listed.iter().map(|f| f.kind).collect::<Vec<_>>(),
+        [FactorKind::Totp, FactorKind::Webauthn]
+    );
     assert_eq!(listed[1].secret, [2, 3]);
     assert!(db.delete_factor(tenant, f.id).await.unwrap());
     assert!(!db.delete_factor(tenant, f.id).await.unwrap());
-    assert_eq!(db.factors_of_user(tenant, f.user_id).await.unwrap().len(), 1);
+    assert_eq!(
+        db.factors_of_user(tenant, f.user_id).await.unwrap().len(),
+        1
+    );
 }

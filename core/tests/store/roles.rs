@@ -50,19 +50,53 @@ pub async fn roles_upsert_and_subject_matching(db: &Db) {
     let grants = |email: Option<&str>, groups: &[&str], idp_groups: &[(&str, &str)]| SubjectFacts {
         email: email.map(Into::into),
         groups: groups.iter().map(|g| g.to_string()).collect(),
-        idp_groups: idp_groups.iter().map(|(i, g)| (i.to_string(), g.to_string())).collect(),
+        idp_groups: idp_groups
+            .iter()
+            .map(|(i, g)| (i.to_string(), g.to_string()))
+            .collect(),
     };
     let names = |v: Vec<RoleGrant>| v.into_iter().map(|g| g.name).collect::<Vec<_>>();
     let by = |f| async move { names(db.roles_for_subject(acme.id, &f).await.unwrap()) };
-    assert_eq!(by(grants(Some("ANN@example.com"), &[], &[])).await, ["admin"]);
-    assert_eq!(by(grants(Some("bob@example.com"), &["staff", "ops"], &[])).await, ["admin", "reader"]);
-    assert_eq!(by(grants(None, &[], &[("corp", "admins")])).await, ["admin"]);
-    assert!(by(grants(None, &["admins"], &[("other", "admins")])).await.is_empty(), "an IdP group needs its IdP");
+    assert_eq!(
+        by(grants(Some("ANN@example.com"), &[], &[])).await,
+        ["admin"]
+    );
+    assert_eq!(
+        by(grants(Some("bob@example.com"), &["staff", "ops"], &[])).await,
+        ["admin", "reader"]
+    );
+    assert_eq!(
+        by(grants(None, &[], &[("corp", "admins")])).await,
+        ["admin"]
+    );
+    assert!(
+        by(grants(None, &["admins"], &[("other", "admins")]))
+            .await
+            .is_empty(),
+        "an IdP group needs its IdP"
+    );
     assert!(by(grants(None, &[], &[])).await.is_empty());
-    let granted = db.roles_for_subject(acme.id, &grants(None, &["staff"], &[])).await.unwrap();
-    assert_eq!(granted, [RoleGrant { id: reader.id, name: "reader".into(), permissions: vec!["orders.read".into()] }]);
+    let granted = db
+        .roles_for_subject(acme.id, &grants(None, &["staff"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        granted,
+        [RoleGrant {
+            id: reader.id,
+            name: "reader".into(),
+            permissions: vec!["orders.read".into()]
+        }]
+    );
 
-    assert_eq!(names(db.roles_by_names(acme.id, &["reader".into(), "ghost".into(), "admin".into()]).await.unwrap()), ["admin", "reader"]);
+    assert_eq!(
+        names(
+            db.roles_by_names(acme.id, &["reader".into(), "ghost".into(), "admin".into()])
+                .await
+                .unwrap()
+        ),
+        ["admin", "reader"]
+    );
 
     // Unchanged resync: nothing written. A change replaces the subjects atomically.
     assert_eq!(db.upsert_role(&upsert).await.unwrap(), admin);
@@ -71,14 +105,27 @@ pub async fn roles_upsert_and_subject_matching(db: &Db) {
     let changed = db.upsert_role(&upsert).await.unwrap();
     assert_eq!(changed.id, admin.id);
     assert_eq!(changed.subjects, [RoleSubject::Group("sre".into())]);
-    assert!(by(grants(Some("ann@example.com"), &["ops"], &[])).await.is_empty());
+    assert!(
+        by(grants(Some("ann@example.com"), &["ops"], &[]))
+            .await
+            .is_empty()
+    );
     assert_eq!(by(grants(None, &["sre"], &[])).await, ["admin"]);
 
     let listed = db.list_roles(acme.id).await.unwrap();
-    assert_eq!(listed.iter().map(|r| (r.name.as_str(), r.subjects.len())).collect::<Vec<_>>(), [("admin", 1), ("reader", 1)]);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.name.as_str(), r.subjects.len()))
+            .collect::<Vec<_>>(),
+        [("admin", 1), ("reader", 1)]
+    );
     assert!(db.delete_role(acme.id, admin.id).await.unwrap());
     assert!(db.role_by_name(acme.id, "admin").await.unwrap().is_none());
-    assert_eq!(db.raw.count("role_bindings", "role_id", admin.id.0).await, 0);
+    assert_eq!(
+        db.raw.count("role_bindings", "role_id", admin.id.0).await,
+        0
+    );
 }
 
 pub async fn idps_and_identity_links(db: &Db) {
@@ -97,14 +144,24 @@ pub async fn idps_and_identity_links(db: &Db) {
     let corp = db.upsert_idp(&upsert).await.unwrap();
     assert_eq!(corp.kind, IdpKind::Oidc);
     assert_eq!(corp.client_secret.as_deref(), Some(&[0xde, 0xad][..]));
-    assert_eq!(db.upsert_idp(&upsert).await.unwrap(), corp, "unchanged: nothing written");
+    assert_eq!(
+        db.upsert_idp(&upsert).await.unwrap(),
+        corp,
+        "unchanged: nothing written"
+    );
     upsert.owner_uid = "uid-recreated".into();
     upsert.client_secret = None;
     upsert.generation = 1;
     let recreated = db.upsert_idp(&upsert).await.unwrap();
-    assert_eq!(recreated.id, corp.id, "the row (and its links) survive a re-created resource");
+    assert_eq!(
+        recreated.id, corp.id,
+        "the row (and its links) survive a re-created resource"
+    );
     assert_eq!(recreated.client_secret, None);
-    assert_eq!(db.idp_by_name(acme.id, "corp").await.unwrap().unwrap(), recreated);
+    assert_eq!(
+        db.idp_by_name(acme.id, "corp").await.unwrap().unwrap(),
+        recreated
+    );
     let gh = db
         .upsert_idp(&IdpUpsert {
             name: "github".into(),
@@ -130,14 +187,20 @@ pub async fn idps_and_identity_links(db: &Db) {
         idp_id: corp.id,
         subject: "sub-1".into(),
     };
-    assert_conflict(db.link_identity(&same_subject).await, "external_identities_subject");
+    assert_conflict(
+        db.link_identity(&same_subject).await,
+        "external_identities_subject",
+    );
     let second_at_idp = NewExternalIdentity {
         tenant_id: acme.id,
         user_id: ann.id,
         idp_id: corp.id,
         subject: "sub-2".into(),
     };
-    assert_conflict(db.link_identity(&second_at_idp).await, "external_identities_user_idp");
+    assert_conflict(
+        db.link_identity(&second_at_idp).await,
+        "external_identities_user_idp",
+    );
     db.link_identity(&NewExternalIdentity {
         tenant_id: acme.id,
         user_id: ann.id,
@@ -147,14 +210,39 @@ pub async fn idps_and_identity_links(db: &Db) {
     .await
     .unwrap();
 
-    assert_eq!(db.identity_by_subject(acme.id, corp.id, "sub-1").await.unwrap().unwrap(), link);
+    assert_eq!(
+        db.identity_by_subject(acme.id, corp.id, "sub-1")
+            .await
+            .unwrap()
+            .unwrap(),
+        link
+    );
     assert!(db.touch_identity(acme.id, link.id, t(60)).await.unwrap());
-    assert_eq!(db.identity_by_subject(acme.id, corp.id, "sub-1").await.unwrap().unwrap().last_login_at, Some(t(60)));
-    assert_eq!(db.identities_of_user(acme.id, ann.id).await.unwrap().len(), 2);
+    assert_eq!(
+        db.identity_by_subject(acme.id, corp.id, "sub-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_login_at,
+        Some(t(60))
+    );
+    assert_eq!(
+        db.identities_of_user(acme.id, ann.id).await.unwrap().len(),
+        2
+    );
 
     assert!(db.unlink_identity(acme.id, ann.id, gh.id).await.unwrap());
     assert!(!db.unlink_identity(acme.id, ann.id, gh.id).await.unwrap());
     assert!(db.delete_idp(acme.id, corp.id).await.unwrap());
-    assert!(db.identities_of_user(acme.id, ann.id).await.unwrap().is_empty(), "links go with their IdP");
-    assert!(db.user(acme.id, ann.id).await.unwrap().is_some(), "the account stays");
+    assert!(
+        db.identities_of_user(acme.id, ann.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "links go with their IdP"
+    );
+    assert!(
+        db.user(acme.id, ann.id).await.unwrap().is_some(),
+        "the account stays"
+    );
 }

@@ -40,19 +40,32 @@ pub async fn concurrent_rotations_have_one_winner(db: &Db) {
                 other => losers.push(other),
             }
         }
-        assert_eq!(winners.len(), 1, "round {round}: exactly one rotation wins, got {winners:?}");
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one rotation wins, got {winners:?}"
+        );
         let winner = winners.remove(0);
         for lost in losers {
             match lost {
-                RotateOutcome::AlreadyRotated { family, replaced_by, .. } => {
+                RotateOutcome::AlreadyRotated {
+                    family,
+                    replaced_by,
+                    ..
+                } => {
                     assert_eq!(family, s.id);
                     assert_eq!(replaced_by.as_deref(), Some(&winner.hash[..]));
                 }
-                other => panic!("round {round}: a losing rotation must see the winner, got {other:?}"),
+                other => {
+                    panic!("round {round}: a losing rotation must see the winner, got {other:?}")
+                }
             }
         }
         // Exactly one successor exists in the family.
-        assert_eq!(db.raw.count("refresh_tokens", "session_id", s.id.0).await, round + 2);
+        assert_eq!(
+            db.raw.count("refresh_tokens", "session_id", s.id.0).await,
+            round + 2
+        );
         current = winner.hash;
     }
 }
@@ -65,8 +78,13 @@ pub async fn rotated_token_reveals_family(db: &Db) {
     assert_eq!(r0.session_id, s.id);
     assert_eq!(r0.rotated_at, None);
 
-    let out = db.rotate_refresh_token(acme.id, &r0.hash, &hash("r1"), t(86_400), t(10)).await.unwrap();
-    let RotateOutcome::Rotated { next: r1 } = out else { panic!("first rotation wins: {out:?}") };
+    let out = db
+        .rotate_refresh_token(acme.id, &r0.hash, &hash("r1"), t(86_400), t(10))
+        .await
+        .unwrap();
+    let RotateOutcome::Rotated { next: r1 } = out else {
+        panic!("first rotation wins: {out:?}")
+    };
     assert_eq!(r1.issued_at, t(10));
     assert_eq!(r1.expires_at, t(86_400));
 
@@ -77,7 +95,10 @@ pub async fn rotated_token_reveals_family(db: &Db) {
     assert_eq!(old.replaced_by.as_deref(), Some(&r1.hash[..]));
 
     // Presenting it again is reuse: the caller learns the family to revoke.
-    let again = db.rotate_refresh_token(acme.id, &r0.hash, &hash("r1b"), t(86_400), t(20)).await.unwrap();
+    let again = db
+        .rotate_refresh_token(acme.id, &r0.hash, &hash("r1b"), t(86_400), t(20))
+        .await
+        .unwrap();
     assert_eq!(
         again,
         RotateOutcome::AlreadyRotated {
@@ -86,15 +107,25 @@ pub async fn rotated_token_reveals_family(db: &Db) {
             replaced_by: Some(r1.hash.clone()),
         }
     );
-    assert!(db.refresh_token(acme.id, &hash("r1b")).await.unwrap().is_none(), "a loser stores nothing");
+    assert!(
+        db.refresh_token(acme.id, &hash("r1b"))
+            .await
+            .unwrap()
+            .is_none(),
+        "a loser stores nothing"
+    );
 
     // The successor rotates normally; unknown and expired tokens say so.
     assert!(matches!(
-        db.rotate_refresh_token(acme.id, &r1.hash, &hash("r2"), t(86_400), t(30)).await.unwrap(),
+        db.rotate_refresh_token(acme.id, &r1.hash, &hash("r2"), t(86_400), t(30))
+            .await
+            .unwrap(),
         RotateOutcome::Rotated { .. }
     ));
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &hash("nope"), &hash("r9"), t(86_400), t(30)).await.unwrap(),
+        db.rotate_refresh_token(acme.id, &hash("nope"), &hash("r9"), t(86_400), t(30))
+            .await
+            .unwrap(),
         RotateOutcome::Unknown
     );
     let short = db
@@ -108,7 +139,9 @@ pub async fn rotated_token_reveals_family(db: &Db) {
         .await
         .unwrap();
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &short.hash, &hash("r10"), t(86_400), t(60)).await.unwrap(),
+        db.rotate_refresh_token(acme.id, &short.hash, &hash("r10"), t(86_400), t(60))
+            .await
+            .unwrap(),
         RotateOutcome::Expired { family: s.id }
     );
     assert_conflict(
@@ -134,25 +167,52 @@ pub async fn session_revoke_revokes_family(db: &Db) {
     let r2 = refresh(&**db, &s2, "s2r0").await;
     assert_eq!(s1.amr, ["pwd"]);
     assert_eq!(s1.last_seen_at, t0());
-    assert_eq!(db.active_sessions_of_user(acme.id, ann.id, t(1)).await.unwrap().len(), 3);
+    assert_eq!(
+        db.active_sessions_of_user(acme.id, ann.id, t(1))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
     assert!(db.revoke_session(acme.id, s1.id, t(5)).await.unwrap());
-    assert!(!db.revoke_session(acme.id, s1.id, t(6)).await.unwrap(), "already revoked");
+    assert!(
+        !db.revoke_session(acme.id, s1.id, t(6)).await.unwrap(),
+        "already revoked"
+    );
     let revoked = db.session(acme.id, s1.id).await.unwrap().unwrap();
     assert_eq!(revoked.revoked_at, Some(t(5)));
     assert!(!revoked.is_active(t(6)));
     // The family goes with the session: its refresh token no longer rotates.
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &r1.hash, &hash("s1r1"), t(86_400), t(7)).await.unwrap(),
+        db.rotate_refresh_token(acme.id, &r1.hash, &hash("s1r1"), t(86_400), t(7))
+            .await
+            .unwrap(),
         RotateOutcome::FamilyRevoked { family: s1.id }
     );
-    assert!(!db.touch_session(acme.id, s1.id, t(7), t(3600)).await.unwrap());
+    assert!(
+        !db.touch_session(acme.id, s1.id, t(7), t(3600))
+            .await
+            .unwrap()
+    );
 
     // Logout-all takes the rest.
-    assert_eq!(db.revoke_user_sessions(acme.id, ann.id, t(8)).await.unwrap(), 2);
-    assert!(db.active_sessions_of_user(acme.id, ann.id, t(9)).await.unwrap().is_empty());
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &r2.hash, &hash("s2r1"), t(86_400), t(9)).await.unwrap(),
+        db.revoke_user_sessions(acme.id, ann.id, t(8))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        db.active_sessions_of_user(acme.id, ann.id, t(9))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.rotate_refresh_token(acme.id, &r2.hash, &hash("s2r1"), t(86_400), t(9))
+            .await
+            .unwrap(),
         RotateOutcome::FamilyRevoked { family: s2.id }
     );
 
@@ -161,7 +221,10 @@ pub async fn session_revoke_revokes_family(db: &Db) {
     let mut expected = vec![(acme.id, s2.id), (acme.id, s3.id)];
     expected.sort();
     assert_eq!(since, expected);
-    assert_eq!(db.revoked_sessions_since(t0(), t(9)).await.unwrap().len(), 3);
+    assert_eq!(
+        db.revoked_sessions_since(t0(), t(9)).await.unwrap().len(),
+        3
+    );
 }
 
 pub async fn session_expiry_and_janitor(db: &Db) {
@@ -171,7 +234,11 @@ pub async fn session_expiry_and_janitor(db: &Db) {
     let r0 = refresh(&**db, &s, "r0").await;
 
     // Activity slides the idle expiry.
-    assert!(db.touch_session(acme.id, s.id, t(20 * 60), t(50 * 60)).await.unwrap());
+    assert!(
+        db.touch_session(acme.id, s.id, t(20 * 60), t(50 * 60))
+            .await
+            .unwrap()
+    );
     let touched = db.session(acme.id, s.id).await.unwrap().unwrap();
     assert_eq!(touched.last_seen_at, t(20 * 60));
     assert_eq!(touched.idle_expires_at, t(50 * 60));
@@ -180,14 +247,28 @@ pub async fn session_expiry_and_janitor(db: &Db) {
     // Idle for too long: the family no longer rotates, and a touch cannot revive it.
     assert!(!touched.is_active(t(50 * 60)));
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &r0.hash, &hash("r1"), t(86_400), t(50 * 60)).await.unwrap(),
+        db.rotate_refresh_token(acme.id, &r0.hash, &hash("r1"), t(86_400), t(50 * 60))
+            .await
+            .unwrap(),
         RotateOutcome::Expired { family: s.id }
     );
-    assert!(!db.touch_session(acme.id, s.id, t(51 * 60), t(80 * 60)).await.unwrap());
-    assert!(db.active_sessions_of_user(acme.id, ann.id, t(51 * 60)).await.unwrap().is_empty());
+    assert!(
+        !db.touch_session(acme.id, s.id, t(51 * 60), t(80 * 60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.active_sessions_of_user(acme.id, ann.id, t(51 * 60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Past absolute expiry the janitor removes session and family.
-    assert_eq!(db.delete_expired_sessions(t(12 * 3600 - 1)).await.unwrap(), 0);
+    assert_eq!(
+        db.delete_expired_sessions(t(12 * 3600 - 1)).await.unwrap(),
+        0
+    );
     assert_eq!(db.delete_expired_sessions(t(12 * 3600)).await.unwrap(), 1);
     assert!(db.session(acme.id, s.id).await.unwrap().is_none());
     assert!(db.refresh_token(acme.id, &r0.hash).await.unwrap().is_none());

@@ -5,7 +5,9 @@ use keygate_core::ids::TenantId;
 use keygate_core::store::*;
 
 pub async fn migrate_twice_and_ping(db: &Db) {
-    db.migrate().await.expect("re-running migrations is a no-op");
+    db.migrate()
+        .await
+        .expect("re-running migrations is a no-op");
     db.ping().await.unwrap();
     assert!(db.list_tenants().await.unwrap().is_empty());
 }
@@ -60,14 +62,26 @@ pub async fn tenant_upsert_and_name_taken(db: &Db) {
     assert_eq!(db.upsert_tenant(&intruder).await.unwrap().id, acme.id);
 
     tenant(&**db, "beta").await;
-    let names: Vec<_> = db.list_tenants().await.unwrap().into_iter().map(|t| t.name).collect();
+    let names: Vec<_> = db
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, ["acme", "beta"]);
 
     let missing = TenantId::new();
     assert!(db.tenant(missing).await.unwrap().is_none());
     assert!(db.tenant_by_name("nope").await.unwrap().is_none());
-    assert!(matches!(db.set_tenant_disabled(missing, true).await, Err(StoreError::NotFound)));
-    assert!(matches!(db.set_tenant_owner(missing, "x").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        db.set_tenant_disabled(missing, true).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        db.set_tenant_owner(missing, "x").await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn tenant_delete_cascades_but_keeps_audit(db: &Db) {
@@ -77,8 +91,12 @@ pub async fn tenant_delete_cascades_but_keeps_audit(db: &Db) {
     let keep = user(&**db, other.id, "ann@acme.test").await;
     let s = session(&**db, acme.id, u.id).await;
     refresh(&**db, &s, "r0").await;
-    db.insert_api_key(&new_api_key(acme.id, "uid-key", "pfx1")).await.unwrap();
-    db.insert_signing_key(&signing_key(acme.id, "kid-1", t0())).await.unwrap();
+    db.insert_api_key(&new_api_key(acme.id, "uid-key", "pfx1"))
+        .await
+        .unwrap();
+    db.insert_signing_key(&signing_key(acme.id, "kid-1", t0()))
+        .await
+        .unwrap();
     let idp = db
         .upsert_idp(&IdpUpsert {
             tenant_id: acme.id,
@@ -111,11 +129,18 @@ pub async fn tenant_delete_cascades_but_keeps_audit(db: &Db) {
     .await
     .unwrap();
     db.record_failure(acme.id, u.id, t0()).await.unwrap();
-    db.append_audit(&event(acme.id, "login.ok", Some(u.id), t0())).await.unwrap();
-    db.append_audit(&event(acme.id, "tenant.deleted", None, t(1))).await.unwrap();
+    db.append_audit(&event(acme.id, "login.ok", Some(u.id), t0()))
+        .await
+        .unwrap();
+    db.append_audit(&event(acme.id, "tenant.deleted", None, t(1)))
+        .await
+        .unwrap();
 
     assert!(db.delete_tenant(acme.id).await.unwrap());
-    assert!(!db.delete_tenant(acme.id).await.unwrap(), "second delete finds nothing");
+    assert!(
+        !db.delete_tenant(acme.id).await.unwrap(),
+        "second delete finds nothing"
+    );
     assert!(db.tenant(acme.id).await.unwrap().is_none());
     for table in [
         "users",
@@ -130,12 +155,22 @@ pub async fn tenant_delete_cascades_but_keeps_audit(db: &Db) {
         "refresh_tokens",
         "lockout",
     ] {
-        assert_eq!(db.raw.count(table, "tenant_id", acme.id.0).await, 0, "{table} cascaded");
+        assert_eq!(
+            db.raw.count(table, "tenant_id", acme.id.0).await,
+            0,
+            "{table} cascaded"
+        );
     }
-    let trail = db.query_audit(acme.id, &AuditFilter::default(), 10).await.unwrap();
+    let trail = db
+        .query_audit(acme.id, &AuditFilter::default(), 10)
+        .await
+        .unwrap();
     assert_eq!(trail.len(), 2, "the audit trail outlives the tenant");
     assert_eq!(trail[1].actor_user_id, Some(u.id));
 
     // The other tenant is untouched.
-    assert_eq!(db.user(other.id, keep.id).await.unwrap().unwrap().id, keep.id);
+    assert_eq!(
+        db.user(other.id, keep.id).await.unwrap().unwrap().id,
+        keep.id
+    );
 }
