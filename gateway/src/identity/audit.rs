@@ -1,0 +1,53 @@
+//! Audit events of every security-relevant action, tenant-scoped, with request id and IP.
+//! Event data carries ids and reasons only — never emails, passwords or tokens.
+
+use super::tenants::TenantCtx;
+use super::{IdentityError, IdentityService, RequestMeta};
+use keygate_core::ids::UserId;
+use keygate_core::store::NewAuditEvent;
+use serde_json::Value;
+
+/// Stable event labels.
+pub(crate) mod kind {
+    pub const SIGN_UP: &str = "account.signed_up";
+    pub const EMAIL_VERIFIED: &str = "account.email_verified";
+    pub const VERIFICATION_SENT: &str = "account.verification_sent";
+    pub const LOGIN_OK: &str = "login.succeeded";
+    pub const LOGIN_FAILED: &str = "login.failed";
+    pub const LOCKED: &str = "account.locked";
+    pub const RESET_REQUESTED: &str = "password.reset_requested";
+    pub const RESET_DONE: &str = "password.reset";
+    pub const PASSWORD_CHANGED: &str = "password.changed";
+    pub const REFRESH_REUSE: &str = "refresh.reuse_detected";
+    pub const TOKEN_REVOKED: &str = "token.revoked";
+    pub const SESSION_REVOKED: &str = "session.revoked";
+    pub const LOGOUT_ALL: &str = "session.logout_all";
+    pub const SUSPENDED: &str = "account.suspended";
+    pub const REACTIVATED: &str = "account.reactivated";
+    pub const ERASED: &str = "account.erased";
+    pub const BOOTSTRAPPED: &str = "account.bootstrap_admin";
+}
+
+impl IdentityService {
+    /// Appends one event; a failure to audit fails the action.
+    pub(super) async fn audit(
+        &self,
+        tenant: &TenantCtx,
+        kind: &str,
+        actor: Option<UserId>,
+        meta: &RequestMeta,
+        data: Value,
+    ) -> Result<(), IdentityError> {
+        let event = NewAuditEvent {
+            tenant_id: tenant.row.id,
+            at: self.now(),
+            kind: kind.to_owned(),
+            actor_user_id: actor,
+            ip: meta.ip.map(|ip| ip.to_string()),
+            request_id: meta.request_id.clone(),
+            data,
+        };
+        self.deps().store.append_audit(&event).await?;
+        Ok(())
+    }
+}

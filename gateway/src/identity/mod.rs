@@ -1,0 +1,351 @@
+//! The identity service: the one door every route, forward-auth and the sign-in pages go
+//! through to authenticate people and keys, issue and refresh tokens, keep sessions, and run
+//! the account workflows (sign-up, verification, reset, change, suspension, erasure).
+//!
+//! Its lower layers — persistence calls, password hashing, token signing, the lockout
+//! schedule — are private modules of this one: routes cannot import them, only call
+//! [`IdentityService`] methods and read [`Principal`]s.
+//!
+//! ```text
+//! routes / forward_auth / pages ──► IdentityService ──► tenants (cache) ─┐
+//!                                     │  signin · refresh · sessions      ├─► Store (Postgres/SQLite)
+//!                                     │  accounts · resolve               ├─► Ephemeral (Redis: rate
+//!                                     └► signer · tokens · password ······┘   windows, revocations)
+//! ```
+
+mod accounts;
+mod audit;
+mod edge;
+mod error;
+mod lockout;
+mod mailer;
+mod password;
+mod principal;
+mod refresh;
+mod resolve;
+mod sessions;
+mod signer;
+mod signin;
+mod tenants;
+mod tokens;
+
+pub use error::IdentityError;
+pub use mailer::{Email, LogMailer, MailError, Mailer, MemoryMailer};
+pub use password::BreachedList;
+pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
+
+use chrono::{DateTime, Utc};
+use keygate_core::clock::Clock;
+use keygate_core::crypto::envelope::MasterKeys;
+use keygate_core::crypto::password::{HashParams, PasswordHasher};
+use keygate_core::ephemeral::Ephemeral;
+use keygate_core::ids::{SessionId, UserId};
+use keygate_core::store::Store;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the identity service is built from.
+#[derive(Clone, Debug)]
+pub struct IdentityDeps {
+    /// The system of record.
+    pub store: Arc<dyn Store>,
+    /// Unseals signing keys; seals refresh grace entries.
+    pub master_keys: MasterKeys,
+    /// Source of "now" (a `ManualClock` in tests).
+    pub clock: Arc<dyn Clock>,
+    /// Rate windows, revocations pushed to every replica.
+    pub ephemeral: Arc<dyn Ephemeral>,
+    /// argon2id on a bounded blocking pool.
+    pub hasher: PasswordHasher,
+    /// Verification, reset and alert emails.
+    pub mailer: Arc<dyn Mailer>,
+    /// Base URL without trailing slash (issuers, links in emails).
+    pub public_url: String,
+    /// The breached-password list.
+    pub breached: BreachedList,
+    /// Per-address limits.
+    pub limits: RateLimits,
+}
+
+impl IdentityDeps {
+    /// Production defaults around the given store: in-process ephemeral state, OWASP
+    /// argon2id parameters on as many lanes as cores, emails to the log.
+    pub fn new(
+        store: Arc<dyn Store>,
+        master_keys: MasterKeys,
+        public_url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IdentityError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            store,
+            master_keys,
+            clock,
+            ephemeral: Arc::new(keygate_core::ephemeral::MemoryEphemeral::new()),
+            hasher: PasswordHasher::new(HashParams::default(), cores)?,
+            mailer: Arc::new(LogMailer),
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            breached: BreachedList::default(),
+            limits: RateLimits::default(),
+        })
+    }
+}
+
+/// Per-IP (and per-email) request budgets, each per fixed window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Sign-in attempts per address per window.
+    pub sign_in_per_ip: u64,
+    /// Reset requests per address per window.
+    pub reset_per_ip: u64,
+    /// Verification resends (and sign-ups) per address per window.
+    pub resend_per_ip: u64,
+    /// Emails sent to one address per window (reset, resend).
+    pub emails_per_address: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            sign_in_per_ip: 30,
+            reset_per_ip: 10,
+            resend_per_ip: 10,
+            emails_per_address: 3,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Facts about the HTTP request a workflow records (audit, sessions, rate limits).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// Client address (peer, or from trusted proxies' headers).
+    pub ip: Option<IpAddr>,
+    /// `X-Request-Id`, for correlation with logs.
+    pub request_id: Option<String>,
+    /// `User-Agent`, for the session list.
+    pub user_agent: Option<String>,
+}
+
+/// A password sign-in.
+#[derive(Clone, Default)]
+pub struct PasswordSignIn {
+    /// Email as typed.
+    pub email: String,
+    /// Password as typed.
+    pub password: String,
+    /// A new password, when the account must change its password.
+    pub new_password: Option<String>,
+    /// OAuth client the tokens are for (`keygate` when absent).
+    pub client_id: Option<String>,
+    /// Space-separated scopes asked for.
+    pub scope: Option<String>,
+    /// Whether the session is a browser session (cookie lifetimes) or a token client's.
+    pub browser: bool,
+}
+
+impl std::fmt::Debug for PasswordSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordSignIn")
+            .field("browser", &self.browser)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tokens handed to a client (RFC 6749 §5.1).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenSet {
+    /// The RFC 9068 JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque 256-bit refresh token (rotated on every use).
+    pub refresh_token: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful sign-in.
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    /// Tokens for API clients.
+    pub tokens: TokenSet,
+    /// The session opened (the cookie value for browsers).
+    pub session_id: SessionId,
+    /// When the session ends at the latest.
+    pub session_expires_at: DateTime<Utc>,
+    /// The signed-in person.
+    pub principal: Principal,
+}
+
+/// A registration.
+#[derive(Clone, Default)]
+pub struct SignUp {
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Name shown in UIs (defaults to the email's local part).
+    pub display_name: Option<String>,
+    /// Invite token, for invite-only tenants.
+    pub invite: Option<String>,
+}
+
+impl std::fmt::Debug for SignUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignUp").finish_non_exhaustive()
+    }
+}
+
+/// One of the caller's sessions, as listed to them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: SessionId,
+    /// Device as reported at sign-in.
+    pub user_agent: Option<String>,
+    /// Address at sign-in.
+    pub ip: Option<String>,
+    /// Authentication methods.
+    pub amr: Vec<String>,
+    /// Authentication context class.
+    pub acr: Option<String>,
+    /// When the person authenticated.
+    pub auth_time: DateTime<Utc>,
+    /// Opened.
+    pub created_at: DateTime<Utc>,
+    /// Last used.
+    pub last_seen_at: DateTime<Utc>,
+    /// Ends at the latest.
+    pub expires_at: DateTime<Utc>,
+    /// Whether it is the session of the calling credential.
+    pub current: bool,
+}
+
+/// OpenID Connect userinfo of a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User id.
+    pub sub: String,
+    /// Email.
+    pub email: String,
+    /// Whether the email is verified.
+    pub email_verified: bool,
+    /// Display name.
+    pub name: String,
+    /// Local groups.
+    pub groups: Vec<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Tenant name.
+    pub tenant: String,
+}
+
+/// RFC 7662 introspection answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Introspection {
+    /// Whether the token is valid now; nothing else is said when it is not.
+    pub active: bool,
+    /// `access_token` or `refresh_token`.
+    pub token_type: Option<String>,
+    /// Subject.
+    pub sub: Option<String>,
+    /// Client.
+    pub client_id: Option<String>,
+    /// Scopes.
+    pub scope: Option<String>,
+    /// Expiry (seconds since the epoch).
+    pub exp: Option<i64>,
+    /// Issued at.
+    pub iat: Option<i64>,
+    /// Issuer.
+    pub iss: Option<String>,
+    /// Session.
+    pub sid: Option<String>,
+    /// Token id.
+    pub jti: Option<String>,
+}
+
+/// What the first-admin bootstrap did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The admin account was created.
+    Created(UserId),
+    /// An account with that email exists already; nothing changed.
+    AlreadyExists(UserId),
+}
+
+/// The identity service; cheap to clone (one shared inner state).
+#[derive(Clone, Debug)]
+pub struct IdentityService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    deps: IdentityDeps,
+    tenants: tenants::TenantCache,
+    signer: signer::Signer,
+}
+
+impl IdentityService {
+    /// The service over `deps`.
+    pub fn new(deps: IdentityDeps) -> Self {
+        let signer = signer::Signer::new(
+            deps.store.clone(),
+            deps.master_keys.clone(),
+            deps.clock.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                deps,
+                tenants: tenants::TenantCache::default(),
+                signer,
+            }),
+        }
+    }
+
+    /// The ephemeral store the service revokes through (forward-auth reads the same set).
+    pub fn ephemeral(&self) -> Arc<dyn Ephemeral> {
+        self.inner.deps.ephemeral.clone()
+    }
+
+    fn deps(&self) -> &IdentityDeps {
+        &self.inner.deps
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.deps.clock.now()
+    }
+
+    async fn tenant(&self, name: &str) -> Result<Arc<tenants::TenantCtx>, IdentityError> {
+        let d = self.deps();
+        self.inner
+            .tenants
+            .get(d.store.as_ref(), &d.public_url, name)
+            .await
+    }
+}
+
+/// Lower-case hex, for ids derived from hashes.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `chrono` duration from a spec duration, saturating.
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

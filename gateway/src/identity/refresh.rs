@@ -1,0 +1,221 @@
+//! Refresh-token rotation (RFC 9700 §4.14): every use exchanges the token for a new one in
+//! one atomic store operation. Presenting a rotated token again revokes the whole family
+//! (the session), writes an audit event and alerts the account — except within the
+//! tenant's short grace window, where the retry of a client that lost the answer gets the
+//! same new pair (kept sealed in the ephemeral store, keyed by the presented token's hash).
+
+use super::audit::kind;
+use super::mailer::Email;
+use super::signin::{DEFAULT_CLIENT_ID, DEFAULT_SCOPE};
+use super::tenants::TenantCtx;
+use super::{IdentityError, IdentityService, RequestMeta, TokenSet, hex, span};
+use keygate_core::crypto::{random::random_token, sha256};
+use keygate_core::ids::SessionId;
+use keygate_core::store::RotateOutcome;
+use serde_json::json;
+use std::time::Duration;
+
+/// How long a losing concurrent refresh waits for the winner's pair to appear.
+const GRACE_WAIT: Duration = Duration::from_secs(2);
+/// Longest refresh token looked at.
+const MAX_REFRESH_TOKEN_BYTES: usize = 512;
+
+impl IdentityService {
+    /// Exchanges a refresh token for a new pair (`grant_type=refresh_token`).
+    pub async fn refresh(
+        &self,
+        tenant: &str,
+        refresh_token: &str,
+        meta: &RequestMeta,
+    ) -> Result<TokenSet, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        if refresh_token.is_empty() || refresh_token.len() > MAX_REFRESH_TOKEN_BYTES {
+            return Err(IdentityError::InvalidGrant);
+        }
+        let d = self.deps();
+        let now = self.now();
+        let presented = sha256(refresh_token.as_bytes());
+        let next_raw = random_token()?;
+        let next_hash = sha256(next_raw.as_bytes());
+        let next_expires = now + span(t.spec.refresh_idle_ttl());
+        match d
+            .store
+            .rotate_refresh_token(t.row.id, &presented, &next_hash, next_expires, now)
+            .await?
+        {
+            RotateOutcome::Rotated { next } => {
+                let pair = self
+                    .tokens_for_family(&t, next.session_id, next_raw)
+                    .await?;
+                let grace = t.spec.refresh_reuse_grace();
+                if !grace.is_zero() {
+                    let key = grace_key(&t, &presented);
+                    let plain = serde_json::to_vec(&pair)
+                        .map_err(|e| IdentityError::Internal(e.to_string()))?;
+                    let sealed = self.inner.signer.master_keys().seal(&plain, &key)?;
+                    d.ephemeral.put(&key, &sealed, grace).await?;
+                }
+                Ok(pair)
+            }
+            RotateOutcome::AlreadyRotated {
+                family, rotated_at, ..
+            } => {
+                let grace = span(t.spec.refresh_reuse_grace());
+                if now - rotated_at <= grace
+                    && !d.ephemeral.revocations().contains(&family.to_string())
+                    && let Some(pair) = self.grace_pair(&t, &presented).await?
+                {
+                    // The family must still be live: a revoke in between wins.
+                    if let Some(s) = d.store.session(t.row.id, family).await?
+                        && s.is_active(now)
+                    {
+                        return Ok(pair);
+                    }
+                    return Err(IdentityError::InvalidGrant);
+                }
+                self.reuse_detected(&t, family, meta).await?;
+                Err(IdentityError::InvalidGrant)
+            }
+            RotateOutcome::FamilyRevoked { .. }
+            | RotateOutcome::Expired { .. }
+            | RotateOutcome::Unknown => Err(IdentityError::InvalidGrant),
+        }
+    }
+
+    /// Mints the access token of a freshly rotated family and slides the session's idle expiry.
+    async fn tokens_for_family(
+        &self,
+        t: &TenantCtx,
+        family: SessionId,
+        refresh_token: String,
+    ) -> Result<TokenSet, IdentityError> {
+        let d = self.deps();
+        let now = self.now();
+        let session = d
+            .store
+            .session(t.row.id, family)
+            .await?
+            .filter(|s| s.is_active(now))
+            .ok_or(IdentityError::InvalidGrant)?;
+        if d.ephemeral.revocations().contains(&family.to_string()) {
+            return Err(IdentityError::InvalidGrant);
+        }
+        let user = d
+            .store
+            .user(t.row.id, session.user_id)
+            .await?
+            .filter(|u| u.status == keygate_core::store::UserStatus::Active)
+            .ok_or(IdentityError::InvalidGrant)?;
+        let idle = (now + span(t.spec.refresh_idle_ttl())).min(session.absolute_expires_at);
+        d.store.touch_session(t.row.id, family, now, idle).await?;
+        let (roles, permissions) = self.grants(t, &user).await?;
+        let (access_token, expires_in) = self
+            .access_token(
+                t,
+                &user,
+                &session,
+                DEFAULT_CLIENT_ID,
+                DEFAULT_SCOPE,
+                &roles,
+                &permissions,
+            )
+            .await?;
+        Ok(TokenSet {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in,
+            refresh_token,
+            scope: DEFAULT_SCOPE.into(),
+        })
+    }
+
+    /// The pair handed out for a just-rotated token, waiting briefly for a concurrent winner.
+    async fn grace_pair(
+        &self,
+        t: &TenantCtx,
+        presented: &[u8],
+    ) -> Result<Option<TokenSet>, IdentityError> {
+        let key = grace_key(t, presented);
+        let deadline = tokio::time::Instant::now() + GRACE_WAIT;
+        loop {
+            if let Some(sealed) = self.deps().ephemeral.get(&key).await? {
+                let plain = self.inner.signer.master_keys().open(&sealed, &key)?;
+                return Ok(serde_json::from_slice(&plain).ok());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A rotated token came back: revoke the family everywhere, audit, alert the person.
+    async fn reuse_detected(
+        &self,
+        t: &TenantCtx,
+        family: SessionId,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        let d = self.deps();
+        let now = self.now();
+        let session = d.store.session(t.row.id, family).await?;
+        self.end_session(t, family, now).await?;
+        let user_id = session.as_ref().map(|s| s.user_id);
+        self.audit(
+            t,
+            kind::REFRESH_REUSE,
+            user_id,
+            meta,
+            json!({"session": family}),
+        )
+        .await?;
+        tracing::warn!(tenant = %t.row.name, session = %family, "refresh token reuse: session revoked");
+        if let Some(user_id) = user_id
+            && let Some(user) = d.store.user(t.row.id, user_id).await?
+        {
+            self.send_later(Email {
+                to: user.email,
+                subject: format!("{}: a session was ended for your safety", t.row.display_name),
+                body: "An old sign-in token of your account was used again, which can mean it was copied.\n\
+                       We ended that session. If this was not you, change your password.\n"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Revokes the family of a refresh token (RFC 7009); unknown tokens are ignored.
+    pub(super) async fn revoke_refresh_token(
+        &self,
+        t: &TenantCtx,
+        refresh_token: &str,
+        meta: &RequestMeta,
+    ) -> Result<bool, IdentityError> {
+        if refresh_token.len() > MAX_REFRESH_TOKEN_BYTES {
+            return Ok(false);
+        }
+        let d = self.deps();
+        let Some(record) = d
+            .store
+            .refresh_token(t.row.id, &sha256(refresh_token.as_bytes()))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let session = d.store.session(t.row.id, record.session_id).await?;
+        self.end_session(t, record.session_id, self.now()).await?;
+        self.audit(
+            t,
+            kind::TOKEN_REVOKED,
+            session.map(|s| s.user_id),
+            meta,
+            json!({"session": record.session_id, "token_type": "refresh_token"}),
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+fn grace_key(t: &TenantCtx, presented: &[u8]) -> String {
+    format!("refresh-grace:{}:{}", t.row.id, hex(presented))
+}

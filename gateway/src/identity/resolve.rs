@@ -1,0 +1,301 @@
+//! Turning presented credentials into [`Principal`]s: access tokens (no database round trip:
+//! cached tenant and keys, replica-local revocation set), API keys and session cookies.
+
+use super::tenants::TenantCtx;
+use super::tokens;
+use super::{Credential, IdentityError, IdentityService, Introspection, Principal, UserInfo};
+use chrono::{DateTime, Utc};
+use keygate_core::crypto::{constant_time_eq, sha256};
+use keygate_core::ids::{SessionId, UserId};
+use keygate_core::store::{Tenant, UserStatus};
+
+/// Longest API key looked at.
+const MAX_API_KEY_BYTES: usize = 256;
+
+fn ts(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+impl IdentityService {
+    /// Verifies a bearer access token of tenant `tenant` (signature against the published
+    /// keys, `typ`, issuer, audience, expiry) and checks its session was not revoked.
+    pub async fn resolve_from_access_token(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> Result<Principal, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        self.access_token_principal(&t, token).await
+    }
+
+    /// Checks an API key `kg_<prefix>_<secret>` of tenant `tenant` (SHA-256, constant time).
+    pub async fn resolve_from_api_key(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Principal, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        self.api_key_principal(&t, key).await
+    }
+
+    /// Resolves the session cookie's value (an opaque session id) of tenant `tenant`.
+    pub async fn resolve_from_session_cookie(
+        &self,
+        tenant: &str,
+        cookie: &str,
+    ) -> Result<Principal, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        self.session_principal(&t, cookie).await
+    }
+
+    pub(super) async fn tenant_of_row(
+        &self,
+        row: &Tenant,
+    ) -> Result<std::sync::Arc<TenantCtx>, IdentityError> {
+        let d = self.deps();
+        self.inner
+            .tenants
+            .for_row(d.store.as_ref(), &d.public_url, row)
+            .await
+    }
+
+    pub(super) async fn access_token_principal(
+        &self,
+        t: &TenantCtx,
+        token: &str,
+    ) -> Result<Principal, IdentityError> {
+        let claims = tokens::verify(&self.inner.signer, t, token, self.now()).await?;
+        let revocations = self.deps().ephemeral.revocations();
+        if revocations.contains(&claims.jti)
+            || claims
+                .sid
+                .as_deref()
+                .is_some_and(|s| revocations.contains(s))
+        {
+            return Err(IdentityError::InvalidToken);
+        }
+        let user_id: UserId = claims
+            .sub
+            .parse()
+            .map_err(|_| IdentityError::InvalidToken)?;
+        let session_id = match claims.sid.as_deref() {
+            Some(s) => Some(
+                s.parse::<SessionId>()
+                    .map_err(|_| IdentityError::InvalidToken)?,
+            ),
+            None => None,
+        };
+        Ok(Principal {
+            tenant_id: t.row.id,
+            tenant: t.row.name.clone(),
+            user_id: Some(user_id),
+            email: claims.email,
+            active: true,
+            roles: claims.roles,
+            permissions: claims.permissions,
+            scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+            credential: Credential::AccessToken {
+                jti: claims.jti,
+                session_id,
+                client_id: claims.client_id,
+                amr: claims.amr,
+                acr: claims.acr,
+                auth_time: ts(claims.auth_time),
+                expires_at: ts(claims.exp),
+            },
+        })
+    }
+
+    pub(super) async fn api_key_principal(
+        &self,
+        t: &TenantCtx,
+        key: &str,
+    ) -> Result<Principal, IdentityError> {
+        if key.len() > MAX_API_KEY_BYTES {
+            return Err(IdentityError::InvalidToken);
+        }
+        let (prefix, _secret) = key
+            .strip_prefix("kg_")
+            .and_then(|rest| rest.split_once('_'))
+            .ok_or(IdentityError::InvalidToken)?;
+        let d = self.deps();
+        let record = d
+            .store
+            .api_key_by_prefix(t.row.id, prefix)
+            .await?
+            .ok_or(IdentityError::InvalidToken)?;
+        if !constant_time_eq(&sha256(key.as_bytes()), &record.hash) || !record.is_usable(self.now())
+        {
+            return Err(IdentityError::InvalidToken);
+        }
+        if d.ephemeral.revocations().contains(&record.id.to_string()) {
+            return Err(IdentityError::InvalidToken);
+        }
+        let grants = d.store.roles_by_names(t.row.id, &record.roles).await?;
+        let mut permissions: Vec<String> = grants
+            .iter()
+            .flat_map(|g| g.permissions.iter().cloned())
+            .chain(record.permissions.iter().cloned())
+            .collect();
+        permissions.sort();
+        permissions.dedup();
+        Ok(Principal {
+            tenant_id: t.row.id,
+            tenant: t.row.name.clone(),
+            user_id: None,
+            email: None,
+            active: true,
+            roles: grants.iter().map(|g| g.name.clone()).collect(),
+            permissions,
+            scopes: record.scopes.clone(),
+            credential: Credential::ApiKey {
+                key_id: record.id,
+                name: record.name.clone(),
+                expires_at: record.expires_at,
+            },
+        })
+    }
+
+    pub(super) async fn session_principal(
+        &self,
+        t: &TenantCtx,
+        cookie: &str,
+    ) -> Result<Principal, IdentityError> {
+        let session_id: SessionId = cookie.parse().map_err(|_| IdentityError::InvalidToken)?;
+        let d = self.deps();
+        if d.ephemeral.revocations().contains(&session_id.to_string()) {
+            return Err(IdentityError::InvalidToken);
+        }
+        let now = self.now();
+        let session = d
+            .store
+            .session(t.row.id, session_id)
+            .await?
+            .filter(|s| s.is_active(now))
+            .ok_or(IdentityError::InvalidToken)?;
+        let user = d
+            .store
+            .user(t.row.id, session.user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(IdentityError::InvalidToken)?;
+        // Slide the idle expiry, at most once a minute per session.
+        if now - session.last_seen_at > chrono::Duration::minutes(1) {
+            let idle =
+                (now + super::span(t.spec.session_idle_timeout())).min(session.absolute_expires_at);
+            d.store
+                .touch_session(t.row.id, session.id, now, idle)
+                .await?;
+        }
+        let (roles, permissions) = self.grants(t, &user).await?;
+        Ok(Principal {
+            tenant_id: t.row.id,
+            tenant: t.row.name.clone(),
+            user_id: Some(user.id),
+            email: Some(user.email.clone()),
+            active: true,
+            roles,
+            permissions,
+            scopes: Vec::new(),
+            credential: Credential::SessionCookie {
+                session_id: session.id,
+                amr: session.amr.clone(),
+                acr: session.acr.clone(),
+                auth_time: session.auth_time,
+                expires_at: session.absolute_expires_at,
+            },
+        })
+    }
+
+    /// OpenID Connect userinfo of the calling person (API keys have none).
+    pub async fn userinfo(&self, caller: &Principal) -> Result<UserInfo, IdentityError> {
+        let user_id = caller.user_id.ok_or(IdentityError::Forbidden)?;
+        let user = self
+            .deps()
+            .store
+            .user(caller.tenant_id, user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(IdentityError::InvalidToken)?;
+        Ok(UserInfo {
+            sub: user.id.to_string(),
+            email: user.email,
+            email_verified: user.email_verified,
+            name: user.display_name,
+            groups: user.groups,
+            roles: caller.roles.clone(),
+            tenant: caller.tenant.clone(),
+        })
+    }
+
+    /// RFC 7662 introspection of an access or refresh token of the caller's tenant. Only
+    /// admins and API keys may introspect others' tokens; a person may introspect their own.
+    pub async fn introspect(
+        &self,
+        caller: &Principal,
+        token: &str,
+        hint: Option<&str>,
+    ) -> Result<Introspection, IdentityError> {
+        let t = self.tenant(&caller.tenant).await?;
+        let privileged = caller.is_admin() || caller.is_api_key();
+        let inactive = Introspection::default();
+        if hint != Some("refresh_token")
+            && let Ok(p) = self.access_token_principal(&t, token).await
+        {
+            if !privileged && p.user_id != caller.user_id {
+                return Ok(inactive);
+            }
+            let claims = tokens::verify(&self.inner.signer, &t, token, self.now()).await?;
+            return Ok(Introspection {
+                active: true,
+                token_type: Some("access_token".into()),
+                sub: Some(claims.sub),
+                client_id: Some(claims.client_id),
+                scope: Some(claims.scope),
+                exp: Some(claims.exp),
+                iat: Some(claims.iat),
+                iss: Some(claims.iss),
+                sid: claims.sid,
+                jti: Some(claims.jti),
+            });
+        }
+        if token.len() > 512 {
+            return Ok(inactive);
+        }
+        let d = self.deps();
+        let now = self.now();
+        let Some(record) = d
+            .store
+            .refresh_token(t.row.id, &sha256(token.as_bytes()))
+            .await?
+        else {
+            return Ok(inactive);
+        };
+        if record.rotated_at.is_some() || record.expires_at <= now {
+            return Ok(inactive);
+        }
+        let Some(session) = d
+            .store
+            .session(t.row.id, record.session_id)
+            .await?
+            .filter(|s| s.is_active(now))
+        else {
+            return Ok(inactive);
+        };
+        if !privileged && Some(session.user_id) != caller.user_id {
+            return Ok(inactive);
+        }
+        Ok(Introspection {
+            active: true,
+            token_type: Some("refresh_token".into()),
+            sub: Some(session.user_id.to_string()),
+            client_id: Some(super::signin::DEFAULT_CLIENT_ID.into()),
+            scope: Some(super::signin::DEFAULT_SCOPE.into()),
+            exp: Some(record.expires_at.timestamp()),
+            iat: Some(record.issued_at.timestamp()),
+            iss: Some(t.issuer.clone()),
+            sid: Some(session.id.to_string()),
+            jti: None,
+        })
+    }
+}

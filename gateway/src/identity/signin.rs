@@ -1,0 +1,411 @@
+//! Password sign-in: per-IP rate limit, dummy verification for unknown accounts,
+//! progressive lockout, then a session with a refresh-token family and an access token.
+
+use super::audit::kind;
+use super::lockout::lock_duration;
+use super::principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE};
+use super::tenants::TenantCtx;
+use super::tokens::{self, AccessClaims};
+use super::{
+    Credential, IdentityError, IdentityService, PasswordSignIn, Principal, RequestMeta, SignedIn,
+    TokenSet, span,
+};
+use chrono::{DateTime, Utc};
+use keygate_core::crypto::{random::random_token, sha256};
+use keygate_core::store::{
+    NewRefreshToken, NewSession, Session, SubjectFacts, User, UserPatch, UserStatus,
+};
+use keygate_crds::EmailVerification;
+use serde_json::json;
+
+/// `client_id` of tokens issued to keygate's own sign-in (no registered client).
+pub(crate) const DEFAULT_CLIENT_ID: &str = "keygate";
+/// Scope granted when none is asked for.
+pub(crate) const DEFAULT_SCOPE: &str = "openid";
+/// `acr` of a password-only sign-in.
+pub(crate) const ACR_PASSWORD: &str = "urn:keygate:acr:pwd";
+/// Longest password looked at; longer input is refused before hashing.
+pub(crate) const MAX_PASSWORD_BYTES: usize = 4096;
+/// Longest email accepted.
+pub(crate) const MAX_EMAIL_BYTES: usize = 320;
+
+impl IdentityService {
+    /// Counts one request in `bucket` for `key`; refuses past `max` in the window.
+    pub(super) async fn limit(
+        &self,
+        bucket: &str,
+        key: &str,
+        max: u64,
+    ) -> Result<(), IdentityError> {
+        let window = self.deps().limits.window;
+        let hits = self
+            .deps()
+            .ephemeral
+            .hit(&format!("{bucket}:{key}"), window)
+            .await?;
+        if hits > max {
+            return Err(IdentityError::RateLimited {
+                retry_after: window,
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs a person in with email and password and opens a session.
+    pub async fn sign_in(
+        &self,
+        tenant: &str,
+        req: PasswordSignIn,
+        meta: &RequestMeta,
+    ) -> Result<SignedIn, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        if !t.spec.sign_in.password {
+            return Err(IdentityError::PasswordSignInDisabled);
+        }
+        if req.email.len() > MAX_EMAIL_BYTES || req.password.len() > MAX_PASSWORD_BYTES {
+            return Err(IdentityError::InvalidRequest(
+                "email or password too long".into(),
+            ));
+        }
+        if let Some(ip) = meta.ip {
+            self.limit(
+                "signin-ip",
+                &format!("{}:{ip}", t.row.id),
+                self.deps().limits.sign_in_per_ip,
+            )
+            .await?;
+        }
+        let now = self.now();
+        let d = self.deps();
+        let Some(user) = d.store.user_by_email(t.row.id, req.email.trim()).await? else {
+            // Same work and same answer as a wrong password, so nobody learns the account is absent.
+            d.hasher.verify_dummy(&req.password).await?;
+            self.audit(
+                &t,
+                kind::LOGIN_FAILED,
+                None,
+                meta,
+                json!({"reason": "unknown_account"}),
+            )
+            .await?;
+            return Err(IdentityError::InvalidCredentials);
+        };
+        if t.spec.lockout.enabled
+            && let Some(state) = d.store.lockout(t.row.id, user.id).await?
+            && state.is_locked(now)
+        {
+            d.hasher.verify_dummy(&req.password).await?;
+            self.audit(
+                &t,
+                kind::LOGIN_FAILED,
+                Some(user.id),
+                meta,
+                json!({"reason": "locked"}),
+            )
+            .await?;
+            let left = state
+                .locked_until
+                .map_or(0, |u| (u - now).num_seconds().max(1));
+            return Err(IdentityError::AccountLocked {
+                retry_after: std::time::Duration::from_secs(left as u64),
+            });
+        }
+        let verified = match &user.password_hash {
+            Some(hash) => d.hasher.verify(&req.password, hash).await?,
+            None => d.hasher.verify_dummy(&req.password).await?,
+        };
+        if !verified {
+            // Audit first, then the counter (a counter outage must not hide the attempt).
+            self.audit(
+                &t,
+                kind::LOGIN_FAILED,
+                Some(user.id),
+                meta,
+                json!({"reason": "bad_password"}),
+            )
+            .await?;
+            if t.spec.lockout.enabled {
+                let state = d.store.record_failure(t.row.id, user.id, now).await?;
+                if let Some(lock) = lock_duration(state.failures) {
+                    d.store.lock_until(t.row.id, user.id, now + lock).await?;
+                    self.audit(
+                        &t,
+                        kind::LOCKED,
+                        Some(user.id),
+                        meta,
+                        json!({"failures": state.failures, "seconds": lock.num_seconds()}),
+                    )
+                    .await?;
+                }
+            }
+            return Err(IdentityError::InvalidCredentials);
+        }
+        if user.status != UserStatus::Active {
+            self.audit(
+                &t,
+                kind::LOGIN_FAILED,
+                Some(user.id),
+                meta,
+                json!({"reason": "suspended"}),
+            )
+            .await?;
+            return Err(IdentityError::AccountSuspended);
+        }
+        if t.spec.sign_in.email_verification == EmailVerification::Required && !user.email_verified
+        {
+            self.audit(
+                &t,
+                kind::LOGIN_FAILED,
+                Some(user.id),
+                meta,
+                json!({"reason": "email_not_verified"}),
+            )
+            .await?;
+            return Err(IdentityError::EmailNotVerified);
+        }
+        let user = if user.must_change_password {
+            let Some(new_password) = req.new_password.as_deref() else {
+                return Err(IdentityError::PasswordChangeRequired);
+            };
+            self.set_new_password(&t, &user, new_password, meta).await?;
+            d.store
+                .update_user(
+                    t.row.id,
+                    user.id,
+                    &UserPatch {
+                        must_change_password: Some(false),
+                        ..UserPatch::default()
+                    },
+                )
+                .await?
+        } else {
+            user
+        };
+        if t.spec.lockout.enabled {
+            d.store.reset_lockout(t.row.id, user.id).await?;
+        }
+        let (session, refresh) = self
+            .open_session(
+                &t,
+                &user,
+                vec!["pwd".into()],
+                Some(ACR_PASSWORD.into()),
+                req.browser,
+                meta,
+            )
+            .await?;
+        let client_id = req
+            .client_id
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
+        let scope = req
+            .scope
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_SCOPE.into());
+        let (roles, permissions) = self.grants(&t, &user).await?;
+        let (access_token, expires_in) = self
+            .access_token(
+                &t,
+                &user,
+                &session,
+                &client_id,
+                &scope,
+                &roles,
+                &permissions,
+            )
+            .await?;
+        self.audit(
+            &t,
+            kind::LOGIN_OK,
+            Some(user.id),
+            meta,
+            json!({"session": session.id, "amr": ["pwd"]}),
+        )
+        .await?;
+        Ok(SignedIn {
+            tokens: TokenSet {
+                access_token,
+                token_type: "Bearer".into(),
+                expires_in,
+                refresh_token: refresh,
+                scope: scope.clone(),
+            },
+            session_id: session.id,
+            session_expires_at: session.absolute_expires_at,
+            principal: Principal {
+                tenant_id: t.row.id,
+                tenant: t.row.name.clone(),
+                user_id: Some(user.id),
+                email: Some(user.email.clone()),
+                active: true,
+                roles,
+                permissions,
+                scopes: scope.split_whitespace().map(str::to_owned).collect(),
+                credential: Credential::Password {
+                    session_id: session.id,
+                    auth_time: session.auth_time,
+                },
+            },
+        })
+    }
+
+    /// Opens a session with its first refresh token (returned raw; only its hash is stored).
+    /// Browser sessions live by the tenant's session lifetimes, token clients' by its
+    /// refresh-token lifetimes.
+    pub(super) async fn open_session(
+        &self,
+        t: &TenantCtx,
+        user: &User,
+        amr: Vec<String>,
+        acr: Option<String>,
+        browser: bool,
+        meta: &RequestMeta,
+    ) -> Result<(Session, String), IdentityError> {
+        let now = self.now();
+        let (idle, absolute) = if browser {
+            (
+                t.spec.session_idle_timeout(),
+                t.spec.session_absolute_lifetime(),
+            )
+        } else {
+            (t.spec.refresh_idle_ttl(), t.spec.refresh_absolute_ttl())
+        };
+        let absolute_expires_at = now + span(absolute);
+        let session = self
+            .deps()
+            .store
+            .insert_session(&NewSession {
+                tenant_id: t.row.id,
+                user_id: user.id,
+                user_agent: meta
+                    .user_agent
+                    .as_ref()
+                    .map(|u| u.chars().take(512).collect()),
+                ip: meta.ip.map(|ip| ip.to_string()),
+                amr,
+                acr,
+                auth_time: now,
+                created_at: now,
+                idle_expires_at: (now + span(idle)).min(absolute_expires_at),
+                absolute_expires_at,
+            })
+            .await?;
+        let raw = random_token()?;
+        self.deps()
+            .store
+            .insert_refresh_token(&NewRefreshToken {
+                hash: sha256(raw.as_bytes()).to_vec(),
+                tenant_id: t.row.id,
+                session_id: session.id,
+                issued_at: now,
+                expires_at: (now + span(t.spec.refresh_idle_ttl())).min(absolute_expires_at),
+            })
+            .await?;
+        Ok((session, raw))
+    }
+
+    /// The account's roles and permissions: Role bindings matching its email and groups,
+    /// plus the built-in admin role for members of [`ADMIN_GROUP`].
+    pub(super) async fn grants(
+        &self,
+        t: &TenantCtx,
+        user: &User,
+    ) -> Result<(Vec<String>, Vec<String>), IdentityError> {
+        let facts = SubjectFacts {
+            email: Some(user.email.clone()),
+            groups: user.groups.clone(),
+            idp_groups: Vec::new(),
+        };
+        let grants = self
+            .deps()
+            .store
+            .roles_for_subject(t.row.id, &facts)
+            .await?;
+        let mut roles: Vec<String> = grants.iter().map(|g| g.name.clone()).collect();
+        let mut permissions: Vec<String> = grants
+            .iter()
+            .flat_map(|g| g.permissions.iter().cloned())
+            .collect();
+        if user.groups.iter().any(|g| g == ADMIN_GROUP) {
+            roles.push(ADMIN_ROLE.into());
+            permissions.push(ADMIN_PERMISSION.into());
+        }
+        roles.sort();
+        roles.dedup();
+        permissions.sort();
+        permissions.dedup();
+        Ok((roles, permissions))
+    }
+
+    /// Mints an access token for `user` in `session`; returns it with its lifetime in seconds.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn access_token(
+        &self,
+        t: &TenantCtx,
+        user: &User,
+        session: &Session,
+        client_id: &str,
+        scope: &str,
+        roles: &[String],
+        permissions: &[String],
+    ) -> Result<(String, u64), IdentityError> {
+        let now = self.now();
+        let ttl = t.spec.access_token_ttl();
+        let claims = AccessClaims {
+            iss: t.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: t.audience.clone(),
+            exp: (now + span(ttl)).timestamp(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            jti: uuid::Uuid::now_v7().to_string(),
+            client_id: client_id.to_owned(),
+            sid: Some(session.id.to_string()),
+            tenant: t.row.name.clone(),
+            roles: roles.to_vec(),
+            permissions: permissions.to_vec(),
+            scope: scope.to_owned(),
+            amr: session.amr.clone(),
+            acr: session.acr.clone(),
+            auth_time: session.auth_time.timestamp(),
+            email: Some(user.email.clone()),
+        };
+        Ok((
+            tokens::mint(&self.inner.signer, t, &claims).await?,
+            ttl.as_secs(),
+        ))
+    }
+
+    /// How long a revocation must be remembered so every token it covers has expired.
+    pub(super) fn revocation_ttl(&self, t: &TenantCtx) -> std::time::Duration {
+        t.spec.access_token_ttl() + std::time::Duration::from_secs(120)
+    }
+
+    /// Revokes a session in the store and on every replica.
+    pub(super) async fn end_session(
+        &self,
+        t: &TenantCtx,
+        session: keygate_core::ids::SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, IdentityError> {
+        let revoked = self
+            .deps()
+            .store
+            .revoke_session(t.row.id, session, now)
+            .await?;
+        self.deps()
+            .ephemeral
+            .revoke(&session.to_string(), self.session_revocation_ttl(t))
+            .await?;
+        Ok(revoked)
+    }
+
+    /// Session revocations must outlive access tokens and session cookies.
+    pub(super) fn session_revocation_ttl(&self, t: &TenantCtx) -> std::time::Duration {
+        self.revocation_ttl(t).max(
+            t.spec
+                .session_idle_timeout()
+                .min(std::time::Duration::from_secs(86_400)),
+        )
+    }
+}

@@ -1,0 +1,104 @@
+//! Tenants as the identity service sees them: the row plus its parsed spec and issuer,
+//! cached for a few seconds so token checks stay off the database.
+
+use super::IdentityError;
+use keygate_core::store::{Store, Tenant};
+use keygate_crds::TenantSpec;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long a loaded tenant is reused; spec changes reach every replica within this.
+const TTL: Duration = Duration::from_secs(5);
+
+/// A live tenant with its policies.
+#[derive(Debug)]
+pub(crate) struct TenantCtx {
+    /// The stored row.
+    pub row: Tenant,
+    /// The Tenant spec (policies, lifetimes, signing).
+    pub spec: TenantSpec,
+    /// `{public_url}/t/{name}`.
+    pub issuer: String,
+    /// `aud` of access tokens: the spec's audience, or the issuer.
+    pub audience: Vec<String>,
+}
+
+impl TenantCtx {
+    /// Builds the context of `row`; a spec that does not parse is an internal error (the
+    /// operator validated it, so the database was edited by hand).
+    pub fn new(row: Tenant, public_url: &str) -> Result<Self, IdentityError> {
+        let spec: TenantSpec = serde_json::from_value(row.settings.clone()).map_err(|e| {
+            IdentityError::Internal(format!(
+                "tenant `{}` has unreadable settings: {e}",
+                row.name
+            ))
+        })?;
+        let issuer = format!("{public_url}/t/{}", row.name);
+        let audience = if spec.tokens.audience.is_empty() {
+            vec![issuer.clone()]
+        } else {
+            spec.tokens.audience.clone()
+        };
+        Ok(Self {
+            row,
+            spec,
+            issuer,
+            audience,
+        })
+    }
+}
+
+/// A cached lookup: when it was made, and the live tenant (or `None`: absent or disabled).
+type Entry = (Instant, Option<Arc<TenantCtx>>);
+
+/// Cache of live tenants by name.
+#[derive(Debug, Default)]
+pub(crate) struct TenantCache {
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+impl TenantCache {
+    /// The live tenant called `name`.
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        public_url: &str,
+        name: &str,
+    ) -> Result<Arc<TenantCtx>, IdentityError> {
+        if name.is_empty() || name.len() > 63 {
+            return Err(IdentityError::TenantNotFound);
+        }
+        if let Ok(entries) = self.entries.read()
+            && let Some((at, entry)) = entries.get(name)
+            && at.elapsed() < TTL
+        {
+            return entry.clone().ok_or(IdentityError::TenantNotFound);
+        }
+        let loaded = match store.tenant_by_name(name).await? {
+            Some(row) if !row.disabled => Some(Arc::new(TenantCtx::new(row, public_url)?)),
+            _ => None,
+        };
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() > 10_000 {
+                entries.retain(|_, (at, _)| at.elapsed() < TTL);
+            }
+            entries.insert(name.to_owned(), (Instant::now(), loaded.clone()));
+        }
+        loaded.ok_or(IdentityError::TenantNotFound)
+    }
+
+    /// The context of a row the caller already holds (forward-auth passes rows).
+    pub async fn for_row(
+        &self,
+        store: &dyn Store,
+        public_url: &str,
+        row: &Tenant,
+    ) -> Result<Arc<TenantCtx>, IdentityError> {
+        let ctx = self.get(store, public_url, &row.name).await?;
+        if ctx.row.id != row.id {
+            return Err(IdentityError::TenantNotFound);
+        }
+        Ok(ctx)
+    }
+}

@@ -1,0 +1,118 @@
+//! RFC 9068 access tokens: minting with the tenant's active key and verifying against its
+//! published keys, with the checks a careful resource server makes (typ, kid, algorithm
+//! allow-list, issuer, audience, expiry and not-before against the service clock).
+
+use super::IdentityError;
+use super::signer::Signer;
+use super::tenants::TenantCtx;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The `typ` header of access tokens (RFC 9068 §2.1).
+pub(crate) const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: i64 = 30;
+
+/// The claims of a keygate access token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    #[serde(deserialize_with = "one_or_many")]
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub tenant: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Signs `claims` with the tenant's active key (`kid` and `typ` always set).
+pub(crate) async fn mint(
+    signer: &Signer,
+    tenant: &TenantCtx,
+    claims: &AccessClaims,
+) -> Result<String, IdentityError> {
+    let key = signer.active(tenant.row.id).await?;
+    let mut header = Header::new(key.algorithm);
+    header.typ = Some(ACCESS_TOKEN_TYP.into());
+    header.kid = Some(key.kid.clone());
+    let token = jsonwebtoken::encode(&header, claims, &key.key)
+        .map_err(keygate_core::crypto::CryptoError::from)?;
+    Ok(token)
+}
+
+/// Verifies an access token of `tenant` at `now`; every failure is [`IdentityError::InvalidToken`].
+pub(crate) async fn verify(
+    signer: &Signer,
+    tenant: &TenantCtx,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessClaims, IdentityError> {
+    if token.len() > 16 * 1024 {
+        return Err(IdentityError::InvalidToken);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| IdentityError::InvalidToken)?;
+    let typ_ok = header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if !typ_ok {
+        return Err(IdentityError::InvalidToken);
+    }
+    let kid = header.kid.as_deref().ok_or(IdentityError::InvalidToken)?;
+    let key = signer
+        .verifying(tenant.row.id, kid)
+        .await?
+        .ok_or(IdentityError::InvalidToken)?;
+    // The key decides the algorithm, never the token: `none`, HS* or another family fail here.
+    if header.alg != key.algorithm {
+        return Err(IdentityError::InvalidToken);
+    }
+    let mut validation = Validation::new(key.algorithm);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.set_issuer(&[tenant.issuer.as_str()]);
+    validation.set_audience(&tenant.audience);
+    validation.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "sub", "aud"]);
+    let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
+        .map_err(|_| IdentityError::InvalidToken)?;
+    let claims = data.claims;
+    let now = now.timestamp();
+    if claims.exp + LEEWAY_SECS <= now
+        || claims.nbf - LEEWAY_SECS > now
+        || claims.tenant != tenant.row.name
+    {
+        return Err(IdentityError::InvalidToken);
+    }
+    Ok(claims)
+}

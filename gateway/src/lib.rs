@@ -1,0 +1,32 @@
+//! keygate-gateway: the HTTP face of keygate. Routers are split by area and merged into
+//! one app over a shared [`AppState`]; errors become RFC 9457 problems in one place
+//! ([`error::ApiError`]).
+
+pub mod error;
+pub mod forward_auth;
+mod health;
+pub mod identity;
+pub mod keys;
+mod oidc;
+pub mod pages;
+mod security_headers;
+pub mod state;
+
+pub use state::AppState;
+
+use axum::Router;
+
+/// Largest request body any route accepts; bigger bodies get 413 before a handler runs.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole gateway: every area's router merged over one state.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(health::router())
+        .merge(oidc::router())
+        .merge(forward_auth::router())
+        .merge(pages::router());
+    security_headers::apply(routes)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,66 @@
+//! Per-tenant OpenID discovery and JWKS: what any standard JWT library needs to verify
+//! keygate's tokens.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use keygate_core::store::Tenant;
+
+/// `/t/{tenant}/.well-known/openid-configuration` and `/t/{tenant}/jwks.json`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/t/{tenant}/.well-known/openid-configuration",
+            get(discovery),
+        )
+        .route("/t/{tenant}/jwks.json", get(jwks))
+}
+
+/// The tenant by URL segment; disabled tenants do not exist to the outside.
+pub async fn live_tenant(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
+    match state.store.tenant_by_name(name).await? {
+        Some(t) if !t.disabled => Ok(t),
+        _ => Err(ApiError::TenantNotFound),
+    }
+}
+
+async fn discovery(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = live_tenant(&state, &name).await?;
+    let keys = state.keys.get(tenant.id).await?;
+    let issuer = state.issuer(&tenant.name);
+    let algs: Vec<&str> = keys.active_algorithm.as_deref().into_iter().collect();
+    let doc = serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/jwks.json"),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "token_endpoint_auth_methods_supported": ["none"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "sid", "tenant", "roles", "scope", "amr", "acr", "auth_time", "email"],
+        // keygate extension: the kid new tokens are signed with, so operators can check
+        // that JWKS and issuance agree.
+        "keygate_signing_kid": keys.active_kid,
+    });
+    Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(doc)))
+}
+
+async fn jwks(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = live_tenant(&state, &name).await?;
+    let keys = state.keys.get(tenant.id).await?;
+    Ok((
+        [
+            (header::CACHE_CONTROL, "public, max-age=60"),
+            (header::CONTENT_TYPE, "application/jwk-set+json"),
+        ],
+        keys.jwks.to_string(),
+    ))
+}
