@@ -1,0 +1,434 @@
+//! The directory source: the same YAML manifests `kubectl apply` takes, read from a folder
+//! (local runs, CI, air-gapped installs, `keygate dev`). `v1 Secret` manifests in the folder
+//! are the Secrets IdentityProviders refer to; the Secrets the operator writes (API keys) go
+//! to a separate folder. The folder is re-read when it changes and on a timer; a manifest
+//! removed from it is a deletion. After each pass the statuses are written to a status file
+//! and one line is logged per resource whose status changed.
+
+use crate::cluster::{Cluster, LogEvents};
+use crate::orphans::{self, LiveSet};
+use crate::secrets::{self, DirectorySecrets};
+use crate::{Context, ReconcileError, api_key, identity_provider, role, tenant};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use keygate_core::ephemeral::Ephemeral;
+use keygate_crds::Resource;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many resources of one kind are reconciled at once (bounded by the store's pool).
+const PARALLEL: usize = 16;
+
+/// One resource read from a file.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    /// The parsed resource.
+    pub resource: Resource,
+}
+
+/// Everything a folder holds: keygate resources and the Secrets beside them.
+#[derive(Clone, Debug, Default)]
+pub struct Folder {
+    /// keygate resources, in path order.
+    pub manifests: Vec<Manifest>,
+    /// `v1 Secret` documents.
+    pub secrets: Vec<Secret>,
+}
+
+/// Where the directory source reads from and writes to.
+#[derive(Debug)]
+pub struct DirectorySource {
+    /// Folder of manifests (keygate resources and the Secrets they reference).
+    pub manifests: PathBuf,
+    /// Folder the operator writes its own Secrets to (`<ns>/<name>.yaml`, mode 0600).
+    pub secrets_dir: PathBuf,
+    /// Where the status view is written after each pass; `None` to skip it.
+    pub status_file: Option<PathBuf>,
+    /// The gateway's revocation channel when it runs in the same process or shares Redis.
+    pub revocations: Option<Arc<dyn Ephemeral>>,
+    /// Statuses of the previous pass, to log only what changed and keep transition times.
+    previous: Mutex<StatusView>,
+}
+
+impl DirectorySource {
+    /// Reads `manifests`; keeps Secrets under `<data_dir>/secrets` and the status view in
+    /// `<data_dir>/status.yaml`.
+    pub fn new(manifests: PathBuf, data_dir: &Path) -> Self {
+        Self {
+            manifests,
+            secrets_dir: data_dir.join("secrets"),
+            status_file: Some(data_dir.join("status.yaml")),
+            revocations: None,
+            previous: Mutex::default(),
+        }
+    }
+
+    /// Pushes API-key revocations to gateway replicas through `revocations`.
+    pub fn with_revocations(mut self, revocations: Arc<dyn Ephemeral>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// Paths inside the manifest folder that are the operator's own output, not input.
+    fn own_output(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.secrets_dir.clone()];
+        out.extend(self.status_file.clone());
+        out.iter().filter_map(|p| p.canonicalize().ok()).collect()
+    }
+}
+
+/// Reads every `*.yaml`/`*.yml` file under `dir` (recursively, in path order).
+pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, ReconcileError> {
+    Ok(load_folder(dir, &[])?.manifests)
+}
+
+/// Reads keygate resources and `v1 Secret`s from every YAML file under `dir`, skipping `skip`.
+pub fn load_folder(dir: &Path, skip: &[PathBuf]) -> Result<Folder, ReconcileError> {
+    let mut files = Vec::new();
+    collect(dir, skip, &mut files)?;
+    files.sort();
+    let mut folder = Folder::default();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ReconcileError::Manifests(format!("cannot read {}: {e}", path.display()))
+        })?;
+        let resources = keygate_crds::load_manifests(&text)
+            .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?;
+        folder
+            .manifests
+            .extend(resources.into_iter().map(|resource| Manifest {
+                path: path.clone(),
+                resource,
+            }));
+        if text.contains("Secret") {
+            let found = secrets::parse_secrets(&text)
+                .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?;
+            folder.secrets.extend(found);
+        }
+    }
+    Ok(folder)
+}
+
+fn collect(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), ReconcileError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ReconcileError::Manifests(format!(
+            "cannot read manifest folder {}: {e} (pass --manifests DIR pointing at your YAML files)",
+            dir.display()
+        ))
+    })?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| ReconcileError::Manifests(e.to_string()))?
+            .path();
+        if !skip.is_empty() && path.canonicalize().is_ok_and(|p| skip.contains(&p)) {
+            continue;
+        }
+        if path.is_dir() {
+            collect(&path, skip, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A fingerprint of a folder's contents; a change triggers a new sync.
+pub fn fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut files = Vec::new();
+    let _ = collect(dir, &[], &mut files);
+    files.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        f.hash(&mut hasher);
+        std::fs::read(&f).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// The owner id rows of a resource carry: the API server's uid, or for a manifest without
+/// one a stable id from namespace, kind and name (so re-reading the folder finds the rows).
+pub fn owner_uid(resource: &Resource) -> String {
+    match &resource.metadata().uid {
+        Some(uid) => uid.clone(),
+        None => format!(
+            "dir:{}/{}/{}",
+            resource.namespace().unwrap_or("default"),
+            resource.kind(),
+            resource.name()
+        ),
+    }
+}
+
+/// `Kind namespace/name`, for logs and the status view.
+pub fn display_name(resource: &Resource) -> String {
+    format!(
+        "{} {}/{}",
+        resource.kind(),
+        resource.namespace().unwrap_or("default"),
+        resource.name()
+    )
+}
+
+/// What one sync pass produced: the status of every resource, by display name.
+pub type StatusView = BTreeMap<String, serde_json::Value>;
+
+/// Reconciles one resource of any kind; returns its status as JSON.
+pub async fn reconcile_resource(
+    ctx: &Context,
+    cluster: &Cluster,
+    resource: &Resource,
+    uid: &str,
+) -> Result<serde_json::Value, ReconcileError> {
+    let status = match resource {
+        Resource::Tenant(t) => serde_json::to_value(tenant::reconcile(ctx, t, uid).await?),
+        Resource::IdentityProvider(i) => {
+            serde_json::to_value(identity_provider::reconcile(ctx, cluster, i, uid).await?)
+        }
+        Resource::Role(r) => serde_json::to_value(role::reconcile(ctx, r, uid).await?),
+        Resource::ApiKey(k) => {
+            serde_json::to_value(api_key::reconcile(ctx, cluster, k, uid).await?)
+        }
+    };
+    status.map_err(|e| ReconcileError::Manifests(e.to_string()))
+}
+
+/// Reconciles every manifest in the folder once (tenants first, as everything else refers
+/// to one), cleans rows of resources no longer in the folder, writes the status view and
+/// returns it. A folder that cannot be read or parsed changes nothing.
+pub async fn sync_once(
+    ctx: &Context,
+    source: &DirectorySource,
+) -> Result<StatusView, ReconcileError> {
+    let folder = load_folder(&source.manifests, &source.own_output())?;
+    let cluster = Cluster {
+        secrets: Arc::new(DirectorySecrets::new(
+            folder.secrets,
+            source.secrets_dir.clone(),
+        )),
+        events: Arc::new(LogEvents),
+        revocations: source.revocations.clone(),
+    };
+    // Deletions first, from the complete list of what the folder declares: a tenant that
+    // is gone is disabled or erased before its children are looked at in this pass.
+    let mut live = LiveSet::default();
+    let mut seen = HashSet::new();
+    let mut work = Vec::new();
+    for manifest in &folder.manifests {
+        let name = display_name(&manifest.resource);
+        let uid = owner_uid(&manifest.resource);
+        live_set_for(&mut live, &manifest.resource).insert(uid.clone());
+        if !seen.insert(name.clone()) {
+            tracing::warn!(resource = %name, file = %manifest.path.display(), "declared twice; this copy is ignored");
+            continue;
+        }
+        work.push((name, uid, manifest.resource.clone()));
+    }
+    let cleaned = orphans::clean(ctx, &cluster, &live).await?;
+    clean_secret_files(ctx, &cluster, source, &live).await?;
+    if cleaned != orphans::Cleaned::default() {
+        tracing::info!(
+            ?cleaned,
+            "rows of resources no longer declared were cleaned"
+        );
+    }
+
+    let mut view = StatusView::new();
+    let mut failures = 0usize;
+    for rank in 0..4 {
+        let batch: Vec<_> = work
+            .iter()
+            .filter(|(_, _, r)| kind_rank(r) == rank)
+            .cloned()
+            .collect();
+        let results: Vec<_> = futures::stream::iter(batch)
+            .map(|(name, uid, resource)| {
+                // Owned clones: a stream of futures borrowing locals is not `Send` enough
+                // for `tokio::spawn` (higher-ranked lifetime limits of the compiler).
+                let (ctx, cluster) = (ctx.clone(), cluster.clone());
+                async move {
+                    let result = crate::metrics::timed(
+                        resource.kind(),
+                        reconcile_resource(&ctx, &cluster, &resource, &uid),
+                    )
+                    .await;
+                    (name, result)
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (name, result) in results {
+            match result {
+                Ok(status) => {
+                    view.insert(name, status);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(resource = %name, error = %e, "not reconciled; retried on the next pass");
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        return Err(ReconcileError::Incomplete { failed: failures });
+    }
+    publish_view(source, &mut view);
+    Ok(view)
+}
+
+/// Secret files whose ApiKey is gone: their keys are revoked and the files removed (what
+/// Kubernetes' garbage collector does through the ownerReference).
+async fn clean_secret_files(
+    ctx: &Context,
+    cluster: &Cluster,
+    source: &DirectorySource,
+    live: &LiveSet,
+) -> Result<(), ReconcileError> {
+    for (namespace, name, secret) in secrets::written_secrets(&source.secrets_dir) {
+        let annotations = secret.metadata.annotations.unwrap_or_default();
+        let Some(owner) = annotations.get(api_key::ANNOTATION_OWNER_UID) else {
+            continue;
+        };
+        if live.api_keys.contains(owner) {
+            continue;
+        }
+        let labels = secret.metadata.labels.unwrap_or_default();
+        if let Some(tenant_name) = labels.get(api_key::LABEL_TENANT) {
+            api_key::revoke_owner(ctx, cluster, &namespace, tenant_name, owner).await?;
+        }
+        cluster.secrets.delete(&namespace, &name).await?;
+    }
+    Ok(())
+}
+
+fn kind_rank(resource: &Resource) -> u8 {
+    match resource {
+        Resource::Tenant(_) => 0,
+        Resource::IdentityProvider(_) => 1,
+        Resource::Role(_) => 2,
+        Resource::ApiKey(_) => 3,
+    }
+}
+
+fn live_set_for<'a>(live: &'a mut LiveSet, resource: &Resource) -> &'a mut HashSet<String> {
+    match resource {
+        Resource::Tenant(_) => &mut live.tenants,
+        Resource::IdentityProvider(_) => &mut live.identity_providers,
+        Resource::Role(_) => &mut live.roles,
+        Resource::ApiKey(_) => &mut live.api_keys,
+    }
+}
+
+/// Keeps transition times of unchanged conditions, logs one line per changed or vanished
+/// resource, and writes the status file when anything changed.
+fn publish_view(source: &DirectorySource, view: &mut StatusView) {
+    let mut previous = source.previous.lock().unwrap_or_else(|e| e.into_inner());
+    let mut changed = false;
+    for (name, status) in view.iter_mut() {
+        if let Some(before) = previous.get(name) {
+            keep_transition_times(before, status);
+        }
+        if previous.get(name) != Some(status) {
+            changed = true;
+            log_status(name, status);
+        }
+    }
+    for name in previous.keys() {
+        if !view.contains_key(name) {
+            changed = true;
+            tracing::info!(resource = %name, "deleted: no longer in the manifest folder");
+        }
+    }
+    if changed && let Some(path) = &source.status_file {
+        write_status_file(path, view);
+    }
+    *previous = view.clone();
+}
+
+/// A condition whose status did not change keeps its `lastTransitionTime`, as Kubernetes
+/// conventions ask (and so an unchanged resource is not reported as changed).
+fn keep_transition_times(before: &serde_json::Value, after: &mut serde_json::Value) {
+    let Some(old) = before["conditions"].as_array() else {
+        return;
+    };
+    let Some(new) = after.get_mut("conditions").and_then(|c| c.as_array_mut()) else {
+        return;
+    };
+    for condition in new {
+        if let Some(prior) = old.iter().find(|c| c["type"] == condition["type"])
+            && prior["status"] == condition["status"]
+        {
+            condition["lastTransitionTime"] = prior["lastTransitionTime"].clone();
+        }
+    }
+}
+
+fn write_status_file(path: &Path, view: &StatusView) {
+    let header = "# Written by the keygate operator after each pass over the manifest folder: the\n# status of every resource, as `kubectl get -o yaml` would show it. Do not edit.\n";
+    let result = serde_saphyr::to_string(view)
+        .map_err(|e| e.to_string())
+        .and_then(|yaml| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            let tmp = path.with_extension("yaml.tmp");
+            std::fs::write(&tmp, format!("{header}{yaml}")).map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+        });
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "could not write the status file");
+    }
+}
+
+fn log_status(name: &str, status: &serde_json::Value) {
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+    let (state, reason, message) = match ready {
+        Some(c) => (
+            c["status"].as_str().unwrap_or("Unknown"),
+            c["reason"].as_str().unwrap_or(""),
+            c["message"].as_str().unwrap_or(""),
+        ),
+        None => ("Unknown", "", ""),
+    };
+    if state == "True" {
+        tracing::info!(resource = name, ready = state, reason, "{message}");
+    } else {
+        tracing::warn!(resource = name, ready = state, reason, "{message}");
+    }
+}
+
+/// Keeps the folder reconciled: syncs now, then whenever the folder or the written Secrets
+/// change, and every `resync` (rotation and expiry are due by time, not by edits).
+pub async fn watch(ctx: Context, source: Arc<DirectorySource>, poll: Duration, resync: Duration) {
+    let mut last_print = None;
+    let mut last_sync = tokio::time::Instant::now();
+    loop {
+        let manifests = fingerprint(&source.manifests);
+        let written = fingerprint(&source.secrets_dir);
+        if last_print != Some((manifests, written)) || last_sync.elapsed() >= resync {
+            match sync_once(&ctx, &source).await {
+                Ok(view) => {
+                    tracing::debug!(resources = view.len(), dir = %source.manifests.display(), "manifests reconciled")
+                }
+                Err(e) => {
+                    tracing::error!(dir = %source.manifests.display(), "manifests not reconciled: {e}")
+                }
+            }
+            // The pass writes Secrets itself: take their fingerprint after it, but the
+            // manifests' from before, so an edit made during the pass is not missed.
+            last_print = Some((manifests, fingerprint(&source.secrets_dir)));
+            last_sync = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(poll).await;
+    }
+}

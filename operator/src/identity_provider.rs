@@ -1,0 +1,165 @@
+//! IdentityProvider reconciler: validates the spec, reads the client secret (or SAML SP key)
+//! from the referenced Secret, and stores the provider with that secret sealed by the master
+//! keys. A missing Secret is a `SecretNotFound` condition naming it, never a crash loop.
+
+use crate::cluster::Cluster;
+use crate::secrets::secret_value;
+use crate::status::{Reason, ready};
+use crate::{Context, ReconcileError, tenant};
+use keygate_core::ids::IdpId;
+use keygate_core::store::{IdpKind, IdpUpsert};
+use keygate_crds::{IdentityProvider, IdentityProviderStatus, ProviderType, SecretKeyRef};
+
+/// The associated data an IdP secret's ciphertext is bound to, so it cannot be moved to
+/// another provider's row. The gateway opens it with the same context.
+pub fn idp_secret_context(id: IdpId) -> String {
+    format!("idp_secret:{id}")
+}
+
+/// Reconciles one IdentityProvider; returns the status to publish.
+pub async fn reconcile(
+    ctx: &Context,
+    cluster: &Cluster,
+    idp: &IdentityProvider,
+    owner_uid: &str,
+) -> Result<IdentityProviderStatus, ReconcileError> {
+    let now = ctx.clock.now();
+    let name = idp
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    let namespace = idp.metadata.namespace.as_deref().unwrap_or("default");
+    let generation = idp.metadata.generation;
+    let status = |ok: bool, reason, message: String| IdentityProviderStatus {
+        conditions: vec![ready(ok, reason, message, generation, now)],
+        observed_generation: generation,
+    };
+
+    if let Err(problems) =
+        keygate_crds::validate(&keygate_crds::Resource::IdentityProvider(idp.clone()))
+    {
+        return Ok(status(false, Reason::InvalidSpec, problems.join("; ")));
+    }
+    let stored_tenant = match tenant::parent(ctx, namespace, &idp.spec.tenant_ref.name).await? {
+        Ok(t) => t,
+        Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
+    };
+    let secret = match secret_ref(idp) {
+        None => None,
+        Some(reference) => match read_secret(cluster, namespace, reference).await? {
+            Ok(value) => Some(value),
+            Err(message) => return Ok(status(false, Reason::SecretNotFound, message)),
+        },
+    };
+    let kind = match idp.spec.provider_type {
+        ProviderType::Oidc => IdpKind::Oidc,
+        ProviderType::Github => IdpKind::Github,
+        ProviderType::Google => IdpKind::Google,
+        ProviderType::Saml => IdpKind::Saml,
+    };
+    // The spec holds only references to secrets, never their values, so it is stored as is.
+    let config =
+        serde_json::to_value(&idp.spec).map_err(|e| ReconcileError::Manifests(e.to_string()))?;
+    let existing = ctx.store.idp_by_name(stored_tenant.id, name).await?;
+    let mut upsert = IdpUpsert {
+        tenant_id: stored_tenant.id,
+        name: name.to_owned(),
+        owner_uid: owner_uid.to_owned(),
+        kind,
+        config,
+        client_secret: None,
+        generation: generation.unwrap_or(0),
+    };
+    let id = match &existing {
+        Some(row) => row.id,
+        // The ciphertext is bound to the row id, which the store assigns on first write.
+        None => ctx.store.upsert_idp(&upsert).await?.id,
+    };
+    if let Some(plain) = &secret {
+        let context = idp_secret_context(id);
+        // Sealing is randomized: keep the stored ciphertext while it still opens to the
+        // same value under the active master key, so a resync writes nothing.
+        let reusable = existing
+            .as_ref()
+            .and_then(|row| row.client_secret.as_ref())
+            .filter(|sealed| !ctx.master_keys.needs_reseal(sealed))
+            .filter(|sealed| {
+                ctx.master_keys
+                    .open(sealed, &context)
+                    .is_ok_and(|open| keygate_core::crypto::constant_time_eq(&open, plain))
+            });
+        upsert.client_secret = Some(match reusable {
+            Some(sealed) => sealed.clone(),
+            None => ctx.master_keys.seal(plain, &context)?,
+        });
+    }
+    ctx.store.upsert_idp(&upsert).await?;
+    Ok(status(
+        true,
+        Reason::Reconciled,
+        "identity provider is live".into(),
+    ))
+}
+
+/// The Secret key the provider needs, if its type has one.
+pub fn secret_ref(idp: &IdentityProvider) -> Option<&SecretKeyRef> {
+    match idp.spec.provider_type {
+        ProviderType::Saml => idp
+            .spec
+            .saml
+            .as_ref()
+            .and_then(|s| s.sp_key_secret_ref.as_ref()),
+        _ => idp.spec.client_secret_ref(),
+    }
+}
+
+/// Reads one key of a Secret; `Ok(Err(message))` names what is missing.
+async fn read_secret(
+    cluster: &Cluster,
+    namespace: &str,
+    reference: &SecretKeyRef,
+) -> Result<Result<Vec<u8>, String>, ReconcileError> {
+    let Some(secret) = cluster.secrets.get(namespace, &reference.name).await? else {
+        return Ok(Err(format!(
+            "Secret `{namespace}/{}` not found; create it with the key `{}`",
+            reference.name, reference.key
+        )));
+    };
+    Ok(match secret_value(&secret, &reference.key) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(format!(
+            "Secret `{namespace}/{}` has no (or an empty) key `{}`",
+            reference.name, reference.key
+        )),
+    })
+}
+
+/// Handles a deleted IdentityProvider: removes the provider it owns (and its links).
+pub async fn cleanup(
+    ctx: &Context,
+    idp: &IdentityProvider,
+    owner_uid: &str,
+) -> Result<(), ReconcileError> {
+    let name = idp
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    let namespace = idp.metadata.namespace.as_deref().unwrap_or("default");
+    let Ok(stored_tenant) = tenant::parent(ctx, namespace, &idp.spec.tenant_ref.name).await? else {
+        // A retained (disabled) tenant keeps its providers and the links users have to them.
+        return Ok(());
+    };
+    if let Some(existing) = ctx.store.idp_by_name(stored_tenant.id, name).await?
+        && existing.owner_uid == owner_uid
+    {
+        ctx.store.delete_idp(stored_tenant.id, existing.id).await?;
+        tracing::info!(
+            identity_provider = name,
+            namespace,
+            "IdentityProvider deleted: provider removed from the store"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! keygate-operator: reconciles Tenant, IdentityProvider, Role and ApiKey resources into the
+//! store and Secrets. The reconcile functions (one module per kind) take a resource and what
+//! the store and the cluster hold and return the status to publish; the directory source
+//! (local runs, CI, `keygate dev`) and the Kubernetes source both call them, so both behave
+//! the same.
+
+pub mod api_key;
+pub mod cluster;
+pub mod context;
+pub mod directory;
+pub mod identity_provider;
+pub mod metrics;
+pub mod orphans;
+pub mod role;
+pub mod secrets;
+pub mod status;
+pub mod tenant;
+
+pub use cluster::Cluster;
+pub use context::Context;
+pub use directory::DirectorySource;
+
+/// Why a reconcile could not finish; a bad spec is not an error but a status condition.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The store failed; the reconcile is retried.
+    #[error("store: {0}")]
+    Store(#[from] keygate_core::store::StoreError),
+    /// Key generation or encryption failed; retried.
+    #[error("crypto: {0}")]
+    Crypto(#[from] keygate_core::crypto::CryptoError),
+    /// Reading or writing a Secret failed; retried.
+    #[error("secret: {0}")]
+    Secret(#[from] cluster::SecretError),
+    /// A resource lacks a field the API server always sets.
+    #[error("resource has no {0}")]
+    MissingObjectKey(&'static str),
+    /// A manifest folder could not be read or parsed.
+    #[error("manifests: {0}")]
+    Manifests(String),
+    /// Some resources of a pass failed (each is logged); nothing was cleaned up.
+    #[error("{failed} resource(s) could not be reconciled; retrying")]
+    Incomplete {
+        /// How many failed.
+        failed: usize,
+    },
+}
+
+impl ReconcileError {
+    /// A short fixed word for the metrics' `error` label.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "store",
+            Self::Crypto(_) => "crypto",
+            Self::Secret(_) => "secret",
+            Self::MissingObjectKey(_) => "metadata",
+            Self::Manifests(_) => "manifests",
+            Self::Incomplete { .. } => "incomplete",
+        }
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics` of the operator process.
+pub fn health_router() -> axum::Router {
+    use axum::routing::get;
+    // Registered up front so /metrics lists the families before the first reconcile.
+    let _ = metrics::metrics();
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                prometheus::TextEncoder::new()
+                    .encode_to_string(&prometheus::gather())
+                    .unwrap_or_default()
+            }),
+        )
+}

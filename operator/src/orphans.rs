@@ -1,0 +1,93 @@
+//! Resync's second half: rows whose resource no longer exists are cleaned up, matched by the
+//! owner uid every row carries. This catches deletions the operator never saw (a manifest
+//! removed from the folder, a finalizer removed by hand, an operator that was down).
+
+use crate::cluster::Cluster;
+use crate::{Context, ReconcileError, api_key, tenant};
+use std::collections::{BTreeSet, HashSet};
+
+/// The owner uids of the resources that exist now, per kind.
+#[derive(Clone, Debug, Default)]
+pub struct LiveSet {
+    /// Tenant resources.
+    pub tenants: HashSet<String>,
+    /// IdentityProvider resources.
+    pub identity_providers: HashSet<String>,
+    /// Role resources.
+    pub roles: HashSet<String>,
+    /// ApiKey resources.
+    pub api_keys: HashSet<String>,
+}
+
+/// What a cleanup pass did, for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Tenants disabled (Retain) or erased (Delete).
+    pub tenants: u64,
+    /// Identity providers removed.
+    pub identity_providers: u64,
+    /// Roles removed.
+    pub roles: u64,
+    /// API keys revoked.
+    pub api_keys: u64,
+}
+
+/// Cleans every row whose owner is not in `live`. Only call it with a complete view of the
+/// resources (a folder read without errors, a watch cache that has synced): an empty view
+/// means "everything was deleted".
+pub async fn clean(
+    ctx: &Context,
+    cluster: &Cluster,
+    live: &LiveSet,
+) -> Result<Cleaned, ReconcileError> {
+    let mut cleaned = Cleaned::default();
+    let now = ctx.clock.now();
+    for stored in ctx.store.list_tenants().await? {
+        if !live.tenants.contains(&stored.owner_uid) {
+            if !stored.disabled {
+                cleaned.tenants += 1;
+            }
+            let policy = tenant::stored_policy(&stored);
+            tenant::retire(ctx, &stored, policy).await?;
+            if policy == keygate_crds::DeletionPolicy::Delete {
+                continue;
+            }
+        }
+        if stored.disabled || !live.tenants.contains(&stored.owner_uid) {
+            // A retained tenant keeps its roles, providers and keys as they were.
+            continue;
+        }
+        for role in ctx.store.list_roles(stored.id).await? {
+            if !live.roles.contains(&role.owner_uid)
+                && ctx.store.delete_role(stored.id, role.id).await?
+            {
+                tracing::info!(tenant = %stored.name, role = %role.name, "Role no longer declared: role removed");
+                cleaned.roles += 1;
+            }
+        }
+        for idp in ctx.store.list_idps(stored.id).await? {
+            if !live.identity_providers.contains(&idp.owner_uid)
+                && ctx.store.delete_idp(stored.id, idp.id).await?
+            {
+                tracing::info!(tenant = %stored.name, identity_provider = %idp.name, "IdentityProvider no longer declared: provider removed");
+                cleaned.identity_providers += 1;
+            }
+        }
+        let orphaned: BTreeSet<String> = ctx
+            .store
+            .list_api_keys(stored.id)
+            .await?
+            .into_iter()
+            .filter(|k| {
+                k.revoked_at.is_none() && k.is_usable(now) && !live.api_keys.contains(&k.owner_uid)
+            })
+            .map(|k| k.owner_uid)
+            .collect();
+        for owner in orphaned {
+            cleaned.api_keys +=
+                api_key::revoke_owner(ctx, cluster, &stored.namespace, &stored.name, &owner)
+                    .await?;
+        }
+    }
+    Ok(cleaned)
+}

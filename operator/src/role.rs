@@ -1,0 +1,109 @@
+//! Role reconciler: a Role's permissions and subjects (users by email, groups, upstream-IdP
+//! groups) into the store, so the next token issued carries them.
+
+use crate::status::{Reason, ready};
+use crate::{Context, ReconcileError, tenant};
+use keygate_core::store::{RoleSubject, RoleUpsert};
+use keygate_crds::{Role, RoleStatus};
+
+/// Reconciles one Role; returns the status to publish.
+pub async fn reconcile(
+    ctx: &Context,
+    role: &Role,
+    owner_uid: &str,
+) -> Result<RoleStatus, ReconcileError> {
+    let now = ctx.clock.now();
+    let name = role
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    let namespace = role.metadata.namespace.as_deref().unwrap_or("default");
+    let generation = role.metadata.generation;
+    let status = |ok: bool, reason, message: String| RoleStatus {
+        conditions: vec![ready(ok, reason, message, generation, now)],
+        observed_generation: generation,
+    };
+
+    if let Err(problems) = keygate_crds::validate(&keygate_crds::Resource::Role(role.clone())) {
+        return Ok(status(false, Reason::InvalidSpec, problems.join("; ")));
+    }
+    let stored_tenant = match tenant::parent(ctx, namespace, &role.spec.tenant_ref.name).await? {
+        Ok(t) => t,
+        Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
+    };
+    ctx.store
+        .upsert_role(&upsert(role, name, owner_uid, stored_tenant.id))
+        .await?;
+    Ok(status(
+        true,
+        Reason::Reconciled,
+        "permissions and subjects are live".into(),
+    ))
+}
+
+/// The row a Role resource describes. Lists are sorted and deduplicated so the same spec
+/// always yields the same row, and a resync of an unchanged Role compares equal.
+pub fn upsert(
+    role: &Role,
+    name: &str,
+    owner_uid: &str,
+    tenant: keygate_core::ids::TenantId,
+) -> RoleUpsert {
+    let mut permissions = role.spec.permissions.clone();
+    permissions.sort();
+    permissions.dedup();
+    let subjects = &role.spec.subjects;
+    let mut bound: Vec<RoleSubject> = subjects
+        .users
+        .iter()
+        .map(|u| RoleSubject::UserEmail(u.clone()))
+        .chain(
+            subjects
+                .groups
+                .iter()
+                .map(|g| RoleSubject::Group(g.clone())),
+        )
+        .chain(subjects.idp_groups.iter().map(|g| RoleSubject::IdpGroup {
+            idp: g.identity_provider.clone(),
+            group: g.group.clone(),
+        }))
+        .collect();
+    bound.sort();
+    bound.dedup();
+    RoleUpsert {
+        tenant_id: tenant,
+        name: name.to_owned(),
+        owner_uid: owner_uid.to_owned(),
+        description: role.spec.description.clone().unwrap_or_default(),
+        permissions,
+        subjects: bound,
+        generation: role.metadata.generation.unwrap_or(0),
+    }
+}
+
+/// Handles a deleted Role: removes the role row it owns (bindings go with it).
+pub async fn cleanup(ctx: &Context, role: &Role, owner_uid: &str) -> Result<(), ReconcileError> {
+    let name = role
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    let namespace = role.metadata.namespace.as_deref().unwrap_or("default");
+    let Ok(stored_tenant) = tenant::parent(ctx, namespace, &role.spec.tenant_ref.name).await?
+    else {
+        // A disabled (retained) tenant keeps its roles; a missing one has none.
+        return Ok(());
+    };
+    if let Some(existing) = ctx.store.role_by_name(stored_tenant.id, name).await?
+        && existing.owner_uid == owner_uid
+    {
+        ctx.store.delete_role(stored_tenant.id, existing.id).await?;
+        tracing::info!(
+            role = name,
+            namespace,
+            "Role deleted: role removed from the store"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Tenant reconciler: upserts the tenant and its policies, keeps its signing keys rotating
+//! (next key published before it signs; old key kept until its last token expired).
+
+use crate::status::{Reason, ready};
+use crate::{Context, ReconcileError};
+use chrono::{DateTime, Duration, Utc};
+use keygate_core::crypto::signing::{self, SigningAlgorithm};
+use keygate_core::keyring;
+use keygate_core::store::{SigningKeyRecord, StoreError, TenantUpsert};
+use keygate_crds::{DeletionPolicy, Tenant, TenantStatus};
+
+/// How long a new key sits in JWKS before it signs: longer than any verifier's JWKS cache.
+pub const PUBLISH_LEAD: Duration = Duration::minutes(10);
+
+/// Reconciles one Tenant; returns the status to publish.
+pub async fn reconcile(
+    ctx: &Context,
+    tenant: &Tenant,
+    owner_uid: &str,
+) -> Result<TenantStatus, ReconcileError> {
+    let now = ctx.clock.now();
+    let name = tenant
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
+    let generation = tenant.metadata.generation;
+    let not_ready = |reason, message: String| TenantStatus {
+        conditions: vec![ready(false, reason, message, generation, now)],
+        observed_generation: generation,
+        ..TenantStatus::default()
+    };
+
+    if let Err(problems) = keygate_crds::validate(&keygate_crds::Resource::Tenant(tenant.clone())) {
+        return Ok(not_ready(Reason::InvalidSpec, problems.join("; ")));
+    }
+    let taken = || {
+        not_ready(
+            Reason::TenantNameTaken,
+            format!(
+                "tenant name `{name}` is already declared in another namespace; tenant names are cluster-wide URL segments, pick another"
+            ),
+        )
+    };
+    let existing = ctx.store.tenant_by_name(name).await?;
+    if let Some(found) = &existing
+        && found.owner_uid != owner_uid
+    {
+        // A tenant retained after its resource was deleted is taken back by a resource of
+        // the same name in the same namespace (re-applying a Tenant deleted by mistake).
+        if found.disabled && found.namespace == namespace {
+            ctx.store.set_tenant_owner(found.id, owner_uid).await?;
+            tracing::info!(
+                tenant = name,
+                namespace,
+                "retained tenant adopted by a new Tenant resource"
+            );
+        } else {
+            return Ok(taken());
+        }
+    }
+    let settings =
+        serde_json::to_value(&tenant.spec).map_err(|e| ReconcileError::Manifests(e.to_string()))?;
+    let upsert = TenantUpsert {
+        name: name.to_owned(),
+        namespace: namespace.to_owned(),
+        owner_uid: owner_uid.to_owned(),
+        display_name: tenant.display_name().to_owned(),
+        settings,
+        generation: generation.unwrap_or(0),
+    };
+    let stored = match ctx.store.upsert_tenant(&upsert).await {
+        Ok(t) => t,
+        Err(StoreError::Conflict { .. }) => return Ok(taken()),
+        Err(e) => return Err(e.into()),
+    };
+    if stored.disabled {
+        ctx.store.set_tenant_disabled(stored.id, false).await?;
+    }
+
+    let algorithm = match tenant.spec.signing.algorithm {
+        keygate_crds::SigningAlgorithm::RS256 => SigningAlgorithm::RS256,
+        keygate_crds::SigningAlgorithm::ES256 => SigningAlgorithm::ES256,
+        keygate_crds::SigningAlgorithm::EdDSA => SigningAlgorithm::EdDSA,
+    };
+    let rotate_every =
+        Duration::from_std(tenant.spec.key_rotation_period()).unwrap_or(Duration::days(30));
+    // A retired key stays published until every token it signed has expired (plus a margin
+    // for clock skew and verifier caches).
+    let keep_after_retire = Duration::from_std(tenant.spec.access_token_ttl())
+        .unwrap_or(Duration::hours(1))
+        + PUBLISH_LEAD;
+    let active = ensure_signing_keys(
+        ctx,
+        stored.id,
+        algorithm,
+        rotate_every,
+        keep_after_retire,
+        now,
+    )
+    .await?;
+
+    let issuer = ctx.issuer(name);
+    Ok(TenantStatus {
+        jwks_url: Some(format!("{issuer}/jwks.json")),
+        issuer_url: Some(issuer),
+        active_key_id: Some(active),
+        conditions: vec![ready(
+            true,
+            Reason::Reconciled,
+            "tenant is live",
+            generation,
+            now,
+        )],
+        observed_generation: generation,
+    })
+}
+
+/// Handles a deleted Tenant resource: applies its `deletionPolicy` to the tenant it owns.
+/// A resource that never owned the name (TenantNameTaken) leaves everything alone.
+pub async fn cleanup(
+    ctx: &Context,
+    tenant: &Tenant,
+    owner_uid: &str,
+) -> Result<(), ReconcileError> {
+    let name = tenant
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    match ctx.store.tenant_by_name(name).await? {
+        Some(stored) if stored.owner_uid == owner_uid => {
+            retire(ctx, &stored, tenant.spec.deletion_policy).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Applies a deletion policy to a stored tenant: Retain disables it and keeps every row,
+/// Delete erases it (all but its audit trail). Disabling an already disabled tenant writes
+/// nothing, so resyncs stay quiet.
+pub async fn retire(
+    ctx: &Context,
+    stored: &keygate_core::store::Tenant,
+    policy: DeletionPolicy,
+) -> Result<(), ReconcileError> {
+    match policy {
+        DeletionPolicy::Retain if stored.disabled => {}
+        DeletionPolicy::Retain => {
+            ctx.store.set_tenant_disabled(stored.id, true).await?;
+            tracing::info!(tenant = %stored.name, namespace = %stored.namespace, "Tenant deleted: tenant disabled, data retained (deletionPolicy Retain)");
+        }
+        DeletionPolicy::Delete => {
+            ctx.store.delete_tenant(stored.id).await?;
+            tracing::info!(tenant = %stored.name, namespace = %stored.namespace, "Tenant deleted: tenant and its data erased (deletionPolicy Delete)");
+        }
+    }
+    Ok(())
+}
+
+/// The deletion policy recorded with a stored tenant (its spec is kept as settings), for
+/// tenants whose resource vanished without the operator seeing the deletion.
+pub fn stored_policy(stored: &keygate_core::store::Tenant) -> DeletionPolicy {
+    match stored
+        .settings
+        .get("deletionPolicy")
+        .and_then(|v| v.as_str())
+    {
+        Some("Delete") => DeletionPolicy::Delete,
+        _ => DeletionPolicy::Retain,
+    }
+}
+
+/// The tenant a child resource (IdentityProvider, Role, ApiKey) refers to: it must exist,
+/// live in the child's namespace (references never cross namespaces) and be enabled.
+/// `Ok(Err(message))` says why it cannot be used, for a `TenantNotFound` condition.
+pub async fn parent(
+    ctx: &Context,
+    namespace: &str,
+    tenant_name: &str,
+) -> Result<Result<keygate_core::store::Tenant, String>, ReconcileError> {
+    Ok(match ctx.store.tenant_by_name(tenant_name).await? {
+        Some(t) if t.namespace != namespace => Err(format!(
+            "Tenant `{tenant_name}` is declared in namespace `{}`, not `{namespace}`; references never cross namespaces",
+            t.namespace
+        )),
+        Some(t) if t.disabled => Err(format!(
+            "Tenant `{tenant_name}` was deleted (its data is retained); re-apply it first"
+        )),
+        Some(t) => Ok(t),
+        None => Err(format!(
+            "Tenant `{tenant_name}` does not exist in namespace `{namespace}` (yet)"
+        )),
+    })
+}
+
+/// Makes sure the tenant has an active key of `algorithm`, schedules the next one when the
+/// active key is due (or of the wrong algorithm), retires replaced keys, and returns the
+/// active key id. Running it twice in a row changes nothing the second time.
+pub async fn ensure_signing_keys(
+    ctx: &Context,
+    tenant: keygate_core::ids::TenantId,
+    algorithm: SigningAlgorithm,
+    rotate_every: Duration,
+    keep_after_retire: Duration,
+    now: DateTime<Utc>,
+) -> Result<String, ReconcileError> {
+    let mut keys = ctx.store.signing_keys(tenant).await?;
+    if keyring::active(&keys, now).is_none() {
+        // No key signs yet (new tenant): the first key must sign at once.
+        let record = new_key(ctx, tenant, algorithm, now, now)?;
+        ctx.store.insert_signing_key(&record).await?;
+        keys.push(record);
+    }
+    let Some(active) = keyring::active(&keys, now).cloned() else {
+        return Err(ReconcileError::Manifests(
+            "no active signing key after creating one".into(),
+        ));
+    };
+    let due = active.activates_at + rotate_every <= now || active.algorithm != algorithm.as_str();
+    if due && keyring::next(&keys, now).is_none() {
+        let record = new_key(ctx, tenant, algorithm, now, now + PUBLISH_LEAD)?;
+        ctx.store.insert_signing_key(&record).await?;
+        keys.push(record);
+    }
+    // Every key superseded by a later-activated one retires once its tokens have expired.
+    for key in &keys {
+        if key.retires_at.is_some() {
+            continue;
+        }
+        let successor = keys
+            .iter()
+            .filter(|k| k.activates_at > key.activates_at && k.activates_at <= now)
+            .map(|k| k.activates_at)
+            .min();
+        if let Some(replaced_at) = successor {
+            ctx.store
+                .set_signing_key_retires_at(tenant, &key.kid, replaced_at + keep_after_retire)
+                .await?;
+        }
+    }
+    ctx.store.delete_retired_signing_keys(now).await?;
+    Ok(active.kid)
+}
+
+fn new_key(
+    ctx: &Context,
+    tenant: keygate_core::ids::TenantId,
+    algorithm: SigningAlgorithm,
+    now: DateTime<Utc>,
+    activates_at: DateTime<Utc>,
+) -> Result<SigningKeyRecord, ReconcileError> {
+    let generated = signing::generate(algorithm)?;
+    let sealed = ctx.master_keys.seal(
+        generated.private_pem.as_bytes(),
+        &signing_key_context(&generated.kid),
+    )?;
+    Ok(SigningKeyRecord {
+        public_jwk: serde_json::to_value(&generated.public_jwk)
+            .map_err(|e| ReconcileError::Manifests(e.to_string()))?,
+        kid: generated.kid,
+        tenant_id: tenant,
+        algorithm: algorithm.as_str().to_owned(),
+        private_key: sealed,
+        created_at: now,
+        activates_at,
+        retires_at: None,
+    })
+}
+
+/// The associated data a signing key's ciphertext is bound to.
+pub fn signing_key_context(kid: &str) -> String {
+    format!("signing_key:{kid}")
+}

@@ -1,0 +1,838 @@
+//! The reconcile core end to end through the directory source, against a real PostgreSQL
+//! (a fresh database per test via `#[sqlx::test]`) and, where the backend matters, SQLite:
+//! apply → change → delete per kind, idempotence, drift correction, bad specs, tenant
+//! deletion policies, ApiKey rotation with its grace window, and a lost Secret.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // a failed unwrap is a failed test
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use keygate_core::clock::ManualClock;
+use keygate_core::crypto::envelope::MasterKeys;
+use keygate_core::ephemeral::{Ephemeral, MemoryEphemeral};
+use keygate_core::store::{ApiKeyRecord, PgStore, RoleSubject, SqliteStore, Store};
+use keygate_operator::directory::{StatusView, sync_once};
+use keygate_operator::secrets::{parse_secrets, secret_value};
+use keygate_operator::{Context, DirectorySource};
+use sqlx::PgPool;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+struct Harness {
+    ctx: Context,
+    clock: Arc<ManualClock>,
+    source: DirectorySource,
+    revocations: Arc<MemoryEphemeral>,
+    pool: Option<PgPool>,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn postgres(pool: PgPool) -> Self {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = PgStore::from_pool(pool.clone()).with_clock(clock.clone());
+        store.migrate().await.unwrap();
+        Self::with_store(Arc::new(store), clock, Some(pool))
+    }
+
+    async fn sqlite() -> Self {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let db = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", db.path().join("keygate.db").display());
+        let store = SqliteStore::connect(&url)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        store.migrate().await.unwrap();
+        // The database file lives as long as the process; the folder is leaked on purpose.
+        std::mem::forget(db);
+        Self::with_store(Arc::new(store), clock, None)
+    }
+
+    fn with_store(store: Arc<dyn Store>, clock: Arc<ManualClock>, pool: Option<PgPool>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        let revocations = Arc::new(MemoryEphemeral::new());
+        let source = DirectorySource::new(manifests, &dir.path().join("data"))
+            .with_revocations(revocations.clone());
+        let ctx = Context {
+            store,
+            master_keys: MasterKeys::parse(&MasterKeys::generate_spec("test").unwrap()).unwrap(),
+            public_url: "https://auth.example.com".into(),
+            clock: clock.clone(),
+        };
+        Self {
+            ctx,
+            clock,
+            source,
+            revocations,
+            pool,
+            dir,
+        }
+    }
+
+    fn write(&self, file: &str, yaml: &str) {
+        std::fs::write(self.source.manifests.join(file), yaml).unwrap();
+    }
+
+    fn remove(&self, file: &str) {
+        std::fs::remove_file(self.source.manifests.join(file)).unwrap();
+    }
+
+    async fn sync(&self) -> StatusView {
+        sync_once(&self.ctx, &self.source).await.unwrap()
+    }
+
+    fn secret_file(&self, namespace: &str, name: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("data/secrets")
+            .join(namespace)
+            .join(format!("{name}.yaml"))
+    }
+
+    /// The raw key the operator wrote into a Secret file.
+    fn raw_key(&self, namespace: &str, name: &str) -> String {
+        let text = std::fs::read_to_string(self.secret_file(namespace, name)).unwrap();
+        let secret = parse_secrets(&text).unwrap().pop().unwrap();
+        String::from_utf8(secret_value(&secret, "apiKey").unwrap()).unwrap()
+    }
+
+    async fn tenant_id(&self, name: &str) -> keygate_core::ids::TenantId {
+        self.ctx
+            .store
+            .tenant_by_name(name)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    /// The key record a raw key resolves to, as the gateway would look it up.
+    async fn lookup(&self, tenant: &str, raw: &str) -> Option<ApiKeyRecord> {
+        let prefix = raw.strip_prefix("kg_")?.split_once('_')?.0;
+        let record = self
+            .ctx
+            .store
+            .api_key_by_prefix(self.tenant_id(tenant).await, prefix)
+            .await
+            .unwrap()?;
+        keygate_core::crypto::constant_time_eq(
+            &record.hash,
+            &keygate_operator::api_key::key_hash(raw),
+        )
+        .then_some(record)
+    }
+
+    async fn accepted(&self, tenant: &str, raw: &str) -> bool {
+        let now = self.clock.now_utc();
+        self.lookup(tenant, raw)
+            .await
+            .is_some_and(|r| r.is_usable(now))
+    }
+
+    /// Every row's `updated_at` (and every signing key), to prove a pass wrote nothing.
+    async fn snapshot(&self) -> Vec<(String, String)> {
+        let pool = self.pool.as_ref().unwrap();
+        let mut out = Vec::new();
+        for table in ["tenants", "roles", "identity_providers", "api_keys"] {
+            let rows: Vec<(uuid::Uuid, DateTime<Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(
+                format!("SELECT id, updated_at FROM {table} ORDER BY id"),
+            ))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            out.extend(
+                rows.into_iter()
+                    .map(|(id, at)| (format!("{table}:{id}"), at.to_rfc3339())),
+            );
+        }
+        let keys: Vec<(String, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT kid, retires_at FROM signing_keys ORDER BY kid")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        out.extend(
+            keys.into_iter()
+                .map(|(kid, at)| (format!("signing_keys:{kid}"), format!("{at:?}"))),
+        );
+        let bindings: Vec<(uuid::Uuid,)> =
+            sqlx::query_as("SELECT id FROM role_bindings ORDER BY id")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        out.extend(
+            bindings
+                .into_iter()
+                .map(|(id,)| (format!("role_bindings:{id}"), String::new())),
+        );
+        out
+    }
+}
+
+trait NowUtc {
+    fn now_utc(&self) -> DateTime<Utc>;
+}
+
+impl NowUtc for ManualClock {
+    fn now_utc(&self) -> DateTime<Utc> {
+        keygate_core::clock::Clock::now(self)
+    }
+}
+
+/// (status, reason, message) of a resource's Ready condition in a status view.
+fn ready(view: &StatusView, name: &str) -> (String, String, String) {
+    let status = view
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} not in {view:#?}"));
+    let condition = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    (
+        condition["status"].as_str().unwrap().to_owned(),
+        condition["reason"].as_str().unwrap().to_owned(),
+        condition["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn tenant(name: &str, namespace: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: keygate.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  displayName: {name} tenant\n{extra}"
+    )
+}
+
+fn role(name: &str, permissions: &[&str], users: &[&str]) -> String {
+    format!(
+        "apiVersion: keygate.dev/v1alpha1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  permissions: [{}]\n  subjects:\n    users: [{}]\n    groups: [ops]\n    idpGroups:\n      - identityProvider: corp\n        group: engineering\n",
+        permissions.join(", "),
+        users.join(", ")
+    )
+}
+
+fn api_key(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: keygate.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  secretName: {name}-secret\n  roles: [viewer]\n  scopes: [read]\n{extra}"
+    )
+}
+
+const IDP: &str = "apiVersion: keygate.dev/v1alpha1\nkind: IdentityProvider\nmetadata:\n  name: corp\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  type: oidc\n  oidc:\n    issuer: https://idp.example.com\n    clientId: keygate\n    clientSecretRef:\n      name: corp-oidc\n      key: clientSecret\n";
+
+fn idp_secret(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: corp-oidc\n  namespace: default\nstringData:\n  clientSecret: {value}\n"
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn tenant_apply_change_and_retain_on_delete(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "Tenant default/demo").0, "True");
+    let status = &view["Tenant default/demo"];
+    assert_eq!(status["issuerUrl"], "https://auth.example.com/t/demo");
+    assert_eq!(
+        status["jwksUrl"],
+        "https://auth.example.com/t/demo/jwks.json"
+    );
+    let id = h.tenant_id("demo").await;
+    let keys = h.ctx.store.signing_keys(id).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(status["activeKeyId"], keys[0].kid.as_str());
+    // The private key is sealed, bound to its kid.
+    let opened = h
+        .ctx
+        .master_keys
+        .open(
+            &keys[0].private_key,
+            &format!("signing_key:{}", keys[0].kid),
+        )
+        .unwrap();
+    assert!(String::from_utf8_lossy(&opened).contains("PRIVATE KEY"));
+
+    h.write(
+        "tenant.yaml",
+        &tenant("demo", "default", "  mfa:\n    policy: required\n"),
+    );
+    h.sync().await;
+    let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
+    assert_eq!(stored.settings["mfa"]["policy"], "required");
+    assert_eq!(stored.display_name, "demo tenant");
+
+    // Removing the manifest is a deletion; Retain (the default) disables and keeps data.
+    h.write(
+        "role.yaml",
+        &role("admin", &["users.read"], &["a@example.com"]),
+    );
+    h.sync().await;
+    h.remove("tenant.yaml");
+    let view = h.sync().await;
+    assert!(!view.contains_key("Tenant default/demo"));
+    let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
+    assert!(stored.disabled);
+    assert_eq!(h.ctx.store.signing_keys(id).await.unwrap().len(), 1);
+    assert!(
+        h.ctx
+            .store
+            .role_by_name(id, "admin")
+            .await
+            .unwrap()
+            .is_some(),
+        "a retained tenant keeps its roles"
+    );
+    assert_eq!(ready(&view, "Role default/admin").1, "TenantNotFound");
+
+    // Re-applying takes the retained tenant back, same row and keys.
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "Tenant default/demo").0, "True");
+    let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
+    assert_eq!(stored.id, id);
+    assert!(!stored.disabled);
+}
+
+#[sqlx::test(migrations = false)]
+async fn tenant_delete_policy_erases_its_data(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write(
+        "tenant.yaml",
+        &tenant("demo", "default", "  deletionPolicy: Delete\n"),
+    );
+    h.write("role.yaml", &role("admin", &["users.read"], &[]));
+    h.write("key.yaml", &api_key("ci", ""));
+    h.sync().await;
+    let id = h.tenant_id("demo").await;
+    let raw = h.raw_key("default", "ci-secret");
+    assert!(h.accepted("demo", &raw).await);
+
+    h.remove("tenant.yaml");
+    h.remove("role.yaml");
+    h.remove("key.yaml");
+    h.sync().await;
+    assert!(h.ctx.store.tenant_by_name("demo").await.unwrap().is_none());
+    assert!(h.ctx.store.signing_keys(id).await.unwrap().is_empty());
+    assert!(h.ctx.store.list_roles(id).await.unwrap().is_empty());
+    assert!(
+        !h.secret_file("default", "ci-secret").exists(),
+        "the key's Secret goes with its ApiKey"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_taken_tenant_name_changes_nothing_of_the_first(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("a.yaml", &tenant("demo", "team-a", ""));
+    h.sync().await;
+    let before = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
+    h.write(
+        "b.yaml",
+        &tenant("demo", "team-b", "  mfa:\n    policy: required\n"),
+    );
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "Tenant team-a/demo").0, "True");
+    let (state, reason, message) = ready(&view, "Tenant team-b/demo");
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "TenantNameTaken")
+    );
+    assert!(message.contains("another namespace"), "{message}");
+    assert_eq!(
+        h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap(),
+        before
+    );
+    // Deleting the loser touches nothing either.
+    h.remove("b.yaml");
+    h.sync().await;
+    assert_eq!(
+        h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap(),
+        before
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn role_apply_change_drift_and_delete(pool: PgPool) {
+    let h = Harness::postgres(pool.clone()).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write(
+        "role.yaml",
+        &role("admin", &["users.write", "users.read"], &["a@example.com"]),
+    );
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "Role default/admin").0, "True");
+    let id = h.tenant_id("demo").await;
+    let stored = h
+        .ctx
+        .store
+        .role_by_name(id, "admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.permissions, ["users.read", "users.write"]);
+    assert!(
+        stored
+            .subjects
+            .contains(&RoleSubject::UserEmail("a@example.com".into()))
+    );
+    assert!(stored.subjects.contains(&RoleSubject::Group("ops".into())));
+    assert!(stored.subjects.contains(&RoleSubject::IdpGroup {
+        idp: "corp".into(),
+        group: "engineering".into()
+    }));
+
+    // Change: a permission added is live at once.
+    h.write(
+        "role.yaml",
+        &role(
+            "admin",
+            &["users.read", "users.write", "billing.read"],
+            &["a@example.com"],
+        ),
+    );
+    h.sync().await;
+    let stored = h
+        .ctx
+        .store
+        .role_by_name(id, "admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.permissions,
+        ["billing.read", "users.read", "users.write"]
+    );
+
+    // Drift: someone edits the row behind the operator's back; the next pass puts it back.
+    sqlx::query("UPDATE roles SET permissions = '[\"everything\"]'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM role_bindings")
+        .execute(&pool)
+        .await
+        .unwrap();
+    h.sync().await;
+    let restored = h
+        .ctx
+        .store
+        .role_by_name(id, "admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored.permissions, stored.permissions);
+    assert_eq!(restored.subjects, stored.subjects);
+
+    // Delete.
+    h.remove("role.yaml");
+    let view = h.sync().await;
+    assert!(!view.contains_key("Role default/admin"));
+    assert!(
+        h.ctx
+            .store
+            .role_by_name(id, "admin")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_bad_spec_says_why_and_changes_nothing(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write(
+        "role.yaml",
+        &role("admin", &["users.read"], &["a@example.com"]),
+    );
+    h.sync().await;
+    let before = h.snapshot().await;
+    let id = h.tenant_id("demo").await;
+    let role_before = h
+        .ctx
+        .store
+        .role_by_name(id, "admin")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Permissions must be lowercase; the schema pattern is repeated for the folder source.
+    h.write(
+        "role.yaml",
+        &role("admin", &["Users.Read"], &["a@example.com"]),
+    );
+    // A password policy whose minimum exceeds its maximum (a CEL rule in the CRD).
+    h.write(
+        "tenant.yaml",
+        &tenant(
+            "demo",
+            "default",
+            "  passwordPolicy:\n    minLength: 64\n    maxLength: 32\n",
+        ),
+    );
+    let view = h.sync().await;
+    let (state, reason, message) = ready(&view, "Role default/admin");
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("spec.permissions[0]"), "{message}");
+    let (state, reason, message) = ready(&view, "Tenant default/demo");
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("minLength"), "{message}");
+    assert_eq!(h.snapshot().await, before, "a bad spec writes nothing");
+    assert_eq!(
+        h.ctx
+            .store
+            .role_by_name(id, "admin")
+            .await
+            .unwrap()
+            .unwrap(),
+        role_before
+    );
+
+    // A Role pointing at a tenant that does not exist.
+    h.write(
+        "other.yaml",
+        &role("admin", &["users.read"], &[])
+            .replace("name: admin", "name: stray")
+            .replace("name: demo", "name: nowhere"),
+    );
+    let view = h.sync().await;
+    let (_, reason, message) = ready(&view, "Role default/stray");
+    assert_eq!(reason, "TenantNotFound");
+    assert!(message.contains("nowhere"), "{message}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn identity_provider_secret_from_the_folder_sealed_in_the_store(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write("idp.yaml", IDP);
+    let view = h.sync().await;
+    let (state, reason, message) = ready(&view, "IdentityProvider default/corp");
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "SecretNotFound")
+    );
+    assert!(
+        message.contains("default/corp-oidc") && message.contains("clientSecret"),
+        "{message}"
+    );
+    let id = h.tenant_id("demo").await;
+    assert!(
+        h.ctx.store.idp_by_name(id, "corp").await.unwrap().is_none(),
+        "nothing stored without its secret"
+    );
+
+    h.write("secret.yaml", &idp_secret("s3cret-one"));
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "IdentityProvider default/corp").0, "True");
+    let row = h.ctx.store.idp_by_name(id, "corp").await.unwrap().unwrap();
+    let sealed = row.client_secret.clone().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("s3cret-one"),
+        "stored sealed"
+    );
+    let context = keygate_operator::identity_provider::idp_secret_context(row.id);
+    assert_eq!(
+        &*h.ctx.master_keys.open(&sealed, &context).unwrap(),
+        b"s3cret-one"
+    );
+    assert_eq!(row.config["oidc"]["clientId"], "keygate");
+
+    // Unchanged secret: the same ciphertext, nothing written.
+    h.sync().await;
+    assert_eq!(
+        h.ctx.store.idp_by_name(id, "corp").await.unwrap().unwrap(),
+        row
+    );
+
+    // A changed Secret is picked up.
+    h.write("secret.yaml", &idp_secret("s3cret-two"));
+    h.sync().await;
+    let row = h.ctx.store.idp_by_name(id, "corp").await.unwrap().unwrap();
+    assert_eq!(
+        &*h.ctx
+            .master_keys
+            .open(row.client_secret.as_ref().unwrap(), &context)
+            .unwrap(),
+        b"s3cret-two"
+    );
+
+    // The Secret disappears: status says so, the stored provider is left as it was.
+    h.remove("secret.yaml");
+    let view = h.sync().await;
+    assert_eq!(
+        ready(&view, "IdentityProvider default/corp").1,
+        "SecretNotFound"
+    );
+    assert_eq!(
+        h.ctx.store.idp_by_name(id, "corp").await.unwrap().unwrap(),
+        row
+    );
+
+    h.remove("idp.yaml");
+    h.sync().await;
+    assert!(h.ctx.store.idp_by_name(id, "corp").await.unwrap().is_none());
+}
+
+#[sqlx::test(migrations = false)]
+async fn api_key_issue_rotate_with_grace_and_revoke_on_delete(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write(
+        "key.yaml",
+        &api_key("ci", "  rotation:\n    every: 24h\n    gracePeriod: 1h\n"),
+    );
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/ci").0, "True");
+    let first = h.raw_key("default", "ci-secret");
+    assert!(first.starts_with("kg_"));
+    assert!(h.accepted("demo", &first).await);
+    let status = &view["ApiKey default/ci"];
+    let prefix = first
+        .strip_prefix("kg_")
+        .unwrap()
+        .split_once('_')
+        .unwrap()
+        .0;
+    assert_eq!(status["keyPrefix"], prefix);
+    assert_eq!(status["secretName"], "ci-secret");
+    assert!(
+        !status.to_string().contains(&first),
+        "the raw key never appears in status"
+    );
+    let record = h.lookup("demo", &first).await.unwrap();
+    assert_eq!(record.roles, ["viewer"]);
+    assert_eq!(record.scopes, ["read"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(h.secret_file("default", "ci-secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(h.secret_file("default", "ci-secret")).unwrap();
+    assert!(
+        text.contains("keygate.dev/api-key: ci")
+            && text.contains("app.kubernetes.io/managed-by: keygate-operator"),
+        "{text}"
+    );
+
+    // Not yet due: nothing changes.
+    h.clock.advance(Duration::hours(23));
+    h.sync().await;
+    assert_eq!(h.raw_key("default", "ci-secret"), first);
+
+    // Due: a new key in the Secret; both work during the grace period.
+    h.clock.advance(Duration::hours(1));
+    h.sync().await;
+    let second = h.raw_key("default", "ci-secret");
+    assert_ne!(second, first);
+    assert!(
+        h.accepted("demo", &first).await,
+        "the old key works during the grace period"
+    );
+    assert!(h.accepted("demo", &second).await);
+    h.clock.advance(Duration::minutes(59));
+    assert!(h.accepted("demo", &first).await);
+    h.clock.advance(Duration::minutes(1));
+    assert!(
+        !h.accepted("demo", &first).await,
+        "the old key is refused after the grace period"
+    );
+    assert!(h.accepted("demo", &second).await);
+
+    // Deleting the ApiKey revokes at once and pushes the revocation to gateway replicas.
+    h.remove("key.yaml");
+    h.sync().await;
+    assert!(!h.accepted("demo", &second).await);
+    let id = h.lookup("demo", &second).await.unwrap().id;
+    assert!(h.revocations.revocations().contains(&id.to_string()));
+    assert!(!h.secret_file("default", "ci-secret").exists());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_deleted_secret_gets_a_new_key_and_the_old_one_is_revoked(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write("key.yaml", &api_key("ci", ""));
+    h.sync().await;
+    let first = h.raw_key("default", "ci-secret");
+    std::fs::remove_file(h.secret_file("default", "ci-secret")).unwrap();
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/ci").0, "True");
+    let second = h.raw_key("default", "ci-secret");
+    assert_ne!(first, second);
+    assert!(
+        !h.accepted("demo", &first).await,
+        "the old key is revoked at once"
+    );
+    assert!(h.accepted("demo", &second).await);
+    let old = h.lookup("demo", &first).await.unwrap();
+    assert!(h.revocations.revocations().contains(&old.id.to_string()));
+
+    // Changing what the key grants issues a new key; the old one must not keep them.
+    h.write("key.yaml", &api_key("ci", "  permissions: [orders.read]\n"));
+    h.sync().await;
+    let third = h.raw_key("default", "ci-secret");
+    assert!(!h.accepted("demo", &second).await);
+    assert_eq!(
+        h.lookup("demo", &third).await.unwrap().permissions,
+        ["orders.read"]
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_expired_key_is_refused_and_reported(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write(
+        "key.yaml",
+        &api_key("ci", "  expiresAt: \"2026-01-02T00:00:00Z\"\n"),
+    );
+    let view = h.sync().await;
+    assert_eq!(
+        view["ApiKey default/ci"]["expiresAt"],
+        "2026-01-02T00:00:00Z"
+    );
+    let raw = h.raw_key("default", "ci-secret");
+    assert!(h.accepted("demo", &raw).await);
+    h.clock.advance(Duration::days(2));
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/ci").1, "Expired");
+    assert!(!h.accepted("demo", &raw).await);
+    assert_eq!(
+        h.raw_key("default", "ci-secret"),
+        raw,
+        "no new key for an expired ApiKey"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_second_pass_writes_nothing(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write("idp.yaml", IDP);
+    h.write("secret.yaml", &idp_secret("s3cret"));
+    h.write(
+        "role.yaml",
+        &role("admin", &["users.read"], &["a@example.com"]),
+    );
+    h.write(
+        "key.yaml",
+        &api_key("ci", "  rotation:\n    every: 24h\n    gracePeriod: 1h\n"),
+    );
+    let first = h.sync().await;
+    let before = h.snapshot().await;
+    let secret_before = std::fs::read(h.secret_file("default", "ci-secret")).unwrap();
+    h.clock.advance(Duration::minutes(5));
+    let second = h.sync().await;
+    assert_eq!(h.snapshot().await, before);
+    assert_eq!(
+        std::fs::read(h.secret_file("default", "ci-secret")).unwrap(),
+        secret_before
+    );
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+    // The status view keeps transition times of unchanged conditions.
+    let status_file = std::fs::read_to_string(h.dir.path().join("data/status.yaml")).unwrap();
+    assert!(
+        status_file.contains("Tenant default/demo") && status_file.contains("ApiKey default/ci"),
+        "{status_file}"
+    );
+    assert_eq!(first, second, "nothing changed, so no status changed");
+}
+
+/// Collects every log line of the test's thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_raw_key_never_reaches_logs_or_status(pool: PgPool) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write(
+        "key.yaml",
+        &api_key("ci", "  rotation:\n    every: 24h\n    gracePeriod: 1h\n"),
+    );
+    let mut views = vec![h.sync().await];
+    let mut raws = vec![h.raw_key("default", "ci-secret")];
+    h.clock.advance(Duration::hours(25));
+    views.push(h.sync().await);
+    raws.push(h.raw_key("default", "ci-secret"));
+    std::fs::remove_file(h.secret_file("default", "ci-secret")).unwrap();
+    views.push(h.sync().await);
+    raws.push(h.raw_key("default", "ci-secret"));
+    h.remove("key.yaml");
+    views.push(h.sync().await);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("KeyRotated") && logs.contains("SecretLost"),
+        "events are logged: {logs}"
+    );
+    let status_file =
+        std::fs::read_to_string(h.dir.path().join("data/status.yaml")).unwrap_or_default();
+    for raw in &raws {
+        let secret_part = raw.rsplit_once('_').unwrap().1;
+        assert!(!logs.contains(secret_part), "raw key in logs");
+        assert!(
+            !status_file.contains(secret_part),
+            "raw key in the status file"
+        );
+        for view in &views {
+            assert!(
+                !serde_json::to_string(view).unwrap().contains(secret_part),
+                "raw key in status"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_runs_the_same_api_key_lifecycle() {
+    let h = Harness::sqlite().await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write("role.yaml", &role("viewer", &["users.read"], &[]));
+    h.write(
+        "key.yaml",
+        &api_key("ci", "  rotation:\n    every: 24h\n    gracePeriod: 1h\n"),
+    );
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/ci").0, "True");
+    let first = h.raw_key("default", "ci-secret");
+    h.clock.advance(Duration::hours(24));
+    h.sync().await;
+    let second = h.raw_key("default", "ci-secret");
+    assert!(h.accepted("demo", &first).await && h.accepted("demo", &second).await);
+    h.clock.advance(Duration::hours(1));
+    assert!(!h.accepted("demo", &first).await);
+    h.remove("key.yaml");
+    h.sync().await;
+    assert!(!h.accepted("demo", &second).await);
+}
