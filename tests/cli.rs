@@ -1,6 +1,8 @@
 //! End-to-end tests of the `keygate` binary as a user runs it: `keygate dev` from a clean
 //! folder, and the one-line failures of `keygate gateway` when configuration is wrong.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -91,9 +91,12 @@ pub struct FileConfig {
     pub smtp_from: Option<String>,
 }
 
+/// Looks up one environment variable; injectable so tests never touch the process environment.
+pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where configuration values come from: the environment and an optional file.
 pub struct Sources {
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
     file: FileConfig,
 }
 
@@ -114,10 +117,7 @@ impl Sources {
     }
 
     /// Explicit sources, for tests and embedding.
-    pub fn new(
-        env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
-        config_path: Option<&Path>,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(env: EnvLookup, config_path: Option<&Path>) -> Result<Self, ConfigError> {
         let file = match config_path {
             None => FileConfig::default(),
             Some(path) => {

@@ -1,6 +1,8 @@
 //! The ephemeral store's contract, run against the in-process stand-in and the real Redis
 //! on 127.0.0.1 (`KEYGATE_TEST_REDIS_URL`, default redis://127.0.0.1:6379).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use keygate_core::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral};
 use std::time::{Duration, Instant};
 
@@ -25,22 +27,45 @@ async fn contract(store: &dyn Ephemeral) {
     assert_eq!(store.hit("ip:1", Duration::from_secs(1)).await.unwrap(), 2);
     assert_eq!(store.hit("ip:2", Duration::from_secs(1)).await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(store.hit("ip:1", Duration::from_secs(1)).await.unwrap(), 1, "window reset");
+    assert_eq!(
+        store.hit("ip:1", Duration::from_secs(1)).await.unwrap(),
+        1,
+        "window reset"
+    );
 
     // Single-use values.
-    store.put("state:a", b"v", Duration::from_secs(30)).await.unwrap();
-    assert_eq!(store.get("state:a").await.unwrap().as_deref(), Some(&b"v"[..]));
-    assert_eq!(store.take("state:a").await.unwrap().as_deref(), Some(&b"v"[..]));
-    assert_eq!(store.take("state:a").await.unwrap(), None, "second take finds nothing");
+    store
+        .put("state:a", b"v", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("state:a").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        store.take("state:a").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        store.take("state:a").await.unwrap(),
+        None,
+        "second take finds nothing"
+    );
 
     // Values expire.
-    store.put("short", b"x", Duration::from_millis(50)).await.unwrap();
+    store
+        .put("short", b"x", Duration::from_millis(50))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(store.get("short").await.unwrap(), None);
 
     // Revocation is visible locally at once.
     assert!(!store.revocations().contains("sess-1"));
-    store.revoke("sess-1", Duration::from_secs(60)).await.unwrap();
+    store
+        .revoke("sess-1", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(store.revocations().contains("sess-1"));
     assert!(!store.revocations().contains("sess-2"));
     store.ping().await.unwrap();
@@ -61,10 +86,15 @@ async fn a_revocation_reaches_every_replica() {
     let prefix = unique_prefix();
     let a = redis(&prefix).await;
     let b = redis(&prefix).await;
-    a.revoke("session-42", Duration::from_secs(60)).await.unwrap();
+    a.revoke("session-42", Duration::from_secs(60))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !b.revocations().contains("session-42") {
-        assert!(Instant::now() < deadline, "replica b never heard of the revocation");
+        assert!(
+            Instant::now() < deadline,
+            "replica b never heard of the revocation"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Other tenants' runs (other prefixes) are not affected.
