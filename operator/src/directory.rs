@@ -8,7 +8,8 @@
 use crate::cluster::{Cluster, LogEvents};
 use crate::orphans::{self, LiveSet};
 use crate::secrets::{self, DirectorySecrets};
-use crate::{Context, ReconcileError, api_key, identity_provider, role, tenant};
+use crate::status::keep_transition_times;
+use crate::{Context, ReconcileError, api_key};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use keygate_core::ephemeral::Ephemeral;
@@ -180,26 +181,6 @@ pub fn display_name(resource: &Resource) -> String {
 /// What one sync pass produced: the status of every resource, by display name.
 pub type StatusView = BTreeMap<String, serde_json::Value>;
 
-/// Reconciles one resource of any kind; returns its status as JSON.
-pub async fn reconcile_resource(
-    ctx: &Context,
-    cluster: &Cluster,
-    resource: &Resource,
-    uid: &str,
-) -> Result<serde_json::Value, ReconcileError> {
-    let status = match resource {
-        Resource::Tenant(t) => serde_json::to_value(tenant::reconcile(ctx, t, uid).await?),
-        Resource::IdentityProvider(i) => {
-            serde_json::to_value(identity_provider::reconcile(ctx, cluster, i, uid).await?)
-        }
-        Resource::Role(r) => serde_json::to_value(role::reconcile(ctx, r, uid).await?),
-        Resource::ApiKey(k) => {
-            serde_json::to_value(api_key::reconcile(ctx, cluster, k, uid).await?)
-        }
-    };
-    status.map_err(|e| ReconcileError::Manifests(e.to_string()))
-}
-
 /// Reconciles every manifest in the folder once (tenants first, as everything else refers
 /// to one), cleans rows of resources no longer in the folder, writes the status view and
 /// returns it. A folder that cannot be read or parsed changes nothing.
@@ -256,7 +237,7 @@ pub async fn sync_once(
                 async move {
                     let result = crate::metrics::timed(
                         resource.kind(),
-                        reconcile_resource(&ctx, &cluster, &resource, &uid),
+                        crate::reconcile::apply(&ctx, &cluster, &resource, &uid),
                     )
                     .await;
                     (name, result)
@@ -351,24 +332,6 @@ fn publish_view(source: &DirectorySource, view: &mut StatusView) {
         write_status_file(path, view);
     }
     *previous = view.clone();
-}
-
-/// A condition whose status did not change keeps its `lastTransitionTime`, as Kubernetes
-/// conventions ask (and so an unchanged resource is not reported as changed).
-fn keep_transition_times(before: &serde_json::Value, after: &mut serde_json::Value) {
-    let Some(old) = before["conditions"].as_array() else {
-        return;
-    };
-    let Some(new) = after.get_mut("conditions").and_then(|c| c.as_array_mut()) else {
-        return;
-    };
-    for condition in new {
-        if let Some(prior) = old.iter().find(|c| c["type"] == condition["type"])
-            && prior["status"] == condition["status"]
-        {
-            condition["lastTransitionTime"] = prior["lastTransitionTime"].clone();
-        }
-    }
 }
 
 fn write_status_file(path: &Path, view: &StatusView) {

@@ -9,8 +9,10 @@ pub mod cluster;
 pub mod context;
 pub mod directory;
 pub mod identity_provider;
+pub mod kubernetes;
 pub mod metrics;
 pub mod orphans;
+pub mod reconcile;
 pub mod role;
 pub mod secrets;
 pub mod status;
@@ -38,6 +40,12 @@ pub enum ReconcileError {
     /// A manifest folder could not be read or parsed.
     #[error("manifests: {0}")]
     Manifests(String),
+    /// The API server refused a call; retried with backoff.
+    #[error("kubernetes: {0}")]
+    Kube(#[source] Box<kube::Error>),
+    /// Adding or removing the finalizer, or the work behind it, failed; retried.
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
     /// Some resources of a pass failed (each is logged); nothing was cleaned up.
     #[error("{failed} resource(s) could not be reconciled; retrying")]
     Incomplete {
@@ -56,6 +64,12 @@ impl ReconcileError {
             Self::MissingObjectKey(_) => "metadata",
             Self::Manifests(_) => "manifests",
             Self::Incomplete { .. } => "incomplete",
+            Self::Kube(_) => "kube",
+            Self::Finalizer(inner) => match &**inner {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.class(),
+                _ => "finalizer",
+            },
         }
     }
 }

@@ -20,6 +20,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The reason a condition names, if it is one of ours.
+    pub fn parse(word: &str) -> Option<Self> {
+        [
+            Self::Reconciled,
+            Self::InvalidSpec,
+            Self::TenantNameTaken,
+            Self::TenantNotFound,
+            Self::SecretNotFound,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == word)
+    }
+
     /// The CamelCase word Kubernetes conventions expect.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,4 +68,23 @@ pub fn ready(
 pub fn to_timestamp(at: chrono::DateTime<chrono::Utc>) -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::from_millisecond(at.timestamp_millis())
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// A condition whose status did not change keeps its `lastTransitionTime`, as Kubernetes
+/// conventions ask (and so an unchanged resource does not look changed, which would make
+/// every status write wake the watch again).
+pub fn keep_transition_times(before: &serde_json::Value, after: &mut serde_json::Value) {
+    let Some(old) = before.get("conditions").and_then(|c| c.as_array()) else {
+        return;
+    };
+    let Some(new) = after.get_mut("conditions").and_then(|c| c.as_array_mut()) else {
+        return;
+    };
+    for condition in new {
+        if let Some(prior) = old.iter().find(|c| c["type"] == condition["type"])
+            && prior["status"] == condition["status"]
+        {
+            condition["lastTransitionTime"] = prior["lastTransitionTime"].clone();
+        }
+    }
 }

@@ -836,3 +836,343 @@ async fn sqlite_runs_the_same_api_key_lifecycle() {
     h.sync().await;
     assert!(!h.accepted("demo", &second).await);
 }
+
+// ---------------------------------------------------------------------------------------
+// The Kubernetes source over a mocked API server: each request's method, path and body.
+
+mod kubernetes {
+    use super::*;
+    use http::{Method, Request, Response};
+    use keygate_crds::{ApiKey, Resource as AnyResource, Tenant};
+    use keygate_operator::kubernetes::{KubeContext, error_policy, reconcile};
+    use kube::client::Body;
+    use std::time::Duration as StdDuration;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    struct Api {
+        handle: Handle,
+    }
+
+    impl Api {
+        /// Takes the next request, checks method and path (with query), returns its JSON body.
+        async fn expect(
+            &mut self,
+            method: Method,
+            path: &str,
+        ) -> (
+            serde_json::Value,
+            tower_test::mock::SendResponse<Response<Body>>,
+        ) {
+            let (request, send) =
+                tokio::time::timeout(StdDuration::from_secs(5), self.handle.next_request())
+                    .await
+                    .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
+                    .expect("client dropped");
+            assert_eq!(request.method(), method, "method of {}", request.uri());
+            assert_eq!(request.uri().to_string(), path);
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body = if bytes.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            (body, send)
+        }
+
+        fn reply(
+            send: tower_test::mock::SendResponse<Response<Body>>,
+            code: u16,
+            body: &serde_json::Value,
+        ) {
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(body).unwrap()))
+                    .unwrap(),
+            );
+        }
+    }
+
+    fn context(h: &Harness) -> (Arc<KubeContext>, Api) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let kc = KubeContext::new(
+            h.ctx.clone(),
+            client,
+            Some(h.revocations.clone()),
+            StdDuration::from_secs(300),
+        );
+        (Arc::new(kc), Api { handle })
+    }
+
+    fn parse<T: Clone>(yaml: &str, pick: fn(AnyResource) -> Option<T>) -> T {
+        keygate_crds::load_manifests(yaml)
+            .unwrap()
+            .into_iter()
+            .find_map(pick)
+            .unwrap()
+    }
+
+    fn kube_api_key(finalized: bool) -> ApiKey {
+        let mut key = parse(&api_key("ci", ""), |r| match r {
+            AnyResource::ApiKey(k) => Some(k),
+            _ => None,
+        });
+        key.metadata.uid = Some("6f1c8d9e-0000-4000-8000-000000000001".into());
+        key.metadata.generation = Some(2);
+        key.metadata.resource_version = Some("41".into());
+        if finalized {
+            key.metadata.finalizers = Some(vec![keygate_crds::FINALIZER.into()]);
+        }
+        key
+    }
+
+    fn kube_tenant(finalized: bool) -> Tenant {
+        let mut tenant = parse(&super::tenant("demo", "default", ""), |r| match r {
+            AnyResource::Tenant(t) => Some(t),
+            _ => None,
+        });
+        tenant.metadata.uid = Some("6f1c8d9e-0000-4000-8000-00000000000a".into());
+        tenant.metadata.generation = Some(7);
+        if finalized {
+            tenant.metadata.finalizers = Some(vec![keygate_crds::FINALIZER.into()]);
+        }
+        tenant
+    }
+
+    const KEYS: &str = "/apis/keygate.dev/v1alpha1/namespaces/default/apikeys";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events?";
+    const SSA: &str = "?&force=true&fieldManager=keygate-operator";
+
+    #[sqlx::test(migrations = false)]
+    async fn a_new_object_first_gets_the_finalizer(pool: PgPool) {
+        let h = Harness::postgres(pool).await;
+        let (kc, mut api) = context(&h);
+        let key = kube_api_key(false);
+        let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc));
+        let (patch, send) = api.expect(Method::PATCH, &format!("{KEYS}/ci?")).await;
+        assert_eq!(
+            patch,
+            serde_json::json!([
+                { "op": "test", "path": "/metadata/finalizers", "value": null },
+                { "op": "add", "path": "/metadata/finalizers", "value": ["keygate.dev/cleanup"] }
+            ])
+        );
+        Api::reply(
+            send,
+            200,
+            &serde_json::to_value(kube_api_key(true)).unwrap(),
+        );
+        task.await.unwrap().unwrap();
+        // Nothing was written to the store before the finalizer was in place.
+        h.write("tenant.yaml", &super::tenant("demo", "default", ""));
+        h.sync().await;
+        assert!(
+            h.ctx
+                .store
+                .list_api_keys(h.tenant_id("demo").await)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn api_key_secret_events_status_then_cleanup(pool: PgPool) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let h = Harness::postgres(pool).await;
+        h.write("tenant.yaml", &super::tenant("demo", "default", ""));
+        h.sync().await;
+        let (kc, mut api) = context(&h);
+        let key = kube_api_key(true);
+        let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc.clone()));
+
+        // The Secret: server-side apply, owned by the ApiKey, labelled.
+        let (secret, send) = api
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/default/secrets/ci-secret{SSA}"),
+            )
+            .await;
+        assert_eq!(secret["apiVersion"], "v1");
+        assert_eq!(secret["kind"], "Secret");
+        assert_eq!(
+            secret["metadata"]["ownerReferences"],
+            serde_json::json!([{
+                "apiVersion": "keygate.dev/v1alpha1", "kind": "ApiKey", "name": "ci",
+                "uid": "6f1c8d9e-0000-4000-8000-000000000001", "controller": true, "blockOwnerDeletion": true
+            }])
+        );
+        assert_eq!(secret["metadata"]["labels"]["keygate.dev/api-key"], "ci");
+        assert_eq!(secret["metadata"]["labels"]["keygate.dev/tenant"], "demo");
+        assert_eq!(
+            secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "keygate-operator"
+        );
+        let raw: k8s_openapi::ByteString =
+            serde_json::from_value(secret["data"]["apiKey"].clone()).unwrap();
+        let raw = String::from_utf8(raw.0).unwrap();
+        assert!(raw.starts_with("kg_"));
+        Api::reply(send, 200, &secret);
+
+        // Event: the key was issued (named by its prefix only).
+        let (event, send) = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(event["reason"], "KeyIssued");
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["regarding"]["kind"], "ApiKey");
+        assert_eq!(
+            event["regarding"]["uid"],
+            "6f1c8d9e-0000-4000-8000-000000000001"
+        );
+        Api::reply(send, 201, &event);
+        // Event: Ready became True.
+        let (ready_event, send) = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(ready_event["reason"], "Reconciled");
+        Api::reply(send, 201, &ready_event);
+
+        // Status by server-side apply, with conditions and observedGeneration.
+        let (status, send) = api
+            .expect(Method::PATCH, &format!("{KEYS}/ci/status{SSA}"))
+            .await;
+        assert_eq!(status["apiVersion"], "keygate.dev/v1alpha1");
+        assert_eq!(status["kind"], "ApiKey");
+        assert_eq!(status["status"]["observedGeneration"], 2);
+        assert_eq!(status["status"]["secretName"], "ci-secret");
+        let condition = &status["status"]["conditions"][0];
+        assert_eq!(
+            (condition["type"].as_str(), condition["status"].as_str()),
+            (Some("Ready"), Some("True"))
+        );
+        assert_eq!(condition["observedGeneration"], 2);
+        let mut updated = key.clone();
+        updated.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
+        Api::reply(send, 200, &serde_json::to_value(&updated).unwrap());
+        task.await.unwrap().unwrap();
+        assert!(h.accepted("demo", &raw).await);
+
+        // A second reconcile of the same object: the Secret is read, nothing is written.
+        let task = tokio::spawn(reconcile(Arc::new(updated.clone()), kc.clone()));
+        let (_, send) = api
+            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
+            .await;
+        Api::reply(send, 200, &secret);
+        task.await.unwrap().unwrap();
+
+        // Deletion: keys revoked at once, the Secret deleted, the finalizer removed.
+        let mut deleting = updated.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_767_225_600).unwrap(),
+            ));
+        let task = tokio::spawn(reconcile(Arc::new(deleting.clone()), kc.clone()));
+        let (_, send) = api
+            .expect(
+                Method::DELETE,
+                "/api/v1/namespaces/default/secrets/ci-secret?",
+            )
+            .await;
+        Api::reply(
+            send,
+            404,
+            &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "gone"}),
+        );
+        let (patch, send) = api.expect(Method::PATCH, &format!("{KEYS}/ci?")).await;
+        assert_eq!(
+            patch,
+            serde_json::json!([
+                { "op": "test", "path": "/metadata/finalizers/0", "value": "keygate.dev/cleanup" },
+                { "op": "remove", "path": "/metadata/finalizers/0" }
+            ])
+        );
+        deleting.metadata.finalizers = None;
+        Api::reply(send, 200, &serde_json::to_value(&deleting).unwrap());
+        task.await.unwrap().unwrap();
+        assert!(
+            !h.accepted("demo", &raw).await,
+            "deleting the ApiKey revokes its key at once"
+        );
+        let id = h.lookup("demo", &raw).await.unwrap().id;
+        assert!(h.revocations.revocations().contains(&id.to_string()));
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let secret_part = raw.rsplit_once('_').unwrap().1;
+        assert!(!logs.contains(secret_part), "the raw key is in no log line");
+        assert!(
+            !event.to_string().contains(secret_part) && !status.to_string().contains(secret_part)
+        );
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn tenant_status_patch_carries_issuer_and_generation(pool: PgPool) {
+        let h = Harness::postgres(pool).await;
+        let (kc, mut api) = context(&h);
+        let tenant = kube_tenant(true);
+        let task = tokio::spawn(reconcile(Arc::new(tenant.clone()), kc));
+        let (event, send) = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(
+            (
+                event["reason"].as_str(),
+                event["regarding"]["kind"].as_str()
+            ),
+            (Some("Reconciled"), Some("Tenant"))
+        );
+        Api::reply(send, 201, &event);
+        let (status, send) = api
+            .expect(
+                Method::PATCH,
+                &format!("/apis/keygate.dev/v1alpha1/namespaces/default/tenants/demo/status{SSA}"),
+            )
+            .await;
+        assert_eq!(
+            status["status"]["issuerUrl"],
+            "https://auth.example.com/t/demo"
+        );
+        assert_eq!(status["status"]["observedGeneration"], 7);
+        assert_eq!(status["status"]["conditions"][0]["reason"], "Reconciled");
+        Api::reply(send, 200, &serde_json::to_value(&tenant).unwrap());
+        task.await.unwrap().unwrap();
+        let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
+        assert_eq!(stored.owner_uid, "6f1c8d9e-0000-4000-8000-00000000000a");
+        assert_eq!(stored.generation, 7);
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_refused_call_is_an_error_with_backoff_and_a_metric(pool: PgPool) {
+        let h = Harness::postgres(pool).await;
+        let (kc, mut api) = context(&h);
+        let key = Arc::new(kube_api_key(false));
+        let errors = || {
+            keygate_operator::metrics::metrics()
+                .unwrap()
+                .errors
+                .with_label_values(&["apikey", "finalizer"])
+                .get()
+        };
+        let before = errors();
+        let task = tokio::spawn(reconcile(key.clone(), kc.clone()));
+        let (_, send) = api.expect(Method::PATCH, &format!("{KEYS}/ci?")).await;
+        Api::reply(
+            send,
+            500,
+            &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "boom"}),
+        );
+        let error = task.await.unwrap().unwrap_err();
+        assert_eq!(errors(), before + 1);
+        let delays: Vec<_> = (0..4)
+            .map(|_| error_policy(key.clone(), &error, kc.clone()))
+            .collect();
+        assert_eq!(
+            delays,
+            [5, 10, 20, 40]
+                .map(|s| kube::runtime::controller::Action::requeue(StdDuration::from_secs(s)))
+        );
+    }
+}

@@ -1,0 +1,508 @@
+//! The Kubernetes source: one kube-runtime `Controller` per kind, each handing its objects
+//! through `finalizer()` to the same reconcile core the directory source uses. Status is
+//! written by server-side apply, Events go through kube's `Recorder`, ApiKey Secrets are
+//! applied with an ownerReference to their ApiKey and watched (`.owns()`), and the Secrets
+//! IdentityProviders reference are watched so a changed client secret is picked up.
+
+use crate::cluster::{Cluster, Event, EventKind, EventSink, SecretError, SecretSource};
+use crate::orphans::{self, LiveSet};
+use crate::status::keep_transition_times;
+use crate::{Context, ReconcileError, api_key, identity_provider};
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use keygate_crds::{ApiKey, FINALIZER, IdentityProvider, Resource as AnyResource, Role, Tenant};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The field manager of every write, so `kubectl` shows who owns which field.
+pub const MANAGER: &str = "keygate-operator";
+/// First retry delay after a failed reconcile; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest retry delay after failures.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// One of the four keygate kinds, as the generic controller code needs it.
+pub trait Kind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The resource as the reconcile core takes it.
+    fn wrap(&self) -> AnyResource;
+    /// The status currently published, as JSON (to keep transition times and skip no-op writes).
+    fn status_json(&self) -> Option<serde_json::Value>;
+}
+
+macro_rules! impl_kind {
+    ($kind:ident) => {
+        impl Kind for $kind {
+            fn wrap(&self) -> AnyResource {
+                AnyResource::$kind(self.clone())
+            }
+            fn status_json(&self) -> Option<serde_json::Value> {
+                self.status
+                    .as_ref()
+                    .and_then(|s| serde_json::to_value(s).ok())
+            }
+        }
+    };
+}
+impl_kind!(Tenant);
+impl_kind!(IdentityProvider);
+impl_kind!(Role);
+impl_kind!(ApiKey);
+
+/// Secrets through the API server.
+#[derive(Clone)]
+pub struct KubeSecrets {
+    client: Client,
+}
+
+impl std::fmt::Debug for KubeSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeSecrets")
+    }
+}
+
+fn kube_error(e: kube::Error) -> SecretError {
+    SecretError::Kube(Box::new(e))
+}
+
+#[async_trait]
+impl SecretSource for KubeSecrets {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SecretError> {
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(kube_error)
+    }
+
+    async fn apply(&self, secret: &Secret) -> Result<(), SecretError> {
+        let namespace = secret.metadata.namespace.as_deref().unwrap_or("default");
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        let mut body = secret.clone();
+        // Server-side apply needs the type information in the body.
+        let mut document = serde_json::to_value(&body).map_err(|e| SecretError::File {
+            path: name.into(),
+            reason: e.to_string(),
+        })?;
+        if let Some(object) = document.as_object_mut() {
+            object.insert("apiVersion".into(), "v1".into());
+            object.insert("kind".into(), "Secret".into());
+        }
+        body.data = None; // the copy is no longer needed; drop the key from memory early
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&document),
+            )
+            .await
+            .map_err(kube_error)?;
+        Ok(())
+    }
+
+    async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError> {
+        match Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone (garbage-collected through the ownerReference): that is done.
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(kube_error(e)),
+        }
+    }
+}
+
+/// Events through kube's `Recorder` (events.k8s.io/v1).
+#[derive(Clone)]
+pub struct KubeEvents {
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for KubeEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeEvents")
+    }
+}
+
+#[async_trait]
+impl EventSink for KubeEvents {
+    async fn publish(&self, regarding: &ObjectReference, event: Event) {
+        let kube_event = kube::runtime::events::Event {
+            type_: match event.kind {
+                EventKind::Normal => kube::runtime::events::EventType::Normal,
+                EventKind::Warning => kube::runtime::events::EventType::Warning,
+            },
+            reason: event.reason.to_owned(),
+            note: Some(event.note.clone()),
+            action: event.action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&kube_event, regarding).await {
+            tracing::warn!(reason = event.reason, error = %e, "could not publish an Event");
+        }
+    }
+}
+
+/// What the controllers share: the reconcile context, the client, the cluster effects and
+/// per-object failure counts for backoff.
+pub struct KubeContext {
+    /// Store, master keys, public URL, clock.
+    pub ctx: Context,
+    /// The API client.
+    pub client: Client,
+    /// Secrets, Events and revocations through the API server.
+    pub cluster: Cluster,
+    /// How often every object is reconciled again without any change (rotation, expiry, drift).
+    pub resync: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for KubeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeContext")
+            .field("resync", &self.resync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeContext {
+    /// Wires a reconcile context to a cluster reached through `client`.
+    pub fn new(
+        ctx: Context,
+        client: Client,
+        revocations: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
+        resync: Duration,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let cluster = Cluster {
+            secrets: Arc::new(KubeSecrets {
+                client: client.clone(),
+            }),
+            events: Arc::new(KubeEvents {
+                recorder: Recorder::new(client.clone(), reporter),
+            }),
+            revocations,
+        };
+        Self {
+            ctx,
+            client,
+            cluster,
+            resync,
+            failures: Mutex::default(),
+        }
+    }
+}
+
+fn object_key<K: Kind>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// The controller's reconcile for any kind: finalizer first, then apply or cleanup.
+pub async fn reconcile<K: Kind>(
+    obj: Arc<K>,
+    kc: Arc<KubeContext>,
+) -> Result<Action, ReconcileError> {
+    let kind = K::kind(&()).into_owned();
+    let key = object_key(&*obj);
+    let namespace = obj
+        .namespace()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(kc.client.clone(), &namespace);
+    let span = tracing::info_span!("reconcile", resource = %key);
+    let result = crate::metrics::timed(&kind, async {
+        finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                Finalizer::Apply(o) => apply(&kc, &api, &*o).await,
+                Finalizer::Cleanup(o) => cleanup(&kc, &*o).await,
+            }
+        })
+        .await
+        .map_err(|e| ReconcileError::Finalizer(Box::new(e)))
+    })
+    .instrument(span)
+    .await;
+    if result.is_ok() {
+        kc.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
+    result
+}
+
+async fn apply<K: Kind>(kc: &KubeContext, api: &Api<K>, obj: &K) -> Result<Action, ReconcileError> {
+    let uid = obj
+        .uid()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.uid"))?;
+    let resource = obj.wrap();
+    let mut status = crate::reconcile::apply(&kc.ctx, &kc.cluster, &resource, &uid).await?;
+    let previous = obj.status_json();
+    if let Some(before) = &previous {
+        keep_transition_times(before, &mut status);
+    }
+    if previous.as_ref() != Some(&status) {
+        announce(kc, obj, previous.as_ref(), &status).await;
+        let patch = serde_json::json!({
+            "apiVersion": keygate_crds::API_VERSION,
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| ReconcileError::Kube(Box::new(e)))?;
+    }
+    Ok(Action::requeue(kc.resync))
+}
+
+/// Publishes an Event when the `Ready` outcome changes (not on every pass).
+async fn announce<K: Kind>(
+    kc: &KubeContext,
+    obj: &K,
+    before: Option<&serde_json::Value>,
+    after: &serde_json::Value,
+) {
+    let ready = |s: &serde_json::Value| {
+        s["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or_default().to_owned(),
+                    c["reason"].as_str().unwrap_or_default().to_owned(),
+                    c["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+    };
+    let Some((status, reason, message)) = ready(after) else {
+        return;
+    };
+    if before
+        .and_then(ready)
+        .is_some_and(|(s, r, _)| s == status && r == reason)
+    {
+        return;
+    }
+    let event = Event {
+        kind: if status == "True" {
+            EventKind::Normal
+        } else {
+            EventKind::Warning
+        },
+        reason: crate::status::Reason::parse(&reason).map_or("Reconciled", |r| r.as_str()),
+        action: "Reconcile",
+        note: message,
+    };
+    kc.cluster.events.publish(&obj.object_ref(&()), event).await;
+}
+
+async fn cleanup<K: Kind>(kc: &KubeContext, obj: &K) -> Result<Action, ReconcileError> {
+    let uid = obj
+        .uid()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.uid"))?;
+    crate::reconcile::cleanup(&kc.ctx, &kc.cluster, &obj.wrap(), &uid).await?;
+    Ok(Action::await_change())
+}
+
+/// Retries a failed reconcile with exponential backoff per object (5 s doubling up to
+/// 5 min); the failure itself was counted by the metrics.
+pub fn error_policy<K: Kind>(obj: Arc<K>, error: &ReconcileError, kc: Arc<KubeContext>) -> Action {
+    let key = object_key(&*obj);
+    let mut failures = kc.failures.lock().unwrap_or_else(|e| e.into_inner());
+    let count = failures.entry(key.clone()).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(count.saturating_sub(1).min(16)))
+        .min(BACKOFF_MAX);
+    tracing::warn!(resource = %key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The IdentityProviders that reference a Secret, for re-reconciling them when it changes.
+fn idps_referencing(
+    store: &Store<IdentityProvider>,
+    secret: &Secret,
+) -> Vec<ObjectRef<IdentityProvider>> {
+    let namespace = secret.metadata.namespace.as_deref();
+    let name = secret.metadata.name.as_deref();
+    store
+        .state()
+        .iter()
+        .filter(|idp| idp.metadata.namespace.as_deref() == namespace)
+        .filter(|idp| identity_provider::secret_ref(idp).map(|r| r.name.as_str()) == name)
+        .map(|idp| ObjectRef::from_obj(&**idp))
+        .collect()
+}
+
+/// Runs the four controllers and the orphan sweep until `shutdown` resolves.
+pub async fn run(kc: Arc<KubeContext>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = kc.client.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let watch_config = watcher::Config::default().any_semantic();
+    let owned_secrets = watcher::Config::default().labels(&format!(
+        "{}={}",
+        api_key::LABEL_MANAGED_BY,
+        api_key::MANAGER
+    ));
+
+    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), watch_config.clone())
+        .graceful_shutdown_on(stopped());
+    let tenant_store = tenants.store();
+    let idps = Controller::new(
+        Api::<IdentityProvider>::all(client.clone()),
+        watch_config.clone(),
+    );
+    let idp_store = idps.store();
+    let idp_lookup = idp_store.clone();
+    let idps = idps
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            move |secret| idps_referencing(&idp_lookup, &secret),
+        )
+        .graceful_shutdown_on(stopped());
+    let roles = Controller::new(Api::<Role>::all(client.clone()), watch_config.clone())
+        .graceful_shutdown_on(stopped());
+    let role_store = roles.store();
+    let keys = Controller::new(Api::<ApiKey>::all(client.clone()), watch_config)
+        .owns(Api::<Secret>::all(client.clone()), owned_secrets)
+        .graceful_shutdown_on(stopped());
+    let key_store = keys.store();
+
+    let controllers = futures::future::join4(
+        drain(tenants.run(reconcile::<Tenant>, error_policy::<Tenant>, kc.clone())),
+        drain(idps.run(
+            reconcile::<IdentityProvider>,
+            error_policy::<IdentityProvider>,
+            kc.clone(),
+        )),
+        drain(roles.run(reconcile::<Role>, error_policy::<Role>, kc.clone())),
+        drain(keys.run(reconcile::<ApiKey>, error_policy::<ApiKey>, kc.clone())),
+    );
+    let sweep = sweep_orphans(kc.clone(), tenant_store, idp_store, role_store, key_store);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = controllers => {},
+        () = sweep => {},
+        () = &mut shutdown => {
+            let _ = stop_tx.send(true);
+        },
+    }
+}
+
+/// Runs a controller's output stream to its end (results are logged by the error policy).
+async fn drain<S: futures::Stream>(stream: S) {
+    stream.for_each(|_| futures::future::ready(())).await;
+}
+
+/// Every resync, once all four watch caches are complete, cleans rows whose resource is gone
+/// (deletions whose finalizer never ran: removed by hand, or the CRD deleted).
+async fn sweep_orphans(
+    kc: Arc<KubeContext>,
+    tenants: Store<Tenant>,
+    idps: Store<IdentityProvider>,
+    roles: Store<Role>,
+    keys: Store<ApiKey>,
+) {
+    // An incomplete cache would make every row look orphaned.
+    for ready in [
+        tenants.wait_until_ready().await,
+        idps.wait_until_ready().await,
+        roles.wait_until_ready().await,
+        keys.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            return;
+        }
+    }
+    loop {
+        tokio::time::sleep(kc.resync).await;
+        let uids =
+            |objs: Vec<Arc<dyn KindUid>>| objs.iter().filter_map(|o| o.owner_uid()).collect();
+        let live = LiveSet {
+            tenants: uids(
+                tenants
+                    .state()
+                    .into_iter()
+                    .map(|o| o as Arc<dyn KindUid>)
+                    .collect(),
+            ),
+            identity_providers: uids(
+                idps.state()
+                    .into_iter()
+                    .map(|o| o as Arc<dyn KindUid>)
+                    .collect(),
+            ),
+            roles: uids(
+                roles
+                    .state()
+                    .into_iter()
+                    .map(|o| o as Arc<dyn KindUid>)
+                    .collect(),
+            ),
+            api_keys: uids(
+                keys.state()
+                    .into_iter()
+                    .map(|o| o as Arc<dyn KindUid>)
+                    .collect(),
+            ),
+        };
+        match orphans::clean(&kc.ctx, &kc.cluster, &live).await {
+            Ok(cleaned) if cleaned != orphans::Cleaned::default() => {
+                tracing::info!(?cleaned, "rows of deleted resources cleaned")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "orphan sweep failed; retried on the next resync"),
+        }
+    }
+}
+
+/// The uid of any watched object, object-safe.
+trait KindUid: Send + Sync {
+    fn owner_uid(&self) -> Option<String>;
+}
+
+impl<K: Kind> KindUid for K {
+    fn owner_uid(&self) -> Option<String> {
+        self.meta().uid.clone()
+    }
+}
