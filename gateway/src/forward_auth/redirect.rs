@@ -1,0 +1,125 @@
+//! Return URLs (`rd=`): where a browser goes after signing in or out. Only origins on the
+//! tenant's allow-list (plus the gateway's own) are accepted, so keygate is never an open
+//! redirector.
+
+use url::Url;
+
+/// Longest return URL kept; longer ones are refused rather than truncated.
+const MAX_LEN: usize = 2048;
+
+/// `raw` as an absolute URL if it may be redirected to, else `None`.
+///
+/// Refused: other origins, scheme-relative `//evil`, `javascript:` and other non-http(s)
+/// schemes, backslashes (browsers read `\` as `/`), userinfo, control characters.
+/// A path starting with one `/` is taken relative to the gateway.
+pub fn safe_return_url(raw: &str, allowed_origins: &[String], gateway_url: &str) -> Option<String> {
+    if raw.is_empty()
+        || raw.len() > MAX_LEN
+        || raw.contains('\\')
+        || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return None;
+    }
+    let url = if raw.starts_with('/') {
+        if raw.starts_with("//") {
+            return None;
+        }
+        Url::parse(gateway_url).ok()?.join(raw).ok()?
+    } else {
+        Url::parse(raw).ok()?
+    };
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.host().is_none()
+    {
+        return None;
+    }
+    let origin = url.origin().ascii_serialization();
+    let allowed = std::iter::once(gateway_url)
+        .chain(allowed_origins.iter().map(String::as_str))
+        .filter_map(|o| Url::parse(o).ok())
+        .any(|o| o.origin().ascii_serialization() == origin);
+    allowed.then(|| url.to_string())
+}
+
+/// The tenant's sign-in page URL with `rd` set to `return_to`.
+pub fn signin_url(gateway_url: &str, tenant: &str, return_to: Option<&str>) -> String {
+    let mut out = format!("{gateway_url}/t/{tenant}/signin");
+    if let Some(rd) = return_to {
+        out.push_str("?rd=");
+        out.extend(form_urlencoded::byte_serialize(rd.as_bytes()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str) -> Option<String> {
+        safe_return_url(
+            raw,
+            &[
+                "https://app.example.com".into(),
+                "http://127.0.0.1:8081".into(),
+            ],
+            "https://auth.example.com",
+        )
+    }
+
+    #[test]
+    fn allowed_origins_and_own_paths_pass() {
+        assert_eq!(
+            check("https://app.example.com/orders?x=1").as_deref(),
+            Some("https://app.example.com/orders?x=1")
+        );
+        assert_eq!(
+            check("https://APP.example.com:443/").as_deref(),
+            Some("https://app.example.com/")
+        );
+        assert_eq!(
+            check("http://127.0.0.1:8081/a").as_deref(),
+            Some("http://127.0.0.1:8081/a")
+        );
+        assert_eq!(
+            check("/t/acme/account").as_deref(),
+            Some("https://auth.example.com/t/acme/account")
+        );
+    }
+
+    #[test]
+    fn open_redirect_tricks_are_refused() {
+        for bad in [
+            "https://evil.example.com/",
+            "//evil.example.com/x",
+            "/\\evil.example.com",
+            "https:\\\\evil.example.com",
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,x",
+            "https://app.example.com@evil.example.com/",
+            "https://user:pw@app.example.com/",
+            "http://app.example.com/",
+            "https://app.example.com.evil.com/",
+            "http://127.0.0.1:8082/",
+            "https://app.example.com/\nSet-Cookie:x",
+            " https://app.example.com/",
+            "",
+        ] {
+            assert_eq!(check(bad), None, "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn signin_url_encodes_the_return_url() {
+        assert_eq!(
+            signin_url(
+                "https://auth.example.com",
+                "acme",
+                Some("https://app.example.com/a?b=1&c=2")
+            ),
+            "https://auth.example.com/t/acme/signin?rd=https%3A%2F%2Fapp.example.com%2Fa%3Fb%3D1%26c%3D2"
+        );
+    }
+}

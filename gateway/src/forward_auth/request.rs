@@ -1,0 +1,385 @@
+//! What the proxy tells us about the original request, normalized across ingress-nginx
+//! (`X-Original-*`), Traefik (`X-Forwarded-*`, only from trusted peers) and Envoy (original
+//! path appended to ours), plus the credential the client presented.
+//!
+//! Nothing here fails: a header that is missing, repeated, not UTF-8 or absurd is treated as
+//! absent (for facts about the request) or as an invalid credential (for credentials), so
+//! bad input ends in a 401/403, never a 5xx.
+
+use axum::http::{HeaderMap, Method, header};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// Longest credential looked at; real JWTs and keys are far shorter.
+const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
+/// Longest original URL kept.
+const MAX_URL_LEN: usize = 8 * 1024;
+
+/// Which proxy convention the request follows; it decides how a denial is phrased.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proxy {
+    /// ingress-nginx `auth-url`: only 2xx/401/403 are understood, nginx does the redirect.
+    Nginx,
+    /// Traefik `ForwardAuth`: our answer goes to the client as it is.
+    Traefik,
+    /// Envoy `ext_authz` HTTP: our answer goes to the client as it is.
+    Envoy,
+    /// Called directly (or by an unknown proxy): plain 401/403.
+    Direct,
+}
+
+impl Proxy {
+    /// Whether the proxy relays a 302 to the browser (nginx would turn it into a 500).
+    pub fn relays_redirects(self) -> bool {
+        matches!(self, Self::Traefik | Self::Envoy)
+    }
+}
+
+/// The original request as far as the proxy told us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    /// Proxy convention.
+    pub proxy: Proxy,
+    /// Method of the original request, when known.
+    pub method: Option<Method>,
+    /// Absolute URL of the original request, when known and well-formed.
+    pub url: Option<String>,
+    /// The client's address (from a trusted proxy's headers, else the peer).
+    pub client_ip: Option<IpAddr>,
+    /// A browser navigation (`Accept: text/html`), which may get a redirect to sign in.
+    pub wants_html: bool,
+}
+
+/// A credential as presented; the value is secret and never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer <JWT>`.
+    AccessToken(String),
+    /// `Authorization: Bearer kg_…` or `X-API-Key: kg_…`.
+    ApiKey(String),
+    /// The session cookie's value.
+    Session(String),
+    /// Something was presented but is unusable (repeated, not UTF-8, too long, wrong scheme).
+    Malformed,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AccessToken(_) => "AccessToken(***)",
+            Self::ApiKey(_) => "ApiKey(***)",
+            Self::Session(_) => "Session(***)",
+            Self::Malformed => "Malformed",
+        })
+    }
+}
+
+/// The single value of `name`, if present exactly once and valid visible ASCII.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn trusted(peer: Option<IpAddr>, trusted_proxies: &[IpNet]) -> bool {
+    peer.is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)))
+}
+
+/// Normalizes the proxy's description of the original request.
+///
+/// `envoy_suffix` is the part of our path after `/forward-auth` (Envoy's appended original
+/// path) with our own query string; `peer` is the TCP peer.
+pub fn inbound(
+    headers: &HeaderMap,
+    own_method: &Method,
+    envoy_suffix: Option<&str>,
+    peer: Option<IpAddr>,
+    trusted_proxies: &[IpNet],
+) -> Inbound {
+    let wants_html =
+        single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
+    let from_trusted = trusted(peer, trusted_proxies);
+    let forwarded_ip = || {
+        if !from_trusted {
+            return None;
+        }
+        single(headers, "x-real-ip")
+            .and_then(|v| v.parse().ok())
+            .or_else(|| {
+                single(headers, "x-forwarded-for")
+                    .and_then(|v| v.split(',').next())
+                    .and_then(|v| v.trim().parse().ok())
+            })
+    };
+    let client_ip = forwarded_ip().or(peer);
+
+    if let Some(suffix) = envoy_suffix {
+        let scheme = single(headers, "x-forwarded-proto")
+            .filter(|p| *p == "https")
+            .unwrap_or("http");
+        let url =
+            single(headers, header::HOST.as_str()).and_then(|host| absolute(scheme, host, suffix));
+        return Inbound {
+            proxy: Proxy::Envoy,
+            method: Some(own_method.clone()),
+            url,
+            client_ip,
+            wants_html,
+        };
+    }
+    if let Some(original) = single(headers, "x-original-url") {
+        let url = url::Url::parse(original)
+            .ok()
+            .filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && original.len() <= MAX_URL_LEN
+            })
+            .map(|u| u.to_string());
+        let method = single(headers, "x-original-method")
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+        return Inbound {
+            proxy: Proxy::Nginx,
+            method,
+            url,
+            client_ip,
+            wants_html,
+        };
+    }
+    let traefik_headers =
+        headers.contains_key("x-forwarded-uri") || headers.contains_key("x-forwarded-method");
+    if traefik_headers && from_trusted {
+        let method = single(headers, "x-forwarded-method")
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+        let scheme = single(headers, "x-forwarded-proto")
+            .filter(|p| matches!(*p, "http" | "https"))
+            .unwrap_or("http");
+        let url = match (
+            single(headers, "x-forwarded-host"),
+            single(headers, "x-forwarded-uri"),
+        ) {
+            (Some(host), Some(uri)) => absolute(scheme, host, uri),
+            _ => None,
+        };
+        return Inbound {
+            proxy: Proxy::Traefik,
+            method,
+            url,
+            client_ip,
+            wants_html,
+        };
+    }
+    Inbound {
+        // Untrusted X-Forwarded-* are ignored: without knowing the original method, a
+        // method requirement fails closed.
+        proxy: if traefik_headers {
+            Proxy::Traefik
+        } else {
+            Proxy::Direct
+        },
+        method: if traefik_headers {
+            None
+        } else {
+            Some(own_method.clone())
+        },
+        url: None,
+        client_ip,
+        wants_html,
+    }
+}
+
+/// `scheme://host` + `path_and_query` if it parses as an http(s) URL with that host.
+fn absolute(scheme: &str, host: &str, path_and_query: &str) -> Option<String> {
+    if !path_and_query.starts_with('/')
+        || path_and_query.starts_with("//")
+        || host.contains(['/', '\\', '@'])
+    {
+        return None;
+    }
+    let candidate = format!("{scheme}://{host}{path_and_query}");
+    if candidate.len() > MAX_URL_LEN {
+        return None;
+    }
+    let url = url::Url::parse(&candidate).ok()?;
+    url.host().is_some().then(|| url.to_string())
+}
+
+/// The credential presented: `Authorization` first, then `X-API-Key`, then the cookie.
+pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
+    let authz = headers.get_all(header::AUTHORIZATION);
+    let mut iter = authz.iter();
+    if let Some(first) = iter.next() {
+        if iter.next().is_some() {
+            return Some(Credential::Malformed);
+        }
+        let Ok(value) = first.to_str() else {
+            return Some(Credential::Malformed);
+        };
+        let Some((scheme, token)) = value.trim().split_once(' ') else {
+            return Some(Credential::Malformed);
+        };
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer")
+            || token.is_empty()
+            || token.len() > MAX_CREDENTIAL_LEN
+        {
+            return Some(Credential::Malformed);
+        }
+        return Some(if token.starts_with("kg_") {
+            Credential::ApiKey(token.to_owned())
+        } else {
+            Credential::AccessToken(token.to_owned())
+        });
+    }
+    if headers.contains_key("x-api-key") {
+        return Some(match single(headers, "x-api-key") {
+            Some(k) if k.starts_with("kg_") && k.len() <= MAX_CREDENTIAL_LEN => {
+                Credential::ApiKey(k.to_owned())
+            }
+            _ => Credential::Malformed,
+        });
+    }
+    if !headers.contains_key(header::COOKIE) {
+        return None;
+    }
+    // Not a jar: a jar keeps one cookie per name, and a repeated session cookie (cookie
+    // tossing from a sibling subdomain) must be refused, not silently picked.
+    let mut matching = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(|c| c.name() == cookie_name);
+    let first = matching.next()?;
+    if matching.next().is_some()
+        || first.value().is_empty()
+        || first.value().len() > MAX_CREDENTIAL_LEN
+    {
+        return Some(Credential::Malformed);
+    }
+    Some(Credential::Session(first.value().to_owned()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn nginx_headers_are_read() {
+        let h = headers(&[
+            ("x-original-url", "https://app.example.com/orders?id=1"),
+            ("x-original-method", "POST"),
+            ("accept", "text/html,application/xhtml+xml"),
+        ]);
+        let i = inbound(&h, &Method::GET, None, None, &[]);
+        assert_eq!(i.proxy, Proxy::Nginx);
+        assert_eq!(i.method, Some(Method::POST));
+        assert_eq!(
+            i.url.as_deref(),
+            Some("https://app.example.com/orders?id=1")
+        );
+        assert!(i.wants_html);
+        let garbage = headers(&[("x-original-url", "::::not a url")]);
+        assert_eq!(inbound(&garbage, &Method::GET, None, None, &[]).url, None);
+    }
+
+    #[test]
+    fn traefik_headers_count_only_from_trusted_peers() {
+        let h = headers(&[
+            ("x-forwarded-method", "DELETE"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-uri", "/x?y=1"),
+            ("x-forwarded-for", "203.0.113.9, 10.0.0.1"),
+        ]);
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let t = inbound(
+            &h,
+            &Method::GET,
+            None,
+            Some("10.1.2.3".parse().unwrap()),
+            &nets,
+        );
+        assert_eq!(t.proxy, Proxy::Traefik);
+        assert_eq!(t.method, Some(Method::DELETE));
+        assert_eq!(t.url.as_deref(), Some("https://app.example.com/x?y=1"));
+        assert_eq!(t.client_ip, Some("203.0.113.9".parse().unwrap()));
+        let u = inbound(
+            &h,
+            &Method::GET,
+            None,
+            Some("192.0.2.1".parse().unwrap()),
+            &nets,
+        );
+        assert_eq!(
+            (u.method, u.url, u.client_ip),
+            (None, None, Some("192.0.2.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn envoy_suffix_is_the_original_path() {
+        let h = headers(&[("host", "app.example.com")]);
+        let e = inbound(&h, &Method::PUT, Some("/orders/1?x=2"), None, &[]);
+        assert_eq!(e.proxy, Proxy::Envoy);
+        assert_eq!(
+            e.url.as_deref(),
+            Some("http://app.example.com/orders/1?x=2")
+        );
+        assert_eq!(e.method, Some(Method::PUT));
+    }
+
+    #[test]
+    fn credentials_in_order_and_repeats_are_malformed() {
+        assert_eq!(
+            credential(&headers(&[("authorization", "Bearer kg_a_b")]), "s"),
+            Some(Credential::ApiKey("kg_a_b".into()))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "bearer e.y.j")]), "s"),
+            Some(Credential::AccessToken("e.y.j".into()))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Basic abc")]), "s"),
+            Some(Credential::Malformed)
+        );
+        assert_eq!(
+            credential(
+                &headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]),
+                "s"
+            ),
+            Some(Credential::Malformed)
+        );
+        assert_eq!(
+            credential(&headers(&[("x-api-key", "kg_x_y")]), "s"),
+            Some(Credential::ApiKey("kg_x_y".into()))
+        );
+        assert_eq!(
+            credential(&headers(&[("cookie", "a=1; s=abc")]), "s"),
+            Some(Credential::Session("abc".into()))
+        );
+        assert_eq!(
+            credential(&headers(&[("cookie", "s=abc; s=def")]), "s"),
+            Some(Credential::Malformed)
+        );
+        assert_eq!(credential(&headers(&[("cookie", "other=1")]), "s"), None);
+        assert_eq!(credential(&HeaderMap::new(), "s"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! A real gateway on 127.0.0.1 (free port, SQLite in a temp dir) with the test identity
+//! stand-in wired into forward-auth and the pages.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+pub mod identities;
+
+use identities::{Person, TestIdentities};
+use keygate_core::clock::SystemClock;
+use keygate_core::crypto::envelope::MasterKeys;
+use keygate_core::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral};
+use keygate_core::store::{Store, Tenant, TenantUpsert};
+use keygate_gateway::AppState;
+use keygate_gateway::forward_auth::{CookieMode, Edge};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One running gateway.
+pub struct Gateway {
+    pub url: String,
+    pub state: AppState,
+    pub ids: Arc<TestIdentities>,
+    pub ephemeral: Arc<dyn Ephemeral>,
+    pub tenant: Tenant,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a test wants of its gateway.
+pub struct Options {
+    pub allowed_origins: Vec<String>,
+    pub cookie_mode: CookieMode,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `Some(prefix)`: share revocations through the Redis of `KEYGATE_TEST_REDIS_URL`.
+    pub redis_prefix: Option<String>,
+    /// Reuse another gateway's store, tenant and identities (a second replica).
+    pub replica_of: Option<(Arc<dyn Store>, Tenant, Arc<TestIdentities>)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["https://app.example.com".into()],
+            cookie_mode: CookieMode::Host,
+            trusted_proxies: Vec::new(),
+            redis_prefix: None,
+            replica_of: None,
+        }
+    }
+}
+
+pub fn ada() -> Person {
+    Person {
+        id: "user-ada".into(),
+        email: "ada@example.com".into(),
+        password: "correct horse battery".into(),
+        roles: vec!["reader".into()],
+    }
+}
+
+pub fn grace() -> Person {
+    Person {
+        id: "user-grace".into(),
+        email: "grace@example.com".into(),
+        password: "another long secret".into(),
+        roles: vec!["reader".into(), "admin".into()],
+    }
+}
+
+pub fn redis_url() -> String {
+    std::env::var("KEYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Keeps the SQLite directory alive as long as the test process.
+fn scratch_dir() -> &'static tempfile::TempDir {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+}
+
+pub async fn start(opts: Options) -> Gateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://{addr}");
+    let ephemeral: Arc<dyn Ephemeral> = match &opts.redis_prefix {
+        Some(prefix) => Arc::new(
+            RedisEphemeral::connect(&redis_url(), prefix)
+                .await
+                .expect("Redis on KEYGATE_TEST_REDIS_URL"),
+        ),
+        None => Arc::new(MemoryEphemeral::new()),
+    };
+    let (store, tenant, ids) = match opts.replica_of {
+        Some(shared) => shared,
+        None => {
+            let path = scratch_dir()
+                .path()
+                .join(format!("{}.db", uuid::Uuid::now_v7()));
+            let store = keygate_core::store::connect(&format!("sqlite:{}", path.display()))
+                .await
+                .unwrap();
+            store.migrate().await.unwrap();
+            let tenant = store
+                .upsert_tenant(&TenantUpsert {
+                    name: format!("acme{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
+                    namespace: "default".into(),
+                    owner_uid: uuid::Uuid::now_v7().to_string(),
+                    display_name: "Acme Corp".into(),
+                    settings: serde_json::json!({
+                        "displayName": "Acme Corp",
+                        "branding": { "primaryColor": "#8a2be2", "accentColor": "#4b0082" },
+                        "signIn": { "registration": "open" },
+                        "redirects": { "allowedOrigins": opts.allowed_origins },
+                    }),
+                    generation: 1,
+                })
+                .await
+                .unwrap();
+            let issuer = format!("{url}/t/{}", tenant.name);
+            let ids = Arc::new(TestIdentities::new(
+                &issuer,
+                &tenant,
+                ephemeral.clone(),
+                vec![ada(), grace()],
+            ));
+            (store, tenant, ids)
+        }
+    };
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    // A replica must accept the first replica's issuer: same public URL, as behind one Service.
+    let public_url = ids
+        .issuer
+        .rsplit_once("/t/")
+        .map(|(base, _)| base.to_owned())
+        .unwrap_or(url.clone());
+    let edge = Edge::new(ephemeral.clone())
+        .with_resolver(ids.clone())
+        .with_flows(ids.clone())
+        .with_cookie_mode(opts.cookie_mode)
+        .with_trusted_proxies(opts.trusted_proxies);
+    let state = AppState::new(store, master, &public_url, Arc::new(SystemClock)).with_edge(edge);
+    let app = keygate_gateway::app(state.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    Gateway {
+        url,
+        state,
+        ids,
+        ephemeral,
+        tenant,
+        task,
+    }
+}
+
+/// An HTTP client that never follows redirects (we check them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Form bodies and query strings without reqwest's optional `form`/`query` features.
+pub trait RequestExt {
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self;
+    fn query_pairs(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+impl RequestExt for reqwest::RequestBuilder {
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self {
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(pairs))
+    }
+    fn query_pairs(self, pairs: &[(&str, &str)]) -> Self {
+        let (client, request) = self.build_split();
+        let mut request = request.unwrap();
+        request.url_mut().set_query(Some(&encode(pairs)));
+        reqwest::RequestBuilder::from_parts(client, request)
+    }
+}
