@@ -1,6 +1,7 @@
 //! The one error type handlers return, mapped once to `application/problem+json`
 //! (RFC 9457) with a stable `code`. Internal causes are logged, never sent.
 
+use crate::identity::IdentityError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keygate_core::store::StoreError;
@@ -24,6 +25,20 @@ pub enum ApiError {
     /// 500: anything else unexpected; logged with its cause.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 4xx/5xx: an identity refusal or failure; see [`identity_parts`] for each status.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// 400 `malformed_json`, 415 `unsupported_media_type`, 413 `payload_too_large`, 422
+    /// `invalid_body`: the request body could not be read as the endpoint's JSON.
+    #[error("bad request body: {detail}")]
+    Body {
+        /// Status to answer.
+        status: StatusCode,
+        /// Stable code.
+        code: &'static str,
+        /// What was wrong, safe to show (serde's message names the field).
+        detail: String,
+    },
 }
 
 /// The RFC 9457 body.
@@ -43,9 +58,116 @@ pub struct Problem {
     pub detail: Option<String>,
 }
 
+/// Status, code and title of each identity refusal (the codes are documented in docs/api.md).
+pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static str) {
+    use IdentityError as E;
+    match e {
+        E::TenantNotFound => (
+            StatusCode::NOT_FOUND,
+            "tenant_not_found",
+            "Tenant not found",
+        ),
+        E::InvalidCredentials => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Invalid email or password",
+        ),
+        E::AccountLocked { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "account_locked",
+            "Account temporarily locked",
+        ),
+        E::RateLimited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+        ),
+        E::AccountSuspended => (
+            StatusCode::FORBIDDEN,
+            "account_suspended",
+            "Account suspended",
+        ),
+        E::EmailNotVerified => (
+            StatusCode::FORBIDDEN,
+            "email_not_verified",
+            "Email address not verified",
+        ),
+        E::PasswordChangeRequired => (
+            StatusCode::FORBIDDEN,
+            "password_change_required",
+            "Password change required",
+        ),
+        E::PasswordSignInDisabled => (
+            StatusCode::FORBIDDEN,
+            "password_sign_in_disabled",
+            "Password sign-in is disabled",
+        ),
+        E::RegistrationClosed => (
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "Registration is closed",
+        ),
+        E::InviteRequired => (
+            StatusCode::FORBIDDEN,
+            "invite_required",
+            "A valid invite is required",
+        ),
+        E::PasswordPolicy(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password_policy",
+            "Password rejected by policy",
+        ),
+        E::PasswordBreached => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password_breached",
+            "Password found in breached-password list",
+        ),
+        E::PasswordReused => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password_reused",
+            "Password used recently",
+        ),
+        E::WrongCurrentPassword => (
+            StatusCode::FORBIDDEN,
+            "wrong_current_password",
+            "Current password is wrong",
+        ),
+        E::InvalidLink => (
+            StatusCode::BAD_REQUEST,
+            "invalid_link",
+            "Invalid or expired link",
+        ),
+        E::InvalidToken => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Invalid or missing credential",
+        ),
+        E::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid grant"),
+        E::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+        E::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+        E::InvalidRequest(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "Invalid request",
+        ),
+        E::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        ),
+        E::Store(_) | E::Crypto(_) | E::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        ),
+    }
+}
+
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
+            Self::Identity(e) => identity_parts(e),
+            Self::Body { status, code, .. } => (*status, code, "Bad request body"),
             Self::TenantNotFound => (
                 StatusCode::NOT_FOUND,
                 "tenant_not_found",
@@ -72,7 +194,32 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, code, "request failed");
         }
-        problem_response(status, code, title, None)
+        let detail = match &self {
+            Self::Identity(IdentityError::PasswordPolicy(d) | IdentityError::InvalidRequest(d)) => {
+                Some(d.clone())
+            }
+            Self::Body { detail, .. } => Some(detail.clone()),
+            _ => None,
+        };
+        let mut response = problem_response(status, code, title, detail);
+        match &self {
+            Self::Identity(
+                IdentityError::AccountLocked { retry_after }
+                | IdentityError::RateLimited { retry_after },
+            ) => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            Self::Identity(IdentityError::InvalidToken) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 

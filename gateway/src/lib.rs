@@ -9,6 +9,7 @@ pub mod identity;
 pub mod keys;
 mod oidc;
 pub mod pages;
+pub mod routes;
 mod security_headers;
 pub mod state;
 
@@ -24,6 +25,7 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::router())
         .merge(oidc::router())
+        .merge(routes::router())
         .merge(forward_auth::router())
         .merge(pages::router());
     security_headers::apply(routes)

@@ -103,9 +103,10 @@ impl IdentityService {
                 json!({"reason": "locked"}),
             )
             .await?;
-            let left = state
-                .locked_until
-                .map_or(0, |u| (u - now).num_seconds().max(1));
+            // Rounded up: the database keeps microseconds, the clock may have nanoseconds.
+            let left = state.locked_until.map_or(1, |u| {
+                ((u - now).num_milliseconds() + 999).div_euclid(1000).max(1)
+            });
             return Err(IdentityError::AccountLocked {
                 retry_after: std::time::Duration::from_secs(left as u64),
             });

@@ -1,0 +1,164 @@
+//! Extractors of the identity routes: a JSON body whose rejection is our problem+json,
+//! the request facts workflows record, and the authenticated [`Principal`].
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::identity::{IdentityError, Principal, RequestMeta};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use std::net::{IpAddr, SocketAddr};
+
+/// A JSON body; malformed input answers problem+json with a stable code, never axum's text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(body_error(&rejection)),
+        }
+    }
+}
+
+fn body_error(rejection: &JsonRejection) -> ApiError {
+    let (status, code) = match rejection {
+        JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+        JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        JsonRejection::MissingJsonContentType(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
+        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        }
+        _ => (StatusCode::BAD_REQUEST, "malformed_json"),
+    };
+    ApiError::Body {
+        status,
+        code,
+        detail: rejection.body_text().chars().take(300).collect(),
+    }
+}
+
+/// The client address, request id and user agent of a request.
+#[derive(Debug, Clone)]
+pub struct Meta(pub RequestMeta);
+
+impl FromRequestParts<AppState> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Self(RequestMeta {
+            ip: client_ip(peer, &parts.headers, state),
+            request_id: header_str(&parts.headers, "x-request-id")
+                .map(|v| v.chars().take(128).collect()),
+            user_agent: header_str(&parts.headers, header::USER_AGENT.as_str())
+                .map(|v| v.chars().take(512).collect()),
+        }))
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// The peer, or — only when the peer is a trusted proxy — the nearest untrusted address in
+/// `X-Forwarded-For`.
+fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, state: &AppState) -> Option<IpAddr> {
+    let trusted = |ip: &IpAddr| {
+        state
+            .edge
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(ip))
+    };
+    let peer = peer?;
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded = header_str(headers, "x-forwarded-for").unwrap_or_default();
+    let hops: Vec<IpAddr> = forwarded
+        .split(',')
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// The caller, authenticated by `Authorization: Bearer` (an access token or an API key),
+/// `X-API-Key`, or the session cookie, for the tenant named in the path.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::TenantNotFound)?;
+        let tenant = params
+            .iter()
+            .find(|(k, _)| *k == "tenant")
+            .map(|(_, v)| v.to_owned())
+            .ok_or(ApiError::TenantNotFound)?;
+        let identity = &state.identity;
+        let bearer = header_str(&parts.headers, header::AUTHORIZATION.as_str())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let principal = if let Some(token) = bearer {
+            if token.starts_with("kg_") {
+                identity.resolve_from_api_key(&tenant, token).await
+            } else {
+                identity.resolve_from_access_token(&tenant, token).await
+            }
+        } else if let Some(key) = header_str(&parts.headers, "x-api-key") {
+            identity.resolve_from_api_key(&tenant, key).await
+        } else if let Some(cookie) = session_cookie(&parts.headers, state) {
+            identity.resolve_from_session_cookie(&tenant, &cookie).await
+        } else {
+            Err(IdentityError::InvalidToken)
+        };
+        Ok(Self(principal?))
+    }
+}
+
+fn session_cookie(headers: &HeaderMap, state: &AppState) -> Option<String> {
+    let name = state.edge.cookie_mode.session_cookie();
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}

@@ -1,0 +1,138 @@
+//! JSON sign-in and sign-out: `POST /t/{tenant}/login` (form posts of the HTML page are
+//! sent on to `/t/{tenant}/signin`), `POST /t/{tenant}/logout`.
+
+use super::extract::{ApiJson, Authenticated, Meta};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::identity::PasswordSignIn;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+/// `/t/{tenant}/login`, `/t/{tenant}/logout`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{tenant}/login", post(login))
+        .route("/t/{tenant}/logout", post(logout))
+}
+
+/// JSON sign-in request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email of the account.
+    pub email: String,
+    /// Its password.
+    pub password: String,
+    /// A new password, required when the account must change its password.
+    #[serde(default)]
+    pub new_password: Option<String>,
+    /// OAuth client the tokens are for.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Space-separated scopes.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Also set the browser session cookie.
+    #[serde(default)]
+    pub browser_session: bool,
+}
+
+/// Tokens and the session opened.
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    /// RFC 9068 JWT.
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+    /// Opaque refresh token; rotated on every use.
+    pub refresh_token: String,
+    /// Granted scopes.
+    pub scope: String,
+    /// Session id (`sid` claim).
+    pub session_id: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Meta(meta): Meta,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        // The HTML sign-in form lives at /signin; 307 keeps the method and the body.
+        return Ok(Redirect::temporary(&format!("/t/{tenant}/signin")).into_response());
+    }
+    let ApiJson(body) = ApiJson::<LoginRequest>::from_request_with(request, &state).await?;
+    let req = PasswordSignIn {
+        email: body.email,
+        password: body.password,
+        new_password: body.new_password,
+        client_id: body.client_id,
+        scope: body.scope,
+        browser: body.browser_session,
+    };
+    let done = state.identity.sign_in(&tenant, req, &meta).await?;
+    let mut response = (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(LoginResponse {
+            access_token: done.tokens.access_token,
+            token_type: done.tokens.token_type,
+            expires_in: done.tokens.expires_in,
+            refresh_token: done.tokens.refresh_token,
+            scope: done.tokens.scope,
+            session_id: done.session_id.to_string(),
+        }),
+    )
+        .into_response();
+    if body.browser_session {
+        let mode = state.edge.cookie_mode;
+        let max_age = (done.session_expires_at - state.clock.now())
+            .num_seconds()
+            .max(0);
+        let cookie = format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+            mode.session_cookie(),
+            done.session_id,
+            if mode.secure() { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(response)
+}
+
+impl<T> ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    /// Reads the body of a request already taken apart by the handler.
+    pub async fn from_request_with(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        <Self as axum::extract::FromRequest<AppState>>::from_request(request, state).await
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Meta(meta): Meta,
+) -> Result<StatusCode, ApiError> {
+    state.identity.sign_out(&principal, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

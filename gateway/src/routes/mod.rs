@@ -1,0 +1,25 @@
+//! The JSON and OAuth endpoints of the identity area, one router per area, each handler
+//! in the order authorize → validate → call the [`IdentityService`] → map to a response
+//! type. Request and response types live here, apart from storage rows.
+//!
+//! [`IdentityService`]: crate::identity::IdentityService
+
+pub mod accounts;
+pub mod extract;
+pub mod login;
+pub mod oauth2;
+pub mod sessions;
+pub mod userinfo;
+
+use crate::AppState;
+use axum::Router;
+
+/// Every identity-area route.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(login::router())
+        .merge(oauth2::router())
+        .merge(userinfo::router())
+        .merge(sessions::router())
+        .merge(accounts::router())
+}

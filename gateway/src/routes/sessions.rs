@@ -1,0 +1,108 @@
+//! The caller's sessions: `GET /t/{tenant}/sessions`, `DELETE /t/{tenant}/sessions/{id}`,
+//! `POST /t/{tenant}/sessions/logout-all`.
+
+use super::extract::{Authenticated, Meta};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::identity::IdentityError;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use keygate_core::ids::SessionId;
+use serde::Serialize;
+
+/// Session routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{tenant}/sessions", get(list))
+        .route("/t/{tenant}/sessions/logout-all", post(logout_all))
+        .route("/t/{tenant}/sessions/{session}", delete(revoke))
+}
+
+/// One active session.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    /// Session id.
+    pub id: String,
+    /// Device.
+    pub user_agent: Option<String>,
+    /// Address at sign-in.
+    pub ip: Option<String>,
+    /// Authentication methods.
+    pub amr: Vec<String>,
+    /// Authentication context class.
+    pub acr: Option<String>,
+    /// When the person authenticated.
+    pub auth_time: DateTime<Utc>,
+    /// Opened.
+    pub created_at: DateTime<Utc>,
+    /// Last used.
+    pub last_seen_at: DateTime<Utc>,
+    /// Ends at the latest.
+    pub expires_at: DateTime<Utc>,
+    /// The session of this request's credential.
+    pub current: bool,
+}
+
+/// The caller's sessions.
+#[derive(Debug, Serialize)]
+pub struct SessionList {
+    /// Newest first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// How many sessions logout-all ended.
+#[derive(Debug, Serialize)]
+pub struct LogoutAll {
+    /// Sessions revoked.
+    pub revoked: u64,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<SessionList>, ApiError> {
+    let sessions = state.identity.list_sessions(&principal).await?;
+    Ok(Json(SessionList {
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView {
+                id: s.id.to_string(),
+                user_agent: s.user_agent,
+                ip: s.ip,
+                amr: s.amr,
+                acr: s.acr,
+                auth_time: s.auth_time,
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                expires_at: s.expires_at,
+                current: s.current,
+            })
+            .collect(),
+    }))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Meta(meta): Meta,
+    Path((_tenant, session)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let session: SessionId = session.parse().map_err(|_| IdentityError::NotFound)?;
+    state
+        .identity
+        .revoke_session(&principal, session, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logout_all(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Meta(meta): Meta,
+) -> Result<Json<LogoutAll>, ApiError> {
+    let revoked = state.identity.logout_all(&principal, &meta).await?;
+    Ok(Json(LogoutAll { revoked }))
+}
