@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Options, RequestExt, ada, client, free_port, grace, start};
+use support::{Options, RequestExt, ada, client, free_port, grace, real, start};
 
 fn fa(gw: &support::Gateway, query: &str) -> String {
     format!("{}/forward-auth?tenant={}{query}", gw.url, gw.tenant.name)
@@ -459,17 +459,19 @@ async fn a_revoked_session_is_refused_by_a_second_gateway_sharing_redis() {
     let prefix = format!("kg-edge-{}:", uuid::Uuid::now_v7().simple());
     let a = start(Options {
         redis_prefix: Some(prefix.clone()),
+        real_identity: true,
         ..Options::default()
     })
     .await;
     let b = start(Options {
         redis_prefix: Some(prefix),
-        replica_of: Some((a.state.store.clone(), a.tenant.clone(), a.ids.clone())),
+        replica_of: Some(a.replica()),
+        real_identity: true,
         ..Options::default()
     })
     .await;
     let http = client();
-    let token = a.ids.token(&ada(), "sid-shared", 300, &["pwd"]);
+    let (token, sid) = real::sign_in(a.real(), &a.tenant, &ada(), false).await;
     for gw in [&a, &b] {
         let r = http
             .get(fa(gw, ""))
@@ -485,7 +487,7 @@ async fn a_revoked_session_is_refused_by_a_second_gateway_sharing_redis() {
     }
     // Sign-out on replica A revokes the session; B has the token cached and must still refuse.
     a.ephemeral
-        .revoke("sid-shared", Duration::from_secs(600))
+        .revoke(&sid.to_string(), Duration::from_secs(600))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -713,7 +715,11 @@ fn port_of(url: &str) -> u16 {
 #[tokio::test]
 async fn nginx_auth_request_as_ingress_nginx_renders_it() {
     let (upstream, _up) = start_upstream().await;
-    let gw = start(Options::default()).await;
+    let gw = start(Options {
+        real_identity: true,
+        ..Options::default()
+    })
+    .await;
     let nginx = start_nginx(free_port(), port_of(&gw.url), &gw.tenant.name, upstream);
     let app = format!("http://127.0.0.1:{}", nginx.port);
     let http = client();
@@ -734,8 +740,9 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
         )
     );
 
-    // A valid JWT: the upstream is reached with our identity headers (client copies replaced).
-    let token = gw.ids.token(&ada(), "sid-nginx", 300, &["pwd"]);
+    // A valid JWT from the identity service: the upstream is reached with our identity
+    // headers (client-sent copies replaced).
+    let (token, token_sid) = real::sign_in(gw.real(), &gw.tenant, &ada(), false).await;
     let r = http
         .get(format!("{app}/orders"))
         .bearer_auth(&token)
@@ -748,11 +755,11 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
     assert_eq!(body["user"], "ada@example.com");
     assert_eq!(body["email"], "ada@example.com");
     assert_eq!(body["groups"], "reader");
-    assert_eq!(body["subject"], "user-ada");
+    assert!(!body["subject"].as_str().unwrap().is_empty());
     assert_eq!(body["tenant"], gw.tenant.name.as_str());
 
-    // An API key, as X-API-Key and as Bearer.
-    let (key_id, key) = gw.ids.api_key("ci-bot", &["reader"]);
+    // An API key stored as the operator stores it, as X-API-Key and as Bearer.
+    let (key_id, key) = real::api_key(&gw.state.store, &gw.tenant, "ci-bot", &["reader"]).await;
     for req in [
         http.get(format!("{app}/orders")).header("x-api-key", &key),
         http.get(format!("{app}/orders")).bearer_auth(&key),
@@ -760,11 +767,13 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["subject"], "apikey:ci-bot");
+        assert_eq!(body["user"], "ci-bot");
+        assert_eq!(body["groups"], "reader");
     }
 
-    // The session cookie.
-    let (cookie, sid) = gw.ids.open_session(&ada());
+    // The session cookie of a browser sign-in.
+    let (_, session) = real::sign_in(gw.real(), &gw.tenant, &ada(), true).await;
+    let cookie = session.to_string();
     let with_cookie = || {
         http.get(format!("{app}/orders"))
             .header("cookie", format!("__Host-keygate_session={cookie}"))
@@ -776,7 +785,7 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
         "ada@example.com"
     );
 
-    // Insufficient role: 403 straight from nginx.
+    // Insufficient role: 403 straight from nginx; an admin passes.
     let r = http
         .get(format!("{app}/admin"))
         .bearer_auth(&token)
@@ -784,7 +793,7 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let admin = gw.ids.token(&grace(), "sid-grace", 300, &["pwd"]);
+    let (admin, _) = real::sign_in(gw.real(), &gw.tenant, &grace(), false).await;
     let r = http
         .get(format!("{app}/admin"))
         .bearer_auth(&admin)
@@ -793,17 +802,19 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    // Revoked: refused on the very next request (all cached before).
+    // Revoked: refused on the very next request, although each was cached.
+    gw.state
+        .edge
+        .flows
+        .sign_out(&gw.tenant, &cookie)
+        .await
+        .unwrap();
     gw.ephemeral
-        .revoke("sid-nginx", Duration::from_secs(600))
+        .revoke(&token_sid.to_string(), Duration::from_secs(600))
         .await
         .unwrap();
     gw.ephemeral
         .revoke(&key_id.to_string(), Duration::from_secs(600))
-        .await
-        .unwrap();
-    gw.ephemeral
-        .revoke(&sid, Duration::from_secs(600))
         .await
         .unwrap();
     for (what, req) in [
@@ -848,6 +859,7 @@ async fn a_browser_signs_in_through_nginx_and_signs_out() {
     let gw = start(Options {
         allowed_origins: vec![format!("http://127.0.0.1:{nginx_port}")],
         cookie_mode: CookieMode::PlainHttpDev,
+        real_identity: true,
         ..Options::default()
     })
     .await;

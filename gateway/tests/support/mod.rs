@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod identities;
+pub mod real;
 
 use identities::{Person, TestIdentities};
 use keygate_core::clock::SystemClock;
@@ -11,6 +12,9 @@ use keygate_core::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral};
 use keygate_core::store::{Store, Tenant, TenantUpsert};
 use keygate_gateway::AppState;
 use keygate_gateway::forward_auth::{CookieMode, Edge};
+use keygate_gateway::identity::{
+    BreachedList, IdentityDeps, IdentityService, MemoryMailer, RateLimits,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,7 +25,35 @@ pub struct Gateway {
     pub ids: Arc<TestIdentities>,
     pub ephemeral: Arc<dyn Ephemeral>,
     pub tenant: Tenant,
+    /// The real identity service, when the gateway was started with `real_identity`.
+    pub identity: Option<keygate_gateway::identity::IdentityService>,
+    pub master: MasterKeys,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// The real service (panics if this gateway runs the stand-in).
+    pub fn real(&self) -> &keygate_gateway::identity::IdentityService {
+        self.identity.as_ref().expect("started with real_identity")
+    }
+
+    /// What a second replica needs to share this one's database and issuer.
+    pub fn replica(&self) -> Replica {
+        Replica {
+            store: self.state.store.clone(),
+            tenant: self.tenant.clone(),
+            ids: self.ids.clone(),
+            master: self.master.clone(),
+        }
+    }
+}
+
+/// Shared parts of a replica set.
+pub struct Replica {
+    pub store: Arc<dyn Store>,
+    pub tenant: Tenant,
+    pub ids: Arc<TestIdentities>,
+    pub master: MasterKeys,
 }
 
 impl Drop for Gateway {
@@ -38,7 +70,10 @@ pub struct Options {
     /// `Some(prefix)`: share revocations through the Redis of `KEYGATE_TEST_REDIS_URL`.
     pub redis_prefix: Option<String>,
     /// Reuse another gateway's store, tenant and identities (a second replica).
-    pub replica_of: Option<(Arc<dyn Store>, Tenant, Arc<TestIdentities>)>,
+    pub replica_of: Option<Replica>,
+    /// Resolve credentials with the real `IdentityService` (accounts, roles, a signing key
+    /// provisioned in the store) instead of the test stand-in.
+    pub real_identity: bool,
 }
 
 impl Default for Options {
@@ -49,6 +84,7 @@ impl Default for Options {
             trusted_proxies: Vec::new(),
             redis_prefix: None,
             replica_of: None,
+            real_identity: false,
         }
     }
 }
@@ -93,8 +129,8 @@ pub async fn start(opts: Options) -> Gateway {
         ),
         None => Arc::new(MemoryEphemeral::new()),
     };
-    let (store, tenant, ids) = match opts.replica_of {
-        Some(shared) => shared,
+    let (store, tenant, ids, master, fresh) = match opts.replica_of {
+        Some(r) => (r.store, r.tenant, r.ids, r.master, false),
         None => {
             let path = scratch_dir()
                 .path()
@@ -126,22 +162,56 @@ pub async fn start(opts: Options) -> Gateway {
                 ephemeral.clone(),
                 vec![ada(), grace()],
             ));
-            (store, tenant, ids)
+            let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+            (store, tenant, ids, master, true)
         }
     };
-    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    if opts.real_identity && fresh {
+        real::provision(&store, &master, &tenant, &[ada(), grace()]).await;
+    }
     // A replica must accept the first replica's issuer: same public URL, as behind one Service.
     let public_url = ids
         .issuer
         .rsplit_once("/t/")
         .map(|(base, _)| base.to_owned())
         .unwrap_or(url.clone());
-    let edge = Edge::new(ephemeral.clone())
-        .with_resolver(ids.clone())
-        .with_flows(ids.clone())
+    let mut state = AppState::new(
+        store.clone(),
+        master.clone(),
+        &public_url,
+        Arc::new(SystemClock),
+    );
+    let mut identity = None;
+    let edge = if opts.real_identity {
+        let service = IdentityService::new(IdentityDeps {
+            store: store.clone(),
+            master_keys: master.clone(),
+            clock: Arc::new(SystemClock),
+            ephemeral: ephemeral.clone(),
+            hasher: real::hasher(),
+            mailer: Arc::new(MemoryMailer::new()),
+            public_url: public_url.clone(),
+            breached: BreachedList::default(),
+            limits: RateLimits {
+                sign_in_per_ip: 100_000,
+                ..RateLimits::default()
+            },
+        });
+        state = state.with_identity(service.clone());
+        identity = Some(service.clone());
+        let service = Arc::new(service);
+        Edge::new(ephemeral.clone())
+            .with_resolver(service.clone())
+            .with_flows(service)
+    } else {
+        Edge::new(ephemeral.clone())
+            .with_resolver(ids.clone())
+            .with_flows(ids.clone())
+    };
+    let edge = edge
         .with_cookie_mode(opts.cookie_mode)
         .with_trusted_proxies(opts.trusted_proxies);
-    let state = AppState::new(store, master, &public_url, Arc::new(SystemClock)).with_edge(edge);
+    let state = state.with_edge(edge);
     let app = keygate_gateway::app(state.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(
@@ -156,6 +226,8 @@ pub async fn start(opts: Options) -> Gateway {
         ids,
         ephemeral,
         tenant,
+        identity,
+        master,
         task,
     }
 }
