@@ -115,12 +115,18 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     let gw = sources.gateway(None, "0.0.0.0:8080")?;
     init_logging(common.log_format, &common.log_filter);
     let store = open_store(common.database_url.expose(), false).await?;
-    let state = keygate_gateway::AppState::new(
-        store,
-        common.master_keys,
-        &gw.public_url,
-        Arc::new(SystemClock),
-    );
+    let clock: Arc<dyn keygate_core::clock::Clock> = Arc::new(SystemClock);
+    // Redis, SMTP, argon2id parameters and the breached-password list from the config.
+    let identity = keygate_gateway::identity::IdentityDeps::from_config(
+        store.clone(),
+        common.master_keys.clone(),
+        &gw,
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
+    let state = keygate_gateway::AppState::new(store, common.master_keys, &gw.public_url, clock)
+        .with_identity(keygate_gateway::identity::IdentityService::new(identity));
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
     axum::serve(

@@ -74,3 +74,55 @@ impl Mailer for MemoryMailer {
         Ok(())
     }
 }
+
+/// Sends through an SMTP relay (`smtp://user:pass@host:587` with STARTTLS, or `smtps://…`).
+#[derive(Clone)]
+pub struct SmtpMailer {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl std::fmt::Debug for SmtpMailer {
+    /// Leaves the relay URL out: it carries the SMTP password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpMailer")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpMailer {
+    /// A mailer for the relay at `url`, sending as `from`.
+    pub fn new(url: &str, from: &str) -> Result<Self, MailError> {
+        let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+            .map_err(|e| MailError(format!("SMTP URL is unusable: {e}")))?
+            .build();
+        let from = from
+            .parse()
+            .map_err(|e| MailError(format!("sender address `{from}`: {e}")))?;
+        Ok(Self { transport, from })
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, email: Email) -> Result<(), MailError> {
+        use lettre::AsyncTransport;
+        let to = email
+            .to
+            .parse()
+            .map_err(|e| MailError(format!("recipient address: {e}")))?;
+        let message = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject)
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(email.body)
+            .map_err(|e| MailError(e.to_string()))?;
+        self.transport
+            .send(message)
+            .await
+            .map_err(|e| MailError(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -30,7 +30,7 @@ mod tenants;
 mod tokens;
 
 pub use error::IdentityError;
-pub use mailer::{Email, LogMailer, MailError, Mailer, MemoryMailer};
+pub use mailer::{Email, LogMailer, MailError, Mailer, MemoryMailer, SmtpMailer};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
 
@@ -89,6 +89,48 @@ impl IdentityDeps {
             breached: BreachedList::default(),
             limits: RateLimits::default(),
         })
+    }
+}
+
+impl IdentityDeps {
+    /// What `keygate gateway` runs with: Redis when `redis_url` is set (shared by every
+    /// replica; otherwise in-process), the configured argon2id parameters, SMTP when
+    /// `smtp_url` is set (otherwise emails go to the log), and the breached-password list of
+    /// `KEYGATE_BREACHED_PASSWORDS_FILE` when set (otherwise the shipped one).
+    pub async fn from_config(
+        store: Arc<dyn Store>,
+        master_keys: MasterKeys,
+        config: &keygate_core::config::GatewayConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IdentityError> {
+        let mut deps = Self::new(store, master_keys, &config.public_url, clock)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        deps.hasher = PasswordHasher::new(config.password_hashing, cores)?;
+        if let Some(url) = &config.redis_url {
+            deps.ephemeral = Arc::new(
+                keygate_core::ephemeral::RedisEphemeral::connect(url.expose(), "kg:").await?,
+            );
+        }
+        if let Some(url) = &config.smtp_url {
+            let from = config.smtp_from.as_deref().ok_or_else(|| {
+                IdentityError::InvalidRequest(
+                    "KEYGATE_SMTP_FROM must be set with KEYGATE_SMTP_URL".into(),
+                )
+            })?;
+            deps.mailer = Arc::new(
+                SmtpMailer::new(url.expose(), from)
+                    .map_err(|e| IdentityError::InvalidRequest(e.to_string()))?,
+            );
+        }
+        if let Some(path) = std::env::var_os("KEYGATE_BREACHED_PASSWORDS_FILE") {
+            deps.breached = BreachedList::from_file(std::path::Path::new(&path)).map_err(|e| {
+                IdentityError::InvalidRequest(format!(
+                    "KEYGATE_BREACHED_PASSWORDS_FILE {}: {e}",
+                    path.to_string_lossy()
+                ))
+            })?;
+        }
+        Ok(deps)
     }
 }
 
