@@ -159,9 +159,35 @@ pub async fn operator(config: Option<&Path>, manifests: Option<PathBuf>) -> Resu
         clock: Arc::new(SystemClock),
     };
     let Some(dir) = manifests else {
-        return Err(Fatal::Other(
-            "the Kubernetes source is not available in this build yet; run `keygate operator --manifests DIR` to reconcile a folder of manifests".into(),
-        ));
+        let watch_namespace = match op.watch_namespaces.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            _ => {
+                return Err(Fatal::Other(
+                    "KEYGATE_WATCH_NAMESPACES lists several namespaces; this build watches one namespace or all (leave it empty)".into(),
+                ));
+            }
+        };
+        let listener = bind(op.listen).await?;
+        tracing::info!(listen = %op.listen, "operator reconciling the Kubernetes API");
+        let options = keygate_operator::kubernetes::ClusterOptions {
+            lease_name: op.lease_name.clone(),
+            pod_name: op.pod_name.clone(),
+            pod_namespace: op.pod_namespace.clone(),
+            watch_namespace,
+            resync: Duration::from_secs(300),
+        };
+        let health = axum::serve(listener, keygate_operator::health_router())
+            .with_graceful_shutdown(shutdown_signal());
+        let controllers =
+            keygate_operator::kubernetes::run_in_cluster(ctx, options, shutdown_signal());
+        let (served, ran) = tokio::join!(health, controllers);
+        ran.map_err(|e| {
+            Fatal::Other(format!(
+                "cannot reach the Kubernetes API: {e}. Run in a cluster with the operator's service account, or with a kubeconfig, or pass --manifests DIR"
+            ))
+        })?;
+        return served.map_err(|e| Fatal::Other(format!("server stopped: {e}")));
     };
     let listener = bind(op.listen).await?;
     tracing::info!(listen = %op.listen, manifests = %dir.display(), "operator reconciling a manifest folder");

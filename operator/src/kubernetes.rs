@@ -367,9 +367,78 @@ fn idps_referencing(
         .collect()
 }
 
+/// The API of a kind in the watched namespace, or in all namespaces.
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// How the operator runs in a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// This replica's identity (the pod name); a random one when unset.
+    pub pod_name: Option<String>,
+    /// Namespace of the Lease; the client's default namespace when unset.
+    pub pod_namespace: Option<String>,
+    /// The one namespace to watch, or `None` for all.
+    pub watch_namespace: Option<String>,
+    /// Periodic resync of every object.
+    pub resync: Duration,
+}
+
+/// Runs the operator against the cluster the environment points at (in-cluster service
+/// account or kubeconfig): the controllers run only while this replica holds the Lease.
+/// Returns when `shutdown` resolves.
+pub async fn run_in_cluster(
+    ctx: Context,
+    options: ClusterOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), kube::Error> {
+    let client = Client::try_default().await?;
+    let lease_namespace = options
+        .pod_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let identity = match options.pod_name.clone() {
+        Some(name) => name,
+        None => format!("keygate-operator-{}", uuid::Uuid::new_v4().simple()),
+    };
+    let clock = ctx.clock.clone();
+    let kc = Arc::new(KubeContext::new(ctx, client.clone(), None, options.resync));
+    let config = crate::leader::LeaseConfig {
+        name: options.lease_name.clone(),
+        ..crate::leader::LeaseConfig::new(lease_namespace, identity)
+    };
+    let elector = crate::leader::LeaderElector::new(client, config, clock);
+    let namespace = options.watch_namespace.clone();
+    tracing::info!(
+        watch = namespace.as_deref().unwrap_or("all namespaces"),
+        "operator waiting for the Lease"
+    );
+    elector
+        .run(
+            move || run(kc.clone(), namespace.clone(), std::future::pending()),
+            shutdown,
+        )
+        .await;
+    Ok(())
+}
+
 /// Runs the four controllers and the orphan sweep until `shutdown` resolves.
-pub async fn run(kc: Arc<KubeContext>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    kc: Arc<KubeContext>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = kc.client.clone();
+    let ns = namespace.as_deref();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -384,27 +453,24 @@ pub async fn run(kc: Arc<KubeContext>, shutdown: impl Future<Output = ()> + Send
         api_key::MANAGER
     ));
 
-    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), watch_config.clone())
+    let tenants = Controller::new(api::<Tenant>(&client, ns), watch_config.clone())
         .graceful_shutdown_on(stopped());
     let tenant_store = tenants.store();
-    let idps = Controller::new(
-        Api::<IdentityProvider>::all(client.clone()),
-        watch_config.clone(),
-    );
+    let idps = Controller::new(api::<IdentityProvider>(&client, ns), watch_config.clone());
     let idp_store = idps.store();
     let idp_lookup = idp_store.clone();
     let idps = idps
         .watches(
-            Api::<Secret>::all(client.clone()),
+            api::<Secret>(&client, ns),
             watcher::Config::default(),
             move |secret| idps_referencing(&idp_lookup, &secret),
         )
         .graceful_shutdown_on(stopped());
-    let roles = Controller::new(Api::<Role>::all(client.clone()), watch_config.clone())
+    let roles = Controller::new(api::<Role>(&client, ns), watch_config.clone())
         .graceful_shutdown_on(stopped());
     let role_store = roles.store();
-    let keys = Controller::new(Api::<ApiKey>::all(client.clone()), watch_config)
-        .owns(Api::<Secret>::all(client.clone()), owned_secrets)
+    let keys = Controller::new(api::<ApiKey>(&client, ns), watch_config)
+        .owns(api::<Secret>(&client, ns), owned_secrets)
         .graceful_shutdown_on(stopped());
     let key_store = keys.store();
 

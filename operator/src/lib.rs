@@ -10,6 +10,7 @@ pub mod context;
 pub mod directory;
 pub mod identity_provider;
 pub mod kubernetes;
+pub mod leader;
 pub mod metrics;
 pub mod orphans;
 pub mod reconcile;
