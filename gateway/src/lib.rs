@@ -8,6 +8,7 @@ mod health;
 pub mod identity;
 pub mod keys;
 mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 mod security_headers;
@@ -26,6 +27,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(oidc::router())
         .merge(routes::router())
+        .merge(openapi::router())
         .merge(forward_auth::router())
         .merge(pages::router());
     security_headers::apply(routes)

@@ -28,7 +28,10 @@ pub async fn live_tenant(state: &AppState, name: &str) -> Result<Tenant, ApiErro
     }
 }
 
-async fn discovery(
+/// OpenID discovery document of the tenant.
+#[utoipa::path(get, path = "/t/{tenant}/.well-known/openid-configuration", tag = "discovery", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
+    responses((status = 200, description = "Discovery document", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn discovery(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -59,7 +62,10 @@ async fn discovery(
     Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(doc)))
 }
 
-async fn jwks(
+/// The tenant's published public keys (`application/jwk-set+json`).
+#[utoipa::path(get, path = "/t/{tenant}/jwks.json", tag = "discovery", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
+    responses((status = 200, description = "JWK set", body = Object, content_type = "application/jwk-set+json"), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn jwks(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {

@@ -1280,3 +1280,83 @@ async fn bootstrap_admin_suspends_and_erases(pool: sqlx::PgPool) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// Every `.route(…)` of the identity routers and discovery, read from the source, as (method, path).
+fn routes_in_source() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("routes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(dir.join("oidc.rs"));
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for chunk in text.split(".route(").skip(1) {
+            let chunk = chunk.trim_start();
+            let Some(rest) = chunk.strip_prefix('"') else {
+                continue;
+            };
+            let (path, rest) = rest.split_once('"').unwrap();
+            let end = rest
+                .find(".route(")
+                .or_else(|| rest.find("\n}"))
+                .unwrap_or(rest.len());
+            for method in ["get", "post", "delete", "put", "patch"] {
+                let call = format!("{method}(");
+                if rest[..end].match_indices(&call).any(|(i, _)| {
+                    i == 0 || !rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                }) {
+                    out.push((method.to_owned(), path.to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[sqlx::test(migrations = false)]
+async fn openapi_describes_every_route(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    let doc: Value = reqwest::get(format!("{}/openapi.json", env.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let routes = routes_in_source();
+    assert!(routes.len() >= 20, "{routes:?}");
+    for (method, path) in &routes {
+        let op = &doc["paths"][path][method];
+        assert!(
+            op.is_object(),
+            "{method} {path} is routed but missing from /openapi.json"
+        );
+        assert!(
+            op["responses"]
+                .as_object()
+                .is_some_and(|r| r.keys().any(|k| k.starts_with('4'))
+                    || path.contains("jwks")
+                    || path.contains("logout-all")
+                    || path.ends_with("/sessions")),
+            "{method} {path} documents no error response"
+        );
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "the document lists an operation that is not routed"
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}

@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A registration.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
     /// Email address.
@@ -47,7 +47,7 @@ pub struct SignUpRequest {
 }
 
 /// The same answer whether or not the account was new.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// Always `accepted`.
     pub status: &'static str,
@@ -56,7 +56,7 @@ pub struct Accepted {
 const ACCEPTED: Accepted = Accepted { status: "accepted" };
 
 /// A one-time token from an email.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The token.
@@ -64,7 +64,7 @@ pub struct TokenRequest {
 }
 
 /// An email address.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
     /// The address.
@@ -72,7 +72,7 @@ pub struct EmailRequest {
 }
 
 /// A reset confirmation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirm {
     /// The token from the reset email.
@@ -82,7 +82,7 @@ pub struct ResetConfirm {
 }
 
 /// A password change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     /// The current password.
@@ -91,6 +91,11 @@ pub struct ChangePassword {
     pub new_password: String,
 }
 
+/// Self-service registration per the tenant's mode; the same 202 whether or not the email is taken.
+#[utoipa::path(post, path = "/t/{tenant}/accounts", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = SignUpRequest,
+    responses((status = 202, description = "Accepted (a verification email follows)", body = Accepted),
+        (status = 400, description = "malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "registration_closed, invite_required", body = crate::error::Problem, content_type = "application/problem+json"), (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_body, invalid_request, password_policy, password_breached", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn sign_up(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -107,6 +112,9 @@ async fn sign_up(
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
 
+/// Consumes an email-verification token (single use, 24 h).
+#[utoipa::path(post, path = "/t/{tenant}/accounts/verify-email", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = TokenRequest,
+    responses((status = 204, description = "Verified"), (status = 400, description = "invalid_link, malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn verify_email(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -120,6 +128,9 @@ async fn verify_email(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Sends a new verification email if the account exists and is unverified (same answer either way).
+#[utoipa::path(post, path = "/t/{tenant}/accounts/verify-email/resend", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = EmailRequest,
+    responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn resend(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -133,6 +144,9 @@ async fn resend(
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
 
+/// Sends a reset link if the account exists (same answer either way).
+#[utoipa::path(post, path = "/t/{tenant}/accounts/password-reset", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = EmailRequest,
+    responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn request_reset(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -146,6 +160,9 @@ async fn request_reset(
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
 
+/// Consumes a reset token (single use, 1 h), sets the password, ends every session.
+#[utoipa::path(post, path = "/t/{tenant}/accounts/password-reset/confirm", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = ResetConfirm,
+    responses((status = 204, description = "Password set"), (status = 400, description = "invalid_link", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn confirm_reset(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -159,6 +176,10 @@ async fn confirm_reset(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Changes the caller's password (current password required); other sessions end.
+#[utoipa::path(post, path = "/t/{tenant}/account/password", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = ChangePassword, security(("bearer" = [])),
+    responses((status = 204, description = "Changed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "wrong_current_password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn change_password(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -181,6 +202,9 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     raw.parse().map_err(|_| IdentityError::NotFound.into())
 }
 
+/// Suspends an account (admins only); its sessions end at once.
+#[utoipa::path(post, path = "/t/{tenant}/users/{user}/suspend", tag = "admin", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("user" = String, Path, description = "User id")), security(("bearer" = [])),
+    responses((status = 204, description = "Suspended"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn suspend(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -194,6 +218,9 @@ async fn suspend(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Reactivates a suspended account (admins only).
+#[utoipa::path(post, path = "/t/{tenant}/users/{user}/reactivate", tag = "admin", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("user" = String, Path, description = "User id")), security(("bearer" = [])),
+    responses((status = 204, description = "Active again"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn reactivate(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -207,6 +234,9 @@ async fn reactivate(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// GDPR erasure (admins, or the person themself); audit rows stay under the bare id.
+#[utoipa::path(delete, path = "/t/{tenant}/users/{user}", tag = "admin", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("user" = String, Path, description = "User id")), security(("bearer" = [])),
+    responses((status = 204, description = "Erased"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn erase(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

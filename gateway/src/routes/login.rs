@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// JSON sign-in request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Email of the account.
@@ -42,7 +42,7 @@ pub struct LoginRequest {
 }
 
 /// Tokens and the session opened.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// RFC 9068 JWT.
     pub access_token: String,
@@ -58,6 +58,15 @@ pub struct LoginResponse {
     pub session_id: String,
 }
 
+/// JSON sign-in: tokens for API clients, and the session cookie when `browser_session` is set.
+#[utoipa::path(post, path = "/t/{tenant}/login", tag = "sign-in", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 307, description = "Not JSON: sent on to the HTML sign-in form at /t/{tenant}/signin"),
+        (status = 400, description = "malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "invalid_credentials", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "email_not_verified, account_suspended, password_change_required, password_sign_in_disabled", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "payload_too_large", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_body, invalid_request, password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "account_locked, rate_limited (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -128,6 +137,9 @@ where
     }
 }
 
+/// Ends the session of the presented credential.
+#[utoipa::path(post, path = "/t/{tenant}/logout", tag = "sessions", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden (API keys have no session)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn logout(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An RFC 6749 §5.2 error answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OAuthError {
     /// `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_token`, …
     pub error: &'static str,
@@ -31,8 +31,10 @@ pub struct OAuthError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
     #[serde(skip)]
+    #[schema(ignore)]
     status: StatusCode,
     #[serde(skip)]
+    #[schema(ignore)]
     retry_after: Option<u64>,
 }
 
@@ -111,7 +113,7 @@ fn form_error(rejection: &FormRejection) -> OAuthError {
 }
 
 /// `POST /oauth2/token` parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
     /// Only `refresh_token` is supported.
     #[serde(default)]
@@ -128,7 +130,7 @@ pub struct TokenForm {
 }
 
 /// RFC 6749 §5.1 success answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// RFC 9068 JWT.
     pub access_token: String,
@@ -142,6 +144,11 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
+/// RFC 6749 token endpoint: `grant_type=refresh_token` rotates the refresh token.
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/token", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A new pair", body = TokenResponse),
+        (status = 400, description = "invalid_request, invalid_grant, unsupported_grant_type", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -194,7 +201,7 @@ async fn token(
 }
 
 /// `POST /oauth2/revoke` and `/oauth2/introspect` parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TokenParam {
     /// The token.
     #[serde(default)]
@@ -204,6 +211,10 @@ pub struct TokenParam {
     pub token_type_hint: Option<String>,
 }
 
+/// RFC 7009 revocation: a refresh token ends its family, an access token its session.
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/revoke", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
+    request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or unknown (the same answer)"), (status = 400, description = "invalid_request", body = OAuthError)))]
 async fn revoke(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -226,7 +237,7 @@ async fn revoke(
 }
 
 /// RFC 7662 §2.2 answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IntrospectionResponse {
     /// Whether the token is usable now.
     pub active: bool,
@@ -259,6 +270,11 @@ pub struct IntrospectionResponse {
     pub jti: Option<String>,
 }
 
+/// RFC 7662 introspection, for authenticated callers (admins and API keys see every token
+/// of their tenant, people their own).
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+    request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Token state", body = IntrospectionResponse), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_token", body = OAuthError)))]
 async fn introspect(
     State(state): State<AppState>,
     caller: Result<Authenticated, crate::error::ApiError>,

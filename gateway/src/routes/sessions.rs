@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// One active session.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// Session id.
     pub id: String,
@@ -47,19 +47,22 @@ pub struct SessionView {
 }
 
 /// The caller's sessions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionList {
     /// Newest first.
     pub sessions: Vec<SessionView>,
 }
 
 /// How many sessions logout-all ended.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogoutAll {
     /// Sessions revoked.
     pub revoked: u64,
 }
 
+/// The caller's active sessions, newest first.
+#[utoipa::path(get, path = "/t/{tenant}/sessions", tag = "sessions", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+    responses((status = 200, description = "Sessions", body = SessionList), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -84,6 +87,9 @@ async fn list(
     }))
 }
 
+/// Revokes one of the caller's sessions on every replica (its refresh family too).
+#[utoipa::path(delete, path = "/t/{tenant}/sessions/{session}", tag = "sessions", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("session" = String, Path, description = "Session id")), security(("bearer" = [])),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found (also another person's session)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn revoke(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -98,6 +104,9 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Logout-all: revokes every session of the caller.
+#[utoipa::path(post, path = "/t/{tenant}/sessions/logout-all", tag = "sessions", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+    responses((status = 200, description = "How many were revoked", body = LogoutAll), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn logout_all(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

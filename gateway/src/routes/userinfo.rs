@@ -10,11 +10,11 @@ use serde::Serialize;
 
 /// `/t/{tenant}/userinfo` (GET and POST, as OIDC allows both).
 pub fn router() -> Router<AppState> {
-    Router::new().route("/t/{tenant}/userinfo", get(userinfo).post(userinfo))
+    Router::new().route("/t/{tenant}/userinfo", get(userinfo).post(userinfo_post))
 }
 
 /// Claims about the signed-in person.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserInfoResponse {
     /// User id.
     pub sub: String,
@@ -32,6 +32,9 @@ pub struct UserInfoResponse {
     pub tenant: String,
 }
 
+/// Claims about the person behind a bearer access token (or session cookie).
+#[utoipa::path(get, path = "/t/{tenant}/userinfo", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+    responses((status = 200, description = "The person", body = UserInfoResponse), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden (API keys)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn userinfo(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -46,4 +49,14 @@ async fn userinfo(
         roles: info.roles,
         tenant: info.tenant,
     }))
+}
+
+/// The same as `GET`, as OpenID Connect allows.
+#[utoipa::path(post, path = "/t/{tenant}/userinfo", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+    responses((status = 200, description = "The person", body = UserInfoResponse), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json")))]
+async fn userinfo_post(
+    state: State<AppState>,
+    caller: Authenticated,
+) -> Result<Json<UserInfoResponse>, ApiError> {
+    userinfo(state, caller).await
 }
