@@ -53,6 +53,17 @@ fn redis_url() -> String {
 }
 
 async fn env(pool: sqlx::PgPool) -> Env {
+    env_with_limits(
+        pool,
+        RateLimits {
+            sign_in_per_ip: 1000,
+            ..RateLimits::default()
+        },
+    )
+    .await
+}
+
+async fn env_with_limits(pool: sqlx::PgPool, limits: RateLimits) -> Env {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
     store.migrate().await.unwrap();
@@ -76,10 +87,7 @@ async fn env(pool: sqlx::PgPool) -> Env {
         mailer: mailer.clone(),
         public_url: url.clone(),
         breached: BreachedList::default(),
-        limits: RateLimits {
-            sign_in_per_ip: 1000,
-            ..RateLimits::default()
-        },
+        limits,
     });
     let state =
         AppState::new(store.clone(), master.clone(), &url, clock.clone()).with_identity(identity);
@@ -1359,4 +1367,66 @@ async fn openapi_describes_every_route(pool: sqlx::PgPool) {
         "the document lists an operation that is not routed"
     );
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+#[sqlx::test(migrations = false)]
+async fn sign_in_is_rate_limited_per_address_and_audited_with_request_id(pool: sqlx::PgPool) {
+    let env = env_with_limits(
+        pool,
+        RateLimits {
+            sign_in_per_ip: 3,
+            ..RateLimits::default()
+        },
+    )
+    .await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "ivy@example.com").await;
+    for _ in 0..3 {
+        let (s, _) = env
+            .login("acme", "ivy@example.com", "wrong-password-x")
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let r = env
+        .http
+        .post(format!("{}/t/acme/login", env.url))
+        .header("x-request-id", "req-4")
+        .json(&json!({"email": "ivy@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
+    let events = env
+        .store
+        .query_audit(t.row.id, &AuditFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.kind == "login.failed").count(),
+        3
+    );
+    // Another tenant's budget is its own; the request id reaches the audit row.
+    let other = env
+        .tenant("other", SigningAlgorithm::EdDSA, json!({}))
+        .await;
+    env.user(&other.row, "ivy@example.com").await;
+    let r = env
+        .http
+        .post(format!("{}/t/other/login", env.url))
+        .header("x-request-id", "req-5")
+        .json(&json!({"email": "ivy@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let events = env
+        .store
+        .query_audit(other.row.id, &AuditFilter::default(), 100)
+        .await
+        .unwrap();
+    let ok = events.iter().find(|e| e.kind == "login.succeeded").unwrap();
+    assert_eq!(ok.request_id.as_deref(), Some("req-5"));
+    assert_eq!(ok.ip.as_deref(), Some("127.0.0.1"));
 }
