@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         sessions::list, sessions::revoke, sessions::logout_all,
         accounts::sign_up, accounts::verify_email, accounts::resend, accounts::request_reset,
         accounts::confirm_reset, accounts::change_password, accounts::suspend, accounts::reactivate, accounts::erase,
+        accounts::invite,
         crate::oidc::discovery, crate::oidc::jwks,
     ),
     components(schemas(crate::error::Problem, oauth2::OAuthError)),

@@ -1430,3 +1430,158 @@ async fn sign_in_is_rate_limited_per_address_and_audited_with_request_id(pool: s
     assert_eq!(ok.request_id.as_deref(), Some("req-5"));
     assert_eq!(ok.ip.as_deref(), Some("127.0.0.1"));
 }
+
+#[sqlx::test(migrations = false)]
+async fn unknown_emails_lock_like_accounts_and_invites_admit_one_address(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    let t = env
+        .tenant(
+            "acme",
+            SigningAlgorithm::EdDSA,
+            json!({"signIn": {"registration": "invite"}}),
+        )
+        .await;
+    env.user(&t.row, "real@example.com").await;
+    // The same sequence of answers for an account and for an email without one.
+    for email in ["real@example.com", "ghost@example.com"] {
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let (s, body) = env.login("acme", email, "wrong-password-x").await;
+            seen.push((s, body["code"].as_str().unwrap_or_default().to_owned()));
+        }
+        let expected: Vec<_> = std::iter::repeat_n(
+            (StatusCode::UNAUTHORIZED, "invalid_credentials".to_owned()),
+            5,
+        )
+        .chain([(StatusCode::TOO_MANY_REQUESTS, "account_locked".to_owned())])
+        .collect();
+        assert_eq!(seen, expected, "{email}");
+    }
+
+    // Invite-only: no invite, no account; an invite admits its address once.
+    let (s, body) = env
+        .post_json(
+            "/t/acme/accounts",
+            json!({"email": "new@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("invite_required"))
+    );
+    let admin = env.user(&t.row, "boss@example.com").await;
+    env.store
+        .update_user(
+            t.row.id,
+            admin,
+            &keygate_core::store::UserPatch {
+                groups: Some(vec!["keygate-admins".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, login) = env.login("acme", "boss@example.com", PASSWORD).await;
+    let admin_token = login["access_token"].as_str().unwrap().to_owned();
+    env.user(&t.row, "plain@example.com").await;
+    let (_, plain) = env.login("acme", "plain@example.com", PASSWORD).await;
+    let r = env
+        .http
+        .post(format!("{}/t/acme/invites", env.url))
+        .bearer_auth(plain["access_token"].as_str().unwrap_or_default())
+        .json(&json!({"email": "new@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "only admins invite");
+    let r = env
+        .http
+        .post(format!("{}/t/acme/invites", env.url))
+        .bearer_auth(&admin_token)
+        .json(&json!({"email": "new@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mail = loop {
+        if let Some(m) = env
+            .mailer
+            .sent()
+            .into_iter()
+            .find(|m| m.to == "new@example.com")
+        {
+            break m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let invite = mail
+        .body
+        .split("invite=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (s, body) = env
+        .post_json(
+            "/t/acme/accounts",
+            json!({"email": "other@example.com", "password": PASSWORD, "invite": invite}),
+        )
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("invite_required")),
+        "an invite is for its address only"
+    );
+    // That attempt spent the invite; a fresh one admits the invited address, verified.
+    let r = env
+        .http
+        .post(format!("{}/t/acme/invites", env.url))
+        .bearer_auth(&admin_token)
+        .json(&json!({"email": "new@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let invite = loop {
+        let mails: Vec<_> = env
+            .mailer
+            .sent()
+            .into_iter()
+            .filter(|m| m.to == "new@example.com")
+            .collect();
+        if mails.len() == 2 {
+            break mails[1]
+                .body
+                .split("invite=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let (s, _) = env
+        .post_json(
+            "/t/acme/accounts",
+            json!({"email": "new@example.com", "password": PASSWORD, "invite": invite}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, _) = env.login("acme", "new@example.com", PASSWORD).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "invited accounts are verified by the invite"
+    );
+    let (s, _) = env
+        .post_json(
+            "/t/acme/accounts",
+            json!({"email": "new2@example.com", "password": PASSWORD, "invite": invite}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "single use");
+}

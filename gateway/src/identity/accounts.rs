@@ -19,6 +19,8 @@ use serde_json::json;
 
 /// How long an email-verification link works.
 const VERIFY_TTL: chrono::Duration = chrono::Duration::hours(24);
+/// How long an invite works.
+const INVITE_TTL: chrono::Duration = chrono::Duration::days(7);
 /// How long a password-reset link works.
 const RESET_TTL: chrono::Duration = chrono::Duration::hours(1);
 /// Longest one-time token looked at.
@@ -214,6 +216,45 @@ impl IdentityService {
             })
             .await?;
         Ok(token)
+    }
+
+    /// Invites `email` to the admin's tenant (for `registration: invite`): a single-use
+    /// token, valid seven days, mailed to the address; signing up with it verifies the email.
+    pub async fn invite(
+        &self,
+        admin: &Principal,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        if !admin.is_admin() {
+            return Err(IdentityError::Forbidden);
+        }
+        let t = self.tenant(&admin.tenant).await?;
+        let email = email.trim();
+        if !plausible_email(email) {
+            return Err(IdentityError::InvalidRequest(
+                "email is not a valid address".into(),
+            ));
+        }
+        let token = self
+            .one_time_token(
+                &t,
+                None,
+                TokenPurpose::Invite,
+                json!({"email": email}),
+                INVITE_TTL,
+            )
+            .await?;
+        self.send_later(Email {
+            to: email.to_owned(),
+            subject: format!("{}: you are invited", t.row.display_name),
+            body: format!(
+                "You are invited to create an account. Open this link within seven days:\n\n{}/signup?invite={token}\n\nInvite code: {token}\n",
+                t.issuer
+            ),
+        });
+        self.audit(&t, kind::INVITED, admin.user_id, meta, json!({}))
+            .await
     }
 
     /// Consumes an email-verification token (single use, expiring) and marks the email verified.

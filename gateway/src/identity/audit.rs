@@ -26,6 +26,7 @@ pub(crate) mod kind {
     pub const REACTIVATED: &str = "account.reactivated";
     pub const ERASED: &str = "account.erased";
     pub const BOOTSTRAPPED: &str = "account.bootstrap_admin";
+    pub const INVITED: &str = "account.invited";
 }
 
 impl IdentityService {

@@ -88,7 +88,7 @@ impl IdentityService {
                 json!({"reason": "unknown_account"}),
             )
             .await?;
-            return Err(IdentityError::InvalidCredentials);
+            return Err(self.unknown_account_failure(&t, &req.email).await);
         };
         if t.spec.lockout.enabled
             && let Some(state) = d.store.lockout(t.row.id, user.id).await?
@@ -248,6 +248,32 @@ impl IdentityService {
                 },
             },
         })
+    }
+
+    /// The answer to a failed sign-in for an email without an account: the same schedule
+    /// of `invalid_credentials` then `account_locked` a real account would get, counted in
+    /// the ephemeral store, so the lockout does not tell which emails have accounts. If the
+    /// counter store is down, the answer is `invalid_credentials` all the same.
+    async fn unknown_account_failure(&self, t: &TenantCtx, email: &str) -> IdentityError {
+        if !t.spec.lockout.enabled {
+            return IdentityError::InvalidCredentials;
+        }
+        let key = format!(
+            "ghost-fail:{}:{}",
+            t.row.id,
+            super::hex(&sha256(email.trim().to_lowercase().as_bytes())[..16])
+        );
+        let window = std::time::Duration::from_secs(2 * 3600);
+        match self.deps().ephemeral.hit(&key, window).await {
+            // A real account answers `account_locked` from the attempt after its fifth failure.
+            Ok(n) if n > 5 => match lock_duration(n as i64 - 1) {
+                Some(lock) => IdentityError::AccountLocked {
+                    retry_after: lock.to_std().unwrap_or(window),
+                },
+                None => IdentityError::InvalidCredentials,
+            },
+            _ => IdentityError::InvalidCredentials,
+        }
     }
 
     /// Opens a session with its first refresh token (returned raw; only its hash is stored).

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/t/{tenant}/users/{user}/suspend", post(suspend))
         .route("/t/{tenant}/users/{user}/reactivate", post(reactivate))
         .route("/t/{tenant}/users/{user}", delete(erase))
+        .route("/t/{tenant}/invites", post(invite))
 }
 
 /// A registration.
@@ -248,4 +249,22 @@ async fn erase(
         .erase_user(&principal, user_id(&user)?, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Invites an email address to an invite-only tenant (admins only); the invitee gets a
+/// single-use token valid seven days, to send as `invite` when signing up.
+#[utoipa::path(post, path = "/t/{tenant}/invites", tag = "admin", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = EmailRequest, security(("bearer" = [])),
+    responses((status = 202, description = "Invite sent", body = Accepted), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_body, invalid_request", body = crate::error::Problem, content_type = "application/problem+json")))]
+async fn invite(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    state
+        .identity
+        .invite(&principal, &body.email, &meta)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
