@@ -106,8 +106,14 @@ impl IdentityService {
             .await?
             .filter(|u| u.status == keygate_core::store::UserStatus::Active)
             .ok_or(IdentityError::InvalidGrant)?;
-        let idle = (now + span(t.spec.refresh_idle_ttl())).min(session.absolute_expires_at);
-        d.store.touch_session(t.row.id, family, now, idle).await?;
+        // Slide the idle expiry, but write it at most every tenth of the idle lifetime (and
+        // at least every ten minutes): a busy client's refreshes then cost one durable write.
+        let idle_ttl = span(t.spec.refresh_idle_ttl());
+        let every = (idle_ttl / 10).min(chrono::Duration::minutes(10));
+        if now - session.last_seen_at >= every {
+            let idle = (now + idle_ttl).min(session.absolute_expires_at);
+            d.store.touch_session(t.row.id, family, now, idle).await?;
+        }
         let (roles, permissions) = self.grants(t, &user).await?;
         let (access_token, expires_in) = self
             .access_token(

@@ -90,8 +90,12 @@ impl IdentityService {
             .await?;
             return Err(self.unknown_account_failure(&t, &req.email).await);
         };
-        if t.spec.lockout.enabled
-            && let Some(state) = d.store.lockout(t.row.id, user.id).await?
+        let counter = if t.spec.lockout.enabled {
+            d.store.lockout(t.row.id, user.id).await?
+        } else {
+            None
+        };
+        if let Some(state) = &counter
             && state.is_locked(now)
         {
             d.hasher.verify_dummy(&req.password).await?;
@@ -182,7 +186,7 @@ impl IdentityService {
         } else {
             user
         };
-        if t.spec.lockout.enabled {
+        if counter.is_some() {
             d.store.reset_lockout(t.row.id, user.id).await?;
         }
         let (session, refresh) = self
