@@ -1585,3 +1585,65 @@ async fn unknown_emails_lock_like_accounts_and_invites_admit_one_address(pool: s
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "single use");
 }
+
+#[sqlx::test(migrations = false)]
+async fn browser_sessions_use_a_host_cookie_and_refuse_cross_site_changes(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "web@example.com").await;
+    let r = env
+        .http
+        .post(format!("{}/t/acme/login", env.url))
+        .json(&json!({"email": "web@example.com", "password": PASSWORD, "browser_session": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in [
+        "__Host-keygate_session=",
+        "Path=/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+    ] {
+        assert!(set_cookie.contains(attr), "{attr} missing in {set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let r = env
+        .http
+        .get(format!("{}/t/acme/sessions", env.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let post = |origin: Option<&str>| {
+        let mut req = env
+            .http
+            .post(format!("{}/t/acme/sessions/logout-all", env.url))
+            .header("cookie", &cookie);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(Some("https://evil.example")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(post(Some(&env.url)).await.unwrap().status(), StatusCode::OK);
+    let r = env
+        .http
+        .get(format!("{}/t/acme/sessions", env.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the cookie's session ended"
+    );
+}

@@ -143,6 +143,11 @@ impl FromRequestParts<AppState> for Authenticated {
         } else if let Some(key) = header_str(&parts.headers, "x-api-key") {
             identity.resolve_from_api_key(&tenant, key).await
         } else if let Some(cookie) = session_cookie(&parts.headers, state) {
+            // A cookie rides along with cross-site requests; state-changing calls made with it
+            // must come from our own origin (CSRF), as browsers say in `Origin`.
+            if !parts.method.is_safe() && !same_origin(&parts.headers, &state.public_url) {
+                return Err(IdentityError::Forbidden.into());
+            }
             identity.resolve_from_session_cookie(&tenant, &cookie).await
         } else {
             Err(IdentityError::InvalidToken)
@@ -161,4 +166,13 @@ fn session_cookie(headers: &HeaderMap, state: &AppState) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+/// Whether `Origin` names the gateway's own public origin.
+fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    let Some(origin) = header_str(headers, header::ORIGIN.as_str()) else {
+        return false;
+    };
+    let own = public_url.split('/').take(3).collect::<Vec<_>>().join("/");
+    origin.eq_ignore_ascii_case(&own)
 }
