@@ -57,6 +57,16 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
             manifests.display()
         )));
     }
+    // Two dev processes on one folder would each rewrite the other's Secrets and keys.
+    let lock_path = data_dir.join("dev.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| Fatal::Other(format!("cannot create {}: {e}", lock_path.display())))?;
+    if lock.try_lock().is_err() {
+        return Err(Fatal::Other(format!(
+            "another `keygate dev` is already using {}. Stop it, or pass --data-dir to another folder",
+            data_dir.display()
+        )));
+    }
     let master = dev_master_keys(&data_dir)?;
     let db_default = format!("sqlite:{}", data_dir.join("keygate.db").display());
     // Bind first so `--listen 127.0.0.1:0` works and the printed URL has the real port.
@@ -105,8 +115,17 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         Duration::from_secs(60),
     ));
 
-    let state = keygate_gateway::AppState::new(store, common.master_keys, &public_url, clock);
+    // Plain HTTP on loopback: browsers drop `__Host-`/Secure cookies there, so dev (and only
+    // dev) names the session cookie without the prefix.
+    let cookie_mode = if public_url.starts_with("http://") {
+        keygate_gateway::forward_auth::CookieMode::PlainHttpDev
+    } else {
+        keygate_gateway::forward_auth::CookieMode::Host
+    };
+    let state = keygate_gateway::AppState::new(store, common.master_keys, &public_url, clock)
+        .with_edge_settings(Vec::new(), cookie_mode);
     print_next_steps(&public_url, &manifests, &data_dir, &view);
+    let _held_until_exit = lock;
     axum::serve(
         listener,
         keygate_gateway::app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -126,7 +145,7 @@ fn print_next_steps(
         String::new(),
         format!("keygate dev is serving on {public_url}"),
         format!(
-            "  data        {} (SQLite database and a generated master key)",
+            "  data        {} (SQLite database, generated master key, Secrets, status.yaml)",
             data_dir.display()
         ),
         format!(
@@ -134,21 +153,44 @@ fn print_next_steps(
             manifests.display()
         ),
     ];
+    let mut first_tenant = None;
     for (name, status) in view {
         if let Some(issuer) = status.get("issuerUrl").and_then(|v| v.as_str()) {
+            first_tenant
+                .get_or_insert_with(|| issuer.rsplit('/').next().unwrap_or("demo").to_owned());
             lines.push(format!("  {name}"));
-            lines.push(format!("    issuer     {issuer}"));
+            lines.push(format!(
+                "    sign in    {issuer}/signin  (or create an account: {issuer}/signup)"
+            ));
             lines.push(format!(
                 "    discovery  {issuer}/.well-known/openid-configuration"
             ));
             lines.push(format!("    JWKS       {issuer}/jwks.json"));
         }
+        if let Some(secret) = status.get("secretName").and_then(|v| v.as_str()) {
+            let namespace = name
+                .split(' ')
+                .nth(1)
+                .and_then(|n| n.split('/').next())
+                .unwrap_or("default");
+            let path = data_dir
+                .join("secrets")
+                .join(namespace)
+                .join(format!("{secret}.yaml"));
+            lines.push(format!("  {name}: the key is in {}", path.display()));
+        }
     }
     lines.push(format!(
         "  health      {public_url}/healthz and {public_url}/readyz"
     ));
-    lines
-        .push("Try: curl -s ".to_owned() + public_url + "/t/demo/.well-known/openid-configuration");
-    lines.push("Stop with Ctrl-C.".into());
+    if let Some(tenant) = first_tenant {
+        let key_file = data_dir.join("secrets/default/demo-api-key.yaml");
+        lines.push("Try forward-auth as an ingress would, with the demo API key:".into());
+        lines.push(format!(
+            "  curl -si '{public_url}/forward-auth?tenant={tenant}' -H \"X-API-Key: $(sed -n 's/^ *apiKey: //p' {})\"",
+            key_file.display()
+        ));
+    }
+    lines.push("Stop with Ctrl-C; delete the data folder to start over.".into());
     println!("{}", lines.join("\n"));
 }

@@ -126,7 +126,11 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     .await
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
     let state = keygate_gateway::AppState::new(store, common.master_keys, &gw.public_url, clock)
-        .with_identity(keygate_gateway::identity::IdentityService::new(identity));
+        .with_identity(keygate_gateway::identity::IdentityService::new(identity))
+        .with_edge_settings(
+            gw.trusted_proxies.clone(),
+            keygate_gateway::forward_auth::CookieMode::Host,
+        );
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
     axum::serve(

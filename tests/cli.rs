@@ -240,3 +240,20 @@ fn crds_subcommand_prints_all_four_kinds() {
         assert!(printed.contains(&format!("kind: {kind}")), "{kind} missing");
     }
 }
+
+#[test]
+fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
+    let data = tempfile::tempdir().unwrap();
+    let (_dev, _base) = start_dev(data.path());
+    let out = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .arg(repo_root().join("examples/dev"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another `keygate dev` is already using"), "{stderr}");
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+}
