@@ -89,6 +89,8 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     /// Sender address of keygate's emails.
     pub smtp_from: Option<String>,
+    /// Comma-separated CIDRs of proxies whose forwarded headers are believed.
+    pub trusted_proxies: Option<String>,
 }
 
 /// Looks up one environment variable; injectable so tests never touch the process environment.
@@ -132,7 +134,7 @@ impl Sources {
                     ConfigError::new(
                         "KEYGATE_CONFIG",
                         format!("{} is not a valid keygate config: {e}", path.display()),
-                        "Fix the file; allowed keys are public_url, listen, operator_listen, database_url, redis_url, master_keys, log_format, log, password_hashing, smtp_url, smtp_from",
+                        "Fix the file; allowed keys are public_url, listen, operator_listen, database_url, redis_url, master_keys, log_format, log, password_hashing, smtp_url, smtp_from, trusted_proxies",
                     )
                 })?
             }
@@ -310,7 +312,31 @@ impl Sources {
             password_hashing,
             smtp_url: self.secret("KEYGATE_SMTP_URL", &self.file.smtp_url)?,
             smtp_from: self.plain("KEYGATE_SMTP_FROM", &self.file.smtp_from),
+            trusted_proxies: self.trusted_proxies()?,
         })
+    }
+
+    /// `KEYGATE_TRUSTED_PROXIES`: CIDRs (or single addresses) of the ingress proxies whose
+    /// `X-Forwarded-*` / `X-Real-IP` headers forward-auth and rate limits believe.
+    fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let raw = self
+            .plain("KEYGATE_TRUSTED_PROXIES", &self.file.trusted_proxies)
+            .unwrap_or_default();
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "KEYGATE_TRUSTED_PROXIES",
+                            format!("`{item}` is not a CIDR or IP address"),
+                            "Use comma-separated CIDRs of your ingress controllers, e.g. 10.244.0.0/16,fd00::/8",
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// Operator settings.
@@ -382,6 +408,8 @@ pub struct GatewayConfig {
     pub smtp_url: Option<Secret>,
     /// Sender of keygate's emails.
     pub smtp_from: Option<String>,
+    /// Proxies whose forwarded headers are believed (`KEYGATE_TRUSTED_PROXIES`); empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Settings of the operator.
@@ -495,6 +523,17 @@ mod tests {
             s.gateway(None, "0.0.0.0:8080").unwrap_err().field,
             "KEYGATE_REDIS_URL"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses() {
+        let s = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), ("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,fd00::/8")]);
+        let g = s.gateway(None, "0.0.0.0:8080").unwrap();
+        assert_eq!(g.trusted_proxies.len(), 3);
+        assert!(g.trusted_proxies[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        let s = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), ("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/33")]);
+        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_TRUSTED_PROXIES");
+        assert!(sources(&[("KEYGATE_PUBLIC_URL", "https://a")]).gateway(None, "0.0.0.0:8080").unwrap().trusted_proxies.is_empty());
     }
 
     #[test]

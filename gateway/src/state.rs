@@ -88,6 +88,17 @@ impl AppState {
         self
     }
 
+    /// Keeps the edge's wiring and sets the proxies whose forwarded headers are believed and
+    /// the cookie mode (`PlainHttpDev` only for `keygate dev` on plain HTTP).
+    pub fn with_edge_settings(
+        mut self,
+        trusted_proxies: Vec<ipnet::IpNet>,
+        cookie_mode: crate::forward_auth::CookieMode,
+    ) -> Self {
+        self.edge = Arc::new(self.edge.with_same_wiring(trusted_proxies, cookie_mode));
+        self
+    }
+
     /// Replaces the forward-auth / sign-in wiring (resolvers, shared ephemeral store, proxies).
     pub fn with_edge(mut self, edge: crate::forward_auth::Edge) -> Self {
         self.edge = Arc::new(edge);

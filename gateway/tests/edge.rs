@@ -388,6 +388,42 @@ async fn pages_carry_security_headers_csrf_and_accessible_errors() {
         .unwrap();
     assert!(css.contains("--kg-primary: #8a2be2"));
 
+    // Every page renders (with a return URL where it takes one) and is labelled.
+    for path in [
+        "signup?rd=https%3A%2F%2Fapp.example.com%2F",
+        "login",
+        "forgot-password",
+        "reset-password?token=abc",
+        "verify-email?token=abc",
+        "signout?rd=https%3A%2F%2Fapp.example.com%2F",
+        "mfa",
+        "step-up",
+    ] {
+        let r = http
+            .get(format!("{}/t/{}/{path}", gw.url, gw.tenant.name))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("<h1 id=\"page-title\">") && html.contains("lang=\"en\""),
+            "{path}"
+        );
+    }
+    let r = http
+        .get(format!("{}/t/nope/signin", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = http
+        .get(format!("{}/assets/keygate.css", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
+
     // A POST without a valid CSRF token is refused and nothing happens.
     let r = http
         .post(format!("{}/t/{}/signin", gw.url, gw.tenant.name))

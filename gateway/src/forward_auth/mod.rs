@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod decision;
+mod metrics;
 pub mod redirect;
 pub mod request;
 pub mod requirements;
@@ -142,6 +143,16 @@ impl Edge {
         self
     }
 
+    /// A fresh edge with the same ephemeral store, resolver and flows but other settings
+    /// (start-up applies `KEYGATE_TRUSTED_PROXIES` and the dev cookie mode this way).
+    pub fn with_same_wiring(&self, trusted_proxies: Vec<IpNet>, cookie_mode: CookieMode) -> Self {
+        Self::new(self.ephemeral.clone())
+            .with_resolver(self.resolver.clone())
+            .with_flows(self.flows.clone())
+            .with_trusted_proxies(trusted_proxies)
+            .with_cookie_mode(cookie_mode)
+    }
+
     /// The live tenant called `name`, cached briefly.
     pub async fn tenant(
         &self,
@@ -236,6 +247,7 @@ async fn check(State(state): State<AppState>, request: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             edge.misconfigured(&raw_requirements, &e);
+            metrics::decision(inbound.proxy, "misconfigured");
             return misconfigured_response();
         }
     };
@@ -249,10 +261,12 @@ async fn check(State(state): State<AppState>, request: Request) -> Response {
                     value: format!("{} (no such live tenant)", requirements.tenant),
                 },
             );
+            metrics::decision(inbound.proxy, "misconfigured");
             return misconfigured_response();
         }
         Err(e) => {
             tracing::warn!(error = %e, "forward-auth cannot read tenants");
+            metrics::decision(inbound.proxy, "unavailable");
             return unavailable();
         }
     };
@@ -260,26 +274,43 @@ async fn check(State(state): State<AppState>, request: Request) -> Response {
     let now = state.clock.now();
     let Some(credential) = request::credential(&parts.headers, edge.cookie_mode.session_cookie())
     else {
+        metrics::decision(inbound.proxy, "unauthenticated");
         return unauthenticated(&state, &tenant, &inbound, false);
     };
-    let identity = match identify(&state, &edge, &tenant, &credential, now).await {
+    let identity = match identify(&edge, &tenant, &credential, now).await {
         Ok(id) => id,
-        Err(ResolveError::Invalid) => return unauthenticated(&state, &tenant, &inbound, true),
-        Err(ResolveError::Unavailable) => return unavailable(),
+        Err(ResolveError::Invalid) => {
+            metrics::decision(inbound.proxy, "unauthenticated");
+            return unauthenticated(&state, &tenant, &inbound, true);
+        }
+        Err(ResolveError::Unavailable) => {
+            metrics::decision(inbound.proxy, "unavailable");
+            return unavailable();
+        }
     };
     if let Some(key) = identity.api_key {
         edge.usage.record(&state.store, tenant.tenant.id, key, now);
     }
     match decision::decide(&requirements, inbound.method.as_ref(), &identity, now) {
-        Ok(()) => allowed(&edge, &tenant, &identity, &requirements).await,
-        Err(refusal) => forbidden(&state, &tenant, &inbound, refusal),
+        Ok(()) => {
+            metrics::decision(inbound.proxy, "allow");
+            allowed(&edge, &tenant, &identity, &requirements).await
+        }
+        Err(refusal) => {
+            let outcome = if matches!(refusal, Refusal::StepUp { .. }) {
+                "step_up"
+            } else {
+                "forbidden"
+            };
+            metrics::decision(inbound.proxy, outcome);
+            forbidden(&state, &tenant, &inbound, refusal)
+        }
     }
 }
 
 /// The identity behind `credential`, from the cache when proven before, checked against
 /// revocations either way.
 async fn identify(
-    state: &AppState,
     edge: &Edge,
     tenant: &TenantView,
     credential: &Credential,
@@ -303,6 +334,7 @@ async fn identify(
     };
 
     if let Some(id) = edge.verified.get(&key, now) {
+        metrics::lookup("cache");
         if revoked(&id) {
             edge.verified.remove(&key);
             return Err(ResolveError::Invalid);
@@ -310,6 +342,7 @@ async fn identify(
         return Ok(id);
     }
     let t = &tenant.tenant;
+    metrics::lookup("resolver");
     let identity = match credential {
         Credential::AccessToken(v) => edge.resolver.access_token(t, v).await?,
         Credential::ApiKey(v) => edge.resolver.api_key(t, v).await?,
@@ -328,7 +361,6 @@ async fn identify(
     let identity = Arc::new(identity);
     edge.verified
         .insert(key, identity.clone(), valid_until, now);
-    let _ = state;
     Ok(identity)
 }
 

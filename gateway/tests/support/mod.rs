@@ -28,6 +28,8 @@ pub struct Gateway {
     /// The real identity service, when the gateway was started with `real_identity`.
     pub identity: Option<keygate_gateway::identity::IdentityService>,
     pub master: MasterKeys,
+    /// The tenant's signing key, when this gateway provisioned it (real identity).
+    pub signing_key: Option<keygate_core::crypto::signing::GeneratedKey>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -166,8 +168,9 @@ pub async fn start(opts: Options) -> Gateway {
             (store, tenant, ids, master, true)
         }
     };
+    let mut signing_key = None;
     if opts.real_identity && fresh {
-        real::provision(&store, &master, &tenant, &[ada(), grace()]).await;
+        signing_key = Some(real::provision(&store, &master, &tenant, &[ada(), grace()]).await);
     }
     // A replica must accept the first replica's issuer: same public URL, as behind one Service.
     let public_url = ids
@@ -228,6 +231,7 @@ pub async fn start(opts: Options) -> Gateway {
         tenant,
         identity,
         master,
+        signing_key,
         task,
     }
 }

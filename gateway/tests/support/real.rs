@@ -21,13 +21,13 @@ pub fn hasher() -> PasswordHasher {
 }
 
 /// An RS256 signing key active now, accounts for `people`, and one Role per role name
-/// granted to the people who hold it.
+/// granted to the people who hold it. Returns the signing key (benchmarks mint with it).
 pub async fn provision(
     store: &Arc<dyn Store>,
     master: &MasterKeys,
     tenant: &Tenant,
     people: &[Person],
-) {
+) -> signing::GeneratedKey {
     let key = signing::generate(SigningAlgorithm::RS256).unwrap();
     let now = Utc::now();
     store
@@ -90,6 +90,7 @@ pub async fn provision(
             .await
             .unwrap();
     }
+    key
 }
 
 /// Signs `who` in through the service: (access token, session id).

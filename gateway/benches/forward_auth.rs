@@ -1,0 +1,428 @@
+//! Forward-auth throughput and latency beside a bare axum handler, in the same process and
+//! the same run (not a test: `cargo bench -p keygate-gateway --bench forward_auth`).
+//!
+//! The gateway runs with the real `IdentityService` on SQLite; load comes from Debian's
+//! `wrk` on 127.0.0.1 with `-t1 -c64`. Scenarios: an access token already seen, an API key,
+//! a session cookie, and a stream of never-seen RS256 tokens (each request a new token,
+//! pre-signed before the run). Each is measured at full load, then paced to about half its
+//! peak rate for the latency at that load. Settings: `KG_BENCH_SECONDS` (default 3),
+//! `KG_BENCH_UNSEEN_TOKENS` (default 20000). A second table gives the CPU cost per
+//! request through the router without HTTP (`tower::ServiceExt::oneshot`, one task), which
+//! other load on the machine distorts far less than the HTTP figures.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+use support::{Options, ada, real};
+
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+    non_2xx: u64,
+}
+
+fn parse_ms(v: &str) -> f64 {
+    let v = v.trim();
+    if let Some(x) = v.strip_suffix("us") {
+        x.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
+    } else if let Some(x) = v.strip_suffix("ms") {
+        x.parse().unwrap_or(f64::NAN)
+    } else if let Some(x) = v.strip_suffix('s') {
+        x.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
+    } else {
+        f64::NAN
+    }
+}
+
+fn wrk(url: &str, seconds: u64, script: &std::path::Path, args: &[String]) -> Run {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t1",
+        "-c64",
+        &format!("-d{seconds}s"),
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+    ])
+    .arg(script)
+    .arg(url);
+    if !args.is_empty() {
+        cmd.arg("--").args(args);
+    }
+    let out = cmd.output().expect("wrk runs (apt-get install -y wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut run = Run {
+        rps: 0.0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        requests: 0,
+        non_2xx: 0,
+    };
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            run.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("50%") {
+            run.p50_ms = parse_ms(v);
+        } else if let Some(v) = t.strip_prefix("99%") {
+            run.p99_ms = parse_ms(v);
+        } else if t.contains("requests in") {
+            run.requests = t
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            run.non_2xx = v.trim().parse().unwrap_or(0);
+        }
+    }
+    run
+}
+
+/// wrk script: fixed headers, optional per-request token from a file, optional pacing.
+const SCRIPT: &str = r#"
+local tokens = nil
+local i = 0
+local pause = 0
+local extra = {}
+function init(args)
+  for k, v in pairs(wrk.headers) do extra[k] = v end
+  pause = tonumber(args[1] or "0") or 0
+  if args[2] and args[2] ~= "" then
+    tokens = {}
+    for line in io.lines(args[2]) do tokens[#tokens + 1] = line end
+  end
+end
+function delay()
+  return pause
+end
+function request()
+  if tokens then
+    i = i + 1
+    if i > #tokens then i = 1 end
+    extra["Authorization"] = "Bearer " .. tokens[i]
+  end
+  return wrk.format("GET", nil, extra)
+end
+"#;
+
+struct Scenario {
+    name: &'static str,
+    url: String,
+    headers: Vec<(String, String)>,
+    token_file: Option<std::path::PathBuf>,
+}
+
+fn script_with_headers(
+    dir: &std::path::Path,
+    name: &str,
+    headers: &[(String, String)],
+) -> std::path::PathBuf {
+    let mut s = String::new();
+    for (k, v) in headers {
+        s.push_str(&format!("wrk.headers[\"{k}\"] = \"{v}\"\n"));
+    }
+    s.push_str(SCRIPT);
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, s).unwrap();
+    path
+}
+
+/// Re-signs copies of `template` (a real access token) with fresh `jti`s: tokens the gateway
+/// has never seen, each needing a full RS256 verification.
+fn mint_unseen(
+    template: &str,
+    key: &keygate_core::crypto::signing::GeneratedKey,
+    n: usize,
+    path: &std::path::Path,
+) {
+    let mut parts = template.split('.');
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let mut jwt_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    jwt_header.kid = header["kid"].as_str().map(str::to_owned);
+    jwt_header.typ = header["typ"].as_str().map(str::to_owned);
+    let encoding =
+        keygate_core::crypto::signing::encoding_key(key.algorithm, &key.private_pem).unwrap();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunks: Vec<Vec<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (claims, header, encoding) =
+                    (claims.clone(), jwt_header.clone(), encoding.clone());
+                s.spawn(move || {
+                    (0..n / threads)
+                        .map(|i| {
+                            let mut c = claims.clone();
+                            c["jti"] = serde_json::Value::String(format!("bench-{t}-{i}"));
+                            jsonwebtoken::encode(&header, &c, &encoding).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for t in chunks.iter().flatten() {
+        writeln!(f, "{t}").unwrap();
+    }
+}
+
+/// Mean microseconds per request through `router` (no sockets), after a warm-up.
+async fn in_process(
+    router: &axum::Router,
+    path: &str,
+    headers: &[(String, String)],
+    n: u32,
+) -> f64 {
+    use tower::ServiceExt;
+    let build = || {
+        let mut req = axum::http::Request::builder().uri(path);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req.body(axum::body::Body::empty()).unwrap()
+    };
+    for _ in 0..1000 {
+        let r = router.clone().oneshot(build()).await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let r = router.clone().oneshot(build()).await.unwrap();
+        std::hint::black_box(r);
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("KG_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let unseen: usize = std::env::var("KG_BENCH_UNSEEN_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed: apt-get install -y wrk");
+        std::process::exit(1);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, bare_url, scenarios) = rt.block_on(async {
+        let gw = support::start(Options {
+            real_identity: true,
+            ..Options::default()
+        })
+        .await;
+        // The bare handler: same runtime, same axum::serve, same connect-info service.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bare_url = format!("http://{}/forward-auth", listener.local_addr().unwrap());
+        let bare = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                bare.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        let (token, _) = real::sign_in(gw.real(), &gw.tenant, &ada(), false).await;
+        let (_, key) = real::api_key(&gw.state.store, &gw.tenant, "bench", &["reader"]).await;
+        let (_, session) = real::sign_in(gw.real(), &gw.tenant, &ada(), true).await;
+        let url = format!(
+            "{}/forward-auth?tenant={}&role=reader",
+            gw.url, gw.tenant.name
+        );
+        let nginx_headers = vec![
+            (
+                "X-Original-URL".to_owned(),
+                "https://app.example.com/orders".to_owned(),
+            ),
+            ("X-Original-Method".to_owned(), "GET".to_owned()),
+        ];
+        let with = |k: &str, v: String| {
+            let mut h = nginx_headers.clone();
+            h.push((k.to_owned(), v));
+            h
+        };
+        let tokens = dir.path().join("unseen.txt");
+        let started = std::time::Instant::now();
+        mint_unseen(&token, gw.signing_key.as_ref().unwrap(), unseen, &tokens);
+        eprintln!(
+            "signed {unseen} never-seen RS256 tokens in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let scenarios = vec![
+            Scenario {
+                name: "bare axum handler",
+                url: bare_url.clone(),
+                headers: nginx_headers.clone(),
+                token_file: None,
+            },
+            Scenario {
+                name: "JWT, seen",
+                url: url.clone(),
+                headers: with("Authorization", format!("Bearer {token}")),
+                token_file: None,
+            },
+            Scenario {
+                name: "API key",
+                url: url.clone(),
+                headers: with("X-API-Key", key),
+                token_file: None,
+            },
+            Scenario {
+                name: "session cookie",
+                url: url.clone(),
+                headers: with("Cookie", format!("__Host-keygate_session={session}")),
+                token_file: None,
+            },
+            Scenario {
+                name: "JWT RS256, never seen",
+                url: url.clone(),
+                headers: nginx_headers.clone(),
+                token_file: Some(tokens),
+            },
+        ];
+        (gw, bare_url, scenarios)
+    });
+    let _ = bare_url;
+    println!("keygate forward-auth benchmark");
+    println!(
+        "load: wrk -t1 -c64 -d{seconds}s --latency, 127.0.0.1 only; server: release build, tokio multi-thread runtime ({} workers) in this process, real IdentityService on SQLite, in-process ephemeral store",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "'half load' paces each of the 64 connections so the total is about half the scenario's peak rate"
+    );
+    println!();
+    println!(
+        "{:<24} {:>11} {:>8} {:>8} {:>9} | {:>11} {:>8} {:>8} | notes",
+        "scenario",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "vs bare",
+        "half req/s",
+        "p50 ms",
+        "p99 ms",
+    );
+    let mut bare_rps = 0.0;
+    for sc in &scenarios {
+        let script =
+            script_with_headers(dir.path(), &sc.name.replace([' ', ','], "_"), &sc.headers);
+        let file = sc
+            .token_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        // Warm-up (cache fill, connections), not counted; unseen tokens are not spent on it.
+        if sc.token_file.is_none() {
+            let _ = wrk(&sc.url, 1, &script, &["0".into(), String::new()]);
+        }
+        let full = wrk(&sc.url, seconds, &script, &["0".into(), file.clone()]);
+        if sc.name.starts_with("bare") {
+            bare_rps = full.rps;
+        }
+        // Half load: per-connection delay so that 64 connections together send ~rps/2.
+        let target = (full.rps / 2.0).max(1.0);
+        let pause_ms = ((64.0 / target) * 1000.0 - full.p50_ms).max(0.0).round() as u64;
+        let half = if sc.token_file.is_some() {
+            // Would reuse tokens already seen: the paced run would measure the cache, not RS256.
+            None
+        } else {
+            Some(wrk(
+                &sc.url,
+                seconds,
+                &script,
+                &[pause_ms.to_string(), String::new()],
+            ))
+        };
+        let mut notes = Vec::new();
+        if full.non_2xx > 0 {
+            notes.push(format!("{} non-2xx!", full.non_2xx));
+        }
+        if sc.token_file.is_some() {
+            let fresh = (unseen as u64).min(full.requests);
+            notes.push(format!(
+                "{fresh} of {} requests carried a never-seen token",
+                full.requests
+            ));
+        }
+        let (hr, h50, h99) = half.map_or(("-".into(), "-".into(), "-".into()), |h| {
+            (
+                format!("{:.0}", h.rps),
+                format!("{:.2}", h.p50_ms),
+                format!("{:.2}", h.p99_ms),
+            )
+        });
+        println!(
+            "{:<24} {:>11.0} {:>8.2} {:>8.2} {:>8.2}x | {:>11} {:>8} {:>8} | {}",
+            sc.name,
+            full.rps,
+            full.p50_ms,
+            full.p99_ms,
+            if bare_rps > 0.0 {
+                full.rps / bare_rps
+            } else {
+                f64::NAN
+            },
+            hr,
+            h50,
+            h99,
+            notes.join("; ")
+        );
+    }
+    println!();
+    println!(
+        "in-process cost per request through the router (oneshot, no sockets, one task; request building included):"
+    );
+    let app = keygate_gateway::app(gw.state.clone());
+    let bare = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
+    rt.block_on(async {
+        let mut bare_us = f64::NAN;
+        for sc in scenarios.iter().filter(|s| s.token_file.is_none()) {
+            let path = sc
+                .url
+                .split_once("127.0.0.1")
+                .and_then(|(_, r)| r.split_once('/'))
+                .map(|(_, p)| format!("/{p}"))
+                .unwrap_or_default();
+            let us = if sc.name.starts_with("bare") {
+                bare_us = in_process(&bare, &path, &sc.headers, 50_000).await;
+                bare_us
+            } else {
+                in_process(&app, &path, &sc.headers, 50_000).await
+            };
+            println!(
+                "  {:<24} {:>8.2} µs  (+{:.2} µs over bare)",
+                sc.name,
+                us,
+                us - bare_us
+            );
+        }
+    });
+    println!();
+    println!(
+        "targets (issue 5): >= 0.8x bare for API keys and seen JWTs, >= 0.3x for never-seen RS256, p99 < 2 ms at half the peak rate"
+    );
+    drop(gw);
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
