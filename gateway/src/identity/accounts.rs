@@ -606,6 +606,7 @@ impl IdentityService {
                 },
             )
             .await?;
+        self.inner.subjects.forget(t.row.id, user);
         if suspended {
             self.revoke_all_sessions(&t, user).await?;
         }
@@ -636,6 +637,7 @@ impl IdentityService {
             .await?
             .ok_or(IdentityError::NotFound)?;
         self.revoke_all_sessions(&t, user).await?;
+        self.inner.subjects.forget(t.row.id, user);
         if !d.store.erase_user(t.row.id, user).await? {
             return Err(IdentityError::NotFound);
         }

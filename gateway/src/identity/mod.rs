@@ -26,6 +26,7 @@ mod resolve;
 mod sessions;
 mod signer;
 mod signin;
+mod subjects;
 mod tenants;
 mod tokens;
 
@@ -341,6 +342,7 @@ struct Inner {
     deps: IdentityDeps,
     tenants: tenants::TenantCache,
     signer: signer::Signer,
+    subjects: subjects::SubjectCache,
 }
 
 impl IdentityService {
@@ -356,6 +358,7 @@ impl IdentityService {
                 deps,
                 tenants: tenants::TenantCache::default(),
                 signer,
+                subjects: subjects::SubjectCache::default(),
             }),
         }
     }

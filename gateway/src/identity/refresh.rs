@@ -100,12 +100,11 @@ impl IdentityService {
         if d.ephemeral.revocations().contains(&family.to_string()) {
             return Err(IdentityError::InvalidGrant);
         }
-        let user = d
-            .store
-            .user(t.row.id, session.user_id)
+        let subject = self
+            .active_subject(t, session.user_id)
             .await?
-            .filter(|u| u.status == keygate_core::store::UserStatus::Active)
             .ok_or(IdentityError::InvalidGrant)?;
+        let user = &subject.user;
         // Slide the idle expiry, but write it at most every tenth of the idle lifetime (and
         // at least every ten minutes): a busy client's refreshes then cost one durable write.
         let idle_ttl = span(t.spec.refresh_idle_ttl());
@@ -114,16 +113,15 @@ impl IdentityService {
             let idle = (now + idle_ttl).min(session.absolute_expires_at);
             d.store.touch_session(t.row.id, family, now, idle).await?;
         }
-        let (roles, permissions) = self.grants(t, &user).await?;
         let (access_token, expires_in) = self
             .access_token(
                 t,
-                &user,
+                user,
                 &session,
                 DEFAULT_CLIENT_ID,
                 DEFAULT_SCOPE,
-                &roles,
-                &permissions,
+                &subject.roles,
+                &subject.permissions,
             )
             .await?;
         Ok(TokenSet {

@@ -173,12 +173,11 @@ impl IdentityService {
             .await?
             .filter(|s| s.is_active(now))
             .ok_or(IdentityError::InvalidToken)?;
-        let user = d
-            .store
-            .user(t.row.id, session.user_id)
+        let subject = self
+            .active_subject(t, session.user_id)
             .await?
-            .filter(|u| u.status == UserStatus::Active)
             .ok_or(IdentityError::InvalidToken)?;
+        let user = &subject.user;
         // Slide the idle expiry, at most once a minute per session.
         if now - session.last_seen_at > chrono::Duration::minutes(1) {
             let idle =
@@ -187,7 +186,7 @@ impl IdentityService {
                 .touch_session(t.row.id, session.id, now, idle)
                 .await?;
         }
-        let (roles, permissions) = self.grants(t, &user).await?;
+        let (roles, permissions) = (subject.roles.clone(), subject.permissions.clone());
         Ok(Principal {
             tenant_id: t.row.id,
             tenant: t.row.name.clone(),
