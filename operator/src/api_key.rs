@@ -161,10 +161,11 @@ pub async fn reconcile(
     if let Err(problems) = keygate_crds::validate(&keygate_crds::Resource::ApiKey(key.clone())) {
         return Ok(failed(Reason::InvalidSpec, problems.join("; ")));
     }
-    let stored_tenant = match tenant::parent(ctx, namespace, &key.spec.tenant_ref.name).await? {
-        Ok(t) => t,
-        Err(message) => return Ok(failed(Reason::TenantNotFound, message)),
-    };
+    let stored_tenant =
+        match tenant::parent(ctx, cluster, namespace, &key.spec.tenant_ref.name).await? {
+            Ok(t) => t,
+            Err(message) => return Ok(failed(Reason::TenantNotFound, message)),
+        };
     let grants = Grants::of_spec(key);
     let keys = ctx
         .store

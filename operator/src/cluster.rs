@@ -6,7 +6,10 @@
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use keygate_core::ephemeral::Ephemeral;
-use std::sync::Arc;
+use keygate_core::ids::TenantId;
+use keygate_core::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Why reading or writing a Secret failed (not "absent": that is `Ok(None)`).
 #[derive(Debug, thiserror::Error)]
@@ -98,4 +101,67 @@ pub struct Cluster {
     /// at once instead of after the gateway's cache re-check; `None` when the operator runs
     /// without Redis (the gateway then learns it from the store).
     pub revocations: Option<Arc<dyn Ephemeral>>,
+    /// What the current pass already read from the store (the directory source reconciles
+    /// thousands of resources of a few tenants in one pass); `None` reads every time.
+    pub cache: Option<Arc<PassCache>>,
+}
+
+/// Store reads shared by the reconciles of one pass: tenants by name and each tenant's
+/// roles. Only for reads that decide whether to write; the store re-checks every write.
+#[derive(Debug, Default)]
+pub struct PassCache {
+    tenants: Mutex<HashMap<String, Option<keygate_core::store::Tenant>>>,
+    roles: Mutex<HashMap<TenantId, Arc<HashMap<String, keygate_core::store::Role>>>>,
+}
+
+impl PassCache {
+    /// The tenant named `name`, read once per pass.
+    pub async fn tenant(
+        &self,
+        store: &dyn Store,
+        name: &str,
+    ) -> Result<Option<keygate_core::store::Tenant>, StoreError> {
+        if let Some(found) = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(found.clone());
+        }
+        let found = store.tenant_by_name(name).await?;
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// The tenant's roles by name, read once per pass (one query for all of them).
+    pub async fn roles(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+    ) -> Result<Arc<HashMap<String, keygate_core::store::Role>>, StoreError> {
+        if let Some(found) = self
+            .roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant)
+        {
+            return Ok(found.clone());
+        }
+        let roles: HashMap<_, _> = store
+            .list_roles(tenant)
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let roles = Arc::new(roles);
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant, roles.clone());
+        Ok(roles)
+    }
 }

@@ -188,14 +188,18 @@ pub async fn sync_once(
     ctx: &Context,
     source: &DirectorySource,
 ) -> Result<StatusView, ReconcileError> {
+    let started = std::time::Instant::now();
     let folder = load_folder(&source.manifests, &source.own_output())?;
+    let loaded = started.elapsed();
+    let owned_secrets = Arc::new(DirectorySecrets::new(
+        folder.secrets,
+        source.secrets_dir.clone(),
+    ));
     let cluster = Cluster {
-        secrets: Arc::new(DirectorySecrets::new(
-            folder.secrets,
-            source.secrets_dir.clone(),
-        )),
+        secrets: owned_secrets.clone(),
         events: Arc::new(LogEvents),
         revocations: source.revocations.clone(),
+        cache: Some(Arc::default()),
     };
     // Deletions first, from the complete list of what the folder declares: a tenant that
     // is gone is disabled or erased before its children are looked at in this pass.
@@ -213,7 +217,8 @@ pub async fn sync_once(
         work.push((name, uid, manifest.resource.clone()));
     }
     let cleaned = orphans::clean(ctx, &cluster, &live).await?;
-    clean_secret_files(ctx, &cluster, source, &live).await?;
+    clean_secret_files(ctx, &cluster, &owned_secrets, &live).await?;
+    let swept = started.elapsed();
     if cleaned != orphans::Cleaned::default() {
         tracing::info!(
             ?cleaned,
@@ -223,7 +228,9 @@ pub async fn sync_once(
 
     let mut view = StatusView::new();
     let mut failures = 0usize;
+    let mut phases = Vec::new();
     for rank in 0..4 {
+        let phase = std::time::Instant::now();
         let batch: Vec<_> = work
             .iter()
             .filter(|(_, _, r)| kind_rank(r) == rank)
@@ -233,13 +240,21 @@ pub async fn sync_once(
             .map(|(name, uid, resource)| {
                 // Owned clones: a stream of futures borrowing locals is not `Send` enough
                 // for `tokio::spawn` (higher-ranked lifetime limits of the compiler).
+                // Spawned, so parsing and hashing spread over every core.
                 let (ctx, cluster) = (ctx.clone(), cluster.clone());
-                async move {
-                    let result = crate::metrics::timed(
+                let task = tokio::spawn(async move {
+                    crate::metrics::timed(
                         resource.kind(),
                         crate::reconcile::apply(&ctx, &cluster, &resource, &uid),
                     )
-                    .await;
+                    .await
+                });
+                async move {
+                    let result = task.await.unwrap_or_else(|e| {
+                        Err(ReconcileError::Manifests(format!(
+                            "reconcile task failed: {e}"
+                        )))
+                    });
                     (name, result)
                 }
             })
@@ -257,11 +272,20 @@ pub async fn sync_once(
                 }
             }
         }
+        phases.push(phase.elapsed().as_millis());
     }
     if failures > 0 {
         return Err(ReconcileError::Incomplete { failed: failures });
     }
     publish_view(source, &mut view);
+    tracing::debug!(
+        resources = view.len(),
+        load_ms = loaded.as_millis(),
+        sweep_ms = (swept - loaded).as_millis(),
+        kinds_ms = ?phases,
+        total_ms = started.elapsed().as_millis(),
+        "pass finished"
+    );
     Ok(view)
 }
 
@@ -270,10 +294,10 @@ pub async fn sync_once(
 async fn clean_secret_files(
     ctx: &Context,
     cluster: &Cluster,
-    source: &DirectorySource,
+    secrets: &DirectorySecrets,
     live: &LiveSet,
 ) -> Result<(), ReconcileError> {
-    for (namespace, name, secret) in secrets::written_secrets(&source.secrets_dir) {
+    for (namespace, name, secret) in secrets.owned() {
         let annotations = secret.metadata.annotations.unwrap_or_default();
         let Some(owner) = annotations.get(api_key::ANNOTATION_OWNER_UID) else {
             continue;

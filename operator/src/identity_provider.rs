@@ -41,10 +41,11 @@ pub async fn reconcile(
     {
         return Ok(status(false, Reason::InvalidSpec, problems.join("; ")));
     }
-    let stored_tenant = match tenant::parent(ctx, namespace, &idp.spec.tenant_ref.name).await? {
-        Ok(t) => t,
-        Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
-    };
+    let stored_tenant =
+        match tenant::parent(ctx, cluster, namespace, &idp.spec.tenant_ref.name).await? {
+            Ok(t) => t,
+            Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
+        };
     let secret = match secret_ref(idp) {
         None => None,
         Some(reference) => match read_secret(cluster, namespace, reference).await? {
@@ -138,6 +139,7 @@ async fn read_secret(
 /// Handles a deleted IdentityProvider: removes the provider it owns (and its links).
 pub async fn cleanup(
     ctx: &Context,
+    cluster: &Cluster,
     idp: &IdentityProvider,
     owner_uid: &str,
 ) -> Result<(), ReconcileError> {
@@ -147,7 +149,9 @@ pub async fn cleanup(
         .as_deref()
         .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
     let namespace = idp.metadata.namespace.as_deref().unwrap_or("default");
-    let Ok(stored_tenant) = tenant::parent(ctx, namespace, &idp.spec.tenant_ref.name).await? else {
+    let Ok(stored_tenant) =
+        tenant::parent(ctx, cluster, namespace, &idp.spec.tenant_ref.name).await?
+    else {
         // A retained (disabled) tenant keeps its providers and the links users have to them.
         return Ok(());
     };

@@ -207,6 +207,7 @@ impl KubeContext {
                 recorder: Recorder::new(client.clone(), reporter),
             }),
             revocations,
+            cache: None,
         };
         Self {
             ctx,

@@ -16,7 +16,7 @@ pub async fn apply(
         Resource::IdentityProvider(i) => {
             serde_json::to_value(identity_provider::reconcile(ctx, cluster, i, uid).await?)
         }
-        Resource::Role(r) => serde_json::to_value(role::reconcile(ctx, r, uid).await?),
+        Resource::Role(r) => serde_json::to_value(role::reconcile(ctx, cluster, r, uid).await?),
         Resource::ApiKey(k) => {
             serde_json::to_value(api_key::reconcile(ctx, cluster, k, uid).await?)
         }
@@ -33,8 +33,8 @@ pub async fn cleanup(
 ) -> Result<(), ReconcileError> {
     match resource {
         Resource::Tenant(t) => tenant::cleanup(ctx, t, uid).await,
-        Resource::IdentityProvider(i) => identity_provider::cleanup(ctx, i, uid).await,
-        Resource::Role(r) => role::cleanup(ctx, r, uid).await,
+        Resource::IdentityProvider(i) => identity_provider::cleanup(ctx, cluster, i, uid).await,
+        Resource::Role(r) => role::cleanup(ctx, cluster, r, uid).await,
         Resource::ApiKey(k) => api_key::cleanup(ctx, cluster, k, uid).await,
     }
 }

@@ -2,13 +2,14 @@
 //! groups) into the store, so the next token issued carries them.
 
 use crate::status::{Reason, ready};
-use crate::{Context, ReconcileError, tenant};
+use crate::{Cluster, Context, ReconcileError, tenant};
 use keygate_core::store::{RoleSubject, RoleUpsert};
 use keygate_crds::{Role, RoleStatus};
 
 /// Reconciles one Role; returns the status to publish.
 pub async fn reconcile(
     ctx: &Context,
+    cluster: &Cluster,
     role: &Role,
     owner_uid: &str,
 ) -> Result<RoleStatus, ReconcileError> {
@@ -28,13 +29,24 @@ pub async fn reconcile(
     if let Err(problems) = keygate_crds::validate(&keygate_crds::Resource::Role(role.clone())) {
         return Ok(status(false, Reason::InvalidSpec, problems.join("; ")));
     }
-    let stored_tenant = match tenant::parent(ctx, namespace, &role.spec.tenant_ref.name).await? {
-        Ok(t) => t,
-        Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
+    let stored_tenant =
+        match tenant::parent(ctx, cluster, namespace, &role.spec.tenant_ref.name).await? {
+            Ok(t) => t,
+            Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
+        };
+    let wanted = upsert(role, name, owner_uid, stored_tenant.id);
+    let unchanged = match &cluster.cache {
+        Some(cache) => cache
+            .roles(ctx.store.as_ref(), stored_tenant.id)
+            .await?
+            .get(name)
+            .is_some_and(|row| same(row, &wanted)),
+        None => false,
     };
-    ctx.store
-        .upsert_role(&upsert(role, name, owner_uid, stored_tenant.id))
-        .await?;
+    // The store skips an unchanged upsert itself; the pass cache only saves its reads.
+    if !unchanged {
+        ctx.store.upsert_role(&wanted).await?;
+    }
     Ok(status(
         true,
         Reason::Reconciled,
@@ -82,15 +94,32 @@ pub fn upsert(
     }
 }
 
+/// Whether a stored role already is what `wanted` describes.
+fn same(row: &keygate_core::store::Role, wanted: &RoleUpsert) -> bool {
+    let mut subjects = row.subjects.clone();
+    subjects.sort();
+    row.owner_uid == wanted.owner_uid
+        && row.description == wanted.description
+        && row.permissions == wanted.permissions
+        && row.generation == wanted.generation
+        && subjects == wanted.subjects
+}
+
 /// Handles a deleted Role: removes the role row it owns (bindings go with it).
-pub async fn cleanup(ctx: &Context, role: &Role, owner_uid: &str) -> Result<(), ReconcileError> {
+pub async fn cleanup(
+    ctx: &Context,
+    cluster: &Cluster,
+    role: &Role,
+    owner_uid: &str,
+) -> Result<(), ReconcileError> {
     let name = role
         .metadata
         .name
         .as_deref()
         .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
     let namespace = role.metadata.namespace.as_deref().unwrap_or("default");
-    let Ok(stored_tenant) = tenant::parent(ctx, namespace, &role.spec.tenant_ref.name).await?
+    let Ok(stored_tenant) =
+        tenant::parent(ctx, cluster, namespace, &role.spec.tenant_ref.name).await?
     else {
         // A disabled (retained) tenant keeps its roles; a missing one has none.
         return Ok(());

@@ -8,6 +8,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The value under `key` of a Secret, from `data` or (as `kubectl apply` merges it) `stringData`.
 pub fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
@@ -45,6 +46,9 @@ pub struct DirectorySecrets {
     declared: HashMap<(String, String), Secret>,
     /// Where the operator writes the Secrets it owns.
     written: PathBuf,
+    /// The owned Secret files, read once when the pass starts and kept current by
+    /// `apply` and `delete`, so thousands of API keys do not each re-read their file.
+    owned: Mutex<HashMap<(String, String), Secret>>,
 }
 
 impl DirectorySecrets {
@@ -62,7 +66,24 @@ impl DirectorySecrets {
                 Some(((namespace, name), s))
             })
             .collect();
-        Self { declared, written }
+        let owned = written_secrets(&written)
+            .into_iter()
+            .map(|(ns, name, secret)| ((ns, name), secret))
+            .collect();
+        Self {
+            declared,
+            written,
+            owned: Mutex::new(owned),
+        }
+    }
+
+    /// The owned Secrets as (namespace, name, Secret), for sweeping those of deleted ApiKeys.
+    pub fn owned(&self) -> Vec<(String, String, Secret)> {
+        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        owned
+            .iter()
+            .map(|((ns, name), secret)| (ns.clone(), name.clone(), secret.clone()))
+            .collect()
     }
 
     /// The file an owned Secret lives in.
@@ -86,14 +107,14 @@ fn file_error(path: &Path, reason: impl std::fmt::Display) -> SecretError {
 #[async_trait]
 impl SecretSource for DirectorySecrets {
     async fn get(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SecretError> {
-        let path = self.path_of(namespace, name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let mut secrets = parse_secrets(&text).map_err(|e| file_error(&path, e))?;
-                return Ok(secrets.pop());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(file_error(&path, e)),
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(secret) = self
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(secret.clone()));
         }
         Ok(self
             .declared
@@ -128,12 +149,20 @@ impl SecretSource for DirectorySecrets {
         }
         let yaml = serde_saphyr::to_string(&document).map_err(|e| file_error(&path, e))?;
         write_private(&path, yaml.as_bytes()).map_err(|e| file_error(&path, e))?;
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_owned(), name.to_owned()), secret.clone());
         tracing::info!(secret = %format!("{namespace}/{name}"), path = %path.display(), "Secret written");
         Ok(())
     }
 
     async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError> {
         let path = self.path_of(namespace, name);
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_owned(), name.to_owned()));
         match std::fs::remove_file(&path) {
             Ok(()) => {
                 tracing::info!(secret = %format!("{namespace}/{name}"), path = %path.display(), "Secret deleted");
@@ -167,7 +196,8 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     file.write_all(contents)?;
-    file.sync_all()?;
+    // No fsync: a Secret lost in a crash is a Secret deleted, which the next pass repairs
+    // (new key, old one revoked); syncing every file would make large folders crawl.
     std::fs::rename(&tmp, path)
 }
 

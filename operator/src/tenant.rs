@@ -177,10 +177,15 @@ pub fn stored_policy(stored: &keygate_core::store::Tenant) -> DeletionPolicy {
 /// `Ok(Err(message))` says why it cannot be used, for a `TenantNotFound` condition.
 pub async fn parent(
     ctx: &Context,
+    cluster: &crate::Cluster,
     namespace: &str,
     tenant_name: &str,
 ) -> Result<Result<keygate_core::store::Tenant, String>, ReconcileError> {
-    Ok(match ctx.store.tenant_by_name(tenant_name).await? {
+    let found = match &cluster.cache {
+        Some(cache) => cache.tenant(ctx.store.as_ref(), tenant_name).await?,
+        None => ctx.store.tenant_by_name(tenant_name).await?,
+    };
+    Ok(match found {
         Some(t) if t.namespace != namespace => Err(format!(
             "Tenant `{tenant_name}` is declared in namespace `{}`, not `{namespace}`; references never cross namespaces",
             t.namespace

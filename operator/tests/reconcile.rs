@@ -799,8 +799,9 @@ async fn the_raw_key_never_reaches_logs_or_status(pool: PgPool) {
     let status_file =
         std::fs::read_to_string(h.dir.path().join("data/status.yaml")).unwrap_or_default();
     for raw in &raws {
-        let secret_part = raw.rsplit_once('_').unwrap().1;
-        assert!(!logs.contains(secret_part), "raw key in logs");
+        let secret_part = secret_of(raw);
+        let leaked: Vec<&str> = logs.lines().filter(|l| l.contains(secret_part)).collect();
+        assert!(leaked.is_empty(), "raw key in logs: {leaked:?}");
         assert!(
             !status_file.contains(secret_part),
             "raw key in the status file"
@@ -1103,7 +1104,7 @@ mod kubernetes {
         assert!(h.revocations.revocations().contains(&id.to_string()));
 
         let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let secret_part = raw.rsplit_once('_').unwrap().1;
+        let secret_part = secret_of(&raw);
         assert!(!logs.contains(secret_part), "the raw key is in no log line");
         assert!(
             !event.to_string().contains(secret_part) && !status.to_string().contains(secret_part)
@@ -1408,4 +1409,43 @@ mod leader {
             self.0.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
+}
+
+/// `/metrics` lists the per-kind families after a pass, with fixed short label values.
+#[sqlx::test(migrations = false)]
+async fn metrics_count_reconciles_per_kind(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write("role.yaml", &role("admin", &["users.read"], &[]));
+    h.sync().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, keygate_operator::health_router()).await });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("keygate_operator_reconciles_total{kind=\"tenant\"}"),
+        "{response}"
+    );
+    assert!(
+        response.contains("keygate_operator_reconciles_total{kind=\"role\"}"),
+        "{response}"
+    );
+    assert!(
+        response.contains("keygate_operator_reconcile_duration_seconds_bucket{kind=\"role\""),
+        "{response}"
+    );
+    assert!(!response.contains("admin"), "no resource names in labels");
+}
+
+/// The random part of `kg_<prefix>_<secret>` (which may itself contain `_`).
+fn secret_of(raw: &str) -> &str {
+    raw.strip_prefix("kg_").unwrap().split_once('_').unwrap().1
 }
