@@ -343,6 +343,7 @@ struct Inner {
     tenants: tenants::TenantCache,
     signer: signer::Signer,
     subjects: subjects::SubjectCache,
+    families: subjects::FamilyCache,
 }
 
 impl IdentityService {
@@ -359,6 +360,7 @@ impl IdentityService {
                 tenants: tenants::TenantCache::default(),
                 signer,
                 subjects: subjects::SubjectCache::default(),
+                families: subjects::FamilyCache::default(),
             }),
         }
     }

@@ -91,12 +91,17 @@ impl IdentityService {
     ) -> Result<TokenSet, IdentityError> {
         let d = self.deps();
         let now = self.now();
-        let session = d
-            .store
-            .session(t.row.id, family)
-            .await?
-            .filter(|s| s.is_active(now))
-            .ok_or(IdentityError::InvalidGrant)?;
+        // The rotation that just succeeded checked in the store that the session is live;
+        // the row is only read for facts that do not change, so a recent copy will do.
+        let mut session = match self.inner.families.get(t.row.id, family) {
+            Some(s) => s,
+            None => d
+                .store
+                .session(t.row.id, family)
+                .await?
+                .filter(|s| s.is_active(now))
+                .ok_or(IdentityError::InvalidGrant)?,
+        };
         if d.ephemeral.revocations().contains(&family.to_string()) {
             return Err(IdentityError::InvalidGrant);
         }
@@ -112,7 +117,10 @@ impl IdentityService {
         if now - session.last_seen_at >= every {
             let idle = (now + idle_ttl).min(session.absolute_expires_at);
             d.store.touch_session(t.row.id, family, now, idle).await?;
+            session.last_seen_at = now;
+            session.idle_expires_at = idle;
         }
+        self.inner.families.put(session.clone());
         let (access_token, expires_in) = self
             .access_token(
                 t,

@@ -84,3 +84,41 @@ impl IdentityService {
         Ok(Some(subject))
     }
 }
+
+/// Sessions by (tenant, id), for the facts a refresh needs that never change (account,
+/// `amr`, `acr`, `auth_time`, absolute expiry) and when it was last touched. Whether the
+/// session is still live is never read from here: the store's rotation checks that in the
+/// same statement that spends the token.
+#[derive(Debug, Default)]
+pub(crate) struct FamilyCache(
+    Mutex<
+        HashMap<(TenantId, keygate_core::ids::SessionId), (Instant, keygate_core::store::Session)>,
+    >,
+);
+
+/// How long a session row is reused by refreshes.
+const FAMILY_TTL: Duration = Duration::from_secs(60);
+
+impl FamilyCache {
+    /// The cached row, if fresh.
+    pub fn get(
+        &self,
+        tenant: TenantId,
+        id: keygate_core::ids::SessionId,
+    ) -> Option<keygate_core::store::Session> {
+        let map = self.0.lock().ok()?;
+        map.get(&(tenant, id))
+            .filter(|(at, _)| at.elapsed() < FAMILY_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Remembers a row (also after touching it).
+    pub fn put(&self, session: keygate_core::store::Session) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() > 50_000 {
+                map.retain(|_, (at, _)| at.elapsed() < FAMILY_TTL);
+            }
+            map.insert((session.tenant_id, session.id), (Instant::now(), session));
+        }
+    }
+}
