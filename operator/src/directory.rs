@@ -92,26 +92,34 @@ pub fn load_folder(dir: &Path, skip: &[PathBuf]) -> Result<Folder, ReconcileErro
     let mut files = Vec::new();
     collect(dir, skip, &mut files)?;
     files.sort();
+    let parsed = crate::parallel::map(&files, |path| read_manifest_file(path));
     let mut folder = Folder::default();
-    for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ReconcileError::Manifests(format!("cannot read {}: {e}", path.display()))
-        })?;
-        let resources = keygate_crds::load_manifests(&text)
-            .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?;
+    for (path, result) in files.iter().zip(parsed) {
+        let (resources, found) = result?;
         folder
             .manifests
             .extend(resources.into_iter().map(|resource| Manifest {
                 path: path.clone(),
                 resource,
             }));
-        if text.contains("Secret") {
-            let found = secrets::parse_secrets(&text)
-                .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?;
-            folder.secrets.extend(found);
-        }
+        folder.secrets.extend(found);
     }
     Ok(folder)
+}
+
+/// The keygate resources and `v1 Secret`s of one file.
+fn read_manifest_file(path: &Path) -> Result<(Vec<Resource>, Vec<Secret>), ReconcileError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ReconcileError::Manifests(format!("cannot read {}: {e}", path.display())))?;
+    let resources = keygate_crds::load_manifests(&text)
+        .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?;
+    let found = if text.contains("Secret") {
+        secrets::parse_secrets(&text)
+            .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?
+    } else {
+        Vec::new()
+    };
+    Ok((resources, found))
 }
 
 fn collect(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), ReconcileError> {
@@ -189,12 +197,21 @@ pub async fn sync_once(
     source: &DirectorySource,
 ) -> Result<StatusView, ReconcileError> {
     let started = std::time::Instant::now();
-    let folder = load_folder(&source.manifests, &source.own_output())?;
-    let loaded = started.elapsed();
-    let owned_secrets = Arc::new(DirectorySecrets::new(
-        folder.secrets,
+    // Reading thousands of files is blocking work: keep it off the async workers.
+    let (dir, skip, secrets_dir) = (
+        source.manifests.clone(),
+        source.own_output(),
         source.secrets_dir.clone(),
-    ));
+    );
+    let (folder, owned_secrets, loaded) = tokio::task::spawn_blocking(move || {
+        let folder = load_folder(&dir, &skip)?;
+        let loaded = started.elapsed();
+        let owned = DirectorySecrets::new(folder.secrets.clone(), secrets_dir);
+        Ok::<_, ReconcileError>((folder, owned, loaded))
+    })
+    .await
+    .map_err(|e| ReconcileError::Manifests(format!("reading the folder failed: {e}")))??;
+    let owned_secrets = Arc::new(owned_secrets);
     let cluster = Cluster {
         secrets: owned_secrets.clone(),
         events: Arc::new(LogEvents),

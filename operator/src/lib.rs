@@ -13,6 +13,7 @@ pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
 pub mod orphans;
+pub mod parallel;
 pub mod reconcile;
 pub mod role;
 pub mod secrets;

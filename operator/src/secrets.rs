@@ -203,9 +203,9 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 /// Every owned Secret file under `dir`, as (namespace, name, secret), for orphan cleanup.
 pub fn written_secrets(dir: &Path) -> Vec<(String, String, Secret)> {
-    let mut out = Vec::new();
+    let mut files = Vec::new();
     let Ok(namespaces) = std::fs::read_dir(dir) else {
-        return out;
+        return Vec::new();
     };
     for ns in namespaces.flatten() {
         let ns_path = ns.path();
@@ -213,26 +213,26 @@ pub fn written_secrets(dir: &Path) -> Vec<(String, String, Secret)> {
             continue;
         }
         let namespace = ns.file_name().to_string_lossy().into_owned();
-        let Ok(files) = std::fs::read_dir(&ns_path) else {
+        let Ok(entries) = std::fs::read_dir(&ns_path) else {
             continue;
         };
-        for file in files.flatten() {
+        for file in entries.flatten() {
             let path = file.path();
             if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
                 continue;
             }
-            let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            if let Ok(mut secrets) = parse_secrets(&text)
-                && let Some(secret) = secrets.pop()
-            {
-                out.push((namespace.clone(), name, secret));
+            if let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) {
+                files.push((namespace.clone(), name, path));
             }
         }
     }
-    out
+    // An unreadable or unparsable file counts as absent: its ApiKey gets a new key.
+    crate::parallel::map(&files, |(namespace, name, path)| {
+        let text = std::fs::read_to_string(path).ok()?;
+        let secret = parse_secrets(&text).ok()?.pop()?;
+        Some((namespace.clone(), name.clone(), secret))
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
