@@ -150,7 +150,9 @@ pub struct RedisEphemeral {
 
 impl std::fmt::Debug for RedisEphemeral {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisEphemeral").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisEphemeral")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,7 +170,12 @@ impl RedisEphemeral {
         let manager = client.get_connection_manager().await?;
         let revoked = RevocationSet::default();
         let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(listen(client, prefix.to_owned(), revoked.clone(), synced_tx));
+        let listener = tokio::spawn(listen(
+            client,
+            prefix.to_owned(),
+            revoked.clone(),
+            synced_tx,
+        ));
         // Serve only once the first resync is done, so a fresh replica knows earlier revocations.
         let _ = tokio::time::timeout(Duration::from_secs(10), synced_rx).await;
         Ok(Self {
@@ -233,7 +240,8 @@ async fn subscribe_and_sync(
     let mut conn = client.get_multiplexed_async_connection().await?;
     let pattern = format!("{prefix}rev:*");
     let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> = redis::AsyncCommands::scan_match(&mut conn, &pattern).await?;
+        let mut iter: redis::AsyncIter<String> =
+            redis::AsyncCommands::scan_match(&mut conn, &pattern).await?;
         let mut keys = Vec::new();
         while let Some(k) = iter.next_item().await {
             keys.push(k?);
@@ -244,7 +252,10 @@ async fn subscribe_and_sync(
     for key in keys {
         let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await?;
         if ttl > 0 {
-            set.insert(key.trim_start_matches(&strip), Duration::from_millis(ttl as u64));
+            set.insert(
+                key.trim_start_matches(&strip),
+                Duration::from_millis(ttl as u64),
+            );
         }
     }
     Ok(pubsub)
@@ -286,12 +297,18 @@ impl Ephemeral for RedisEphemeral {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
         let mut conn = self.manager.clone();
-        Ok(redis::cmd("GET").arg(self.key("kv", key)).query_async(&mut conn).await?)
+        Ok(redis::cmd("GET")
+            .arg(self.key("kv", key))
+            .query_async(&mut conn)
+            .await?)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
         let mut conn = self.manager.clone();
-        Ok(redis::cmd("GETDEL").arg(self.key("kv", key)).query_async(&mut conn).await?)
+        Ok(redis::cmd("GETDEL")
+            .arg(self.key("kv", key))
+            .query_async(&mut conn)
+            .await?)
     }
 
     async fn revoke(&self, id: &str, ttl: Duration) -> Result<(), EphemeralError> {

@@ -48,7 +48,12 @@ impl MasterKeys {
                     "each master key must be written `id:base64`, e.g. `k1:<32 random bytes in base64>`".into(),
                 )
             })?;
-            if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if id.is_empty()
+                || id.len() > 32
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
                 return Err(CryptoError::MasterKeySpec(format!(
                     "master key id `{id}` must be 1-32 characters of letters, digits, `-` or `_`"
                 )));
@@ -71,9 +76,8 @@ impl MasterKeys {
             }
             active.get_or_insert_with(|| id.to_owned());
         }
-        let active = active.ok_or_else(|| {
-            CryptoError::MasterKeySpec("no master key given".into())
-        })?;
+        let active =
+            active.ok_or_else(|| CryptoError::MasterKeySpec("no master key given".into()))?;
         Ok(Self {
             active: active.into(),
             keys: Arc::new(keys),
@@ -98,7 +102,9 @@ impl MasterKeys {
             .get(&*self.active)
             .ok_or_else(|| CryptoError::UnknownMasterKey(self.active.to_string()))?;
         let nonce_bytes = super::random::random_bytes::<NONCE_LEN>()?;
-        let mut out = Vec::with_capacity(MAGIC.len() + 1 + self.active.len() + NONCE_LEN + plaintext.len() + 16);
+        let mut out = Vec::with_capacity(
+            MAGIC.len() + 1 + self.active.len() + NONCE_LEN + plaintext.len() + 16,
+        );
         out.extend_from_slice(MAGIC);
         out.push(self.active.len() as u8);
         out.extend_from_slice(self.active.as_bytes());
@@ -115,7 +121,11 @@ impl MasterKeys {
     }
 
     /// Decrypts what [`seal`](Self::seal) produced for the same `context`.
-    pub fn open(&self, sealed: &[u8], context: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open(
+        &self,
+        sealed: &[u8],
+        context: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
         let (id, nonce, body) = split(sealed)?;
         let key = self
             .keys
@@ -133,7 +143,9 @@ impl MasterKeys {
 
     /// Whether a ciphertext was sealed with a key other than the active one (re-encrypt it).
     pub fn needs_reseal(&self, sealed: &[u8]) -> bool {
-        split(sealed).map(|(id, _, _)| id != &*self.active).unwrap_or(true)
+        split(sealed)
+            .map(|(id, _, _)| id != &*self.active)
+            .unwrap_or(true)
     }
 }
 
@@ -163,8 +175,14 @@ mod tests {
         let k = keys(&MasterKeys::generate_spec("k1").unwrap());
         let sealed = k.seal(b"secret", "signing_key:a").unwrap();
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(k.open(&sealed, "signing_key:a").unwrap().as_slice(), b"secret");
-        assert!(matches!(k.open(&sealed, "signing_key:b"), Err(CryptoError::Open)));
+        assert_eq!(
+            k.open(&sealed, "signing_key:a").unwrap().as_slice(),
+            b"secret"
+        );
+        assert!(matches!(
+            k.open(&sealed, "signing_key:b"),
+            Err(CryptoError::Open)
+        ));
     }
 
     #[test]
@@ -182,7 +200,10 @@ mod tests {
         let old_spec = MasterKeys::generate_spec("old").unwrap();
         let old = keys(&old_spec);
         let sealed = old.seal(b"seed", "totp").unwrap();
-        let rotated = keys(&format!("{},{old_spec}", MasterKeys::generate_spec("new").unwrap()));
+        let rotated = keys(&format!(
+            "{},{old_spec}",
+            MasterKeys::generate_spec("new").unwrap()
+        ));
         assert_eq!(rotated.active_id(), "new");
         assert!(rotated.needs_reseal(&sealed));
         assert_eq!(rotated.open(&sealed, "totp").unwrap().as_slice(), b"seed");
@@ -190,7 +211,9 @@ mod tests {
         assert!(!rotated.needs_reseal(&resealed));
         // A process that lost the old key says which one is missing.
         let only_new = keys(&MasterKeys::generate_spec("new").unwrap());
-        assert!(matches!(only_new.open(&sealed, "totp"), Err(CryptoError::UnknownMasterKey(id)) if id == "old"));
+        assert!(
+            matches!(only_new.open(&sealed, "totp"), Err(CryptoError::UnknownMasterKey(id)) if id == "old")
+        );
     }
 
     #[test]

@@ -163,25 +163,49 @@ mod tests {
         let h = hasher();
         let phc = h.hash("correct horse battery staple").await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert!(h.verify("correct horse battery staple", &phc).await.unwrap());
-        assert!(!h.verify("correct horse battery stapler", &phc).await.unwrap());
+        assert!(
+            h.verify("correct horse battery staple", &phc)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !h.verify("correct horse battery stapler", &phc)
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn same_password_gets_distinct_salts() {
         let h = hasher();
-        assert_ne!(h.hash("pw-pw-pw-pw").await.unwrap(), h.hash("pw-pw-pw-pw").await.unwrap());
+        assert_ne!(
+            h.hash("pw-pw-pw-pw").await.unwrap(),
+            h.hash("pw-pw-pw-pw").await.unwrap()
+        );
     }
 
     #[tokio::test]
     async fn dummy_never_verifies() {
-        assert!(!hasher().verify_dummy("keygate dummy password for unknown accounts").await.unwrap());
+        assert!(
+            !hasher()
+                .verify_dummy("keygate dummy password for unknown accounts")
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn rehash_is_asked_when_parameters_change() {
         let old = hasher().hash("pw").await.unwrap();
-        let new = PasswordHasher::new(HashParams { memory_kib: 128, iterations: 1, parallelism: 1 }, 1).unwrap();
+        let new = PasswordHasher::new(
+            HashParams {
+                memory_kib: 128,
+                iterations: 1,
+                parallelism: 1,
+            },
+            1,
+        )
+        .unwrap();
         assert!(new.needs_rehash(&old));
         assert!(!hasher().needs_rehash(&old));
         assert!(hasher().needs_rehash("not a hash"));

@@ -44,7 +44,10 @@ mod tests {
     fn alphanumeric_uses_only_the_alphabet() {
         let s = random_alphanumeric(64).unwrap();
         assert_eq!(s.len(), 64);
-        assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
         assert!(!s.contains('l') && !s.contains('0') && !s.contains('1'));
     }
 }

@@ -116,7 +116,10 @@ pub fn generate(algorithm: SigningAlgorithm) -> Result<GeneratedKey, CryptoError
 }
 
 /// Loads a stored private key (PKCS#8 PEM, after unsealing) for signing.
-pub fn encoding_key(algorithm: SigningAlgorithm, private_pem: &str) -> Result<EncodingKey, CryptoError> {
+pub fn encoding_key(
+    algorithm: SigningAlgorithm,
+    private_pem: &str,
+) -> Result<EncodingKey, CryptoError> {
     Ok(match algorithm {
         SigningAlgorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes())?,
         SigningAlgorithm::ES256 => EncodingKey::from_ec_pem(private_pem.as_bytes())?,
@@ -137,15 +140,33 @@ mod tests {
 
     #[test]
     fn every_algorithm_signs_and_its_jwk_verifies() {
-        for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+        for alg in [
+            SigningAlgorithm::RS256,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::EdDSA,
+        ] {
             let key = generate(alg).unwrap();
-            assert_eq!(key.public_jwk.common.key_id.as_deref(), Some(key.kid.as_str()));
+            assert_eq!(
+                key.public_jwk.common.key_id.as_deref(),
+                Some(key.kid.as_str())
+            );
             let jwk_json = serde_json::to_value(&key.public_jwk).unwrap();
-            assert!(jwk_json.get("d").is_none(), "{alg:?} JWK leaks the private part");
+            assert!(
+                jwk_json.get("d").is_none(),
+                "{alg:?} JWK leaks the private part"
+            );
             let mut header = Header::new(alg.jwt_algorithm());
             header.kid = Some(key.kid.clone());
-            let claims = Claims { sub: "u1".into(), exp: 4_000_000_000 };
-            let token = encode(&header, &claims, &encoding_key(alg, &key.private_pem).unwrap()).unwrap();
+            let claims = Claims {
+                sub: "u1".into(),
+                exp: 4_000_000_000,
+            };
+            let token = encode(
+                &header,
+                &claims,
+                &encoding_key(alg, &key.private_pem).unwrap(),
+            )
+            .unwrap();
             let decoding = DecodingKey::from_jwk(&key.public_jwk).unwrap();
             let mut validation = Validation::new(alg.jwt_algorithm());
             validation.validate_aud = false;
@@ -159,7 +180,10 @@ mod tests {
 
     #[test]
     fn only_asymmetric_algorithms_parse() {
-        assert_eq!("ES256".parse::<SigningAlgorithm>().unwrap(), SigningAlgorithm::ES256);
+        assert_eq!(
+            "ES256".parse::<SigningAlgorithm>().unwrap(),
+            SigningAlgorithm::ES256
+        );
         assert!("HS256".parse::<SigningAlgorithm>().is_err());
         assert!("none".parse::<SigningAlgorithm>().is_err());
     }
