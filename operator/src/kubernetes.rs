@@ -573,3 +573,37 @@ impl<K: Kind> KindUid for K {
         self.meta().uid.clone()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+
+    fn idp(name: &str, namespace: &str, secret: &str) -> IdentityProvider {
+        let yaml = format!(
+            "apiVersion: keygate.dev/v1alpha1\nkind: IdentityProvider\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  tenantRef:\n    name: demo\n  type: oidc\n  oidc:\n    issuer: https://idp.example.com\n    clientId: keygate\n    clientSecretRef:\n      name: {secret}\n      key: clientSecret\n"
+        );
+        match keygate_crds::load_manifests(&yaml).unwrap().pop().unwrap() {
+            AnyResource::IdentityProvider(i) => i,
+            _ => unreachable!("an IdentityProvider manifest"),
+        }
+    }
+
+    #[test]
+    fn a_changed_secret_wakes_the_identity_providers_that_name_it() {
+        let (store, mut writer) = reflector::store::<IdentityProvider>();
+        for i in [
+            idp("corp", "team-a", "corp-oidc"),
+            idp("other", "team-a", "other-oidc"),
+            idp("corp", "team-b", "corp-oidc"),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(i));
+        }
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("corp-oidc".into());
+        secret.metadata.namespace = Some("team-a".into());
+        let woken = idps_referencing(&store, &secret);
+        assert_eq!(woken, vec![ObjectRef::new("corp").within("team-a")]);
+    }
+}
