@@ -66,16 +66,39 @@ async fn env(pool: sqlx::PgPool) -> Env {
 async fn env_with_limits(pool: sqlx::PgPool, limits: RateLimits) -> Env {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
-    store.migrate().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
     let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
     let ephemeral: Arc<dyn Ephemeral> = Arc::new(
         RedisEphemeral::connect(&redis_url(), &prefix)
             .await
             .expect("Redis"),
     );
+    serve(store, ephemeral, clock, limits).await
+}
+
+/// The embedded mode of `keygate dev`: SQLite in a temporary file, in-process ephemeral state.
+async fn env_sqlite(dir: &tempfile::TempDir) -> Env {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let url = format!("sqlite:{}", dir.path().join("keygate.db").display());
+    let store: Arc<dyn Store> = Arc::new(
+        keygate_core::store::SqliteStore::connect(&url)
+            .await
+            .unwrap()
+            .with_clock(clock.clone()),
+    );
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(keygate_core::ephemeral::MemoryEphemeral::new());
+    serve(store, ephemeral, clock, RateLimits::default()).await
+}
+
+async fn serve(
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    clock: Arc<ManualClock>,
+    limits: RateLimits,
+) -> Env {
+    store.migrate().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
     let mailer = Arc::new(MemoryMailer::new());
     let hasher = PasswordHasher::new(HashParams::insecure_for_tests(), 2).unwrap();
     let identity = IdentityService::new(IdentityDeps {
@@ -1645,5 +1668,42 @@ async fn browser_sessions_use_a_host_cookie_and_refuse_cross_site_changes(pool: 
         r.status(),
         StatusCode::UNAUTHORIZED,
         "the cookie's session ended"
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_mode_walks_sign_up_to_reuse_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_sqlite(&dir).await;
+    let t = env.tenant("dev", SigningAlgorithm::EdDSA, json!({})).await;
+    let (s, _) = env
+        .post_json(
+            "/t/dev/accounts",
+            json!({"email": "dev@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let token = env.mailed_token("dev@example.com", "confirm").await;
+    let (s, _) = env
+        .post_json("/t/dev/accounts/verify-email", json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, login) = env.login("dev", "dev@example.com", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK, "{login}");
+    verify_independently(&env.url, "dev", login["access_token"].as_str().unwrap()).await;
+    let old = login["refresh_token"].as_str().unwrap().to_owned();
+    let (s, next) = env.refresh("dev", &old).await;
+    assert_eq!(s, StatusCode::OK, "{next}");
+    env.clock.advance(Duration::seconds(11));
+    let (s, _) = env.refresh("dev", &old).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = env
+        .refresh("dev", next["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "the family is revoked");
+    assert!(
+        env.audit_kinds(&t.row)
+            .await
+            .contains(&"refresh.reuse_detected".to_owned())
     );
 }
