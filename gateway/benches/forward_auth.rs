@@ -315,17 +315,12 @@ fn main() {
     println!();
     println!(
         "{:<24} {:>11} {:>8} {:>8} {:>9} | {:>11} {:>8} {:>8} | notes",
-        "scenario",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "vs bare",
-        "half req/s",
-        "p50 ms",
-        "p99 ms",
+        "scenario", "req/s", "p50 ms", "p99 ms", "vs bare", "half req/s", "p50 ms", "p99 ms",
     );
     let mut bare_rps = 0.0;
-    for sc in &scenarios {
+    // KG_BENCH_INPROC_ONLY=1 skips the HTTP runs (for profiling the handler alone).
+    let http_runs = std::env::var("KG_BENCH_INPROC_ONLY").is_err();
+    for sc in scenarios.iter().filter(|_| http_runs) {
         let script =
             script_with_headers(dir.path(), &sc.name.replace([' ', ','], "_"), &sc.headers);
         let file = sc

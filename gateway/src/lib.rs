@@ -28,7 +28,7 @@ pub fn app(state: AppState) -> Router {
         .merge(oidc::router())
         .merge(routes::router())
         .merge(openapi::router())
-        .merge(forward_auth::router())
+        .merge(forward_auth::router(&state))
         .merge(pages::router());
     security_headers::apply(routes)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -98,6 +98,7 @@ pub struct Edge {
     tenants: TenantCache,
     usage: Arc<ApiKeyUsage>,
     misconfig_seen: Mutex<HashSet<String>>,
+    parsed: std::sync::RwLock<std::collections::HashMap<String, Arc<Requirements>>>,
     templates: crate::pages::Templates,
 }
 
@@ -115,6 +116,7 @@ impl Edge {
             tenants: TenantCache::default(),
             usage: Arc::default(),
             misconfig_seen: Mutex::default(),
+            parsed: std::sync::RwLock::default(),
             templates: crate::pages::Templates::new(),
         }
     }
@@ -172,6 +174,26 @@ impl Edge {
         self.usage.flush(state.store.as_ref()).await
     }
 
+    /// `raw` parsed, remembered per distinct text (auth URLs repeat on every request).
+    fn requirements(
+        &self,
+        raw: &str,
+    ) -> Result<Arc<Requirements>, requirements::RequirementsError> {
+        if let Ok(parsed) = self.parsed.read()
+            && let Some(r) = parsed.get(raw)
+        {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Requirements::parse(raw)?);
+        if let Ok(mut parsed) = self.parsed.write() {
+            if parsed.len() >= MISCONFIG_MEMORY {
+                parsed.clear();
+            }
+            parsed.insert(raw.to_owned(), r.clone());
+        }
+        Ok(r)
+    }
+
     /// Logs a misconfiguration once per distinct text, loudly.
     fn misconfigured(&self, raw: &str, error: &requirements::RequirementsError) {
         let first = self
@@ -195,14 +217,19 @@ impl Edge {
 }
 
 /// `/forward-auth`, `/forward-auth/` and `/forward-auth/{*path}` (Envoy), any method.
-pub fn router() -> Router<AppState> {
+///
+/// The routes hold their own `Arc` of the state: axum clones a route's state on every
+/// request, and one reference count is cheaper on the hot path than every field of
+/// [`AppState`].
+pub fn router<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
     Router::new()
         .route("/forward-auth", any(check))
         .route("/forward-auth/", any(check))
         .route("/forward-auth/{*path}", any(check))
+        .with_state(Arc::new(state.clone()))
 }
 
-async fn check(State(state): State<AppState>, request: Request) -> Response {
+async fn check(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let edge = state.edge.clone();
     let peer = parts
@@ -243,7 +270,7 @@ async fn check(State(state): State<AppState>, request: Request) -> Response {
         &edge.trusted_proxies,
     );
 
-    let requirements = match Requirements::parse(&raw_requirements) {
+    let requirements = match edge.requirements(&raw_requirements) {
         Ok(r) => r,
         Err(e) => {
             edge.misconfigured(&raw_requirements, &e);
