@@ -1707,3 +1707,56 @@ async fn the_embedded_mode_walks_sign_up_to_reuse_on_sqlite() {
             .contains(&"refresh.reuse_detected".to_owned())
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn another_persons_session_and_tokens_are_out_of_reach(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    env.user(&t.row, "amy@example.com").await;
+    env.user(&t.row, "ben@example.com").await;
+    let (_, amy) = env.login("acme", "amy@example.com", PASSWORD).await;
+    let (_, ben) = env.login("acme", "ben@example.com", PASSWORD).await;
+    let ben_token = ben["access_token"].as_str().unwrap();
+    let amy_sid = amy["session_id"].as_str().unwrap();
+    let r = env
+        .http
+        .delete(format!("{}/t/acme/sessions/{amy_sid}", env.url))
+        .bearer_auth(ben_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "another person's session is not found"
+    );
+    let (s, i) = env
+        .form(
+            "/t/acme/oauth2/introspect",
+            &[("token", amy["access_token"].as_str().unwrap())],
+            Some(ben_token),
+        )
+        .await;
+    assert_eq!(
+        (s, i["active"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{i}"
+    );
+    let (s, i) = env
+        .form(
+            "/t/acme/oauth2/introspect",
+            &[("token", amy["refresh_token"].as_str().unwrap())],
+            Some(ben_token),
+        )
+        .await;
+    assert_eq!(
+        (s, i["active"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{i}"
+    );
+    // Amy's session is untouched.
+    let (s, _) = env
+        .refresh("acme", amy["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
