@@ -1146,6 +1146,56 @@ mod kubernetes {
     }
 
     #[sqlx::test(migrations = false)]
+    async fn a_missing_idp_secret_is_a_warning_and_a_status_not_an_error(pool: PgPool) {
+        let h = Harness::postgres(pool).await;
+        h.write("tenant.yaml", &super::tenant("demo", "default", ""));
+        h.sync().await;
+        let (kc, mut api) = context(&h);
+        let mut idp = parse(IDP, |r| match r {
+            AnyResource::IdentityProvider(i) => Some(i),
+            _ => None,
+        });
+        idp.metadata.uid = Some("6f1c8d9e-0000-4000-8000-0000000000b1".into());
+        idp.metadata.generation = Some(1);
+        idp.metadata.finalizers = Some(vec![keygate_crds::FINALIZER.into()]);
+        let task = tokio::spawn(reconcile(Arc::new(idp.clone()), kc));
+        let (_, send) = api
+            .expect(Method::GET, "/api/v1/namespaces/default/secrets/corp-oidc")
+            .await;
+        Api::reply(
+            send,
+            404,
+            &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        );
+        let (event, send) = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some("Warning"), Some("SecretNotFound"))
+        );
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("default/corp-oidc")
+        );
+        Api::reply(send, 201, &event);
+        let (status, send) = api
+            .expect(
+                Method::PATCH,
+                &format!("/apis/keygate.dev/v1alpha1/namespaces/default/identityproviders/corp/status{SSA}"),
+            )
+            .await;
+        let condition = &status["status"]["conditions"][0];
+        assert_eq!(
+            (condition["status"].as_str(), condition["reason"].as_str()),
+            (Some("False"), Some("SecretNotFound"))
+        );
+        Api::reply(send, 200, &serde_json::to_value(&idp).unwrap());
+        // Not an error: no crash loop, the Secret watch brings it back when it appears.
+        task.await.unwrap().unwrap();
+    }
+
+    #[sqlx::test(migrations = false)]
     async fn a_refused_call_is_an_error_with_backoff_and_a_metric(pool: PgPool) {
         let h = Harness::postgres(pool).await;
         let (kc, mut api) = context(&h);
