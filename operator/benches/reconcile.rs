@@ -3,7 +3,8 @@
 //! peak memory of each, and checks the resync wrote nothing.
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p keygate-operator`
-//! (not run by the test script). `KEYGATE_BENCH_KEYS` / `KEYGATE_BENCH_ROLES` change the sizes.
+//! (not run by the test script). `KEYGATE_BENCH_KEYS`, `KEYGATE_BENCH_ROLES` and
+//! `KEYGATE_BENCH_TENANTS` change the sizes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // a benchmark binary, not library code
 
 use keygate_core::clock::SystemClock;
@@ -16,8 +17,6 @@ use sqlx::{Connection, PgConnection};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
-
-const TENANTS: usize = 10;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -36,12 +35,12 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn write_manifests(dir: &std::path::Path, keys: usize, roles: usize) {
-    for t in 0..TENANTS {
+fn write_manifests(dir: &std::path::Path, tenants: usize, keys: usize, roles: usize) {
+    for t in 0..tenants {
         let mut yaml = format!(
             "apiVersion: keygate.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: bench-{t}\n  namespace: ns-{t}\nspec:\n  signing:\n    algorithm: ES256\n"
         );
-        for r in (0..roles).filter(|r| r % TENANTS == t) {
+        for r in (0..roles).filter(|r| r % tenants == t) {
             write!(
                 yaml,
                 "---\napiVersion: keygate.dev/v1alpha1\nkind: Role\nmetadata:\n  name: role-{r}\n  namespace: ns-{t}\nspec:\n  tenantRef:\n    name: bench-{t}\n  permissions: [orders.read, orders.write, p{r}.read]\n  subjects:\n    users: [user{r}@example.com]\n    groups: [group-{r}]\n"
@@ -50,7 +49,7 @@ fn write_manifests(dir: &std::path::Path, keys: usize, roles: usize) {
         }
         std::fs::write(dir.join(format!("tenant-{t}.yaml")), yaml).unwrap();
         let mut yaml = String::new();
-        for k in (0..keys).filter(|k| k % TENANTS == t) {
+        for k in (0..keys).filter(|k| k % tenants == t) {
             write!(
                 yaml,
                 "---\napiVersion: keygate.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: key-{k}\n  namespace: ns-{t}\nspec:\n  tenantRef:\n    name: bench-{t}\n  secretName: key-{k}\n  roles: [role-{t}]\n  scopes: [read]\n  rotation:\n    every: 720h\n    gracePeriod: 24h\n"
@@ -121,6 +120,7 @@ fn main() {
 async fn run() {
     let keys = env_count("KEYGATE_BENCH_KEYS", 10_000);
     let roles = env_count("KEYGATE_BENCH_ROLES", 1_000);
+    let tenants = env_count("KEYGATE_BENCH_TENANTS", 10).max(1);
     let admin_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let database = format!("keygate_bench_{}", uuid::Uuid::new_v4().simple());
@@ -144,7 +144,7 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
-    write_manifests(&manifests, keys, roles);
+    write_manifests(&manifests, tenants, keys, roles);
     let source = DirectorySource::new(manifests, &dir.path().join("data"));
     let ctx = Context {
         store: Arc::new(store),
@@ -154,7 +154,7 @@ async fn run() {
     };
 
     println!(
-        "keygate operator: {keys} ApiKeys, {roles} Roles, {TENANTS} Tenants from a folder into PostgreSQL"
+        "keygate operator: {keys} ApiKeys, {roles} Roles, {tenants} Tenants from a folder into PostgreSQL"
     );
     let started = Instant::now();
     let view = sync_once(&ctx, &source).await.expect("first pass");

@@ -167,10 +167,18 @@ pub async fn reconcile(
             Err(message) => return Ok(failed(Reason::TenantNotFound, message)),
         };
     let grants = Grants::of_spec(key);
-    let keys = ctx
-        .store
-        .api_keys_of_owner(stored_tenant.id, owner_uid)
-        .await?;
+    let keys = match &cluster.cache {
+        Some(cache) => {
+            cache
+                .api_keys_of_owner(ctx.store.as_ref(), stored_tenant.id, owner_uid)
+                .await?
+        }
+        None => {
+            ctx.store
+                .api_keys_of_owner(stored_tenant.id, owner_uid)
+                .await?
+        }
+    };
     let current = keys
         .iter()
         .find(|k| k.revoked_at.is_none() && k.superseded_at.is_none())

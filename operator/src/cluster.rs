@@ -112,7 +112,12 @@ pub struct Cluster {
 pub struct PassCache {
     tenants: Mutex<HashMap<String, Option<keygate_core::store::Tenant>>>,
     roles: Mutex<HashMap<TenantId, Arc<HashMap<String, keygate_core::store::Role>>>>,
+    /// Per tenant: its API keys by owner uid, when one listing held them all.
+    api_keys: Mutex<HashMap<TenantId, Option<Arc<KeysByOwner>>>>,
 }
+
+/// API-key rows by owner uid, each list newest first.
+type KeysByOwner = HashMap<String, Vec<keygate_core::store::ApiKeyRecord>>;
 
 impl PassCache {
     /// The tenant named `name`, read once per pass.
@@ -135,6 +140,47 @@ impl PassCache {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_owned(), found.clone());
         Ok(found)
+    }
+
+    /// The keys one ApiKey resource issued, newest first. A tenant's keys are listed once per
+    /// pass; a tenant with [`LIST_MAX`](keygate_core::store::LIST_MAX) keys or more (the
+    /// listing is capped) is asked per owner instead.
+    pub async fn api_keys_of_owner(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+        owner_uid: &str,
+    ) -> Result<Vec<keygate_core::store::ApiKeyRecord>, StoreError> {
+        let known = self
+            .api_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant)
+            .cloned();
+        let listing = match known {
+            Some(listing) => listing,
+            None => {
+                let rows = store.list_api_keys(tenant).await?;
+                let complete = rows.len() < keygate_core::store::LIST_MAX as usize;
+                let listing = complete.then(|| {
+                    let mut by_owner = KeysByOwner::new();
+                    // The listing is newest first, so each owner's list is too.
+                    for row in rows {
+                        by_owner.entry(row.owner_uid.clone()).or_default().push(row);
+                    }
+                    Arc::new(by_owner)
+                });
+                self.api_keys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(tenant, listing.clone());
+                listing
+            }
+        };
+        match listing {
+            Some(by_owner) => Ok(by_owner.get(owner_uid).cloned().unwrap_or_default()),
+            None => store.api_keys_of_owner(tenant, owner_uid).await,
+        }
     }
 
     /// The tenant's roles by name, read once per pass (one query for all of them).
