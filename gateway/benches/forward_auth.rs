@@ -226,7 +226,7 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (gw, bare_url, scenarios) = rt.block_on(async {
+    let (gw, bare_url, scenarios, inproc_tokens) = rt.block_on(async {
         let gw = support::start(Options {
             real_identity: true,
             ..Options::default()
@@ -262,9 +262,16 @@ fn main() {
             h.push((k.to_owned(), v));
             h
         };
+        let inproc_tokens = dir.path().join("unseen-inproc.txt");
         let tokens = dir.path().join("unseen.txt");
         let started = std::time::Instant::now();
         mint_unseen(&token, gw.signing_key.as_ref().unwrap(), unseen, &tokens);
+        mint_unseen(
+            &token,
+            gw.signing_key.as_ref().unwrap(),
+            2000,
+            &inproc_tokens,
+        );
         eprintln!(
             "signed {unseen} never-seen RS256 tokens in {:.1}s",
             started.elapsed().as_secs_f64()
@@ -301,7 +308,7 @@ fn main() {
                 token_file: Some(tokens),
             },
         ];
-        (gw, bare_url, scenarios)
+        (gw, bare_url, scenarios, inproc_tokens)
     });
     let _ = bare_url;
     println!("keygate forward-auth benchmark");
@@ -413,6 +420,47 @@ fn main() {
                 us - bare_us
             );
         }
+        // Never-seen tokens, each used once: the cost of one full verification per request.
+        let tokens: Vec<String> = std::fs::read_to_string(&inproc_tokens)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let unseen_scenario = scenarios.iter().find(|s| s.token_file.is_some()).unwrap();
+        let path = format!(
+            "/{}",
+            unseen_scenario
+                .url
+                .splitn(4, '/')
+                .nth(3)
+                .unwrap_or_default()
+        );
+        let started = std::time::Instant::now();
+        for t in &tokens {
+            use tower::ServiceExt;
+            let mut req = axum::http::Request::builder().uri(path.as_str());
+            for (k, v) in &unseen_scenario.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let req = req
+                .header("authorization", format!("Bearer {t}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let r = app.clone().oneshot(req).await.unwrap();
+            assert!(
+                r.status().is_success(),
+                "unseen token refused: {}",
+                r.status()
+            );
+        }
+        let us = started.elapsed().as_secs_f64() * 1e6 / tokens.len() as f64;
+        println!(
+            "  {:<24} {:>8.2} µs  (+{:.2} µs over bare; {} tokens, each once)",
+            unseen_scenario.name,
+            us,
+            us - bare_us,
+            tokens.len()
+        );
     });
     println!();
     println!(
