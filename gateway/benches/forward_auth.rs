@@ -144,6 +144,7 @@ fn mint_unseen(
     template: &str,
     key: &keygate_core::crypto::signing::GeneratedKey,
     n: usize,
+    label: &str,
     path: &std::path::Path,
 ) {
     let mut parts = template.split('.');
@@ -166,7 +167,7 @@ fn mint_unseen(
                     (0..n / threads)
                         .map(|i| {
                             let mut c = claims.clone();
-                            c["jti"] = serde_json::Value::String(format!("bench-{t}-{i}"));
+                            c["jti"] = serde_json::Value::String(format!("bench-{label}-{t}-{i}"));
                             jsonwebtoken::encode(&header, &c, &encoding).unwrap()
                         })
                         .collect::<Vec<_>>()
@@ -265,11 +266,18 @@ fn main() {
         let inproc_tokens = dir.path().join("unseen-inproc.txt");
         let tokens = dir.path().join("unseen.txt");
         let started = std::time::Instant::now();
-        mint_unseen(&token, gw.signing_key.as_ref().unwrap(), unseen, &tokens);
+        mint_unseen(
+            &token,
+            gw.signing_key.as_ref().unwrap(),
+            unseen,
+            "http",
+            &tokens,
+        );
         mint_unseen(
             &token,
             gw.signing_key.as_ref().unwrap(),
             2000,
+            "inproc",
             &inproc_tokens,
         );
         eprintln!(
