@@ -6,6 +6,7 @@
 //! and one line is logged per resource whose status changed.
 
 use crate::cluster::{Cluster, LogEvents};
+use crate::file_cache::FileCache;
 use crate::orphans::{self, LiveSet};
 use crate::secrets::{self, DirectorySecrets};
 use crate::status::keep_transition_times;
@@ -53,7 +54,14 @@ pub struct DirectorySource {
     pub revocations: Option<Arc<dyn Ephemeral>>,
     /// Statuses of the previous pass, to log only what changed and keep transition times.
     previous: Mutex<StatusView>,
+    /// Manifest files parsed in earlier passes (an unchanged file is not parsed again).
+    manifest_files: Arc<FileCache<ParsedManifest>>,
+    /// Owned Secret files parsed in earlier passes.
+    secret_files: Arc<FileCache<Option<Secret>>>,
 }
+
+/// One manifest file's keygate resources and Secrets, or why it could not be parsed.
+pub type ParsedManifest = Result<(Vec<Resource>, Vec<Secret>), String>;
 
 impl DirectorySource {
     /// Reads `manifests`; keeps Secrets under `<data_dir>/secrets` and the status view in
@@ -65,6 +73,8 @@ impl DirectorySource {
             status_file: Some(data_dir.join("status.yaml")),
             revocations: None,
             previous: Mutex::default(),
+            manifest_files: Arc::default(),
+            secret_files: Arc::default(),
         }
     }
 
@@ -89,13 +99,28 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, ReconcileError> {
 
 /// Reads keygate resources and `v1 Secret`s from every YAML file under `dir`, skipping `skip`.
 pub fn load_folder(dir: &Path, skip: &[PathBuf]) -> Result<Folder, ReconcileError> {
+    load_folder_cached(dir, skip, &FileCache::default())
+}
+
+/// [`load_folder`], re-parsing only files that changed since `cache` saw them.
+pub fn load_folder_cached(
+    dir: &Path,
+    skip: &[PathBuf],
+    cache: &FileCache<ParsedManifest>,
+) -> Result<Folder, ReconcileError> {
     let mut files = Vec::new();
     collect(dir, skip, &mut files)?;
     files.sort();
-    let parsed = crate::parallel::map(&files, |path| read_manifest_file(path));
+    cache.retain(&files.iter().cloned().collect());
+    let parsed = crate::parallel::map(&files, |path| {
+        cache
+            .read(path, |text| parse_manifest_file(path, text))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|parsed| parsed)
+    });
     let mut folder = Folder::default();
     for (path, result) in files.iter().zip(parsed) {
-        let (resources, found) = result?;
+        let (resources, found) = result.map_err(ReconcileError::Manifests)?;
         folder
             .manifests
             .extend(resources.into_iter().map(|resource| Manifest {
@@ -107,15 +132,12 @@ pub fn load_folder(dir: &Path, skip: &[PathBuf]) -> Result<Folder, ReconcileErro
     Ok(folder)
 }
 
-/// The keygate resources and `v1 Secret`s of one file.
-fn read_manifest_file(path: &Path) -> Result<(Vec<Resource>, Vec<Secret>), ReconcileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ReconcileError::Manifests(format!("cannot read {}: {e}", path.display())))?;
-    let resources = keygate_crds::load_manifests(&text)
-        .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?;
+/// The keygate resources and `v1 Secret`s of one file's text.
+fn parse_manifest_file(path: &Path, text: &str) -> ParsedManifest {
+    let resources =
+        keygate_crds::load_manifests(text).map_err(|e| format!("{}: {e}", path.display()))?;
     let found = if text.contains("Secret") {
-        secrets::parse_secrets(&text)
-            .map_err(|e| ReconcileError::Manifests(format!("{}: {e}", path.display())))?
+        secrets::parse_secrets(text).map_err(|e| format!("{}: {e}", path.display()))?
     } else {
         Vec::new()
     };
@@ -203,10 +225,14 @@ pub async fn sync_once(
         source.own_output(),
         source.secrets_dir.clone(),
     );
+    let (manifest_files, secret_files) =
+        (source.manifest_files.clone(), source.secret_files.clone());
     let (folder, owned_secrets, loaded) = tokio::task::spawn_blocking(move || {
-        let folder = load_folder(&dir, &skip)?;
+        let folder = load_folder_cached(&dir, &skip, &manifest_files)?;
         let loaded = started.elapsed();
-        let owned = DirectorySecrets::new(folder.secrets.clone(), secrets_dir);
+        let written = secrets::written_secrets(&secrets_dir, &secret_files);
+        let owned = DirectorySecrets::with_owned(folder.secrets.clone(), secrets_dir, written)
+            .with_file_cache(secret_files);
         Ok::<_, ReconcileError>((folder, owned, loaded))
     })
     .await

@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod cluster;
 pub mod context;
 pub mod directory;
+pub mod file_cache;
 pub mod identity_provider;
 pub mod kubernetes;
 pub mod leader;

@@ -3,12 +3,13 @@
 //! keys, one file per Secret under `<secrets dir>/<namespace>/<name>.yaml`, mode 0600.
 
 use crate::cluster::{SecretError, SecretSource};
+use crate::file_cache::FileCache;
 use async_trait::async_trait;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The value under `key` of a Secret, from `data` or (as `kubectl apply` merges it) `stringData`.
 pub fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
@@ -49,11 +50,23 @@ pub struct DirectorySecrets {
     /// The owned Secret files, read once when the pass starts and kept current by
     /// `apply` and `delete`, so thousands of API keys do not each re-read their file.
     owned: Mutex<HashMap<(String, String), Secret>>,
+    /// Parsed Secret files kept between passes, told about every file written here.
+    files: Option<Arc<FileCache<Option<Secret>>>>,
 }
 
 impl DirectorySecrets {
     /// Secrets from the given manifest files, and `written` as the folder of owned Secrets.
     pub fn new(declared: impl IntoIterator<Item = Secret>, written: PathBuf) -> Self {
+        let owned = written_secrets(&written, &FileCache::default());
+        Self::with_owned(declared, written, owned)
+    }
+
+    /// Like [`DirectorySecrets::new`], with the owned Secret files already read.
+    pub fn with_owned(
+        declared: impl IntoIterator<Item = Secret>,
+        written: PathBuf,
+        owned: Vec<(String, String, Secret)>,
+    ) -> Self {
         let declared = declared
             .into_iter()
             .filter_map(|s| {
@@ -66,7 +79,7 @@ impl DirectorySecrets {
                 Some(((namespace, name), s))
             })
             .collect();
-        let owned = written_secrets(&written)
+        let owned = owned
             .into_iter()
             .map(|(ns, name, secret)| ((ns, name), secret))
             .collect();
@@ -74,7 +87,14 @@ impl DirectorySecrets {
             declared,
             written,
             owned: Mutex::new(owned),
+            files: None,
         }
+    }
+
+    /// Keeps `files` current with every Secret file this writes.
+    pub fn with_file_cache(mut self, files: Arc<FileCache<Option<Secret>>>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// The owned Secrets as (namespace, name, Secret), for sweeping those of deleted ApiKeys.
@@ -149,6 +169,9 @@ impl SecretSource for DirectorySecrets {
         }
         let yaml = serde_saphyr::to_string(&document).map_err(|e| file_error(&path, e))?;
         write_private(&path, yaml.as_bytes()).map_err(|e| file_error(&path, e))?;
+        if let Some(files) = &self.files {
+            files.remember(&path, Some(secret.clone()));
+        }
         self.owned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -202,7 +225,10 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Every owned Secret file under `dir`, as (namespace, name, secret), for orphan cleanup.
-pub fn written_secrets(dir: &Path) -> Vec<(String, String, Secret)> {
+pub fn written_secrets(
+    dir: &Path,
+    cache: &FileCache<Option<Secret>>,
+) -> Vec<(String, String, Secret)> {
     let mut files = Vec::new();
     let Ok(namespaces) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -227,9 +253,13 @@ pub fn written_secrets(dir: &Path) -> Vec<(String, String, Secret)> {
         }
     }
     // An unreadable or unparsable file counts as absent: its ApiKey gets a new key.
+    cache.retain(&files.iter().map(|(_, _, path)| path.clone()).collect());
     crate::parallel::map(&files, |(namespace, name, path)| {
-        let text = std::fs::read_to_string(path).ok()?;
-        let secret = parse_secrets(&text).ok()?.pop()?;
+        let secret = cache
+            .read(path, |text| {
+                parse_secrets(text).ok().and_then(|mut s| s.pop())
+            })
+            .ok()??;
         Some((namespace.clone(), name.clone(), secret))
     })
     .into_iter()
