@@ -131,6 +131,8 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
             gw.trusted_proxies.clone(),
             keygate_gateway::forward_auth::CookieMode::Host,
         );
+    // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
+    let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
     axum::serve(

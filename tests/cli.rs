@@ -94,10 +94,7 @@ async fn dev_serves_discovery_and_a_usable_jwks_for_the_demo_tenant() {
     );
     let jwks: jsonwebtoken::jwk::JwkSet = jwks_response.json().await.unwrap();
     let key = jwks.find(kid).expect("the advertised kid is in the JWKS");
-    assert_eq!(
-        serde_json::to_value(&key.common.key_algorithm).unwrap(),
-        alg
-    );
+    assert_eq!(serde_json::to_value(key.common.key_algorithm).unwrap(), alg);
     assert!(
         matches!(
             key.algorithm,
@@ -254,6 +251,9 @@ fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("another `keygate dev` is already using"), "{stderr}");
+    assert!(
+        stderr.contains("another `keygate dev` is already using"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--data-dir"), "{stderr}");
 }

@@ -95,10 +95,27 @@ async fn serve(
     clock: Arc<ManualClock>,
     limits: RateLimits,
 ) -> Env {
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    serve_with(store, ephemeral, clock, limits, master, None)
+        .await
+        .0
+}
+
+/// A gateway over `store` with the given master keys, serving as `public_url` (default: its
+/// own address); also returns its identity service.
+async fn serve_with(
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    clock: Arc<ManualClock>,
+    limits: RateLimits,
+    master: MasterKeys,
+    public_url: Option<&str>,
+) -> (Env, IdentityService) {
     store.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let own_url = format!("http://{}", listener.local_addr().unwrap());
+    // Replicas behind one load balancer share the public URL (and so the issuer).
+    let url = public_url.map_or_else(|| own_url.clone(), str::to_owned);
     let mailer = Arc::new(MemoryMailer::new());
     let hasher = PasswordHasher::new(HashParams::insecure_for_tests(), 2).unwrap();
     let identity = IdentityService::new(IdentityDeps {
@@ -112,8 +129,8 @@ async fn serve(
         breached: BreachedList::default(),
         limits,
     });
-    let state =
-        AppState::new(store.clone(), master.clone(), &url, clock.clone()).with_identity(identity);
+    let state = AppState::new(store.clone(), master.clone(), &url, clock.clone())
+        .with_identity(identity.clone());
     let app = keygate_gateway::app(state);
     let task = tokio::spawn(async move {
         let _ = axum::serve(
@@ -126,16 +143,19 @@ async fn serve(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    Env {
-        url,
-        http,
-        store,
-        master,
-        clock,
-        mailer,
-        hasher,
-        task,
-    }
+    (
+        Env {
+            url: own_url,
+            http,
+            store,
+            master,
+            clock,
+            mailer,
+            hasher,
+            task,
+        },
+        identity,
+    )
 }
 
 impl Env {
@@ -1759,4 +1779,74 @@ async fn another_persons_session_and_tokens_are_out_of_reach(pool: sqlx::PgPool)
         .refresh("acme", amy["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// DESIGN §4: Postgres is the fallback when Redis did not carry a revocation. Two replicas
+/// share the database but no Redis (each has only its own in-process revocation set): a
+/// session revoked on A is refused on A at once, and on B as soon as B's resync from the
+/// store has run — without it, B would accept the access token until it expires.
+#[sqlx::test(migrations = false)]
+async fn a_revocation_reaches_a_replica_redis_did_not_tell(pool: sqlx::PgPool) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    let memory =
+        || -> Arc<dyn Ephemeral> { Arc::new(keygate_core::ephemeral::MemoryEphemeral::new()) };
+    let (a, _) = serve_with(
+        store.clone(),
+        memory(),
+        clock.clone(),
+        limits,
+        master.clone(),
+        None,
+    )
+    .await;
+    let (b, b_identity) = serve_with(store, memory(), clock, limits, master, Some(&a.url)).await;
+    let t = a.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    a.user(&t.row, "amy@example.com").await;
+    let (s, amy) = a.login("acme", "amy@example.com", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK, "{amy}");
+    let token = amy["access_token"].as_str().unwrap().to_owned();
+    let sid = amy["session_id"].as_str().unwrap().to_owned();
+    let userinfo = |env: &Env| {
+        let request = env
+            .http
+            .get(format!("{}/t/acme/userinfo", env.url))
+            .bearer_auth(&token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(userinfo(&b).await, StatusCode::OK);
+
+    let r = a
+        .http
+        .delete(format!("{}/t/acme/sessions/{sid}", a.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "revoke: {}", r.status());
+    assert_eq!(
+        userinfo(&a).await,
+        StatusCode::UNAUTHORIZED,
+        "A refuses at once"
+    );
+    assert_eq!(
+        userinfo(&b).await,
+        StatusCode::OK,
+        "B has not heard yet (no Redis between them)"
+    );
+
+    let _sync = b_identity.spawn_revocation_sync(std::time::Duration::from_millis(100));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while userinfo(&b).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still accepts a revoked session after its resync from the store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -23,6 +23,7 @@ mod password;
 mod principal;
 mod refresh;
 mod resolve;
+mod revocation_sync;
 mod sessions;
 mod signer;
 mod signin;

@@ -1,0 +1,50 @@
+//! The Postgres fallback for revocations (DESIGN §4): every replica reads the sessions the
+//! store recorded as revoked and adds them to its local revocation set. Redis pub/sub is the
+//! fast path; this poll covers a Redis outage at revoke time and a message a replica never
+//! received, so a revoked session's access tokens stop working everywhere within seconds.
+
+use super::{IdentityError, IdentityService};
+use chrono::{DateTime, Duration, Utc};
+use std::time::Duration as StdDuration;
+
+/// How far back the first pass looks: longer than any access token lives.
+const FIRST_LOOKBACK: Duration = Duration::hours(24);
+/// Overlap between passes, so a revocation committed while the previous pass ran is not missed.
+const OVERLAP: Duration = Duration::seconds(10);
+/// How long a polled revocation is kept locally; sessions past this are refused by the store anyway.
+const LOCAL_TTL: StdDuration = StdDuration::from_secs(24 * 3600);
+
+impl IdentityService {
+    /// One pass: adds sessions revoked since `since` to this replica's revocation set and
+    /// returns how many it saw.
+    pub async fn sync_revocations_once(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<usize, IdentityError> {
+        let d = self.deps();
+        let revoked = d.store.revoked_sessions_since(since, self.now()).await?;
+        let set = d.ephemeral.revocations();
+        for (_, session) in &revoked {
+            set.insert(&session.to_string(), LOCAL_TTL);
+        }
+        Ok(revoked.len())
+    }
+
+    /// Runs [`sync_revocations_once`](Self::sync_revocations_once) every `every` until the
+    /// runtime stops; a failed pass is logged and retried from the same point.
+    pub fn spawn_revocation_sync(&self, every: StdDuration) -> Option<tokio::task::JoinHandle<()>> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let service = self.clone();
+        Some(handle.spawn(async move {
+            let mut since = service.now() - FIRST_LOOKBACK;
+            loop {
+                let started = service.now();
+                match service.sync_revocations_once(since).await {
+                    Ok(_) => since = started - OVERLAP,
+                    Err(e) => tracing::warn!(error = %e, "revocation resync from the store failed; retrying"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+}
