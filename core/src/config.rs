@@ -527,13 +527,28 @@ mod tests {
 
     #[test]
     fn trusted_proxies_are_cidrs_or_addresses() {
-        let s = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), ("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,fd00::/8")]);
+        let s = sources(&[
+            ("KEYGATE_PUBLIC_URL", "https://a"),
+            ("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,fd00::/8"),
+        ]);
         let g = s.gateway(None, "0.0.0.0:8080").unwrap();
         assert_eq!(g.trusted_proxies.len(), 3);
         assert!(g.trusted_proxies[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
-        let s = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), ("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/33")]);
-        assert_eq!(s.gateway(None, "0.0.0.0:8080").unwrap_err().field, "KEYGATE_TRUSTED_PROXIES");
-        assert!(sources(&[("KEYGATE_PUBLIC_URL", "https://a")]).gateway(None, "0.0.0.0:8080").unwrap().trusted_proxies.is_empty());
+        let s = sources(&[
+            ("KEYGATE_PUBLIC_URL", "https://a"),
+            ("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ]);
+        assert_eq!(
+            s.gateway(None, "0.0.0.0:8080").unwrap_err().field,
+            "KEYGATE_TRUSTED_PROXIES"
+        );
+        assert!(
+            sources(&[("KEYGATE_PUBLIC_URL", "https://a")])
+                .gateway(None, "0.0.0.0:8080")
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
     }
 
     #[test]
