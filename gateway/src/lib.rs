@@ -28,9 +28,11 @@ pub fn app(state: AppState) -> Router {
         .merge(oidc::router())
         .merge(routes::router())
         .merge(openapi::router())
-        .merge(forward_auth::router(&state))
         .merge(pages::router());
     security_headers::apply(routes)
+        // Forward-auth answers proxies, not browsers: it sets `nosniff` itself and stays
+        // outside the page-header layers, which would cost every check on the hot path.
+        .merge(forward_auth::router(&state))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

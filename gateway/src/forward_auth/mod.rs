@@ -229,7 +229,17 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
         .with_state(Arc::new(state.clone()))
 }
 
-async fn check(State(state): State<Arc<AppState>>, request: Request) -> Response {
+async fn check(state: State<Arc<AppState>>, request: Request) -> Response {
+    let mut response = decide_request(state, request).await;
+    // Denials carry problem+json bodies that Traefik and Envoy relay to clients.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn decide_request(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let edge = state.edge.clone();
     let peer = parts
