@@ -176,12 +176,28 @@ pub async fn operator(config: Option<&Path>, manifests: Option<PathBuf>) -> Resu
         };
         let listener = bind(op.listen).await?;
         tracing::info!(listen = %op.listen, "operator reconciling the Kubernetes API");
+        // With the gateways' Redis, a deleted or rotated-out API key is refused at once on
+        // every replica; without it, gateways notice at their periodic re-check.
+        let revocations: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>> =
+            match sources.redis_url()? {
+                Some(url) => Some(Arc::new(
+                    keygate_core::ephemeral::RedisEphemeral::connect(url.expose(), "kg:")
+                        .await
+                        .map_err(|e| {
+                            Fatal::Other(format!(
+                                "cannot reach Redis at KEYGATE_REDIS_URL: {e}. Check the URL and that Redis is up, or unset it"
+                            ))
+                        })?,
+                )),
+                None => None,
+            };
         let options = keygate_operator::kubernetes::ClusterOptions {
             lease_name: op.lease_name.clone(),
             pod_name: op.pod_name.clone(),
             pod_namespace: op.pod_namespace.clone(),
             watch_namespace,
             resync: Duration::from_secs(300),
+            revocations,
         };
         let health = axum::serve(listener, keygate_operator::health_router())
             .with_graceful_shutdown(shutdown_signal());

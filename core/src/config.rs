@@ -339,6 +339,12 @@ impl Sources {
             .collect()
     }
 
+    /// The Redis URL, if any (`KEYGATE_REDIS_URL` or `_FILE`): the operator pushes API-key
+    /// revocations to the gateways through it.
+    pub fn redis_url(&self) -> Result<Option<Secret>, ConfigError> {
+        self.secret("KEYGATE_REDIS_URL", &self.file.redis_url)
+    }
+
     /// Operator settings.
     pub fn operator(&self, listen_default: &str) -> Result<OperatorConfig, ConfigError> {
         Ok(OperatorConfig {

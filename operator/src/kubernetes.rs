@@ -392,6 +392,9 @@ pub struct ClusterOptions {
     pub watch_namespace: Option<String>,
     /// Periodic resync of every object.
     pub resync: Duration,
+    /// Where API-key revocations are pushed so gateway replicas refuse a key at once
+    /// (the gateways' Redis); `None` leaves them to the gateways' periodic re-check.
+    pub revocations: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
 }
 
 /// Runs the operator against the cluster the environment points at (in-cluster service
@@ -412,7 +415,12 @@ pub async fn run_in_cluster(
         None => format!("keygate-operator-{}", uuid::Uuid::new_v4().simple()),
     };
     let clock = ctx.clock.clone();
-    let kc = Arc::new(KubeContext::new(ctx, client.clone(), None, options.resync));
+    let kc = Arc::new(KubeContext::new(
+        ctx,
+        client.clone(),
+        options.revocations.clone(),
+        options.resync,
+    ));
     let config = crate::leader::LeaseConfig {
         name: options.lease_name.clone(),
         ..crate::leader::LeaseConfig::new(lease_namespace, identity)
