@@ -645,7 +645,7 @@ fn start_nginx(port: u16, gateway_port: u16, tenant: &str, upstream: u16) -> Ngi
     let gw = format!("127.0.0.1:{gateway_port}");
     let conf = format!(
         r#"{user}
-worker_processes 1;
+master_process off;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
