@@ -308,6 +308,32 @@ impl IdentityService {
             .await
     }
 
+    /// The gate in front of every "email me a link" request (`flow` names its rate buckets):
+    /// too many requests from one address is an error the caller sees; a malformed address,
+    /// or one that already got its share of mails, is answered like success so the answer
+    /// never tells whether an account exists. Returns whether a mail may go out.
+    async fn may_email(
+        &self,
+        t: &TenantCtx,
+        email: &str,
+        meta: &RequestMeta,
+        flow: &str,
+        per_ip: u64,
+    ) -> Result<bool, IdentityError> {
+        if let Some(ip) = meta.ip {
+            self.limit(&format!("{flow}-ip"), &format!("{}:{ip}", t.row.id), per_ip)
+                .await?;
+        }
+        if !plausible_email(email) {
+            return Ok(false);
+        }
+        let per_address = self.deps().limits.emails_per_address;
+        Ok(self
+            .limit(&format!("{flow}-to"), &address_key(t, email), per_address)
+            .await
+            .is_ok())
+    }
+
     /// Sends a new verification email if the account exists and is unverified; answers the
     /// same either way.
     pub async fn resend_verification(
@@ -318,26 +344,8 @@ impl IdentityService {
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
         let email = email.trim();
-        if let Some(ip) = meta.ip {
-            self.limit(
-                "resend-ip",
-                &format!("{}:{ip}", t.row.id),
-                self.deps().limits.resend_per_ip,
-            )
-            .await?;
-        }
-        if !plausible_email(email) {
-            return Ok(());
-        }
-        if self
-            .limit(
-                "resend-to",
-                &address_key(&t, email),
-                self.deps().limits.emails_per_address,
-            )
-            .await
-            .is_err()
-        {
+        let per_ip = self.deps().limits.resend_per_ip;
+        if !self.may_email(&t, email, meta, "resend", per_ip).await? {
             return Ok(());
         }
         if let Some(user) = self.deps().store.user_by_email(t.row.id, email).await?
@@ -358,24 +366,8 @@ impl IdentityService {
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
         let email = email.trim();
-        if let Some(ip) = meta.ip {
-            self.limit(
-                "reset-ip",
-                &format!("{}:{ip}", t.row.id),
-                self.deps().limits.reset_per_ip,
-            )
-            .await?;
-        }
-        if !plausible_email(email)
-            || self
-                .limit(
-                    "reset-to",
-                    &address_key(&t, email),
-                    self.deps().limits.emails_per_address,
-                )
-                .await
-                .is_err()
-        {
+        let per_ip = self.deps().limits.reset_per_ip;
+        if !self.may_email(&t, email, meta, "reset", per_ip).await? {
             return Ok(());
         }
         let d = self.deps();
