@@ -77,18 +77,7 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     let public_default = format!("http://{bound}");
     let sources = Sources::from_process(None)?;
     // Dev defaults fill what the environment leaves unset.
-    let master_for_env = master.clone();
-    let common = sources.common(Some(&db_default)).or_else(|e| {
-        if e.field == "KEYGATE_MASTER_KEYS" {
-            let env = move |k: &str| match k {
-                "KEYGATE_MASTER_KEYS" => Some(master_for_env.clone()),
-                other => std::env::var(other).ok().filter(|v| !v.is_empty()),
-            };
-            Sources::new(Box::new(env), None)?.common(Some(&db_default))
-        } else {
-            Err(e)
-        }
-    })?;
+    let common = sources.common_with_defaults(Some(&db_default), Some(&master))?;
     init_logging(common.log_format, &common.log_filter);
     let store = open_store(common.database_url.expose(), true).await?;
     let public_url = std::env::var("KEYGATE_PUBLIC_URL").unwrap_or(public_default);

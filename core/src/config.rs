@@ -243,9 +243,20 @@ impl Sources {
     /// Common settings every long-running subcommand uses; `database_url_default` applies
     /// when none is set.
     pub fn common(&self, database_url_default: Option<&str>) -> Result<CommonConfig, ConfigError> {
+        self.common_with_defaults(database_url_default, None)
+    }
+
+    /// [`common`](Self::common) with a master-key default too (`keygate dev` generates one);
+    /// values the user set always win over the defaults.
+    pub fn common_with_defaults(
+        &self,
+        database_url_default: Option<&str>,
+        master_keys_default: Option<&str>,
+    ) -> Result<CommonConfig, ConfigError> {
         let database_url = self.database_url(database_url_default)?;
         let master_keys = self
             .secret("KEYGATE_MASTER_KEYS", &self.file.master_keys)?
+            .or_else(|| master_keys_default.map(Secret::new))
             .ok_or_else(|| {
                 ConfigError::new(
                     "KEYGATE_MASTER_KEYS",
@@ -470,6 +481,21 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.field, "KEYGATE_MASTER_KEYS");
         assert!(err.to_string().contains("head -c32 /dev/urandom"));
+    }
+
+    #[test]
+    fn a_master_key_default_applies_only_when_none_is_set() {
+        let dev = key();
+        let s = sources(&[("KEYGATE_DATABASE_URL", "postgres://db/keygate")]);
+        let c = s.common_with_defaults(None, Some(&dev)).unwrap();
+        assert_eq!(c.master_keys.active_id(), "k1");
+        let mine = MasterKeys::generate_spec("mine").unwrap();
+        let s = sources(&[
+            ("KEYGATE_DATABASE_URL", "postgres://db/keygate"),
+            ("KEYGATE_MASTER_KEYS", &mine),
+        ]);
+        let c = s.common_with_defaults(None, Some(&dev)).unwrap();
+        assert_eq!(c.master_keys.active_id(), "mine", "the user's key wins");
     }
 
     #[test]
