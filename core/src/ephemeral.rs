@@ -10,7 +10,8 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Why the ephemeral store failed; callers treat it as "unavailable" and fail closed.
@@ -41,13 +42,23 @@ pub trait Ephemeral: Send + Sync + std::fmt::Debug {
 }
 
 /// A replica-local set of revoked ids with expiry; cheap to query on the hot path.
+///
+/// It also counts insertions ([`RevocationSet::epoch`]): a caller that found an identity
+/// unrevoked at epoch `e` knows it is still unrevoked while the epoch is `e`, so a cache of
+/// proven identities skips the lookup (and its lock) until something is revoked.
 #[derive(Clone, Debug, Default)]
-pub struct RevocationSet(Arc<Mutex<HashMap<String, Instant>>>);
+pub struct RevocationSet(Arc<Revoked>);
+
+#[derive(Debug, Default)]
+struct Revoked {
+    ids: RwLock<HashMap<String, Instant>>,
+    epoch: AtomicU64,
+}
 
 impl RevocationSet {
     /// Whether `id` is revoked now.
     pub fn contains(&self, id: &str) -> bool {
-        let Ok(map) = self.0.lock() else {
+        let Ok(map) = self.0.ids.read() else {
             // A poisoned lock means a panic elsewhere; fail closed.
             return true;
         };
@@ -56,18 +67,26 @@ impl RevocationSet {
 
     /// Records `id` as revoked for `ttl`.
     pub fn insert(&self, id: &str, ttl: Duration) {
-        if let Ok(mut map) = self.0.lock() {
+        if let Ok(mut map) = self.0.ids.write() {
             let now = Instant::now();
             if map.len() > 10_000 {
                 map.retain(|_, until| *until > now);
             }
             map.insert(id.to_owned(), now + ttl);
         }
+        // After the insert: whoever read the old epoch before checking either saw this id
+        // or will see a new epoch and check again.
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many insertions the set has seen; read it *before* checking ids.
+    pub fn epoch(&self) -> u64 {
+        self.0.epoch.load(Ordering::Acquire)
     }
 
     /// How many entries are held (expired ones may linger until the next sweep).
     pub fn len(&self) -> usize {
-        self.0.lock().map(|m| m.len()).unwrap_or(0)
+        self.0.ids.read().map(|m| m.len()).unwrap_or(0)
     }
 
     /// Whether the set holds nothing.

@@ -204,14 +204,43 @@ async fn step_up_is_an_rfc9470_challenge() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(
-        r.headers()["x-keygate-jwt"]
-            .to_str()
-            .unwrap()
-            .split('.')
-            .count(),
-        3
-    );
+    let upstream_jwt = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-keygate-jwt")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let first = upstream_jwt(&r).unwrap();
+    assert_eq!(first.split('.').count(), 3);
+    // Signed once per credential and reused for a while, not minted on every check.
+    let again = client()
+        .get(fa(&gw, "&jwt=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upstream_jwt(&again).as_deref(), Some(first.as_str()));
+    let other = gw.ids.token(&grace(), "sid-mfa-other", 300, &["pwd"]);
+    let r = client()
+        .get(fa(&gw, "&jwt=1"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    let theirs = upstream_jwt(&r).unwrap();
+    assert_ne!(theirs, first, "each credential gets its own upstream token");
+    // Revoked: refused, and the token minted for it is never handed out again.
+    gw.ephemeral
+        .revoke("sid-mfa", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let r = client()
+        .get(fa(&gw, "&jwt=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream_jwt(&r), None);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::{Store, StoreError, Tenant};
 use keygate_crds::TenantSpec;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,25 @@ const SHARDS: usize = 16;
 const SHARD_CAP: usize = 16_384;
 
 /// A proven identity and until when it may be reused without asking the resolver again.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CachedIdentity {
     /// The identity.
     pub identity: Arc<Identity>,
     /// Reuse it only before then (never after the credential's own expiry).
     pub valid_until: DateTime<Utc>,
+    /// The revocation-set epoch at which the identity was last found unrevoked.
+    checked_epoch: AtomicU64,
+}
+
+/// What the cache knows of a credential.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Proven before and not revoked since.
+    Hit(Arc<Identity>),
+    /// Proven before, but one of its ids has been revoked since (the entry is dropped).
+    Revoked,
+    /// Not held (or expired): ask the resolver.
+    Miss,
 }
 
 /// Identities by credential hash, sharded so concurrent requests rarely contend.
@@ -45,7 +58,39 @@ impl VerifiedCache {
         &self.shards[usize::from(key[0]) % SHARDS]
     }
 
-    /// The identity proven for `key`, if still valid at `now`.
+    /// The identity proven for `key`, if still valid at `now` and not revoked.
+    ///
+    /// `epoch` is the revocation set's epoch read before this call; `revoked` is asked only
+    /// when something was revoked since the entry was last checked, so the common case takes
+    /// no lock but the shard's read lock.
+    pub fn lookup(
+        &self,
+        key: &[u8; 32],
+        now: DateTime<Utc>,
+        epoch: u64,
+        revoked: impl Fn(&Identity) -> bool,
+    ) -> Lookup {
+        let outcome = {
+            let Ok(shard) = self.shard(key).read() else {
+                return Lookup::Miss;
+            };
+            match shard.get(key).filter(|c| c.valid_until > now) {
+                None => return Lookup::Miss,
+                Some(c) if c.checked_epoch.load(Ordering::Acquire) == epoch => {
+                    return Lookup::Hit(c.identity.clone());
+                }
+                Some(c) if revoked(&c.identity) => Lookup::Revoked,
+                Some(c) => {
+                    c.checked_epoch.store(epoch, Ordering::Release);
+                    return Lookup::Hit(c.identity.clone());
+                }
+            }
+        };
+        self.remove(key);
+        outcome
+    }
+
+    /// The identity proven for `key`, if still valid at `now` (revocations not consulted).
     pub fn get(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<Arc<Identity>> {
         let shard = self.shard(key).read().ok()?;
         shard
@@ -54,13 +99,14 @@ impl VerifiedCache {
             .map(|c| c.identity.clone())
     }
 
-    /// Remembers `identity` for `key` until `valid_until`.
+    /// Remembers `identity` for `key` until `valid_until`; it was found unrevoked at `epoch`.
     pub fn insert(
         &self,
         key: [u8; 32],
         identity: Arc<Identity>,
         valid_until: DateTime<Utc>,
         now: DateTime<Utc>,
+        epoch: u64,
     ) {
         let Ok(mut shard) = self.shard(&key).write() else {
             return;
@@ -76,6 +122,7 @@ impl VerifiedCache {
             CachedIdentity {
                 identity,
                 valid_until,
+                checked_epoch: AtomicU64::new(epoch),
             },
         );
     }
@@ -98,6 +145,56 @@ impl VerifiedCache {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// How long a minted upstream JWT (`jwt=1`) is handed out again for the same credential;
+/// the tokens live 60 s, so an upstream always receives one with at least 30 s left (or
+/// the credential's own, shorter, remaining life).
+const UPSTREAM_REUSE: chrono::Duration = chrono::Duration::seconds(30);
+/// Most upstream tokens kept; past it the map is swept, then cleared.
+const UPSTREAM_CAP: usize = 65_536;
+
+/// Upstream JWTs by credential hash, so `jwt=1` signs once per credential and half-minute
+/// rather than once per request. Only reached after the credential passed its revocation
+/// check, so a revoked credential never gets a cached token.
+#[derive(Debug, Default)]
+pub struct UpstreamTokens {
+    tokens: RwLock<HashMap<[u8; 32], UpstreamToken>>,
+}
+
+/// A minted upstream JWT and until when it is handed out again.
+type UpstreamToken = (Arc<str>, DateTime<Utc>);
+
+impl UpstreamTokens {
+    /// The token minted for `key`, if it may still be handed out at `now`.
+    pub fn get(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<Arc<str>> {
+        let tokens = self.tokens.read().ok()?;
+        tokens
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(t, _)| t.clone())
+    }
+
+    /// Remembers `token`, minted for `key` at `now`.
+    pub fn insert(&self, key: [u8; 32], token: Arc<str>, now: DateTime<Utc>) {
+        let Ok(mut tokens) = self.tokens.write() else {
+            return;
+        };
+        if tokens.len() >= UPSTREAM_CAP {
+            tokens.retain(|_, (_, until)| *until > now);
+            if tokens.len() >= UPSTREAM_CAP {
+                tokens.clear();
+            }
+        }
+        tokens.insert(key, (token, now + UPSTREAM_REUSE));
+    }
+
+    /// Forgets the token of `key` (its credential was revoked).
+    pub fn remove(&self, key: &[u8; 32]) {
+        if let Ok(mut tokens) = self.tokens.write() {
+            tokens.remove(key);
+        }
     }
 }
 
@@ -250,6 +347,7 @@ mod tests {
             Arc::new(person()),
             now + chrono::Duration::seconds(5),
             now,
+            0,
         );
         assert!(cache.get(&key, now).is_some());
         assert!(
@@ -262,6 +360,74 @@ mod tests {
     }
 
     #[test]
+    fn revocations_are_consulted_only_after_the_epoch_moves_and_a_revoked_entry_is_dropped() {
+        let cache = VerifiedCache::default();
+        let now = Utc::now();
+        let key = [9u8; 32];
+        let until = now + chrono::Duration::seconds(5);
+        cache.insert(key, Arc::new(person()), until, now, 3);
+        let asked = std::cell::Cell::new(0);
+        let never_revoked = |_: &Identity| {
+            asked.set(asked.get() + 1);
+            false
+        };
+        assert!(matches!(
+            cache.lookup(&key, now, 3, never_revoked),
+            Lookup::Hit(_)
+        ));
+        assert_eq!(asked.get(), 0, "same epoch: no revocation lookup");
+        assert!(matches!(
+            cache.lookup(&key, now, 4, never_revoked),
+            Lookup::Hit(_)
+        ));
+        assert_eq!(asked.get(), 1, "new epoch: checked once");
+        assert!(matches!(
+            cache.lookup(&key, now, 4, never_revoked),
+            Lookup::Hit(_)
+        ));
+        assert_eq!(
+            asked.get(),
+            1,
+            "the entry remembers the epoch it was checked at"
+        );
+        assert!(matches!(
+            cache.lookup(&key, now, 5, |_| true),
+            Lookup::Revoked
+        ));
+        assert!(matches!(
+            cache.lookup(&key, now, 5, |_| false),
+            Lookup::Miss
+        ));
+        assert!(matches!(
+            cache.lookup(&[1u8; 32], now, 5, |_| false),
+            Lookup::Miss
+        ));
+    }
+
+    #[test]
+    fn upstream_tokens_are_reused_for_half_a_minute_then_minted_again() {
+        let tokens = UpstreamTokens::default();
+        let now = Utc::now();
+        let key = [3u8; 32];
+        assert!(tokens.get(&key, now).is_none());
+        tokens.insert(key, Arc::from("jwt-1"), now);
+        assert_eq!(
+            tokens
+                .get(&key, now + chrono::Duration::seconds(29))
+                .as_deref(),
+            Some("jwt-1")
+        );
+        assert!(
+            tokens
+                .get(&key, now + chrono::Duration::seconds(30))
+                .is_none()
+        );
+        assert!(tokens.get(&[4u8; 32], now).is_none(), "per credential");
+        tokens.remove(&key);
+        assert!(tokens.get(&key, now).is_none());
+    }
+
+    #[test]
     fn a_full_shard_is_swept_not_grown() {
         let cache = VerifiedCache::default();
         let now = Utc::now();
@@ -269,7 +435,7 @@ mod tests {
         for i in 0..(SHARD_CAP as u32 + 10) {
             let mut key = [0u8; 32];
             key[1..5].copy_from_slice(&i.to_be_bytes());
-            cache.insert(key, id.clone(), now + chrono::Duration::seconds(5), now);
+            cache.insert(key, id.clone(), now + chrono::Duration::seconds(5), now, 0);
         }
         assert!(cache.len() <= SHARD_CAP);
     }

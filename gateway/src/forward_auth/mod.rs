@@ -24,7 +24,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use cache::{ApiKeyUsage, TenantCache, TenantView, VerifiedCache};
+use cache::{ApiKeyUsage, Lookup, TenantCache, TenantView, UpstreamTokens, VerifiedCache};
 use chrono::{DateTime, Utc};
 use decision::{CredentialKind, Identity, Refusal};
 use ipnet::IpNet;
@@ -95,6 +95,7 @@ pub struct Edge {
     /// Cookie naming and flags.
     pub cookie_mode: CookieMode,
     verified: VerifiedCache,
+    upstream_tokens: UpstreamTokens,
     tenants: TenantCache,
     usage: Arc<ApiKeyUsage>,
     misconfig_seen: Mutex<HashSet<String>>,
@@ -113,6 +114,7 @@ impl Edge {
             trusted_proxies: Vec::new(),
             cookie_mode: CookieMode::Host,
             verified: VerifiedCache::default(),
+            upstream_tokens: UpstreamTokens::default(),
             tenants: TenantCache::default(),
             usage: Arc::default(),
             misconfig_seen: Mutex::default(),
@@ -314,8 +316,8 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
         metrics::decision(inbound.proxy, "unauthenticated");
         return unauthenticated(&state, &tenant, &inbound, false);
     };
-    let identity = match identify(&edge, &tenant, &credential, now).await {
-        Ok(id) => id,
+    let (key, identity) = match identify(&edge, &tenant, &credential, now).await {
+        Ok(found) => found,
         Err(ResolveError::Invalid) => {
             metrics::decision(inbound.proxy, "unauthenticated");
             return unauthenticated(&state, &tenant, &inbound, true);
@@ -331,7 +333,7 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
     match decision::decide(&requirements, inbound.method.as_ref(), &identity, now) {
         Ok(()) => {
             metrics::decision(inbound.proxy, "allow");
-            allowed(&edge, &tenant, &identity, &requirements).await
+            allowed(&edge, &tenant, &identity, &requirements, &key, now).await
         }
         Err(refusal) => {
             let outcome = if matches!(refusal, Refusal::StepUp { .. }) {
@@ -345,14 +347,14 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
     }
 }
 
-/// The identity behind `credential`, from the cache when proven before, checked against
-/// revocations either way.
+/// The identity behind `credential` and the credential's cache key, from the cache when
+/// proven before, checked against revocations either way.
 async fn identify(
     edge: &Edge,
     tenant: &TenantView,
     credential: &Credential,
     now: DateTime<Utc>,
-) -> Result<Arc<Identity>, ResolveError> {
+) -> Result<([u8; 32], Arc<Identity>), ResolveError> {
     let (tag, value) = match credential {
         Credential::AccessToken(v) => (b'j', v),
         Credential::ApiKey(v) => (b'k', v),
@@ -364,19 +366,22 @@ async fn identify(
     material.push(tag);
     material.extend_from_slice(value.as_bytes());
     let key = sha256(&material);
-    let revoked = |id: &Identity| {
-        id.revocation_ids
-            .iter()
-            .any(|r| edge.ephemeral.revocations().contains(r))
-    };
+    let revocations = edge.ephemeral.revocations();
+    // Read before any check: a revocation landing during this request moves it on.
+    let epoch = revocations.epoch();
+    let revoked = |id: &Identity| id.revocation_ids.iter().any(|r| revocations.contains(r));
 
-    if let Some(id) = edge.verified.get(&key, now) {
-        metrics::lookup("cache");
-        if revoked(&id) {
-            edge.verified.remove(&key);
+    match edge.verified.lookup(&key, now, epoch, revoked) {
+        Lookup::Hit(id) => {
+            metrics::lookup("cache");
+            return Ok((key, id));
+        }
+        Lookup::Revoked => {
+            metrics::lookup("cache");
+            edge.upstream_tokens.remove(&key);
             return Err(ResolveError::Invalid);
         }
-        return Ok(id);
+        Lookup::Miss => {}
     }
     let t = &tenant.tenant;
     metrics::lookup("resolver");
@@ -397,8 +402,8 @@ async fn identify(
     };
     let identity = Arc::new(identity);
     edge.verified
-        .insert(key, identity.clone(), valid_until, now);
-    Ok(identity)
+        .insert(key, identity.clone(), valid_until, now, epoch);
+    Ok((key, identity))
 }
 
 fn set(response: &mut Response, name: &'static str, value: &str) {
@@ -409,7 +414,14 @@ fn set(response: &mut Response, name: &'static str, value: &str) {
     }
 }
 
-async fn allowed(edge: &Edge, tenant: &TenantView, id: &Identity, req: &Requirements) -> Response {
+async fn allowed(
+    edge: &Edge,
+    tenant: &TenantView,
+    id: &Identity,
+    req: &Requirements,
+    key: &[u8; 32],
+    now: DateTime<Utc>,
+) -> Response {
     let mut response = StatusCode::OK.into_response();
     set(&mut response, "x-auth-request-user", &id.username);
     if let Some(email) = &id.email {
@@ -419,7 +431,19 @@ async fn allowed(edge: &Edge, tenant: &TenantView, id: &Identity, req: &Requirem
     set(&mut response, "x-keygate-tenant", &tenant.tenant.name);
     set(&mut response, "x-keygate-subject", &id.subject);
     if req.upstream_jwt {
-        match edge.resolver.upstream_token(&tenant.tenant, id).await {
+        let minted = match edge.upstream_tokens.get(key, now) {
+            Some(jwt) => Ok(jwt),
+            None => edge
+                .resolver
+                .upstream_token(&tenant.tenant, id)
+                .await
+                .map(|jwt| {
+                    let jwt: Arc<str> = Arc::from(jwt);
+                    edge.upstream_tokens.insert(*key, jwt.clone(), now);
+                    jwt
+                }),
+        };
+        match minted {
             Ok(jwt) => set(&mut response, UPSTREAM_JWT_HEADER, &jwt),
             // The route asked for a token it cannot get: deny rather than pass a request
             // the upstream will treat as anonymous.
