@@ -102,6 +102,10 @@ function init(args)
     tokens = {}
     for line in io.lines(args[2]) do tokens[#tokens + 1] = line end
   end
+  -- Without pacing or a token stream wrk sends its pre-built request: no Lua per request,
+  -- so the client takes as little of the shared CPU as it can.
+  if pause == 0 then delay = nil end
+  if not tokens then request = nil end
 end
 function delay()
   return pause
@@ -120,7 +124,17 @@ struct Scenario {
     name: &'static str,
     url: String,
     headers: Vec<(String, String)>,
-    token_file: Option<std::path::PathBuf>,
+    /// A never-seen token stream: one pre-signed pool per round (empty: fixed headers).
+    token_files: Vec<std::path::PathBuf>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn script_with_headers(
@@ -218,11 +232,21 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    let rounds: usize = std::env::var("KG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let workers: usize = std::env::var("KG_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("wrk is not installed: apt-get install -y wrk");
         std::process::exit(1);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap();
@@ -235,7 +259,7 @@ fn main() {
         .await;
         // The bare handler: same runtime, same axum::serve, same connect-info service.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let bare_url = format!("http://{}/forward-auth", listener.local_addr().unwrap());
+        let bare_url = format!("http://{}", listener.local_addr().unwrap());
         let bare = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
         tokio::spawn(async move {
             let _ = axum::serve(
@@ -264,15 +288,20 @@ fn main() {
             h
         };
         let inproc_tokens = dir.path().join("unseen-inproc.txt");
-        let tokens = dir.path().join("unseen.txt");
         let started = std::time::Instant::now();
-        mint_unseen(
-            &token,
-            gw.signing_key.as_ref().unwrap(),
-            unseen,
-            "http",
-            &tokens,
-        );
+        let pools: Vec<std::path::PathBuf> = (0..rounds)
+            .map(|r| {
+                let pool = dir.path().join(format!("unseen-{r}.txt"));
+                mint_unseen(
+                    &token,
+                    gw.signing_key.as_ref().unwrap(),
+                    unseen,
+                    &format!("http{r}"),
+                    &pool,
+                );
+                pool
+            })
+            .collect();
         mint_unseen(
             &token,
             gw.signing_key.as_ref().unwrap(),
@@ -281,124 +310,144 @@ fn main() {
             &inproc_tokens,
         );
         eprintln!(
-            "signed {unseen} never-seen RS256 tokens in {:.1}s",
+            "signed {rounds} x {unseen} never-seen RS256 tokens in {:.1}s",
             started.elapsed().as_secs_f64()
         );
         let scenarios = vec![
             Scenario {
-                name: "bare axum handler",
-                url: bare_url.clone(),
-                headers: nginx_headers.clone(),
-                token_file: None,
-            },
-            Scenario {
                 name: "JWT, seen",
                 url: url.clone(),
                 headers: with("Authorization", format!("Bearer {token}")),
-                token_file: None,
+                token_files: Vec::new(),
             },
             Scenario {
                 name: "API key",
                 url: url.clone(),
                 headers: with("X-API-Key", key),
-                token_file: None,
+                token_files: Vec::new(),
             },
             Scenario {
                 name: "session cookie",
                 url: url.clone(),
                 headers: with("Cookie", format!("__Host-keygate_session={session}")),
-                token_file: None,
+                token_files: Vec::new(),
             },
             Scenario {
                 name: "JWT RS256, never seen",
                 url: url.clone(),
                 headers: nginx_headers.clone(),
-                token_file: Some(tokens),
+                token_files: pools,
             },
         ];
         (gw, bare_url, scenarios, inproc_tokens)
     });
-    let _ = bare_url;
     println!("keygate forward-auth benchmark");
     println!(
-        "load: wrk -t1 -c64 -d{seconds}s --latency, 127.0.0.1 only; server: release build, tokio multi-thread runtime ({} workers) in this process, real IdentityService on SQLite, in-process ephemeral store",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "load: wrk -t1 -c64 -d{seconds}s --latency, 127.0.0.1 only, {rounds} rounds (medians shown); server: release build, tokio multi-thread runtime ({workers} workers) in this process, real IdentityService on SQLite, in-process ephemeral store"
+    );
+    println!(
+        "baseline: a bare axum handler returning 200 on its own listener in the same runtime, sent the very same requests (headers, token stream, wrk script) just before each scenario run"
     );
     println!(
         "'half load' paces each of the 64 connections so the total is about half the scenario's peak rate"
     );
     println!();
     println!(
-        "{:<24} {:>11} {:>8} {:>8} {:>9} | {:>11} {:>8} {:>8} | notes",
-        "scenario", "req/s", "p50 ms", "p99 ms", "vs bare", "half req/s", "p50 ms", "p99 ms",
+        "{:<24} {:>9} {:>9} {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>10} | notes",
+        "scenario",
+        "bare r/s",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "vs bare",
+        "half r/s",
+        "p50 ms",
+        "p99 ms",
+        "bare p99",
     );
-    let mut bare_rps = 0.0;
     // KG_BENCH_INPROC_ONLY=1 skips the HTTP runs (for profiling the handler alone).
     let http_runs = std::env::var("KG_BENCH_INPROC_ONLY").is_err();
     for sc in scenarios.iter().filter(|_| http_runs) {
         let script =
             script_with_headers(dir.path(), &sc.name.replace([' ', ','], "_"), &sc.headers);
-        let file = sc
-            .token_file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        // Warm-up (cache fill, connections), not counted; unseen tokens are not spent on it.
-        if sc.token_file.is_none() {
-            let _ = wrk(&sc.url, 1, &script, &["0".into(), String::new()]);
+        let stream = !sc.token_files.is_empty();
+        // Same path and query as the scenario, on the bare handler's listener.
+        let bare_url = sc.url.replacen(&gw.url, &bare_url, 1);
+        // The never-seen stream runs 1 s so each pre-signed pool lasts (see the notes column).
+        let secs = if stream { 1 } else { seconds };
+        let (mut bare_runs, mut runs) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let file = sc
+                .token_files
+                .get(round)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let args = ["0".to_owned(), file];
+            // Warm-up (cache fill, connections), not counted; pools are not spent on it.
+            if !stream {
+                let _ = wrk(&bare_url, 1, &script, &args);
+                let _ = wrk(&sc.url, 1, &script, &args);
+            }
+            bare_runs.push(wrk(&bare_url, secs, &script, &args));
+            runs.push(wrk(&sc.url, secs, &script, &args));
         }
-        // The never-seen stream runs 1 s so the pre-signed pool lasts (see the notes column).
-        let secs = if sc.token_file.is_some() { 1 } else { seconds };
-        let full = wrk(&sc.url, secs, &script, &["0".into(), file.clone()]);
-        if sc.name.starts_with("bare") {
-            bare_rps = full.rps;
-        }
-        // Half load: per-connection delay so that 64 connections together send ~rps/2.
-        let target = (full.rps / 2.0).max(1.0);
-        let pause_ms = ((64.0 / target) * 1000.0 - full.p50_ms).max(0.0).round() as u64;
-        let half = if sc.token_file.is_some() {
-            // Would reuse tokens already seen: the paced run would measure the cache, not RS256.
-            None
-        } else {
-            Some(wrk(
-                &sc.url,
-                seconds,
-                &script,
-                &[pause_ms.to_string(), String::new()],
-            ))
-        };
+        let ratio = median(
+            bare_runs
+                .iter()
+                .zip(&runs)
+                .map(|(b, r)| r.rps / b.rps)
+                .collect(),
+        );
+        let rps = median(runs.iter().map(|r| r.rps).collect());
+        let bare_rps = median(bare_runs.iter().map(|r| r.rps).collect());
         let mut notes = Vec::new();
-        if full.non_2xx > 0 {
-            notes.push(format!("{} non-2xx!", full.non_2xx));
+        let failed: u64 = runs.iter().map(|r| r.non_2xx).sum();
+        if failed > 0 {
+            notes.push(format!("{failed} non-2xx!"));
         }
-        if sc.token_file.is_some() {
-            let fresh = (unseen as u64).min(full.requests);
-            notes.push(format!(
-                "{fresh} of {} requests carried a never-seen token",
-                full.requests
-            ));
-        }
-        let (hr, h50, h99) = half.map_or(("-".into(), "-".into(), "-".into()), |h| {
-            (
-                format!("{:.0}", h.rps),
-                format!("{:.2}", h.p50_ms),
-                format!("{:.2}", h.p99_ms),
-            )
-        });
-        println!(
-            "{:<24} {:>11.0} {:>8.2} {:>8.2} {:>8.2}x | {:>11} {:>8} {:>8} | {}",
-            sc.name,
-            full.rps,
-            full.p50_ms,
-            full.p99_ms,
-            if bare_rps > 0.0 {
-                full.rps / bare_rps
+        if stream {
+            let most = runs.iter().map(|r| r.requests).max().unwrap_or(0);
+            notes.push(if most <= unseen as u64 {
+                format!("every request carried a never-seen token (busiest run: {most} requests, pool {unseen})")
             } else {
-                f64::NAN
+                format!("pool of {unseen} ran out: {most} requests in the busiest run, the rest were cached")
+            });
+        }
+        // Half load: per-connection delay so that 64 connections together send ~rps/2. A
+        // paced never-seen stream would reuse tokens (measuring the cache), so it is skipped.
+        let half = (!stream).then(|| {
+            let p50 = median(runs.iter().map(|r| r.p50_ms).collect());
+            let pause_ms = ((64.0 / (rps / 2.0).max(1.0)) * 1000.0 - p50)
+                .max(0.0)
+                .round() as u64;
+            let args = [pause_ms.to_string(), String::new()];
+            let bare = wrk(&bare_url, seconds, &script, &args);
+            let ours = wrk(&sc.url, seconds, &script, &args);
+            (ours, bare)
+        });
+        let (hr, h50, h99, b99) = half.map_or(
+            ("-".into(), "-".into(), "-".into(), "-".into()),
+            |(h, b)| {
+                (
+                    format!("{:.0}", h.rps),
+                    format!("{:.2}", h.p50_ms),
+                    format!("{:.2}", h.p99_ms),
+                    format!("{:.2}", b.p99_ms),
+                )
             },
+        );
+        println!(
+            "{:<24} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.2}x | {:>9} {:>8} {:>8} {:>10} | {}",
+            sc.name,
+            bare_rps,
+            rps,
+            median(runs.iter().map(|r| r.p50_ms).collect()),
+            median(runs.iter().map(|r| r.p99_ms).collect()),
+            ratio,
             hr,
             h50,
             h99,
+            b99,
             notes.join("; ")
         );
     }
@@ -409,20 +458,17 @@ fn main() {
     let app = keygate_gateway::app(gw.state.clone());
     let bare = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
     rt.block_on(async {
-        let mut bare_us = f64::NAN;
-        for sc in scenarios.iter().filter(|s| s.token_file.is_none()) {
+        let nginx = &scenarios[0].headers[..2];
+        let bare_us = in_process(&bare, "/forward-auth", nginx, 50_000).await;
+        println!("  {:<24} {:>8.2} µs", "bare axum handler", bare_us);
+        for sc in scenarios.iter().filter(|s| s.token_files.is_empty()) {
             let path = sc
                 .url
                 .split_once("127.0.0.1")
                 .and_then(|(_, r)| r.split_once('/'))
                 .map(|(_, p)| format!("/{p}"))
                 .unwrap_or_default();
-            let us = if sc.name.starts_with("bare") {
-                bare_us = in_process(&bare, &path, &sc.headers, 50_000).await;
-                bare_us
-            } else {
-                in_process(&app, &path, &sc.headers, 50_000).await
-            };
+            let us = in_process(&app, &path, &sc.headers, 50_000).await;
             println!(
                 "  {:<24} {:>8.2} µs  (+{:.2} µs over bare)",
                 sc.name,
@@ -436,7 +482,10 @@ fn main() {
             .lines()
             .map(str::to_owned)
             .collect();
-        let unseen_scenario = scenarios.iter().find(|s| s.token_file.is_some()).unwrap();
+        let unseen_scenario = scenarios
+            .iter()
+            .find(|s| !s.token_files.is_empty())
+            .unwrap();
         let path = format!(
             "/{}",
             unseen_scenario
