@@ -1,0 +1,126 @@
+//! Forgot password (same answer whether or not the account exists) and reset password
+//! (single-use, expiring link).
+
+use super::{EmailPasswordForm, FlowError, Page, TokenForm, csrf_ok, live};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::forward_auth::redirect::signin_url;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum_extra::extract::cookie::CookieJar;
+use minijinja::context;
+
+pub(super) const FORGOT: Page = Page {
+    template: "forgot.html",
+    title: "Reset your password",
+};
+pub(super) const RESET: Page = Page {
+    template: "reset.html",
+    title: "Choose a new password",
+};
+
+pub(super) async fn forgot_submit(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    jar: CookieJar,
+    form: Result<Form<EmailPasswordForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = live(&state, &name).await?;
+    let screen = FORGOT.on(&state, &tenant);
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let email = form.email.trim().to_owned();
+    if !csrf_ok(&state, &jar, &form.csrf).await? {
+        return Ok(screen
+            .expired(jar, StatusCode::FORBIDDEN, context! { email })
+            .await);
+    }
+    if !email.contains('@') {
+        return Ok(screen
+            .invalid(
+                jar,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "email",
+                "Enter an email address like name@example.com.",
+                context! { email },
+            )
+            .await);
+    }
+    // Same answer whether or not the account exists.
+    let _ = state
+        .edge
+        .flows
+        .request_password_reset(&tenant.tenant, &email)
+        .await;
+    Ok(screen.message(
+        "Check your email",
+        "If an account uses this address, we have sent it a link to set a new password.",
+        StatusCode::OK,
+        None,
+    ))
+}
+
+pub(super) async fn reset_submit(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    jar: CookieJar,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = live(&state, &name).await?;
+    let screen = RESET.on(&state, &tenant);
+    let Ok(Form(form)) = form else {
+        return Ok(screen
+            .expired(jar, StatusCode::BAD_REQUEST, context! {})
+            .await);
+    };
+    let again = context! { token => form.token.clone() };
+    if !csrf_ok(&state, &jar, &form.csrf).await? {
+        return Ok(screen.expired(jar, StatusCode::FORBIDDEN, again).await);
+    }
+    let outcome = state
+        .edge
+        .flows
+        .reset_password(&tenant.tenant, &form.token, &form.password)
+        .await;
+    Ok(match outcome {
+        Ok(()) => screen.message(
+            "Password changed",
+            "Your password is set. Sign in with it now.",
+            StatusCode::OK,
+            Some((
+                "Sign in",
+                signin_url(&state.public_url, &tenant.tenant.name, None),
+            )),
+        ),
+        Err(FlowError::PasswordRejected(why)) => {
+            screen
+                .invalid(
+                    jar,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "password",
+                    why,
+                    again,
+                )
+                .await
+        }
+        Err(FlowError::InvalidLink) => screen.message(
+            "Link expired",
+            "This link is no longer valid. Ask for a new one.",
+            StatusCode::BAD_REQUEST,
+            Some((
+                "Reset your password",
+                format!(
+                    "{}/t/{}/forgot-password",
+                    state.public_url, tenant.tenant.name
+                ),
+            )),
+        ),
+        Err(_) => screen.message(
+            "Try again later",
+            "Changing passwords is not available right now.",
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+        ),
+    })
+}

@@ -1,0 +1,153 @@
+//! Sign up (per the tenant's registration mode) and email verification.
+
+use super::{EmailPasswordForm, Errors, FlowError, Page, TokenForm, checked_rd, csrf_ok, live};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::forward_auth::redirect::signin_url;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum_extra::extract::cookie::CookieJar;
+use minijinja::context;
+
+pub(super) const SIGN_UP: Page = Page {
+    template: "signup.html",
+    title: "Create an account",
+};
+pub(super) const VERIFY: Page = Page {
+    template: "verify.html",
+    title: "Verify your email",
+};
+
+pub(super) async fn signup_submit(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    jar: CookieJar,
+    form: Result<Form<EmailPasswordForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = live(&state, &name).await?;
+    let screen = SIGN_UP.on(&state, &tenant);
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let rd = checked_rd(
+        &state,
+        &tenant,
+        Some(form.rd.as_str()).filter(|r| !r.is_empty()),
+    );
+    let again = context! { rd => rd.clone(), email => form.email.clone() };
+    if !csrf_ok(&state, &jar, &form.csrf).await? {
+        return Ok(screen.expired(jar, StatusCode::FORBIDDEN, again).await);
+    }
+    let mut errors = Errors::new();
+    if !form.email.contains('@') {
+        errors.insert(
+            "email",
+            "Enter an email address like name@example.com.".into(),
+        );
+    }
+    let min_length = tenant.spec.password_policy.min_length;
+    if (form.password.chars().count() as u32) < min_length {
+        errors.insert("password", format!("Use at least {min_length} characters."));
+    }
+    if !errors.is_empty() {
+        return Ok(screen
+            .show(jar, StatusCode::UNPROCESSABLE_ENTITY, errors, again)
+            .await);
+    }
+    let outcome = state
+        .edge
+        .flows
+        .sign_up(&tenant.tenant, form.email.trim(), &form.password)
+        .await;
+    Ok(match outcome {
+        Ok(()) => screen.message(
+            "Check your email",
+            "If the address can be registered, we have sent a link to confirm it.",
+            StatusCode::OK,
+            Some((
+                "Sign in",
+                signin_url(&state.public_url, &tenant.tenant.name, rd.as_deref()),
+            )),
+        ),
+        Err(FlowError::PasswordRejected(why)) => {
+            screen
+                .invalid(
+                    jar,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "password",
+                    why,
+                    again,
+                )
+                .await
+        }
+        Err(FlowError::RegistrationClosed) => {
+            screen
+                .invalid(
+                    jar,
+                    StatusCode::FORBIDDEN,
+                    "email",
+                    "This organisation does not take new registrations.",
+                    again,
+                )
+                .await
+        }
+        Err(_) => {
+            screen
+                .invalid(
+                    jar,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "email",
+                    "Registration is not available right now. Try again shortly.",
+                    again,
+                )
+                .await
+        }
+    })
+}
+
+pub(super) async fn verify_submit(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    jar: CookieJar,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = live(&state, &name).await?;
+    let screen = VERIFY.on(&state, &tenant);
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    if !csrf_ok(&state, &jar, &form.csrf).await? {
+        return Ok(screen
+            .expired(jar, StatusCode::FORBIDDEN, context! { token => form.token })
+            .await);
+    }
+    let signin = Some((
+        "Sign in",
+        signin_url(&state.public_url, &tenant.tenant.name, None),
+    ));
+    Ok(
+        match state
+            .edge
+            .flows
+            .verify_email(&tenant.tenant, &form.token)
+            .await
+        {
+            Ok(()) => screen.message(
+                "Email verified",
+                "Thank you, your email address is confirmed.",
+                StatusCode::OK,
+                signin,
+            ),
+            Err(FlowError::InvalidLink) => screen.message(
+                "Link expired",
+                "This link is no longer valid. Sign in to get a new one.",
+                StatusCode::BAD_REQUEST,
+                signin,
+            ),
+            Err(_) => screen.message(
+                "Try again later",
+                "Verification is not available right now.",
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            ),
+        },
+    )
+}
