@@ -2242,3 +2242,67 @@ async fn a_revoked_session_is_refused_on_every_replica_though_its_hot_record_lin
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The hot record is a cache: while Redis is down, cookie checks ask the ledger, so browsers
+/// stay signed in (as they did before the hot state existed) instead of getting 503s.
+#[sqlx::test(migrations = false)]
+async fn cookie_checks_fall_back_to_the_ledger_while_redis_is_down(pool: sqlx::PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ephemeral: Arc<dyn Ephemeral> = loop {
+        match RedisEphemeral::connect(&url, "kgtest:").await {
+            Ok(e) => break Arc::new(e),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "redis-server: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    let (env, _) = serve_with(store, ephemeral, clock.clone(), limits, master, None).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "web@example.com").await;
+    let (_, cookie) = env.browser_login("acme", "web@example.com").await;
+    assert_eq!(env.with_cookie("acme", &cookie).await, StatusCode::OK);
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let check = || {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            env.with_cookie("acme", &cookie),
+        )
+    };
+    // Generous timeouts: while Redis is down, each of its calls waits out the client's
+    // reconnect back-off (seconds) before failing.
+    assert_eq!(
+        check().await.unwrap(),
+        StatusCode::OK,
+        "Redis down: the ledger answers"
+    );
+    clock.advance(Duration::seconds(61));
+    assert_eq!(
+        check().await.unwrap(),
+        StatusCode::OK,
+        "and takes the once-a-minute write"
+    );
+}

@@ -155,7 +155,7 @@ impl IdentityService {
             session.last_seen_at = now;
             session.idle_expires_at = idle;
             // A browser session's cookie check reads the hot record: keep its expiry in step.
-            self.put_hot_session(t, &session).await?;
+            self.put_hot_session(t, &session).await;
         }
         self.inner.families.put(session.clone());
         let scope = narrowed_scope(&session.scope, asked_scope)?;

@@ -72,37 +72,34 @@ fn hot_key(t: &TenantCtx, token_hash: &[u8]) -> String {
 impl IdentityService {
     /// Keeps `session`'s hot record (if it has a cookie) for its remaining idle lifetime,
     /// never longer than a revocation of it is remembered.
-    pub(super) async fn put_hot_session(
-        &self,
-        t: &TenantCtx,
-        session: &Session,
-    ) -> Result<(), IdentityError> {
-        let Some(token_hash) = &session.token_hash else {
-            return Ok(());
-        };
-        self.write_hot(t, token_hash, &HotSession::of(session))
-            .await
+    pub(super) async fn put_hot_session(&self, t: &TenantCtx, session: &Session) {
+        if let Some(token_hash) = &session.token_hash {
+            self.write_hot(t, token_hash, &HotSession::of(session))
+                .await;
+        }
     }
 
-    async fn write_hot(
-        &self,
-        t: &TenantCtx,
-        token_hash: &[u8],
-        hot: &HotSession,
-    ) -> Result<(), IdentityError> {
+    /// Best effort: the record is a cache of the ledger, so a failed write only costs the
+    /// next check a ledger read.
+    async fn write_hot(&self, t: &TenantCtx, token_hash: &[u8], hot: &HotSession) {
         let left = (hot.idle_expires_at.min(hot.absolute_expires_at) - self.now())
             .to_std()
             .unwrap_or_default()
             .min(self.session_revocation_ttl(t));
         if left.is_zero() {
-            return Ok(());
+            return;
         }
-        let value = serde_json::to_vec(hot).map_err(|e| IdentityError::Internal(e.to_string()))?;
-        self.deps()
+        let Ok(value) = serde_json::to_vec(hot) else {
+            return;
+        };
+        if let Err(e) = self
+            .deps()
             .ephemeral
             .put(&hot_key(t, token_hash), &value, left)
-            .await?;
-        Ok(())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot keep a session's hot record; the ledger answers");
+        }
     }
 
     /// Drops `session`'s hot record (revocation; the revocation set refuses it meanwhile).
@@ -117,17 +114,18 @@ impl IdentityService {
         Ok(())
     }
 
-    /// The hot record of a cookie, if one is there and readable.
-    async fn read_hot(
-        &self,
-        t: &TenantCtx,
-        token_hash: &[u8],
-    ) -> Result<Option<HotSession>, IdentityError> {
-        let Some(bytes) = self.deps().ephemeral.get(&hot_key(t, token_hash)).await? else {
-            return Ok(None);
-        };
-        // An unreadable record (another version's format) is a miss, not an error.
-        Ok(serde_json::from_slice(&bytes).ok())
+    /// The hot record of a cookie, if one is there and readable. The ephemeral store being
+    /// down is a miss too: the ledger is the system of record, and the revocation set asked
+    /// before trusting a record is this replica's own.
+    async fn read_hot(&self, t: &TenantCtx, token_hash: &[u8]) -> Option<HotSession> {
+        match self.deps().ephemeral.get(&hot_key(t, token_hash)).await {
+            // An unreadable record (another version's format) is a miss, not an error.
+            Ok(bytes) => bytes.and_then(|b| serde_json::from_slice(&b).ok()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a session's hot record; asking the ledger");
+                None
+            }
+        }
     }
 
     /// Resolves a session cookie of tenant `t`: the revocation set first, then the hot
@@ -140,7 +138,7 @@ impl IdentityService {
         let token_hash = cookie_hash(cookie).ok_or(IdentityError::InvalidToken)?;
         let d = self.deps();
         let now = self.now();
-        let hot = match self.read_hot(t, &token_hash).await? {
+        let hot = match self.read_hot(t, &token_hash).await {
             Some(hot) => {
                 if d.ephemeral
                     .revocations()
@@ -167,7 +165,7 @@ impl IdentityService {
                     return Err(IdentityError::InvalidToken);
                 }
                 let hot = HotSession::of(&session);
-                self.write_hot(t, &token_hash, &hot).await?;
+                self.write_hot(t, &token_hash, &hot).await;
                 hot
             }
         };
@@ -184,12 +182,14 @@ impl IdentityService {
                 .touch_session(t.row.id, hot.session_id, now, idle)
                 .await?
             {
-                d.ephemeral.take(&hot_key(t, &token_hash)).await?;
+                // Best effort: a record left behind ends with its TTL, and the ledger
+                // refuses the session at every later write anyway.
+                let _ = d.ephemeral.take(&hot_key(t, &token_hash)).await;
                 return Err(IdentityError::InvalidToken);
             }
             hot.last_seen_at = now;
             hot.idle_expires_at = idle;
-            self.write_hot(t, &token_hash, &hot).await?;
+            self.write_hot(t, &token_hash, &hot).await;
         }
         let user = &subject.user;
         Ok(Principal {

@@ -368,7 +368,7 @@ impl IdentityService {
                 expires_at: (now + span(t.spec.refresh_idle_ttl())).min(absolute_expires_at),
             })
             .await?;
-        self.put_hot_session(t, &session).await?;
+        self.put_hot_session(t, &session).await;
         Ok(OpenedSession {
             session,
             refresh_token: raw,
