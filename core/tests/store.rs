@@ -67,6 +67,7 @@ conformance!(
     sessions::rotated_token_reveals_family,
     sessions::session_revoke_revokes_family,
     sessions::session_expiry_and_janitor,
+    sessions::session_cookie_token_and_client,
     mfa::totp_step_refuses_replay_and_older_steps,
     mfa::backup_codes_single_use,
     mfa::factor_lifecycle,

@@ -143,6 +143,7 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "Invalid or missing credential",
         ),
         E::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid grant"),
+        E::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", "Invalid scope"),
         E::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
         E::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
         E::InvalidRequest(_) => (

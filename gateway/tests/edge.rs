@@ -837,8 +837,7 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
     }
 
     // The session cookie of a browser sign-in.
-    let (_, session) = real::sign_in(gw.real(), &gw.tenant, &ada(), true).await;
-    let cookie = session.to_string();
+    let (_, _, cookie) = real::sign_in_browser(gw.real(), &gw.tenant, &ada()).await;
     let with_cookie = || {
         http.get(format!("{app}/orders"))
             .header("cookie", format!("__Host-keygate_session={cookie}"))

@@ -1850,3 +1850,459 @@ async fn a_revocation_reaches_a_replica_redis_did_not_tell(pool: sqlx::PgPool) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Session cookies: opaque tokens stored as hashes, hot state in Redis, refresh keeps the grant.
+
+/// A gateway on `store` whose ephemeral state is Redis under `prefix` (replicas pass the same
+/// prefix and the first one's URL); also returns its service and its ephemeral store.
+async fn redis_replica(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    master: MasterKeys,
+    prefix: &str,
+    public_url: Option<&str>,
+) -> (Env, IdentityService, Arc<dyn Ephemeral>) {
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(
+        RedisEphemeral::connect(&redis_url(), prefix)
+            .await
+            .expect("Redis"),
+    );
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    let (env, identity) =
+        serve_with(store, ephemeral.clone(), clock, limits, master, public_url).await;
+    (env, identity, ephemeral)
+}
+
+impl Env {
+    /// A JSON sign-in asking for a browser session: (body, the session cookie's value).
+    async fn browser_login(&self, tenant: &str, email: &str) -> (Value, String) {
+        let r = self
+            .http
+            .post(format!("{}/t/{tenant}/login", self.url))
+            .json(&json!({"email": email, "password": PASSWORD, "browser_session": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let value = set_cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("__Host-keygate_session=")
+            .unwrap()
+            .to_owned();
+        (r.json().await.unwrap(), value)
+    }
+
+    /// `GET /t/{tenant}/sessions` with only the session cookie `value`.
+    async fn with_cookie(&self, tenant: &str, value: &str) -> StatusCode {
+        self.http
+            .get(format!("{}/t/{tenant}/sessions", self.url))
+            .header("cookie", format!("__Host-keygate_session={value}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the gateway keeps a cookie's hot record (the format is the gateway's; tests read
+/// it to prove the record is written, repopulated and deleted).
+fn hot_key(tenant: &Tenant, cookie: &str) -> String {
+    format!(
+        "session-hot:{}:{}",
+        tenant.id,
+        hex(&sha256(cookie.as_bytes()))
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn session_cookies_are_opaque_256_bit_tokens_stored_as_hashes(pool: sqlx::PgPool) {
+    let raw = pool.clone();
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.tenant("beta", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "web@example.com").await;
+    let (body, cookie) = env.browser_login("acme", "web@example.com").await;
+    let sid = body["session_id"].as_str().unwrap();
+
+    // 32 random bytes, base64url: at least 43 characters, and not the session id.
+    assert!(cookie.len() >= 43, "{cookie}");
+    assert!(
+        cookie
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{cookie}"
+    );
+    assert_ne!(cookie, sid);
+    assert_eq!(env.with_cookie("acme", &cookie).await, StatusCode::OK);
+
+    // The database holds the token's SHA-256, never the token.
+    let stored: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT token_hash FROM sessions WHERE id = $1::uuid")
+            .bind(sid)
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert_eq!(stored.as_deref(), Some(&sha256(cookie.as_bytes())[..]));
+    let rows: Vec<String> = sqlx::query_scalar("SELECT s::text FROM sessions s")
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| !r.contains(&cookie)), "{rows:?}");
+
+    // Forged, guessed, old-format (a bare session id) and foreign cookies: 401, never 5xx.
+    let forged = keygate_core::crypto::random::random_token().unwrap();
+    let mut flipped = cookie.clone().into_bytes();
+    flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for (what, value) in [
+        ("forged", forged.as_str()),
+        ("one character changed", flipped.as_str()),
+        ("the session id (old format)", sid),
+        ("a random UUID", &uuid::Uuid::new_v4().to_string()),
+        ("junk", "not a cookie"),
+    ] {
+        assert_eq!(
+            env.with_cookie("acme", value).await,
+            StatusCode::UNAUTHORIZED,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        env.with_cookie("beta", &cookie).await,
+        StatusCode::UNAUTHORIZED,
+        "another tenant's cookie"
+    );
+    assert_eq!(
+        env.with_cookie("acme", &cookie).await,
+        StatusCode::OK,
+        "the real cookie still works"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    env.user(&t.row, "app@example.com").await;
+    let granted = "openid orders.read orders.write";
+    let (s, login) = env
+        .post_json(
+            "/t/acme/login",
+            json!({"email": "app@example.com", "password": PASSWORD,
+                   "client_id": "orders-spa", "scope": granted}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{login}");
+    let first =
+        verify_independently(&env.url, "acme", login["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (first["client_id"].as_str(), first["scope"].as_str()),
+        (Some("orders-spa"), Some(granted))
+    );
+
+    // Two refreshes: both access tokens keep the client and the scope.
+    let mut refresh_token = login["refresh_token"].as_str().unwrap().to_owned();
+    for round in 0..2 {
+        let (s, next) = env.refresh("acme", &refresh_token).await;
+        assert_eq!(s, StatusCode::OK, "{next}");
+        assert_eq!(next["scope"], granted);
+        let claims =
+            verify_independently(&env.url, "acme", next["access_token"].as_str().unwrap()).await;
+        assert_eq!(claims["client_id"], "orders-spa", "refresh {round}");
+        assert_eq!(claims["scope"], granted, "refresh {round}");
+        refresh_token = next["refresh_token"].as_str().unwrap().to_owned();
+    }
+
+    // A scope asked for narrows this access token only.
+    let (s, narrow) = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+                ("scope", "orders.read"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{narrow}");
+    assert_eq!(narrow["scope"], "orders.read");
+    let claims =
+        verify_independently(&env.url, "acme", narrow["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (claims["client_id"].as_str(), claims["scope"].as_str()),
+        (Some("orders-spa"), Some("orders.read"))
+    );
+    refresh_token = narrow["refresh_token"].as_str().unwrap().to_owned();
+
+    // Widening is refused, and does not spend the refresh token.
+    let (s, err) = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+                ("scope", "openid admin"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope")),
+        "{err}"
+    );
+    let (s, next) = env.refresh("acme", &refresh_token).await;
+    assert_eq!(s, StatusCode::OK, "{next}");
+    assert_eq!(next["scope"], granted, "narrowing lasted one token only");
+}
+
+/// The cookie check reads the hot record in Redis, not the ledger: a revocation written only
+/// to the ledger (one Redis never carried) is noticed at the next once-a-minute ledger write,
+/// which is also the only time `last_seen_at` changes. Without the hot record every check
+/// would read (and so refuse at once), without the interval every check would write.
+#[sqlx::test(migrations = false)]
+async fn cookie_checks_read_redis_and_write_the_ledger_once_a_minute(pool: sqlx::PgPool) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
+    let (env, _, ephemeral) =
+        redis_replica(store.clone(), clock.clone(), master, &prefix, None).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "web@example.com").await;
+    let (body, cookie) = env.browser_login("acme", "web@example.com").await;
+    let sid: keygate_core::ids::SessionId = body["session_id"].as_str().unwrap().parse().unwrap();
+    let signed_in = store.session(t.row.id, sid).await.unwrap().unwrap();
+    assert!(
+        ephemeral
+            .get(&hot_key(&t.row, &cookie))
+            .await
+            .unwrap()
+            .is_some(),
+        "sign-in writes the hot record"
+    );
+
+    // Many checks within a minute: no ledger write.
+    for _ in 0..5 {
+        clock.advance(Duration::seconds(10));
+        assert_eq!(env.with_cookie("acme", &cookie).await, StatusCode::OK);
+    }
+    let row = store.session(t.row.id, sid).await.unwrap().unwrap();
+    assert_eq!(
+        row.last_seen_at, signed_in.last_seen_at,
+        "no write within the minute"
+    );
+    assert_eq!(row.idle_expires_at, signed_in.idle_expires_at);
+
+    // Past the minute: one write slides last_seen and the idle expiry.
+    clock.advance(Duration::seconds(11));
+    assert_eq!(env.with_cookie("acme", &cookie).await, StatusCode::OK);
+    let touched = store.session(t.row.id, sid).await.unwrap().unwrap();
+    assert!(touched.last_seen_at > signed_in.last_seen_at);
+    assert!(touched.idle_expires_at > signed_in.idle_expires_at);
+    clock.advance(Duration::seconds(5));
+    assert_eq!(env.with_cookie("acme", &cookie).await, StatusCode::OK);
+    assert_eq!(
+        store
+            .session(t.row.id, sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        touched.last_seen_at
+    );
+
+    // A revocation only the ledger knows: the hot record answers until the next write.
+    assert!(
+        store
+            .revoke_session(t.row.id, sid, clock.now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        env.with_cookie("acme", &cookie).await,
+        StatusCode::OK,
+        "served from Redis"
+    );
+    clock.advance(Duration::seconds(61));
+    assert_eq!(
+        env.with_cookie("acme", &cookie).await,
+        StatusCode::UNAUTHORIZED,
+        "the ledger write notices"
+    );
+    assert!(
+        ephemeral
+            .get(&hot_key(&t.row, &cookie))
+            .await
+            .unwrap()
+            .is_none(),
+        "and drops the hot record"
+    );
+    assert_eq!(
+        env.with_cookie("acme", &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_hot_record_miss_falls_back_to_the_ledger_and_a_revoke_deletes_it(pool: sqlx::PgPool) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
+    let (env, _, ephemeral) = redis_replica(store, clock, master, &prefix, None).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "web@example.com").await;
+    let (body, cookie) = env.browser_login("acme", "web@example.com").await;
+    let key = hot_key(&t.row, &cookie);
+
+    // Redis lost the record (eviction, flush): the ledger answers and the record comes back.
+    assert!(ephemeral.take(&key).await.unwrap().is_some());
+    assert_eq!(env.with_cookie("acme", &cookie).await, StatusCode::OK);
+    let hot: Value = serde_json::from_slice(&ephemeral.get(&key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(hot["session_id"], body["session_id"]);
+    assert!(hot.get("token").is_none() && !hot.to_string().contains(&cookie));
+
+    // Revoking the session deletes its hot record.
+    let sid = body["session_id"].as_str().unwrap();
+    let r = env
+        .http
+        .delete(format!("{}/t/acme/sessions/{sid}", env.url))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(ephemeral.get(&key).await.unwrap().is_none());
+    assert_eq!(
+        env.with_cookie("acme", &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Two gateways share Postgres and Redis. A revocation that reaches B only through the
+/// revocation feed — the hot record in Redis still there — is refused by B: the revocation
+/// set is asked before the hot record is trusted.
+#[sqlx::test(migrations = false)]
+async fn a_revoked_session_is_refused_on_every_replica_though_its_hot_record_lingers(
+    pool: sqlx::PgPool,
+) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
+    let (a, _, a_ephemeral) =
+        redis_replica(store.clone(), clock.clone(), master.clone(), &prefix, None).await;
+    let (b, _, b_ephemeral) = redis_replica(store, clock, master, &prefix, Some(&a.url)).await;
+    let t = a.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    a.user(&t.row, "web@example.com").await;
+    let (body, cookie) = a.browser_login("acme", "web@example.com").await;
+    assert_eq!(
+        b.with_cookie("acme", &cookie).await,
+        StatusCode::OK,
+        "B reads A's hot record"
+    );
+
+    let sid = body["session_id"].as_str().unwrap();
+    a_ephemeral
+        .revoke(sid, std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(
+        b_ephemeral
+            .get(&hot_key(&t.row, &cookie))
+            .await
+            .unwrap()
+            .is_some(),
+        "the hot record lingers"
+    );
+    assert_eq!(
+        a.with_cookie("acme", &cookie).await,
+        StatusCode::UNAUTHORIZED,
+        "A at once"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while b.with_cookie("acme", &cookie).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still accepts a revoked session from its hot record"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The hot record is a cache: while Redis is down, cookie checks ask the ledger, so browsers
+/// stay signed in (as they did before the hot state existed) instead of getting 503s.
+#[sqlx::test(migrations = false)]
+async fn cookie_checks_fall_back_to_the_ledger_while_redis_is_down(pool: sqlx::PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ephemeral: Arc<dyn Ephemeral> = loop {
+        match RedisEphemeral::connect(&url, "kgtest:").await {
+            Ok(e) => break Arc::new(e),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "redis-server: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    let (env, _) = serve_with(store, ephemeral, clock.clone(), limits, master, None).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "web@example.com").await;
+    let (_, cookie) = env.browser_login("acme", "web@example.com").await;
+    assert_eq!(env.with_cookie("acme", &cookie).await, StatusCode::OK);
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let check = || {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            env.with_cookie("acme", &cookie),
+        )
+    };
+    // Generous timeouts: while Redis is down, each of its calls waits out the client's
+    // reconnect back-off (seconds) before failing.
+    assert_eq!(
+        check().await.unwrap(),
+        StatusCode::OK,
+        "Redis down: the ledger answers"
+    );
+    clock.advance(Duration::seconds(61));
+    assert_eq!(
+        check().await.unwrap(),
+        StatusCode::OK,
+        "and takes the once-a-minute write"
+    );
+}

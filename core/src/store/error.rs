@@ -54,6 +54,7 @@ pub const CONSTRAINTS: &[(&str, &str)] = &[
     ("api_keys_prefix", "api_keys.prefix"),
     ("signing_keys_kid", "signing_keys.kid"),
     ("refresh_tokens_hash", "refresh_tokens.hash"),
+    ("sessions_token_hash", "sessions.token_hash"),
     (
         "backup_codes_hash",
         "backup_codes.tenant_id, backup_codes.user_id, backup_codes.code_hash",

@@ -265,11 +265,19 @@ pub trait SigningKeyStore {
 /// The session ledger.
 #[async_trait]
 pub trait SessionStore {
-    /// Opens a session; `NotFound` if the account is not in this tenant.
+    /// Opens a session; `NotFound` if the account is not in this tenant,
+    /// `Conflict { constraint: "sessions_token_hash" }` if the token hash exists.
     async fn insert_session(&self, s: &NewSession) -> Result<Session, StoreError>;
     /// Finds a session by id (whatever its state; check [`Session::is_active`]).
     async fn session(&self, tenant: TenantId, id: SessionId)
     -> Result<Option<Session>, StoreError>;
+    /// Finds a session by the SHA-256 of its cookie token (whatever its state; check
+    /// [`Session::is_active`]); another tenant's session answers `None`.
+    async fn session_by_token_hash(
+        &self,
+        tenant: TenantId,
+        token_hash: &[u8],
+    ) -> Result<Option<Session>, StoreError>;
     /// The account's sessions active at `now`, newest first.
     async fn active_sessions_of_user(
         &self,

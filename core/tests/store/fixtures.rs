@@ -144,6 +144,9 @@ pub fn new_session(tenant: TenantId, user: UserId) -> NewSession {
         created_at: t0(),
         idle_expires_at: t(30 * 60),
         absolute_expires_at: t(12 * 3600),
+        token_hash: None,
+        client_id: "keygate".into(),
+        scope: "openid".into(),
     }
 }
 

@@ -273,3 +273,72 @@ pub async fn session_expiry_and_janitor(db: &Db) {
     assert!(db.session(acme.id, s.id).await.unwrap().is_none());
     assert!(db.refresh_token(acme.id, &r0.hash).await.unwrap().is_none());
 }
+
+pub async fn session_cookie_token_and_client(db: &Db) {
+    let acme = tenant(&**db, "acme").await;
+    let beta = tenant(&**db, "beta").await;
+    let ann = user(&**db, acme.id, "ann@example.com").await;
+    let opened = db
+        .insert_session(&NewSession {
+            token_hash: Some(hash("cookie-1")),
+            client_id: "orders-spa".into(),
+            scope: "openid orders.read".into(),
+            ..new_session(acme.id, ann.id)
+        })
+        .await
+        .unwrap();
+    assert_eq!(opened.token_hash.as_deref(), Some(&hash("cookie-1")[..]));
+    assert_eq!(opened.client_id, "orders-spa");
+    assert_eq!(opened.scope, "openid orders.read");
+
+    // The cookie resolves by the hash of its token, in its own tenant only.
+    let found = db
+        .session_by_token_hash(acme.id, &hash("cookie-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, opened);
+    assert_eq!(
+        db.session(acme.id, opened.id).await.unwrap().unwrap(),
+        opened
+    );
+    assert!(
+        db.session_by_token_hash(beta.id, &hash("cookie-1"))
+            .await
+            .unwrap()
+            .is_none(),
+        "another tenant's cookie is nothing here"
+    );
+    assert!(
+        db.session_by_token_hash(acme.id, &hash("cookie-2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A token hash names one session; sessions without a cookie are many.
+    assert_conflict(
+        db.insert_session(&NewSession {
+            token_hash: Some(hash("cookie-1")),
+            ..new_session(acme.id, ann.id)
+        })
+        .await,
+        "sessions_token_hash",
+    );
+    let a = session(&**db, acme.id, ann.id).await;
+    let b = session(&**db, acme.id, ann.id).await;
+    assert_eq!((a.token_hash, b.token_hash), (None, None));
+    assert_eq!(
+        (a.client_id.as_str(), a.scope.as_str()),
+        ("keygate", "openid")
+    );
+
+    // A revoked session is still found (the caller checks `is_active`).
+    assert!(db.revoke_session(acme.id, opened.id, t(5)).await.unwrap());
+    let revoked = db
+        .session_by_token_hash(acme.id, &hash("cookie-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!revoked.is_active(t(6)));
+}

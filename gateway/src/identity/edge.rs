@@ -54,7 +54,8 @@ impl From<IdentityError> for FlowError {
             ),
             IdentityError::InvalidLink
             | IdentityError::InvalidToken
-            | IdentityError::InvalidGrant => FlowError::InvalidLink,
+            | IdentityError::InvalidGrant
+            | IdentityError::InvalidScope => FlowError::InvalidLink,
             IdentityError::AccountSuspended
             | IdentityError::Forbidden
             | IdentityError::NotFound
@@ -226,8 +227,13 @@ impl AccountFlows for IdentityService {
         let max_age = (done.session_expires_at - self.now())
             .to_std()
             .unwrap_or_default();
+        let cookie_value = done.session_cookie.ok_or_else(|| {
+            FlowError::from(IdentityError::Internal(
+                "a browser sign-in opened a session without a cookie".into(),
+            ))
+        })?;
         Ok(SignedIn {
-            cookie_value: done.session_id.to_string(),
+            cookie_value,
             max_age,
         })
     }

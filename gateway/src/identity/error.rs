@@ -67,6 +67,9 @@ pub enum IdentityError {
     /// A refresh token (or other grant) is unknown, expired, revoked or reused.
     #[error("invalid grant")]
     InvalidGrant,
+    /// A refresh asked for a scope the session was not granted (RFC 6749 §6).
+    #[error("invalid scope")]
+    InvalidScope,
     /// The caller lacks the permission for this action.
     #[error("forbidden")]
     Forbidden,

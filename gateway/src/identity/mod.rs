@@ -10,7 +10,8 @@
 //! routes / forward_auth / pages ──► IdentityService ──► tenants (cache) ─┐
 //!                                     │  signin · refresh · sessions      ├─► Store (Postgres/SQLite)
 //!                                     │  accounts · resolve               ├─► Ephemeral (Redis: rate
-//!                                     └► signer · tokens · password ······┘   windows, revocations)
+//!                                     └► signer · tokens · password ······┘   windows, revocations,
+//!                                                                              hot sessions)
 //! ```
 
 mod accounts;
@@ -24,6 +25,7 @@ mod principal;
 mod refresh;
 mod resolve;
 mod revocation_sync;
+mod session_cookie;
 mod sessions;
 mod signer;
 mod signin;
@@ -227,8 +229,10 @@ impl std::fmt::Debug for TokenSet {
 pub struct SignedIn {
     /// Tokens for API clients.
     pub tokens: TokenSet,
-    /// The session opened (the cookie value for browsers).
+    /// The session opened (the `sid` claim; no secret).
     pub session_id: SessionId,
+    /// The session cookie's value (an opaque 256-bit token), for browser sign-ins only.
+    pub session_cookie: Option<String>,
     /// When the session ends at the latest.
     pub session_expires_at: DateTime<Utc>,
     /// The signed-in person.

@@ -6,7 +6,6 @@
 
 use super::audit::kind;
 use super::mailer::Email;
-use super::signin::{DEFAULT_CLIENT_ID, DEFAULT_SCOPE};
 use super::tenants::TenantCtx;
 use super::{IdentityError, IdentityService, RequestMeta, TokenSet, hex, span};
 use keygate_core::crypto::{random::random_token, sha256};
@@ -21,11 +20,15 @@ const GRACE_WAIT: Duration = Duration::from_secs(2);
 const MAX_REFRESH_TOKEN_BYTES: usize = 512;
 
 impl IdentityService {
-    /// Exchanges a refresh token for a new pair (`grant_type=refresh_token`).
+    /// Exchanges a refresh token for a new pair (`grant_type=refresh_token`). The access
+    /// token keeps the session's `client_id` and `scope`; a `scope` asked for may narrow
+    /// that for this token (RFC 6749 §6), never widen it (`InvalidScope`, and the refresh
+    /// token is not spent).
     pub async fn refresh(
         &self,
         tenant: &str,
         refresh_token: &str,
+        scope: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<TokenSet, IdentityError> {
         let t = self.tenant(tenant).await?;
@@ -35,6 +38,11 @@ impl IdentityService {
         let d = self.deps();
         let now = self.now();
         let presented = sha256(refresh_token.as_bytes());
+        let asked = scope.map(str::trim).filter(|s| !s.is_empty());
+        if let Some(asked) = asked {
+            self.check_scope_before_rotation(&t, &presented, asked)
+                .await?;
+        }
         let next_raw = random_token()?;
         let next_hash = sha256(next_raw.as_bytes());
         let next_expires = now + span(t.spec.refresh_idle_ttl());
@@ -45,7 +53,7 @@ impl IdentityService {
         {
             RotateOutcome::Rotated { next } => {
                 let pair = self
-                    .tokens_for_family(&t, next.session_id, next_raw)
+                    .tokens_for_family(&t, next.session_id, next_raw, asked)
                     .await?;
                 let grace = t.spec.refresh_reuse_grace();
                 if !grace.is_zero() {
@@ -82,12 +90,39 @@ impl IdentityService {
         }
     }
 
+    /// Refuses a `scope` wider than the session's before the token is spent, so a client
+    /// that asked too much keeps a working refresh token. A rotated or unknown token skips
+    /// this: the rotation answers it (reuse detection must not be sidestepped by a scope).
+    async fn check_scope_before_rotation(
+        &self,
+        t: &TenantCtx,
+        presented: &[u8],
+        asked: &str,
+    ) -> Result<(), IdentityError> {
+        let d = self.deps();
+        let Some(record) = d.store.refresh_token(t.row.id, presented).await? else {
+            return Ok(());
+        };
+        if record.rotated_at.is_some() {
+            return Ok(());
+        }
+        let granted = match self.inner.families.get(t.row.id, record.session_id) {
+            Some(s) => s.scope,
+            None => match d.store.session(t.row.id, record.session_id).await? {
+                Some(s) => s.scope,
+                None => return Ok(()),
+            },
+        };
+        narrowed_scope(&granted, Some(asked)).map(|_| ())
+    }
+
     /// Mints the access token of a freshly rotated family and slides the session's idle expiry.
     async fn tokens_for_family(
         &self,
         t: &TenantCtx,
         family: SessionId,
         refresh_token: String,
+        asked_scope: Option<&str>,
     ) -> Result<TokenSet, IdentityError> {
         let d = self.deps();
         let now = self.now();
@@ -119,15 +154,18 @@ impl IdentityService {
             d.store.touch_session(t.row.id, family, now, idle).await?;
             session.last_seen_at = now;
             session.idle_expires_at = idle;
+            // A browser session's cookie check reads the hot record: keep its expiry in step.
+            self.put_hot_session(t, &session).await;
         }
         self.inner.families.put(session.clone());
+        let scope = narrowed_scope(&session.scope, asked_scope)?;
         let (access_token, expires_in) = self
             .access_token(
                 t,
                 user,
                 &session,
-                DEFAULT_CLIENT_ID,
-                DEFAULT_SCOPE,
+                &session.client_id,
+                &scope,
                 &subject.roles,
                 &subject.permissions,
             )
@@ -137,7 +175,7 @@ impl IdentityService {
             token_type: "Bearer".into(),
             expires_in,
             refresh_token,
-            scope: DEFAULT_SCOPE.into(),
+            scope,
         })
     }
 
@@ -228,6 +266,52 @@ impl IdentityService {
     }
 }
 
+/// The scope of a refreshed access token: the session's, or the subset `asked` names (in
+/// the session's order); a scope the session was not granted is `InvalidScope`.
+fn narrowed_scope(granted: &str, asked: Option<&str>) -> Result<String, IdentityError> {
+    let Some(asked) = asked else {
+        return Ok(granted.to_owned());
+    };
+    let granted: Vec<&str> = granted.split_whitespace().collect();
+    let asked: Vec<&str> = asked.split_whitespace().collect();
+    if asked.is_empty() {
+        return Ok(granted.join(" "));
+    }
+    if asked.iter().any(|s| !granted.contains(s)) {
+        return Err(IdentityError::InvalidScope);
+    }
+    Ok(granted
+        .into_iter()
+        .filter(|s| asked.contains(s))
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
 fn grace_key(t: &TenantCtx, presented: &[u8]) -> String {
     format!("refresh-grace:{}:{}", t.row.id, hex(presented))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_may_narrow_the_scope_but_never_widen_it() {
+        let granted = "openid orders.read orders.write";
+        assert_eq!(narrowed_scope(granted, None).ok().as_deref(), Some(granted));
+        assert_eq!(
+            narrowed_scope(granted, Some(" ")).ok().as_deref(),
+            Some(granted)
+        );
+        assert_eq!(
+            narrowed_scope(granted, Some("orders.write openid"))
+                .ok()
+                .as_deref(),
+            Some("openid orders.write")
+        );
+        assert!(matches!(
+            narrowed_scope(granted, Some("openid admin")),
+            Err(IdentityError::InvalidScope)
+        ));
+    }
 }

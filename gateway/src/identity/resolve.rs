@@ -38,7 +38,7 @@ impl IdentityService {
         self.api_key_principal(&t, key).await
     }
 
-    /// Resolves the session cookie's value (an opaque session id) of tenant `tenant`.
+    /// Resolves the session cookie's value (an opaque 256-bit token) of tenant `tenant`.
     pub async fn resolve_from_session_cookie(
         &self,
         tenant: &str,
@@ -156,56 +156,6 @@ impl IdentityService {
         })
     }
 
-    pub(super) async fn session_principal(
-        &self,
-        t: &TenantCtx,
-        cookie: &str,
-    ) -> Result<Principal, IdentityError> {
-        let session_id: SessionId = cookie.parse().map_err(|_| IdentityError::InvalidToken)?;
-        let d = self.deps();
-        if d.ephemeral.revocations().contains(&session_id.to_string()) {
-            return Err(IdentityError::InvalidToken);
-        }
-        let now = self.now();
-        let session = d
-            .store
-            .session(t.row.id, session_id)
-            .await?
-            .filter(|s| s.is_active(now))
-            .ok_or(IdentityError::InvalidToken)?;
-        let subject = self
-            .active_subject(t, session.user_id)
-            .await?
-            .ok_or(IdentityError::InvalidToken)?;
-        let user = &subject.user;
-        // Slide the idle expiry, at most once a minute per session.
-        if now - session.last_seen_at > chrono::Duration::minutes(1) {
-            let idle =
-                (now + super::span(t.spec.session_idle_timeout())).min(session.absolute_expires_at);
-            d.store
-                .touch_session(t.row.id, session.id, now, idle)
-                .await?;
-        }
-        let (roles, permissions) = (subject.roles.clone(), subject.permissions.clone());
-        Ok(Principal {
-            tenant_id: t.row.id,
-            tenant: t.row.name.clone(),
-            user_id: Some(user.id),
-            email: Some(user.email.clone()),
-            active: true,
-            roles,
-            permissions,
-            scopes: Vec::new(),
-            credential: Credential::SessionCookie {
-                session_id: session.id,
-                amr: session.amr.clone(),
-                acr: session.acr.clone(),
-                auth_time: session.auth_time,
-                expires_at: session.absolute_expires_at,
-            },
-        })
-    }
-
     /// OpenID Connect userinfo of the calling person (API keys have none).
     pub async fn userinfo(&self, caller: &Principal) -> Result<UserInfo, IdentityError> {
         let user_id = caller.user_id.ok_or(IdentityError::Forbidden)?;
@@ -288,8 +238,8 @@ impl IdentityService {
             active: true,
             token_type: Some("refresh_token".into()),
             sub: Some(session.user_id.to_string()),
-            client_id: Some(super::signin::DEFAULT_CLIENT_ID.into()),
-            scope: Some(super::signin::DEFAULT_SCOPE.into()),
+            client_id: Some(session.client_id),
+            scope: Some(session.scope),
             exp: Some(record.expires_at.timestamp()),
             iat: Some(record.issued_at.timestamp()),
             iss: Some(t.issuer.clone()),

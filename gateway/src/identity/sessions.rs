@@ -113,6 +113,7 @@ impl IdentityService {
         let ttl = self.session_revocation_ttl(t);
         for s in open {
             d.ephemeral.revoke(&s.id.to_string(), ttl).await?;
+            self.forget_hot_session(t, &s).await?;
         }
         Ok(count)
     }

@@ -29,6 +29,30 @@ pub(crate) const MAX_PASSWORD_BYTES: usize = 4096;
 /// Longest email accepted.
 pub(crate) const MAX_EMAIL_BYTES: usize = 320;
 
+/// What a new session is opened for.
+pub(super) struct SessionGrant {
+    /// Authentication methods (RFC 8176).
+    pub amr: Vec<String>,
+    /// Authentication context class.
+    pub acr: Option<String>,
+    /// OAuth client its tokens are issued to.
+    pub client_id: String,
+    /// Scopes granted, space-separated.
+    pub scope: String,
+    /// A browser session (cookie, session lifetimes) or a token client's.
+    pub browser: bool,
+}
+
+/// A session just opened, with the secrets that exist only in this answer.
+pub(super) struct OpenedSession {
+    /// The stored session.
+    pub session: Session,
+    /// Its first refresh token (raw).
+    pub refresh_token: String,
+    /// Its cookie token (raw), for browser sessions.
+    pub cookie: Option<String>,
+}
+
 impl IdentityService {
     /// Counts one request in `bucket` for `key`; refuses past `max` in the window.
     pub(super) async fn limit(
@@ -189,16 +213,6 @@ impl IdentityService {
         if counter.is_some() {
             d.store.reset_lockout(t.row.id, user.id).await?;
         }
-        let (session, refresh) = self
-            .open_session(
-                &t,
-                &user,
-                vec!["pwd".into()],
-                Some(ACR_PASSWORD.into()),
-                req.browser,
-                meta,
-            )
-            .await?;
         let client_id = req
             .client_id
             .filter(|c| !c.is_empty())
@@ -207,6 +221,21 @@ impl IdentityService {
             .scope
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_SCOPE.into());
+        let opened = self
+            .open_session(
+                &t,
+                &user,
+                SessionGrant {
+                    amr: vec!["pwd".into()],
+                    acr: Some(ACR_PASSWORD.into()),
+                    client_id: client_id.clone(),
+                    scope: scope.clone(),
+                    browser: req.browser,
+                },
+                meta,
+            )
+            .await?;
+        let session = opened.session;
         let (roles, permissions) = self.grants(&t, &user).await?;
         let (access_token, expires_in) = self
             .access_token(
@@ -232,10 +261,11 @@ impl IdentityService {
                 access_token,
                 token_type: "Bearer".into(),
                 expires_in,
-                refresh_token: refresh,
+                refresh_token: opened.refresh_token,
                 scope: scope.clone(),
             },
             session_id: session.id,
+            session_cookie: opened.cookie,
             session_expires_at: session.absolute_expires_at,
             principal: Principal {
                 tenant_id: t.row.id,
@@ -280,20 +310,18 @@ impl IdentityService {
         }
     }
 
-    /// Opens a session with its first refresh token (returned raw; only its hash is stored).
-    /// Browser sessions live by the tenant's session lifetimes, token clients' by its
-    /// refresh-token lifetimes.
+    /// Opens a session with its first refresh token (returned raw; only its hash is stored)
+    /// and, for a browser, its cookie token (likewise). Browser sessions live by the
+    /// tenant's session lifetimes, token clients' by its refresh-token lifetimes.
     pub(super) async fn open_session(
         &self,
         t: &TenantCtx,
         user: &User,
-        amr: Vec<String>,
-        acr: Option<String>,
-        browser: bool,
+        grant: SessionGrant,
         meta: &RequestMeta,
-    ) -> Result<(Session, String), IdentityError> {
+    ) -> Result<OpenedSession, IdentityError> {
         let now = self.now();
-        let (idle, absolute) = if browser {
+        let (idle, absolute) = if grant.browser {
             (
                 t.spec.session_idle_timeout(),
                 t.spec.session_absolute_lifetime(),
@@ -302,6 +330,11 @@ impl IdentityService {
             (t.spec.refresh_idle_ttl(), t.spec.refresh_absolute_ttl())
         };
         let absolute_expires_at = now + span(absolute);
+        let cookie = if grant.browser {
+            Some(random_token()?)
+        } else {
+            None
+        };
         let session = self
             .deps()
             .store
@@ -313,12 +346,15 @@ impl IdentityService {
                     .as_ref()
                     .map(|u| u.chars().take(512).collect()),
                 ip: meta.ip.map(|ip| ip.to_string()),
-                amr,
-                acr,
+                amr: grant.amr,
+                acr: grant.acr,
                 auth_time: now,
                 created_at: now,
                 idle_expires_at: (now + span(idle)).min(absolute_expires_at),
                 absolute_expires_at,
+                token_hash: cookie.as_ref().map(|c| sha256(c.as_bytes()).to_vec()),
+                client_id: grant.client_id,
+                scope: grant.scope,
             })
             .await?;
         let raw = random_token()?;
@@ -332,7 +368,12 @@ impl IdentityService {
                 expires_at: (now + span(t.spec.refresh_idle_ttl())).min(absolute_expires_at),
             })
             .await?;
-        Ok((session, raw))
+        self.put_hot_session(t, &session).await;
+        Ok(OpenedSession {
+            session,
+            refresh_token: raw,
+            cookie,
+        })
     }
 
     /// The account's roles and permissions: Role bindings matching its email and groups,
@@ -419,15 +460,14 @@ impl IdentityService {
         session: keygate_core::ids::SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool, IdentityError> {
-        let revoked = self
-            .deps()
-            .store
-            .revoke_session(t.row.id, session, now)
-            .await?;
-        self.deps()
-            .ephemeral
+        let d = self.deps();
+        let revoked = d.store.revoke_session(t.row.id, session, now).await?;
+        d.ephemeral
             .revoke(&session.to_string(), self.session_revocation_ttl(t))
             .await?;
+        if let Some(row) = d.store.session(t.row.id, session).await? {
+            self.forget_hot_session(t, &row).await?;
+        }
         Ok(revoked)
     }
 

@@ -109,7 +109,9 @@ async fn login(
         }),
     )
         .into_response();
-    if body.browser_session {
+    if body.browser_session
+        && let Some(token) = &done.session_cookie
+    {
         let mode = state.edge.cookie_mode;
         let max_age = (done.session_expires_at - state.clock.now())
             .num_seconds()
@@ -117,7 +119,7 @@ async fn login(
         let cookie = format!(
             "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
             mode.session_cookie(),
-            done.session_id,
+            token,
             if mode.secure() { "; Secure" } else { "" }
         );
         if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -57,6 +57,7 @@ impl From<IdentityError> for OAuthError {
         }
         let (status, error) = match &e {
             IdentityError::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant"),
+            IdentityError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope"),
             IdentityError::TenantNotFound => (StatusCode::NOT_FOUND, "invalid_request"),
             IdentityError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             IdentityError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
@@ -121,7 +122,8 @@ pub struct TokenForm {
     /// The refresh token.
     #[serde(default)]
     pub refresh_token: Option<String>,
-    /// Ignored (scopes of a family cannot grow).
+    /// Narrows the new access token's scope to these of the session's scopes (RFC 6749
+    /// §6); a scope the session was not granted is `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
     /// Public client id (optional).
@@ -148,7 +150,7 @@ pub struct TokenResponse {
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/token", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "A new pair", body = TokenResponse),
-        (status = 400, description = "invalid_request, invalid_grant, unsupported_grant_type", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -185,7 +187,7 @@ async fn token(
         })?;
     let pair = state
         .identity
-        .refresh(&tenant, &refresh_token, &meta)
+        .refresh(&tenant, &refresh_token, form.scope.as_deref(), &meta)
         .await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],

@@ -116,6 +116,32 @@ pub async fn sign_in(
     (done.tokens.access_token, done.session_id)
 }
 
+/// Signs `who` in through the service as a browser: (access token, session id, the session
+/// cookie's value).
+pub async fn sign_in_browser(
+    identity: &IdentityService,
+    tenant: &Tenant,
+    who: &Person,
+) -> (String, SessionId, String) {
+    let done = identity
+        .sign_in(
+            &tenant.name,
+            PasswordSignIn {
+                email: who.email.clone(),
+                password: who.password.clone(),
+                browser: true,
+                ..PasswordSignIn::default()
+            },
+            &RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    let cookie = done
+        .session_cookie
+        .expect("a browser sign-in sets a cookie");
+    (done.tokens.access_token, done.session_id, cookie)
+}
+
 /// Stores an API key as the operator does (prefix + SHA-256); returns its id and raw value.
 pub async fn api_key(
     store: &Arc<dyn Store>,

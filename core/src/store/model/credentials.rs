@@ -106,7 +106,7 @@ pub struct SigningKeyRecord {
 /// A sign-in session; its id is also the refresh-token family.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Session {
-    /// Session id (the opaque cookie value and the `sid` claim).
+    /// Session id (the `sid` claim and the revocation id; no secret, never the cookie).
     pub id: SessionId,
     /// Tenant.
     pub tenant_id: TenantId,
@@ -135,6 +135,12 @@ pub struct Session {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// SHA-256 of the browser cookie's token; `None` for sessions without a cookie.
+    pub token_hash: Option<Vec<u8>>,
+    /// OAuth client the session's tokens are issued to (refreshes keep it).
+    pub client_id: String,
+    /// Space-separated scopes granted at sign-in (a refresh may narrow, never widen).
+    pub scope: String,
 }
 
 impl Session {
@@ -167,6 +173,12 @@ pub struct NewSession {
     pub idle_expires_at: DateTime<Utc>,
     /// Absolute expiry.
     pub absolute_expires_at: DateTime<Utc>,
+    /// SHA-256 of the cookie token handed to a browser (unique); `None` when no cookie is set.
+    pub token_hash: Option<Vec<u8>>,
+    /// OAuth client the tokens are for.
+    pub client_id: String,
+    /// Space-separated scopes granted.
+    pub scope: String,
 }
 
 /// A refresh token, known only by its hash.

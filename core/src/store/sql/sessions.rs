@@ -16,8 +16,9 @@ macro_rules! session_store {
                 async fn insert_session(&self, s: &NewSession) -> Result<Session, StoreError> {
                     Ok(sqlx::query_as::<$db, Session>(
                         "INSERT INTO sessions (id, tenant_id, user_id, user_agent, ip, amr, acr, auth_time, \
-                             created_at, last_seen_at, idle_expires_at, absolute_expires_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12) RETURNING *",
+                             created_at, last_seen_at, idle_expires_at, absolute_expires_at, updated_at, \
+                             token_hash, client_id, scope) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15) RETURNING *",
                     )
                     .bind(SessionId::new())
                     .bind(s.tenant_id)
@@ -31,8 +32,19 @@ macro_rules! session_store {
                     .bind(ts(s.idle_expires_at))
                     .bind(ts(s.absolute_expires_at))
                     .bind(self.now())
+                    .bind(&s.token_hash)
+                    .bind(&s.client_id)
+                    .bind(&s.scope)
                     .fetch_one(&self.pool)
                     .await?)
+                }
+
+                async fn session_by_token_hash(&self, tenant: TenantId, token_hash: &[u8]) -> Result<Option<Session>, StoreError> {
+                    Ok(sqlx::query_as::<$db, Session>("SELECT * FROM sessions WHERE tenant_id = $1 AND token_hash = $2")
+                        .bind(tenant)
+                        .bind(token_hash)
+                        .fetch_optional(&self.pool)
+                        .await?)
                 }
 
                 async fn session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
