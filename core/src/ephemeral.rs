@@ -159,6 +159,13 @@ impl Ephemeral for MemoryEphemeral {
     }
 }
 
+/// Longest wait for a TCP connection to Redis.
+const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest wait for a Redis reply (they take well under a millisecond when Redis is well).
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Reconnect attempts per failed call before it reports the error.
+const REDIS_CONNECT_RETRIES: usize = 1;
+
 /// Redis-backed ephemeral state shared by all gateway replicas.
 pub struct RedisEphemeral {
     manager: redis::aio::ConnectionManager,
@@ -186,7 +193,14 @@ impl RedisEphemeral {
     /// (`kg:` in production, a unique one per test).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
         let client = redis::Client::open(url)?;
-        let manager = client.get_connection_manager().await?;
+        // Bounded waits: during an outage a call fails within about a second and callers
+        // fall back or fail closed, instead of waiting out the client's default back-off.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+            .set_number_of_retries(REDIS_CONNECT_RETRIES)
+            .set_max_delay(Duration::from_millis(200));
+        let manager = client.get_connection_manager_with_config(config).await?;
         let revoked = RevocationSet::default();
         let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
         let listener = tokio::spawn(listen(
