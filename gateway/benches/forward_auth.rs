@@ -270,7 +270,7 @@ fn main() {
         });
         let (token, _) = real::sign_in(gw.real(), &gw.tenant, &ada(), false).await;
         let (_, key) = real::api_key(&gw.state.store, &gw.tenant, "bench", &["reader"]).await;
-        let (_, session) = real::sign_in(gw.real(), &gw.tenant, &ada(), true).await;
+        let (_, _, session) = real::sign_in_browser(gw.real(), &gw.tenant, &ada()).await;
         let url = format!(
             "{}/forward-auth?tenant={}&role=reader",
             gw.url, gw.tenant.name
