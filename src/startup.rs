@@ -165,15 +165,6 @@ pub async fn operator(config: Option<&Path>, manifests: Option<PathBuf>) -> Resu
         clock: Arc::new(SystemClock),
     };
     let Some(dir) = manifests else {
-        let watch_namespace = match op.watch_namespaces.as_slice() {
-            [] => None,
-            [one] => Some(one.clone()),
-            _ => {
-                return Err(Fatal::Other(
-                    "KEYGATE_WATCH_NAMESPACES lists several namespaces; this build watches one namespace or all (leave it empty)".into(),
-                ));
-            }
-        };
         let listener = bind(op.listen).await?;
         tracing::info!(listen = %op.listen, "operator reconciling the Kubernetes API");
         // With the gateways' Redis, a deleted or rotated-out API key is refused at once on
@@ -195,7 +186,7 @@ pub async fn operator(config: Option<&Path>, manifests: Option<PathBuf>) -> Resu
             lease_name: op.lease_name.clone(),
             pod_name: op.pod_name.clone(),
             pod_namespace: op.pod_namespace.clone(),
-            watch_namespace,
+            watch_namespaces: op.watch_namespaces.clone(),
             resync: Duration::from_secs(300),
             revocations,
         };

@@ -369,17 +369,56 @@ impl Sources {
                 .unwrap_or_else(|| "keygate-operator".into()),
             pod_name: self.env("POD_NAME"),
             pod_namespace: self.env("POD_NAMESPACE"),
-            watch_namespaces: self
-                .env("KEYGATE_WATCH_NAMESPACES")
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            watch_namespaces: watch_namespaces(
+                self.env("KEYGATE_WATCH_NAMESPACES")
+                    .as_deref()
+                    .unwrap_or(""),
+            )?,
         })
     }
+}
+
+/// `KEYGATE_WATCH_NAMESPACES`: a comma-separated list of namespaces (DNS-1123 labels); unset
+/// or blank means all. An empty item (`a,,b`, a trailing comma) is refused rather than read
+/// as "all", and a repeated name counts once.
+fn watch_namespaces(raw: &str) -> Result<Vec<String>, ConfigError> {
+    const FIELD: &str = "KEYGATE_WATCH_NAMESPACES";
+    if raw.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (position, item) in raw.split(',').map(str::trim).enumerate() {
+        if item.is_empty() {
+            return Err(ConfigError::new(
+                FIELD,
+                format!("item {} of `{raw}` is empty", position + 1),
+                "List namespaces separated by single commas, e.g. team-a,team-b; leave it unset to watch all namespaces",
+            ));
+        }
+        if !is_dns_label(item) {
+            return Err(ConfigError::new(
+                FIELD,
+                format!(
+                    "`{item}` is not a namespace name (DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+                ),
+                "List namespaces separated by commas, e.g. team-a,team-b; leave it unset to watch all namespaces",
+            ));
+        }
+        if !out.iter().any(|ns| ns == item) {
+            out.push(item.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// A DNS-1123 label, what Kubernetes requires of a namespace name.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (1..=63).contains(&bytes.len())
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
 }
 
 fn validate_public_url(raw: &str) -> Result<String, ConfigError> {
@@ -555,6 +594,46 @@ mod tests {
             s.gateway(None, "0.0.0.0:8080").unwrap_err().field,
             "KEYGATE_REDIS_URL"
         );
+    }
+
+    #[test]
+    fn watch_namespaces_are_a_validated_list() {
+        let op = |raw: &str| sources(&[("KEYGATE_WATCH_NAMESPACES", raw)]).operator("0.0.0.0:8081");
+        assert!(op("").unwrap().watch_namespaces.is_empty(), "blank: all");
+        assert!(
+            sources(&[])
+                .operator("0.0.0.0:8081")
+                .unwrap()
+                .watch_namespaces
+                .is_empty(),
+            "unset: all"
+        );
+        assert_eq!(op("team-a").unwrap().watch_namespaces, ["team-a"]);
+        assert_eq!(
+            op(" team-a , b2,team-a ").unwrap().watch_namespaces,
+            ["team-a", "b2"],
+            "trimmed, a repeat counts once, order kept"
+        );
+        for (raw, names) in [
+            ("team-a,,team-b", "item 2"),
+            ("team-a,", "item 2"),
+            (",team-a", "item 1"),
+            ("Team-A", "`Team-A`"),
+            ("team_a", "`team_a`"),
+            ("-team", "`-team`"),
+            ("team-", "`team-`"),
+            ("a.b", "`a.b`"),
+        ] {
+            let err = op(raw).unwrap_err();
+            assert_eq!(err.field, "KEYGATE_WATCH_NAMESPACES", "{raw}");
+            let line = err.to_string();
+            assert!(line.starts_with("KEYGATE_WATCH_NAMESPACES: "), "{line}");
+            assert!(line.contains(names), "{raw}: {line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+        let long = "a".repeat(64);
+        assert!(op(&long).is_err(), "longer than 63");
+        assert!(op(&"a".repeat(63)).is_ok());
     }
 
     #[test]

@@ -74,6 +74,8 @@ conformance!(
     tokens::one_time_token_single_use_and_expiry,
     tokens::lockout_counters,
     keys::api_key_lookup_and_rotation,
+    keys::api_keys_paged_past_the_list_cap,
+    keys::api_key_grants_change_in_place,
     keys::signing_keys_order_and_retirement,
     roles::roles_upsert_and_subject_matching,
     roles::idps_and_identity_links,

@@ -106,20 +106,61 @@ pub struct Cluster {
     pub cache: Option<Arc<PassCache>>,
 }
 
-/// Store reads shared by the reconciles of one pass: tenants by name and each tenant's
-/// roles. Only for reads that decide whether to write; the store re-checks every write.
-#[derive(Debug, Default)]
+/// Store reads shared by the reconciles of one pass: tenants by name, each tenant's roles
+/// and each tenant's API keys. Only for reads that decide whether to write; the store
+/// re-checks every write.
+#[derive(Debug)]
 pub struct PassCache {
     tenants: Mutex<HashMap<String, Option<keygate_core::store::Tenant>>>,
     roles: Mutex<HashMap<TenantId, Arc<HashMap<String, keygate_core::store::Role>>>>,
-    /// Per tenant: its API keys by owner uid, when one listing held them all.
-    api_keys: Mutex<HashMap<TenantId, Option<Arc<KeysByOwner>>>>,
+    /// Per tenant: all its API keys by owner uid.
+    api_keys: Mutex<HashMap<TenantId, Arc<KeysByOwner>>>,
+    /// Rows per query when a tenant's API keys are read.
+    page_size: u32,
+}
+
+impl Default for PassCache {
+    fn default() -> Self {
+        Self::with_page_size(keygate_core::store::LIST_MAX)
+    }
 }
 
 /// API-key rows by owner uid, each list newest first.
-type KeysByOwner = HashMap<String, Vec<keygate_core::store::ApiKeyRecord>>;
+pub type KeysByOwner = HashMap<String, Vec<keygate_core::store::ApiKeyRecord>>;
+
+/// Every API key of a tenant, read in keyset pages of `page_size` rows (a tenant may hold
+/// more keys than one listing returns).
+pub async fn all_api_keys(
+    store: &dyn Store,
+    tenant: TenantId,
+    page_size: u32,
+) -> Result<Vec<keygate_core::store::ApiKeyRecord>, StoreError> {
+    let page_size = page_size.clamp(1, keygate_core::store::LIST_MAX);
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_api_keys_page(tenant, after, page_size).await?;
+        let full = page.len() >= page_size as usize;
+        after = page.last().map(|k| k.id);
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
 
 impl PassCache {
+    /// A cache that reads a tenant's API keys `page_size` rows at a time (tests use small
+    /// pages to cover paging without thousands of rows).
+    pub fn with_page_size(page_size: u32) -> Self {
+        Self {
+            tenants: Mutex::default(),
+            roles: Mutex::default(),
+            api_keys: Mutex::default(),
+            page_size,
+        }
+    }
+
     /// The tenant named `name`, read once per pass.
     pub async fn tenant(
         &self,
@@ -142,45 +183,49 @@ impl PassCache {
         Ok(found)
     }
 
-    /// The keys one ApiKey resource issued, newest first. A tenant's keys are listed once per
-    /// pass; a tenant with [`LIST_MAX`](keygate_core::store::LIST_MAX) keys or more (the
-    /// listing is capped) is asked per owner instead.
+    /// Every API key of a tenant by owner uid, read once per pass (in pages).
+    pub async fn api_keys(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+    ) -> Result<Arc<KeysByOwner>, StoreError> {
+        if let Some(found) = self
+            .api_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant)
+        {
+            return Ok(found.clone());
+        }
+        let mut by_owner = KeysByOwner::new();
+        for row in all_api_keys(store, tenant, self.page_size).await? {
+            by_owner.entry(row.owner_uid.clone()).or_default().push(row);
+        }
+        // Newest first, as `api_keys_of_owner` answers.
+        for rows in by_owner.values_mut() {
+            rows.sort_by_key(|k| std::cmp::Reverse((k.created_at, k.id)));
+        }
+        let by_owner = Arc::new(by_owner);
+        self.api_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant, by_owner.clone());
+        Ok(by_owner)
+    }
+
+    /// The keys one ApiKey resource issued, newest first, from the tenant's listing.
     pub async fn api_keys_of_owner(
         &self,
         store: &dyn Store,
         tenant: TenantId,
         owner_uid: &str,
     ) -> Result<Vec<keygate_core::store::ApiKeyRecord>, StoreError> {
-        let known = self
-            .api_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&tenant)
-            .cloned();
-        let listing = match known {
-            Some(listing) => listing,
-            None => {
-                let rows = store.list_api_keys(tenant).await?;
-                let complete = rows.len() < keygate_core::store::LIST_MAX as usize;
-                let listing = complete.then(|| {
-                    let mut by_owner = KeysByOwner::new();
-                    // The listing is newest first, so each owner's list is too.
-                    for row in rows {
-                        by_owner.entry(row.owner_uid.clone()).or_default().push(row);
-                    }
-                    Arc::new(by_owner)
-                });
-                self.api_keys
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(tenant, listing.clone());
-                listing
-            }
-        };
-        match listing {
-            Some(by_owner) => Ok(by_owner.get(owner_uid).cloned().unwrap_or_default()),
-            None => store.api_keys_of_owner(tenant, owner_uid).await,
-        }
+        Ok(self
+            .api_keys(store, tenant)
+            .await?
+            .get(owner_uid)
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The tenant's roles by name, read once per pass (one query for all of them).

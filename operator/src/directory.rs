@@ -5,7 +5,7 @@
 //! removed from it is a deletion. After each pass the statuses are written to a status file
 //! and one line is logged per resource whose status changed.
 
-use crate::cluster::{Cluster, LogEvents};
+use crate::cluster::{Cluster, LogEvents, PassCache};
 use crate::file_cache::FileCache;
 use crate::orphans::{self, LiveSet};
 use crate::secrets::{self, DirectorySecrets};
@@ -58,6 +58,8 @@ pub struct DirectorySource {
     manifest_files: Arc<FileCache<ParsedManifest>>,
     /// Owned Secret files parsed in earlier passes.
     secret_files: Arc<FileCache<Option<Secret>>>,
+    /// Rows per query when a pass reads a tenant's API keys.
+    api_key_page: u32,
 }
 
 /// One manifest file's keygate resources and Secrets, or why it could not be parsed.
@@ -75,7 +77,15 @@ impl DirectorySource {
             previous: Mutex::default(),
             manifest_files: Arc::default(),
             secret_files: Arc::default(),
+            api_key_page: keygate_core::store::LIST_MAX,
         }
+    }
+
+    /// Reads a tenant's API keys `rows` at a time (default and maximum: the store's
+    /// `LIST_MAX`); small pages let a test cover paging with a few keys.
+    pub fn with_api_key_page_size(mut self, rows: u32) -> Self {
+        self.api_key_page = rows;
+        self
     }
 
     /// Pushes API-key revocations to gateway replicas through `revocations`.
@@ -242,7 +252,7 @@ pub async fn sync_once(
         secrets: owned_secrets.clone(),
         events: Arc::new(LogEvents),
         revocations: source.revocations.clone(),
-        cache: Some(Arc::default()),
+        cache: Some(Arc::new(PassCache::with_page_size(source.api_key_page))),
     };
     // Deletions first, from the complete list of what the folder declares: a tenant that
     // is gone is disabled or erased before its children are looked at in this pass.

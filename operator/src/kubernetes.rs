@@ -388,8 +388,8 @@ pub struct ClusterOptions {
     pub pod_name: Option<String>,
     /// Namespace of the Lease; the client's default namespace when unset.
     pub pod_namespace: Option<String>,
-    /// The one namespace to watch, or `None` for all.
-    pub watch_namespace: Option<String>,
+    /// The namespaces to watch; empty for all.
+    pub watch_namespaces: Vec<String>,
     /// Periodic resync of every object.
     pub resync: Duration,
     /// Where API-key revocations are pushed so gateway replicas refuse a key at once
@@ -426,31 +426,41 @@ pub async fn run_in_cluster(
         ..crate::leader::LeaseConfig::new(lease_namespace, identity)
     };
     let elector = crate::leader::LeaderElector::new(client, config, clock);
-    let namespace = options.watch_namespace.clone();
-    tracing::info!(
-        watch = namespace.as_deref().unwrap_or("all namespaces"),
-        "operator waiting for the Lease"
-    );
+    let namespaces = options.watch_namespaces.clone();
+    let watching = if namespaces.is_empty() {
+        "all namespaces".to_owned()
+    } else {
+        namespaces.join(",")
+    };
+    tracing::info!(watch = %watching, "operator waiting for the Lease");
     elector
         .run(
-            move || run(kc.clone(), namespace.clone(), std::future::pending()),
+            move || run(kc.clone(), namespaces.clone(), std::future::pending()),
             shutdown,
         )
         .await;
     Ok(())
 }
 
-/// Runs the four controllers and the orphan sweep until `shutdown` resolves.
-pub async fn run(
-    kc: Arc<KubeContext>,
-    namespace: Option<String>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+/// The watch caches of one scope's controllers, read by the orphan sweep.
+#[derive(Clone)]
+struct Caches {
+    tenants: Store<Tenant>,
+    idps: Store<IdentityProvider>,
+    roles: Store<Role>,
+    keys: Store<ApiKey>,
+}
+
+/// The four controllers of one watch scope (a namespace, or all of them when `ns` is
+/// `None`): their caches, and the future that runs them until `stop` turns true.
+fn controllers(
+    kc: &Arc<KubeContext>,
+    ns: Option<&str>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> (Caches, futures::future::BoxFuture<'static, ()>) {
     let client = kc.client.clone();
-    let ns = namespace.as_deref();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
+    let stopped = || {
+        let mut rx = stop.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
@@ -464,7 +474,6 @@ pub async fn run(
 
     let tenants = Controller::new(api::<Tenant>(&client, ns), watch_config.clone())
         .graceful_shutdown_on(stopped());
-    let tenant_store = tenants.store();
     let idps = Controller::new(api::<IdentityProvider>(&client, ns), watch_config.clone());
     let idp_store = idps.store();
     let idp_lookup = idp_store.clone();
@@ -477,13 +486,16 @@ pub async fn run(
         .graceful_shutdown_on(stopped());
     let roles = Controller::new(api::<Role>(&client, ns), watch_config.clone())
         .graceful_shutdown_on(stopped());
-    let role_store = roles.store();
     let keys = Controller::new(api::<ApiKey>(&client, ns), watch_config)
         .owns(api::<Secret>(&client, ns), owned_secrets)
         .graceful_shutdown_on(stopped());
-    let key_store = keys.store();
-
-    let controllers = futures::future::join4(
+    let caches = Caches {
+        tenants: tenants.store(),
+        idps: idp_store,
+        roles: roles.store(),
+        keys: keys.store(),
+    };
+    let running = futures::future::join4(
         drain(tenants.run(reconcile::<Tenant>, error_policy::<Tenant>, kc.clone())),
         drain(idps.run(
             reconcile::<IdentityProvider>,
@@ -493,7 +505,35 @@ pub async fn run(
         drain(roles.run(reconcile::<Role>, error_policy::<Role>, kc.clone())),
         drain(keys.run(reconcile::<ApiKey>, error_policy::<ApiKey>, kc.clone())),
     );
-    let sweep = sweep_orphans(kc.clone(), tenant_store, idp_store, role_store, key_store);
+    (
+        caches,
+        Box::pin(async move {
+            running.await;
+        }),
+    )
+}
+
+/// Runs the four controllers in each of `namespaces` (all namespaces when empty) and the
+/// orphan sweep until `shutdown` resolves.
+pub async fn run(
+    kc: Arc<KubeContext>,
+    namespaces: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // kube-runtime watches one namespace or all: a set of namespaces is one scope each.
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|ns| Some(ns.as_str())).collect()
+    };
+    let (caches, running): (Vec<_>, Vec<_>) = scopes
+        .into_iter()
+        .map(|ns| controllers(&kc, ns, &stop_rx))
+        .unzip();
+    let in_view = (!namespaces.is_empty()).then(|| namespaces.iter().cloned().collect());
+    let controllers = futures::future::join_all(running);
+    let sweep = sweep_orphans(kc.clone(), caches, in_view);
     tokio::pin!(shutdown);
     tokio::select! {
         _ = controllers => {},
@@ -509,58 +549,40 @@ async fn drain<S: futures::Stream>(stream: S) {
     stream.for_each(|_| futures::future::ready(())).await;
 }
 
-/// Every resync, once all four watch caches are complete, cleans rows whose resource is gone
-/// (deletions whose finalizer never ran: removed by hand, or the CRD deleted).
+/// Every resync, once all watch caches are complete, cleans rows whose resource is gone
+/// (deletions whose finalizer never ran: removed by hand, or the CRD deleted). Only rows of
+/// tenants in `in_view` are looked at (`None`: all), so an operator watching some
+/// namespaces never cleans what it cannot see.
 async fn sweep_orphans(
     kc: Arc<KubeContext>,
-    tenants: Store<Tenant>,
-    idps: Store<IdentityProvider>,
-    roles: Store<Role>,
-    keys: Store<ApiKey>,
+    caches: Vec<Caches>,
+    in_view: Option<std::collections::HashSet<String>>,
 ) {
     // An incomplete cache would make every row look orphaned.
-    for ready in [
-        tenants.wait_until_ready().await,
-        idps.wait_until_ready().await,
-        roles.wait_until_ready().await,
-        keys.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            return;
+    for c in &caches {
+        for ready in [
+            c.tenants.wait_until_ready().await,
+            c.idps.wait_until_ready().await,
+            c.roles.wait_until_ready().await,
+            c.keys.wait_until_ready().await,
+        ] {
+            if ready.is_err() {
+                return;
+            }
         }
     }
     loop {
         tokio::time::sleep(kc.resync).await;
-        let uids =
-            |objs: Vec<Arc<dyn KindUid>>| objs.iter().filter_map(|o| o.owner_uid()).collect();
-        let live = LiveSet {
-            tenants: uids(
-                tenants
-                    .state()
-                    .into_iter()
-                    .map(|o| o as Arc<dyn KindUid>)
-                    .collect(),
-            ),
-            identity_providers: uids(
-                idps.state()
-                    .into_iter()
-                    .map(|o| o as Arc<dyn KindUid>)
-                    .collect(),
-            ),
-            roles: uids(
-                roles
-                    .state()
-                    .into_iter()
-                    .map(|o| o as Arc<dyn KindUid>)
-                    .collect(),
-            ),
-            api_keys: uids(
-                keys.state()
-                    .into_iter()
-                    .map(|o| o as Arc<dyn KindUid>)
-                    .collect(),
-            ),
+        let mut live = LiveSet {
+            namespaces: in_view.clone(),
+            ..LiveSet::default()
         };
+        for c in &caches {
+            live.tenants.extend(uids(c.tenants.state()));
+            live.identity_providers.extend(uids(c.idps.state()));
+            live.roles.extend(uids(c.roles.state()));
+            live.api_keys.extend(uids(c.keys.state()));
+        }
         match orphans::clean(&kc.ctx, &kc.cluster, &live).await {
             Ok(cleaned) if cleaned != orphans::Cleaned::default() => {
                 tracing::info!(?cleaned, "rows of deleted resources cleaned")
@@ -571,15 +593,9 @@ async fn sweep_orphans(
     }
 }
 
-/// The uid of any watched object, object-safe.
-trait KindUid: Send + Sync {
-    fn owner_uid(&self) -> Option<String>;
-}
-
-impl<K: Kind> KindUid for K {
-    fn owner_uid(&self) -> Option<String> {
-        self.meta().uid.clone()
-    }
+/// The uids of a watch cache's objects.
+fn uids<K: Kind>(objects: Vec<Arc<K>>) -> impl Iterator<Item = String> {
+    objects.into_iter().filter_map(|o| o.meta().uid.clone())
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! owner uid every row carries. This catches deletions the operator never saw (a manifest
 //! removed from the folder, a finalizer removed by hand, an operator that was down).
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, KeysByOwner, all_api_keys};
 use crate::{Context, ReconcileError, api_key, tenant};
+use keygate_core::store::LIST_MAX;
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// The owner uids of the resources that exist now, per kind.
 #[derive(Clone, Debug, Default)]
@@ -17,6 +19,9 @@ pub struct LiveSet {
     pub roles: HashSet<String>,
     /// ApiKey resources.
     pub api_keys: HashSet<String>,
+    /// The namespaces this view covers; rows of tenants elsewhere are left alone. `None`:
+    /// every namespace.
+    pub namespaces: Option<HashSet<String>>,
 }
 
 /// What a cleanup pass did, for logs and tests.
@@ -43,6 +48,14 @@ pub async fn clean(
     let mut cleaned = Cleaned::default();
     let now = ctx.clock.now();
     for stored in ctx.store.list_tenants().await? {
+        if live
+            .namespaces
+            .as_ref()
+            .is_some_and(|seen| !seen.contains(&stored.namespace))
+        {
+            // Not watched here: its resources are not in `live`, so they are not gone.
+            continue;
+        }
         if !live.tenants.contains(&stored.owner_uid) {
             if !stored.disabled {
                 cleaned.tenants += 1;
@@ -73,20 +86,30 @@ pub async fn clean(
                 cleaned.identity_providers += 1;
             }
         }
-        let orphaned: BTreeSet<String> = ctx
-            .store
-            .list_api_keys(stored.id)
-            .await?
-            .into_iter()
-            .filter(|k| {
-                k.revoked_at.is_none() && k.is_usable(now) && !live.api_keys.contains(&k.owner_uid)
+        // Every key of the tenant, however many: one listing is capped.
+        let keys = match &cluster.cache {
+            Some(cache) => cache.api_keys(ctx.store.as_ref(), stored.id).await?,
+            None => {
+                let mut by_owner = KeysByOwner::new();
+                for k in all_api_keys(ctx.store.as_ref(), stored.id, LIST_MAX).await? {
+                    by_owner.entry(k.owner_uid.clone()).or_default().push(k);
+                }
+                Arc::new(by_owner)
+            }
+        };
+        let orphaned: BTreeSet<&String> = keys
+            .iter()
+            .filter(|(owner, rows)| {
+                !live.api_keys.contains(*owner)
+                    && rows
+                        .iter()
+                        .any(|k| k.revoked_at.is_none() && k.is_usable(now))
             })
-            .map(|k| k.owner_uid)
+            .map(|(owner, _)| owner)
             .collect();
         for owner in orphaned {
             cleaned.api_keys +=
-                api_key::revoke_owner(ctx, cluster, &stored.namespace, &stored.name, &owner)
-                    .await?;
+                api_key::revoke_owner(ctx, cluster, &stored.namespace, &stored.name, owner).await?;
         }
     }
     Ok(cleaned)

@@ -17,6 +17,8 @@ pub enum Reason {
     SecretNotFound,
     /// The ApiKey's `expiresAt` has passed; no key is issued.
     Expired,
+    /// The ApiKey's Secret name is taken by a Secret it does not own; it is left alone.
+    SecretConflict,
 }
 
 impl Reason {
@@ -29,6 +31,7 @@ impl Reason {
             Self::TenantNotFound,
             Self::SecretNotFound,
             Self::Expired,
+            Self::SecretConflict,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -43,6 +46,7 @@ impl Reason {
             Self::TenantNotFound => "TenantNotFound",
             Self::SecretNotFound => "SecretNotFound",
             Self::Expired => "Expired",
+            Self::SecretConflict => "SecretConflict",
         }
     }
 }

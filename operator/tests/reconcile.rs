@@ -74,6 +74,17 @@ impl Harness {
         }
     }
 
+    /// Reads each tenant's API keys `rows` at a time, so a few keys cover paging.
+    fn with_api_key_pages(mut self, rows: u32) -> Self {
+        self.source = DirectorySource::new(
+            self.dir.path().join("manifests"),
+            &self.dir.path().join("data"),
+        )
+        .with_revocations(self.revocations.clone())
+        .with_api_key_page_size(rows);
+        self
+    }
+
     fn write(&self, file: &str, yaml: &str) {
         std::fs::write(self.source.manifests.join(file), yaml).unwrap();
     }
@@ -675,16 +686,206 @@ async fn a_deleted_secret_gets_a_new_key_and_the_old_one_is_revoked(pool: PgPool
     assert!(h.accepted("demo", &second).await);
     let old = h.lookup("demo", &first).await.unwrap();
     assert!(h.revocations.revocations().contains(&old.id.to_string()));
+}
 
-    // Changing what the key grants issues a new key; the old one must not keep them.
-    h.write("key.yaml", &api_key("ci", "  permissions: [orders.read]\n"));
-    h.sync().await;
-    let third = h.raw_key("default", "ci-secret");
-    assert!(!h.accepted("demo", &second).await);
-    assert_eq!(
-        h.lookup("demo", &third).await.unwrap().permissions,
-        ["orders.read"]
+#[sqlx::test(migrations = false)]
+async fn changed_grants_apply_in_place_and_the_secret_keeps_its_key(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.write(
+        "key.yaml",
+        &api_key(
+            "ci",
+            "  permissions: [orders.read, orders.write]\n  rotation:\n    every: 24h\n    gracePeriod: 1h\n",
+        ),
     );
+    h.sync().await;
+    let first = h.raw_key("default", "ci-secret");
+
+    // A rotation leaves the previous key in its grace period.
+    h.clock.advance(Duration::hours(24));
+    h.sync().await;
+    let raw = h.raw_key("default", "ci-secret");
+    assert_ne!(raw, first);
+    assert!(h.accepted("demo", &first).await);
+    let before = h.lookup("demo", &raw).await.unwrap();
+
+    // Take a permission away, add a scope and a role, set an expiry: same key, new grants.
+    h.clock.advance(Duration::minutes(5));
+    h.write(
+        "key.yaml",
+        "apiVersion: keygate.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: ci\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  secretName: ci-secret\n  roles: [viewer, auditor]\n  scopes: [read, write]\n  permissions: [orders.read]\n  expiresAt: \"2026-03-01T00:00:00Z\"\n  rotation:\n    every: 24h\n    gracePeriod: 1h\n",
+    );
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/ci").0, "True");
+    assert_eq!(
+        h.raw_key("default", "ci-secret"),
+        raw,
+        "the Secret keeps its value"
+    );
+    assert!(h.accepted("demo", &raw).await, "the key keeps working");
+    let after = h.lookup("demo", &raw).await.unwrap();
+    assert_eq!(after.id, before.id, "the same stored key");
+    assert_eq!(after.permissions, ["orders.read"], "orders.write is gone");
+    assert_eq!(after.roles, ["auditor", "viewer"]);
+    assert_eq!(after.scopes, ["read", "write"]);
+    assert_eq!(
+        after.expires_at,
+        Some(Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap())
+    );
+    assert_eq!(
+        view["ApiKey default/ci"]["keyPrefix"],
+        raw.strip_prefix("kg_").unwrap().split_once('_').unwrap().0
+    );
+    // The key still in its grace period lost the permission too.
+    let previous = h.lookup("demo", &first).await.unwrap();
+    assert!(h.accepted("demo", &first).await);
+    assert_eq!(previous.permissions, ["orders.read"]);
+    assert!(
+        !h.revocations.revocations().contains(&after.id.to_string()),
+        "nothing was revoked"
+    );
+
+    // Once in place, the next pass writes nothing.
+    let snapshot = h.snapshot().await;
+    h.sync().await;
+    assert_eq!(h.snapshot().await, snapshot);
+
+    // An expiry moved into the past takes the key away at once, in place.
+    h.write(
+        "key.yaml",
+        "apiVersion: keygate.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: ci\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  secretName: ci-secret\n  roles: [viewer, auditor]\n  scopes: [read, write]\n  permissions: [orders.read]\n  expiresAt: \"2026-01-02T00:00:00Z\"\n",
+    );
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/ci").1, "Expired");
+    assert!(!h.accepted("demo", &raw).await);
+    assert_eq!(h.raw_key("default", "ci-secret"), raw);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_foreign_secret_of_the_same_name_is_left_alone(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    // A Secret someone declared themselves, without keygate's labels.
+    h.write(
+        "mine.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: ci-secret\n  namespace: default\nstringData:\n  apiKey: my-own-value\n",
+    );
+    h.write("key.yaml", &api_key("ci", ""));
+    let view = h.sync().await;
+    let (status, reason, message) = ready(&view, "ApiKey default/ci");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretConflict")
+    );
+    assert!(
+        message.contains("Secret default/ci-secret") && message.contains("spec.secretName"),
+        "{message}"
+    );
+    assert!(
+        !h.secret_file("default", "ci-secret").exists(),
+        "nothing written over it"
+    );
+    assert!(
+        h.ctx
+            .store
+            .list_api_keys(h.tenant_id("demo").await)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no key issued into a Secret it cannot write"
+    );
+    assert!(
+        std::fs::read_to_string(h.source.manifests.join("mine.yaml"))
+            .unwrap()
+            .contains("my-own-value")
+    );
+
+    // Another ApiKey's Secret is foreign too: the second ApiKey naming it gets the conflict.
+    h.remove("mine.yaml");
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/ci").0, "True");
+    let raw = h.raw_key("default", "ci-secret");
+    h.write(
+        "other.yaml",
+        "apiVersion: keygate.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: other\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  secretName: ci-secret\n",
+    );
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "ApiKey default/other").1, "SecretConflict");
+    assert_eq!(ready(&view, "ApiKey default/ci").0, "True");
+    assert_eq!(h.raw_key("default", "ci-secret"), raw, "ci's key untouched");
+    assert!(h.accepted("demo", &raw).await);
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_orphan_sweep_leaves_unwatched_namespaces_alone(pool: PgPool) {
+    use keygate_operator::orphans::{Cleaned, LiveSet, clean};
+    let h = Harness::postgres(pool).await;
+    h.write("a.yaml", &tenant("team-a", "ns-a", ""));
+    h.write("b.yaml", &tenant("team-b", "ns-b", ""));
+    h.sync().await;
+    let cluster = keygate_operator::Cluster {
+        secrets: Arc::new(keygate_operator::secrets::DirectorySecrets::default()),
+        events: Arc::new(keygate_operator::cluster::LogEvents),
+        revocations: None,
+        cache: None,
+    };
+    let disabled = |name: &'static str| {
+        let store = h.ctx.store.clone();
+        async move { store.tenant_by_name(name).await.unwrap().unwrap().disabled }
+    };
+    // An operator watching ns-a (and ns-c, empty) sees team-a; team-b is not its to judge.
+    let watched = Some(["ns-a".to_owned(), "ns-c".to_owned()].into());
+    let live = LiveSet {
+        tenants: ["dir:ns-a/Tenant/team-a".to_owned()].into(),
+        namespaces: watched.clone(),
+        ..LiveSet::default()
+    };
+    assert_eq!(
+        clean(&h.ctx, &cluster, &live).await.unwrap(),
+        Cleaned::default()
+    );
+    assert!(
+        !disabled("team-b").await,
+        "a tenant of an unwatched namespace is kept"
+    );
+    // Within its namespaces it still cleans: team-a gone from the view is retired.
+    let live = LiveSet {
+        namespaces: watched,
+        ..LiveSet::default()
+    };
+    assert_eq!(clean(&h.ctx, &cluster, &live).await.unwrap().tenants, 1);
+    assert!(disabled("team-a").await);
+    assert!(!disabled("team-b").await);
+}
+
+#[sqlx::test(migrations = false)]
+async fn every_key_of_a_tenant_is_seen_across_pages(pool: PgPool) {
+    // Pages of 2 rows: 5 keys take three pages.
+    let h = Harness::postgres(pool).await.with_api_key_pages(2);
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    let keys: String = (0..5)
+        .map(|i| format!("---\n{}", api_key(&format!("k{i}"), "")))
+        .collect();
+    h.write("keys.yaml", &keys);
+    h.sync().await;
+    let raws: Vec<String> = (0..5)
+        .map(|i| h.raw_key("default", &format!("k{i}-secret")))
+        .collect();
+
+    // A steady pass finds each key (on whichever page) and issues nothing new.
+    let before = h.snapshot().await;
+    h.sync().await;
+    assert_eq!(h.snapshot().await, before, "no key re-issued");
+
+    // The ApiKeys and their Secret files vanish together (a wiped data folder): only the
+    // orphan sweep can find their rows, on every page.
+    h.remove("keys.yaml");
+    std::fs::remove_dir_all(h.dir.path().join("data/secrets")).unwrap();
+    h.sync().await;
+    for raw in &raws {
+        assert!(!h.accepted("demo", raw).await, "an orphaned key is revoked");
+    }
 }
 
 #[sqlx::test(migrations = false)]
@@ -896,12 +1097,20 @@ mod kubernetes {
     }
 
     fn context(h: &Harness) -> (Arc<KubeContext>, Api) {
+        context_with(h, h.revocations.clone())
+    }
+
+    /// A context whose API-key revocations go to `revocations`.
+    fn context_with(
+        h: &Harness,
+        revocations: Arc<dyn keygate_core::ephemeral::Ephemeral>,
+    ) -> (Arc<KubeContext>, Api) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
         let kc = KubeContext::new(
             h.ctx.clone(),
             client,
-            Some(h.revocations.clone()),
+            Some(revocations),
             StdDuration::from_secs(300),
         );
         (Arc::new(kc), Api { handle })
@@ -995,6 +1204,12 @@ mod kubernetes {
         let (kc, mut api) = context(&h);
         let key = kube_api_key(true);
         let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc.clone()));
+
+        // The Secret name is looked up first: someone else's Secret is never overwritten.
+        let (_, send) = api
+            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
+            .await;
+        Api::reply(send, 404, &not_found());
 
         // The Secret: server-side apply, owned by the ApiKey, labelled.
         let (secret, send) = api
@@ -1109,6 +1324,195 @@ mod kubernetes {
         assert!(
             !event.to_string().contains(secret_part) && !status.to_string().contains(secret_part)
         );
+    }
+
+    fn not_found() -> serde_json::Value {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_user_secret_of_the_same_name_is_not_overwritten(pool: PgPool) {
+        let h = Harness::postgres(pool).await;
+        h.write("tenant.yaml", &super::tenant("demo", "default", ""));
+        h.sync().await;
+        let (kc, mut api) = context(&h);
+        let key = kube_api_key(true);
+        let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc.clone()));
+
+        // The Secret exists, created by a person: no ownerReference, no keygate labels.
+        let (_, send) = api
+            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
+            .await;
+        Api::reply(
+            send,
+            200,
+            &serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {
+                    "name": "ci-secret", "namespace": "default", "uid": "0000-user",
+                    "labels": { "app": "billing" }
+                },
+                "data": { "apiKey": "bXktb3duLXZhbHVl" }
+            }),
+        );
+
+        // A Warning Event naming the Secret, then Ready=False with reason SecretConflict.
+        let (event, send) = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some("Warning"), Some("SecretConflict"))
+        );
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("Secret default/ci-secret"),
+            "{event}"
+        );
+        Api::reply(send, 201, &event);
+        let (status, send) = api
+            .expect(Method::PATCH, &format!("{KEYS}/ci/status{SSA}"))
+            .await;
+        let condition = &status["status"]["conditions"][0];
+        assert_eq!(
+            (condition["status"].as_str(), condition["reason"].as_str()),
+            (Some("False"), Some("SecretConflict"))
+        );
+        assert!(status["status"].get("keyPrefix").is_none());
+        Api::reply(send, 200, &serde_json::to_value(&key).unwrap());
+        task.await.unwrap().unwrap();
+
+        // No PUT, PATCH or DELETE of the Secret came, and no key was stored.
+        assert!(
+            tokio::time::timeout(StdDuration::from_millis(300), api.handle.next_request())
+                .await
+                .is_err(),
+            "no further request"
+        );
+        assert!(
+            h.ctx
+                .store
+                .list_api_keys(h.tenant_id("demo").await)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A Secret keygate wrote for this ApiKey (its ownerReference) is taken as its own.
+        let mut updated = key.clone();
+        updated.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
+        let task = tokio::spawn(reconcile(Arc::new(updated), kc.clone()));
+        let (_, send) = api
+            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
+            .await;
+        Api::reply(
+            send,
+            200,
+            &serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {
+                    "name": "ci-secret", "namespace": "default",
+                    "ownerReferences": [{
+                        "apiVersion": "keygate.dev/v1alpha1", "kind": "ApiKey", "name": "ci",
+                        "uid": "6f1c8d9e-0000-4000-8000-000000000001", "controller": true
+                    }]
+                },
+                "data": {}
+            }),
+        );
+        let (secret, send) = api
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/default/secrets/ci-secret{SSA}"),
+            )
+            .await;
+        assert!(secret["data"]["apiKey"].is_string());
+        Api::reply(send, 200, &secret);
+        let (event, send) = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(event["reason"], "KeyIssued");
+        Api::reply(send, 201, &event);
+        let (event, send) = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(event["reason"], "Reconciled");
+        Api::reply(send, 201, &event);
+        let (status, send) = api
+            .expect(Method::PATCH, &format!("{KEYS}/ci/status{SSA}"))
+            .await;
+        assert_eq!(status["status"]["conditions"][0]["status"], "True");
+        Api::reply(send, 200, &serde_json::to_value(&key).unwrap());
+        task.await.unwrap().unwrap();
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_deleted_api_key_is_refused_by_a_gateway_replica_through_redis(pool: PgPool) {
+        use keygate_core::ephemeral::RedisEphemeral;
+        let url = std::env::var("KEYGATE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        // One Redis, a prefix of this test's own; the operator and a gateway replica each
+        // hold their own connection, as in a cluster.
+        let prefix = format!("kgtest:{}:", uuid::Uuid::new_v4());
+        let operator_side = Arc::new(RedisEphemeral::connect(&url, &prefix).await.unwrap());
+        let gateway = RedisEphemeral::connect(&url, &prefix).await.unwrap();
+
+        let h = Harness::postgres(pool).await;
+        h.write("tenant.yaml", &super::tenant("demo", "default", ""));
+        h.sync().await;
+        let (kc, mut api) = context_with(&h, operator_side);
+        let key = kube_api_key(true);
+
+        // Issue the key (the Secret is new).
+        let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc.clone()));
+        let (_, send) = api
+            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
+            .await;
+        Api::reply(send, 404, &not_found());
+        let (secret, send) = api
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/default/secrets/ci-secret{SSA}"),
+            )
+            .await;
+        let raw: k8s_openapi::ByteString =
+            serde_json::from_value(secret["data"]["apiKey"].clone()).unwrap();
+        let raw = String::from_utf8(raw.0).unwrap();
+        Api::reply(send, 200, &secret);
+        for _ in 0..2 {
+            let (event, send) = api.expect(Method::POST, EVENTS).await;
+            Api::reply(send, 201, &event);
+        }
+        let (_, send) = api
+            .expect(Method::PATCH, &format!("{KEYS}/ci/status{SSA}"))
+            .await;
+        Api::reply(send, 200, &serde_json::to_value(&key).unwrap());
+        task.await.unwrap().unwrap();
+        let id = h.lookup("demo", &raw).await.unwrap().id.to_string();
+        assert!(!gateway.revocations().contains(&id));
+
+        // Delete the ApiKey: the revocation reaches the gateway replica's local set.
+        let mut deleting = key.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_767_225_600).unwrap(),
+            ));
+        let task = tokio::spawn(reconcile(Arc::new(deleting.clone()), kc.clone()));
+        let (_, send) = api
+            .expect(
+                Method::DELETE,
+                "/api/v1/namespaces/default/secrets/ci-secret?",
+            )
+            .await;
+        Api::reply(send, 404, &not_found());
+        let (_, send) = api.expect(Method::PATCH, &format!("{KEYS}/ci?")).await;
+        deleting.metadata.finalizers = None;
+        Api::reply(send, 200, &serde_json::to_value(&deleting).unwrap());
+        task.await.unwrap().unwrap();
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+        while !gateway.revocations().contains(&id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway replica never heard of the revocation"
+            );
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
     }
 
     #[sqlx::test(migrations = false)]

@@ -213,6 +213,22 @@ pub trait ApiKeyStore {
     ) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// The tenant's keys, newest first (resync), at most [`LIST_MAX`].
     async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// A page of the tenant's keys ordered by id, after `after` (keyset pagination), at most
+    /// `limit` (capped at [`LIST_MAX`]): how a resync reads every key of a large tenant.
+    async fn list_api_keys_page(
+        &self,
+        tenant: TenantId,
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Replaces what a key grants (roles, permissions, scopes, expiry) in place, keeping its
+    /// value; `false` if absent or revoked. Unchanged grants write nothing.
+    async fn update_api_key_grants(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        grants: &ApiKeyGrants,
+    ) -> Result<bool, StoreError>;
     /// Marks a key replaced by a rotation; it keeps working until `grace_until`.
     async fn supersede_api_key(
         &self,

@@ -97,6 +97,115 @@ pub async fn api_key_lookup_and_rotation(db: &Db) {
     );
 }
 
+pub async fn api_keys_paged_past_the_list_cap(db: &Db) {
+    let acme = tenant(&**db, "acme").await;
+    let other = tenant(&**db, "other").await;
+    let total = LIST_MAX as usize + 5;
+    for i in 0..total {
+        db.insert_api_key(&new_api_key(
+            acme.id,
+            &format!("uid-{i}"),
+            &format!("acme{i:05}"),
+        ))
+        .await
+        .unwrap();
+    }
+    db.insert_api_key(&new_api_key(other.id, "uid-x", "other00001"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.list_api_keys(acme.id).await.unwrap().len(),
+        LIST_MAX as usize,
+        "the plain listing is capped"
+    );
+
+    // Pages of 400 (a larger limit is capped at LIST_MAX) in id order, no gaps, no repeats,
+    // nothing of the other tenant.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db.list_api_keys_page(acme.id, after, 400).await.unwrap();
+        assert!(page.len() <= 400);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), total);
+    assert!(seen.windows(2).all(|w| w[0].id < w[1].id), "ordered by id");
+    assert!(seen.iter().all(|k| k.tenant_id == acme.id));
+    let owners: std::collections::HashSet<_> = seen.iter().map(|k| k.owner_uid.clone()).collect();
+    assert_eq!(owners.len(), total, "every key exactly once");
+    assert_eq!(
+        db.list_api_keys_page(acme.id, None, 5000)
+            .await
+            .unwrap()
+            .len(),
+        LIST_MAX as usize,
+        "a page holds at most LIST_MAX"
+    );
+    assert!(
+        db.list_api_keys_page(acme.id, after, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn api_key_grants_change_in_place(db: &Db) {
+    let acme = tenant(&**db, "acme").await;
+    let other = tenant(&**db, "other").await;
+    let key = db
+        .insert_api_key(&new_api_key(acme.id, "uid-ci", "Grant1"))
+        .await
+        .unwrap();
+    let grants = ApiKeyGrants {
+        roles: vec!["admin".into()],
+        permissions: vec![],
+        scopes: vec!["api".into(), "write".into()],
+        expires_at: Some(t(60 * 86_400)),
+    };
+    assert!(
+        !db.update_api_key_grants(other.id, key.id, &grants)
+            .await
+            .unwrap(),
+        "another tenant's key is not found"
+    );
+    assert!(
+        db.update_api_key_grants(acme.id, key.id, &grants)
+            .await
+            .unwrap()
+    );
+    let updated = db
+        .api_key_by_prefix(acme.id, "Grant1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.roles, ["admin"]);
+    assert!(
+        updated.permissions.is_empty(),
+        "a removed permission is gone"
+    );
+    assert_eq!(updated.scopes, ["api", "write"]);
+    assert_eq!(updated.expires_at, Some(t(60 * 86_400)));
+    assert_eq!(
+        (updated.id, &updated.hash, updated.created_at),
+        (key.id, &key.hash, key.created_at),
+        "same key, same value"
+    );
+
+    // A revoked key stays as it was revoked.
+    assert!(db.revoke_api_key(acme.id, key.id, t(10)).await.unwrap());
+    assert!(
+        !db.update_api_key_grants(acme.id, key.id, &ApiKeyGrants::default())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.api_key(acme.id, key.id).await.unwrap().unwrap().roles,
+        ["admin"]
+    );
+}
+
 pub async fn signing_keys_order_and_retirement(db: &Db) {
     let acme = tenant(&**db, "acme").await;
     let other = tenant(&**db, "other").await;

@@ -78,6 +78,20 @@ pub struct NewApiKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// What an API key grants, replaced in place when an ApiKey's spec changes only these (the
+/// key's value, and so the Secret clients hold, stays the same).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiKeyGrants {
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Direct permissions.
+    pub permissions: Vec<String>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 /// A tenant's token-signing key; the private half is envelope-encrypted.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct SigningKeyRecord {

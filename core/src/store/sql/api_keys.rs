@@ -5,8 +5,8 @@ macro_rules! api_key_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use $crate::ids::{ApiKeyId, TenantId};
-            use $crate::store::sql::{ots, ts};
-            use $crate::store::{ApiKeyRecord, ApiKeyStore, LIST_MAX, NewApiKey, StoreError};
+            use $crate::store::sql::{capped, ots, ts};
+            use $crate::store::{ApiKeyGrants, ApiKeyRecord, ApiKeyStore, LIST_MAX, NewApiKey, StoreError};
             use chrono::{DateTime, Utc};
             use sqlx::types::Json;
 
@@ -70,6 +70,46 @@ macro_rules! api_key_store {
                     .bind(i64::from(LIST_MAX))
                     .fetch_all(&self.pool)
                     .await?)
+                }
+
+                async fn list_api_keys_page(
+                    &self,
+                    tenant: TenantId,
+                    after: Option<ApiKeyId>,
+                    limit: u32,
+                ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+                    Ok(sqlx::query_as::<$db, ApiKeyRecord>(
+                        "SELECT * FROM api_keys WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) \
+                         ORDER BY id LIMIT $3",
+                    )
+                    .bind(tenant)
+                    .bind(after)
+                    .bind(capped(limit, LIST_MAX))
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn update_api_key_grants(
+                    &self,
+                    tenant: TenantId,
+                    id: ApiKeyId,
+                    g: &ApiKeyGrants,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE api_keys SET roles = $3, permissions = $4, scopes = $5, expires_at = $6, \
+                             updated_at = $7 \
+                         WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(Json(&g.roles))
+                    .bind(Json(&g.permissions))
+                    .bind(Json(&g.scopes))
+                    .bind(ots(g.expires_at))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
                 }
 
                 async fn supersede_api_key(

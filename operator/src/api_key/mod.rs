@@ -2,20 +2,25 @@
 //! SHA-256 of the whole key, and writes the raw value into the Secret named by `secretName`
 //! and nowhere else (not in status, Events or logs). Rotates on `rotation.every`, keeping the
 //! previous key valid for `gracePeriod`; a lost Secret gets a new key and the old one is
-//! revoked at once; deleting the ApiKey revokes its keys at once.
+//! revoked at once; changed grants are applied to the stored key in place (the Secret keeps
+//! its value); a Secret of that name owned by someone else is never overwritten; deleting
+//! the ApiKey revokes its keys at once.
 
 use crate::cluster::{Cluster, Event, EventKind};
 use crate::secrets::secret_value;
 use crate::status::{Reason, ready, to_timestamp};
 use crate::{Context, ReconcileError, tenant};
 use chrono::{DateTime, Duration, Utc};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use keygate_core::crypto::{constant_time_eq, random, sha256};
-use keygate_core::store::{ApiKeyRecord, NewApiKey};
+use keygate_core::store::{ApiKeyGrants, ApiKeyRecord, NewApiKey};
 use keygate_crds::{ApiKey, ApiKeyStatus};
-use std::collections::BTreeMap;
+
+mod secret;
+
+use secret::conflict_message;
+pub use secret::{owned_by, secret_for};
 
 /// The Secret data key holding the raw API key.
 pub const SECRET_KEY: &str = "apiKey";
@@ -110,6 +115,15 @@ impl Grants {
         }
     }
 
+    fn stored(&self) -> ApiKeyGrants {
+        ApiKeyGrants {
+            roles: self.roles.clone(),
+            permissions: self.permissions.clone(),
+            scopes: self.scopes.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+
     fn of_record(record: &ApiKeyRecord) -> Self {
         Self {
             roles: sorted(&record.roles),
@@ -131,9 +145,6 @@ enum Issue {
     First,
     /// The Secret was deleted or altered: the old key is revoked at once.
     SecretLost,
-    /// The spec's grants or expiry changed: the old key is revoked at once, since it must
-    /// not keep permissions that were taken away (keys are immutable rows).
-    GrantsChanged,
     /// `rotation.every` has passed: the old key keeps working for `gracePeriod`.
     Rotation,
 }
@@ -185,20 +196,23 @@ pub async fn reconcile(
         .cloned();
     let expired = grants.expires_at.is_some_and(|at| at <= now);
     let secret_name = &key.spec.secret_name;
+    // Read before anything is written: the Secret may hold the key, or belong to someone else.
+    let secret = if expired {
+        None
+    } else {
+        cluster.secrets.get(namespace, secret_name).await?
+    };
 
     let issue = match &current {
         _ if expired => None,
         None => Some(Issue::First),
         Some(record) => {
-            let secret = cluster.secrets.get(namespace, secret_name).await?;
             let holds_key = secret
                 .as_ref()
                 .and_then(|s| secret_value(s, SECRET_KEY))
                 .is_some_and(|raw| constant_time_eq(&sha256(&raw), &record.hash));
             if !holds_key {
                 Some(Issue::SecretLost)
-            } else if Grants::of_record(record) != grants {
-                Some(Issue::GrantsChanged)
             } else if key.spec.rotation.as_ref().is_some_and(|r| {
                 Duration::from_std(r.period()).is_ok_and(|every| record.created_at + every <= now)
             }) {
@@ -207,6 +221,28 @@ pub async fn reconcile(
                 None
             }
         }
+    };
+
+    // A Secret of the same name that is not ours is never overwritten: nothing is written
+    // until a person resolves the clash.
+    if issue.is_some()
+        && let Some(found) = &secret
+        && !owned_by(found, key, owner_uid)
+    {
+        return Ok(failed(
+            Reason::SecretConflict,
+            conflict_message(namespace, secret_name),
+        ));
+    }
+
+    // Changed grants (or expiry) are applied to the live keys in place: their value, and so
+    // the Secret clients hold, stays. Not for a lost Secret, whose key is revoked below.
+    let current = match (issue, current) {
+        (Some(Issue::SecretLost), current) => current,
+        (_, Some(record)) => {
+            Some(update_grants(ctx, cluster, key, &keys, record, &grants, now).await?)
+        }
+        (_, None) => None,
     };
 
     let current = match issue {
@@ -343,18 +379,6 @@ async fn issue_key(
                 ),
             }
         }
-        (Issue::GrantsChanged, Some(old)) => {
-            revoke(ctx, cluster, stored_tenant.id, old, now).await?;
-            Event {
-                kind: EventKind::Normal,
-                reason: "KeyReissued",
-                action: "Reissue",
-                note: format!(
-                    "grants or expiry changed: issued new key kg_{}_… to Secret {secret} and revoked kg_{}_…",
-                    record.prefix, old.prefix
-                ),
-            }
-        }
         _ => Event {
             kind: EventKind::Normal,
             reason: "KeyIssued",
@@ -364,6 +388,61 @@ async fn issue_key(
     };
     cluster.events.publish(&object_ref(key), event).await;
     Ok(record)
+}
+
+/// Applies the spec's grants to every live key of the resource (the current one and any
+/// still in its rotation grace, so none keeps a permission that was taken away); returns
+/// the current key as it now is.
+async fn update_grants(
+    ctx: &Context,
+    cluster: &Cluster,
+    key: &ApiKey,
+    keys: &[ApiKeyRecord],
+    current: ApiKeyRecord,
+    grants: &Grants,
+    now: DateTime<Utc>,
+) -> Result<ApiKeyRecord, ReconcileError> {
+    let stale = keys.iter().filter(|k| {
+        k.revoked_at.is_none()
+            && (k.id == current.id || k.is_usable(now))
+            && Grants::of_record(k) != *grants
+    });
+    let new = grants.stored();
+    let mut updated = Vec::new();
+    for record in stale {
+        if ctx
+            .store
+            .update_api_key_grants(record.tenant_id, record.id, &new)
+            .await?
+        {
+            updated.push(format!("kg_{}_…", record.prefix));
+        }
+    }
+    if updated.is_empty() {
+        return Ok(current);
+    }
+    cluster
+        .events
+        .publish(
+            &object_ref(key),
+            Event {
+                kind: EventKind::Normal,
+                reason: "KeyGrantsUpdated",
+                action: "Update",
+                note: format!(
+                    "grants or expiry changed: updated {} in place; the Secret keeps its value",
+                    updated.join(", ")
+                ),
+            },
+        )
+        .await;
+    Ok(ApiKeyRecord {
+        roles: new.roles,
+        permissions: new.permissions,
+        scopes: new.scopes,
+        expires_at: new.expires_at,
+        ..current
+    })
 }
 
 /// Revokes one key in the store and pushes the revocation to every gateway replica.
@@ -388,45 +467,6 @@ async fn push_revocation(cluster: &Cluster, record: &ApiKeyRecord) {
             .await
     {
         tracing::warn!(api_key = %record.id, error = %e, "could not push the revocation to gateway replicas; they refuse the key after their next store check");
-    }
-}
-
-/// The Secret holding a raw key: owned by the ApiKey (garbage-collected with it), labelled
-/// so people and the operator can find it.
-pub fn secret_for(key: &ApiKey, owner_uid: &str, tenant: &str, generated: &Generated) -> Secret {
-    let name = key.metadata.name.clone().unwrap_or_default();
-    let labels = BTreeMap::from([
-        (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
-        (LABEL_API_KEY.to_owned(), name.clone()),
-        (LABEL_TENANT.to_owned(), tenant.to_owned()),
-    ]);
-    let annotations = BTreeMap::from([(ANNOTATION_OWNER_UID.to_owned(), owner_uid.to_owned())]);
-    // Only a resource the API server knows (it has a uid) can own a Secret there.
-    let owner_references = key.metadata.uid.as_ref().map(|uid| {
-        vec![OwnerReference {
-            api_version: keygate_crds::API_VERSION.to_owned(),
-            kind: "ApiKey".to_owned(),
-            name: name.clone(),
-            uid: uid.clone(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }]
-    });
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(key.spec.secret_name.clone()),
-            namespace: key.metadata.namespace.clone(),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references,
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            SECRET_KEY.to_owned(),
-            ByteString(generated.raw.expose().as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
     }
 }
 
