@@ -28,7 +28,7 @@ use cache::{ApiKeyUsage, Lookup, TenantCache, TenantView, UpstreamTokens, Verifi
 use chrono::{DateTime, Utc};
 use decision::{CredentialKind, Identity, Refusal};
 use ipnet::IpNet;
-use keygate_core::crypto::sha256;
+use keygate_core::crypto::sha256_parts;
 use keygate_core::ephemeral::Ephemeral;
 use request::{Credential, Inbound};
 use requirements::Requirements;
@@ -243,7 +243,7 @@ async fn check(state: State<Arc<AppState>>, request: Request) -> Response {
 
 async fn decide_request(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
-    let edge = state.edge.clone();
+    let edge = &*state.edge;
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -258,14 +258,13 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
     // nginx and Traefik: requirements in our query. Envoy: the query is the original's, and
     // requirements come in the header Envoy adds (a client-sent copy is replaced by Envoy).
     let (raw_requirements, envoy_suffix) = match suffix {
-        None => (query.to_owned(), None),
+        None => (query, None),
         Some(path) => {
             let raw = parts
                 .headers
                 .get(REQUIREMENTS_HEADER)
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
+                .unwrap_or("");
             let original = if query.is_empty() {
                 path.to_owned()
             } else {
@@ -282,10 +281,10 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
         &edge.trusted_proxies,
     );
 
-    let requirements = match edge.requirements(&raw_requirements) {
+    let requirements = match edge.requirements(raw_requirements) {
         Ok(r) => r,
         Err(e) => {
-            edge.misconfigured(&raw_requirements, &e);
+            edge.misconfigured(raw_requirements, &e);
             metrics::decision(inbound.proxy, "misconfigured");
             return misconfigured_response();
         }
@@ -294,7 +293,7 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
         Ok(Some(t)) => t,
         Ok(None) => {
             edge.misconfigured(
-                &raw_requirements,
+                raw_requirements,
                 &requirements::RequirementsError::BadValue {
                     key: "tenant",
                     value: format!("{} (no such live tenant)", requirements.tenant),
@@ -316,7 +315,7 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
         metrics::decision(inbound.proxy, "unauthenticated");
         return unauthenticated(&state, &tenant, &inbound, false);
     };
-    let (key, identity) = match identify(&edge, &tenant, &credential, now).await {
+    let (key, identity) = match identify(edge, &tenant, &credential, now).await {
         Ok(found) => found,
         Err(ResolveError::Invalid) => {
             metrics::decision(inbound.proxy, "unauthenticated");
@@ -333,7 +332,7 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
     match decision::decide(&requirements, inbound.method.as_ref(), &identity, now) {
         Ok(()) => {
             metrics::decision(inbound.proxy, "allow");
-            allowed(&edge, &tenant, &identity, &requirements, &key, now).await
+            allowed(edge, &tenant, &identity, &requirements, &key, now).await
         }
         Err(refusal) => {
             let outcome = if matches!(refusal, Refusal::StepUp { .. }) {
@@ -361,11 +360,7 @@ async fn identify(
         Credential::Session(v) => (b's', v),
         Credential::Malformed => return Err(ResolveError::Invalid),
     };
-    let mut material = Vec::with_capacity(value.len() + 17);
-    material.extend_from_slice(tenant.tenant.id.0.as_bytes());
-    material.push(tag);
-    material.extend_from_slice(value.as_bytes());
-    let key = sha256(&material);
+    let key = sha256_parts(&[tenant.tenant.id.0.as_bytes(), &[tag], value.as_bytes()]);
     let revocations = edge.ephemeral.revocations();
     // Read before any check: a revocation landing during this request moves it on.
     let epoch = revocations.epoch();
@@ -423,6 +418,8 @@ async fn allowed(
     now: DateTime<Utc>,
 ) -> Response {
     let mut response = StatusCode::OK.into_response();
+    // Room for every identity header at once: no regrowth of the map per answer.
+    response.headers_mut().reserve(10);
     set(&mut response, "x-auth-request-user", &id.username);
     if let Some(email) = &id.email {
         set(&mut response, "x-auth-request-email", email);
