@@ -112,6 +112,7 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         keygate_gateway::forward_auth::CookieMode::Host
     };
     let state = keygate_gateway::AppState::new(store, common.master_keys, &public_url, clock)
+        .map_err(|e| Fatal::Other(format!("cannot set up password hashing: {e}")))?
         .with_edge_settings(Vec::new(), cookie_mode);
     print_next_steps(&public_url, &manifests, &data_dir, &view);
     let _held_until_exit = lock;

@@ -125,12 +125,17 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     )
     .await
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
-    let state = keygate_gateway::AppState::new(store, common.master_keys, &gw.public_url, clock)
-        .with_identity(keygate_gateway::identity::IdentityService::new(identity))
-        .with_edge_settings(
-            gw.trusted_proxies.clone(),
-            keygate_gateway::forward_auth::CookieMode::Host,
-        );
+    let state = keygate_gateway::AppState::with_service(
+        store,
+        common.master_keys,
+        &gw.public_url,
+        clock,
+        keygate_gateway::identity::IdentityService::new(identity),
+    )
+    .with_edge_settings(
+        gw.trusted_proxies.clone(),
+        keygate_gateway::forward_auth::CookieMode::Host,
+    );
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let listener = bind(gw.listen).await?;

@@ -248,9 +248,13 @@ async fn run() {
             ..RateLimits::default()
         },
     });
-    let app = keygate_gateway::app(
-        AppState::new(store.clone(), master, &gw, clock).with_identity(identity),
-    );
+    let app = keygate_gateway::app(AppState::with_service(
+        store.clone(),
+        master,
+        &gw,
+        clock,
+        identity,
+    ));
     tokio::spawn(async move {
         axum::serve(
             listener,

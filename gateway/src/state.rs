@@ -1,6 +1,6 @@
 //! Shared state every handler gets: the store, the signing-key cache and settings.
 
-use crate::identity::{IdentityDeps, IdentityService};
+use crate::identity::{IdentityDeps, IdentityError, IdentityService};
 use crate::keys::KeyCache;
 use keygate_core::clock::Clock;
 use keygate_core::crypto::envelope::MasterKeys;
@@ -27,28 +27,41 @@ pub struct AppState {
 impl AppState {
     /// State over `store`, with keys unsealed by `master_keys`. The identity service gets
     /// production defaults ([`IdentityDeps::new`]: in-process ephemeral state, OWASP
-    /// argon2id, emails to the log) and is wired into forward-auth and the pages; replace it
-    /// with [`AppState::with_identity`].
+    /// argon2id, emails to the log); use [`AppState::with_service`] to bring your own.
+    ///
+    /// Fails only when password hashing cannot be set up (no usable random generator or
+    /// argon2 build): nothing could sign anyone in, so the caller stops with the cause.
     pub fn new(
         store: Arc<dyn Store>,
         master_keys: MasterKeys,
         public_url: &str,
         clock: Arc<dyn Clock>,
-    ) -> Self {
-        let identity = match IdentityDeps::new(
+    ) -> Result<Self, IdentityError> {
+        let deps = IdentityDeps::new(
             store.clone(),
             master_keys.clone(),
             public_url,
             clock.clone(),
-        ) {
-            Ok(deps) => IdentityService::new(deps),
-            Err(e) => {
-                // Only an unusable random generator or argon2 build gets here; nothing could
-                // sign anyone in, so stop at start-up with the cause.
-                eprintln!("error: cannot set up password hashing: {e}");
-                std::process::exit(70);
-            }
-        };
+        )?;
+        Ok(Self::with_service(
+            store,
+            master_keys,
+            public_url,
+            clock,
+            IdentityService::new(deps),
+        ))
+    }
+
+    /// State over `store` with `identity` (Redis, SMTP, hashing parameters from the config)
+    /// wired into forward-auth and the pages; starts the first-admin bootstrap from the
+    /// environment, if configured.
+    pub fn with_service(
+        store: Arc<dyn Store>,
+        master_keys: MasterKeys,
+        public_url: &str,
+        clock: Arc<dyn Clock>,
+        identity: IdentityService,
+    ) -> Self {
         identity.spawn_bootstrap_from_env();
         let edge = crate::forward_auth::Edge::new(identity.ephemeral())
             .with_resolver(Arc::new(identity.clone()))

@@ -129,8 +129,13 @@ async fn serve_with(
         breached: BreachedList::default(),
         limits,
     });
-    let state = AppState::new(store.clone(), master.clone(), &url, clock.clone())
-        .with_identity(identity.clone());
+    let state = AppState::with_service(
+        store.clone(),
+        master.clone(),
+        &url,
+        clock.clone(),
+        identity.clone(),
+    );
     let app = keygate_gateway::app(state);
     let task = tokio::spawn(async move {
         let _ = axum::serve(

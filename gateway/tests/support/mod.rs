@@ -183,7 +183,8 @@ pub async fn start(opts: Options) -> Gateway {
         master.clone(),
         &public_url,
         Arc::new(SystemClock),
-    );
+    )
+    .unwrap();
     let mut identity = None;
     let edge = if opts.real_identity {
         let service = IdentityService::new(IdentityDeps {
