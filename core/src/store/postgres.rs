@@ -70,6 +70,20 @@ impl PgStore {
     const SQL_ROLES_BY_NAMES: &'static str = "SELECT r.id, r.name, r.permissions FROM roles r \
          WHERE r.tenant_id = $1 AND r.name IN (SELECT jsonb_array_elements_text($2)) \
          ORDER BY r.name";
+
+    // One autocommit statement (one round trip) instead of BEGIN, UPDATE, INSERT, COMMIT:
+    // refresh rotation is a hot path. Concurrent rotations of one token serialize on its row
+    // lock; the loser re-checks `rotated_at IS NULL`, updates nothing and inserts nothing.
+    const SQL_ROTATE_REFRESH: Option<&'static str> = Some(
+        "WITH won AS (\
+           UPDATE refresh_tokens SET rotated_at = $3, replaced_by = $4 \
+           WHERE tenant_id = $1 AND hash = $2 AND rotated_at IS NULL AND expires_at > $3 \
+             AND session_id IN (SELECT id FROM sessions WHERE tenant_id = $1 \
+               AND revoked_at IS NULL AND idle_expires_at > $3 AND absolute_expires_at > $3) \
+           RETURNING session_id) \
+         INSERT INTO refresh_tokens (hash, tenant_id, session_id, issued_at, expires_at) \
+         SELECT $4, $1, session_id, $3, $5 FROM won RETURNING *",
+    );
 }
 
 impl_store!(PgStore, sqlx::Postgres);

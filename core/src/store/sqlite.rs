@@ -89,6 +89,9 @@ impl SqliteStore {
     const SQL_ROLES_BY_NAMES: &'static str = "SELECT r.id, r.name, r.permissions FROM roles r \
          WHERE r.tenant_id = $1 AND r.name IN (SELECT value FROM json_each($2)) \
          ORDER BY r.name";
+
+    // SQLite has no data-modifying CTEs: rotation takes the write lock and runs two statements.
+    const SQL_ROTATE_REFRESH: Option<&'static str> = None;
 }
 
 impl_store!(SqliteStore, sqlx::Sqlite);

@@ -7,7 +7,9 @@
 //! - `async fn begin_write(&self) -> Result<Transaction<'static, DB>, StoreError>`: a
 //!   transaction that will write (SQLite takes the write lock up front);
 //! - `SQL_ROLES_FOR_KEYS`, `SQL_ROLES_BY_NAMES`: the only queries whose text differs
-//!   (expanding a JSON array parameter: `jsonb_array_elements_text` vs `json_each`).
+//!   (expanding a JSON array parameter: `jsonb_array_elements_text` vs `json_each`);
+//! - `SQL_ROTATE_REFRESH`: refresh rotation as one statement where the database can do it
+//!   (PostgreSQL's data-modifying CTE), `None` to rotate in a write transaction (SQLite).
 //!
 //! Timestamps are bound through [`ts`] so both backends store the same microsecond value
 //! (PostgreSQL keeps microseconds; SQLite would keep nanoseconds as text).

@@ -201,6 +201,20 @@ macro_rules! refresh_token_store {
                     now: DateTime<Utc>,
                 ) -> Result<RotateOutcome, StoreError> {
                     let now = ts(now);
+                    if let Some(sql) = Self::SQL_ROTATE_REFRESH {
+                        let next = sqlx::query_as::<$db, RefreshTokenRecord>(sql)
+                            .bind(tenant)
+                            .bind(presented)
+                            .bind(now)
+                            .bind(next_hash)
+                            .bind(ts(next_expires_at))
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        if let Some(next) = next {
+                            return Ok(RotateOutcome::Rotated { next });
+                        }
+                        return self.rotation_refused(tenant, presented, now).await;
+                    }
                     let mut tx = self.begin_write().await?;
                     // The compare-and-set: of concurrent rotations of one token, only the first
                     // finds `rotated_at IS NULL`; the others update nothing.
@@ -233,6 +247,18 @@ macro_rules! refresh_token_store {
                         return Ok(RotateOutcome::Rotated { next });
                     }
                     tx.rollback().await?;
+                    self.rotation_refused(tenant, presented, now).await
+                }
+            }
+
+            impl $store {
+                /// Why a rotation updated nothing: unknown, already rotated, revoked or expired.
+                async fn rotation_refused(
+                    &self,
+                    tenant: TenantId,
+                    presented: &[u8],
+                    now: DateTime<Utc>,
+                ) -> Result<RotateOutcome, StoreError> {
                     let state = sqlx::query_as::<$db, TokenState>(
                         "SELECT t.session_id, t.rotated_at, t.replaced_by, t.expires_at, s.revoked_at, \
                              s.idle_expires_at, s.absolute_expires_at \
