@@ -2068,6 +2068,37 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
         (StatusCode::BAD_REQUEST, Some("invalid_scope")),
         "{err}"
     );
+    // Another client's id is refused (RFC 6749 §6: the token is bound to its client), and
+    // that does not spend the refresh token either; its own id is accepted.
+    let (s, err) = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+                ("client_id", "some-other-app"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{err}"
+    );
+    let (s, own) = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+                ("client_id", "orders-spa"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{own}");
+    let refresh_token = own["refresh_token"].as_str().unwrap().to_owned();
     let (s, next) = env.refresh("acme", &refresh_token).await;
     assert_eq!(s, StatusCode::OK, "{next}");
     assert_eq!(next["scope"], granted, "narrowing lasted one token only");

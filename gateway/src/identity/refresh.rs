@@ -22,13 +22,15 @@ const MAX_REFRESH_TOKEN_BYTES: usize = 512;
 impl IdentityService {
     /// Exchanges a refresh token for a new pair (`grant_type=refresh_token`). The access
     /// token keeps the session's `client_id` and `scope`; a `scope` asked for may narrow
-    /// that for this token (RFC 6749 §6), never widen it (`InvalidScope`, and the refresh
-    /// token is not spent).
+    /// that for this token (RFC 6749 §6), never widen it (`InvalidScope`), and a `client_id`
+    /// sent must be the one the session was issued to (`InvalidGrant`); either refusal
+    /// leaves the refresh token unspent.
     pub async fn refresh(
         &self,
         tenant: &str,
         refresh_token: &str,
         scope: Option<&str>,
+        client_id: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<TokenSet, IdentityError> {
         let t = self.tenant(tenant).await?;
@@ -39,8 +41,9 @@ impl IdentityService {
         let now = self.now();
         let presented = sha256(refresh_token.as_bytes());
         let asked = scope.map(str::trim).filter(|s| !s.is_empty());
-        if let Some(asked) = asked {
-            self.check_scope_before_rotation(&t, &presented, asked)
+        let client_id = client_id.map(str::trim).filter(|c| !c.is_empty());
+        if asked.is_some() || client_id.is_some() {
+            self.check_request_before_rotation(&t, &presented, asked, client_id)
                 .await?;
         }
         let next_raw = random_token()?;
@@ -90,14 +93,16 @@ impl IdentityService {
         }
     }
 
-    /// Refuses a `scope` wider than the session's before the token is spent, so a client
-    /// that asked too much keeps a working refresh token. A rotated or unknown token skips
-    /// this: the rotation answers it (reuse detection must not be sidestepped by a scope).
-    async fn check_scope_before_rotation(
+    /// Refuses a `scope` wider than the session's, or another client's `client_id`, before
+    /// the token is spent, so a client that asked wrongly keeps a working refresh token. A
+    /// rotated or unknown token skips this: the rotation answers it (reuse detection must
+    /// not be sidestepped by a bad parameter).
+    async fn check_request_before_rotation(
         &self,
         t: &TenantCtx,
         presented: &[u8],
-        asked: &str,
+        asked_scope: Option<&str>,
+        client_id: Option<&str>,
     ) -> Result<(), IdentityError> {
         let d = self.deps();
         let Some(record) = d.store.refresh_token(t.row.id, presented).await? else {
@@ -106,14 +111,18 @@ impl IdentityService {
         if record.rotated_at.is_some() {
             return Ok(());
         }
-        let granted = match self.inner.families.get(t.row.id, record.session_id) {
-            Some(s) => s.scope,
-            None => match d.store.session(t.row.id, record.session_id).await? {
-                Some(s) => s.scope,
-                None => return Ok(()),
-            },
-        };
-        narrowed_scope(&granted, Some(asked)).map(|_| ())
+        let (granted_scope, granted_client) =
+            match self.inner.families.get(t.row.id, record.session_id) {
+                Some(s) => (s.scope, s.client_id),
+                None => match d.store.session(t.row.id, record.session_id).await? {
+                    Some(s) => (s.scope, s.client_id),
+                    None => return Ok(()),
+                },
+            };
+        if client_id.is_some_and(|c| c != granted_client) {
+            return Err(IdentityError::InvalidGrant);
+        }
+        narrowed_scope(&granted_scope, asked_scope).map(|_| ())
     }
 
     /// Mints the access token of a freshly rotated family and slides the session's idle expiry.

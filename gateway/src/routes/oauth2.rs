@@ -126,7 +126,8 @@ pub struct TokenForm {
     /// §6); a scope the session was not granted is `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
-    /// Public client id (optional).
+    /// Public client id (optional); when sent it must be the client the session was issued
+    /// to, else `invalid_grant` (and the refresh token stays usable).
     #[serde(default)]
     pub client_id: Option<String>,
 }
@@ -187,7 +188,13 @@ async fn token(
         })?;
     let pair = state
         .identity
-        .refresh(&tenant, &refresh_token, form.scope.as_deref(), &meta)
+        .refresh(
+            &tenant,
+            &refresh_token,
+            form.scope.as_deref(),
+            form.client_id.as_deref(),
+            &meta,
+        )
         .await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
