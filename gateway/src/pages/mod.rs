@@ -323,7 +323,7 @@ async fn csrf_ok(state: &AppState, jar: &CookieJar, token: &str) -> Result<bool,
         .map_err(|_| ApiError::Unavailable)
 }
 
-/// The email-and-password form (sign up; forgot password uses only the email).
+/// The email-and-password form (sign in, sign up; forgot password uses only the email).
 #[derive(Deserialize, Default)]
 struct EmailPasswordForm {
     #[serde(default)]

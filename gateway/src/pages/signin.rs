@@ -1,6 +1,6 @@
 //! Sign in (sets the session cookie) and sign out (ends the session, clears the cookie).
 
-use super::{Errors, Page, PeerAddr, SignInAttempt, checked_rd, csrf_ok, live};
+use super::{EmailPasswordForm, Errors, Page, PeerAddr, SignInAttempt, checked_rd, csrf_ok, live};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::forward_auth::redirect::signin_url;
@@ -22,25 +22,13 @@ pub(super) const SIGN_OUT: Page = Page {
     title: "Sign out",
 };
 
-#[derive(Deserialize)]
-pub(super) struct SignInForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    rd: String,
-}
-
 pub(super) async fn signin_submit(
     State(state): State<AppState>,
     Path(name): Path<String>,
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
     jar: CookieJar,
-    form: Result<Form<SignInForm>, FormRejection>,
+    form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = live(&state, &name).await?;
     let screen = SIGN_IN.on(&state, &tenant);
