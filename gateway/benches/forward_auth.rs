@@ -49,10 +49,21 @@ fn parse_ms(v: &str) -> f64 {
 }
 
 fn wrk(url: &str, seconds: u64, script: &std::path::Path, args: &[String]) -> Run {
+    wrk_with(url, seconds, 64, script, args)
+}
+
+/// `wrk` with `connections` open connections (one thread).
+fn wrk_with(
+    url: &str,
+    seconds: u64,
+    connections: u32,
+    script: &std::path::Path,
+    args: &[String],
+) -> Run {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t1",
-        "-c64",
+        &format!("-c{connections}"),
         &format!("-d{seconds}s"),
         "--latency",
         "--timeout",
@@ -354,7 +365,7 @@ fn main() {
         "baseline: a bare axum handler returning 200 on its own listener in the same runtime, sent the very same requests (headers, token stream, wrk script) just before each scenario run"
     );
     println!(
-        "'half load' paces each of the 64 connections so the total is about half the scenario's peak rate"
+        "'half load': each connection waits 2 ms after every answer, with as many connections as make about half the scenario's peak rate (bare at the same pace)"
     );
     println!();
     println!(
@@ -418,25 +429,27 @@ fn main() {
                 format!("pool of {unseen} ran out: {most} requests in the busiest run, the rest were cached")
             });
         }
-        // Half load: a per-connection delay so that 64 connections together send about
-        // rps/2. wrk's delay is in whole milliseconds, so the two nearest delays are tried for
-        // a second each and the one closer to half the peak is used, for ours and for bare.
-        // A paced never-seen stream would reuse tokens (measuring the cache), so it is skipped.
+        // Half load: every connection waits PACE_MS after each answer, and the number of
+        // connections is set so that together they send half the peak rate (one 1 s trial
+        // corrects the estimate), for ours and then for bare at the very same pace. A paced
+        // never-seen stream would reuse tokens (measuring the cache), so it is skipped.
         let half = (!stream).then(|| {
+            const PACE_MS: f64 = 2.0;
             let target = rps / 2.0;
-            let guess = 64_000.0 / target.max(1.0) - 0.5;
-            let pause_ms = [guess.floor().max(0.0) as u64, guess.ceil().max(1.0) as u64]
-                .into_iter()
-                .map(|pause| {
-                    let args = [pause.to_string(), String::new()];
-                    let trial = wrk(&sc.url, 1, &script, &args);
-                    (pause, (trial.rps - target).abs())
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(1, |(pause, _)| pause);
-            let args = [pause_ms.to_string(), String::new()];
-            let bare = wrk(&bare_url, seconds, &script, &args);
-            let ours = wrk(&sc.url, seconds, &script, &args);
+            let p50 = median(runs.iter().map(|r| r.p50_ms).collect());
+            let estimate = |per_connection_ms: f64| {
+                ((target * per_connection_ms / 1000.0).round() as u32).clamp(4, 1000)
+            };
+            let args = [format!("{PACE_MS}"), String::new()];
+            let guess = estimate(PACE_MS + p50.min(1.0));
+            let trial = wrk_with(&sc.url, 1, guess, &script, &args);
+            let connections = if trial.rps > 0.0 {
+                ((f64::from(guess) * target / trial.rps).round() as u32).clamp(4, 1000)
+            } else {
+                guess
+            };
+            let ours = wrk_with(&sc.url, seconds, connections, &script, &args);
+            let bare = wrk_with(&bare_url, seconds, connections, &script, &args);
             (ours, bare)
         });
         let (hr, h50, h99, b99) = half.map_or(
