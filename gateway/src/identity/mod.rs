@@ -15,6 +15,7 @@
 //! ```
 
 mod accounts;
+mod admin;
 mod audit;
 mod edge;
 mod error;
@@ -22,6 +23,7 @@ mod lockout;
 mod mailer;
 mod password;
 mod principal;
+mod recovery;
 mod refresh;
 mod resolve;
 mod revocation_sync;

@@ -1,0 +1,232 @@
+//! What operators of the service do to accounts: suspend and reactivate, GDPR erasure, and
+//! the first-admin bootstrap of a tenant (from the environment or a Secret).
+
+use super::accounts::plausible_email;
+use super::audit::kind;
+use super::mailer::Email;
+use super::principal::ADMIN_GROUP;
+use super::{Bootstrap, IdentityError, IdentityService, Principal, RequestMeta};
+use keygate_core::ids::UserId;
+use keygate_core::store::{NewUser, StoreError, UserPatch, UserStatus};
+use serde_json::json;
+
+impl IdentityService {
+    /// Suspends (`true`) or reactivates an account of the admin's tenant; suspension ends
+    /// every session at once.
+    pub async fn set_suspended(
+        &self,
+        admin: &Principal,
+        user: UserId,
+        suspended: bool,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        if !admin.is_admin() {
+            return Err(IdentityError::Forbidden);
+        }
+        let t = self.tenant(&admin.tenant).await?;
+        let d = self.deps();
+        d.store
+            .user(t.row.id, user)
+            .await?
+            .ok_or(IdentityError::NotFound)?;
+        let status = if suspended {
+            UserStatus::Suspended
+        } else {
+            UserStatus::Active
+        };
+        d.store
+            .update_user(
+                t.row.id,
+                user,
+                &UserPatch {
+                    status: Some(status),
+                    ..UserPatch::default()
+                },
+            )
+            .await?;
+        self.inner.subjects.forget(t.row.id, user);
+        if suspended {
+            self.revoke_all_sessions(&t, user).await?;
+        }
+        let event = if suspended {
+            kind::SUSPENDED
+        } else {
+            kind::REACTIVATED
+        };
+        self.audit(&t, event, admin.user_id, meta, json!({"user": user}))
+            .await
+    }
+
+    /// GDPR erasure of an account (by itself or an admin): the account, factors, sessions,
+    /// refresh families, history and identities go; audit rows stay with the bare user id.
+    pub async fn erase_user(
+        &self,
+        caller: &Principal,
+        user: UserId,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        if !caller.is_admin() && caller.user_id != Some(user) {
+            return Err(IdentityError::Forbidden);
+        }
+        let t = self.tenant(&caller.tenant).await?;
+        let d = self.deps();
+        d.store
+            .user(t.row.id, user)
+            .await?
+            .ok_or(IdentityError::NotFound)?;
+        self.revoke_all_sessions(&t, user).await?;
+        self.inner.subjects.forget(t.row.id, user);
+        if !d.store.erase_user(t.row.id, user).await? {
+            return Err(IdentityError::NotFound);
+        }
+        self.audit(
+            &t,
+            kind::ERASED,
+            caller.user_id,
+            meta,
+            json!({"user": user}),
+        )
+        .await
+    }
+
+    /// Creates the tenant's first admin (verified, in [`ADMIN_GROUP`], must change the
+    /// password at first sign-in); does nothing if the email has an account already.
+    pub async fn bootstrap_admin(
+        &self,
+        tenant: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Bootstrap, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        let d = self.deps();
+        if let Some(existing) = d.store.user_by_email(t.row.id, email.trim()).await? {
+            return Ok(Bootstrap::AlreadyExists(existing.id));
+        }
+        if !plausible_email(email.trim()) {
+            return Err(IdentityError::InvalidRequest(
+                "KEYGATE_BOOTSTRAP_EMAIL is not a valid address".into(),
+            ));
+        }
+        let policy = &t.spec.password_policy;
+        let chars = password.chars().count();
+        if chars < policy.min_length as usize || chars > policy.max_length as usize {
+            return Err(IdentityError::PasswordPolicy(format!(
+                "KEYGATE_BOOTSTRAP_PASSWORD must have {} to {} characters",
+                policy.min_length, policy.max_length
+            )));
+        }
+        let hash = d.hasher.hash(password).await?;
+        let user = match d
+            .store
+            .insert_user(&NewUser {
+                tenant_id: t.row.id,
+                email: email.trim().to_owned(),
+                display_name: "Administrator".into(),
+                status: UserStatus::Active,
+                email_verified: true,
+                must_change_password: true,
+                password_hash: None,
+                groups: vec![ADMIN_GROUP.into()],
+            })
+            .await
+        {
+            Ok(u) => u,
+            Err(StoreError::Conflict { .. }) => {
+                let existing = d
+                    .store
+                    .user_by_email(t.row.id, email.trim())
+                    .await?
+                    .ok_or(IdentityError::NotFound)?;
+                return Ok(Bootstrap::AlreadyExists(existing.id));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        d.store
+            .set_password(t.row.id, user.id, Some(&hash), policy.history.max(1), true)
+            .await?;
+        self.audit(
+            &t,
+            kind::BOOTSTRAPPED,
+            Some(user.id),
+            &RequestMeta::default(),
+            json!({}),
+        )
+        .await?;
+        Ok(Bootstrap::Created(user.id))
+    }
+
+    /// Bootstraps the admin named by `KEYGATE_BOOTSTRAP_TENANT`, `_EMAIL` and `_PASSWORD`
+    /// (or `_PASSWORD_FILE`, a mounted Secret) as read through `env`; `None` when unset.
+    pub async fn bootstrap_from_env(
+        &self,
+        env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    ) -> Result<Option<Bootstrap>, IdentityError> {
+        let (Some(tenant), Some(email)) = (
+            env("KEYGATE_BOOTSTRAP_TENANT"),
+            env("KEYGATE_BOOTSTRAP_EMAIL"),
+        ) else {
+            return Ok(None);
+        };
+        let password = match (
+            env("KEYGATE_BOOTSTRAP_PASSWORD"),
+            env("KEYGATE_BOOTSTRAP_PASSWORD_FILE"),
+        ) {
+            (Some(p), _) => p,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| {
+                    IdentityError::InvalidRequest(format!(
+                        "KEYGATE_BOOTSTRAP_PASSWORD_FILE {path}: {e}"
+                    ))
+                })?,
+            (None, None) => return Err(IdentityError::InvalidRequest(
+                "KEYGATE_BOOTSTRAP_PASSWORD (or _FILE) is required with KEYGATE_BOOTSTRAP_EMAIL"
+                    .into(),
+            )),
+        };
+        self.bootstrap_admin(&tenant, &email, &password)
+            .await
+            .map(Some)
+    }
+
+    /// Runs [`Self::bootstrap_from_env`] on the process environment in the background,
+    /// retrying while the tenant does not exist yet (the operator may still be reconciling).
+    pub fn spawn_bootstrap_from_env(&self) {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if env("KEYGATE_BOOTSTRAP_TENANT").is_none() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let service = self.clone();
+        handle.spawn(async move {
+            for _ in 0..120 {
+                match service.bootstrap_from_env(&env).await {
+                    Ok(Some(Bootstrap::Created(id))) => {
+                        tracing::info!(user = %id, "bootstrap admin created; it must change its password at first sign-in");
+                        return;
+                    }
+                    Ok(_) => return,
+                    Err(IdentityError::TenantNotFound) => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "bootstrap admin not created");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Sends an email in the background, so timing does not tell whether one was sent.
+    pub(super) fn send_later(&self, email: Email) {
+        let mailer = self.deps().mailer.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = mailer.send(email).await {
+                    tracing::warn!(error = %e, "email not sent");
+                }
+            });
+        }
+    }
+}

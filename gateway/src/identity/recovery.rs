@@ -1,0 +1,226 @@
+//! Password reset (the request answers the same whether or not the account exists; the
+//! link is single-use and expires) and password change (current password required), both
+//! through one policy: length, the breached list, history.
+
+use super::accounts::MAX_LINK_TOKEN_BYTES;
+use super::audit::kind;
+use super::mailer::Email;
+use super::password;
+use super::tenants::TenantCtx;
+use super::{IdentityError, IdentityService, Principal, RequestMeta};
+use keygate_core::crypto::sha256;
+use keygate_core::store::{TokenPurpose, User, UserPatch, UserStatus};
+use serde_json::json;
+
+/// How long a password-reset link works.
+const RESET_TTL: chrono::Duration = chrono::Duration::hours(1);
+
+impl IdentityService {
+    /// Sends a reset link if the account exists; answers the same either way.
+    pub async fn request_password_reset(
+        &self,
+        tenant: &str,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        let t = self.tenant(tenant).await?;
+        let email = email.trim();
+        let per_ip = self.deps().limits.reset_per_ip;
+        if !self.may_email(&t, email, meta, "reset", per_ip).await? {
+            return Ok(());
+        }
+        let d = self.deps();
+        let user = d
+            .store
+            .user_by_email(t.row.id, email)
+            .await?
+            .filter(|u| u.status == UserStatus::Active);
+        self.audit(
+            &t,
+            kind::RESET_REQUESTED,
+            user.as_ref().map(|u| u.id),
+            meta,
+            json!({"account_found": user.is_some()}),
+        )
+        .await?;
+        let Some(user) = user else {
+            return Ok(());
+        };
+        d.store
+            .invalidate_one_time_tokens(t.row.id, user.id, TokenPurpose::ResetPassword, self.now())
+            .await?;
+        let token = self
+            .one_time_token(
+                &t,
+                Some(user.id),
+                TokenPurpose::ResetPassword,
+                json!({}),
+                RESET_TTL,
+            )
+            .await?;
+        self.send_later(Email {
+            to: user.email,
+            subject: format!("{}: reset your password", t.row.display_name),
+            body: format!(
+                "Set a new password by opening this link within one hour:\n\n{}/reset-password?token={token}\n\n\
+                 Reset code: {token}\nIf you did not ask for this, ignore this message; your password stays as it is.\n",
+                t.issuer
+            ),
+        });
+        Ok(())
+    }
+
+    /// Consumes a reset token (single use, expiring), sets the new password, ends every
+    /// session of the account and clears its lockout.
+    pub async fn reset_password(
+        &self,
+        tenant: &str,
+        token: &str,
+        new_password: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        let t = self.tenant(tenant).await?;
+        if token.is_empty() || token.len() > MAX_LINK_TOKEN_BYTES {
+            return Err(IdentityError::InvalidLink);
+        }
+        if new_password.len() > super::signin::MAX_PASSWORD_BYTES {
+            return Err(IdentityError::PasswordPolicy(
+                "the password is too long".into(),
+            ));
+        }
+        // Rules that need no account first, so a bad password does not burn the link.
+        password::check(
+            &t.spec.password_policy,
+            &self.deps().breached,
+            new_password,
+            "",
+        )?;
+        let d = self.deps();
+        let consumed = d
+            .store
+            .consume_one_time_token(
+                t.row.id,
+                TokenPurpose::ResetPassword,
+                &sha256(token.as_bytes()),
+                self.now(),
+            )
+            .await?
+            .ok_or(IdentityError::InvalidLink)?;
+        let user = match consumed.user_id {
+            Some(id) => d.store.user(t.row.id, id).await?,
+            None => None,
+        }
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(IdentityError::InvalidLink)?;
+        self.set_new_password(&t, &user, new_password, meta).await?;
+        d.store
+            .update_user(
+                t.row.id,
+                user.id,
+                &UserPatch {
+                    email_verified: Some(true),
+                    must_change_password: Some(false),
+                    ..UserPatch::default()
+                },
+            )
+            .await?;
+        d.store.reset_lockout(t.row.id, user.id).await?;
+        self.revoke_all_sessions(&t, user.id).await?;
+        self.audit(&t, kind::RESET_DONE, Some(user.id), meta, json!({}))
+            .await
+    }
+
+    /// Changes the calling person's password (current password required); their other
+    /// sessions end.
+    pub async fn change_password(
+        &self,
+        caller: &Principal,
+        current: &str,
+        new_password: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        let user_id = caller.user_id.ok_or(IdentityError::Forbidden)?;
+        let t = self.tenant(&caller.tenant).await?;
+        if current.len() > super::signin::MAX_PASSWORD_BYTES
+            || new_password.len() > super::signin::MAX_PASSWORD_BYTES
+        {
+            return Err(IdentityError::PasswordPolicy(
+                "the password is too long".into(),
+            ));
+        }
+        let d = self.deps();
+        let user = d
+            .store
+            .user(t.row.id, user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(IdentityError::InvalidToken)?;
+        let ok = match &user.password_hash {
+            Some(h) => d.hasher.verify(current, h).await?,
+            None => d.hasher.verify_dummy(current).await?,
+        };
+        if !ok {
+            self.audit(
+                &t,
+                kind::LOGIN_FAILED,
+                Some(user.id),
+                meta,
+                json!({"reason": "bad_current_password"}),
+            )
+            .await?;
+            return Err(IdentityError::WrongCurrentPassword);
+        }
+        self.set_new_password(&t, &user, new_password, meta).await?;
+        let now = self.now();
+        let keep = caller.session_id();
+        for s in d
+            .store
+            .active_sessions_of_user(t.row.id, user.id, now)
+            .await?
+        {
+            if Some(s.id) != keep {
+                self.end_session(&t, s.id, now).await?;
+            }
+        }
+        self.audit(&t, kind::PASSWORD_CHANGED, Some(user.id), meta, json!({}))
+            .await
+    }
+
+    /// Applies the policy (length, email, breached list, no reuse of the last N) and stores
+    /// the new hash with its history entry.
+    pub(super) async fn set_new_password(
+        &self,
+        t: &TenantCtx,
+        user: &User,
+        new_password: &str,
+        _meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        let policy = &t.spec.password_policy;
+        let d = self.deps();
+        password::check(policy, &d.breached, new_password, &user.email)?;
+        if policy.history > 0 {
+            for old in d
+                .store
+                .password_history(t.row.id, user.id, policy.history)
+                .await?
+            {
+                if d.hasher.verify(new_password, &old).await.unwrap_or(false) {
+                    return Err(IdentityError::PasswordReused);
+                }
+            }
+        }
+        if let Some(current) = &user.password_hash
+            && d.hasher
+                .verify(new_password, current)
+                .await
+                .unwrap_or(false)
+        {
+            return Err(IdentityError::PasswordReused);
+        }
+        let hash = d.hasher.hash(new_password).await?;
+        d.store
+            .set_password(t.row.id, user.id, Some(&hash), policy.history.max(1), false)
+            .await?;
+        Ok(())
+    }
+}
