@@ -11,7 +11,7 @@ use super::{IdentityError, IdentityService, Principal, RequestMeta, SignUp};
 use keygate_core::crypto::{random::random_token, sha256};
 use keygate_core::ids::UserId;
 use keygate_core::store::{
-    NewOneTimeToken, NewUser, StoreError, TokenPurpose, User, UserPatch, UserStatus,
+    NewOneTimeToken, NewUser, OneTimeToken, StoreError, TokenPurpose, User, UserPatch, UserStatus,
 };
 use keygate_crds::{EmailVerification, Registration};
 use serde_json::json;
@@ -21,7 +21,7 @@ const VERIFY_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// How long an invite works.
 const INVITE_TTL: chrono::Duration = chrono::Duration::days(7);
 /// Longest one-time token looked at.
-pub(super) const MAX_LINK_TOKEN_BYTES: usize = 256;
+const MAX_LINK_TOKEN_BYTES: usize = 256;
 
 pub(super) fn plausible_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
@@ -262,26 +262,11 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
-        if token.is_empty() || token.len() > MAX_LINK_TOKEN_BYTES {
-            return Err(IdentityError::InvalidLink);
-        }
+        check_link_shape(token)?;
         let d = self.deps();
-        let consumed = d
-            .store
-            .consume_one_time_token(
-                t.row.id,
-                TokenPurpose::VerifyEmail,
-                &sha256(token.as_bytes()),
-                self.now(),
-            )
-            .await?
-            .ok_or(IdentityError::InvalidLink)?;
-        let user_id = consumed.user_id.ok_or(IdentityError::InvalidLink)?;
-        let user = d
-            .store
-            .user(t.row.id, user_id)
-            .await?
-            .ok_or(IdentityError::InvalidLink)?;
+        let (consumed, user) = self
+            .redeem_link(&t, TokenPurpose::VerifyEmail, token)
+            .await?;
         // A link for an address the account no longer has proves nothing.
         if consumed
             .data
@@ -352,6 +337,39 @@ impl IdentityService {
             self.send_verification(&t, &user, meta).await?;
         }
         Ok(())
+    }
+}
+
+/// Refuses a link token no link of ours could carry (empty or absurdly long) before any lookup.
+pub(super) fn check_link_shape(token: &str) -> Result<(), IdentityError> {
+    if token.is_empty() || token.len() > MAX_LINK_TOKEN_BYTES {
+        return Err(IdentityError::InvalidLink);
+    }
+    Ok(())
+}
+
+impl IdentityService {
+    /// Spends an emailed link's token of `purpose` (single use, expiring) and loads the
+    /// account it was issued for; unknown, spent, expired or orphaned links are `InvalidLink`.
+    pub(super) async fn redeem_link(
+        &self,
+        t: &TenantCtx,
+        purpose: TokenPurpose,
+        token: &str,
+    ) -> Result<(OneTimeToken, User), IdentityError> {
+        let d = self.deps();
+        let consumed = d
+            .store
+            .consume_one_time_token(t.row.id, purpose, &sha256(token.as_bytes()), self.now())
+            .await?
+            .ok_or(IdentityError::InvalidLink)?;
+        let user_id = consumed.user_id.ok_or(IdentityError::InvalidLink)?;
+        let user = d
+            .store
+            .user(t.row.id, user_id)
+            .await?
+            .ok_or(IdentityError::InvalidLink)?;
+        Ok((consumed, user))
     }
 }
 

@@ -2,13 +2,12 @@
 //! link is single-use and expires) and password change (current password required), both
 //! through one policy: length, the breached list, history.
 
-use super::accounts::MAX_LINK_TOKEN_BYTES;
+use super::accounts::check_link_shape;
 use super::audit::kind;
 use super::mailer::Email;
 use super::password;
 use super::tenants::TenantCtx;
 use super::{IdentityError, IdentityService, Principal, RequestMeta};
-use keygate_core::crypto::sha256;
 use keygate_core::store::{TokenPurpose, User, UserPatch, UserStatus};
 use serde_json::json;
 
@@ -80,9 +79,7 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
-        if token.is_empty() || token.len() > MAX_LINK_TOKEN_BYTES {
-            return Err(IdentityError::InvalidLink);
-        }
+        check_link_shape(token)?;
         if new_password.len() > super::signin::MAX_PASSWORD_BYTES {
             return Err(IdentityError::PasswordPolicy(
                 "the password is too long".into(),
@@ -96,22 +93,12 @@ impl IdentityService {
             "",
         )?;
         let d = self.deps();
-        let consumed = d
-            .store
-            .consume_one_time_token(
-                t.row.id,
-                TokenPurpose::ResetPassword,
-                &sha256(token.as_bytes()),
-                self.now(),
-            )
-            .await?
-            .ok_or(IdentityError::InvalidLink)?;
-        let user = match consumed.user_id {
-            Some(id) => d.store.user(t.row.id, id).await?,
-            None => None,
+        let (_, user) = self
+            .redeem_link(&t, TokenPurpose::ResetPassword, token)
+            .await?;
+        if user.status != UserStatus::Active {
+            return Err(IdentityError::InvalidLink);
         }
-        .filter(|u| u.status == UserStatus::Active)
-        .ok_or(IdentityError::InvalidLink)?;
         self.set_new_password(&t, &user, new_password, meta).await?;
         d.store
             .update_user(
