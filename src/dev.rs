@@ -117,7 +117,7 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     print_next_steps(&public_url, &manifests, &data_dir, &view);
     let _held_until_exit = lock;
     axum::serve(
-        listener,
+        keygate_gateway::listener(listener),
         keygate_gateway::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())

@@ -141,7 +141,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
     axum::serve(
-        listener,
+        keygate_gateway::listener(listener),
         keygate_gateway::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())

@@ -7,6 +7,7 @@ pub mod forward_auth;
 mod health;
 pub mod identity;
 pub mod keys;
+mod loading_cache;
 mod oidc;
 pub mod openapi;
 pub mod pages;
@@ -30,9 +31,24 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(pages::router());
     security_headers::apply(routes)
-        // Forward-auth answers proxies, not browsers: it sets `nosniff` itself and stays
-        // outside the page-header layers, which would cost every check on the hot path.
+        // Forward-auth answers proxies, not browsers: it sets `nosniff` on denials itself and
+        // stays outside the page-header layers, which would cost every check on the hot path.
         .merge(forward_auth::router(&state))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// A listener whose connections send at once (`TCP_NODELAY`): every forward-auth answer is
+/// one small write a proxy is waiting on, and Nagle's algorithm may hold such writes back.
+pub fn listener(
+    tcp: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    tcp.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
+}
+
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+    }
 }

@@ -79,6 +79,8 @@ async fn envoy_ext_authz_appends_the_path_and_sends_requirements_in_a_header() {
             .unwrap()
             .starts_with("Bearer realm=")
     );
+    // Envoy relays a denial's problem+json body to the client: it must not be sniffed.
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
     // Envoy not told the requirements: a misconfiguration, denied with 403, never let through.
     let misconfigured = http
         .get(format!("{}/forward-auth/orders", gw.url))

@@ -4,6 +4,8 @@
 //! caller), tenants by name, and API-key last-use times written in batches.
 
 use super::decision::Identity;
+use crate::loading_cache::LoadingCache;
+use axum::http::{HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
 use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::{Store, StoreError, Tenant};
@@ -11,17 +13,54 @@ use keygate_crds::TenantSpec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SHARDS: usize = 16;
 /// Most identities kept per shard; past it expired entries are swept, then the shard is cleared.
 const SHARD_CAP: usize = 16_384;
 
+/// An identity proven by a resolver, with the identity headers of its 200 answer rendered
+/// once when it is proven rather than on every request that reuses it.
+#[derive(Debug)]
+pub struct Proven {
+    /// The identity.
+    pub identity: Identity,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Proven {
+    /// `identity` of tenant `tenant_name`, with its `X-Auth-Request-*` and `X-Keygate-*`
+    /// headers (a value that cannot be a header value is left out rather than sent mangled).
+    pub fn new(identity: Identity, tenant_name: &str) -> Self {
+        let groups = identity.roles.join(",");
+        let values = [
+            ("x-auth-request-user", Some(identity.username.as_str())),
+            ("x-auth-request-email", identity.email.as_deref()),
+            ("x-auth-request-groups", Some(groups.as_str())),
+            ("x-keygate-tenant", Some(tenant_name)),
+            ("x-keygate-subject", Some(identity.subject.as_str())),
+        ];
+        let headers = values
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let value = HeaderValue::from_str(value?).ok()?;
+                Some((HeaderName::from_static(name), value))
+            })
+            .collect();
+        Self { identity, headers }
+    }
+
+    /// The identity headers of an answer that lets the request through.
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+}
+
 /// A proven identity and until when it may be reused without asking the resolver again.
 #[derive(Debug)]
 pub struct CachedIdentity {
     /// The identity.
-    pub identity: Arc<Identity>,
+    pub identity: Arc<Proven>,
     /// Reuse it only before then (never after the credential's own expiry).
     pub valid_until: DateTime<Utc>,
     /// The revocation-set epoch at which the identity was last found unrevoked.
@@ -32,7 +71,7 @@ pub struct CachedIdentity {
 #[derive(Debug)]
 pub enum Lookup {
     /// Proven before and not revoked since.
-    Hit(Arc<Identity>),
+    Hit(Arc<Proven>),
     /// Proven before, but one of its ids has been revoked since (the entry is dropped).
     Revoked,
     /// Not held (or expired): ask the resolver.
@@ -79,7 +118,7 @@ impl VerifiedCache {
                 Some(c) if c.checked_epoch.load(Ordering::Acquire) == epoch => {
                     return Lookup::Hit(c.identity.clone());
                 }
-                Some(c) if revoked(&c.identity) => Lookup::Revoked,
+                Some(c) if revoked(&c.identity.identity) => Lookup::Revoked,
                 Some(c) => {
                     c.checked_epoch.store(epoch, Ordering::Release);
                     return Lookup::Hit(c.identity.clone());
@@ -91,7 +130,7 @@ impl VerifiedCache {
     }
 
     /// The identity proven for `key`, if still valid at `now` (revocations not consulted).
-    pub fn get(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<Arc<Identity>> {
+    pub fn get(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<Arc<Proven>> {
         let shard = self.shard(key).read().ok()?;
         shard
             .get(key)
@@ -103,7 +142,7 @@ impl VerifiedCache {
     pub fn insert(
         &self,
         key: [u8; 32],
-        identity: Arc<Identity>,
+        identity: Arc<Proven>,
         valid_until: DateTime<Utc>,
         now: DateTime<Utc>,
         epoch: u64,
@@ -221,17 +260,24 @@ impl TenantView {
     }
 }
 
-/// How long a tenant lookup (found or not) is reused.
+/// How long a tenant lookup (found or not) is reused; spec changes reach forward-auth within it.
 const TENANT_TTL: Duration = Duration::from_secs(5);
 /// Most tenant names remembered (unknown names included).
 const TENANT_CAP: usize = 4096;
 
-type TenantEntries = HashMap<String, (Instant, Option<Arc<TenantView>>)>;
-
-/// Live tenants by name, cached briefly so forward-auth does not query per request.
-#[derive(Debug, Default)]
+/// Live tenants by name, cached briefly so forward-auth does not query per request (and,
+/// on expiry, one request per replica reloads while the others use the previous answer).
+#[derive(Debug)]
 pub struct TenantCache {
-    entries: RwLock<TenantEntries>,
+    entries: LoadingCache<Option<Arc<TenantView>>>,
+}
+
+impl Default for TenantCache {
+    fn default() -> Self {
+        Self {
+            entries: LoadingCache::new(TENANT_TTL, TENANT_CAP),
+        }
+    }
 }
 
 impl TenantCache {
@@ -241,32 +287,23 @@ impl TenantCache {
         store: &dyn Store,
         name: &str,
     ) -> Result<Option<Arc<TenantView>>, StoreError> {
-        if let Ok(entries) = self.entries.read()
-            && let Some((at, view)) = entries.get(name)
-            && at.elapsed() < TENANT_TTL
-        {
-            return Ok(view.clone());
-        }
-        let view = store
-            .tenant_by_name(name)
-            .await?
-            .filter(|t| !t.disabled)
-            .and_then(|tenant| {
-                let spec = serde_json::from_value::<TenantSpec>(tenant.settings.clone())
-                    .or_else(|e| {
-                        tracing::warn!(tenant = %tenant.name, error = %e, "tenant settings do not parse as a Tenant spec; using defaults");
-                        serde_json::from_value::<TenantSpec>(serde_json::json!({}))
-                    })
-                    .ok()?;
-                Some(Arc::new(TenantView { tenant, spec }))
-            });
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= TENANT_CAP {
-                entries.clear();
-            }
-            entries.insert(name.to_owned(), (Instant::now(), view.clone()));
-        }
-        Ok(view)
+        self.entries
+            .get(name, || async {
+                Ok::<_, StoreError>(store
+                    .tenant_by_name(name)
+                    .await?
+                    .filter(|t| !t.disabled)
+                    .and_then(|tenant| {
+                        let spec = serde_json::from_value::<TenantSpec>(tenant.settings.clone())
+                            .or_else(|e| {
+                                tracing::warn!(tenant = %tenant.name, error = %e, "tenant settings do not parse as a Tenant spec; using defaults");
+                                serde_json::from_value::<TenantSpec>(serde_json::json!({}))
+                            })
+                            .ok()?;
+                        Some(Arc::new(TenantView { tenant, spec }))
+                    }))
+            })
+            .await
     }
 }
 
@@ -344,7 +381,7 @@ mod tests {
         let key = [7u8; 32];
         cache.insert(
             key,
-            Arc::new(person()),
+            Arc::new(Proven::new(person(), "acme")),
             now + chrono::Duration::seconds(5),
             now,
             0,
@@ -365,7 +402,7 @@ mod tests {
         let now = Utc::now();
         let key = [9u8; 32];
         let until = now + chrono::Duration::seconds(5);
-        cache.insert(key, Arc::new(person()), until, now, 3);
+        cache.insert(key, Arc::new(Proven::new(person(), "acme")), until, now, 3);
         let asked = std::cell::Cell::new(0);
         let never_revoked = |_: &Identity| {
             asked.set(asked.get() + 1);
@@ -431,7 +468,7 @@ mod tests {
     fn a_full_shard_is_swept_not_grown() {
         let cache = VerifiedCache::default();
         let now = Utc::now();
-        let id = Arc::new(person());
+        let id = Arc::new(Proven::new(person(), "acme"));
         for i in 0..(SHARD_CAP as u32 + 10) {
             let mut key = [0u8; 32];
             key[1..5].copy_from_slice(&i.to_be_bytes());

@@ -24,7 +24,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use cache::{ApiKeyUsage, Lookup, TenantCache, TenantView, UpstreamTokens, VerifiedCache};
+use cache::{ApiKeyUsage, Lookup, Proven, TenantCache, TenantView, UpstreamTokens, VerifiedCache};
 use chrono::{DateTime, Utc};
 use decision::{CredentialKind, Identity, Refusal};
 use ipnet::IpNet;
@@ -233,11 +233,15 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
 
 async fn check(state: State<Arc<AppState>>, request: Request) -> Response {
     let mut response = decide_request(state, request).await;
-    // Denials carry problem+json bodies that Traefik and Envoy relay to clients.
-    response.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    // Denials carry problem+json bodies that Traefik and Envoy relay to clients. A 200 has
+    // no body and goes to no client (proxies copy only the identity headers), so it is kept
+    // to the headers that matter: each one is work for the proxy on every request.
+    if !response.status().is_success() {
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
     response
 }
 
@@ -315,7 +319,7 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
         metrics::decision(inbound.proxy, "unauthenticated");
         return unauthenticated(&state, &tenant, &inbound, false);
     };
-    let (key, identity) = match identify(edge, &tenant, &credential, now).await {
+    let (key, proven) = match identify(edge, &tenant, &credential, now).await {
         Ok(found) => found,
         Err(ResolveError::Invalid) => {
             metrics::decision(inbound.proxy, "unauthenticated");
@@ -326,13 +330,14 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
             return unavailable();
         }
     };
+    let identity = &proven.identity;
     if let Some(key) = identity.api_key {
         edge.usage.record(&state.store, tenant.tenant.id, key, now);
     }
-    match decision::decide(&requirements, inbound.method.as_ref(), &identity, now) {
+    match decision::decide(&requirements, inbound.method.as_ref(), identity, now) {
         Ok(()) => {
             metrics::decision(inbound.proxy, "allow");
-            allowed(edge, &tenant, &identity, &requirements, &key, now).await
+            allowed(edge, &tenant, &proven, &requirements, &key, now).await
         }
         Err(refusal) => {
             let outcome = if matches!(refusal, Refusal::StepUp { .. }) {
@@ -351,9 +356,9 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
 async fn identify(
     edge: &Edge,
     tenant: &TenantView,
-    credential: &Credential,
+    credential: &Credential<'_>,
     now: DateTime<Utc>,
-) -> Result<([u8; 32], Arc<Identity>), ResolveError> {
+) -> Result<([u8; 32], Arc<Proven>), ResolveError> {
     let (tag, value) = match credential {
         Credential::AccessToken(v) => (b'j', v),
         Credential::ApiKey(v) => (b'k', v),
@@ -395,10 +400,10 @@ async fn identify(
         CredentialKind::ApiKey => identity.expires_at.min(now + API_KEY_RECHECK),
         CredentialKind::Session => identity.expires_at.min(now + SESSION_RECHECK),
     };
-    let identity = Arc::new(identity);
+    let proven = Arc::new(Proven::new(identity, &t.name));
     edge.verified
-        .insert(key, identity.clone(), valid_until, now, epoch);
-    Ok((key, identity))
+        .insert(key, proven.clone(), valid_until, now, epoch);
+    Ok((key, proven))
 }
 
 fn set(response: &mut Response, name: &'static str, value: &str) {
@@ -412,27 +417,24 @@ fn set(response: &mut Response, name: &'static str, value: &str) {
 async fn allowed(
     edge: &Edge,
     tenant: &TenantView,
-    id: &Identity,
+    proven: &Proven,
     req: &Requirements,
     key: &[u8; 32],
     now: DateTime<Utc>,
 ) -> Response {
     let mut response = StatusCode::OK.into_response();
     // Room for every identity header at once: no regrowth of the map per answer.
-    response.headers_mut().reserve(10);
-    set(&mut response, "x-auth-request-user", &id.username);
-    if let Some(email) = &id.email {
-        set(&mut response, "x-auth-request-email", email);
+    let headers = response.headers_mut();
+    headers.reserve(10);
+    for (name, value) in proven.headers() {
+        headers.insert(name.clone(), value.clone());
     }
-    set(&mut response, "x-auth-request-groups", &id.roles.join(","));
-    set(&mut response, "x-keygate-tenant", &tenant.tenant.name);
-    set(&mut response, "x-keygate-subject", &id.subject);
     if req.upstream_jwt {
         let minted = match edge.upstream_tokens.get(key, now) {
             Some(jwt) => Ok(jwt),
             None => edge
                 .resolver
-                .upstream_token(&tenant.tenant, id)
+                .upstream_token(&tenant.tenant, &proven.identity)
                 .await
                 .map(|jwt| {
                     let jwt: Arc<str> = Arc::from(jwt);

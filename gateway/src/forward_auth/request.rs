@@ -8,6 +8,7 @@
 
 use axum::http::{HeaderMap, Method, header};
 use ipnet::IpNet;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Longest credential looked at; real JWTs and keys are far shorter.
@@ -50,20 +51,21 @@ pub struct Inbound {
     pub wants_html: bool,
 }
 
-/// A credential as presented; the value is secret and never logged.
+/// A credential as presented, borrowed from the request's headers (no copy on the hot
+/// path); the value is secret and never logged.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Credential {
+pub enum Credential<'a> {
     /// `Authorization: Bearer <JWT>`.
-    AccessToken(String),
+    AccessToken(Cow<'a, str>),
     /// `Authorization: Bearer kg_…` or `X-API-Key: kg_…`.
-    ApiKey(String),
+    ApiKey(Cow<'a, str>),
     /// The session cookie's value.
-    Session(String),
+    Session(Cow<'a, str>),
     /// Something was presented but is unusable (repeated, not UTF-8, too long, wrong scheme).
     Malformed,
 }
 
-impl std::fmt::Debug for Credential {
+impl std::fmt::Debug for Credential<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::AccessToken(_) => "AccessToken(***)",
@@ -204,7 +206,7 @@ fn absolute(scheme: &str, host: &str, path_and_query: &str) -> Option<String> {
 }
 
 /// The credential presented: `Authorization` first, then `X-API-Key`, then the cookie.
-pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
+pub fn credential<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<Credential<'a>> {
     let authz = headers.get_all(header::AUTHORIZATION);
     let mut iter = authz.iter();
     if let Some(first) = iter.next() {
@@ -225,15 +227,15 @@ pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> 
             return Some(Credential::Malformed);
         }
         return Some(if token.starts_with("kg_") {
-            Credential::ApiKey(token.to_owned())
+            Credential::ApiKey(Cow::Borrowed(token))
         } else {
-            Credential::AccessToken(token.to_owned())
+            Credential::AccessToken(Cow::Borrowed(token))
         });
     }
     if headers.contains_key("x-api-key") {
         return Some(match single(headers, "x-api-key") {
             Some(k) if k.starts_with("kg_") && k.len() <= MAX_CREDENTIAL_LEN => {
-                Credential::ApiKey(k.to_owned())
+                Credential::ApiKey(Cow::Borrowed(k))
             }
             _ => Credential::Malformed,
         });
@@ -257,7 +259,11 @@ pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> 
     {
         return Some(Credential::Malformed);
     }
-    Some(Credential::Session(first.value().to_owned()))
+    // Parsed without decoding, so the raw value is the value, borrowed from the header.
+    Some(Credential::Session(first.value_raw().map_or_else(
+        || Cow::Owned(first.value().to_owned()),
+        Cow::Borrowed,
+    )))
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! cached for a few seconds so token checks stay off the database.
 
 use super::IdentityError;
+use crate::loading_cache::LoadingCache;
 use keygate_core::store::{Store, Tenant};
 use keygate_crds::TenantSpec;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How long a loaded tenant is reused; spec changes reach every replica within this.
 const TTL: Duration = Duration::from_secs(5);
@@ -49,13 +49,19 @@ impl TenantCtx {
     }
 }
 
-/// A cached lookup: when it was made, and the live tenant (or `None`: absent or disabled).
-type Entry = (Instant, Option<Arc<TenantCtx>>);
-
-/// Cache of live tenants by name.
-#[derive(Debug, Default)]
+/// Cache of live tenants by name (`None`: absent or disabled); on expiry one caller per
+/// replica reloads while the others use the previous answer.
+#[derive(Debug)]
 pub(crate) struct TenantCache {
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: LoadingCache<Option<Arc<TenantCtx>>>,
+}
+
+impl Default for TenantCache {
+    fn default() -> Self {
+        Self {
+            entries: LoadingCache::new(TTL, 10_000),
+        }
+    }
 }
 
 impl TenantCache {
@@ -69,23 +75,15 @@ impl TenantCache {
         if name.is_empty() || name.len() > 63 {
             return Err(IdentityError::TenantNotFound);
         }
-        if let Ok(entries) = self.entries.read()
-            && let Some((at, entry)) = entries.get(name)
-            && at.elapsed() < TTL
-        {
-            return entry.clone().ok_or(IdentityError::TenantNotFound);
-        }
-        let loaded = match store.tenant_by_name(name).await? {
-            Some(row) if !row.disabled => Some(Arc::new(TenantCtx::new(row, public_url)?)),
-            _ => None,
-        };
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() > 10_000 {
-                entries.retain(|_, (at, _)| at.elapsed() < TTL);
-            }
-            entries.insert(name.to_owned(), (Instant::now(), loaded.clone()));
-        }
-        loaded.ok_or(IdentityError::TenantNotFound)
+        self.entries
+            .get(name, || async {
+                Ok::<_, IdentityError>(match store.tenant_by_name(name).await? {
+                    Some(row) if !row.disabled => Some(Arc::new(TenantCtx::new(row, public_url)?)),
+                    _ => None,
+                })
+            })
+            .await?
+            .ok_or(IdentityError::TenantNotFound)
     }
 
     /// The context of a row the caller already holds (forward-auth passes rows).

@@ -219,7 +219,7 @@ pub async fn start(opts: Options) -> Gateway {
     let app = keygate_gateway::app(state.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(
-            listener,
+            keygate_gateway::listener(listener),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await;
