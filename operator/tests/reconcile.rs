@@ -1154,6 +1154,25 @@ mod kubernetes {
     const KEYS: &str = "/apis/keygate.dev/v1alpha1/namespaces/default/apikeys";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events?";
     const SSA: &str = "?&force=true&fieldManager=keygate-operator";
+    const SECRET: &str = "/api/v1/namespaces/default/secrets/ci-secret";
+
+    impl Api {
+        /// The Secret step of an ApiKey reconcile: its name is looked up (answered with
+        /// `existing`, or 404), then the Secret is applied; returns the applied Secret.
+        async fn secret_applied(
+            &mut self,
+            existing: Option<serde_json::Value>,
+        ) -> serde_json::Value {
+            let (_, send) = self.expect(Method::GET, SECRET).await;
+            match existing {
+                Some(found) => Api::reply(send, 200, &found),
+                None => Api::reply(send, 404, &not_found()),
+            }
+            let (secret, send) = self.expect(Method::PATCH, &format!("{SECRET}{SSA}")).await;
+            Api::reply(send, 200, &secret);
+            secret
+        }
+    }
 
     #[sqlx::test(migrations = false)]
     async fn a_new_object_first_gets_the_finalizer(pool: PgPool) {
@@ -1205,19 +1224,9 @@ mod kubernetes {
         let key = kube_api_key(true);
         let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc.clone()));
 
-        // The Secret name is looked up first: someone else's Secret is never overwritten.
-        let (_, send) = api
-            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
-            .await;
-        Api::reply(send, 404, &not_found());
-
-        // The Secret: server-side apply, owned by the ApiKey, labelled.
-        let (secret, send) = api
-            .expect(
-                Method::PATCH,
-                &format!("/api/v1/namespaces/default/secrets/ci-secret{SSA}"),
-            )
-            .await;
+        // The Secret name is looked up first (someone else's Secret is never overwritten),
+        // then the Secret is applied: server-side apply, owned by the ApiKey, labelled.
+        let secret = api.secret_applied(None).await;
         assert_eq!(secret["apiVersion"], "v1");
         assert_eq!(secret["kind"], "Secret");
         assert_eq!(
@@ -1237,7 +1246,6 @@ mod kubernetes {
             serde_json::from_value(secret["data"]["apiKey"].clone()).unwrap();
         let raw = String::from_utf8(raw.0).unwrap();
         assert!(raw.starts_with("kg_"));
-        Api::reply(send, 200, &secret);
 
         // Event: the key was issued (named by its prefix only).
         let (event, send) = api.expect(Method::POST, EVENTS).await;
@@ -1276,9 +1284,7 @@ mod kubernetes {
 
         // A second reconcile of the same object: the Secret is read, nothing is written.
         let task = tokio::spawn(reconcile(Arc::new(updated.clone()), kc.clone()));
-        let (_, send) = api
-            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
-            .await;
+        let (_, send) = api.expect(Method::GET, SECRET).await;
         Api::reply(send, 200, &secret);
         task.await.unwrap().unwrap();
 
@@ -1340,9 +1346,7 @@ mod kubernetes {
         let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc.clone()));
 
         // The Secret exists, created by a person: no ownerReference, no keygate labels.
-        let (_, send) = api
-            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
-            .await;
+        let (_, send) = api.expect(Method::GET, SECRET).await;
         Api::reply(
             send,
             200,
@@ -1402,13 +1406,8 @@ mod kubernetes {
         let mut updated = key.clone();
         updated.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
         let task = tokio::spawn(reconcile(Arc::new(updated), kc.clone()));
-        let (_, send) = api
-            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
-            .await;
-        Api::reply(
-            send,
-            200,
-            &serde_json::json!({
+        let secret = api
+            .secret_applied(Some(serde_json::json!({
                 "apiVersion": "v1", "kind": "Secret",
                 "metadata": {
                     "name": "ci-secret", "namespace": "default",
@@ -1418,16 +1417,9 @@ mod kubernetes {
                     }]
                 },
                 "data": {}
-            }),
-        );
-        let (secret, send) = api
-            .expect(
-                Method::PATCH,
-                &format!("/api/v1/namespaces/default/secrets/ci-secret{SSA}"),
-            )
+            })))
             .await;
         assert!(secret["data"]["apiKey"].is_string());
-        Api::reply(send, 200, &secret);
         let (event, send) = api.expect(Method::POST, EVENTS).await;
         assert_eq!(event["reason"], "KeyIssued");
         Api::reply(send, 201, &event);
@@ -1461,20 +1453,10 @@ mod kubernetes {
 
         // Issue the key (the Secret is new).
         let task = tokio::spawn(reconcile(Arc::new(key.clone()), kc.clone()));
-        let (_, send) = api
-            .expect(Method::GET, "/api/v1/namespaces/default/secrets/ci-secret")
-            .await;
-        Api::reply(send, 404, &not_found());
-        let (secret, send) = api
-            .expect(
-                Method::PATCH,
-                &format!("/api/v1/namespaces/default/secrets/ci-secret{SSA}"),
-            )
-            .await;
+        let secret = api.secret_applied(None).await;
         let raw: k8s_openapi::ByteString =
             serde_json::from_value(secret["data"]["apiKey"].clone()).unwrap();
         let raw = String::from_utf8(raw.0).unwrap();
-        Api::reply(send, 200, &secret);
         for _ in 0..2 {
             let (event, send) = api.expect(Method::POST, EVENTS).await;
             Api::reply(send, 201, &event);
