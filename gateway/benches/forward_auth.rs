@@ -4,14 +4,18 @@
 //! The gateway runs with the real `IdentityService` on SQLite; load comes from Debian's
 //! `wrk` on 127.0.0.1 with `-t1 -c64`. Scenarios: an access token already seen, an API key,
 //! a session cookie, and a stream of never-seen RS256 tokens (each request a new token,
-//! pre-signed before the run). Before each scenario run the bare handler gets the very same
-//! requests, so the ratio is the cost of our work, not of bigger requests. Each scenario is
-//! measured at full load, then paced to about half its peak rate for the latency at that
-//! load (ours and bare at the same pace).
+//! pre-signed before the run). In each round the bare handler gets the very same requests
+//! just before or after ours (alternating), so the ratio is the cost of our work, not of
+//! bigger requests or of the machine's drift. Each scenario is measured at full load, then
+//! paced to about half its peak rate for the latency at that load (ours and bare at the same
+//! pace, every round). A reference row has the bare handler answer with the very headers of
+//! our 200, which separates the cost of the answer's size (hyper, the kernel and wrk handle
+//! every header) from the cost of our work.
 //!
 //! Settings: `KG_BENCH_SECONDS` (default 3), `KG_BENCH_ROUNDS` (default 5, medians shown),
 //! `KG_BENCH_UNSEEN_TOKENS` (default 30000 per round), `KG_BENCH_WORKERS` (default: the
-//! cores). A second table gives the CPU cost per request through the router without HTTP
+//! cores), `KG_BENCH_SERVE=<seconds>` (keep both servers up and print wrk commands, for
+//! trying load settings or profiling by hand). A second table gives the CPU cost per request through the router without HTTP
 //! (`tower::ServiceExt::oneshot`, one task), which other load on the machine distorts far
 //! less than the HTTP figures.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -105,7 +109,8 @@ fn wrk_with(
     run
 }
 
-/// wrk script: fixed headers, optional per-request token from a file, optional pacing.
+/// wrk script: fixed headers, optional per-request token from a file, optional pacing (a
+/// random wait after each answer, `pause` ms on average).
 const SCRIPT: &str = r#"
 local tokens = nil
 local i = 0
@@ -123,8 +128,10 @@ function init(args)
   if pause == 0 then delay = nil end
   if not tokens then request = nil end
 end
+-- A random wait (whole ms, as wrk's timers are, mean `pause`): with one fixed wait the
+-- connections fall into step and fire in bursts, which measures the bursts, not the server.
 function delay()
-  return pause
+  return math.random(0, 2 * pause)
 end
 function request()
   if tokens then
@@ -138,7 +145,12 @@ end
 
 struct Scenario {
     name: &'static str,
+    /// Where the measured requests go.
     url: String,
+    /// Where the very same requests go for the baseline.
+    bare_url: String,
+    /// A reference row (the bare handler with our answer's headers), not a keygate figure.
+    reference: bool,
     headers: Vec<(String, String)>,
     /// A never-seen token stream: one pre-signed pool per round (empty: fixed headers).
     token_files: Vec<std::path::PathBuf>,
@@ -168,8 +180,9 @@ fn script_with_headers(
     path
 }
 
-/// Re-signs copies of `template` (a real access token) with fresh `jti`s: tokens the gateway
-/// has never seen, each needing a full RS256 verification.
+/// Re-signs copies of `template` (a real access token) with fresh `jti`s and an hour of
+/// life (the whole run takes longer than an access token lives): tokens the gateway has
+/// never seen, each needing a full RS256 verification.
 fn mint_unseen(
     template: &str,
     key: &keygate_core::crypto::signing::GeneratedKey,
@@ -187,6 +200,11 @@ fn mint_unseen(
     jwt_header.typ = header["typ"].as_str().map(str::to_owned);
     let encoding =
         keygate_core::crypto::signing::encoding_key(key.algorithm, &key.private_pem).unwrap();
+    let mut claims = claims;
+    let now = chrono::Utc::now().timestamp();
+    claims["iat"] = now.into();
+    claims["nbf"] = now.into();
+    claims["exp"] = (now + 3600).into();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -194,7 +212,7 @@ fn mint_unseen(
                 let (claims, header, encoding) =
                     (claims.clone(), jwt_header.clone(), encoding.clone());
                 s.spawn(move || {
-                    (0..n / threads)
+                    (0..n / threads + usize::from(t < n % threads))
                         .map(|i| {
                             let mut c = claims.clone();
                             c["jti"] = serde_json::Value::String(format!("bench-{label}-{t}-{i}"));
@@ -267,30 +285,58 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (gw, bare_url, scenarios, inproc_tokens) = rt.block_on(async {
+    let (gw, scenarios, inproc_tokens) = rt.block_on(async {
         let gw = support::start(Options {
             real_identity: true,
             ..Options::default()
         })
         .await;
-        // The bare handler: same runtime, same axum::serve, same connect-info service.
+        let (issued, _) = real::sign_in(gw.real(), &gw.tenant, &ada(), false).await;
+        // The issued token, re-signed to outlive the run (the same claims and key otherwise).
+        let token = {
+            let file = dir.path().join("seen.txt");
+            mint_unseen(&issued, gw.signing_key.as_ref().unwrap(), 1, "seen", &file);
+            std::fs::read_to_string(&file).unwrap().trim().to_owned()
+        };
+        let (_, key) = real::api_key(&gw.state.store, &gw.tenant, "bench", &["reader"]).await;
+        let (_, _, session) = real::sign_in_browser(gw.real(), &gw.tenant, &ada()).await;
+        // The headers of our 200 for the API key, which the reference row answers with.
+        let identity_headers = {
+            use tower::ServiceExt;
+            let request = axum::http::Request::builder()
+                .uri(format!(
+                    "/forward-auth?tenant={}&role=reader",
+                    gw.tenant.name
+                ))
+                .header("x-api-key", &key)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let answer = keygate_gateway::app(gw.state.clone())
+                .oneshot(request)
+                .await
+                .unwrap();
+            assert!(answer.status().is_success());
+            answer.headers().clone()
+        };
+        // The bare handler: same runtime, same axum::serve, same listener set-up.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bare_url = format!("http://{}", listener.local_addr().unwrap());
-        let bare = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
+        let bare = axum::Router::new()
+            .route(
+                "/identity-headers",
+                axum::routing::any(move || {
+                    let headers = identity_headers.clone();
+                    async move { (headers, axum::http::StatusCode::OK) }
+                }),
+            )
+            .fallback(|| async { axum::http::StatusCode::OK });
         tokio::spawn(async move {
             let _ = axum::serve(
-                listener,
+                keygate_gateway::listener(listener),
                 bare.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .await;
         });
-        let (token, _) = real::sign_in(gw.real(), &gw.tenant, &ada(), false).await;
-        let (_, key) = real::api_key(&gw.state.store, &gw.tenant, "bench", &["reader"]).await;
-        let (_, _, session) = real::sign_in_browser(gw.real(), &gw.tenant, &ada()).await;
-        let url = format!(
-            "{}/forward-auth?tenant={}&role=reader",
-            gw.url, gw.tenant.name
-        );
         let nginx_headers = vec![
             (
                 "X-Original-URL".to_owned(),
@@ -329,43 +375,77 @@ fn main() {
             "signed {rounds} x {unseen} never-seen RS256 tokens in {:.1}s",
             started.elapsed().as_secs_f64()
         );
+        let query = format!("/forward-auth?tenant={}&role=reader", gw.tenant.name);
+        let (url, bare) = (format!("{}{query}", gw.url), format!("{bare_url}{query}"));
+        let scenario = |name, headers, token_files| Scenario {
+            name,
+            url: url.clone(),
+            bare_url: bare.clone(),
+            reference: false,
+            headers,
+            token_files,
+        };
         let scenarios = vec![
             Scenario {
-                name: "JWT, seen",
-                url: url.clone(),
-                headers: with("Authorization", format!("Bearer {token}")),
-                token_files: Vec::new(),
+                name: "bare + our headers",
+                url: format!("{bare_url}/identity-headers"),
+                reference: true,
+                ..scenario("", with("X-API-Key", key.clone()), Vec::new())
             },
-            Scenario {
-                name: "API key",
-                url: url.clone(),
-                headers: with("X-API-Key", key),
-                token_files: Vec::new(),
-            },
-            Scenario {
-                name: "session cookie",
-                url: url.clone(),
-                headers: with("Cookie", format!("__Host-keygate_session={session}")),
-                token_files: Vec::new(),
-            },
-            Scenario {
-                name: "JWT RS256, never seen",
-                url: url.clone(),
-                headers: nginx_headers.clone(),
-                token_files: pools,
-            },
+            scenario(
+                "JWT, seen",
+                with("Authorization", format!("Bearer {token}")),
+                Vec::new(),
+            ),
+            scenario("API key", with("X-API-Key", key), Vec::new()),
+            scenario(
+                "session cookie",
+                with("Cookie", format!("__Host-keygate_session={session}")),
+                Vec::new(),
+            ),
+            scenario("JWT RS256, never seen", nginx_headers.clone(), pools),
         ];
-        (gw, bare_url, scenarios, inproc_tokens)
+        (gw, scenarios, inproc_tokens)
     });
+    // KG_BENCH_SERVE=<seconds> keeps both servers up and prints the wrk commands instead of
+    // running them (for trying load settings or profiling by hand).
+    if let Some(serve) = std::env::var("KG_BENCH_SERVE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        for sc in scenarios.iter().filter(|s| s.token_files.is_empty()) {
+            let script = script_with_headers(
+                dir.path(),
+                &sc.name.replace([' ', ',', '+'], "_"),
+                &sc.headers,
+            );
+            let bare = &sc.bare_url;
+            println!("{}:", sc.name);
+            println!(
+                "  ours: wrk -t1 -c64 -d3s --latency -s {} '{}' -- 0",
+                script.display(),
+                sc.url
+            );
+            println!(
+                "  bare: wrk -t1 -c64 -d3s --latency -s {} '{bare}' -- 0",
+                script.display()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(serve));
+        return;
+    }
     println!("keygate forward-auth benchmark");
     println!(
         "load: wrk -t1 -c64 -d{seconds}s --latency, 127.0.0.1 only, {rounds} rounds (medians shown); server: release build, tokio multi-thread runtime ({workers} workers) in this process, real IdentityService on SQLite, in-process ephemeral store"
     );
     println!(
-        "baseline: a bare axum handler returning 200 on its own listener in the same runtime, sent the very same requests (headers, token stream, wrk script) just before each scenario run"
+        "baseline: a bare axum handler returning 200 on its own listener in the same runtime, sent the very same requests (headers, token stream, wrk script) in each round, just before or just after ours (alternating)"
     );
     println!(
-        "'half load': each connection waits 2 ms after every answer, with as many connections as make about half the scenario's peak rate (bare at the same pace)"
+        "'half load': each connection waits a random 0-4 ms (mean 2) after every answer, with as many connections as make about half the scenario's peak rate (one trial run sets the count); ours then bare at that same pace, every round"
+    );
+    println!(
+        "'bare + our headers': the bare handler answering with the very headers of our 200 for the API key, to tell the cost of the answer's size from the cost of our work"
     );
     println!();
     println!(
@@ -384,11 +464,13 @@ fn main() {
     // KG_BENCH_INPROC_ONLY=1 skips the HTTP runs (for profiling the handler alone).
     let http_runs = std::env::var("KG_BENCH_INPROC_ONLY").is_err();
     for sc in scenarios.iter().filter(|_| http_runs) {
-        let script =
-            script_with_headers(dir.path(), &sc.name.replace([' ', ','], "_"), &sc.headers);
+        let script = script_with_headers(
+            dir.path(),
+            &sc.name.replace([' ', ',', '+'], "_"),
+            &sc.headers,
+        );
         let stream = !sc.token_files.is_empty();
-        // Same path and query as the scenario, on the bare handler's listener.
-        let bare_url = sc.url.replacen(&gw.url, &bare_url, 1);
+        let bare_url = &sc.bare_url;
         // The never-seen stream runs 1 s so each pre-signed pool lasts (see the notes column).
         let secs = if stream { 1 } else { seconds };
         let (mut bare_runs, mut runs) = (Vec::new(), Vec::new());
@@ -401,11 +483,18 @@ fn main() {
             let args = ["0".to_owned(), file];
             // Warm-up (cache fill, connections), not counted; pools are not spent on it.
             if !stream {
-                let _ = wrk(&bare_url, 1, &script, &args);
+                let _ = wrk(bare_url, 1, &script, &args);
                 let _ = wrk(&sc.url, 1, &script, &args);
             }
-            bare_runs.push(wrk(&bare_url, secs, &script, &args));
-            runs.push(wrk(&sc.url, secs, &script, &args));
+            // Which goes first alternates by round, so a drift of the shared machine within a
+            // round does not always favour the same side.
+            if round % 2 == 0 {
+                bare_runs.push(wrk(bare_url, secs, &script, &args));
+                runs.push(wrk(&sc.url, secs, &script, &args));
+            } else {
+                runs.push(wrk(&sc.url, secs, &script, &args));
+                bare_runs.push(wrk(bare_url, secs, &script, &args));
+            }
         }
         let ratio = median(
             bare_runs
@@ -429,11 +518,15 @@ fn main() {
                 format!("pool of {unseen} ran out: {most} requests in the busiest run, the rest were cached")
             });
         }
-        // Half load: every connection waits PACE_MS after each answer, and the number of
-        // connections is set so that together they send half the peak rate (one 1 s trial
-        // corrects the estimate), for ours and then for bare at the very same pace. A paced
-        // never-seen stream would reuse tokens (measuring the cache), so it is skipped.
-        let half = (!stream).then(|| {
+        if sc.reference {
+            notes.push("reference: no keygate code runs".to_owned());
+        }
+        // Half load: every connection waits PACE_MS on average after each answer, and the
+        // number of connections is set so that together they send half the peak rate (one
+        // 1 s trial corrects the estimate); then each round runs ours and bare at that very
+        // pace, and the medians are shown. A paced never-seen stream would reuse tokens (measuring the
+        // cache), so it is skipped, as is the reference row.
+        let half = (!stream && !sc.reference).then(|| {
             const PACE_MS: f64 = 2.0;
             let target = rps / 2.0;
             let p50 = median(runs.iter().map(|r| r.p50_ms).collect());
@@ -448,18 +541,35 @@ fn main() {
             } else {
                 guess
             };
-            let ours = wrk_with(&sc.url, seconds, connections, &script, &args);
-            let bare = wrk_with(&bare_url, seconds, connections, &script, &args);
-            (ours, bare)
+            let (ours, bare): (Vec<Run>, Vec<Run>) = (0..rounds)
+                .map(|round| {
+                    let ours = || wrk_with(&sc.url, seconds, connections, &script, &args);
+                    let bare = || wrk_with(bare_url, seconds, connections, &script, &args);
+                    if round % 2 == 0 {
+                        let o = ours();
+                        (o, bare())
+                    } else {
+                        let b = bare();
+                        (ours(), b)
+                    }
+                })
+                .unzip();
+            let of = |runs: &[Run], f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+            (
+                of(&ours, |r| r.rps),
+                of(&ours, |r| r.p50_ms),
+                of(&ours, |r| r.p99_ms),
+                of(&bare, |r| r.p99_ms),
+            )
         });
         let (hr, h50, h99, b99) = half.map_or(
             ("-".into(), "-".into(), "-".into(), "-".into()),
-            |(h, b)| {
+            |(rps, p50, p99, bare_p99)| {
                 (
-                    format!("{:.0}", h.rps),
-                    format!("{:.2}", h.p50_ms),
-                    format!("{:.2}", h.p99_ms),
-                    format!("{:.2}", b.p99_ms),
+                    format!("{rps:.0}"),
+                    format!("{p50:.2}"),
+                    format!("{p99:.2}"),
+                    format!("{bare_p99:.2}"),
                 )
             },
         );
@@ -485,10 +595,13 @@ fn main() {
     let app = keygate_gateway::app(gw.state.clone());
     let bare = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
     rt.block_on(async {
-        let nginx = &scenarios[0].headers[..2];
+        let nginx = &scenarios.iter().find(|s| !s.reference).unwrap().headers[..2];
         let bare_us = in_process(&bare, "/forward-auth", nginx, 50_000).await;
         println!("  {:<24} {:>8.2} µs", "bare axum handler", bare_us);
-        for sc in scenarios.iter().filter(|s| s.token_files.is_empty()) {
+        for sc in scenarios
+            .iter()
+            .filter(|s| s.token_files.is_empty() && !s.reference)
+        {
             let path = sc
                 .url
                 .split_once("127.0.0.1")
