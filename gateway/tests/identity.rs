@@ -1256,6 +1256,11 @@ async fn bootstrap_admin_suspends_and_erases(pool: sqlx::PgPool) {
         .await;
     assert_eq!(s, StatusCode::OK, "{admin}");
     let admin_token = admin["access_token"].as_str().unwrap().to_owned();
+    // The change is done for good: the next sign-in needs only the new password.
+    let (s, again) = env
+        .login("acme", "root@example.com", "admin-chosen-secret-92")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
 
     let user = env.user(&t.row, "dan@example.com").await;
     let (_, dan) = env.login("acme", "dan@example.com", PASSWORD).await;

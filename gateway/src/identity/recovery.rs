@@ -106,7 +106,6 @@ impl IdentityService {
                 user.id,
                 &UserPatch {
                     email_verified: Some(true),
-                    must_change_password: Some(false),
                     ..UserPatch::default()
                 },
             )
@@ -174,7 +173,7 @@ impl IdentityService {
     }
 
     /// Applies the policy (length, email, breached list, no reuse of the last N) and stores
-    /// the new hash with its history entry.
+    /// the new hash with its history entry; `must_change_password` is cleared with it.
     pub(super) async fn set_new_password(
         &self,
         t: &TenantCtx,

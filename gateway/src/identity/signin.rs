@@ -12,9 +12,7 @@ use super::{
 };
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{random::random_token, sha256};
-use keygate_core::store::{
-    NewRefreshToken, NewSession, Session, SubjectFacts, User, UserPatch, UserStatus,
-};
+use keygate_core::store::{NewRefreshToken, NewSession, Session, SubjectFacts, User, UserStatus};
 use keygate_crds::EmailVerification;
 use serde_json::json;
 
@@ -196,17 +194,12 @@ impl IdentityService {
             let Some(new_password) = req.new_password.as_deref() else {
                 return Err(IdentityError::PasswordChangeRequired);
             };
+            // Storing the new password also clears `must_change_password`.
             self.set_new_password(&t, &user, new_password, meta).await?;
-            d.store
-                .update_user(
-                    t.row.id,
-                    user.id,
-                    &UserPatch {
-                        must_change_password: Some(false),
-                        ..UserPatch::default()
-                    },
-                )
-                .await?
+            User {
+                must_change_password: false,
+                ..user
+            }
         } else {
             user
         };
