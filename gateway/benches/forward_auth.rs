@@ -13,11 +13,14 @@
 //! every header) from the cost of our work.
 //!
 //! Settings: `KG_BENCH_SECONDS` (default 3), `KG_BENCH_ROUNDS` (default 5, medians shown),
-//! `KG_BENCH_UNSEEN_TOKENS` (default 30000 per round), `KG_BENCH_WORKERS` (default: the
-//! cores), `KG_BENCH_SERVE=<seconds>` (keep both servers up and print wrk commands, for
-//! trying load settings or profiling by hand). A second table gives the CPU cost per request through the router without HTTP
+//! `KG_BENCH_UNSEEN_TOKENS` (default 50000 per round, more than a second of the stream on a
+//! fast host), `KG_BENCH_WORKERS` (default: the cores), `KG_BENCH_SERVE=<seconds>` (keep both
+//! servers up and print wrk commands, for trying load settings or profiling by hand).
+//!
+//! A second table gives the CPU cost per request through the router without HTTP
 //! (`tower::ServiceExt::oneshot`, one task), which other load on the machine distorts far
-//! less than the HTTP figures.
+//! less than the HTTP figures. Each row's notes give the host's steal time while it ran
+//! (`/proc/stat`): CPU the hypervisor gave other guests, the main source of drift here.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
@@ -156,6 +159,50 @@ struct Scenario {
     token_files: Vec<std::path::PathBuf>,
 }
 
+/// The machine's CPU time counters (`/proc/stat`, first line), to report how much CPU the
+/// hypervisor gave to other guests (steal) while a scenario ran: on a shared host that is
+/// what moves the figures most from run to run. `None` where there is no `/proc/stat`.
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(Self {
+            total: fields.iter().sum(),
+            steal: *fields.get(7)?,
+        })
+    }
+
+    /// Steal as a percentage of all CPU time since `earlier`.
+    fn steal_since(self, earlier: Self) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        100.0 * self.steal.saturating_sub(earlier.steal) as f64 / total as f64
+    }
+}
+
+/// "steal x.y %" between two readings, or "steal unknown".
+fn steal_note(start: Option<CpuTimes>, end: Option<CpuTimes>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => format!("steal {:.1} %", e.steal_since(s)),
+        _ => "steal unknown".to_owned(),
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
@@ -265,7 +312,7 @@ fn main() {
     let unseen: usize = std::env::var("KG_BENCH_UNSEEN_TOKENS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30_000);
+        .unwrap_or(50_000);
     let rounds: usize = std::env::var("KG_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -463,6 +510,7 @@ fn main() {
     );
     // KG_BENCH_INPROC_ONLY=1 skips the HTTP runs (for profiling the handler alone).
     let http_runs = std::env::var("KG_BENCH_INPROC_ONLY").is_err();
+    let cpu_all = CpuTimes::now();
     for sc in scenarios.iter().filter(|_| http_runs) {
         let script = script_with_headers(
             dir.path(),
@@ -474,6 +522,7 @@ fn main() {
         // The never-seen stream runs 1 s so each pre-signed pool lasts (see the notes column).
         let secs = if stream { 1 } else { seconds };
         let (mut bare_runs, mut runs) = (Vec::new(), Vec::new());
+        let cpu_start = CpuTimes::now();
         for round in 0..rounds {
             let file = sc
                 .token_files
@@ -562,6 +611,7 @@ fn main() {
                 of(&bare, |r| r.p99_ms),
             )
         });
+        notes.push(steal_note(cpu_start, CpuTimes::now()));
         let (hr, h50, h99, b99) = half.map_or(
             ("-".into(), "-".into(), "-".into(), "-".into()),
             |(rps, p50, p99, bare_p99)| {
@@ -586,6 +636,12 @@ fn main() {
             h99,
             b99,
             notes.join("; ")
+        );
+    }
+    if http_runs {
+        println!(
+            "host: {} of all CPU time over the HTTP runs (time the hypervisor gave other guests; above ~1 % the ratios drift, see docs/forward-auth.md)",
+            steal_note(cpu_all, CpuTimes::now())
         );
     }
     println!();
