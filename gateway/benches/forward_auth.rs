@@ -640,7 +640,7 @@ fn main() {
     }
     if http_runs {
         println!(
-            "host: {} of all CPU time over the HTTP runs (time the hypervisor gave other guests; above ~1 % the ratios drift, see docs/forward-auth.md)",
+            "host: {} of all CPU time over the HTTP runs (time the hypervisor gave other guests: with steal the ratios drift, see docs/forward-auth.md)",
             steal_note(cpu_all, CpuTimes::now())
         );
     }
