@@ -253,34 +253,33 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let query = parts.uri.query().unwrap_or("");
-    let suffix = parts
+    let envoy = parts
         .uri
         .path()
         .strip_prefix("/forward-auth")
-        .filter(|s| !s.is_empty());
+        .is_some_and(|s| !s.is_empty());
 
-    // nginx and Traefik: requirements in our query. Envoy: the query is the original's, and
-    // requirements come in the header Envoy adds (a client-sent copy is replaced by Envoy).
-    let (raw_requirements, envoy_suffix) = match suffix {
-        None => (query, None),
-        Some(path) => {
-            let raw = parts
-                .headers
-                .get(REQUIREMENTS_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let original = if query.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}?{query}")
-            };
-            (raw, Some(original))
-        }
+    // nginx and Traefik: requirements in our query. Envoy: our path and query after
+    // `/forward-auth` are the original's, and requirements come in the header Envoy adds (a
+    // client-sent copy is replaced by Envoy).
+    let (raw_requirements, envoy_suffix) = if envoy {
+        let raw = parts
+            .headers
+            .get(REQUIREMENTS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let original = parts
+            .uri
+            .path_and_query()
+            .and_then(|pq| pq.as_str().strip_prefix("/forward-auth"));
+        (raw, original)
+    } else {
+        (query, None)
     };
     let inbound = request::inbound(
         &parts.headers,
         &parts.method,
-        envoy_suffix.as_deref(),
+        envoy_suffix,
         peer,
         &edge.trusted_proxies,
     );
@@ -469,8 +468,12 @@ fn unauthenticated(
 ) -> Response {
     let name = &tenant.tenant.name;
     if inbound.wants_html && inbound.proxy.relays_redirects() {
-        let rd = inbound.url.as_deref().and_then(|u| {
-            redirect::safe_return_url(u, &tenant.spec.redirects.allowed_origins, &state.public_url)
+        let rd = inbound.url().and_then(|u| {
+            redirect::safe_return_url(
+                &u,
+                &tenant.spec.redirects.allowed_origins,
+                &state.public_url,
+            )
         });
         let location = redirect::signin_url(&state.public_url, name, rd.as_deref());
         return see_other(&location, StatusCode::FOUND);
@@ -550,8 +553,12 @@ fn forbidden(
     {
         let mut location = format!("{}/t/{name}/step-up?", state.public_url);
         let mut q = form_urlencoded::Serializer::new(String::new());
-        if let Some(rd) = inbound.url.as_deref().and_then(|u| {
-            redirect::safe_return_url(u, &tenant.spec.redirects.allowed_origins, &state.public_url)
+        if let Some(rd) = inbound.url().and_then(|u| {
+            redirect::safe_return_url(
+                &u,
+                &tenant.spec.redirects.allowed_origins,
+                &state.public_url,
+            )
         }) {
             q.append_pair("rd", &rd);
         }

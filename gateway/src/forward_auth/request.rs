@@ -36,19 +36,48 @@ impl Proxy {
     }
 }
 
-/// The original request as far as the proxy told us.
+/// The original request as far as the proxy told us, borrowed from our request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Inbound {
+pub struct Inbound<'a> {
     /// Proxy convention.
     pub proxy: Proxy,
     /// Method of the original request, when known.
     pub method: Option<Method>,
-    /// URL of the original request, when known; validate before use (`safe_return_url`).
-    pub url: Option<String>,
     /// The client's address (from a trusted proxy's headers, else the peer).
     pub client_ip: Option<IpAddr>,
     /// A browser navigation (`Accept: text/html`), which may get a redirect to sign in.
     pub wants_html: bool,
+    original: Original<'a>,
+}
+
+/// What the proxy said of the original URL. Only denials use the URL (as a return target),
+/// so it is put together and parsed then, not on every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Original<'a> {
+    Unknown,
+    /// ingress-nginx's `X-Original-URL`, as sent.
+    Sent(&'a str),
+    /// Traefik's forwarded host and URI, or Envoy's `Host` and appended path.
+    Parts {
+        scheme: &'a str,
+        host: &'a str,
+        path_and_query: &'a str,
+    },
+}
+
+impl Inbound<'_> {
+    /// URL of the original request, when known; validate before use (`safe_return_url`).
+    pub fn url(&self) -> Option<Cow<'_, str>> {
+        match self.original {
+            Original::Unknown => None,
+            Original::Sent(url) => (url.len() <= MAX_URL_LEN).then_some(Cow::Borrowed(url)),
+            Original::Parts {
+                scheme,
+                host,
+                path_and_query,
+            } => absolute(scheme, host, path_and_query).map(Cow::Owned),
+        }
+    }
 }
 
 /// A credential as presented, borrowed from the request's headers (no copy on the hot
@@ -94,13 +123,13 @@ fn trusted(peer: Option<IpAddr>, trusted_proxies: &[IpNet]) -> bool {
 ///
 /// `envoy_suffix` is the part of our path after `/forward-auth` (Envoy's appended original
 /// path) with our own query string; `peer` is the TCP peer.
-pub fn inbound(
-    headers: &HeaderMap,
+pub fn inbound<'a>(
+    headers: &'a HeaderMap,
     own_method: &Method,
-    envoy_suffix: Option<&str>,
+    envoy_suffix: Option<&'a str>,
     peer: Option<IpAddr>,
     trusted_proxies: &[IpNet],
-) -> Inbound {
+) -> Inbound<'a> {
     let wants_html =
         single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
     let from_trusted = trusted(peer, trusted_proxies);
@@ -122,29 +151,32 @@ pub fn inbound(
         let scheme = single(headers, "x-forwarded-proto")
             .filter(|p| *p == "https")
             .unwrap_or("http");
-        let url =
-            single(headers, header::HOST.as_str()).and_then(|host| absolute(scheme, host, suffix));
+        let original = single(headers, header::HOST.as_str()).map_or(Original::Unknown, |host| {
+            Original::Parts {
+                scheme,
+                host,
+                path_and_query: suffix,
+            }
+        });
         return Inbound {
             proxy: Proxy::Envoy,
             method: Some(own_method.clone()),
-            url,
             client_ip,
             wants_html,
+            original,
         };
     }
     if let Some(original) = single(headers, "x-original-url") {
         // Kept as sent: nginx never relays our redirects, so the URL is only ever used
-        // through `redirect::safe_return_url`, which validates it; parsing it here would
-        // cost every request on the hot path.
-        let url = (original.len() <= MAX_URL_LEN).then(|| original.to_owned());
+        // through `redirect::safe_return_url`, which validates it.
         let method = single(headers, "x-original-method")
             .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
         return Inbound {
             proxy: Proxy::Nginx,
             method,
-            url,
             client_ip,
             wants_html,
+            original: Original::Sent(original),
         };
     }
     let traefik_headers =
@@ -155,19 +187,23 @@ pub fn inbound(
         let scheme = single(headers, "x-forwarded-proto")
             .filter(|p| matches!(*p, "http" | "https"))
             .unwrap_or("http");
-        let url = match (
+        let original = match (
             single(headers, "x-forwarded-host"),
             single(headers, "x-forwarded-uri"),
         ) {
-            (Some(host), Some(uri)) => absolute(scheme, host, uri),
-            _ => None,
+            (Some(host), Some(path_and_query)) => Original::Parts {
+                scheme,
+                host,
+                path_and_query,
+            },
+            _ => Original::Unknown,
         };
         return Inbound {
             proxy: Proxy::Traefik,
             method,
-            url,
             client_ip,
             wants_html,
+            original,
         };
     }
     Inbound {
@@ -183,9 +219,9 @@ pub fn inbound(
         } else {
             Some(own_method.clone())
         },
-        url: None,
         client_ip,
         wants_html,
+        original: Original::Unknown,
     }
 }
 
@@ -294,14 +330,16 @@ mod tests {
         assert_eq!(i.proxy, Proxy::Nginx);
         assert_eq!(i.method, Some(Method::POST));
         assert_eq!(
-            i.url.as_deref(),
+            i.url().as_deref(),
             Some("https://app.example.com/orders?id=1")
         );
         assert!(i.wants_html);
         let garbage = headers(&[("x-original-url", "::::not a url")]);
-        let url = inbound(&garbage, &Method::GET, None, None, &[]).url;
+        let garbage = inbound(&garbage, &Method::GET, None, None, &[]);
         assert_eq!(
-            url.as_deref()
+            garbage
+                .url()
+                .as_deref()
                 .and_then(|u| crate::forward_auth::redirect::safe_return_url(
                     u,
                     &[],
@@ -330,7 +368,7 @@ mod tests {
         );
         assert_eq!(t.proxy, Proxy::Traefik);
         assert_eq!(t.method, Some(Method::DELETE));
-        assert_eq!(t.url.as_deref(), Some("https://app.example.com/x?y=1"));
+        assert_eq!(t.url().as_deref(), Some("https://app.example.com/x?y=1"));
         assert_eq!(t.client_ip, Some("203.0.113.9".parse().unwrap()));
         let u = inbound(
             &h,
@@ -340,7 +378,7 @@ mod tests {
             &nets,
         );
         assert_eq!(
-            (u.method, u.url, u.client_ip),
+            (u.method.clone(), u.url(), u.client_ip),
             (None, None, Some("192.0.2.1".parse().unwrap()))
         );
     }
@@ -351,7 +389,7 @@ mod tests {
         let e = inbound(&h, &Method::PUT, Some("/orders/1?x=2"), None, &[]);
         assert_eq!(e.proxy, Proxy::Envoy);
         assert_eq!(
-            e.url.as_deref(),
+            e.url().as_deref(),
             Some("http://app.example.com/orders/1?x=2")
         );
         assert_eq!(e.method, Some(Method::PUT));
