@@ -52,3 +52,21 @@ fn no_delay(stream: &mut tokio::net::TcpStream) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[tokio::test]
+    async fn accepted_connections_send_at_once() {
+        use axum::serve::Listener;
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let mut listener = super::listener(tcp);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await;
+        assert!(
+            stream.nodelay().unwrap(),
+            "TCP_NODELAY on the accepted side"
+        );
+    }
+}
