@@ -15,7 +15,8 @@
 //! Settings: `KG_BENCH_SECONDS` (default 3), `KG_BENCH_ROUNDS` (default 5, medians shown),
 //! `KG_BENCH_UNSEEN_TOKENS` (default 50000 per round, more than a second of the stream on a
 //! fast host), `KG_BENCH_WORKERS` (default: the cores), `KG_BENCH_SERVE=<seconds>` (keep both
-//! servers up and print wrk commands, for trying load settings or profiling by hand).
+//! servers up and print wrk commands, for trying load settings or profiling by hand),
+//! `KG_BENCH_INPROC_ONLY=1` (skip the HTTP runs, for profiling the handler alone).
 //!
 //! A second table gives the CPU cost per request through the router without HTTP
 //! (`tower::ServiceExt::oneshot`, one task), which other load on the machine distorts far
