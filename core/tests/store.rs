@@ -106,3 +106,24 @@ async fn connect_picks_backend_by_url_scheme() {
         "the URL's password never appears in errors"
     );
 }
+
+#[path = "store/database_roles.rs"]
+mod database_roles;
+
+/// The gateway's and the operator's database roles: PostgreSQL only (SQLite has no roles).
+mod postgres_roles {
+    #[sqlx::test(migrations = false)]
+    async fn the_gateway_role_cannot_rewrite_audit_or_declared_state(pool: sqlx::PgPool) {
+        crate::database_roles::the_gateway_role_cannot_rewrite_audit_or_declared_state(pool).await;
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn the_operator_role_writes_declared_state_only(pool: sqlx::PgPool) {
+        crate::database_roles::the_operator_role_writes_declared_state_only(pool).await;
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn every_table_is_granted_to_its_role(pool: sqlx::PgPool) {
+        crate::database_roles::every_table_is_granted_to_its_role(pool).await;
+    }
+}
