@@ -93,6 +93,17 @@ pub(super) async fn signup_submit(
                 )
                 .await
         }
+        Err(FlowError::Locked) => {
+            screen
+                .invalid(
+                    jar,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "email",
+                    "Too many attempts. Wait a few minutes and try again.",
+                    again,
+                )
+                .await
+        }
         Err(_) => {
             screen
                 .invalid(
