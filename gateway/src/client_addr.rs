@@ -117,6 +117,15 @@ mod tests {
         h
     }
 
+    /// What a case shows, the peer, the trusted proxies, the headers, the address expected.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        Vec<(&'a str, &'a str)>,
+        Option<&'a str>,
+    );
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -129,8 +138,7 @@ mod tests {
         let none: &[&str] = &[];
         let proxies = ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"];
         #[rustfmt::skip]
-        let cases: Vec<(&str, &str, &[&str], Vec<(&str, &str)>, Option<&str>)> = vec![
-            // (what, peer, trusted proxies, headers, expected)
+        let cases: Vec<Case> = vec![
             ("no trusted proxies: the peer, whatever the headers", "192.0.2.7", none,
              vec![("x-forwarded-for", "203.0.113.9"), ("x-real-ip", "203.0.113.10")], Some("192.0.2.7")),
             ("an untrusted peer cannot speak for others", "192.0.2.7", &proxies,
