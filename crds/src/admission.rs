@@ -120,65 +120,24 @@ pub fn admit(resource: &Resource) -> Result<(), AdmissionError> {
         Resource::Role(r) => serde_json::to_value(r),
         Resource::ApiKey(r) => serde_json::to_value(r),
     };
-    let object = rendered.map_err(|source| AdmissionError::Render {
+    let mut object = rendered.map_err(|source| AdmissionError::Render {
         kind: resource.kind(),
         name: resource.name().to_owned(),
         source,
     })?;
-    admit_object(&object, None)
+    if let Some(fields) = object.as_object_mut() {
+        fields.remove("status");
+    }
+    judge()?.admit(&object, None)
 }
 
 /// Judges an object as the API server judges its creation (`old` = `None`) or an update from
-/// `old` to it (transition rules such as `self == oldSelf` apply only then).
+/// `old` to it (transition rules such as `self == oldSelf` apply only then). `status` is
+/// ignored, as the API server ignores it outside the status subresource.
 pub fn admit_object(object: &Value, old: Option<&Value>) -> Result<(), AdmissionError> {
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let api_version = object["apiVersion"].as_str().unwrap_or_default();
-    let judge = judge()?;
-    let Some(crd) = judge
-        .kinds
-        .iter()
-        .find(|k| k.name == kind && api_version == API_VERSION)
-    else {
-        return Err(AdmissionError::NoCrd {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-        });
-    };
-    let mut violations = metadata_violations(object);
     let object = without_status(object);
     let old = old.map(without_status);
-    let defaulted = kube_cel::apply_defaults(&crd.schema, &object);
-    violations.extend(crd.strict.iter_errors(&defaulted).map(|error| Violation {
-        field: field_path(&error.instance_path().to_string()),
-        message: error.to_string(),
-    }));
-    let root = kube_cel::RootContext {
-        api_version: API_VERSION.into(),
-        api_group: GROUP.into(),
-        kind: kind.into(),
-    };
-    if let Err(failures) =
-        judge
-            .cel
-            .validate_compiled_with_context(&crd.rules, &defaulted, old.as_ref(), Some(&root))
-    {
-        violations.extend(failures.into_iter().map(|failure| Violation {
-            field: failure.field_path,
-            message: failure.message,
-        }));
-    }
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(AdmissionError::Invalid {
-            kind: kind.to_owned(),
-            name: object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            violations: Violations(violations),
-        })
-    }
+    judge()?.admit(&object, old.as_deref())
 }
 
 /// The generated CRDs compiled once for the life of the process: the directory source judges
@@ -220,6 +179,56 @@ impl Judge {
             cel: kube_cel::Validator::new(),
         })
     }
+
+    /// [`admit_object`] for objects without `status`.
+    fn admit(&self, object: &Value, old: Option<&Value>) -> Result<(), AdmissionError> {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let Some(crd) = self
+            .kinds
+            .iter()
+            .find(|k| k.name == kind && api_version == API_VERSION)
+        else {
+            return Err(AdmissionError::NoCrd {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            });
+        };
+        let mut violations = metadata_violations(object);
+        let defaulted = kube_cel::apply_defaults(&crd.schema, object);
+        // Listing errors costs more than a yes/no answer, and most objects pass.
+        if !crd.strict.is_valid(&defaulted) {
+            violations.extend(crd.strict.iter_errors(&defaulted).map(|error| Violation {
+                field: field_path(&error.instance_path().to_string()),
+                message: error.to_string(),
+            }));
+        }
+        let root = kube_cel::RootContext {
+            api_version: API_VERSION.into(),
+            api_group: GROUP.into(),
+            kind: kind.into(),
+        };
+        if let Err(failures) =
+            self.cel
+                .validate_compiled_with_context(&crd.rules, &defaulted, old, Some(&root))
+        {
+            violations.extend(failures.into_iter().map(|failure| Violation {
+                field: failure.field_path,
+                message: failure.message,
+            }));
+        }
+        if violations.is_empty() {
+            return Ok(());
+        }
+        Err(AdmissionError::Invalid {
+            kind: kind.to_owned(),
+            name: object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            violations: Violations(violations),
+        })
+    }
 }
 
 impl Kind {
@@ -245,8 +254,10 @@ impl Kind {
             .should_validate_formats(true)
             .build(&draft4)
             .map_err(|e| failed(e.to_string()))?;
+        let mut rules = kube_cel::compile_schema(&schema);
+        only_paths_to_rules(&mut rules);
         Ok(Self {
-            rules: kube_cel::compile_schema(&schema),
+            rules,
             name: kind,
             schema,
             strict,
@@ -254,14 +265,44 @@ impl Kind {
     }
 }
 
-/// The object without `status`: with the status subresource enabled, the API server ignores
-/// it on create and update.
-fn without_status(object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(fields) = object.as_object_mut() {
-        fields.remove("status");
+/// Drops the parts of a compiled schema that hold no CEL rule, keeping whole every subtree
+/// below a rule (its formats shape the value the rule sees). kube-cel converts the value below
+/// every node it visits, so visiting only the paths to the rules keeps judging a folder of
+/// manifests cheap; the verdict is the same, as a node without rules reports nothing (the
+/// object is defaulted with the full schema first). Returns whether `node` leads to a rule.
+fn only_paths_to_rules(node: &mut kube_cel::CompiledSchema) -> bool {
+    if !node.validations.is_empty() {
+        return true;
     }
-    object
+    node.properties
+        .retain(|_, child| only_paths_to_rules(child));
+    for child in [&mut node.items, &mut node.additional_properties] {
+        if child.as_mut().is_some_and(|c| !only_paths_to_rules(c)) {
+            *child = None;
+        }
+    }
+    for branches in [&mut node.all_of, &mut node.one_of, &mut node.any_of] {
+        branches.retain_mut(only_paths_to_rules);
+    }
+    !node.properties.is_empty()
+        || node.items.is_some()
+        || node.additional_properties.is_some()
+        || !node.all_of.is_empty()
+        || !node.one_of.is_empty()
+        || !node.any_of.is_empty()
+}
+
+/// The object without `status` (with the status subresource enabled, the API server ignores
+/// it on create and update); borrowed when it has none.
+fn without_status(object: &Value) -> std::borrow::Cow<'_, Value> {
+    match object.as_object() {
+        Some(fields) if fields.contains_key("status") => {
+            let mut fields = fields.clone();
+            fields.remove("status");
+            std::borrow::Cow::Owned(Value::Object(fields))
+        }
+        _ => std::borrow::Cow::Borrowed(object),
+    }
 }
 
 /// Rewrites OpenAPI v3 idioms into Draft 4: `nullable`, list sets, and strict fields (an
