@@ -257,3 +257,44 @@ fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
     );
     assert!(stderr.contains("--data-dir"), "{stderr}");
 }
+
+/// `keygate dev` reads the settings `keygate gateway` reads: a bad trusted-proxy list is a
+/// one-line config error at start-up, not silently ignored.
+#[test]
+fn dev_refuses_an_invalid_trusted_proxy_list() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .arg(repo_root().join("examples/dev"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("KEYGATE_DATABASE_URL")
+        .env_remove("KEYGATE_MASTER_KEYS")
+        .env_remove("KEYGATE_PUBLIC_URL")
+        .env_remove("KEYGATE_LISTEN")
+        .env("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/8,not-a-proxy")
+        .env("KEYGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keygate dev starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("keygate dev kept running with KEYGATE_TRUSTED_PROXIES=not-a-proxy");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("KEYGATE_TRUSTED_PROXIES") && stderr.contains("not-a-proxy"),
+        "{stderr}"
+    );
+}
