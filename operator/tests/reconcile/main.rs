@@ -10,6 +10,7 @@
 mod api_key;
 mod kubernetes;
 mod leader;
+mod run;
 mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
