@@ -1,9 +1,10 @@
 //! `keygate dev`: gateway and operator in one process on SQLite with an in-process cache,
 //! reconciling a manifest folder — the embedded default a newcomer runs first.
 
-use crate::startup::{Fatal, bind, open_store, shutdown_signal};
+use crate::logging::init_logging;
+use crate::startup::{Fatal, bind, gateway_state, open_store, shutdown_signal};
 use keygate_core::clock::SystemClock;
-use keygate_core::config::{Sources, init_logging};
+use keygate_core::config::Sources;
 use keygate_core::crypto::envelope::MasterKeys;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,9 +44,10 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-/// Runs dev mode until Ctrl-C.
-pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> Result<(), Fatal> {
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
+/// Makes the data folder and takes its lock (two dev processes on one folder would each
+/// rewrite the other's Secrets and keys); the lock is held while the file stays open.
+fn claim_data_dir(manifests: &Path, data_dir: &Path) -> Result<std::fs::File, Fatal> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
         Fatal::Other(format!(
             "cannot create {}: {e}. Pass --data-dir to a writable folder",
             data_dir.display()
@@ -57,7 +59,6 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
             manifests.display()
         )));
     }
-    // Two dev processes on one folder would each rewrite the other's Secrets and keys.
     let lock_path = data_dir.join("dev.lock");
     let lock = std::fs::File::create(&lock_path)
         .map_err(|e| Fatal::Other(format!("cannot create {}: {e}", lock_path.display())))?;
@@ -67,6 +68,12 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
             data_dir.display()
         )));
     }
+    Ok(lock)
+}
+
+/// Runs dev mode until Ctrl-C.
+pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> Result<(), Fatal> {
+    let lock = claim_data_dir(&manifests, &data_dir)?;
     let master = dev_master_keys(&data_dir)?;
     let db_default = format!("sqlite:{}", data_dir.join("keygate.db").display());
     // Bind first so `--listen 127.0.0.1:0` works and the printed URL has the real port.
@@ -76,45 +83,32 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         .map_err(|e| Fatal::Other(format!("cannot read the bound address: {e}")))?;
     let public_default = format!("http://{bound}");
     let sources = Sources::from_process(None)?;
-    // Dev defaults fill what the environment leaves unset.
+    // The same settings `keygate gateway` reads (trusted proxies, public URL, SMTP, the
+    // first admin, the breached list); dev defaults fill what the environment leaves unset.
     let common = sources.common_with_defaults(Some(&db_default), Some(&master))?;
+    let mut gw = sources.gateway(Some(&public_default), &listen.to_string())?;
+    // Dev keeps rate windows and revocations in this one process, even with a Redis URL set.
+    gw.redis_url = None;
     init_logging(common.log_format, &common.log_filter);
     let store = open_store(common.database_url.expose(), true).await?;
-    let public_url = std::env::var("KEYGATE_PUBLIC_URL").unwrap_or(public_default);
-    let public_url = public_url.trim_end_matches('/').to_owned();
-    let clock = Arc::new(SystemClock);
-    let ctx = keygate_operator::Context {
-        store: store.clone(),
-        master_keys: common.master_keys.clone(),
-        public_url: public_url.clone(),
-        clock: clock.clone(),
-    };
-    tracing::info!(manifests = %manifests.display(), "reconciling manifests");
-    let source = Arc::new(keygate_operator::DirectorySource::new(
-        manifests.clone(),
-        &data_dir,
-    ));
-    let view = keygate_operator::directory::sync_once(&ctx, &source)
-        .await
-        .map_err(|e| Fatal::Other(format!("{e}. Fix the manifest and start again")))?;
-    tokio::spawn(keygate_operator::directory::watch(
-        ctx,
-        source,
-        Duration::from_secs(1),
-        Duration::from_secs(60),
-    ));
+    let clock: Arc<dyn keygate_core::clock::Clock> = Arc::new(SystemClock);
+    let ctx = keygate_operator::Context::new(
+        store.clone(),
+        common.master_keys.clone(),
+        &gw.public_url,
+        clock.clone(),
+    );
+    let next_steps = start_operator(ctx, &manifests, &data_dir).await?;
 
     // Plain HTTP on loopback: browsers drop `__Host-`/Secure cookies there, so dev (and only
     // dev) names the session cookie without the prefix.
-    let cookie_mode = if public_url.starts_with("http://") {
+    let cookie_mode = if gw.public_url.starts_with("http://") {
         keygate_gateway::forward_auth::CookieMode::PlainHttpDev
     } else {
         keygate_gateway::forward_auth::CookieMode::Host
     };
-    let state = keygate_gateway::AppState::new(store, common.master_keys, &public_url, clock)
-        .map_err(|e| Fatal::Other(format!("cannot set up password hashing: {e}")))?
-        .with_edge_settings(Vec::new(), cookie_mode);
-    print_next_steps(&public_url, &manifests, &data_dir, &view);
+    let state = gateway_state(store, common.master_keys, &gw, clock, cookie_mode).await?;
+    print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);
     let _held_until_exit = lock;
     keygate_gateway::server::serve(
         listener,
@@ -126,11 +120,41 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     Ok(())
 }
 
+/// Reconciles the manifest folder once (a broken manifest stops dev with its cause), keeps
+/// it reconciled in the background, and returns what to tell the user next.
+async fn start_operator(
+    ctx: keygate_operator::Context,
+    manifests: &Path,
+    data_dir: &Path,
+) -> Result<keygate_operator::directory::NextSteps, Fatal> {
+    // Gateway and operator share this process, so the gateway's /metrics (the default
+    // registry) lists the reconcile metrics too.
+    let metrics = keygate_operator::metrics::Metrics::register(prometheus::default_registry())
+        .map_err(keygate_operator::RunError::Metrics)?;
+    let ctx = ctx.with_metrics(metrics);
+    tracing::info!(manifests = %manifests.display(), "reconciling manifests");
+    let source = Arc::new(keygate_operator::DirectorySource::new(
+        manifests.to_path_buf(),
+        data_dir,
+    ));
+    let view = keygate_operator::directory::sync_once(&ctx, &source)
+        .await
+        .map_err(|e| Fatal::Other(format!("{e}. Fix the manifest and start again")))?;
+    let next_steps = source.next_steps(&view);
+    tokio::spawn(keygate_operator::directory::watch(
+        ctx,
+        source,
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    ));
+    Ok(next_steps)
+}
+
 fn print_next_steps(
     public_url: &str,
     manifests: &Path,
     data_dir: &Path,
-    view: &keygate_operator::directory::StatusView,
+    steps: &keygate_operator::directory::NextSteps,
 ) {
     let mut lines = vec![
         String::new(),
@@ -144,42 +168,33 @@ fn print_next_steps(
             manifests.display()
         ),
     ];
-    let mut first_tenant = None;
-    for (name, status) in view {
-        if let Some(issuer) = status.get("issuerUrl").and_then(|v| v.as_str()) {
-            first_tenant
-                .get_or_insert_with(|| issuer.rsplit('/').next().unwrap_or("demo").to_owned());
-            lines.push(format!("  {name}"));
-            lines.push(format!(
-                "    sign in    {issuer}/signin  (or create an account: {issuer}/signup)"
-            ));
-            lines.push(format!(
-                "    discovery  {issuer}/.well-known/openid-configuration"
-            ));
-            lines.push(format!("    JWKS       {issuer}/jwks.json"));
-        }
-        if let Some(secret) = status.get("secretName").and_then(|v| v.as_str()) {
-            let namespace = name
-                .split(' ')
-                .nth(1)
-                .and_then(|n| n.split('/').next())
-                .unwrap_or("default");
-            let path = data_dir
-                .join("secrets")
-                .join(namespace)
-                .join(format!("{secret}.yaml"));
-            lines.push(format!("  {name}: the key is in {}", path.display()));
-        }
+    for tenant in &steps.tenants {
+        let issuer = &tenant.issuer;
+        lines.push(format!("  {}", tenant.resource));
+        lines.push(format!(
+            "    sign in    {issuer}/signin  (or create an account: {issuer}/signup)"
+        ));
+        lines.push(format!(
+            "    discovery  {issuer}/.well-known/openid-configuration"
+        ));
+        lines.push(format!("    JWKS       {issuer}/jwks.json"));
+    }
+    for key in &steps.api_keys {
+        lines.push(format!(
+            "  {}: the key is in {}",
+            key.resource,
+            key.file.display()
+        ));
     }
     lines.push(format!(
         "  health      {public_url}/healthz and {public_url}/readyz"
     ));
-    if let Some(tenant) = first_tenant {
-        let key_file = data_dir.join("secrets/default/demo-api-key.yaml");
+    if let (Some(tenant), Some(key)) = (steps.tenants.first(), steps.api_keys.first()) {
         lines.push("Try forward-auth as an ingress would, with the demo API key:".into());
         lines.push(format!(
-            "  curl -si '{public_url}/forward-auth?tenant={tenant}' -H \"X-API-Key: $(sed -n 's/^ *apiKey: //p' {})\"",
-            key_file.display()
+            "  curl -si '{public_url}/forward-auth?tenant={}' -H \"X-API-Key: $(sed -n 's/^ *apiKey: //p' {})\"",
+            tenant.tenant,
+            key.file.display()
         ));
     }
     lines.push("Stop with Ctrl-C; delete the data folder to start over.".into());

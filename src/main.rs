@@ -2,6 +2,7 @@
 //! plus the tools around them (CRDs, migrations).
 
 mod dev;
+mod logging;
 mod startup;
 
 use clap::{Parser, Subcommand};

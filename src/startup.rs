@@ -1,8 +1,9 @@
 //! Starting each role: read and validate config, reach the store, serve. Every failure is
 //! one line saying what broke and what to do.
 
+use crate::logging::init_logging;
 use keygate_core::clock::SystemClock;
-use keygate_core::config::{ConfigError, Sources, init_logging};
+use keygate_core::config::{ConfigError, GatewayConfig, Sources};
 use keygate_core::store::{self, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ pub enum Fatal {
         /// Why binding failed.
         cause: std::io::Error,
     },
+    /// The operator could not start or stopped early.
+    #[error("{0}")]
+    Operator(#[from] keygate_operator::RunError),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -116,26 +120,14 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     init_logging(common.log_format, &common.log_filter);
     let store = open_store(common.database_url.expose(), false).await?;
     let clock: Arc<dyn keygate_core::clock::Clock> = Arc::new(SystemClock);
-    // Redis, SMTP, argon2id parameters and the breached-password list from the config.
-    let identity = keygate_gateway::identity::IdentityDeps::from_config(
-        store.clone(),
-        common.master_keys.clone(),
-        &gw,
-        clock.clone(),
-    )
-    .await
-    .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
-    let state = keygate_gateway::AppState::with_service(
+    let state = gateway_state(
         store,
         common.master_keys,
-        &gw.public_url,
+        &gw,
         clock,
-        keygate_gateway::identity::IdentityService::new(identity),
-    )
-    .with_edge_settings(
-        gw.trusted_proxies.clone(),
         keygate_gateway::forward_auth::CookieMode::Host,
-    );
+    )
+    .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let listener = bind(gw.listen).await?;
@@ -150,80 +142,58 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// `keygate operator`.
+/// The gateway's state from its settings: Redis, SMTP, argon2id parameters and the
+/// breached-password list in the identity service, the trusted proxies at the edge; then
+/// the first-admin bootstrap, if configured, starts in the background.
+pub async fn gateway_state(
+    store: Arc<dyn Store>,
+    master_keys: keygate_core::crypto::envelope::MasterKeys,
+    gw: &GatewayConfig,
+    clock: Arc<dyn keygate_core::clock::Clock>,
+    cookie_mode: keygate_gateway::forward_auth::CookieMode,
+) -> Result<keygate_gateway::AppState, Fatal> {
+    let identity = keygate_gateway::identity::IdentityDeps::from_config(
+        store.clone(),
+        master_keys.clone(),
+        gw,
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
+    let state = keygate_gateway::AppState::with_service(
+        store,
+        master_keys,
+        &gw.public_url,
+        clock,
+        keygate_gateway::identity::IdentityService::new(identity),
+    )
+    .with_edge_settings(gw.trusted_proxies.clone(), cookie_mode);
+    state.identity.spawn_bootstrap(gw.bootstrap.clone());
+    Ok(state)
+}
+
+/// `keygate operator`: reads the config, installs logging, opens the store and hands over
+/// to [`keygate_operator::run`].
 pub async fn operator(config: Option<&Path>, manifests: Option<PathBuf>) -> Result<(), Fatal> {
     let sources = Sources::from_process(config)?;
     let common = sources.common(None)?;
     let op = sources.operator("0.0.0.0:8081")?;
+    let redis_url = sources.redis_url()?;
     init_logging(common.log_format, &common.log_filter);
-    let public_url = std::env::var("KEYGATE_PUBLIC_URL").map_err(|_| {
-        Fatal::Config(ConfigError {
-            field: "KEYGATE_PUBLIC_URL".into(),
-            problem: "not set; tenant status publishes issuer and JWKS URLs built from it".into(),
-            fix: "Set it to the gateway's public URL, e.g. https://auth.example.com".into(),
-        })
-    })?;
     let store = open_store(common.database_url.expose(), false).await?;
-    let ctx = keygate_operator::Context {
-        store,
+    let source = match manifests {
+        Some(dir) => keygate_operator::Source::Directory(dir),
+        None => keygate_operator::Source::Kubernetes,
+    };
+    let config = keygate_operator::RunConfig {
+        operator: op,
         master_keys: common.master_keys,
-        public_url: public_url.trim_end_matches('/').to_owned(),
-        clock: Arc::new(SystemClock),
-    };
-    let Some(dir) = manifests else {
-        let listener = bind(op.listen).await?;
-        tracing::info!(listen = %op.listen, "operator reconciling the Kubernetes API");
-        // With the gateways' Redis, a deleted or rotated-out API key is refused at once on
-        // every replica; without it, gateways notice at their periodic re-check.
-        let revocations: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>> =
-            match sources.redis_url()? {
-                Some(url) => Some(Arc::new(
-                    keygate_core::ephemeral::RedisEphemeral::connect(url.expose(), "kg:")
-                        .await
-                        .map_err(|e| {
-                            Fatal::Other(format!(
-                                "cannot reach Redis at KEYGATE_REDIS_URL: {e}. Check the URL and that Redis is up, or unset it"
-                            ))
-                        })?,
-                )),
-                None => None,
-            };
-        let options = keygate_operator::kubernetes::ClusterOptions {
-            lease_name: op.lease_name.clone(),
-            pod_name: op.pod_name.clone(),
-            pod_namespace: op.pod_namespace.clone(),
-            watch_namespaces: op.watch_namespaces.clone(),
-            resync: Duration::from_secs(300),
-            revocations,
-        };
-        let health = axum::serve(listener, keygate_operator::health_router())
-            .with_graceful_shutdown(shutdown_signal());
-        let controllers =
-            keygate_operator::kubernetes::run_in_cluster(ctx, options, shutdown_signal());
-        let (served, ran) = tokio::join!(health, controllers);
-        ran.map_err(|e| {
-            Fatal::Other(format!(
-                "cannot reach the Kubernetes API: {e}. Run in a cluster with the operator's service account, or with a kubeconfig, or pass --manifests DIR"
-            ))
-        })?;
-        return served.map_err(|e| Fatal::Other(format!("server stopped: {e}")));
-    };
-    let listener = bind(op.listen).await?;
-    tracing::info!(listen = %op.listen, manifests = %dir.display(), "operator reconciling a manifest folder");
-    // Secrets the operator writes and the status view go beside the data of `keygate dev`.
-    let data_dir =
-        std::env::var("KEYGATE_DATA_DIR").map_or_else(|_| PathBuf::from(".keygate"), PathBuf::from);
-    let source = Arc::new(keygate_operator::DirectorySource::new(dir, &data_dir));
-    tokio::spawn(keygate_operator::directory::watch(
-        ctx,
+        store,
+        redis_url,
         source,
-        Duration::from_secs(2),
-        Duration::from_secs(300),
-    ));
-    axum::serve(listener, keygate_operator::health_router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Fatal::Other(format!("server stopped: {e}")))
+        registry: prometheus::Registry::new(),
+    };
+    Ok(keygate_operator::run(config, shutdown_signal()).await?)
 }
 
 /// `keygate migrate`.

@@ -26,6 +26,11 @@ impl Drop for Running {
 
 /// Starts `keygate dev` on a free port in a fresh data folder; returns the base URL.
 fn start_dev(data_dir: &Path) -> (Running, String) {
+    start_dev_with(data_dir, &[])
+}
+
+/// [`start_dev`] with extra environment variables.
+fn start_dev_with(data_dir: &Path, env: &[(&str, &str)]) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
         .arg(repo_root().join("examples/dev"))
@@ -35,7 +40,9 @@ fn start_dev(data_dir: &Path) -> (Running, String) {
         .env_remove("KEYGATE_MASTER_KEYS")
         .env_remove("KEYGATE_PUBLIC_URL")
         .env_remove("KEYGATE_LISTEN")
+        .env_remove("KEYGATE_TRUSTED_PROXIES")
         .env("KEYGATE_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -256,4 +263,104 @@ fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
         "{stderr}"
     );
     assert!(stderr.contains("--data-dir"), "{stderr}");
+}
+
+/// `keygate dev` reads the settings `keygate gateway` reads: a bad trusted-proxy list is a
+/// one-line config error at start-up, not silently ignored.
+#[test]
+fn dev_refuses_an_invalid_trusted_proxy_list() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .arg(repo_root().join("examples/dev"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("KEYGATE_DATABASE_URL")
+        .env_remove("KEYGATE_MASTER_KEYS")
+        .env_remove("KEYGATE_PUBLIC_URL")
+        .env_remove("KEYGATE_LISTEN")
+        .env("KEYGATE_TRUSTED_PROXIES", "10.0.0.0/8,not-a-proxy")
+        .env("KEYGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keygate dev starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("keygate dev kept running with KEYGATE_TRUSTED_PROXIES=not-a-proxy");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("KEYGATE_TRUSTED_PROXIES") && stderr.contains("not-a-proxy"),
+        "{stderr}"
+    );
+}
+
+/// `keygate dev` reads the settings `keygate gateway` reads: with the test's loopback
+/// address as a trusted proxy, a session records the forwarded client address; the
+/// bootstrap admin of `KEYGATE_BOOTSTRAP_*` is created too.
+#[tokio::test]
+async fn dev_believes_forwarded_addresses_only_from_trusted_proxies() {
+    let data = tempfile::tempdir().unwrap();
+    let (_dev, base) = start_dev_with(
+        data.path(),
+        &[
+            ("KEYGATE_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("KEYGATE_BOOTSTRAP_TENANT", "demo"),
+            ("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com"),
+            ("KEYGATE_BOOTSTRAP_PASSWORD", "first-boot-secret-91"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    // The bootstrap runs in the background: retry until the account exists.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let token = loop {
+        let response = http
+            .post(format!("{base}/t/demo/login"))
+            .header("X-Forwarded-For", "203.0.113.7")
+            .json(&serde_json::json!({
+                "email": "root@example.com",
+                "password": "first-boot-secret-91",
+                "new_password": "admin-chosen-secret-92",
+            }))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            break body["access_token"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bootstrap admin never signed in: {}",
+            response.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let sessions: serde_json::Value = http
+        .get(format!("{base}/t/demo/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ips: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .expect("a list of sessions")
+        .iter()
+        .filter_map(|s| s["ip"].as_str())
+        .collect();
+    assert_eq!(ips, ["203.0.113.7"], "{sessions}");
 }

@@ -9,6 +9,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod identity;
+pub use identity::{BootstrapAdmin, Smtp};
+
 /// A configuration problem, phrased as the field, what is wrong and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {problem}. {fix}")]
@@ -321,9 +324,10 @@ impl Sources {
             public_url,
             redis_url,
             password_hashing,
-            smtp_url: self.secret("KEYGATE_SMTP_URL", &self.file.smtp_url)?,
-            smtp_from: self.plain("KEYGATE_SMTP_FROM", &self.file.smtp_from),
+            smtp: self.smtp()?,
             trusted_proxies: self.trusted_proxies()?,
+            breached_passwords_file: self.breached_passwords_file()?,
+            bootstrap: self.bootstrap_admin()?,
         })
     }
 
@@ -358,7 +362,20 @@ impl Sources {
 
     /// Operator settings.
     pub fn operator(&self, listen_default: &str) -> Result<OperatorConfig, ConfigError> {
+        let public_url = self
+            .plain("KEYGATE_PUBLIC_URL", &self.file.public_url)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "KEYGATE_PUBLIC_URL",
+                    "not set; tenant status publishes issuer and JWKS URLs built from it",
+                    "Set it to the gateway's public URL, e.g. https://auth.example.com",
+                )
+            })?;
         Ok(OperatorConfig {
+            public_url: validate_public_url(&public_url)?,
+            data_dir: self
+                .env("KEYGATE_DATA_DIR")
+                .map_or_else(|| PathBuf::from(".keygate"), PathBuf::from),
             listen: self.addr(
                 "KEYGATE_OPERATOR_LISTEN",
                 &self.file.operator_listen,
@@ -461,16 +478,24 @@ pub struct GatewayConfig {
     /// argon2id parameters for new password hashes.
     pub password_hashing: HashParams,
     /// Outgoing mail; `None` logs emails instead of sending them.
-    pub smtp_url: Option<Secret>,
-    /// Sender of keygate's emails.
-    pub smtp_from: Option<String>,
+    pub smtp: Option<Smtp>,
     /// Proxies whose forwarded headers are believed (`KEYGATE_TRUSTED_PROXIES`); empty: none.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A replacement breached-password list (`KEYGATE_BREACHED_PASSWORDS_FILE`); `None`
+    /// keeps the shipped one.
+    pub breached_passwords_file: Option<PathBuf>,
+    /// The first admin to create, if configured.
+    pub bootstrap: Option<BootstrapAdmin>,
 }
 
 /// Settings of the operator.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
+    /// The gateway's base URL without a trailing slash, for issuer and JWKS URLs in status.
+    pub public_url: String,
+    /// Where the manifest-folder source writes its Secrets and `status.yaml`
+    /// (`KEYGATE_DATA_DIR`, default `.keygate`).
+    pub data_dir: PathBuf,
     /// Listen address of /metrics, /healthz, /readyz.
     pub listen: SocketAddr,
     /// Name of the leader-election Lease.
@@ -481,19 +506,6 @@ pub struct OperatorConfig {
     pub pod_namespace: Option<String>,
     /// Namespaces to watch; empty means all.
     pub watch_namespaces: Vec<String>,
-}
-
-/// Installs the global tracing subscriber in the configured format.
-pub fn init_logging(format: LogFormat, filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Human => builder.try_init(),
-    };
 }
 
 #[cfg(test)]
@@ -598,10 +610,16 @@ mod tests {
 
     #[test]
     fn watch_namespaces_are_a_validated_list() {
-        let op = |raw: &str| sources(&[("KEYGATE_WATCH_NAMESPACES", raw)]).operator("0.0.0.0:8081");
+        let op = |raw: &str| {
+            sources(&[
+                ("KEYGATE_PUBLIC_URL", "https://a"),
+                ("KEYGATE_WATCH_NAMESPACES", raw),
+            ])
+            .operator("0.0.0.0:8081")
+        };
         assert!(op("").unwrap().watch_namespaces.is_empty(), "blank: all");
         assert!(
-            sources(&[])
+            sources(&[("KEYGATE_PUBLIC_URL", "https://a")])
                 .operator("0.0.0.0:8081")
                 .unwrap()
                 .watch_namespaces
@@ -634,6 +652,127 @@ mod tests {
         let long = "a".repeat(64);
         assert!(op(&long).is_err(), "longer than 63");
         assert!(op(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn the_operator_needs_a_valid_public_url_and_reads_its_data_dir() {
+        let err = sources(&[]).operator("0.0.0.0:8081").unwrap_err();
+        assert_eq!(err.field, "KEYGATE_PUBLIC_URL");
+        assert!(err.problem.contains("issuer"), "{err}");
+        let err = sources(&[("KEYGATE_PUBLIC_URL", "ftp://x")])
+            .operator("0.0.0.0:8081")
+            .unwrap_err();
+        assert_eq!(err.field, "KEYGATE_PUBLIC_URL");
+        let op = sources(&[
+            ("KEYGATE_PUBLIC_URL", "https://auth.example.com/"),
+            ("POD_NAME", "keygate-operator-0"),
+        ])
+        .operator("0.0.0.0:8081")
+        .unwrap();
+        assert_eq!(op.public_url, "https://auth.example.com");
+        assert_eq!(op.data_dir, PathBuf::from(".keygate"));
+        assert_eq!(op.pod_name.as_deref(), Some("keygate-operator-0"));
+        let op = sources(&[
+            ("KEYGATE_PUBLIC_URL", "https://a"),
+            ("KEYGATE_DATA_DIR", "/var/lib/keygate"),
+        ])
+        .operator("0.0.0.0:8081")
+        .unwrap();
+        assert_eq!(op.data_dir, PathBuf::from("/var/lib/keygate"));
+    }
+
+    #[test]
+    fn smtp_needs_a_sender_and_an_smtp_url() {
+        let g = |vars: &[(&str, &str)]| {
+            let mut all = vec![("KEYGATE_PUBLIC_URL", "https://a")];
+            all.extend_from_slice(vars);
+            sources(&all).gateway(None, "0.0.0.0:8080")
+        };
+        let err = g(&[("KEYGATE_SMTP_URL", "smtp://mail:587")]).unwrap_err();
+        assert_eq!(err.field, "KEYGATE_SMTP_FROM");
+        let err = g(&[
+            ("KEYGATE_SMTP_URL", "http://mail"),
+            ("KEYGATE_SMTP_FROM", "k@example.com"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.field, "KEYGATE_SMTP_URL");
+        let ok = g(&[
+            ("KEYGATE_SMTP_URL", "smtp://mail:587"),
+            ("KEYGATE_SMTP_FROM", "k@example.com"),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.smtp.as_ref().map(|m| m.from.as_str()),
+            Some("k@example.com")
+        );
+        assert!(
+            !format!("{ok:?}").contains("smtp://mail"),
+            "the URL is a secret"
+        );
+    }
+
+    #[test]
+    fn bootstrap_admin_and_breached_list_are_typed_settings() {
+        let g = |vars: &[(&str, &str)]| {
+            let mut all = vec![("KEYGATE_PUBLIC_URL", "https://a")];
+            all.extend_from_slice(vars);
+            sources(&all).gateway(None, "0.0.0.0:8080")
+        };
+        let none = g(&[]).unwrap();
+        assert!(none.bootstrap.is_none());
+        assert!(none.breached_passwords_file.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, " first boot \n").unwrap();
+        let set = g(&[
+            ("KEYGATE_BOOTSTRAP_TENANT", "acme"),
+            ("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com"),
+            ("KEYGATE_BOOTSTRAP_PASSWORD_FILE", file.to_str().unwrap()),
+            ("KEYGATE_BREACHED_PASSWORDS_FILE", file.to_str().unwrap()),
+        ])
+        .unwrap();
+        let admin = set.bootstrap.unwrap();
+        assert_eq!(
+            (admin.tenant.as_str(), admin.email.as_str()),
+            ("acme", "root@example.com")
+        );
+        assert_eq!(
+            admin.password.expose(),
+            " first boot ",
+            "only the line end is dropped"
+        );
+        assert_eq!(set.breached_passwords_file.as_deref(), Some(file.as_path()));
+        for (vars, field) in [
+            (
+                vec![("KEYGATE_BOOTSTRAP_TENANT", "acme")],
+                "KEYGATE_BOOTSTRAP_EMAIL",
+            ),
+            (
+                vec![("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com")],
+                "KEYGATE_BOOTSTRAP_TENANT",
+            ),
+            (
+                vec![
+                    ("KEYGATE_BOOTSTRAP_TENANT", "acme"),
+                    ("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com"),
+                ],
+                "KEYGATE_BOOTSTRAP_PASSWORD",
+            ),
+            (
+                vec![
+                    ("KEYGATE_BOOTSTRAP_TENANT", "acme"),
+                    ("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com"),
+                    ("KEYGATE_BOOTSTRAP_PASSWORD_FILE", "/nonexistent/pw"),
+                ],
+                "KEYGATE_BOOTSTRAP_PASSWORD_FILE",
+            ),
+            (
+                vec![("KEYGATE_BREACHED_PASSWORDS_FILE", "/nonexistent/list")],
+                "KEYGATE_BREACHED_PASSWORDS_FILE",
+            ),
+        ] {
+            assert_eq!(g(&vars).unwrap_err().field, field);
+        }
     }
 
     #[test]

@@ -53,8 +53,8 @@ impl AppState {
     }
 
     /// State over `store` with `identity` (Redis, SMTP, hashing parameters from the config)
-    /// wired into forward-auth and the pages; starts the first-admin bootstrap from the
-    /// environment, if configured.
+    /// wired into forward-auth and the pages. The first-admin bootstrap is the caller's
+    /// (`identity.spawn_bootstrap`), so building state starts nothing.
     pub fn with_service(
         store: Arc<dyn Store>,
         master_keys: MasterKeys,
@@ -62,7 +62,6 @@ impl AppState {
         clock: Arc<dyn Clock>,
         identity: IdentityService,
     ) -> Self {
-        identity.spawn_bootstrap_from_env();
         let edge = crate::forward_auth::Edge::new(identity.ephemeral())
             .with_resolver(Arc::new(identity.clone()))
             .with_flows(Arc::new(identity.clone()));

@@ -89,8 +89,8 @@ async fn writes(pool: &sqlx::PgPool) -> Vec<(String, i64, Option<chrono::DateTim
 
 /// Mean time of one reconcile per kind so far (they run 16 at a time, so these add up to more
 /// than the wall time).
-fn print_latencies() {
-    let Some(metrics) = keygate_operator::metrics::metrics() else {
+fn print_latencies(ctx: &Context) {
+    let Some(metrics) = &ctx.metrics else {
         return;
     };
     let line: Vec<String> = ["tenant", "role", "apikey"]
@@ -146,12 +146,15 @@ async fn run() {
     std::fs::create_dir_all(&manifests).unwrap();
     write_manifests(&manifests, tenants, keys, roles);
     let source = DirectorySource::new(manifests, &dir.path().join("data"));
-    let ctx = Context {
-        store: Arc::new(store),
-        master_keys: MasterKeys::parse(&MasterKeys::generate_spec("bench").unwrap()).unwrap(),
-        public_url: "https://auth.example.com".into(),
-        clock: Arc::new(SystemClock),
-    };
+    let ctx = Context::new(
+        Arc::new(store),
+        MasterKeys::parse(&MasterKeys::generate_spec("bench").unwrap()).unwrap(),
+        "https://auth.example.com",
+        Arc::new(SystemClock),
+    )
+    .with_metrics(
+        keygate_operator::metrics::Metrics::register(&prometheus::Registry::new()).unwrap(),
+    );
 
     println!(
         "keygate operator: {keys} ApiKeys, {roles} Roles, {tenants} Tenants from a folder into PostgreSQL"
@@ -159,10 +162,7 @@ async fn run() {
     let started = Instant::now();
     let view = sync_once(&ctx, &source).await.expect("first pass");
     let first = started.elapsed();
-    let ready = view
-        .values()
-        .filter(|s| s["conditions"][0]["status"] == "True")
-        .count();
+    let ready = view.iter().filter(|(_, p)| p.status.is_ready()).count();
     println!(
         "  from empty      {:>8.2} s   peak RSS {:>7.1} MiB   {ready}/{} resources Ready",
         first.as_secs_f64(),
@@ -177,7 +177,7 @@ async fn run() {
         started.elapsed().as_secs_f64(),
         folder.manifests.len()
     );
-    print_latencies();
+    print_latencies(&ctx);
 
     let before = writes(&pool).await;
     let started = Instant::now();
@@ -190,7 +190,7 @@ async fn run() {
         resync.as_secs_f64(),
         peak_rss_mib()
     );
-    print_latencies();
+    print_latencies(&ctx);
     if !wrote_nothing {
         println!("  before {before:?}\n  after  {after:?}");
     }

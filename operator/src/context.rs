@@ -1,5 +1,7 @@
-//! What every reconciler needs: the store, the master keys, the public URL and a clock.
+//! What every reconciler needs: the store, the master keys, the public URL, a clock and
+//! where reconciles are counted.
 
+use crate::metrics::Metrics;
 use keygate_core::clock::Clock;
 use keygate_core::crypto::envelope::MasterKeys;
 use keygate_core::store::Store;
@@ -16,9 +18,34 @@ pub struct Context {
     pub public_url: String,
     /// Source of "now" (a manual clock in tests).
     pub clock: Arc<dyn Clock>,
+    /// Reconcile counters and durations, registered in the registry `/metrics` serves;
+    /// `None` leaves reconciles unmeasured.
+    pub metrics: Option<Metrics>,
 }
 
 impl Context {
+    /// A context without metrics; add them with [`Context::with_metrics`].
+    pub fn new(
+        store: Arc<dyn Store>,
+        master_keys: MasterKeys,
+        public_url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            master_keys,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            clock,
+            metrics: None,
+        }
+    }
+
+    /// Counts reconciles in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// The issuer URL of a tenant.
     pub fn issuer(&self, tenant: &str) -> String {
         format!("{}/t/{tenant}", self.public_url)

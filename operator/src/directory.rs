@@ -5,17 +5,18 @@
 //! removed from it is a deletion. After each pass the statuses are written to a status file
 //! and one line is logged per resource whose status changed.
 
-use crate::cluster::{Cluster, LogEvents, PassCache};
+use crate::effects::{Effects, LogEvents, PassCache};
 use crate::file_cache::FileCache;
 use crate::orphans::{self, LiveSet};
 use crate::secrets::{self, DirectorySecrets};
-use crate::status::keep_transition_times;
+use crate::view::publish_view;
+pub use crate::view::{ApiKeySecretFile, NextSteps, Published, StatusView, TenantEndpoints};
 use crate::{Context, ReconcileError, api_key};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use keygate_core::ephemeral::Ephemeral;
 use keygate_crds::Resource;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,7 +64,57 @@ pub struct DirectorySource {
 }
 
 /// One manifest file's keygate resources and Secrets, or why it could not be parsed.
-pub type ParsedManifest = Result<(Vec<Resource>, Vec<Secret>), String>;
+pub type ParsedManifest = Result<(Vec<Resource>, Vec<Secret>), ParseProblem>;
+
+/// Why a manifest file's text is not keygate resources and Secrets (cached with the file,
+/// so it is cheap to clone).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ParseProblem {
+    /// A keygate document is malformed or of an unknown kind.
+    #[error("{0}")]
+    Resources(Arc<keygate_crds::Error>),
+    /// A `v1 Secret` document is malformed.
+    #[error("{0}")]
+    Secrets(String),
+}
+
+/// Why the manifest folder could not be read; the pass changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The folder (or a folder inside it) cannot be listed.
+    #[error(
+        "cannot read manifest folder {}: {cause} (pass --manifests DIR pointing at your YAML files)",
+        path.display()
+    )]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// A manifest file cannot be read.
+    #[error("cannot read {}: {cause}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// A manifest file does not parse.
+    #[error("{}: {cause}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its text.
+        #[source]
+        cause: ParseProblem,
+    },
+    /// The blocking task that reads the folder panicked or was cancelled.
+    #[error("reading the folder failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
 
 impl DirectorySource {
     /// Reads `manifests`; keeps Secrets under `<data_dir>/secrets` and the status view in
@@ -103,12 +154,12 @@ impl DirectorySource {
 }
 
 /// Reads every `*.yaml`/`*.yml` file under `dir` (recursively, in path order).
-pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, ReconcileError> {
+pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, ManifestError> {
     Ok(load_folder(dir, &[])?.manifests)
 }
 
 /// Reads keygate resources and `v1 Secret`s from every YAML file under `dir`, skipping `skip`.
-pub fn load_folder(dir: &Path, skip: &[PathBuf]) -> Result<Folder, ReconcileError> {
+pub fn load_folder(dir: &Path, skip: &[PathBuf]) -> Result<Folder, ManifestError> {
     load_folder_cached(dir, skip, &FileCache::default())
 }
 
@@ -117,20 +168,25 @@ pub fn load_folder_cached(
     dir: &Path,
     skip: &[PathBuf],
     cache: &FileCache<ParsedManifest>,
-) -> Result<Folder, ReconcileError> {
+) -> Result<Folder, ManifestError> {
     let mut files = Vec::new();
     collect(dir, skip, &mut files)?;
     files.sort();
     cache.retain(&files.iter().cloned().collect());
-    let parsed = crate::parallel::map(&files, |path| {
-        cache
-            .read(path, |text| parse_manifest_file(path, text))
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|parsed| parsed)
+    let parsed = crate::parallel::map(&files, |path| match cache.read(path, parse_manifest_file) {
+        Err(cause) => Err(ManifestError::File {
+            path: path.clone(),
+            cause,
+        }),
+        Ok(Err(cause)) => Err(ManifestError::Parse {
+            path: path.clone(),
+            cause,
+        }),
+        Ok(Ok(parsed)) => Ok(parsed),
     });
     let mut folder = Folder::default();
     for (path, result) in files.iter().zip(parsed) {
-        let (resources, found) = result.map_err(ReconcileError::Manifests)?;
+        let (resources, found) = result?;
         folder
             .manifests
             .extend(resources.into_iter().map(|resource| Manifest {
@@ -143,28 +199,24 @@ pub fn load_folder_cached(
 }
 
 /// The keygate resources and `v1 Secret`s of one file's text.
-fn parse_manifest_file(path: &Path, text: &str) -> ParsedManifest {
+fn parse_manifest_file(text: &str) -> ParsedManifest {
     let resources =
-        keygate_crds::load_manifests(text).map_err(|e| format!("{}: {e}", path.display()))?;
+        keygate_crds::load_manifests(text).map_err(|e| ParseProblem::Resources(Arc::new(e)))?;
     let found = if text.contains("Secret") {
-        secrets::parse_secrets(text).map_err(|e| format!("{}: {e}", path.display()))?
+        secrets::parse_secrets(text).map_err(ParseProblem::Secrets)?
     } else {
         Vec::new()
     };
     Ok((resources, found))
 }
 
-fn collect(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), ReconcileError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        ReconcileError::Manifests(format!(
-            "cannot read manifest folder {}: {e} (pass --manifests DIR pointing at your YAML files)",
-            dir.display()
-        ))
-    })?;
-    for entry in entries {
-        let path = entry
-            .map_err(|e| ReconcileError::Manifests(e.to_string()))?
-            .path();
+fn collect(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
+    let folder_error = |cause| ManifestError::Folder {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    for entry in std::fs::read_dir(dir).map_err(folder_error)? {
+        let path = entry.map_err(folder_error)?.path();
         if !skip.is_empty() && path.canonicalize().is_ok_and(|p| skip.contains(&p)) {
             continue;
         }
@@ -218,8 +270,20 @@ pub fn display_name(resource: &Resource) -> String {
     )
 }
 
-/// What one sync pass produced: the status of every resource, by display name.
-pub type StatusView = BTreeMap<String, serde_json::Value>;
+/// One resource to reconcile in a pass.
+#[derive(Clone)]
+struct Work {
+    name: String,
+    uid: String,
+    resource: Resource,
+}
+
+/// What a pass read from disk, off the async workers.
+struct Loaded {
+    folder: Folder,
+    owned_secrets: Arc<DirectorySecrets>,
+    effects: Effects,
+}
 
 /// Reconciles every manifest in the folder once (tenants first, as everything else refers
 /// to one), cleans rows of resources no longer in the folder, writes the status view and
@@ -229,48 +293,17 @@ pub async fn sync_once(
     source: &DirectorySource,
 ) -> Result<StatusView, ReconcileError> {
     let started = std::time::Instant::now();
-    // Reading thousands of files is blocking work: keep it off the async workers.
-    let (dir, skip, secrets_dir) = (
-        source.manifests.clone(),
-        source.own_output(),
-        source.secrets_dir.clone(),
-    );
-    let (manifest_files, secret_files) =
-        (source.manifest_files.clone(), source.secret_files.clone());
-    let (folder, owned_secrets, loaded) = tokio::task::spawn_blocking(move || {
-        let folder = load_folder_cached(&dir, &skip, &manifest_files)?;
-        let loaded = started.elapsed();
-        let written = secrets::written_secrets(&secrets_dir, &secret_files);
-        let owned = DirectorySecrets::with_owned(folder.secrets.clone(), secrets_dir, written)
-            .with_file_cache(secret_files);
-        Ok::<_, ReconcileError>((folder, owned, loaded))
-    })
-    .await
-    .map_err(|e| ReconcileError::Manifests(format!("reading the folder failed: {e}")))??;
-    let owned_secrets = Arc::new(owned_secrets);
-    let cluster = Cluster {
-        secrets: owned_secrets.clone(),
-        events: Arc::new(LogEvents),
-        revocations: source.revocations.clone(),
-        cache: Some(Arc::new(PassCache::with_page_size(source.api_key_page))),
-    };
+    let Loaded {
+        folder,
+        owned_secrets,
+        effects,
+    } = load_pass(source).await?;
+    let loaded = started.elapsed();
     // Deletions first, from the complete list of what the folder declares: a tenant that
     // is gone is disabled or erased before its children are looked at in this pass.
-    let mut live = LiveSet::default();
-    let mut seen = HashSet::new();
-    let mut work = Vec::new();
-    for manifest in &folder.manifests {
-        let name = display_name(&manifest.resource);
-        let uid = owner_uid(&manifest.resource);
-        live_set_for(&mut live, &manifest.resource).insert(uid.clone());
-        if !seen.insert(name.clone()) {
-            tracing::warn!(resource = %name, file = %manifest.path.display(), "declared twice; this copy is ignored");
-            continue;
-        }
-        work.push((name, uid, manifest.resource.clone()));
-    }
-    let cleaned = orphans::clean(ctx, &cluster, &live).await?;
-    clean_secret_files(ctx, &cluster, &owned_secrets, &live).await?;
+    let (live, work) = declared(&folder);
+    let cleaned = orphans::clean(ctx, &effects, &live).await?;
+    clean_secret_files(ctx, &effects, &owned_secrets, &live).await?;
     let swept = started.elapsed();
     if cleaned != orphans::Cleaned::default() {
         tracing::info!(
@@ -278,59 +311,11 @@ pub async fn sync_once(
             "rows of resources no longer declared were cleaned"
         );
     }
-
-    let mut view = StatusView::new();
-    let mut failures = 0usize;
-    let mut phases = Vec::new();
-    for rank in 0..4 {
-        let phase = std::time::Instant::now();
-        let batch: Vec<_> = work
-            .iter()
-            .filter(|(_, _, r)| kind_rank(r) == rank)
-            .cloned()
-            .collect();
-        let results: Vec<_> = futures::stream::iter(batch)
-            .map(|(name, uid, resource)| {
-                // Owned clones: a stream of futures borrowing locals is not `Send` enough
-                // for `tokio::spawn` (higher-ranked lifetime limits of the compiler).
-                // Spawned, so parsing and hashing spread over every core.
-                let (ctx, cluster) = (ctx.clone(), cluster.clone());
-                let task = tokio::spawn(async move {
-                    crate::metrics::timed(
-                        resource.kind(),
-                        crate::reconcile::apply(&ctx, &cluster, &resource, &uid),
-                    )
-                    .await
-                });
-                async move {
-                    let result = task.await.unwrap_or_else(|e| {
-                        Err(ReconcileError::Manifests(format!(
-                            "reconcile task failed: {e}"
-                        )))
-                    });
-                    (name, result)
-                }
-            })
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for (name, result) in results {
-            match result {
-                Ok(status) => {
-                    view.insert(name, status);
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::error!(resource = %name, error = %e, "not reconciled; retried on the next pass");
-                }
-            }
-        }
-        phases.push(phase.elapsed().as_millis());
-    }
+    let (mut view, failures, phases) = reconcile_by_kind(ctx, &effects, &work).await;
     if failures > 0 {
         return Err(ReconcileError::Incomplete { failed: failures });
     }
-    publish_view(source, &mut view);
+    publish_view(&source.previous, source.status_file.as_deref(), &mut view);
     tracing::debug!(
         resources = view.len(),
         load_ms = loaded.as_millis(),
@@ -342,11 +327,129 @@ pub async fn sync_once(
     Ok(view)
 }
 
+/// Reads the folder and the Secrets the operator wrote (blocking work, so on a blocking
+/// thread), and builds the pass's effects over them.
+async fn load_pass(source: &DirectorySource) -> Result<Loaded, ReconcileError> {
+    let (dir, skip, secrets_dir) = (
+        source.manifests.clone(),
+        source.own_output(),
+        source.secrets_dir.clone(),
+    );
+    let (manifest_files, secret_files) =
+        (source.manifest_files.clone(), source.secret_files.clone());
+    let (folder, owned_secrets) = tokio::task::spawn_blocking(move || {
+        let folder = load_folder_cached(&dir, &skip, &manifest_files)?;
+        let written = secrets::written_secrets(&secrets_dir, &secret_files);
+        let owned = DirectorySecrets::with_owned(folder.secrets.clone(), secrets_dir, written)
+            .with_file_cache(secret_files);
+        Ok::<_, ManifestError>((folder, owned))
+    })
+    .await
+    .map_err(ManifestError::Task)??;
+    let owned_secrets = Arc::new(owned_secrets);
+    let effects = Effects {
+        secrets: owned_secrets.clone(),
+        events: Arc::new(LogEvents),
+        revocations: source.revocations.clone(),
+        cache: Some(Arc::new(PassCache::with_page_size(source.api_key_page))),
+    };
+    Ok(Loaded {
+        folder,
+        owned_secrets,
+        effects,
+    })
+}
+
+/// The live set (every declared uid) and the work of a pass; a resource declared twice is
+/// reconciled once, from its first file.
+fn declared(folder: &Folder) -> (LiveSet, Vec<Work>) {
+    let mut live = LiveSet::default();
+    let mut seen = HashSet::new();
+    let mut work = Vec::new();
+    for manifest in &folder.manifests {
+        let name = display_name(&manifest.resource);
+        let uid = owner_uid(&manifest.resource);
+        live_set_for(&mut live, &manifest.resource).insert(uid.clone());
+        if !seen.insert(name.clone()) {
+            tracing::warn!(resource = %name, file = %manifest.path.display(), "declared twice; this copy is ignored");
+            continue;
+        }
+        work.push(Work {
+            name,
+            uid,
+            resource: manifest.resource.clone(),
+        });
+    }
+    (live, work)
+}
+
+/// Reconciles the work kind by kind (tenants, identity providers, roles, API keys), each
+/// kind in parallel; returns the statuses, how many failed (each is logged) and the
+/// milliseconds each kind took.
+async fn reconcile_by_kind(
+    ctx: &Context,
+    effects: &Effects,
+    work: &[Work],
+) -> (StatusView, usize, Vec<u128>) {
+    let mut view = StatusView::default();
+    let mut failures = 0usize;
+    let mut phases = Vec::new();
+    for rank in 0..4 {
+        let phase = std::time::Instant::now();
+        let batch: Vec<Work> = work
+            .iter()
+            .filter(|w| kind_rank(&w.resource) == rank)
+            .cloned()
+            .collect();
+        let results: Vec<_> = futures::stream::iter(batch)
+            .map(|w| {
+                // Owned clones: a stream of futures borrowing locals is not `Send` enough
+                // for `tokio::spawn` (higher-ranked lifetime limits of the compiler).
+                // Spawned, so parsing and hashing spread over every core.
+                let (ctx, effects) = (ctx.clone(), effects.clone());
+                let (resource, uid) = (w.resource.clone(), w.uid.clone());
+                let task = tokio::spawn(async move {
+                    crate::metrics::timed(
+                        ctx.metrics.as_ref(),
+                        resource.kind(),
+                        crate::reconcile::apply(&ctx, &effects, &resource, &uid),
+                    )
+                    .await
+                });
+                async move {
+                    let result = task.await.unwrap_or_else(|e| Err(ReconcileError::Task(e)));
+                    (w, result)
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (w, result) in results {
+            match result {
+                Ok(status) => {
+                    let published = Published {
+                        namespace: w.resource.namespace().unwrap_or("default").to_owned(),
+                        name: w.resource.name().to_owned(),
+                        status,
+                    };
+                    view.0.insert(w.name, published);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(resource = %w.name, error = %e, "not reconciled; retried on the next pass");
+                }
+            }
+        }
+        phases.push(phase.elapsed().as_millis());
+    }
+    (view, failures, phases)
+}
+
 /// Secret files whose ApiKey is gone: their keys are revoked and the files removed (what
 /// Kubernetes' garbage collector does through the ownerReference).
 async fn clean_secret_files(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     secrets: &DirectorySecrets,
     live: &LiveSet,
 ) -> Result<(), ReconcileError> {
@@ -360,9 +463,9 @@ async fn clean_secret_files(
         }
         let labels = secret.metadata.labels.unwrap_or_default();
         if let Some(tenant_name) = labels.get(api_key::LABEL_TENANT) {
-            api_key::revoke_owner(ctx, cluster, &namespace, tenant_name, owner).await?;
+            api_key::revoke_owner(ctx, effects, &namespace, tenant_name, owner).await?;
         }
-        cluster.secrets.delete(&namespace, &name).await?;
+        effects.secrets.delete(&namespace, &name).await?;
     }
     Ok(())
 }
@@ -382,68 +485,6 @@ fn live_set_for<'a>(live: &'a mut LiveSet, resource: &Resource) -> &'a mut HashS
         Resource::IdentityProvider(_) => &mut live.identity_providers,
         Resource::Role(_) => &mut live.roles,
         Resource::ApiKey(_) => &mut live.api_keys,
-    }
-}
-
-/// Keeps transition times of unchanged conditions, logs one line per changed or vanished
-/// resource, and writes the status file when anything changed.
-fn publish_view(source: &DirectorySource, view: &mut StatusView) {
-    let mut previous = source.previous.lock().unwrap_or_else(|e| e.into_inner());
-    let mut changed = false;
-    for (name, status) in view.iter_mut() {
-        if let Some(before) = previous.get(name) {
-            keep_transition_times(before, status);
-        }
-        if previous.get(name) != Some(status) {
-            changed = true;
-            log_status(name, status);
-        }
-    }
-    for name in previous.keys() {
-        if !view.contains_key(name) {
-            changed = true;
-            tracing::info!(resource = %name, "deleted: no longer in the manifest folder");
-        }
-    }
-    if changed && let Some(path) = &source.status_file {
-        write_status_file(path, view);
-    }
-    *previous = view.clone();
-}
-
-fn write_status_file(path: &Path, view: &StatusView) {
-    let header = "# Written by the keygate operator after each pass over the manifest folder: the\n# status of every resource, as `kubectl get -o yaml` would show it. Do not edit.\n";
-    let result = serde_saphyr::to_string(view)
-        .map_err(|e| e.to_string())
-        .and_then(|yaml| {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            }
-            let tmp = path.with_extension("yaml.tmp");
-            std::fs::write(&tmp, format!("{header}{yaml}")).map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-        });
-    if let Err(e) = result {
-        tracing::warn!(path = %path.display(), error = %e, "could not write the status file");
-    }
-}
-
-fn log_status(name: &str, status: &serde_json::Value) {
-    let ready = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
-    let (state, reason, message) = match ready {
-        Some(c) => (
-            c["status"].as_str().unwrap_or("Unknown"),
-            c["reason"].as_str().unwrap_or(""),
-            c["message"].as_str().unwrap_or(""),
-        ),
-        None => ("Unknown", "", ""),
-    };
-    if state == "True" {
-        tracing::info!(resource = name, ready = state, reason, "{message}");
-    } else {
-        tracing::warn!(resource = name, ready = state, reason, "{message}");
     }
 }
 

@@ -2,9 +2,9 @@
 //! from the referenced Secret, and stores the provider with that secret sealed by the master
 //! keys. A missing Secret is a `SecretNotFound` condition naming it, never a crash loop.
 
-use crate::cluster::Cluster;
+use crate::effects::Effects;
 use crate::secrets::secret_value;
-use crate::status::{Reason, ready};
+use crate::status::{Blocked, Lookup, Reason, ready};
 use crate::{Context, ReconcileError, tenant};
 use keygate_core::ids::IdpId;
 use keygate_core::store::{IdpKind, IdpUpsert};
@@ -19,7 +19,7 @@ pub fn idp_secret_context(id: IdpId) -> String {
 /// Reconciles one IdentityProvider; returns the status to publish.
 pub async fn reconcile(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     idp: &IdentityProvider,
     owner_uid: &str,
 ) -> Result<IdentityProviderStatus, ReconcileError> {
@@ -42,15 +42,15 @@ pub async fn reconcile(
         return Ok(status(false, Reason::InvalidSpec, refused.to_string()));
     }
     let stored_tenant =
-        match tenant::parent(ctx, cluster, namespace, &idp.spec.tenant_ref.name).await? {
-            Ok(t) => t,
-            Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
+        match tenant::parent(ctx, effects, namespace, &idp.spec.tenant_ref.name).await? {
+            Lookup::Found(t) => t,
+            Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
         };
     let secret = match secret_ref(idp) {
         None => None,
-        Some(reference) => match read_secret(cluster, namespace, reference).await? {
-            Ok(value) => Some(value),
-            Err(message) => return Ok(status(false, Reason::SecretNotFound, message)),
+        Some(reference) => match read_secret(effects, namespace, reference).await? {
+            Lookup::Found(value) => Some(value),
+            Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
         },
     };
     let kind = match idp.spec.provider_type {
@@ -60,8 +60,7 @@ pub async fn reconcile(
         ProviderType::Saml => IdpKind::Saml,
     };
     // The spec holds only references to secrets, never their values, so it is stored as is.
-    let config =
-        serde_json::to_value(&idp.spec).map_err(|e| ReconcileError::Manifests(e.to_string()))?;
+    let config = serde_json::to_value(&idp.spec).map_err(ReconcileError::Serialize)?;
     let existing = ctx.store.idp_by_name(stored_tenant.id, name).await?;
     let mut upsert = IdpUpsert {
         tenant_id: stored_tenant.id,
@@ -115,31 +114,35 @@ pub fn secret_ref(idp: &IdentityProvider) -> Option<&SecretKeyRef> {
     }
 }
 
-/// Reads one key of a Secret; `Ok(Err(message))` names what is missing.
+/// Reads one key of a Secret; [`Lookup::Blocked`] names what is missing.
 async fn read_secret(
-    cluster: &Cluster,
+    effects: &Effects,
     namespace: &str,
     reference: &SecretKeyRef,
-) -> Result<Result<Vec<u8>, String>, ReconcileError> {
-    let Some(secret) = cluster.secrets.get(namespace, &reference.name).await? else {
-        return Ok(Err(format!(
-            "Secret `{namespace}/{}` not found; create it with the key `{}`",
-            reference.name, reference.key
-        )));
+) -> Result<Lookup<Vec<u8>>, ReconcileError> {
+    let (name, key) = (reference.name.clone(), reference.key.clone());
+    let namespace = namespace.to_owned();
+    let Some(secret) = effects.secrets.get(&namespace, &name).await? else {
+        return Ok(Lookup::Blocked(Blocked::SecretMissing {
+            namespace,
+            name,
+            key,
+        }));
     };
     Ok(match secret_value(&secret, &reference.key) {
-        Some(value) if !value.is_empty() => Ok(value),
-        _ => Err(format!(
-            "Secret `{namespace}/{}` has no (or an empty) key `{}`",
-            reference.name, reference.key
-        )),
+        Some(value) if !value.is_empty() => Lookup::Found(value),
+        _ => Lookup::Blocked(Blocked::SecretKeyMissing {
+            namespace,
+            name,
+            key,
+        }),
     })
 }
 
 /// Handles a deleted IdentityProvider: removes the provider it owns (and its links).
 pub async fn cleanup(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     idp: &IdentityProvider,
     owner_uid: &str,
 ) -> Result<(), ReconcileError> {
@@ -149,8 +152,8 @@ pub async fn cleanup(
         .as_deref()
         .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
     let namespace = idp.metadata.namespace.as_deref().unwrap_or("default");
-    let Ok(stored_tenant) =
-        tenant::parent(ctx, cluster, namespace, &idp.spec.tenant_ref.name).await?
+    let Lookup::Found(stored_tenant) =
+        tenant::parent(ctx, effects, namespace, &idp.spec.tenant_ref.name).await?
     else {
         // A retained (disabled) tenant keeps its providers and the links users have to them.
         return Ok(());

@@ -4,9 +4,9 @@
 //! applied with an ownerReference to their ApiKey and watched (`.owns()`), and the Secrets
 //! IdentityProviders reference are watched so a changed client secret is picked up.
 
-use crate::cluster::{Cluster, Event, EventKind, EventSink, SecretError, SecretSource};
+use crate::effects::{Effects, Event, EventKind, EventSink, SecretError, SecretSource};
 use crate::orphans::{self, LiveSet};
-use crate::status::keep_transition_times;
+use crate::reconcile::Status;
 use crate::{Context, ReconcileError, api_key, identity_provider};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -48,8 +48,8 @@ pub trait Kind:
 {
     /// The resource as the reconcile core takes it.
     fn wrap(&self) -> AnyResource;
-    /// The status currently published, as JSON (to keep transition times and skip no-op writes).
-    fn status_json(&self) -> Option<serde_json::Value>;
+    /// The status currently published (to keep transition times and skip no-op writes).
+    fn published(&self) -> Option<Status>;
 }
 
 macro_rules! impl_kind {
@@ -58,10 +58,8 @@ macro_rules! impl_kind {
             fn wrap(&self) -> AnyResource {
                 AnyResource::$kind(self.clone())
             }
-            fn status_json(&self) -> Option<serde_json::Value> {
-                self.status
-                    .as_ref()
-                    .and_then(|s| serde_json::to_value(s).ok())
+            fn published(&self) -> Option<Status> {
+                self.status.clone().map(Status::$kind)
             }
         }
     };
@@ -173,7 +171,7 @@ pub struct KubeContext {
     /// The API client.
     pub client: Client,
     /// Secrets, Events and revocations through the API server.
-    pub cluster: Cluster,
+    pub effects: Effects,
     /// How often every object is reconciled again without any change (rotation, expiry, drift).
     pub resync: Duration,
     failures: Mutex<HashMap<String, u32>>,
@@ -188,18 +186,31 @@ impl std::fmt::Debug for KubeContext {
 }
 
 impl KubeContext {
-    /// Wires a reconcile context to a cluster reached through `client`.
+    /// Wires a reconcile context to a cluster reached through `client`; Events name no
+    /// reporting instance until [`KubeContext::with_instance`] names one.
     pub fn new(
         ctx: Context,
         client: Client,
         revocations: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
         resync: Duration,
     ) -> Self {
+        Self::with_instance(ctx, client, revocations, resync, None)
+    }
+
+    /// [`KubeContext::new`] with Events reported by `instance` (the pod name), so
+    /// `kubectl describe` tells which replica acted.
+    pub fn with_instance(
+        ctx: Context,
+        client: Client,
+        revocations: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
+        resync: Duration,
+        instance: Option<String>,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance,
         };
-        let cluster = Cluster {
+        let effects = Effects {
             secrets: Arc::new(KubeSecrets {
                 client: client.clone(),
             }),
@@ -212,7 +223,7 @@ impl KubeContext {
         Self {
             ctx,
             client,
-            cluster,
+            effects,
             resync,
             failures: Mutex::default(),
         }
@@ -240,7 +251,7 @@ pub async fn reconcile<K: Kind>(
         .ok_or(ReconcileError::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<K> = Api::namespaced(kc.client.clone(), &namespace);
     let span = tracing::info_span!("reconcile", resource = %key);
-    let result = crate::metrics::timed(&kind, async {
+    let result = crate::metrics::timed(kc.ctx.metrics.as_ref(), &kind, async {
         finalizer(&api, FINALIZER, obj, |event| async {
             match event {
                 Finalizer::Apply(o) => apply(&kc, &api, &*o).await,
@@ -266,10 +277,10 @@ async fn apply<K: Kind>(kc: &KubeContext, api: &Api<K>, obj: &K) -> Result<Actio
         .uid()
         .ok_or(ReconcileError::MissingObjectKey(".metadata.uid"))?;
     let resource = obj.wrap();
-    let mut status = crate::reconcile::apply(&kc.ctx, &kc.cluster, &resource, &uid).await?;
-    let previous = obj.status_json();
+    let mut status = crate::reconcile::apply(&kc.ctx, &kc.effects, &resource, &uid).await?;
+    let previous = obj.published();
     if let Some(before) = &previous {
-        keep_transition_times(before, &mut status);
+        status.keep_transition_times(before);
     }
     if previous.as_ref() != Some(&status) {
         announce(kc, obj, previous.as_ref(), &status).await;
@@ -290,51 +301,34 @@ async fn apply<K: Kind>(kc: &KubeContext, api: &Api<K>, obj: &K) -> Result<Actio
 }
 
 /// Publishes an Event when the `Ready` outcome changes (not on every pass).
-async fn announce<K: Kind>(
-    kc: &KubeContext,
-    obj: &K,
-    before: Option<&serde_json::Value>,
-    after: &serde_json::Value,
-) {
-    let ready = |s: &serde_json::Value| {
-        s["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .map(|c| {
-                (
-                    c["status"].as_str().unwrap_or_default().to_owned(),
-                    c["reason"].as_str().unwrap_or_default().to_owned(),
-                    c["message"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-    };
-    let Some((status, reason, message)) = ready(after) else {
+async fn announce<K: Kind>(kc: &KubeContext, obj: &K, before: Option<&Status>, after: &Status) {
+    let Some(ready) = after.ready() else {
         return;
     };
     if before
-        .and_then(ready)
-        .is_some_and(|(s, r, _)| s == status && r == reason)
+        .and_then(Status::ready)
+        .is_some_and(|b| b.status == ready.status && b.reason == ready.reason)
     {
         return;
     }
     let event = Event {
-        kind: if status == "True" {
+        kind: if ready.status == "True" {
             EventKind::Normal
         } else {
             EventKind::Warning
         },
-        reason: crate::status::Reason::parse(&reason).map_or("Reconciled", |r| r.as_str()),
+        reason: crate::status::Reason::parse(&ready.reason).map_or("Reconciled", |r| r.as_str()),
         action: "Reconcile",
-        note: message,
+        note: ready.message.clone(),
     };
-    kc.cluster.events.publish(&obj.object_ref(&()), event).await;
+    kc.effects.events.publish(&obj.object_ref(&()), event).await;
 }
 
 async fn cleanup<K: Kind>(kc: &KubeContext, obj: &K) -> Result<Action, ReconcileError> {
     let uid = obj
         .uid()
         .ok_or(ReconcileError::MissingObjectKey(".metadata.uid"))?;
-    crate::reconcile::cleanup(&kc.ctx, &kc.cluster, &obj.wrap(), &uid).await?;
+    crate::reconcile::cleanup(&kc.ctx, &kc.effects, &obj.wrap(), &uid).await?;
     Ok(Action::await_change())
 }
 
@@ -415,11 +409,12 @@ pub async fn run_in_cluster(
         None => format!("keygate-operator-{}", uuid::Uuid::new_v4().simple()),
     };
     let clock = ctx.clock.clone();
-    let kc = Arc::new(KubeContext::new(
+    let kc = Arc::new(KubeContext::with_instance(
         ctx,
         client.clone(),
         options.revocations.clone(),
         options.resync,
+        options.pod_name.clone(),
     ));
     let config = crate::leader::LeaseConfig {
         name: options.lease_name.clone(),
@@ -583,7 +578,7 @@ async fn sweep_orphans(
             live.roles.extend(uids(c.roles.state()));
             live.api_keys.extend(uids(c.keys.state()));
         }
-        match orphans::clean(&kc.ctx, &kc.cluster, &live).await {
+        match orphans::clean(&kc.ctx, &kc.effects, &live).await {
             Ok(cleaned) if cleaned != orphans::Cleaned::default() => {
                 tracing::info!(?cleaned, "rows of deleted resources cleaned")
             }

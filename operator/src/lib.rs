@@ -1,13 +1,14 @@
 //! keygate-operator: reconciles Tenant, IdentityProvider, Role and ApiKey resources into the
-//! store and Secrets. The reconcile functions (one module per kind) take a resource and what
-//! the store and the cluster hold and return the status to publish; the directory source
-//! (local runs, CI, `keygate dev`) and the Kubernetes source both call them, so both behave
-//! the same.
+//! store and Secrets. The reconcile functions (one module per kind) take a resource, the
+//! store and the [`Effects`] (Secrets, Events, revocations) and return the typed status to
+//! publish; the directory source (local runs, CI, `keygate dev`) and the Kubernetes source
+//! both call them, so both behave the same. [`run`] starts either source with its
+//! health and metrics server.
 
 pub mod api_key;
-pub mod cluster;
 pub mod context;
 pub mod directory;
+pub mod effects;
 pub mod file_cache;
 pub mod identity_provider;
 pub mod kubernetes;
@@ -17,13 +18,17 @@ pub mod orphans;
 pub mod parallel;
 pub mod reconcile;
 pub mod role;
+pub mod run;
 pub mod secrets;
 pub mod status;
 pub mod tenant;
+pub mod view;
 
-pub use cluster::Cluster;
 pub use context::Context;
 pub use directory::DirectorySource;
+pub use effects::Effects;
+pub use reconcile::Status;
+pub use run::{RunConfig, RunError, Source, run};
 
 /// Why a reconcile could not finish; a bad spec is not an error but a status condition.
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +41,23 @@ pub enum ReconcileError {
     Crypto(#[from] keygate_core::crypto::CryptoError),
     /// Reading or writing a Secret failed; retried.
     #[error("secret: {0}")]
-    Secret(#[from] cluster::SecretError),
+    Secret(#[from] effects::SecretError),
     /// A resource lacks a field the API server always sets.
     #[error("resource has no {0}")]
     MissingObjectKey(&'static str),
-    /// A manifest folder could not be read or parsed.
+    /// A manifest folder could not be read or parsed; the pass changed nothing.
     #[error("manifests: {0}")]
-    Manifests(String),
+    Manifests(#[from] directory::ManifestError),
+    /// A spec or key could not be turned into the JSON the store keeps (a bug, not input).
+    #[error("cannot serialize for the store: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// The key ring had no signing key right after one was created (a store that lost a
+    /// write); retried.
+    #[error("no active signing key after creating one")]
+    NoActiveSigningKey,
+    /// A spawned reconcile panicked or was cancelled; retried on the next pass.
+    #[error("reconcile task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
     /// The API server refused a call; retried with backoff.
     #[error("kubernetes: {0}")]
     Kube(#[source] Box<kube::Error>),
@@ -66,6 +81,9 @@ impl ReconcileError {
             Self::Secret(_) => "secret",
             Self::MissingObjectKey(_) => "metadata",
             Self::Manifests(_) => "manifests",
+            Self::Task(_) => "task",
+            Self::Serialize(_) => "serialize",
+            Self::NoActiveSigningKey => "keyring",
             Self::Incomplete { .. } => "incomplete",
             Self::Kube(_) => "kube",
             Self::Finalizer(inner) => match &**inner {
@@ -77,20 +95,22 @@ impl ReconcileError {
     }
 }
 
-/// `/healthz`, `/readyz` and `/metrics` of the operator process.
-pub fn health_router() -> axum::Router {
+/// `/healthz`, `/readyz` and `/metrics` of the operator process; `/metrics` serves
+/// `registry` (where [`metrics::Metrics::register`] put the reconcile families).
+pub fn health_router(registry: prometheus::Registry) -> axum::Router {
     use axum::routing::get;
-    // Registered up front so /metrics lists the families before the first reconcile.
-    let _ = metrics::metrics();
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route(
             "/metrics",
-            get(|| async {
-                prometheus::TextEncoder::new()
-                    .encode_to_string(&prometheus::gather())
-                    .unwrap_or_default()
+            get(move || {
+                let families = registry.gather();
+                async move {
+                    prometheus::TextEncoder::new()
+                        .encode_to_string(&families)
+                        .unwrap_or_default()
+                }
             }),
         )
 }

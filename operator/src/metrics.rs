@@ -4,7 +4,6 @@
 
 use crate::ReconcileError;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
-use std::sync::OnceLock;
 
 /// The operator's metric families.
 #[derive(Clone, Debug)]
@@ -18,7 +17,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Result<Self, prometheus::Error> {
+    /// The metric families, registered in `registry` (the one `/metrics` serves), so a
+    /// test or an embedding process reads its own registry rather than a process-wide one.
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
         let metrics = Self {
             reconciles: IntCounterVec::new(
                 Opts::new(
@@ -43,26 +44,11 @@ impl Metrics {
                 &["kind"],
             )?,
         };
-        prometheus::register(Box::new(metrics.reconciles.clone()))?;
-        prometheus::register(Box::new(metrics.errors.clone()))?;
-        prometheus::register(Box::new(metrics.duration.clone()))?;
+        registry.register(Box::new(metrics.reconciles.clone()))?;
+        registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.duration.clone()))?;
         Ok(metrics)
     }
-}
-
-/// The process-wide metrics, registered in the default registry on first use; `None` if
-/// registration failed (logged once), in which case reconciles run unmeasured.
-pub fn metrics() -> Option<&'static Metrics> {
-    static METRICS: OnceLock<Option<Metrics>> = OnceLock::new();
-    METRICS
-        .get_or_init(|| match Metrics::new() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::error!(error = %e, "operator metrics could not be registered; /metrics will lack them");
-                None
-            }
-        })
-        .as_ref()
 }
 
 /// The kind label for a resource kind.
@@ -76,13 +62,14 @@ pub fn kind_label(kind: &str) -> &'static str {
     }
 }
 
-/// Runs one reconcile, counting it, its duration and its failure.
+/// Runs one reconcile, counting it, its duration and its failure in `metrics` (`None`:
+/// unmeasured, as in most tests).
 pub async fn timed<T>(
+    metrics: Option<&Metrics>,
     kind: &str,
     work: impl Future<Output = Result<T, ReconcileError>>,
 ) -> Result<T, ReconcileError> {
     let label = kind_label(kind);
-    let metrics = metrics();
     let timer = metrics.map(|m| {
         m.reconciles.with_label_values(&[label]).inc();
         m.duration.with_label_values(&[label]).start_timer()

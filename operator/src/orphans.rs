@@ -2,7 +2,7 @@
 //! owner uid every row carries. This catches deletions the operator never saw (a manifest
 //! removed from the folder, a finalizer removed by hand, an operator that was down).
 
-use crate::cluster::{Cluster, KeysByOwner, all_api_keys};
+use crate::effects::{Effects, KeysByOwner, all_api_keys};
 use crate::{Context, ReconcileError, api_key, tenant};
 use keygate_core::store::LIST_MAX;
 use std::collections::{BTreeSet, HashSet};
@@ -42,7 +42,7 @@ pub struct Cleaned {
 /// means "everything was deleted".
 pub async fn clean(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     live: &LiveSet,
 ) -> Result<Cleaned, ReconcileError> {
     let mut cleaned = Cleaned::default();
@@ -87,7 +87,7 @@ pub async fn clean(
             }
         }
         // Every key of the tenant, however many: one listing is capped.
-        let keys = match &cluster.cache {
+        let keys = match &effects.cache {
             Some(cache) => cache.api_keys(ctx.store.as_ref(), stored.id).await?,
             None => {
                 let mut by_owner = KeysByOwner::new();
@@ -109,7 +109,7 @@ pub async fn clean(
             .collect();
         for owner in orphaned {
             cleaned.api_keys +=
-                api_key::revoke_owner(ctx, cluster, &stored.namespace, &stored.name, owner).await?;
+                api_key::revoke_owner(ctx, effects, &stored.namespace, &stored.name, owner).await?;
         }
     }
     Ok(cleaned)

@@ -1,15 +1,15 @@
 //! Role reconciler: a Role's permissions and subjects (users by email, groups, upstream-IdP
 //! groups) into the store, so the next token issued carries them.
 
-use crate::status::{Reason, ready};
-use crate::{Cluster, Context, ReconcileError, tenant};
+use crate::status::{Lookup, Reason, ready};
+use crate::{Context, Effects, ReconcileError, tenant};
 use keygate_core::store::{RoleSubject, RoleUpsert};
 use keygate_crds::{Role, RoleStatus};
 
 /// Reconciles one Role; returns the status to publish.
 pub async fn reconcile(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     role: &Role,
     owner_uid: &str,
 ) -> Result<RoleStatus, ReconcileError> {
@@ -30,12 +30,12 @@ pub async fn reconcile(
         return Ok(status(false, Reason::InvalidSpec, refused.to_string()));
     }
     let stored_tenant =
-        match tenant::parent(ctx, cluster, namespace, &role.spec.tenant_ref.name).await? {
-            Ok(t) => t,
-            Err(message) => return Ok(status(false, Reason::TenantNotFound, message)),
+        match tenant::parent(ctx, effects, namespace, &role.spec.tenant_ref.name).await? {
+            Lookup::Found(t) => t,
+            Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
         };
     let wanted = upsert(role, name, owner_uid, stored_tenant.id);
-    let unchanged = match &cluster.cache {
+    let unchanged = match &effects.cache {
         Some(cache) => cache
             .roles(ctx.store.as_ref(), stored_tenant.id)
             .await?
@@ -108,7 +108,7 @@ fn same(row: &keygate_core::store::Role, wanted: &RoleUpsert) -> bool {
 /// Handles a deleted Role: removes the role row it owns (bindings go with it).
 pub async fn cleanup(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     role: &Role,
     owner_uid: &str,
 ) -> Result<(), ReconcileError> {
@@ -118,8 +118,8 @@ pub async fn cleanup(
         .as_deref()
         .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
     let namespace = role.metadata.namespace.as_deref().unwrap_or("default");
-    let Ok(stored_tenant) =
-        tenant::parent(ctx, cluster, namespace, &role.spec.tenant_ref.name).await?
+    let Lookup::Found(stored_tenant) =
+        tenant::parent(ctx, effects, namespace, &role.spec.tenant_ref.name).await?
     else {
         // A disabled (retained) tenant keeps its roles; a missing one has none.
         return Ok(());

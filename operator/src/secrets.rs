@@ -2,7 +2,7 @@
 //! manifests (IdP client secrets, SAML keys), and the Secrets the operator writes for API
 //! keys, one file per Secret under `<secrets dir>/<namespace>/<name>.yaml`, mode 0600.
 
-use crate::cluster::{SecretError, SecretSource};
+use crate::effects::{SecretError, SecretSource};
 use crate::file_cache::FileCache;
 use async_trait::async_trait;
 use k8s_openapi::ByteString;

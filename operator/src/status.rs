@@ -74,21 +74,76 @@ pub fn to_timestamp(at: chrono::DateTime<chrono::Utc>) -> k8s_openapi::jiff::Tim
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// A condition whose status did not change keeps its `lastTransitionTime`, as Kubernetes
-/// conventions ask (and so an unchanged resource does not look changed, which would make
-/// every status write wake the watch again).
-pub fn keep_transition_times(before: &serde_json::Value, after: &mut serde_json::Value) {
-    let Some(old) = before.get("conditions").and_then(|c| c.as_array()) else {
-        return;
-    };
-    let Some(new) = after.get_mut("conditions").and_then(|c| c.as_array_mut()) else {
-        return;
-    };
-    for condition in new {
-        if let Some(prior) = old.iter().find(|c| c["type"] == condition["type"])
-            && prior["status"] == condition["status"]
-        {
-            condition["lastTransitionTime"] = prior["lastTransitionTime"].clone();
+/// What a lookup a reconcile depends on found: the thing, or why the resource cannot be
+/// reconciled yet. Not an error: the reason goes into `Ready` and the reconcile runs again
+/// when the referenced object changes.
+#[derive(Debug)]
+pub enum Lookup<T> {
+    /// The referenced object, usable.
+    Found(T),
+    /// Why it cannot be used.
+    Blocked(Blocked),
+}
+
+/// Why a resource waits on something outside its spec; the text is the condition message.
+#[derive(Debug, thiserror::Error)]
+pub enum Blocked {
+    /// The tenant is declared in another namespace.
+    #[error(
+        "Tenant `{tenant}` is declared in namespace `{declared}`, not `{namespace}`; references never cross namespaces"
+    )]
+    TenantInOtherNamespace {
+        /// The referenced tenant.
+        tenant: String,
+        /// Where it is declared.
+        declared: String,
+        /// The referring resource's namespace.
+        namespace: String,
+    },
+    /// The tenant was deleted with `Retain`: disabled, data kept.
+    #[error("Tenant `{tenant}` was deleted (its data is retained); re-apply it first")]
+    TenantDeleted {
+        /// The referenced tenant.
+        tenant: String,
+    },
+    /// No such tenant (yet).
+    #[error("Tenant `{tenant}` does not exist in namespace `{namespace}` (yet)")]
+    TenantMissing {
+        /// The referenced tenant.
+        tenant: String,
+        /// The referring resource's namespace.
+        namespace: String,
+    },
+    /// The referenced Secret does not exist.
+    #[error("Secret `{namespace}/{name}` not found; create it with the key `{key}`")]
+    SecretMissing {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The key the resource needs.
+        key: String,
+    },
+    /// The Secret lacks the key, or the value is empty.
+    #[error("Secret `{namespace}/{name}` has no (or an empty) key `{key}`")]
+    SecretKeyMissing {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The key the resource needs.
+        key: String,
+    },
+}
+
+impl Blocked {
+    /// The `Ready` reason this reports.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::TenantInOtherNamespace { .. }
+            | Self::TenantDeleted { .. }
+            | Self::TenantMissing { .. } => Reason::TenantNotFound,
+            Self::SecretMissing { .. } | Self::SecretKeyMissing { .. } => Reason::SecretNotFound,
         }
     }
 }

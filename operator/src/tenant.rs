@@ -1,7 +1,7 @@
 //! Tenant reconciler: upserts the tenant and its policies, keeps its signing keys rotating
 //! (next key published before it signs; old key kept until its last token expired).
 
-use crate::status::{Reason, ready};
+use crate::status::{Blocked, Lookup, Reason, ready};
 use crate::{Context, ReconcileError};
 use chrono::{DateTime, Duration, Utc};
 use keygate_core::crypto::signing::{self, SigningAlgorithm};
@@ -60,8 +60,7 @@ pub async fn reconcile(
             return Ok(taken());
         }
     }
-    let settings =
-        serde_json::to_value(&tenant.spec).map_err(|e| ReconcileError::Manifests(e.to_string()))?;
+    let settings = serde_json::to_value(&tenant.spec).map_err(ReconcileError::Serialize)?;
     let upsert = TenantUpsert {
         name: name.to_owned(),
         namespace: namespace.to_owned(),
@@ -173,30 +172,31 @@ pub fn stored_policy(stored: &keygate_core::store::Tenant) -> DeletionPolicy {
 }
 
 /// The tenant a child resource (IdentityProvider, Role, ApiKey) refers to: it must exist,
-/// live in the child's namespace (references never cross namespaces) and be enabled.
-/// `Ok(Err(message))` says why it cannot be used, for a `TenantNotFound` condition.
+/// live in the child's namespace (references never cross namespaces) and be enabled;
+/// otherwise [`Lookup::Blocked`] says why, for a `TenantNotFound` condition.
 pub async fn parent(
     ctx: &Context,
-    cluster: &crate::Cluster,
+    effects: &crate::Effects,
     namespace: &str,
     tenant_name: &str,
-) -> Result<Result<keygate_core::store::Tenant, String>, ReconcileError> {
-    let found = match &cluster.cache {
+) -> Result<Lookup<keygate_core::store::Tenant>, ReconcileError> {
+    let found = match &effects.cache {
         Some(cache) => cache.tenant(ctx.store.as_ref(), tenant_name).await?,
         None => ctx.store.tenant_by_name(tenant_name).await?,
     };
+    let tenant = tenant_name.to_owned();
     Ok(match found {
-        Some(t) if t.namespace != namespace => Err(format!(
-            "Tenant `{tenant_name}` is declared in namespace `{}`, not `{namespace}`; references never cross namespaces",
-            t.namespace
-        )),
-        Some(t) if t.disabled => Err(format!(
-            "Tenant `{tenant_name}` was deleted (its data is retained); re-apply it first"
-        )),
-        Some(t) => Ok(t),
-        None => Err(format!(
-            "Tenant `{tenant_name}` does not exist in namespace `{namespace}` (yet)"
-        )),
+        Some(t) if t.namespace != namespace => Lookup::Blocked(Blocked::TenantInOtherNamespace {
+            tenant,
+            declared: t.namespace,
+            namespace: namespace.to_owned(),
+        }),
+        Some(t) if t.disabled => Lookup::Blocked(Blocked::TenantDeleted { tenant }),
+        Some(t) => Lookup::Found(t),
+        None => Lookup::Blocked(Blocked::TenantMissing {
+            tenant,
+            namespace: namespace.to_owned(),
+        }),
     })
 }
 
@@ -219,9 +219,7 @@ pub async fn ensure_signing_keys(
         keys.push(record);
     }
     let Some(active) = keyring::active(&keys, now).cloned() else {
-        return Err(ReconcileError::Manifests(
-            "no active signing key after creating one".into(),
-        ));
+        return Err(ReconcileError::NoActiveSigningKey);
     };
     let due = active.activates_at + rotate_every <= now || active.algorithm != algorithm.as_str();
     if due && keyring::next(&keys, now).is_none() {
@@ -263,7 +261,7 @@ fn new_key(
     )?;
     Ok(SigningKeyRecord {
         public_jwk: serde_json::to_value(&generated.public_jwk)
-            .map_err(|e| ReconcileError::Manifests(e.to_string()))?,
+            .map_err(ReconcileError::Serialize)?,
         kid: generated.kid,
         tenant_id: tenant,
         algorithm: algorithm.as_str().to_owned(),

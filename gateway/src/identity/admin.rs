@@ -1,5 +1,5 @@
 //! What operators of the service do to accounts: suspend and reactivate, GDPR erasure, and
-//! the first-admin bootstrap of a tenant (from the environment or a Secret).
+//! the first-admin bootstrap of a tenant (from the config, `KEYGATE_BOOTSTRAP_*`).
 
 use super::accounts::plausible_email;
 use super::audit::kind;
@@ -155,55 +155,30 @@ impl IdentityService {
         Ok(Bootstrap::Created(user.id))
     }
 
-    /// Bootstraps the admin named by `KEYGATE_BOOTSTRAP_TENANT`, `_EMAIL` and `_PASSWORD`
-    /// (or `_PASSWORD_FILE`, a mounted Secret) as read through `env`; `None` when unset.
-    pub async fn bootstrap_from_env(
+    /// Bootstraps the configured first admin (`KEYGATE_BOOTSTRAP_*`, read by
+    /// `keygate_core::config`).
+    pub async fn bootstrap(
         &self,
-        env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
-    ) -> Result<Option<Bootstrap>, IdentityError> {
-        let (Some(tenant), Some(email)) = (
-            env("KEYGATE_BOOTSTRAP_TENANT"),
-            env("KEYGATE_BOOTSTRAP_EMAIL"),
-        ) else {
-            return Ok(None);
-        };
-        let password = match (
-            env("KEYGATE_BOOTSTRAP_PASSWORD"),
-            env("KEYGATE_BOOTSTRAP_PASSWORD_FILE"),
-        ) {
-            (Some(p), _) => p,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|e| {
-                    IdentityError::InvalidRequest(format!(
-                        "KEYGATE_BOOTSTRAP_PASSWORD_FILE {path}: {e}"
-                    ))
-                })?,
-            (None, None) => return Err(IdentityError::InvalidRequest(
-                "KEYGATE_BOOTSTRAP_PASSWORD (or _FILE) is required with KEYGATE_BOOTSTRAP_EMAIL"
-                    .into(),
-            )),
-        };
-        self.bootstrap_admin(&tenant, &email, &password)
+        admin: &keygate_core::config::BootstrapAdmin,
+    ) -> Result<Bootstrap, IdentityError> {
+        self.bootstrap_admin(&admin.tenant, &admin.email, admin.password.expose())
             .await
-            .map(Some)
     }
 
-    /// Runs [`Self::bootstrap_from_env`] on the process environment in the background,
-    /// retrying while the tenant does not exist yet (the operator may still be reconciling).
-    pub fn spawn_bootstrap_from_env(&self) {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if env("KEYGATE_BOOTSTRAP_TENANT").is_none() {
+    /// Runs [`Self::bootstrap`] in the background, retrying while the tenant does not exist
+    /// yet (the operator may still be reconciling); does nothing for `None`.
+    pub fn spawn_bootstrap(&self, admin: Option<keygate_core::config::BootstrapAdmin>) {
+        let Some(admin) = admin else {
             return;
-        }
+        };
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let service = self.clone();
         handle.spawn(async move {
             for _ in 0..120 {
-                match service.bootstrap_from_env(&env).await {
-                    Ok(Some(Bootstrap::Created(id))) => {
+                match service.bootstrap(&admin).await {
+                    Ok(Bootstrap::Created(id)) => {
                         tracing::info!(user = %id, "bootstrap admin created; it must change its password at first sign-in");
                         return;
                     }

@@ -101,8 +101,8 @@ impl IdentityDeps {
 impl IdentityDeps {
     /// What `keygate gateway` runs with: Redis when `redis_url` is set (shared by every
     /// replica; otherwise in-process), the configured argon2id parameters, SMTP when
-    /// `smtp_url` is set (otherwise emails go to the log), and the breached-password list of
-    /// `KEYGATE_BREACHED_PASSWORDS_FILE` when set (otherwise the shipped one).
+    /// `smtp` is set (otherwise emails go to the log), and the breached-password list of
+    /// `breached_passwords_file` when set (otherwise the shipped one).
     pub async fn from_config(
         store: Arc<dyn Store>,
         master_keys: MasterKeys,
@@ -117,22 +117,17 @@ impl IdentityDeps {
                 keygate_core::ephemeral::RedisEphemeral::connect(url.expose(), "kg:").await?,
             );
         }
-        if let Some(url) = &config.smtp_url {
-            let from = config.smtp_from.as_deref().ok_or_else(|| {
-                IdentityError::InvalidRequest(
-                    "KEYGATE_SMTP_FROM must be set with KEYGATE_SMTP_URL".into(),
-                )
-            })?;
+        if let Some(smtp) = &config.smtp {
             deps.mailer = Arc::new(
-                SmtpMailer::new(url.expose(), from)
+                SmtpMailer::new(smtp.url.expose(), &smtp.from)
                     .map_err(|e| IdentityError::InvalidRequest(e.to_string()))?,
             );
         }
-        if let Some(path) = std::env::var_os("KEYGATE_BREACHED_PASSWORDS_FILE") {
-            deps.breached = BreachedList::from_file(std::path::Path::new(&path)).map_err(|e| {
+        if let Some(path) = &config.breached_passwords_file {
+            deps.breached = BreachedList::from_file(path).map_err(|e| {
                 IdentityError::InvalidRequest(format!(
                     "KEYGATE_BREACHED_PASSWORDS_FILE {}: {e}",
-                    path.to_string_lossy()
+                    path.display()
                 ))
             })?;
         }

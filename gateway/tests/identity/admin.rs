@@ -40,20 +40,19 @@ async fn bootstrap_admin_suspends_and_erases(pool: sqlx::PgPool) {
         breached: BreachedList::default(),
         limits: RateLimits::default(),
     });
-    let vars = |k: &str| match k {
-        "KEYGATE_BOOTSTRAP_TENANT" => Some("acme".to_owned()),
-        "KEYGATE_BOOTSTRAP_EMAIL" => Some("root@example.com".to_owned()),
-        "KEYGATE_BOOTSTRAP_PASSWORD" => Some("first-boot-secret-91".to_owned()),
-        _ => None,
+    let admin = keygate_core::config::BootstrapAdmin {
+        tenant: "acme".into(),
+        email: "root@example.com".into(),
+        password: keygate_core::config::Secret::new("first-boot-secret-91"),
     };
-    let first = identity.bootstrap_from_env(&vars).await.unwrap();
+    let first = identity.bootstrap(&admin).await.unwrap();
     assert!(matches!(
         first,
-        Some(keygate_gateway::identity::Bootstrap::Created(_))
+        keygate_gateway::identity::Bootstrap::Created(_)
     ));
     assert!(matches!(
-        identity.bootstrap_from_env(&vars).await.unwrap(),
-        Some(keygate_gateway::identity::Bootstrap::AlreadyExists(_))
+        identity.bootstrap(&admin).await.unwrap(),
+        keygate_gateway::identity::Bootstrap::AlreadyExists(_)
     ));
 
     let (s, body) = env

@@ -6,18 +6,21 @@
 //! its value); a Secret of that name owned by someone else is never overwritten; deleting
 //! the ApiKey revokes its keys at once.
 
-use crate::cluster::{Cluster, Event, EventKind};
+use crate::effects::{Effects, Event, EventKind};
 use crate::secrets::secret_value;
-use crate::status::{Reason, ready, to_timestamp};
+use crate::status::{Lookup, Reason, ready, to_timestamp};
 use crate::{Context, ReconcileError, tenant};
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use keygate_core::crypto::{constant_time_eq, random, sha256};
+use keygate_core::crypto::{constant_time_eq, sha256};
 use keygate_core::store::{ApiKeyGrants, ApiKeyRecord, NewApiKey};
 use keygate_crds::{ApiKey, ApiKeyStatus};
 
+mod raw;
 mod secret;
+
+pub use raw::{Generated, RawKey, generate, key_hash};
 
 use secret::conflict_message;
 pub use secret::{owned_by, secret_for};
@@ -39,55 +42,6 @@ const PREFIX_LEN: usize = 12;
 /// How long a revocation is pushed to gateway replicas: far longer than their cache
 /// re-check, after which the store's `revoked_at` answers.
 pub const REVOCATION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// A raw API key. Its `Debug` prints only the prefix, so a stray `{:?}` leaks nothing.
-pub struct RawKey(String);
-
-impl RawKey {
-    /// The full value, for the Secret and nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for RawKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "RawKey({}…)",
-            self.0.get(..3 + PREFIX_LEN).unwrap_or("kg_")
-        )
-    }
-}
-
-/// A new key: the raw value and what the store keeps of it.
-#[derive(Debug)]
-pub struct Generated {
-    /// `kg_<prefix>_<secret>`.
-    pub raw: RawKey,
-    /// The public lookup part.
-    pub prefix: String,
-    /// SHA-256 of the whole raw value.
-    pub hash: [u8; 32],
-}
-
-/// Generates `kg_<prefix>_<secret>`: a 12-symbol prefix (no `_` in its alphabet, so the key
-/// splits unambiguously) and 256 random bits.
-pub fn generate() -> Result<Generated, ReconcileError> {
-    let prefix = random::random_alphanumeric(PREFIX_LEN)?;
-    let raw = format!("kg_{prefix}_{}", random::random_token()?);
-    let hash = key_hash(&raw);
-    Ok(Generated {
-        raw: RawKey(raw),
-        prefix,
-        hash,
-    })
-}
-
-/// What the store keeps of a raw key: SHA-256 of the whole `kg_…` string.
-pub fn key_hash(raw: &str) -> [u8; 32] {
-    sha256(raw.as_bytes())
-}
 
 /// What a key grants, normalized so equal specs compare equal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,9 +104,11 @@ enum Issue {
 }
 
 /// Reconciles one ApiKey; returns the status to publish (which never holds the key).
+/// The steps: check the spec and its tenant, find the live key and what the Secret holds,
+/// decide whether a key is issued, apply grants and issue, report.
 pub async fn reconcile(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     key: &ApiKey,
     owner_uid: &str,
 ) -> Result<ApiKeyStatus, ReconcileError> {
@@ -173,23 +129,12 @@ pub async fn reconcile(
         return Ok(failed(Reason::InvalidSpec, refused.to_string()));
     }
     let stored_tenant =
-        match tenant::parent(ctx, cluster, namespace, &key.spec.tenant_ref.name).await? {
-            Ok(t) => t,
-            Err(message) => return Ok(failed(Reason::TenantNotFound, message)),
+        match tenant::parent(ctx, effects, namespace, &key.spec.tenant_ref.name).await? {
+            Lookup::Found(t) => t,
+            Lookup::Blocked(why) => return Ok(failed(why.reason(), why.to_string())),
         };
     let grants = Grants::of_spec(key);
-    let keys = match &cluster.cache {
-        Some(cache) => {
-            cache
-                .api_keys_of_owner(ctx.store.as_ref(), stored_tenant.id, owner_uid)
-                .await?
-        }
-        None => {
-            ctx.store
-                .api_keys_of_owner(stored_tenant.id, owner_uid)
-                .await?
-        }
-    };
+    let keys = keys_of_owner(ctx, effects, stored_tenant.id, owner_uid).await?;
     let current = keys
         .iter()
         .find(|k| k.revoked_at.is_none() && k.superseded_at.is_none())
@@ -200,27 +145,12 @@ pub async fn reconcile(
     let secret = if expired {
         None
     } else {
-        cluster.secrets.get(namespace, secret_name).await?
+        effects.secrets.get(namespace, secret_name).await?
     };
-
-    let issue = match &current {
-        _ if expired => None,
-        None => Some(Issue::First),
-        Some(record) => {
-            let holds_key = secret
-                .as_ref()
-                .and_then(|s| secret_value(s, SECRET_KEY))
-                .is_some_and(|raw| constant_time_eq(&sha256(&raw), &record.hash));
-            if !holds_key {
-                Some(Issue::SecretLost)
-            } else if key.spec.rotation.as_ref().is_some_and(|r| {
-                Duration::from_std(r.period()).is_ok_and(|every| record.created_at + every <= now)
-            }) {
-                Some(Issue::Rotation)
-            } else {
-                None
-            }
-        }
+    let issue = if expired {
+        None
+    } else {
+        why_issue(key, current.as_ref(), secret.as_ref(), now)
     };
 
     // A Secret of the same name that is not ours is never overwritten: nothing is written
@@ -235,40 +165,131 @@ pub async fn reconcile(
         ));
     }
 
-    // Changed grants (or expiry) are applied to the live keys in place: their value, and so
-    // the Secret clients hold, stays. Not for a lost Secret, whose key is revoked below.
-    let current = match (issue, current) {
-        (Some(Issue::SecretLost), current) => current,
-        (_, Some(record)) => {
-            Some(update_grants(ctx, cluster, key, &keys, record, &grants, now).await?)
-        }
-        (_, None) => None,
+    let plan = Plan {
+        key,
+        owner_uid,
+        stored_tenant: &stored_tenant,
+        keys: &keys,
+        grants: &grants,
+        now,
     };
-
-    let current = match issue {
-        None => current,
-        Some(why) => Some(
-            issue_key(
-                ctx,
-                cluster,
-                key,
-                owner_uid,
-                &stored_tenant,
-                current.as_ref(),
-                &grants,
-                why,
-                now,
-            )
-            .await?,
-        ),
-    };
-
-    let Some(current) = current else {
+    let Some(current) = plan.carry_out(ctx, effects, current, issue).await? else {
         return Ok(failed(
             Reason::Expired,
             "spec.expiresAt has passed, so no key is issued; set a later expiresAt to get a new one".into(),
         ));
     };
+    Ok(live_status(key, &current, expired, now))
+}
+
+/// The keys one ApiKey resource issued, newest first (from the pass's cache when there is
+/// one).
+async fn keys_of_owner(
+    ctx: &Context,
+    effects: &Effects,
+    tenant: keygate_core::ids::TenantId,
+    owner_uid: &str,
+) -> Result<Vec<ApiKeyRecord>, ReconcileError> {
+    Ok(match &effects.cache {
+        Some(cache) => {
+            cache
+                .api_keys_of_owner(ctx.store.as_ref(), tenant, owner_uid)
+                .await?
+        }
+        None => ctx.store.api_keys_of_owner(tenant, owner_uid).await?,
+    })
+}
+
+/// Whether a new key is due, and why: none yet, the Secret no longer holds the current
+/// one, or `rotation.every` has passed.
+fn why_issue(
+    key: &ApiKey,
+    current: Option<&ApiKeyRecord>,
+    secret: Option<&k8s_openapi::api::core::v1::Secret>,
+    now: DateTime<Utc>,
+) -> Option<Issue> {
+    let Some(record) = current else {
+        return Some(Issue::First);
+    };
+    let holds_key = secret
+        .and_then(|s| secret_value(s, SECRET_KEY))
+        .is_some_and(|raw| constant_time_eq(&sha256(&raw), &record.hash));
+    if !holds_key {
+        return Some(Issue::SecretLost);
+    }
+    let rotation_due = key.spec.rotation.as_ref().is_some_and(|r| {
+        Duration::from_std(r.period()).is_ok_and(|every| record.created_at + every <= now)
+    });
+    rotation_due.then_some(Issue::Rotation)
+}
+
+/// What one reconcile of an ApiKey works from, once the spec and tenant are checked.
+struct Plan<'a> {
+    key: &'a ApiKey,
+    owner_uid: &'a str,
+    stored_tenant: &'a keygate_core::store::Tenant,
+    keys: &'a [ApiKeyRecord],
+    grants: &'a Grants,
+    now: DateTime<Utc>,
+}
+
+impl Plan<'_> {
+    /// Applies changed grants (or expiry) to the live keys in place, so their value and
+    /// the Secret clients hold stay (not for a lost Secret, whose key is revoked); then
+    /// issues a new key when `issue` says so. Returns the current key, if any.
+    async fn carry_out(
+        &self,
+        ctx: &Context,
+        effects: &Effects,
+        current: Option<ApiKeyRecord>,
+        issue: Option<Issue>,
+    ) -> Result<Option<ApiKeyRecord>, ReconcileError> {
+        let current = match (issue, current) {
+            (Some(Issue::SecretLost), current) => current,
+            (_, Some(record)) => Some(
+                update_grants(
+                    ctx,
+                    effects,
+                    self.key,
+                    self.keys,
+                    record,
+                    self.grants,
+                    self.now,
+                )
+                .await?,
+            ),
+            (_, None) => None,
+        };
+        let Some(why) = issue else {
+            return Ok(current);
+        };
+        let issued = issue_key(
+            ctx,
+            effects,
+            self.key,
+            self.owner_uid,
+            self.stored_tenant,
+            current.as_ref(),
+            self.grants,
+            why,
+            self.now,
+        )
+        .await?;
+        Ok(Some(issued))
+    }
+}
+
+/// The status of an ApiKey with a current key: its prefix, when it was issued, when it
+/// stops working (expiry or the end of its rotation grace) and where its Secret is.
+fn live_status(
+    key: &ApiKey,
+    current: &ApiKeyRecord,
+    expired: bool,
+    now: DateTime<Utc>,
+) -> ApiKeyStatus {
+    let namespace = key.metadata.namespace.as_deref().unwrap_or("default");
+    let secret_name = &key.spec.secret_name;
+    let generation = key.metadata.generation;
     let rotation_end = key.spec.rotation.as_ref().and_then(|r| {
         let every = Duration::from_std(r.period()).ok()?;
         let grace = Duration::from_std(r.grace()).ok()?;
@@ -295,14 +316,14 @@ pub async fn reconcile(
             ),
         )
     };
-    Ok(ApiKeyStatus {
+    ApiKeyStatus {
         key_prefix: Some(current.prefix.clone()),
         issued_at: Some(Time(to_timestamp(current.created_at))),
         expires_at: expires_at.map(|at| Time(to_timestamp(at))),
         secret_name: Some(secret_name.clone()),
         conditions: vec![ready(ok, reason, message, generation, now)],
         observed_generation: generation,
-    })
+    }
 }
 
 /// Issues a new key: stores it, writes the Secret, then retires the previous key as `why`
@@ -310,7 +331,7 @@ pub async fn reconcile(
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the list
 async fn issue_key(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     key: &ApiKey,
     owner_uid: &str,
     stored_tenant: &keygate_core::store::Tenant,
@@ -338,7 +359,7 @@ async fn issue_key(
         .await?;
     // The row exists before the Secret: if writing the Secret fails, the next pass finds a
     // key without its Secret and issues again, revoking this one.
-    cluster
+    effects
         .secrets
         .apply(&secret_for(key, owner_uid, &stored_tenant.name, &generated))
         .await?;
@@ -368,7 +389,7 @@ async fn issue_key(
             }
         }
         (Issue::SecretLost, Some(old)) => {
-            revoke(ctx, cluster, stored_tenant.id, old, now).await?;
+            revoke(ctx, effects, stored_tenant.id, old, now).await?;
             Event {
                 kind: EventKind::Warning,
                 reason: "SecretLost",
@@ -386,7 +407,7 @@ async fn issue_key(
             note: format!("issued key kg_{}_… to Secret {secret}", record.prefix),
         },
     };
-    cluster.events.publish(&object_ref(key), event).await;
+    effects.events.publish(&object_ref(key), event).await;
     Ok(record)
 }
 
@@ -395,7 +416,7 @@ async fn issue_key(
 /// the current key as it now is.
 async fn update_grants(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     key: &ApiKey,
     keys: &[ApiKeyRecord],
     current: ApiKeyRecord,
@@ -421,7 +442,7 @@ async fn update_grants(
     if updated.is_empty() {
         return Ok(current);
     }
-    cluster
+    effects
         .events
         .publish(
             &object_ref(key),
@@ -448,20 +469,20 @@ async fn update_grants(
 /// Revokes one key in the store and pushes the revocation to every gateway replica.
 async fn revoke(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     tenant: keygate_core::ids::TenantId,
     record: &ApiKeyRecord,
     now: DateTime<Utc>,
 ) -> Result<(), ReconcileError> {
     ctx.store.revoke_api_key(tenant, record.id, now).await?;
-    push_revocation(cluster, record).await;
+    push_revocation(effects, record).await;
     Ok(())
 }
 
 /// Tells gateway replicas a key is revoked; the store already says so, so a failure only
 /// delays the refusal until the replicas' cache re-check.
-async fn push_revocation(cluster: &Cluster, record: &ApiKeyRecord) {
-    if let Some(revocations) = &cluster.revocations
+async fn push_revocation(effects: &Effects, record: &ApiKeyRecord) {
+    if let Some(revocations) = &effects.revocations
         && let Err(e) = revocations
             .revoke(&record.id.to_string(), REVOCATION_TTL)
             .await
@@ -487,20 +508,20 @@ pub fn object_ref(key: &ApiKey) -> ObjectReference {
 /// (in Kubernetes the ownerReference does that too; absent is fine).
 pub async fn cleanup(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     key: &ApiKey,
     owner_uid: &str,
 ) -> Result<(), ReconcileError> {
     let namespace = key.metadata.namespace.as_deref().unwrap_or("default");
     revoke_owner(
         ctx,
-        cluster,
+        effects,
         namespace,
         &key.spec.tenant_ref.name,
         owner_uid,
     )
     .await?;
-    cluster
+    effects
         .secrets
         .delete(namespace, &key.spec.secret_name)
         .await?;
@@ -510,7 +531,7 @@ pub async fn cleanup(
 /// Revokes every key an ApiKey resource issued (store and revocation push); returns how many.
 pub async fn revoke_owner(
     ctx: &Context,
-    cluster: &Cluster,
+    effects: &Effects,
     namespace: &str,
     tenant_name: &str,
     owner_uid: &str,
@@ -539,7 +560,7 @@ pub async fn revoke_owner(
         .revoke_api_keys_of_owner(stored_tenant.id, owner_uid, now)
         .await?;
     for record in &live {
-        push_revocation(cluster, record).await;
+        push_revocation(effects, record).await;
     }
     tracing::info!(
         tenant = tenant_name,

@@ -90,9 +90,11 @@ impl EventSink for LogEvents {
     }
 }
 
-/// Everything outside the store a reconcile may act on, bundled so signatures stay short.
+/// Everything outside the store a reconcile acts on (Secrets, Events, the revocation
+/// channel) plus the pass's read cache, bundled so signatures stay short. Each source
+/// builds its own: files and log lines, or the API server.
 #[derive(Clone, Debug)]
-pub struct Cluster {
+pub struct Effects {
     /// Where Secrets are read and written.
     pub secrets: Arc<dyn SecretSource>,
     /// Where Events go.

@@ -1,0 +1,174 @@
+//! Starting the operator: the health and metrics server beside one source of resources
+//! (the Kubernetes API under a Lease, or a manifest folder), until shutdown. The binary
+//! reads the config, installs logging and opens the store; everything after that is here.
+
+use crate::kubernetes::ClusterOptions;
+use crate::metrics::Metrics;
+use crate::{Context, DirectorySource};
+use keygate_core::clock::SystemClock;
+use keygate_core::config::{OperatorConfig, Secret};
+use keygate_core::crypto::envelope::MasterKeys;
+use keygate_core::ephemeral::{Ephemeral, EphemeralError, RedisEphemeral};
+use keygate_core::store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often every resource is reconciled again without a change (rotation, expiry, drift).
+const RESYNC: Duration = Duration::from_secs(300);
+/// How often the manifest folder is checked for edits.
+const FOLDER_POLL: Duration = Duration::from_secs(2);
+
+/// Where the operator reads resources from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The Kubernetes API the environment points at (in-cluster service account or
+    /// kubeconfig), with leader election.
+    Kubernetes,
+    /// A folder of manifests (`--manifests DIR`).
+    Directory(PathBuf),
+}
+
+/// Everything [`run`] needs, read and validated by the caller.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Listen address, public URL, data folder, Lease and watched namespaces.
+    pub operator: OperatorConfig,
+    /// Seals signing keys and IdP secrets before they reach the store.
+    pub master_keys: MasterKeys,
+    /// The system of record, already reachable.
+    pub store: Arc<dyn Store>,
+    /// The gateways' Redis: with it, a deleted or rotated-out API key is refused at once on
+    /// every replica; without it, gateways notice at their periodic re-check. Only the
+    /// Kubernetes source pushes revocations.
+    pub redis_url: Option<Secret>,
+    /// Kubernetes or a manifest folder.
+    pub source: Source,
+    /// Where the reconcile metrics are registered; `/metrics` serves it.
+    pub registry: prometheus::Registry,
+}
+
+/// Why the operator could not start or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The health/metrics address is taken or not allowed.
+    #[error("cannot listen on {addr}: {cause}. Pick another address with KEYGATE_OPERATOR_LISTEN")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// `KEYGATE_REDIS_URL` is set but Redis does not answer.
+    #[error(
+        "cannot reach Redis at KEYGATE_REDIS_URL: {0}. Check the URL and that Redis is up, or unset it"
+    )]
+    Redis(#[source] EphemeralError),
+    /// No Kubernetes API to talk to.
+    #[error(
+        "cannot reach the Kubernetes API: {0}. Run in a cluster with the operator's service account, or with a kubeconfig, or pass --manifests DIR"
+    )]
+    Kubernetes(#[source] Box<kube::Error>),
+    /// The metric families could not be registered (a name registered twice).
+    #[error("cannot register the operator metrics: {0}")]
+    Metrics(#[source] prometheus::Error),
+    /// The health/metrics server failed.
+    #[error("server stopped: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the operator until `shutdown` resolves: binds the health/metrics server, then
+/// reconciles from the configured source.
+pub async fn run(
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics = Metrics::register(&config.registry).map_err(RunError::Metrics)?;
+    let ctx = Context::new(
+        config.store.clone(),
+        config.master_keys.clone(),
+        &config.operator.public_url,
+        Arc::new(SystemClock),
+    )
+    .with_metrics(metrics);
+    let addr = config.operator.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|cause| RunError::Listen { addr, cause })?;
+    // One shutdown for both halves: the server drains, the source stops.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let serve = async {
+        axum::serve(listener, crate::health_router(config.registry.clone()))
+            .with_graceful_shutdown(stopped())
+            .await
+            .map_err(RunError::Serve)
+    };
+    let reconcile = async {
+        match &config.source {
+            Source::Kubernetes => run_kubernetes(ctx, &config, stopped()).await,
+            Source::Directory(dir) => {
+                run_directory(ctx, &config.operator, dir.clone(), stopped()).await;
+                Ok(())
+            }
+        }
+    };
+    tokio::try_join!(serve, reconcile).map(|_| ())
+}
+
+/// The Kubernetes source under leader election, pushing revocations to the gateways'
+/// Redis when one is configured.
+async fn run_kubernetes(
+    ctx: Context,
+    config: &RunConfig,
+    stopped: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let op = &config.operator;
+    tracing::info!(listen = %op.listen, "operator reconciling the Kubernetes API");
+    let revocations: Option<Arc<dyn Ephemeral>> = match &config.redis_url {
+        Some(url) => Some(Arc::new(
+            RedisEphemeral::connect(url.expose(), "kg:")
+                .await
+                .map_err(RunError::Redis)?,
+        )),
+        None => None,
+    };
+    let options = ClusterOptions {
+        lease_name: op.lease_name.clone(),
+        pod_name: op.pod_name.clone(),
+        pod_namespace: op.pod_namespace.clone(),
+        watch_namespaces: op.watch_namespaces.clone(),
+        resync: RESYNC,
+        revocations,
+    };
+    crate::kubernetes::run_in_cluster(ctx, options, stopped)
+        .await
+        .map_err(|e| RunError::Kubernetes(Box::new(e)))
+}
+
+/// The manifest-folder source; its Secrets and status view go beside the data of
+/// `keygate dev` (`KEYGATE_DATA_DIR`).
+async fn run_directory(
+    ctx: Context,
+    op: &OperatorConfig,
+    dir: PathBuf,
+    stopped: impl Future<Output = ()>,
+) {
+    tracing::info!(listen = %op.listen, manifests = %dir.display(), "operator reconciling a manifest folder");
+    let source = Arc::new(DirectorySource::new(dir, &op.data_dir));
+    tokio::select! {
+        () = crate::directory::watch(ctx, source, FOLDER_POLL, RESYNC) => {},
+        () = stopped => {},
+    }
+}
