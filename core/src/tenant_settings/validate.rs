@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::TenantSettings;
+use super::{Branding, PasswordPolicy, Sessions, TenantSettings, Tokens};
 
 /// One broken rule: the camelCase path of the field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,132 +51,145 @@ impl TenantSettings {
         let mut fail = |field: &'static str, message: String| {
             problems.push(Problem { field, message });
         };
-
-        let b = &self.branding;
-        for (field, colour) in [
-            ("branding.primaryColor", &b.primary_color),
-            ("branding.accentColor", &b.accent_color),
-        ] {
-            if let Some(c) = colour.as_deref().filter(|c| !is_colour(c)) {
-                fail(field, format!("`{c}` is not a colour such as #1f6feb"));
-            }
-        }
-        if let Some(url) = b.logo_url.as_deref()
-            && (url.len() > 2048 || !is_http_url(url))
-        {
-            fail(
-                "branding.logoUrl",
-                "must be an http(s) URL without spaces, at most 2048 characters".into(),
-            );
-        }
-
-        let p = &self.password_policy;
-        if !(8..=128).contains(&p.min_length) {
-            fail(
-                "passwordPolicy.minLength",
-                "must be between 8 and 128".into(),
-            );
-        }
-        if !(8..=1024).contains(&p.max_length) {
-            fail(
-                "passwordPolicy.maxLength",
-                "must be between 8 and 1024".into(),
-            );
-        }
-        if p.history > 24 {
-            fail("passwordPolicy.history", "must be between 0 and 24".into());
-        }
-        if p.min_length > p.max_length {
-            fail(
-                "passwordPolicy",
-                "passwordPolicy.minLength must not be greater than passwordPolicy.maxLength".into(),
-            );
-        }
-
-        let s = &self.sessions;
-        if s.idle_timeout.is_zero() {
-            fail(
-                "sessions.idleTimeout",
-                "must be longer than 0s (every session would end at once)".into(),
-            );
-        }
-        if s.idle_timeout > s.absolute_lifetime {
-            fail(
-                "sessions",
-                "sessions.idleTimeout must not be longer than sessions.absoluteLifetime".into(),
-            );
-        }
-
-        let t = &self.tokens;
-        if t.access_token_ttl.is_zero() {
-            fail(
-                "tokens.accessTokenTtl",
-                "must be longer than 0s (every token would be born expired)".into(),
-            );
-        }
-        if t.refresh_idle_ttl.is_zero() {
-            fail(
-                "tokens.refreshIdleTtl",
-                "must be longer than 0s (every refresh token would be born expired)".into(),
-            );
-        }
-        if t.refresh_idle_ttl > t.refresh_absolute_ttl {
-            fail(
-                "tokens",
-                "tokens.refreshIdleTtl must not be longer than tokens.refreshAbsoluteTtl".into(),
-            );
-        }
-        if !t.refresh_idle_ttl.is_zero() && t.refresh_reuse_grace >= t.refresh_idle_ttl {
-            fail(
-                "tokens.refreshReuseGrace",
-                format!(
-                    "must be shorter than tokens.refreshIdleTtl ({}), or a replayed refresh token would never be noticed",
-                    super::duration::format(t.refresh_idle_ttl)
-                ),
-            );
-        }
-        if t.audience.len() > MAX_AUDIENCE {
-            fail("tokens.audience", format!("at most {MAX_AUDIENCE} values"));
-        }
-        if t.audience
-            .iter()
-            .any(|a| a.is_empty() || a.chars().count() > 256)
-        {
-            fail(
-                "tokens.audience",
-                "each value must be 1 to 256 characters".into(),
-            );
-        }
-
-        let origins = &self.redirects.allowed_origins;
-        if origins.len() > MAX_LIST {
-            fail(
-                "redirects.allowedOrigins",
-                format!("at most {MAX_LIST} origins"),
-            );
-        }
-        for origin in origins.iter().filter(|o| o.len() > 256 || !is_origin(o)) {
-            fail(
-                "redirects.allowedOrigins",
-                format!(
-                    "`{origin}` is not an origin such as https://app.example.com (scheme, host and optional port, no path)"
-                ),
-            );
-        }
-
-        for (field, list) in [
-            ("network.allow", &self.network.allow),
-            ("network.deny", &self.network.deny),
-        ] {
-            if list.len() > MAX_LIST {
-                fail(field, format!("at most {MAX_LIST} entries"));
-            }
-        }
-
+        check_branding(&self.branding, &mut fail);
+        check_password_policy(&self.password_policy, &mut fail);
+        check_lifetimes(&self.sessions, &self.tokens, &mut fail);
+        check_lists(self, &mut fail);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(InvalidSettings { problems })
+        }
+    }
+}
+
+/// Colours and logo URL, as the resource's patterns say.
+fn check_branding(b: &Branding, fail: &mut impl FnMut(&'static str, String)) {
+    for (field, colour) in [
+        ("branding.primaryColor", &b.primary_color),
+        ("branding.accentColor", &b.accent_color),
+    ] {
+        if let Some(c) = colour.as_deref().filter(|c| !is_colour(c)) {
+            fail(field, format!("`{c}` is not a colour such as #1f6feb"));
+        }
+    }
+    if let Some(url) = b.logo_url.as_deref()
+        && (url.len() > 2048 || !is_http_url(url))
+    {
+        fail(
+            "branding.logoUrl",
+            "must be an http(s) URL without spaces, at most 2048 characters".into(),
+        );
+    }
+}
+
+/// Length bounds and history, as the resource's ranges and CEL rule say.
+fn check_password_policy(p: &PasswordPolicy, fail: &mut impl FnMut(&'static str, String)) {
+    if !(8..=128).contains(&p.min_length) {
+        fail(
+            "passwordPolicy.minLength",
+            "must be between 8 and 128".into(),
+        );
+    }
+    if !(8..=1024).contains(&p.max_length) {
+        fail(
+            "passwordPolicy.maxLength",
+            "must be between 8 and 1024".into(),
+        );
+    }
+    if p.history > 24 {
+        fail("passwordPolicy.history", "must be between 0 and 24".into());
+    }
+    if p.min_length > p.max_length {
+        fail(
+            "passwordPolicy",
+            "passwordPolicy.minLength must not be greater than passwordPolicy.maxLength".into(),
+        );
+    }
+}
+
+/// Lifetimes: the resource's CEL rules, and zero or overlapping values no schema sees.
+fn check_lifetimes(s: &Sessions, t: &Tokens, fail: &mut impl FnMut(&'static str, String)) {
+    if s.idle_timeout.is_zero() {
+        fail(
+            "sessions.idleTimeout",
+            "must be longer than 0s (every session would end at once)".into(),
+        );
+    }
+    if s.idle_timeout > s.absolute_lifetime {
+        fail(
+            "sessions",
+            "sessions.idleTimeout must not be longer than sessions.absoluteLifetime".into(),
+        );
+    }
+
+    if t.access_token_ttl.is_zero() {
+        fail(
+            "tokens.accessTokenTtl",
+            "must be longer than 0s (every token would be born expired)".into(),
+        );
+    }
+    if t.refresh_idle_ttl.is_zero() {
+        fail(
+            "tokens.refreshIdleTtl",
+            "must be longer than 0s (every refresh token would be born expired)".into(),
+        );
+    }
+    if t.refresh_idle_ttl > t.refresh_absolute_ttl {
+        fail(
+            "tokens",
+            "tokens.refreshIdleTtl must not be longer than tokens.refreshAbsoluteTtl".into(),
+        );
+    }
+    if !t.refresh_idle_ttl.is_zero() && t.refresh_reuse_grace >= t.refresh_idle_ttl {
+        fail(
+            "tokens.refreshReuseGrace",
+            format!(
+                "must be shorter than tokens.refreshIdleTtl ({}), or a replayed refresh token would never be noticed",
+                super::duration::format(t.refresh_idle_ttl)
+            ),
+        );
+    }
+}
+
+/// Audience, origins and network lists: sizes and shapes.
+fn check_lists(settings: &TenantSettings, fail: &mut impl FnMut(&'static str, String)) {
+    let t = &settings.tokens;
+    if t.audience.len() > MAX_AUDIENCE {
+        fail("tokens.audience", format!("at most {MAX_AUDIENCE} values"));
+    }
+    if t.audience
+        .iter()
+        .any(|a| a.is_empty() || a.chars().count() > 256)
+    {
+        fail(
+            "tokens.audience",
+            "each value must be 1 to 256 characters".into(),
+        );
+    }
+
+    let origins = &settings.redirects.allowed_origins;
+    if origins.len() > MAX_LIST {
+        fail(
+            "redirects.allowedOrigins",
+            format!("at most {MAX_LIST} origins"),
+        );
+    }
+    for origin in origins.iter().filter(|o| o.len() > 256 || !is_origin(o)) {
+        fail(
+            "redirects.allowedOrigins",
+            format!(
+                "`{origin}` is not an origin such as https://app.example.com (scheme, host and optional port, no path)"
+            ),
+        );
+    }
+
+    for (field, list) in [
+        ("network.allow", &settings.network.allow),
+        ("network.deny", &settings.network.deny),
+    ] {
+        if list.len() > MAX_LIST {
+            fail(field, format!("at most {MAX_LIST} entries"));
         }
     }
 }
