@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod pages;
 pub mod routes;
 mod security_headers;
+pub mod server;
 pub mod state;
 
 pub use state::AppState;

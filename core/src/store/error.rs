@@ -39,6 +39,15 @@ pub enum StoreError {
         #[source]
         source: crate::tenant_settings::TenantSettingsError,
     },
+    /// The SQLite database file could not be created or made private to its owner.
+    #[error("cannot create or protect the database file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
