@@ -267,20 +267,6 @@ pub struct IdentityProviderStatus {
 impl_conditions_status!(IdentityProviderStatus);
 
 impl IdentityProviderSpec {
-    /// Names of the settings blocks that are set, e.g. `["oidc"]`.
-    pub fn settings_present(&self) -> Vec<&'static str> {
-        [
-            (self.oidc.is_some(), ProviderType::Oidc),
-            (self.github.is_some(), ProviderType::Github),
-            (self.google.is_some(), ProviderType::Google),
-            (self.saml.is_some(), ProviderType::Saml),
-        ]
-        .into_iter()
-        .filter(|(present, _)| *present)
-        .map(|(_, t)| t.as_str())
-        .collect()
-    }
-
     /// The Secret reference holding the OAuth client secret, for the OAuth-based types.
     pub fn client_secret_ref(&self) -> Option<&SecretKeyRef> {
         match self.provider_type {

@@ -3,9 +3,11 @@
 //! This crate is types plus a printer. The types carry the OpenAPI schema (with CEL rules
 //! where fields relate) that the API server enforces at `kubectl apply` time; [`crds_yaml`]
 //! renders the CRDs that `keygate crds` prints and `charts/keygate/crds/` holds.
-//! [`load_manifests`] and [`validate`] serve the operator's directory source, which reads the
-//! same manifests without an API server.
+//! [`load_manifests`] and [`admit`] serve the operator's directory source, which reads the
+//! same manifests without an API server: [`admit`] judges them with the generated CRDs (schema
+//! and CEL rules), so a folder refuses exactly what `kubectl apply` refuses.
 
+mod admission;
 mod api_key;
 mod common;
 mod duration;
@@ -15,11 +17,11 @@ mod manifest;
 mod reference;
 mod role;
 mod tenant;
-mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use admission::{AdmissionError, Violation, Violations, admit, admit_object};
 pub use api_key::{ApiKey, ApiKeySpec, ApiKeyStatus, Rotation, SCOPE_PATTERN};
 pub use common::{
     CONDITION_READY, ConditionsStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN,
@@ -40,7 +42,6 @@ pub use tenant::{
     Redirects, Registration, Sessions, SignIn, Signing, SigningAlgorithm, Tenant, TenantSpec,
     TenantStatus, Tokens,
 };
-pub use validate::validate;
 
 /// API group of every keygate resource.
 pub const GROUP: &str = "keygate.dev";

@@ -44,7 +44,7 @@ impl Resource {
         }
     }
 
-    /// The resource's `metadata.name` (empty when missing, which [`crate::validate`] rejects).
+    /// The resource's `metadata.name` (empty when missing, which [`crate::admit`] refuses).
     pub fn name(&self) -> &str {
         self.metadata().name.as_deref().unwrap_or_default()
     }

@@ -2,7 +2,7 @@
 //!
 //! The Tenant's `metadata.name` is its URL segment (`/t/{name}`, issuer `{public_url}/t/{name}`),
 //! so it must be a DNS label (at most 63 characters of `a-z`, `0-9` and `-`); the CRD enforces
-//! that with a CEL rule on the root, and [`crate::validate`] repeats it for manifests that never
+//! that with a CEL rule on the root, which [`crate::admit`] also applies to manifests that never
 //! pass through an API server. Names are unique across the cluster: a second namespace declaring
 //! a taken name gets `Ready=False`, reason `TenantNameTaken`.
 

@@ -1,5 +1,6 @@
-//! The generated CRDs: drift against the chart, structural schemas, and judging manifests the
-//! way an API server would (OpenAPI schema + CEL rules).
+//! The generated CRDs: drift against the chart, structural schemas, and the judge of manifests
+//! ([`keygate_crds::admit_object`]: OpenAPI schema + CEL rules, as an API server) that the
+//! directory source shares.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::{
@@ -7,10 +8,42 @@ use std::{
     path::{Path, PathBuf},
 };
 
-mod api_server;
-
-use api_server::{ApiServer, open_api_schema};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
+
+/// The `openAPIV3Schema` of a CRD's only version, as JSON.
+fn open_api_schema(crd: &CustomResourceDefinition) -> Value {
+    let version = &crd.spec.versions[0];
+    let schema = version
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("every CRD version has an openAPIV3Schema");
+    serde_json::to_value(schema).unwrap()
+}
+
+/// Every error the judge reports for creating `object` (or updating `old` to it), as
+/// `<field path>: <message>`; empty when it is admitted.
+fn judge(object: &Value, old: Option<&Value>) -> Vec<String> {
+    match keygate_crds::admit_object(object, old) {
+        Ok(()) => Vec::new(),
+        Err(error) if error.violations().is_empty() => vec![error.to_string()],
+        Err(error) => error.violations().iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// What the directory source decides about one file: every error of loading it (typed, as
+/// `load_manifests` does) and of judging each resource it holds; empty when it is accepted.
+fn directory_source(text: &str) -> Vec<String> {
+    match keygate_crds::load_manifests(text) {
+        Err(error) => vec![error.to_string()],
+        Ok(resources) => resources
+            .iter()
+            .filter_map(|resource| keygate_crds::admit(resource).err())
+            .map(|error| error.to_string())
+            .collect(),
+    }
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -315,8 +348,7 @@ fn yaml_files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_example_is_accepted_by_the_crds_and_the_directory_source() {
-    let server = ApiServer::new();
+fn every_example_is_accepted_by_the_judge_and_the_directory_source() {
     let files = yaml_files_under(&repo_root().join("examples"));
     let mut kinds_seen = std::collections::BTreeSet::new();
     let mut count = 0;
@@ -324,7 +356,7 @@ fn every_example_is_accepted_by_the_crds_and_the_directory_source() {
         let text = fs::read_to_string(file).unwrap();
         let shown = file.strip_prefix(repo_root()).unwrap_or(file).display();
         for document in yaml_documents(&text).iter().filter(|d| is_keygate(d)) {
-            let errors = server.admit(document, None);
+            let errors = judge(document, None);
             assert!(
                 errors.is_empty(),
                 "{shown}: the API server would refuse {}:\n{}",
@@ -332,23 +364,20 @@ fn every_example_is_accepted_by_the_crds_and_the_directory_source() {
                 errors.join("\n")
             );
             // Re-applying the same object is an update that every transition rule accepts.
-            let errors = server.admit(document, Some(document));
+            let errors = judge(document, Some(document));
             assert!(
                 errors.is_empty(),
                 "{shown}: re-applying is refused:\n{}",
                 errors.join("\n")
             );
         }
-        let resources =
-            keygate_crds::load_manifests(&text).unwrap_or_else(|e| panic!("{shown}: {e}"));
-        for resource in &resources {
-            if let Err(errors) = keygate_crds::validate(resource) {
-                panic!(
-                    "{shown}: {} {}: {errors:#?}",
-                    resource.kind(),
-                    resource.name()
-                );
-            }
+        let errors = directory_source(&text);
+        assert!(
+            errors.is_empty(),
+            "{shown}: the directory source refuses it:\n{}",
+            errors.join("\n")
+        );
+        for resource in keygate_crds::load_manifests(&text).unwrap() {
             kinds_seen.insert(resource.kind());
             count += 1;
         }
@@ -422,12 +451,15 @@ fn dev_examples_hold_what_keygate_dev_expects() {
     );
 }
 
-/// An invalid manifest and what each judge must say about it.
+/// An invalid manifest and what must be said about it.
 struct Invalid {
     file: String,
     text: String,
     documents: Vec<Value>,
+    /// Part of what the judge reports (`# expect:`).
     expect: String,
+    /// Part of what loading the file into the types reports, when that fails before the
+    /// judge is asked (`# expect-load:`).
     expect_load: Option<String>,
 }
 
@@ -456,7 +488,6 @@ fn invalid_manifests() -> Vec<Invalid> {
 
 #[test]
 fn every_invalid_manifest_is_refused_with_its_message() {
-    let server = ApiServer::new();
     let cases = invalid_manifests();
     assert!(
         cases.len() >= 8,
@@ -471,17 +502,17 @@ fn every_invalid_manifest_is_refused_with_its_message() {
             ..
         } = case;
         let errors = match documents.as_slice() {
-            [object] => server.admit(object, None),
+            [object] => judge(object, None),
             [old, new] => {
                 assert!(
-                    server.admit(old, None).is_empty(),
+                    judge(old, None).is_empty(),
                     "{file}: the stored object must be valid"
                 );
                 assert!(
-                    server.admit(new, None).is_empty(),
+                    judge(new, None).is_empty(),
                     "{file}: the new object must be valid on its own"
                 );
-                server.admit(new, Some(old))
+                judge(new, Some(old))
             }
             other => panic!(
                 "{file}: expected one document (create) or two (update), got {}",
@@ -500,6 +531,11 @@ fn every_invalid_manifest_is_refused_with_its_message() {
     }
 }
 
+/// The directory source and the judge decide alike: every invalid manifest is refused by both.
+/// A file that loads into the types is refused by the judge itself, with the judge's message
+/// (`expect`), and judging its typed resources reports exactly what judging the document as
+/// written reports. Only a value the types cannot hold (a bad enum value, timestamp or
+/// duration, an unknown field) stops loading first, with the loader's message (`expect-load`).
 #[test]
 fn the_directory_source_refuses_the_same_manifests() {
     for case in invalid_manifests() {
@@ -507,8 +543,8 @@ fn the_directory_source_refuses_the_same_manifests() {
             file,
             text,
             documents,
+            expect,
             expect_load,
-            ..
         } = case;
         if documents.len() == 2 {
             // An update: the directory source has no stored object, so nothing to compare with.
@@ -518,16 +554,45 @@ fn the_directory_source_refuses_the_same_manifests() {
             );
             continue;
         }
-        let expect_load = expect_load.unwrap_or_else(|| panic!("{file}: no `# expect-load:` line"));
-        let outcome = keygate_crds::load_manifests(&text)
-            .map_err(|e| vec![e.to_string()])
-            .and_then(|resources| resources.iter().try_for_each(keygate_crds::validate));
-        let errors = outcome.expect_err(&format!("{file}: load_manifests + validate accept it"));
+        let judged = judge(&documents[0], None);
+        assert!(!judged.is_empty(), "{file}: the judge accepts it");
+        let errors = directory_source(&text);
+        if std::env::var_os("KEYGATE_SHOW_ERRORS").is_some() {
+            eprintln!("{file}:\n  {}", errors.join("\n  "));
+        }
+        let expected = expect_load.as_ref().unwrap_or(&expect);
         assert!(
-            errors.iter().any(|e| e.contains(&expect_load)),
-            "{file}: expected an error containing\n  {expect_load}\ngot\n  {}",
+            errors.iter().any(|e| e.contains(expected.as_str())),
+            "{file}: expected the directory source to refuse it with an error containing\n  \
+             {expected}\ngot\n  {}",
             errors.join("\n  ")
         );
+        match keygate_crds::load_manifests(&text) {
+            Ok(resources) => {
+                assert!(
+                    expect_load.is_none(),
+                    "{file}: it loads, so the judge refuses it; drop `expect-load`"
+                );
+                let typed: Vec<String> = resources
+                    .iter()
+                    .filter_map(|r| keygate_crds::admit(r).err())
+                    .flat_map(|e| {
+                        e.violations()
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert_eq!(
+                    typed, judged,
+                    "{file}: the typed resource is judged differently from its document"
+                );
+            }
+            Err(error) => assert!(
+                expect_load.is_some(),
+                "{file}: loading fails ({error}), so it needs an `expect-load` line"
+            ),
+        }
     }
 }
 

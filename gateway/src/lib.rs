@@ -2,6 +2,7 @@
 //! one app over a shared [`AppState`]; errors become RFC 9457 problems in one place
 //! ([`error::ApiError`]).
 
+pub mod client_addr;
 pub mod error;
 pub mod forward_auth;
 mod health;

@@ -872,7 +872,7 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
     gw.state
         .edge
         .flows
-        .sign_out(&gw.tenant, &cookie)
+        .sign_out(&gw.tenant, &cookie, &Default::default())
         .await
         .unwrap();
     gw.ephemeral

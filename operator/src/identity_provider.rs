@@ -36,10 +36,10 @@ pub async fn reconcile(
         observed_generation: generation,
     };
 
-    if let Err(problems) =
-        keygate_crds::validate(&keygate_crds::Resource::IdentityProvider(idp.clone()))
+    if let Err(refused) =
+        keygate_crds::admit(&keygate_crds::Resource::IdentityProvider(idp.clone()))
     {
-        return Ok(status(false, Reason::InvalidSpec, problems.join("; ")));
+        return Ok(status(false, Reason::InvalidSpec, refused.to_string()));
     }
     let stored_tenant =
         match tenant::parent(ctx, cluster, namespace, &idp.spec.tenant_ref.name).await? {

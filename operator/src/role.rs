@@ -26,8 +26,8 @@ pub async fn reconcile(
         observed_generation: generation,
     };
 
-    if let Err(problems) = keygate_crds::validate(&keygate_crds::Resource::Role(role.clone())) {
-        return Ok(status(false, Reason::InvalidSpec, problems.join("; ")));
+    if let Err(refused) = keygate_crds::admit(&keygate_crds::Resource::Role(role.clone())) {
+        return Ok(status(false, Reason::InvalidSpec, refused.to_string()));
     }
     let stored_tenant =
         match tenant::parent(ctx, cluster, namespace, &role.spec.tenant_ref.name).await? {

@@ -34,8 +34,8 @@ pub async fn reconcile(
         ..TenantStatus::default()
     };
 
-    if let Err(problems) = keygate_crds::validate(&keygate_crds::Resource::Tenant(tenant.clone())) {
-        return Ok(not_ready(Reason::InvalidSpec, problems.join("; ")));
+    if let Err(refused) = keygate_crds::admit(&keygate_crds::Resource::Tenant(tenant.clone())) {
+        return Ok(not_ready(Reason::InvalidSpec, refused.to_string()));
     }
     // What the schema cannot express (a zero lifetime, a reuse grace as long as the refresh
     // lifetime) is refused here, before anything is written.

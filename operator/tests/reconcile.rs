@@ -508,7 +508,7 @@ async fn a_bad_spec_says_why_and_changes_nothing(pool: PgPool) {
         .unwrap()
         .unwrap();
 
-    // Permissions must be lowercase; the schema pattern is repeated for the folder source.
+    // Permissions must be lowercase (a schema pattern, which the folder source applies too).
     h.write(
         "role.yaml",
         &role("admin", &["Users.Read"], &["a@example.com"]),

@@ -196,20 +196,13 @@ impl CredentialResolver for IdentityService {
     }
 }
 
-fn meta(ip: Option<std::net::IpAddr>, user_agent: Option<String>) -> RequestMeta {
-    RequestMeta {
-        ip,
-        request_id: None,
-        user_agent,
-    }
-}
-
 #[async_trait]
 impl AccountFlows for IdentityService {
     async fn sign_in(
         &self,
         tenant: &Tenant,
         attempt: &SignInAttempt,
+        meta: &RequestMeta,
     ) -> Result<SignedIn, FlowError> {
         let req = PasswordSignIn {
             email: attempt.email.clone(),
@@ -217,13 +210,7 @@ impl AccountFlows for IdentityService {
             browser: true,
             ..PasswordSignIn::default()
         };
-        let done = IdentityService::sign_in(
-            self,
-            &tenant.name,
-            req,
-            &meta(attempt.ip, attempt.user_agent.clone()),
-        )
-        .await?;
+        let done = IdentityService::sign_in(self, &tenant.name, req, meta).await?;
         let max_age = (done.session_expires_at - self.now())
             .to_std()
             .unwrap_or_default();
@@ -238,30 +225,37 @@ impl AccountFlows for IdentityService {
         })
     }
 
-    async fn sign_up(&self, tenant: &Tenant, email: &str, password: &str) -> Result<(), FlowError> {
+    async fn sign_up(
+        &self,
+        tenant: &Tenant,
+        email: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError> {
         let req = SignUp {
             email: email.to_owned(),
             password: password.to_owned(),
             ..SignUp::default()
         };
-        Ok(IdentityService::sign_up(self, &tenant.name, req, &RequestMeta::default()).await?)
+        Ok(IdentityService::sign_up(self, &tenant.name, req, meta).await?)
     }
 
-    async fn verify_email(&self, tenant: &Tenant, token: &str) -> Result<(), FlowError> {
-        Ok(
-            IdentityService::verify_email(self, &tenant.name, token, &RequestMeta::default())
-                .await?,
-        )
+    async fn verify_email(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError> {
+        Ok(IdentityService::verify_email(self, &tenant.name, token, meta).await?)
     }
 
-    async fn request_password_reset(&self, tenant: &Tenant, email: &str) -> Result<(), FlowError> {
-        Ok(IdentityService::request_password_reset(
-            self,
-            &tenant.name,
-            email,
-            &RequestMeta::default(),
-        )
-        .await?)
+    async fn request_password_reset(
+        &self,
+        tenant: &Tenant,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError> {
+        Ok(IdentityService::request_password_reset(self, &tenant.name, email, meta).await?)
     }
 
     async fn reset_password(
@@ -269,22 +263,21 @@ impl AccountFlows for IdentityService {
         tenant: &Tenant,
         token: &str,
         password: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError> {
-        Ok(IdentityService::reset_password(
-            self,
-            &tenant.name,
-            token,
-            password,
-            &RequestMeta::default(),
-        )
-        .await?)
+        Ok(IdentityService::reset_password(self, &tenant.name, token, password, meta).await?)
     }
 
-    async fn sign_out(&self, tenant: &Tenant, cookie_value: &str) -> Result<(), FlowError> {
+    async fn sign_out(
+        &self,
+        tenant: &Tenant,
+        cookie_value: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError> {
         let t = self.tenant_of_row(tenant).await?;
         let Ok(principal) = self.session_principal(&t, cookie_value).await else {
             return Ok(());
         };
-        Ok(IdentityService::sign_out(self, &principal, &RequestMeta::default()).await?)
+        Ok(IdentityService::sign_out(self, &principal, meta).await?)
     }
 }

@@ -1,10 +1,11 @@
 //! The boundary between the sign-in pages and the identity service's workflows. The pages
 //! own forms, CSRF, cookies and messages; the workflows own passwords, lockout, sessions
-//! and emails.
+//! and emails. Every workflow gets the request's facts ([`RequestMeta`]: client address,
+//! request id, user agent) for its rate limits, audit rows and session records.
 
+use crate::identity::RequestMeta;
 use async_trait::async_trait;
 use keygate_core::store::Tenant;
-use std::net::IpAddr;
 
 /// A sign-in form as submitted.
 #[derive(Clone)]
@@ -13,17 +14,11 @@ pub struct SignInAttempt {
     pub email: String,
     /// Password as typed (never logged).
     pub password: String,
-    /// Client address, for rate limits and the session record.
-    pub ip: Option<IpAddr>,
-    /// Browser description, for the session record.
-    pub user_agent: Option<String>,
 }
 
 impl std::fmt::Debug for SignInAttempt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignInAttempt")
-            .field("ip", &self.ip)
-            .finish_non_exhaustive()
+        f.debug_struct("SignInAttempt").finish_non_exhaustive()
     }
 }
 
@@ -81,23 +76,46 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         &self,
         tenant: &Tenant,
         attempt: &SignInAttempt,
+        meta: &RequestMeta,
     ) -> Result<SignedIn, FlowError>;
     /// Registers an account (and sends the verification email). Succeeds silently when the
     /// email is taken, so registration does not reveal accounts.
-    async fn sign_up(&self, tenant: &Tenant, email: &str, password: &str) -> Result<(), FlowError>;
+    async fn sign_up(
+        &self,
+        tenant: &Tenant,
+        email: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError>;
     /// Consumes an email-verification link.
-    async fn verify_email(&self, tenant: &Tenant, token: &str) -> Result<(), FlowError>;
+    async fn verify_email(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError>;
     /// Sends a reset link if the account exists; succeeds either way.
-    async fn request_password_reset(&self, tenant: &Tenant, email: &str) -> Result<(), FlowError>;
+    async fn request_password_reset(
+        &self,
+        tenant: &Tenant,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError>;
     /// Consumes a reset link and sets the password (ending the account's other sessions).
     async fn reset_password(
         &self,
         tenant: &Tenant,
         token: &str,
         password: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError>;
     /// Ends the session the cookie names, on every replica.
-    async fn sign_out(&self, tenant: &Tenant, cookie_value: &str) -> Result<(), FlowError>;
+    async fn sign_out(
+        &self,
+        tenant: &Tenant,
+        cookie_value: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError>;
 }
 
 /// Stands in until the identity service is wired: every workflow answers "unavailable".
@@ -106,22 +124,44 @@ pub struct UnwiredFlows;
 
 #[async_trait]
 impl AccountFlows for UnwiredFlows {
-    async fn sign_in(&self, _: &Tenant, _: &SignInAttempt) -> Result<SignedIn, FlowError> {
+    async fn sign_in(
+        &self,
+        _: &Tenant,
+        _: &SignInAttempt,
+        _: &RequestMeta,
+    ) -> Result<SignedIn, FlowError> {
         Err(FlowError::Unavailable)
     }
-    async fn sign_up(&self, _: &Tenant, _: &str, _: &str) -> Result<(), FlowError> {
+    async fn sign_up(
+        &self,
+        _: &Tenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Err(FlowError::Unavailable)
     }
-    async fn verify_email(&self, _: &Tenant, _: &str) -> Result<(), FlowError> {
+    async fn verify_email(&self, _: &Tenant, _: &str, _: &RequestMeta) -> Result<(), FlowError> {
         Err(FlowError::Unavailable)
     }
-    async fn request_password_reset(&self, _: &Tenant, _: &str) -> Result<(), FlowError> {
+    async fn request_password_reset(
+        &self,
+        _: &Tenant,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Err(FlowError::Unavailable)
     }
-    async fn reset_password(&self, _: &Tenant, _: &str, _: &str) -> Result<(), FlowError> {
+    async fn reset_password(
+        &self,
+        _: &Tenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Err(FlowError::Unavailable)
     }
-    async fn sign_out(&self, _: &Tenant, _: &str) -> Result<(), FlowError> {
+    async fn sign_out(&self, _: &Tenant, _: &str, _: &RequestMeta) -> Result<(), FlowError> {
         Err(FlowError::Unavailable)
     }
 }

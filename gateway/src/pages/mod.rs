@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::forward_auth::cache::TenantView;
 use crate::forward_auth::redirect::safe_return_url;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -32,7 +32,6 @@ use keygate_core::tenant_settings::Registration;
 use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The compiled page templates.
@@ -149,24 +148,6 @@ fn checked_rd(state: &AppState, tenant: &TenantView, rd: Option<&str>) -> Option
             &state.public_url,
         )
     })
-}
-
-/// The TCP peer's address when the server was started with connect info; never rejects.
-pub struct PeerAddr(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
 }
 
 /// What a form page takes over from its URL when it is opened.

@@ -5,6 +5,7 @@ use super::{EmailPasswordForm, FlowError, Page, TokenForm, csrf_ok, live};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::forward_auth::redirect::signin_url;
+use crate::routes::extract::Meta;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
@@ -24,6 +25,7 @@ pub(super) const RESET: Page = Page {
 pub(super) async fn forgot_submit(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -51,7 +53,7 @@ pub(super) async fn forgot_submit(
     let _ = state
         .edge
         .flows
-        .request_password_reset(&tenant.tenant, &email)
+        .request_password_reset(&tenant.tenant, &email, &meta)
         .await;
     Ok(screen.message(
         "Check your email",
@@ -64,6 +66,7 @@ pub(super) async fn forgot_submit(
 pub(super) async fn reset_submit(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -81,7 +84,7 @@ pub(super) async fn reset_submit(
     let outcome = state
         .edge
         .flows
-        .reset_password(&tenant.tenant, &form.token, &form.password)
+        .reset_password(&tenant.tenant, &form.token, &form.password, &meta)
         .await;
     Ok(match outcome {
         Ok(()) => screen.message(

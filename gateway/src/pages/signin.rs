@@ -1,13 +1,14 @@
 //! Sign in (sets the session cookie) and sign out (ends the session, clears the cookie).
 
-use super::{EmailPasswordForm, Errors, Page, PeerAddr, SignInAttempt, checked_rd, csrf_ok, live};
+use super::{EmailPasswordForm, Errors, Page, SignInAttempt, checked_rd, csrf_ok, live};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::forward_auth::redirect::signin_url;
 use crate::pages::FlowError;
+use crate::routes::extract::Meta;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use minijinja::context;
@@ -25,8 +26,7 @@ pub(super) const SIGN_OUT: Page = Page {
 pub(super) async fn signin_submit(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    PeerAddr(peer): PeerAddr,
-    headers: HeaderMap,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -61,13 +61,13 @@ pub(super) async fn signin_submit(
     let attempt = SignInAttempt {
         email: form.email.trim().to_owned(),
         password: form.password.clone(),
-        ip: peer,
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
     };
-    let signed_in = match state.edge.flows.sign_in(&tenant.tenant, &attempt).await {
+    let signed_in = match state
+        .edge
+        .flows
+        .sign_in(&tenant.tenant, &attempt, &meta)
+        .await
+    {
         Ok(signed_in) => signed_in,
         Err(e) => {
             let (field, text, status) = match e {
@@ -133,6 +133,7 @@ pub(super) struct SignOutForm {
 pub(super) async fn signout_submit(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<SignOutForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -151,7 +152,11 @@ pub(super) async fn signout_submit(
     }
     let cookie_name = state.edge.cookie_mode.session_cookie();
     if let Some(session) = jar.get(cookie_name).map(|c| c.value().to_owned())
-        && let Err(e) = state.edge.flows.sign_out(&tenant.tenant, &session).await
+        && let Err(e) = state
+            .edge
+            .flows
+            .sign_out(&tenant.tenant, &session, &meta)
+            .await
     {
         tracing::warn!(error = %e, "sign-out could not end the session");
         return Ok(screen.message(

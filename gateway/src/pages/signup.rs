@@ -4,6 +4,7 @@ use super::{EmailPasswordForm, Errors, FlowError, Page, TokenForm, checked_rd, c
 use crate::AppState;
 use crate::error::ApiError;
 use crate::forward_auth::redirect::signin_url;
+use crate::routes::extract::Meta;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
@@ -23,6 +24,7 @@ pub(super) const VERIFY: Page = Page {
 pub(super) async fn signup_submit(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -57,7 +59,7 @@ pub(super) async fn signup_submit(
     let outcome = state
         .edge
         .flows
-        .sign_up(&tenant.tenant, form.email.trim(), &form.password)
+        .sign_up(&tenant.tenant, form.email.trim(), &form.password, &meta)
         .await;
     Ok(match outcome {
         Ok(()) => screen.message(
@@ -91,6 +93,17 @@ pub(super) async fn signup_submit(
                 )
                 .await
         }
+        Err(FlowError::Locked) => {
+            screen
+                .invalid(
+                    jar,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "email",
+                    "Too many attempts. Wait a few minutes and try again.",
+                    again,
+                )
+                .await
+        }
         Err(_) => {
             screen
                 .invalid(
@@ -108,6 +121,7 @@ pub(super) async fn signup_submit(
 pub(super) async fn verify_submit(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -127,7 +141,7 @@ pub(super) async fn verify_submit(
         match state
             .edge
             .flows
-            .verify_email(&tenant.tenant, &form.token)
+            .verify_email(&tenant.tenant, &form.token, &meta)
             .await
         {
             Ok(()) => screen.message(

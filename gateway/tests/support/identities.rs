@@ -15,6 +15,7 @@ use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::Tenant;
 use keygate_gateway::forward_auth::decision::{CredentialKind, Identity};
 use keygate_gateway::forward_auth::resolver::{CredentialResolver, ResolveError};
+use keygate_gateway::identity::RequestMeta;
 use keygate_gateway::pages::{AccountFlows, FlowError, SignInAttempt, SignedIn};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -286,6 +287,7 @@ impl AccountFlows for TestIdentities {
         &self,
         tenant: &Tenant,
         attempt: &SignInAttempt,
+        _: &RequestMeta,
     ) -> Result<SignedIn, FlowError> {
         if tenant.id != self.tenant_id {
             return Err(FlowError::InvalidCredentials);
@@ -304,19 +306,41 @@ impl AccountFlows for TestIdentities {
             max_age: std::time::Duration::from_secs(3600),
         })
     }
-    async fn sign_up(&self, _: &Tenant, _: &str, _: &str) -> Result<(), FlowError> {
+    async fn sign_up(
+        &self,
+        _: &Tenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Ok(())
     }
-    async fn verify_email(&self, _: &Tenant, _: &str) -> Result<(), FlowError> {
+    async fn verify_email(&self, _: &Tenant, _: &str, _: &RequestMeta) -> Result<(), FlowError> {
         Err(FlowError::InvalidLink)
     }
-    async fn request_password_reset(&self, _: &Tenant, _: &str) -> Result<(), FlowError> {
+    async fn request_password_reset(
+        &self,
+        _: &Tenant,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Ok(())
     }
-    async fn reset_password(&self, _: &Tenant, _: &str, _: &str) -> Result<(), FlowError> {
+    async fn reset_password(
+        &self,
+        _: &Tenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Err(FlowError::InvalidLink)
     }
-    async fn sign_out(&self, _: &Tenant, cookie_value: &str) -> Result<(), FlowError> {
+    async fn sign_out(
+        &self,
+        _: &Tenant,
+        cookie_value: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         let removed = self.sessions.lock().unwrap().remove(cookie_value);
         if let Some((sid, _)) = removed {
             self.ephemeral

@@ -169,8 +169,8 @@ pub async fn reconcile(
         ..ApiKeyStatus::default()
     };
 
-    if let Err(problems) = keygate_crds::validate(&keygate_crds::Resource::ApiKey(key.clone())) {
-        return Ok(failed(Reason::InvalidSpec, problems.join("; ")));
+    if let Err(refused) = keygate_crds::admit(&keygate_crds::Resource::ApiKey(key.clone())) {
+        return Ok(failed(Reason::InvalidSpec, refused.to_string()));
     }
     let stored_tenant =
         match tenant::parent(ctx, cluster, namespace, &key.spec.tenant_ref.name).await? {
