@@ -8,3 +8,4 @@ pub mod ephemeral;
 pub mod ids;
 pub mod keyring;
 pub mod store;
+pub mod tenant_settings;

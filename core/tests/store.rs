@@ -4,6 +4,8 @@
 //! fresh temporary file per test). The output lists `postgres::…` and `sqlite::…` for each.
 #![allow(clippy::unwrap_used)]
 
+use std::str::FromStr;
+
 #[path = "store/fixtures.rs"]
 mod fixtures;
 
@@ -55,6 +57,7 @@ conformance!(
     tenants::migrate_twice_and_ping,
     tenants::tenant_upsert_and_name_taken,
     tenants::tenant_delete_cascades_but_keeps_audit,
+    tenants::tenant_settings_and_deletion_policy_are_typed,
     users::email_unique_case_insensitively,
     users::user_update_and_listing,
     users::password_history_keeps_newest,
@@ -80,6 +83,44 @@ conformance!(
     roles::roles_upsert_and_subject_matching,
     roles::idps_and_identity_links,
 );
+
+#[sqlx::test(migrations = false)]
+async fn postgres_tenants_stored_before_0003_still_read(pool: sqlx::PgPool) {
+    sqlx::migrate!("../migrations/postgres")
+        .run_to(2, &pool)
+        .await
+        .unwrap();
+    for sql in tenants::rows_before_0003(true) {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let db = fixtures::postgres(pool).await;
+    tenants::tenants_stored_before_0003_still_read(&db).await;
+}
+
+#[tokio::test]
+async fn sqlite_tenants_stored_before_0003_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&fixtures::sqlite_url(&dir))
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate!("../migrations/sqlite")
+        .run_to(2, &pool)
+        .await
+        .unwrap();
+    for sql in tenants::rows_before_0003(false) {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let db = fixtures::sqlite_in(&dir).await;
+    tenants::tenants_stored_before_0003_still_read(&db).await;
+}
 
 #[tokio::test]
 async fn connect_picks_backend_by_url_scheme() {

@@ -35,7 +35,7 @@ impl Resource {
     }
 
     /// The resource's `metadata`.
-    pub fn metadata(&self) -> &kube::api::ObjectMeta {
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Self::Tenant(r) => &r.metadata,
             Self::IdentityProvider(r) => &r.metadata,

@@ -151,7 +151,9 @@ async fn tenant(
             namespace: "bench".into(),
             owner_uid: uuid::Uuid::now_v7().to_string(),
             display_name: name.into(),
-            settings: json!({"signing": {"algorithm": alg.as_str()}, "signIn": {"emailVerification": "off"}}),
+            settings: serde_json::from_value(json!({"signIn": {"emailVerification": "off"}}))
+                .expect("bench settings parse"),
+            deletion_policy: Default::default(),
             generation: 1,
         })
         .await

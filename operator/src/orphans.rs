@@ -60,9 +60,9 @@ pub async fn clean(
             if !stored.disabled {
                 cleaned.tenants += 1;
             }
-            let policy = tenant::stored_policy(&stored);
+            let policy = stored.deletion_policy;
             tenant::retire(ctx, &stored, policy).await?;
-            if policy == keygate_crds::DeletionPolicy::Delete {
+            if policy == keygate_core::store::DeletionPolicy::Delete {
                 continue;
             }
         }

@@ -6,8 +6,10 @@ use crate::{Context, ReconcileError};
 use chrono::{DateTime, Duration, Utc};
 use keygate_core::crypto::signing::{self, SigningAlgorithm};
 use keygate_core::keyring;
-use keygate_core::store::{SigningKeyRecord, StoreError, TenantUpsert};
-use keygate_crds::{DeletionPolicy, Tenant, TenantStatus};
+use keygate_core::store::{DeletionPolicy, SigningKeyRecord, StoreError, TenantUpsert};
+use keygate_crds::{Tenant, TenantStatus};
+
+pub mod settings;
 
 /// How long a new key sits in JWKS before it signs: longer than any verifier's JWKS cache.
 pub const PUBLISH_LEAD: Duration = Duration::minutes(10);
@@ -35,6 +37,12 @@ pub async fn reconcile(
     if let Err(refused) = keygate_crds::admit(&keygate_crds::Resource::Tenant(tenant.clone())) {
         return Ok(not_ready(Reason::InvalidSpec, refused.to_string()));
     }
+    // What the schema cannot express (a zero lifetime, a reuse grace as long as the refresh
+    // lifetime) is refused here, before anything is written.
+    let settings = match settings::settings_of(&tenant.spec) {
+        Ok(settings) => settings,
+        Err(invalid) => return Ok(not_ready(Reason::InvalidSpec, invalid.to_string())),
+    };
     let taken = || {
         not_ready(
             Reason::TenantNameTaken,
@@ -60,13 +68,13 @@ pub async fn reconcile(
             return Ok(taken());
         }
     }
-    let settings = serde_json::to_value(&tenant.spec).map_err(ReconcileError::Serialize)?;
     let upsert = TenantUpsert {
         name: name.to_owned(),
         namespace: namespace.to_owned(),
         owner_uid: owner_uid.to_owned(),
         display_name: tenant.display_name().to_owned(),
         settings,
+        deletion_policy: settings::deletion_policy(tenant.spec.deletion_policy),
         generation: generation.unwrap_or(0),
     };
     let stored = match ctx.store.upsert_tenant(&upsert).await {
@@ -130,7 +138,12 @@ pub async fn cleanup(
         .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
     match ctx.store.tenant_by_name(name).await? {
         Some(stored) if stored.owner_uid == owner_uid => {
-            retire(ctx, &stored, tenant.spec.deletion_policy).await
+            retire(
+                ctx,
+                &stored,
+                settings::deletion_policy(tenant.spec.deletion_policy),
+            )
+            .await
         }
         _ => Ok(()),
     }
@@ -156,19 +169,6 @@ pub async fn retire(
         }
     }
     Ok(())
-}
-
-/// The deletion policy recorded with a stored tenant (its spec is kept as settings), for
-/// tenants whose resource vanished without the operator seeing the deletion.
-pub fn stored_policy(stored: &keygate_core::store::Tenant) -> DeletionPolicy {
-    match stored
-        .settings
-        .get("deletionPolicy")
-        .and_then(|v| v.as_str())
-    {
-        Some("Delete") => DeletionPolicy::Delete,
-        _ => DeletionPolicy::Retain,
-    }
 }
 
 /// The tenant a child resource (IdentityProvider, Role, ApiKey) refers to: it must exist,

@@ -29,6 +29,16 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// A tenant row holds settings that do not parse or break a rule (edited by hand, or
+    /// written by a newer keygate): the tenant cannot be served until it is reconciled again.
+    #[error("tenant `{tenant}` has settings keygate cannot use: {source}")]
+    InvalidTenantSettings {
+        /// Name of the tenant.
+        tenant: String,
+        /// What is wrong with them.
+        #[source]
+        source: crate::tenant_settings::TenantSettingsError,
+    },
     /// The SQLite database file could not be created or made private to its owner.
     #[error("cannot create or protect the database file {path}: {source}")]
     File {

@@ -3,6 +3,8 @@
 //! [`crate::ids`]. Secrets arrive here already hashed or sealed (ciphertext bytes).
 
 use crate::ids::{IdpId, RoleId, TenantId, UserId};
+use crate::store::StoreError;
+use crate::tenant_settings::TenantSettings;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -69,8 +71,21 @@ pub use credentials::*;
 // ---------------------------------------------------------------------------------------
 // Tenants
 
+labelled_enum!(
+    /// What happens to a tenant's rows when its Tenant resource is deleted.
+    #[derive(Default)]
+    DeletionPolicy {
+        /// The tenant is disabled and every row kept, so a resource deleted by mistake can be
+        /// re-applied (the default).
+        #[default]
+        Retain = "retain",
+        /// The tenant and its rows are erased (all but the audit trail).
+        Delete = "delete",
+    }
+);
+
 /// A tenant as declared by a Tenant resource; its `name` is the cluster-wide URL segment.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Tenant {
     /// Row id every other row refers to.
     pub id: TenantId,
@@ -82,9 +97,10 @@ pub struct Tenant {
     pub owner_uid: String,
     /// Human-readable name.
     pub display_name: String,
-    /// The Tenant spec as JSON (policies, lifetimes, signing).
-    #[sqlx(json)]
-    pub settings: Value,
+    /// The tenant's policies, read and checked once when the row is loaded.
+    pub settings: TenantSettings,
+    /// What deleting the Tenant resource does to these rows.
+    pub deletion_policy: DeletionPolicy,
     /// `metadata.generation` last written.
     pub generation: i64,
     /// A disabled tenant serves nothing (deletionPolicy Retain keeps it this way).
@@ -93,6 +109,52 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A `tenants` row as the database returns it, before its settings are read.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TenantRow {
+    id: TenantId,
+    name: String,
+    namespace: String,
+    owner_uid: String,
+    display_name: String,
+    #[sqlx(json)]
+    settings: Value,
+    #[sqlx(try_from = "String")]
+    deletion_policy: DeletionPolicy,
+    generation: i64,
+    disabled: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+
+    /// Settings that do not parse or break a rule are refused here, the one place a stored
+    /// value becomes [`TenantSettings`], so every reader sees the same error.
+    fn try_from(row: TenantRow) -> Result<Self, StoreError> {
+        let settings = TenantSettings::from_json(row.settings).map_err(|source| {
+            StoreError::InvalidTenantSettings {
+                tenant: row.name.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            id: row.id,
+            name: row.name,
+            namespace: row.namespace,
+            owner_uid: row.owner_uid,
+            display_name: row.display_name,
+            settings,
+            deletion_policy: row.deletion_policy,
+            generation: row.generation,
+            disabled: row.disabled,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
 }
 
 /// What the operator writes for a Tenant resource; inserted or updated by `name`.
@@ -106,8 +168,10 @@ pub struct TenantUpsert {
     pub owner_uid: String,
     /// Human-readable name.
     pub display_name: String,
-    /// The spec as JSON.
-    pub settings: Value,
+    /// The tenant's policies; refused unless they pass [`TenantSettings::validate`].
+    pub settings: TenantSettings,
+    /// What deleting the resource will do to the tenant's rows.
+    pub deletion_policy: DeletionPolicy,
     /// `metadata.generation`.
     pub generation: i64,
 }

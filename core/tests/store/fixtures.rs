@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use keygate_core::clock::ManualClock;
 use keygate_core::ids::{TenantId, UserId};
 use keygate_core::store::*;
+use keygate_core::tenant_settings::TenantSettings;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,6 +37,15 @@ impl Raw {
         match self {
             Raw::Pg(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
             Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+        }
+    }
+
+    /// The single integer `sql` selects.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Raw::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Raw::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
         }
     }
 
@@ -76,7 +86,18 @@ pub async fn postgres(pool: sqlx::PgPool) -> Db {
 /// A migrated SQLite store on a fresh temporary file (kept alive by the returned dir).
 pub async fn sqlite() -> (Db, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+    let db = sqlite_in(&dir).await;
+    (db, dir)
+}
+
+/// The URL of the SQLite database file in `dir`.
+pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("keygate.db").display())
+}
+
+/// A store on the SQLite file in `dir` (created when missing), migrated to the newest version.
+pub async fn sqlite_in(dir: &tempfile::TempDir) -> Db {
+    let url = sqlite_url(dir);
     let store = SqliteStore::connect(&url)
         .await
         .unwrap()
@@ -89,13 +110,10 @@ pub async fn sqlite() -> (Db, tempfile::TempDir) {
     )
     .await
     .unwrap();
-    (
-        Db {
-            store: Arc::new(store),
-            raw: Raw::Sqlite(raw),
-        },
-        dir,
-    )
+    Db {
+        store: Arc::new(store),
+        raw: Raw::Sqlite(raw),
+    }
 }
 
 /// A tenant named `name`, owned by resource uid `uid-{name}`.
@@ -105,7 +123,8 @@ pub async fn tenant(s: &dyn Store, name: &str) -> Tenant {
         namespace: format!("ns-{name}"),
         owner_uid: format!("uid-{name}"),
         display_name: name.to_uppercase(),
-        settings: serde_json::json!({ "signIn": { "password": true } }),
+        settings: TenantSettings::default(),
+        deletion_policy: DeletionPolicy::Retain,
         generation: 1,
     })
     .await

@@ -9,7 +9,7 @@ use axum::http::{HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
 use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::{Store, StoreError, Tenant};
-use keygate_crds::TenantSpec;
+use keygate_core::tenant_settings::TenantSettings;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -237,23 +237,20 @@ impl UpstreamTokens {
     }
 }
 
-/// A tenant with its parsed spec, as forward-auth and the pages use it.
+/// A tenant with its settings, as forward-auth and the pages use it.
 #[derive(Clone, Debug)]
 pub struct TenantView {
     /// The stored row.
     pub tenant: Tenant,
-    /// The Tenant spec (redirect allow-list, branding, sign-in methods).
-    pub spec: TenantSpec,
+    /// The tenant's settings (redirect allow-list, branding, sign-in methods).
+    pub spec: TenantSettings,
 }
 
 impl TenantView {
     /// Name shown to people.
     pub fn display_name(&self) -> &str {
         if self.tenant.display_name.is_empty() {
-            self.spec
-                .display_name
-                .as_deref()
-                .unwrap_or(&self.tenant.name)
+            &self.tenant.name
         } else {
             &self.tenant.display_name
         }
@@ -289,19 +286,16 @@ impl TenantCache {
     ) -> Result<Option<Arc<TenantView>>, StoreError> {
         self.entries
             .get(name, || async {
-                Ok::<_, StoreError>(store
-                    .tenant_by_name(name)
-                    .await?
-                    .filter(|t| !t.disabled)
-                    .and_then(|tenant| {
-                        let spec = serde_json::from_value::<TenantSpec>(tenant.settings.clone())
-                            .or_else(|e| {
-                                tracing::warn!(tenant = %tenant.name, error = %e, "tenant settings do not parse as a Tenant spec; using defaults");
-                                serde_json::from_value::<TenantSpec>(serde_json::json!({}))
-                            })
-                            .ok()?;
-                        Some(Arc::new(TenantView { tenant, spec }))
-                    }))
+                Ok::<_, StoreError>(
+                    store
+                        .tenant_by_name(name)
+                        .await?
+                        .filter(|t| !t.disabled)
+                        .map(|tenant| {
+                            let spec = tenant.settings.clone();
+                            Arc::new(TenantView { tenant, spec })
+                        }),
+                )
             })
             .await
     }

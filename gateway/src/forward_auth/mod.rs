@@ -305,6 +305,12 @@ async fn decide_request(State(state): State<Arc<AppState>>, request: Request) ->
             metrics::decision(inbound.proxy, "misconfigured");
             return misconfigured_response();
         }
+        // Settings the store refuses are a misconfiguration, not an outage: deny, do not 503.
+        Err(e @ keygate_core::store::StoreError::InvalidTenantSettings { .. }) => {
+            tracing::warn!(error = %e, "forward-auth denies: the tenant's stored settings are unusable");
+            metrics::decision(inbound.proxy, "misconfigured");
+            return misconfigured_response();
+        }
         Err(e) => {
             tracing::warn!(error = %e, "forward-auth cannot read tenants");
             metrics::decision(inbound.proxy, "unavailable");

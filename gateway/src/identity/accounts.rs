@@ -13,7 +13,7 @@ use keygate_core::ids::UserId;
 use keygate_core::store::{
     NewOneTimeToken, NewUser, OneTimeToken, StoreError, TokenPurpose, User, UserPatch, UserStatus,
 };
-use keygate_crds::{EmailVerification, Registration};
+use keygate_core::tenant_settings::{EmailVerification, Registration};
 use serde_json::json;
 
 /// How long an email-verification link works.

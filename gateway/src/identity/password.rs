@@ -2,7 +2,7 @@
 //! call; replaceable by the operator of the service) and no reuse of the last N.
 
 use super::IdentityError;
-use keygate_crds::PasswordPolicy;
+use keygate_core::tenant_settings::PasswordPolicy;
 use std::collections::HashSet;
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@ use super::{
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{random::random_token, sha256};
 use keygate_core::store::{NewRefreshToken, NewSession, Session, SubjectFacts, User, UserStatus};
-use keygate_crds::EmailVerification;
+use keygate_core::tenant_settings::EmailVerification;
 use serde_json::json;
 
 /// `client_id` of tokens issued to keygate's own sign-in (no registered client).

@@ -1,10 +1,10 @@
-//! Tenants as the identity service sees them: the row plus its parsed spec and issuer,
+//! Tenants as the identity service sees them: the row plus its settings and issuer,
 //! cached for a few seconds so token checks stay off the database.
 
 use super::IdentityError;
 use crate::loading_cache::LoadingCache;
 use keygate_core::store::{Store, Tenant};
-use keygate_crds::TenantSpec;
+use keygate_core::tenant_settings::TenantSettings;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +16,8 @@ const TTL: Duration = Duration::from_secs(5);
 pub(crate) struct TenantCtx {
     /// The stored row.
     pub row: Tenant,
-    /// The Tenant spec (policies, lifetimes, signing).
-    pub spec: TenantSpec,
+    /// The tenant's settings (policies, lifetimes, audience), as the store read them.
+    pub spec: TenantSettings,
     /// `{public_url}/t/{name}`.
     pub issuer: String,
     /// `aud` of access tokens: the spec's audience, or the issuer.
@@ -25,27 +25,21 @@ pub(crate) struct TenantCtx {
 }
 
 impl TenantCtx {
-    /// Builds the context of `row`; a spec that does not parse is an internal error (the
-    /// operator validated it, so the database was edited by hand).
-    pub fn new(row: Tenant, public_url: &str) -> Result<Self, IdentityError> {
-        let spec: TenantSpec = serde_json::from_value(row.settings.clone()).map_err(|e| {
-            IdentityError::Internal(format!(
-                "tenant `{}` has unreadable settings: {e}",
-                row.name
-            ))
-        })?;
+    /// Builds the context of `row` (the store already refused settings it cannot use).
+    pub fn new(row: Tenant, public_url: &str) -> Self {
+        let spec = row.settings.clone();
         let issuer = format!("{public_url}/t/{}", row.name);
         let audience = if spec.tokens.audience.is_empty() {
             vec![issuer.clone()]
         } else {
             spec.tokens.audience.clone()
         };
-        Ok(Self {
+        Self {
             row,
             spec,
             issuer,
             audience,
-        })
+        }
     }
 }
 
@@ -78,7 +72,7 @@ impl TenantCache {
         self.entries
             .get(name, || async {
                 Ok::<_, IdentityError>(match store.tenant_by_name(name).await? {
-                    Some(row) if !row.disabled => Some(Arc::new(TenantCtx::new(row, public_url)?)),
+                    Some(row) if !row.disabled => Some(Arc::new(TenantCtx::new(row, public_url))),
                     _ => None,
                 })
             })

@@ -28,7 +28,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
-use keygate_crds::Registration;
+use keygate_core::tenant_settings::Registration;
 use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -28,7 +28,8 @@ pub(super) async fn theme(
 ) -> Result<Response, ApiError> {
     let tenant = live(&state, &name).await?;
     let mut css = String::from(":root {");
-    if let Some(b) = &tenant.spec.branding {
+    {
+        let b = &tenant.spec.branding;
         for (var, value) in [
             ("--kg-primary", &b.primary_color),
             ("--kg-accent", &b.accent_color),

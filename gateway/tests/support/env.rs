@@ -225,7 +225,8 @@ impl Env {
                 namespace: "default".into(),
                 owner_uid: uuid::Uuid::now_v7().to_string(),
                 display_name: name.into(),
-                settings,
+                settings: serde_json::from_value(settings).unwrap(),
+                deletion_policy: Default::default(),
                 generation: 1,
             })
             .await

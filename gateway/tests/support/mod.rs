@@ -149,12 +149,13 @@ pub async fn start(opts: Options) -> Gateway {
                     namespace: "default".into(),
                     owner_uid: uuid::Uuid::now_v7().to_string(),
                     display_name: "Acme Corp".into(),
-                    settings: serde_json::json!({
-                        "displayName": "Acme Corp",
+                    settings: serde_json::from_value(serde_json::json!({
                         "branding": { "primaryColor": "#8a2be2", "accentColor": "#4b0082" },
                         "signIn": { "registration": "open" },
                         "redirects": { "allowedOrigins": opts.allowed_origins },
-                    }),
+                    }))
+                    .unwrap(),
+                    deletion_policy: Default::default(),
                     generation: 1,
                 })
                 .await

@@ -57,7 +57,10 @@ async fn tenant_apply_change_and_retain_on_delete(pool: PgPool) {
     );
     h.sync().await;
     let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
-    assert_eq!(stored.settings["mfa"]["policy"], "required");
+    assert_eq!(
+        stored.settings.mfa.policy,
+        keygate_core::tenant_settings::MfaPolicy::Required
+    );
     assert_eq!(stored.display_name, "demo tenant");
 
     // Removing the manifest is a deletion; Retain (the default) disables and keeps data.
@@ -103,6 +106,17 @@ async fn tenant_delete_policy_erases_its_data(pool: PgPool) {
     h.write("key.yaml", &api_key("ci", ""));
     h.sync().await;
     let id = h.tenant_id("demo").await;
+    assert_eq!(
+        h.ctx
+            .store
+            .tenant_by_name("demo")
+            .await
+            .unwrap()
+            .unwrap()
+            .deletion_policy,
+        keygate_core::store::DeletionPolicy::Delete,
+        "the policy is stored with the tenant, for a deletion the operator never sees"
+    );
     let raw = h.raw_key("default", "ci-secret");
     assert!(h.accepted("demo", &raw).await);
 
@@ -234,6 +248,29 @@ async fn role_apply_change_drift_and_delete(pool: PgPool) {
             .unwrap()
             .is_none()
     );
+}
+
+#[sqlx::test(migrations = false)]
+async fn settings_no_schema_can_check_are_refused_in_the_status(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    h.sync().await;
+    let before = h.snapshot().await;
+
+    // Both lifetimes match the schema's pattern; together they make reuse detection blind.
+    h.write(
+        "tenant.yaml",
+        &tenant(
+            "demo",
+            "default",
+            "  tokens:\n    refreshIdleTtl: 10s\n    refreshReuseGrace: 10s\n",
+        ),
+    );
+    let view = h.sync().await;
+    let (state, reason, message) = ready(&view, "Tenant default/demo");
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("tokens.refreshReuseGrace"), "{message}");
+    assert_eq!(h.snapshot().await, before, "a bad spec writes nothing");
 }
 
 #[sqlx::test(migrations = false)]

@@ -5,26 +5,32 @@ macro_rules! tenant_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use $crate::ids::TenantId;
-            use $crate::store::{StoreError, Tenant, TenantStore, TenantUpsert};
+            use $crate::store::{StoreError, Tenant, TenantRow, TenantStore, TenantUpsert};
             use sqlx::types::Json;
 
             #[async_trait::async_trait]
             impl TenantStore for $store {
                 async fn upsert_tenant(&self, t: &TenantUpsert) -> Result<Tenant, StoreError> {
+                    t.settings.validate().map_err(|e| StoreError::InvalidTenantSettings {
+                        tenant: t.name.clone(),
+                        source: e.into(),
+                    })?;
                     let now = self.now();
                     // Writes only when the owner matches and something changed, so a resync
                     // of an unchanged Tenant writes nothing.
-                    let written = sqlx::query_as::<$db, Tenant>(
+                    let written = sqlx::query_as::<$db, TenantRow>(
                         "INSERT INTO tenants (id, name, namespace, owner_uid, display_name, settings, \
-                             generation, disabled, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8, $8) \
+                             deletion_policy, generation, disabled, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $9) \
                          ON CONFLICT (name) DO UPDATE SET namespace = excluded.namespace, \
                              display_name = excluded.display_name, settings = excluded.settings, \
+                             deletion_policy = excluded.deletion_policy, \
                              generation = excluded.generation, updated_at = excluded.updated_at \
                          WHERE tenants.owner_uid = excluded.owner_uid \
                            AND (tenants.namespace <> excluded.namespace \
                              OR tenants.display_name <> excluded.display_name \
                              OR tenants.settings <> excluded.settings \
+                             OR tenants.deletion_policy <> excluded.deletion_policy \
                              OR tenants.generation <> excluded.generation) \
                          RETURNING *",
                     )
@@ -34,12 +40,13 @@ macro_rules! tenant_store {
                     .bind(&t.owner_uid)
                     .bind(&t.display_name)
                     .bind(Json(&t.settings))
+                    .bind(t.deletion_policy.as_str())
                     .bind(t.generation)
                     .bind(now)
                     .fetch_optional(&self.pool)
                     .await?;
-                    if let Some(tenant) = written {
-                        return Ok(tenant);
+                    if let Some(row) = written {
+                        return row.try_into();
                     }
                     match self.tenant_by_name(&t.name).await? {
                         Some(existing) if existing.owner_uid == t.owner_uid => Ok(existing),
@@ -49,23 +56,30 @@ macro_rules! tenant_store {
                 }
 
                 async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
-                    Ok(sqlx::query_as::<$db, Tenant>("SELECT * FROM tenants WHERE id = $1")
+                    sqlx::query_as::<$db, TenantRow>("SELECT * FROM tenants WHERE id = $1")
                         .bind(id)
                         .fetch_optional(&self.pool)
-                        .await?)
+                        .await?
+                        .map(Tenant::try_from)
+                        .transpose()
                 }
 
                 async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-                    Ok(sqlx::query_as::<$db, Tenant>("SELECT * FROM tenants WHERE name = $1")
+                    sqlx::query_as::<$db, TenantRow>("SELECT * FROM tenants WHERE name = $1")
                         .bind(name)
                         .fetch_optional(&self.pool)
-                        .await?)
+                        .await?
+                        .map(Tenant::try_from)
+                        .transpose()
                 }
 
                 async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-                    Ok(sqlx::query_as::<$db, Tenant>("SELECT * FROM tenants ORDER BY name")
+                    sqlx::query_as::<$db, TenantRow>("SELECT * FROM tenants ORDER BY name")
                         .fetch_all(&self.pool)
-                        .await?)
+                        .await?
+                        .into_iter()
+                        .map(Tenant::try_from)
+                        .collect()
                 }
 
                 async fn set_tenant_disabled(&self, id: TenantId, disabled: bool) -> Result<(), StoreError> {

@@ -1,0 +1,221 @@
+//! The rules of [`TenantSettings`]: the Tenant resource's schema and CEL rules again (settings
+//! can come from places no API server checked), plus combinations no schema can express.
+
+use std::fmt;
+
+use super::{Branding, PasswordPolicy, Sessions, TenantSettings, Tokens};
+
+/// One broken rule: the camelCase path of the field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Path of the field, e.g. `passwordPolicy.minLength`.
+    pub field: &'static str,
+    /// What is wrong, in words for the person who wrote the Tenant.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every rule the settings break (never empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidSettings {
+    /// The broken rules, in field order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for InvalidSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest list the Tenant resource allows for origins and each network list.
+const MAX_LIST: usize = 64;
+/// Most audience values.
+const MAX_AUDIENCE: usize = 16;
+
+impl TenantSettings {
+    /// Checks every rule; `Err` lists all broken ones, so one pass fixes a Tenant.
+    pub fn validate(&self) -> Result<(), InvalidSettings> {
+        let mut problems = Vec::new();
+        let mut fail = |field: &'static str, message: String| {
+            problems.push(Problem { field, message });
+        };
+        check_branding(&self.branding, &mut fail);
+        check_password_policy(&self.password_policy, &mut fail);
+        check_lifetimes(&self.sessions, &self.tokens, &mut fail);
+        check_lists(self, &mut fail);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidSettings { problems })
+        }
+    }
+}
+
+/// Colours and logo URL, as the resource's patterns say.
+fn check_branding(b: &Branding, fail: &mut impl FnMut(&'static str, String)) {
+    for (field, colour) in [
+        ("branding.primaryColor", &b.primary_color),
+        ("branding.accentColor", &b.accent_color),
+    ] {
+        if let Some(c) = colour.as_deref().filter(|c| !is_colour(c)) {
+            fail(field, format!("`{c}` is not a colour such as #1f6feb"));
+        }
+    }
+    if let Some(url) = b.logo_url.as_deref()
+        && (url.len() > 2048 || !is_http_url(url))
+    {
+        fail(
+            "branding.logoUrl",
+            "must be an http(s) URL without spaces, at most 2048 characters".into(),
+        );
+    }
+}
+
+/// Length bounds and history, as the resource's ranges and CEL rule say.
+fn check_password_policy(p: &PasswordPolicy, fail: &mut impl FnMut(&'static str, String)) {
+    if !(8..=128).contains(&p.min_length) {
+        fail(
+            "passwordPolicy.minLength",
+            "must be between 8 and 128".into(),
+        );
+    }
+    if !(8..=1024).contains(&p.max_length) {
+        fail(
+            "passwordPolicy.maxLength",
+            "must be between 8 and 1024".into(),
+        );
+    }
+    if p.history > 24 {
+        fail("passwordPolicy.history", "must be between 0 and 24".into());
+    }
+    if p.min_length > p.max_length {
+        fail(
+            "passwordPolicy",
+            "passwordPolicy.minLength must not be greater than passwordPolicy.maxLength".into(),
+        );
+    }
+}
+
+/// Lifetimes: the resource's CEL rules, and zero or overlapping values no schema sees.
+fn check_lifetimes(s: &Sessions, t: &Tokens, fail: &mut impl FnMut(&'static str, String)) {
+    if s.idle_timeout.is_zero() {
+        fail(
+            "sessions.idleTimeout",
+            "must be longer than 0s (every session would end at once)".into(),
+        );
+    }
+    if s.idle_timeout > s.absolute_lifetime {
+        fail(
+            "sessions",
+            "sessions.idleTimeout must not be longer than sessions.absoluteLifetime".into(),
+        );
+    }
+
+    if t.access_token_ttl.is_zero() {
+        fail(
+            "tokens.accessTokenTtl",
+            "must be longer than 0s (every token would be born expired)".into(),
+        );
+    }
+    if t.refresh_idle_ttl.is_zero() {
+        fail(
+            "tokens.refreshIdleTtl",
+            "must be longer than 0s (every refresh token would be born expired)".into(),
+        );
+    }
+    if t.refresh_idle_ttl > t.refresh_absolute_ttl {
+        fail(
+            "tokens",
+            "tokens.refreshIdleTtl must not be longer than tokens.refreshAbsoluteTtl".into(),
+        );
+    }
+    if !t.refresh_idle_ttl.is_zero() && t.refresh_reuse_grace >= t.refresh_idle_ttl {
+        fail(
+            "tokens.refreshReuseGrace",
+            format!(
+                "must be shorter than tokens.refreshIdleTtl ({}), or a replayed refresh token would never be noticed",
+                super::duration::format(t.refresh_idle_ttl)
+            ),
+        );
+    }
+}
+
+/// Audience, origins and network lists: sizes and shapes.
+fn check_lists(settings: &TenantSettings, fail: &mut impl FnMut(&'static str, String)) {
+    let t = &settings.tokens;
+    if t.audience.len() > MAX_AUDIENCE {
+        fail("tokens.audience", format!("at most {MAX_AUDIENCE} values"));
+    }
+    if t.audience
+        .iter()
+        .any(|a| a.is_empty() || a.chars().count() > 256)
+    {
+        fail(
+            "tokens.audience",
+            "each value must be 1 to 256 characters".into(),
+        );
+    }
+
+    let origins = &settings.redirects.allowed_origins;
+    if origins.len() > MAX_LIST {
+        fail(
+            "redirects.allowedOrigins",
+            format!("at most {MAX_LIST} origins"),
+        );
+    }
+    for origin in origins.iter().filter(|o| o.len() > 256 || !is_origin(o)) {
+        fail(
+            "redirects.allowedOrigins",
+            format!(
+                "`{origin}` is not an origin such as https://app.example.com (scheme, host and optional port, no path)"
+            ),
+        );
+    }
+
+    for (field, list) in [
+        ("network.allow", &settings.network.allow),
+        ("network.deny", &settings.network.deny),
+    ] {
+        if list.len() > MAX_LIST {
+            fail(field, format!("at most {MAX_LIST} entries"));
+        }
+    }
+}
+
+/// `#rrggbb`.
+fn is_colour(c: &str) -> bool {
+    c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `^https?://\S+$`, the Tenant resource's URL pattern.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.chars().any(char::is_whitespace))
+}
+
+/// `^https?://[^/\s?#]+$`, the Tenant resource's origin pattern.
+fn is_origin(origin: &str) -> bool {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r
+                .chars()
+                .any(|c| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+    })
+}

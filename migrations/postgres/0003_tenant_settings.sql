@@ -1,0 +1,13 @@
+-- Tenant settings, PostgreSQL. Mirrored by migrations/sqlite/0003_tenant_settings.sql.
+--
+-- `tenants.settings` now holds keygate's own tenant settings (core `TenantSettings`), not the
+-- Tenant resource's spec. Their JSON shape is the spec's (same names, Go-style durations),
+-- so rows written before this migration read as they are; the next reconcile rewrites them.
+-- The deletion policy is the operator's business, not the gateway's: it moves out of the
+-- JSON into a typed column, so a tenant whose resource vanished is retired by the policy it
+-- was stored with.
+ALTER TABLE tenants ADD COLUMN deletion_policy text NOT NULL DEFAULT 'retain'
+    CONSTRAINT tenants_deletion_policy CHECK (deletion_policy IN ('retain', 'delete'));
+
+UPDATE tenants SET deletion_policy = 'delete' WHERE settings->>'deletionPolicy' = 'Delete';
+UPDATE tenants SET settings = settings - 'deletionPolicy' WHERE settings ? 'deletionPolicy';
