@@ -128,8 +128,29 @@ pub fn admit(resource: &Resource) -> Result<(), AdmissionError> {
     if let Some(fields) = object.as_object_mut() {
         fields.remove("status");
     }
-    judge()?.admit(&object, None)
+    // The verdict is a function of the rendered object alone (the CRDs are compiled into the
+    // binary), so an object accepted once is accepted again without running its CEL rules:
+    // resyncs judge the same unchanged resources on every pass. Refusals are not remembered.
+    let rendered = object.to_string();
+    if ACCEPTED.lock().is_ok_and(|seen| seen.contains(&rendered)) {
+        return Ok(());
+    }
+    judge()?.admit(&object, None)?;
+    if let Ok(mut seen) = ACCEPTED.lock() {
+        if seen.len() >= ACCEPTED_MEMORY {
+            seen.clear();
+        }
+        seen.insert(rendered);
+    }
+    Ok(())
 }
+
+/// Rendered objects [`admit`] accepted, so unchanged resources are not judged again.
+static ACCEPTED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Most accepted objects remembered (about a kilobyte each); past it the memory starts over.
+const ACCEPTED_MEMORY: usize = 50_000;
 
 /// Judges an object as the API server judges its creation (`old` = `None`) or an update from
 /// `old` to it (transition rules such as `self == oldSelf` apply only then). `status` is
@@ -434,6 +455,26 @@ mod tests {
         assert!(
             message.starts_with("Role \"Viewer\" is invalid: metadata.name: "),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_remembered_verdict_is_the_judges_verdict() {
+        let typed = |permissions: Value| {
+            crate::Resource::Role(serde_json::from_value(role("cached", permissions)).unwrap())
+        };
+        for _ in 0..2 {
+            admit(&typed(json!(["orders.read"]))).unwrap();
+            let refused = admit(&typed(json!(["orders read"]))).unwrap_err();
+            assert_eq!(refused.violations().len(), 1, "{refused}");
+        }
+        assert!(
+            ACCEPTED
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|seen| seen.contains("\"cached\"") && seen.contains("orders.read")),
+            "the accepted object is remembered"
         );
     }
 
