@@ -107,13 +107,18 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     // Plain HTTP on loopback: browsers drop `__Host-`/Secure cookies there, so dev (and only
     // dev) names the session cookie without the prefix.
     let cookie_mode = if public_url.starts_with("http://") {
-        keygate_gateway::forward_auth::CookieMode::PlainHttpDev
+        keygate_gateway::cookies::CookieMode::PlainHttpDev
     } else {
-        keygate_gateway::forward_auth::CookieMode::Host
+        keygate_gateway::cookies::CookieMode::Host
     };
-    let state = keygate_gateway::AppState::new(store, common.master_keys, &public_url, clock)
-        .map_err(|e| Fatal::Other(format!("cannot set up password hashing: {e}")))?
-        .with_edge_settings(Vec::new(), cookie_mode);
+    let deps =
+        keygate_gateway::identity::IdentityDeps::new(store, common.master_keys, &public_url, clock)
+            .map_err(|e| Fatal::Other(format!("cannot set up password hashing: {e}")))?;
+    let identity = keygate_gateway::identity::IdentityService::new(deps);
+    identity.spawn_bootstrap_from_env();
+    let state = keygate_gateway::AppState::builder(identity)
+        .cookie_mode(cookie_mode)
+        .build();
     print_next_steps(&public_url, &manifests, &data_dir, &view);
     let _held_until_exit = lock;
     axum::serve(

@@ -125,17 +125,11 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     )
     .await
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
-    let state = keygate_gateway::AppState::with_service(
-        store,
-        common.master_keys,
-        &gw.public_url,
-        clock,
-        keygate_gateway::identity::IdentityService::new(identity),
-    )
-    .with_edge_settings(
-        gw.trusted_proxies.clone(),
-        keygate_gateway::forward_auth::CookieMode::Host,
-    );
+    let identity = keygate_gateway::identity::IdentityService::new(identity);
+    identity.spawn_bootstrap_from_env();
+    let state = keygate_gateway::AppState::builder(identity)
+        .trusted_proxies(gw.trusted_proxies.clone())
+        .build();
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let listener = bind(gw.listen).await?;

@@ -129,13 +129,7 @@ async fn serve_with(
         breached: BreachedList::default(),
         limits,
     });
-    let state = AppState::with_service(
-        store.clone(),
-        master.clone(),
-        &url,
-        clock.clone(),
-        identity.clone(),
-    );
+    let state = AppState::builder(identity.clone()).build();
     let app = keygate_gateway::app(state);
     let task = tokio::spawn(async move {
         let _ = axum::serve(
@@ -1791,7 +1785,7 @@ async fn another_persons_session_and_tokens_are_out_of_reach(pool: sqlx::PgPool)
     assert_eq!(s, StatusCode::OK);
 }
 
-/// DESIGN §4: Postgres is the fallback when Redis did not carry a revocation. Two replicas
+/// Postgres is the fallback when Redis did not carry a revocation. Two replicas
 /// share the database but no Redis (each has only its own in-process revocation set): a
 /// session revoked on A is refused on A at once, and on B as soon as B's resync from the
 /// store has run — without it, B would accept the access token until it expires.

@@ -6,7 +6,7 @@ use super::accounts::check_link_shape;
 use super::audit::kind;
 use super::mailer::Email;
 use super::password;
-use super::tenants::TenantCtx;
+use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta};
 use keygate_core::store::{TokenPurpose, User, UserPatch, UserStatus};
 use serde_json::json;
@@ -176,7 +176,7 @@ impl IdentityService {
     /// the new hash with its history entry; `must_change_password` is cleared with it.
     pub(super) async fn set_new_password(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: &User,
         new_password: &str,
         _meta: &RequestMeta,

@@ -83,13 +83,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The peer, or — only when the peer is a trusted proxy — the nearest untrusted address in
 /// `X-Forwarded-For`.
 fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, state: &AppState) -> Option<IpAddr> {
-    let trusted = |ip: &IpAddr| {
-        state
-            .edge
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(ip))
-    };
+    let trusted = |ip: &IpAddr| state.trusted_proxies.iter().any(|net| net.contains(ip));
     let peer = peer?;
     if !trusted(&peer) {
         return Some(peer);
@@ -157,7 +151,7 @@ impl FromRequestParts<AppState> for Authenticated {
 }
 
 fn session_cookie(headers: &HeaderMap, state: &AppState) -> Option<String> {
-    let name = state.edge.cookie_mode.session_cookie();
+    let name = state.cookie_mode.session_cookie();
     headers
         .get_all(header::COOKIE)
         .iter()
