@@ -93,6 +93,31 @@ async fn connect_picks_backend_by_url_scheme() {
         dir.path().join("new.db").exists(),
         "the file is created when missing"
     );
+    // It holds password and token hashes: readable by its owner only, like the master key.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| {
+            std::fs::metadata(dir.path().join(f))
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok()
+        };
+        assert_eq!(mode("new.db"), Some(0o600));
+        for side in ["new.db-wal", "new.db-shm"] {
+            assert!(
+                matches!(mode(side), None | Some(0o600)),
+                "{side}: {:o}",
+                mode(side).unwrap_or(0)
+            );
+        }
+        // A file an older version left world-readable is narrowed when opened again.
+        let old = dir.path().join("old.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let url = format!("sqlite://{}", old.display());
+        keygate_core::store::connect(&url).await.unwrap();
+        assert_eq!(mode("old.db"), Some(0o600));
+    }
 
     let err = keygate_core::store::connect("mysql://root:secret@db/keygate")
         .await
@@ -105,4 +130,25 @@ async fn connect_picks_backend_by_url_scheme() {
         !err.to_string().contains("secret"),
         "the URL's password never appears in errors"
     );
+}
+
+#[path = "store/database_roles.rs"]
+mod database_roles;
+
+/// The gateway's and the operator's database roles: PostgreSQL only (SQLite has no roles).
+mod postgres_roles {
+    #[sqlx::test(migrations = false)]
+    async fn the_gateway_role_cannot_rewrite_audit_or_declared_state(pool: sqlx::PgPool) {
+        crate::database_roles::the_gateway_role_cannot_rewrite_audit_or_declared_state(pool).await;
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn the_operator_role_writes_declared_state_only(pool: sqlx::PgPool) {
+        crate::database_roles::the_operator_role_writes_declared_state_only(pool).await;
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn every_table_is_granted_to_its_role(pool: sqlx::PgPool) {
+        crate::database_roles::every_table_is_granted_to_its_role(pool).await;
+    }
 }

@@ -42,6 +42,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "secrets": {
             "existingSecret": "",
             "databaseUrl": "postgres://keygate:pw@postgres:5432/keygate",
+            "gatewayDatabaseUrl": "postgres://keygate_gw:pw@postgres:5432/keygate",
+            "operatorDatabaseUrl": "postgres://keygate_op:pw@postgres:5432/keygate",
             "redisUrl": "redis://redis:6379/0",
             "masterKeys": MASTER_KEYS,
         },

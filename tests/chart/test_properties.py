@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from conftest import Rendering, pod_templates, render, rendering_of, objects_of
+from conftest import REPO, Rendering, pod_templates, render, rendering_of, objects_of
 
 GATEWAY = "keygate-gateway"
 OPERATOR = "keygate-operator"
@@ -81,6 +83,17 @@ def test_migration_job_has_no_token_and_sees_only_what_it_needs(rendering: Rende
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
 
 
+def test_gateway_and_operator_never_get_the_schema_owners_database_login(rendering: Rendering):
+    # The owner may drop the audit triggers and rewrite declared state: only the migration
+    # Job holds it. Each long-running component signs in to the database as its own role.
+    for kind_name, key in ((("Deployment", GATEWAY), "gateway-database-url"), (("Deployment", OPERATOR), "operator-database-url")):
+        spec = rendering.get(*kind_name)["spec"]["template"]["spec"]
+        items = [i["key"] for v in spec["volumes"] if v["name"] == "secrets" for i in v["secret"]["items"]]
+        assert key in items and "database-url" not in items, (kind_name, items)
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        assert env["KEYGATE_DATABASE_URL_FILE"].endswith("/" + key), (kind_name, env)
+
+
 def test_secrets_are_files_never_env_values(rendering: Rendering):
     secret_name = rendering.values()["secrets"]["existingSecret"] or "keygate-secrets"
     for name, template in pod_templates(rendering):
@@ -139,7 +152,9 @@ def test_chart_created_secret_exists_before_the_migration_job():
     assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
     # Never deleted after the hooks ran: the Deployments mount it.
     assert "hook-succeeded" not in secret["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
-    assert set(secret["stringData"]) == {"database-url", "redis-url", "master-keys"}
+    assert set(secret["stringData"]) == {
+        "database-url", "gateway-database-url", "operator-database-url", "redis-url", "master-keys",
+    }
     # Pods roll when the chart-created Secret changes.
     for name, template in pod_templates(r):
         assert "checksum/secrets" in template["metadata"]["annotations"], name
@@ -147,6 +162,11 @@ def test_chart_created_secret_exists_before_the_migration_job():
 
 def test_chart_created_secret_requires_its_values():
     with pytest.raises(Exception, match="secrets.masterKeys is required"):
+        render({"secrets": {
+            "existingSecret": "", "databaseUrl": "postgres://db/k", "gatewayDatabaseUrl": "postgres://gw@db/k",
+            "operatorDatabaseUrl": "postgres://op@db/k", "redisUrl": "redis://r",
+        }})
+    with pytest.raises(Exception, match="secrets.gatewayDatabaseUrl is required"):
         render({"secrets": {"existingSecret": "", "databaseUrl": "postgres://db/k", "redisUrl": "redis://r"}})
 
 
@@ -433,10 +453,24 @@ def test_public_url_and_notes():
     assert env["KEYGATE_PUBLIC_URL"] == "https://auth.example.com"
 
 
-def test_ingress_routes_only_browser_paths():
+def page_link_prefixes():
+    """First path segment of every absolute link, form action and asset in the page templates."""
+    templates = REPO / "gateway" / "src" / "pages" / "templates"
+    found = set()
+    for page in templates.glob("*.html"):
+        for target in re.findall(r'(?:href|src|action)="(/[^"{]*)', page.read_text()):
+            found.add("/" + target.lstrip("/").split("/", 1)[0])
+    return found
+
+
+def test_ingress_routes_every_path_the_pages_use_and_nothing_in_cluster():
     ing = rendering_of("namespaced-operator").get("Ingress", GATEWAY)
     paths = [p["path"] for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert paths == ["/t"]
+    used = page_link_prefixes()
+    assert {"/t", "/assets"} <= used, used
+    # A stylesheet or form the Ingress does not route is a broken page for every person.
+    assert used <= set(paths), (used, paths)
+    assert not {"/forward-auth", "/metrics", "/healthz", "/readyz"} & set(paths), paths
     assert ing["spec"]["tls"][0]["hosts"] == ["auth.example.com"]
     assert ing["spec"]["ingressClassName"] == "nginx"
 

@@ -118,7 +118,7 @@ Fail early on value combinations the schema cannot express.
 */}}
 {{- define "keygate.validate" -}}
 {{- if not .Values.secrets.existingSecret -}}
-{{- range $key := list "databaseUrl" "redisUrl" "masterKeys" -}}
+{{- range $key := list "databaseUrl" "gatewayDatabaseUrl" "operatorDatabaseUrl" "redisUrl" "masterKeys" -}}
 {{- if not (index $.Values.secrets $key) -}}
 {{- fail (printf "secrets.%s is required when secrets.existingSecret is empty (or set secrets.existingSecret to a Secret you manage; see docs/install.md)" $key) -}}
 {{- end -}}
@@ -207,8 +207,6 @@ Takes a dict {ctx, keys}.
   value: {{ .Values.config.logFormat | quote }}
 - name: KEYGATE_LOG
   value: {{ .Values.config.logLevel | quote }}
-- name: KEYGATE_DATABASE_URL_FILE
-  value: {{ include "keygate.secretsMountPath" . }}/database-url
 - name: KEYGATE_REDIS_URL_FILE
   value: {{ include "keygate.secretsMountPath" . }}/redis-url
 - name: KEYGATE_MASTER_KEYS_FILE

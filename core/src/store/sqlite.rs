@@ -33,7 +33,9 @@ impl SqliteStore {
 
     /// [`SqliteStore::connect`] with the given pool settings.
     pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        owner_only(options.get_filename())?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -92,6 +94,48 @@ impl SqliteStore {
 
     // SQLite has no data-modifying CTEs: rotation takes the write lock and runs two statements.
     const SQL_ROTATE_REFRESH: Option<&'static str> = None;
+}
+
+/// Creates the database file readable and writable by its owner only (0600), or narrows an
+/// existing one to that: it holds password hashes, session and token hashes and sealed keys,
+/// like the master key beside it in `keygate dev`. SQLite gives its `-wal` and `-shm` files
+/// the database file's mode.
+#[cfg(unix)]
+fn owner_only(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(());
+    }
+    let failed = |source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)
+                .map_err(failed)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(failed)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &std::path::Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 impl_store!(SqliteStore, sqlx::Sqlite);

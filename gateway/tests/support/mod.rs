@@ -1,7 +1,9 @@
 //! A real gateway on 127.0.0.1 (free port, SQLite in a temp dir) with the test identity
-//! stand-in wired into forward-auth and the pages.
+//! stand-in wired into forward-auth and the pages. [`env`] is the identity tests' gateway:
+//! the real `IdentityService` over PostgreSQL (or SQLite) and Redis, with a manual clock.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod env;
 pub mod identities;
 pub mod real;
 
