@@ -1,7 +1,7 @@
 //! `/forward-auth`: the check ingress-nginx (`auth-url`), Traefik (`ForwardAuth`) and Envoy
 //! (`ext_authz`, HTTP) make before every request to a protected app.
 //!
-//! A check goes in named steps ([`authorize`]): read the requirements (a misconfiguration
+//! A check goes in named steps (`authorize`): read the requirements (a misconfiguration
 //! denies with 403 and is logged once), find the tenant (the identity service's cache), take
 //! the credential, reuse a proven identity from the cache (checked against the replica-local
 //! revocation set on every request) or ask the [`Authenticator`], then

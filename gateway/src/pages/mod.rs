@@ -10,8 +10,8 @@
 //! workflows behind the [`AccountFlows`] seam, so tests can stand one in).
 //!
 //! One module per group of pages; each page is a [`Page`] (template and title) rendered
-//! through [`Screen`], which adds the CSRF token and the common context. A refused workflow
-//! is shown by [`refusal`], the one place a [`FlowError`] becomes a field, a message and a
+//! through `Screen`, which adds the CSRF token and the common context. A refused workflow
+//! is shown by `refusal`, the one place a [`FlowError`] becomes a field, a message and a
 //! status.
 
 pub mod csrf;
