@@ -65,6 +65,9 @@ pub enum FlowError {
     /// The password breaks the tenant's policy; the text says which rule.
     #[error("password rejected: {0}")]
     PasswordRejected(String),
+    /// A field is unusable (too long, not an email address); the text says which.
+    #[error("unusable input: {0}")]
+    Unusable(String),
     /// The link is unknown, used or expired.
     #[error("invalid or expired link")]
     InvalidLink,
@@ -112,9 +115,10 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
 impl From<IdentityError> for FlowError {
     fn from(e: IdentityError) -> Self {
         match e {
-            IdentityError::InvalidCredentials
-            | IdentityError::TenantNotFound
-            | IdentityError::InvalidRequest(_) => FlowError::InvalidCredentials,
+            IdentityError::InvalidCredentials | IdentityError::TenantNotFound => {
+                FlowError::InvalidCredentials
+            }
+            IdentityError::InvalidRequest(why) => FlowError::Unusable(why),
             IdentityError::AccountLocked { .. } | IdentityError::RateLimited { .. } => {
                 FlowError::Locked
             }

@@ -158,6 +158,10 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
         FlowError::PasswordRejected(why) => {
             return ("password", why, StatusCode::UNPROCESSABLE_ENTITY);
         }
+        FlowError::Unusable(why) => {
+            let text = format!("This cannot be used: {why}.");
+            return ("email", text, StatusCode::UNPROCESSABLE_ENTITY);
+        }
         FlowError::InvalidLink => (
             "token",
             "This link is no longer valid.",
@@ -434,4 +438,39 @@ struct TokenForm {
     token: String,
     #[serde(default)]
     password: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_a_field_a_message_and_a_client_or_outage_status() {
+        let cases = [
+            (FlowError::InvalidCredentials, "password", 401),
+            (FlowError::Locked, "email", 429),
+            (FlowError::EmailNotVerified, "email", 403),
+            (FlowError::RegistrationClosed, "email", 403),
+            (FlowError::PasswordSignInDisabled, "email", 403),
+            (
+                FlowError::PasswordRejected("too short".into()),
+                "password",
+                422,
+            ),
+            (
+                FlowError::Unusable("email is not a valid address".into()),
+                "email",
+                422,
+            ),
+            (FlowError::InvalidLink, "token", 400),
+            (FlowError::Unavailable, "email", 503),
+        ];
+        for (error, field, status) in cases {
+            let (f, text, s) = refusal(error.clone());
+            assert_eq!((f, s.as_u16()), (field, status), "{error:?}");
+            assert!(!text.is_empty(), "{error:?}");
+        }
+        let (_, text, _) = refusal(FlowError::PasswordRejected("too short".into()));
+        assert_eq!(text, "too short", "the policy's reason is shown as it is");
+    }
 }
