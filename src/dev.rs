@@ -121,13 +121,14 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         .build();
     print_next_steps(&public_url, &manifests, &data_dir, &view);
     let _held_until_exit = lock;
-    axum::serve(
-        keygate_gateway::listener(listener),
-        keygate_gateway::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    keygate_gateway::server::serve(
+        listener,
+        keygate_gateway::app(state),
+        keygate_gateway::server::ClientTimeouts::default(),
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| Fatal::Other(format!("server stopped: {e}")))
+    .await;
+    Ok(())
 }
 
 fn print_next_steps(

@@ -134,13 +134,14 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
-    axum::serve(
-        keygate_gateway::listener(listener),
-        keygate_gateway::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    keygate_gateway::server::serve(
+        listener,
+        keygate_gateway::app(state),
+        keygate_gateway::server::ClientTimeouts::default(),
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| Fatal::Other(format!("server stopped: {e}")))
+    .await;
+    Ok(())
 }
 
 /// `keygate operator`.

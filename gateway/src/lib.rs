@@ -4,21 +4,24 @@
 //! Dependencies run one way: the adapters (`routes`, `pages`, `forward_auth`, `oidc`,
 //! `health`) → [`identity`] → the store. Adapters never see the store, and `identity`
 //! imports no adapter (the tests below check both); adapters do not import each other,
-//! only the leaf modules they share ([`cookies`], [`return_url`], [`error`]). Each response format turns errors into
-//! HTTP in one place: problem+json ([`error::ApiError`]), OAuth (`routes::oauth2::OAuthError`),
+//! only the leaf modules they share ([`client_addr`], [`meta`], [`cookies`],
+//! [`return_url`], [`error`]). Each response format turns errors into HTTP in one place: problem+json ([`error::ApiError`]), OAuth (`routes::oauth2::OAuthError`),
 //! forward-auth ([`forward_auth::Denial`]) and the pages (`pages::refusal`).
 
+pub mod client_addr;
 pub mod cookies;
 pub mod error;
 pub mod forward_auth;
 mod health;
 pub mod identity;
+pub mod meta;
 mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod return_url;
 pub mod routes;
 mod security_headers;
+pub mod server;
 pub mod state;
 
 pub use state::{AppState, AppStateBuilder};

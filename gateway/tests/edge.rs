@@ -886,9 +886,14 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
 
     // Revoked: refused on the very next request, although each was cached.
     let live = gw.real().tenant(&gw.tenant.name).await.unwrap();
-    keygate_gateway::identity::AccountFlows::sign_out(gw.real(), &live, &cookie)
-        .await
-        .unwrap();
+    keygate_gateway::identity::AccountFlows::sign_out(
+        gw.real(),
+        &live,
+        &cookie,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     gw.ephemeral
         .revoke(&token_sid.to_string(), Duration::from_secs(600))
         .await

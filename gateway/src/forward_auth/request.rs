@@ -43,7 +43,7 @@ pub struct Inbound<'a> {
     pub proxy: Proxy,
     /// Method of the original request, when known.
     pub method: Option<Method>,
-    /// The client's address (from a trusted proxy's headers, else the peer).
+    /// The client's address, by the gateway's one rule ([`crate::client_addr`]).
     pub client_ip: Option<IpAddr>,
     /// A browser navigation (`Accept: text/html`), which may get a redirect to sign in.
     pub wants_html: bool,
@@ -133,19 +133,7 @@ pub fn inbound<'a>(
     let wants_html =
         single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
     let from_trusted = trusted(peer, trusted_proxies);
-    let forwarded_ip = || {
-        if !from_trusted {
-            return None;
-        }
-        single(headers, "x-real-ip")
-            .and_then(|v| v.parse().ok())
-            .or_else(|| {
-                single(headers, "x-forwarded-for")
-                    .and_then(|v| v.split(',').next())
-                    .and_then(|v| v.trim().parse().ok())
-            })
-    };
-    let client_ip = forwarded_ip().or(peer);
+    let client_ip = crate::client_addr::client_addr(peer, headers, trusted_proxies);
 
     if let Some(suffix) = envoy_suffix {
         let scheme = single(headers, "x-forwarded-proto")
@@ -377,6 +365,35 @@ mod tests {
             (u.method.clone(), u.url(), u.client_ip),
             (None, None, Some("192.0.2.1".parse().unwrap()))
         );
+    }
+
+    #[test]
+    fn the_client_address_follows_the_gateways_one_rule() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&[
+            ("x-original-url", "https://app.example.com/"),
+            ("x-real-ip", "198.51.100.7"),
+            ("x-forwarded-for", "198.51.100.8, 203.0.113.9"),
+        ]);
+        // An untrusted client chooses nothing, by either header.
+        let direct = inbound(
+            &h,
+            &Method::GET,
+            None,
+            Some("192.0.2.1".parse().unwrap()),
+            &nets,
+        );
+        assert_eq!(direct.client_ip, Some("192.0.2.1".parse().unwrap()));
+        // From a trusted proxy: the right-most hop, not the client-written left-most one,
+        // and not X-Real-IP when X-Forwarded-For names the client.
+        let proxied = inbound(
+            &h,
+            &Method::GET,
+            None,
+            Some("10.1.2.3".parse().unwrap()),
+            &nets,
+        );
+        assert_eq!(proxied.client_ip, Some("203.0.113.9".parse().unwrap()));
     }
 
     #[test]

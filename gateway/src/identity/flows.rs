@@ -1,10 +1,11 @@
 //! The seam between the sign-in pages and the identity service's workflows. The pages own
 //! forms, CSRF, cookies and messages; the workflows own passwords, lockout, sessions and
 //! emails. The identity service implements [`AccountFlows`]; tests put a stand-in behind it.
+//! Every workflow gets the request's facts ([`RequestMeta`]: client address, request id,
+//! user agent) for its rate limits, audit rows and session records.
 
 use super::{IdentityError, IdentityService, LiveTenant, PasswordSignIn, RequestMeta, SignUp};
 use async_trait::async_trait;
-use std::net::IpAddr;
 
 /// A sign-in form as submitted.
 #[derive(Clone)]
@@ -13,17 +14,11 @@ pub struct SignInAttempt {
     pub email: String,
     /// Password as typed (never logged).
     pub password: String,
-    /// Client address, for rate limits and the session record.
-    pub ip: Option<IpAddr>,
-    /// Browser description, for the session record.
-    pub user_agent: Option<String>,
 }
 
 impl std::fmt::Debug for SignInAttempt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignInAttempt")
-            .field("ip", &self.ip)
-            .finish_non_exhaustive()
+        f.debug_struct("SignInAttempt").finish_non_exhaustive()
     }
 }
 
@@ -84,6 +79,7 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         &self,
         tenant: &LiveTenant,
         attempt: &SignInAttempt,
+        meta: &RequestMeta,
     ) -> Result<BrowserSession, FlowError>;
     /// Registers an account (and sends the verification email). Succeeds silently when the
     /// email is taken, so registration does not reveal accounts.
@@ -92,14 +88,21 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         tenant: &LiveTenant,
         email: &str,
         password: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError>;
     /// Consumes an email-verification link.
-    async fn verify_email(&self, tenant: &LiveTenant, token: &str) -> Result<(), FlowError>;
+    async fn verify_email(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError>;
     /// Sends a reset link if the account exists; succeeds either way.
     async fn request_password_reset(
         &self,
         tenant: &LiveTenant,
         email: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError>;
     /// Consumes a reset link and sets the password (ending the account's other sessions).
     async fn reset_password(
@@ -107,9 +110,15 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         tenant: &LiveTenant,
         token: &str,
         password: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError>;
     /// Ends the session the cookie names, on every replica.
-    async fn sign_out(&self, tenant: &LiveTenant, cookie_value: &str) -> Result<(), FlowError>;
+    async fn sign_out(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError>;
 }
 
 impl From<IdentityError> for FlowError {
@@ -156,20 +165,13 @@ impl From<IdentityError> for FlowError {
     }
 }
 
-fn meta(ip: Option<std::net::IpAddr>, user_agent: Option<String>) -> RequestMeta {
-    RequestMeta {
-        ip,
-        request_id: None,
-        user_agent,
-    }
-}
-
 #[async_trait]
 impl AccountFlows for IdentityService {
     async fn sign_in(
         &self,
         tenant: &LiveTenant,
         attempt: &SignInAttempt,
+        meta: &RequestMeta,
     ) -> Result<BrowserSession, FlowError> {
         let req = PasswordSignIn {
             email: attempt.email.clone(),
@@ -177,13 +179,7 @@ impl AccountFlows for IdentityService {
             browser: true,
             ..PasswordSignIn::default()
         };
-        let done = IdentityService::sign_in(
-            self,
-            &tenant.row.name,
-            req,
-            &meta(attempt.ip, attempt.user_agent.clone()),
-        )
-        .await?;
+        let done = IdentityService::sign_in(self, tenant.name(), req, meta).await?;
         let max_age = (done.session_expires_at - self.now())
             .to_std()
             .unwrap_or_default();
@@ -203,34 +199,32 @@ impl AccountFlows for IdentityService {
         tenant: &LiveTenant,
         email: &str,
         password: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError> {
         let req = SignUp {
             email: email.to_owned(),
             password: password.to_owned(),
             ..SignUp::default()
         };
-        Ok(IdentityService::sign_up(self, &tenant.row.name, req, &RequestMeta::default()).await?)
+        Ok(IdentityService::sign_up(self, tenant.name(), req, meta).await?)
     }
 
-    async fn verify_email(&self, tenant: &LiveTenant, token: &str) -> Result<(), FlowError> {
-        Ok(
-            IdentityService::verify_email(self, &tenant.row.name, token, &RequestMeta::default())
-                .await?,
-        )
+    async fn verify_email(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError> {
+        Ok(IdentityService::verify_email(self, tenant.name(), token, meta).await?)
     }
 
     async fn request_password_reset(
         &self,
         tenant: &LiveTenant,
         email: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError> {
-        Ok(IdentityService::request_password_reset(
-            self,
-            &tenant.row.name,
-            email,
-            &RequestMeta::default(),
-        )
-        .await?)
+        Ok(IdentityService::request_password_reset(self, tenant.name(), email, meta).await?)
     }
 
     async fn reset_password(
@@ -238,21 +232,20 @@ impl AccountFlows for IdentityService {
         tenant: &LiveTenant,
         token: &str,
         password: &str,
+        meta: &RequestMeta,
     ) -> Result<(), FlowError> {
-        Ok(IdentityService::reset_password(
-            self,
-            &tenant.row.name,
-            token,
-            password,
-            &RequestMeta::default(),
-        )
-        .await?)
+        Ok(IdentityService::reset_password(self, tenant.name(), token, password, meta).await?)
     }
 
-    async fn sign_out(&self, tenant: &LiveTenant, cookie_value: &str) -> Result<(), FlowError> {
+    async fn sign_out(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError> {
         let Ok(principal) = self.session_principal(tenant, cookie_value).await else {
             return Ok(());
         };
-        Ok(IdentityService::sign_out(self, &principal, &RequestMeta::default()).await?)
+        Ok(IdentityService::sign_out(self, &principal, meta).await?)
     }
 }

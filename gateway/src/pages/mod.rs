@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::identity::{AccountFlows, FlowError, IdentityService, LiveTenant};
 use crate::return_url::safe_return_url;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path, RawQuery, State};
+use axum::extract::{FromRef, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -36,7 +36,6 @@ use keygate_crds::Registration;
 use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The compiled page templates.
@@ -241,24 +240,6 @@ fn checked_rd(state: &PagesState, tenant: &LiveTenant, rd: Option<&str>) -> Opti
             &state.public_url,
         )
     })
-}
-
-/// The TCP peer's address when the server was started with connect info; never rejects.
-pub struct PeerAddr(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
 }
 
 /// What a form page fills in from its URL when it is opened.

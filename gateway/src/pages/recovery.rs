@@ -4,6 +4,7 @@
 use super::{EmailPasswordForm, Page, Pages, TokenForm, csrf_ok, refusal};
 use crate::error::ApiError;
 use crate::identity::FlowError;
+use crate::meta::Meta;
 use crate::return_url::signin_url;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
@@ -24,6 +25,7 @@ pub(super) const RESET: Page = Page {
 pub(super) async fn forgot_submit(
     State(state): Pages,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -48,7 +50,10 @@ pub(super) async fn forgot_submit(
             .await);
     }
     // Same answer whether or not the account exists.
-    let _ = state.flows.request_password_reset(&tenant, &email).await;
+    let _ = state
+        .flows
+        .request_password_reset(&tenant, &email, &meta)
+        .await;
     Ok(screen.message(
         "Check your email",
         "If an account uses this address, we have sent it a link to set a new password.",
@@ -60,6 +65,7 @@ pub(super) async fn forgot_submit(
 pub(super) async fn reset_submit(
     State(state): Pages,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -76,7 +82,7 @@ pub(super) async fn reset_submit(
     }
     let outcome = state
         .flows
-        .reset_password(&tenant, &form.token, &form.password)
+        .reset_password(&tenant, &form.token, &form.password, &meta)
         .await;
     Ok(match outcome {
         Ok(()) => screen.message(

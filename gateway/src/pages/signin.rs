@@ -1,12 +1,13 @@
 //! Sign in (sets the session cookie) and sign out (ends the session, clears the cookie).
 
-use super::{EmailPasswordForm, Errors, Page, Pages, PeerAddr, checked_rd, csrf_ok};
+use super::{EmailPasswordForm, Errors, Page, Pages, checked_rd, csrf_ok};
 use crate::error::ApiError;
 use crate::identity::SignInAttempt;
+use crate::meta::Meta;
 use crate::return_url::signin_url;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
@@ -24,8 +25,7 @@ pub(super) const SIGN_OUT: Page = Page {
 pub(super) async fn signin_submit(
     State(state): Pages,
     Path(name): Path<String>,
-    PeerAddr(peer): PeerAddr,
-    headers: HeaderMap,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -60,13 +60,8 @@ pub(super) async fn signin_submit(
     let attempt = SignInAttempt {
         email: form.email.trim().to_owned(),
         password: form.password.clone(),
-        ip: peer,
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
     };
-    let signed_in = match state.flows.sign_in(&tenant, &attempt).await {
+    let signed_in = match state.flows.sign_in(&tenant, &attempt, &meta).await {
         Ok(signed_in) => signed_in,
         Err(e) => return Ok(screen.refused(jar, e, again).await),
     };
@@ -91,6 +86,7 @@ pub(super) struct SignOutForm {
 pub(super) async fn signout_submit(
     State(state): Pages,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<SignOutForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -109,7 +105,7 @@ pub(super) async fn signout_submit(
     }
     let cookie_name = state.cookies.session_cookie();
     if let Some(session) = jar.get(cookie_name).map(|c| c.value().to_owned())
-        && let Err(e) = state.flows.sign_out(&tenant, &session).await
+        && let Err(e) = state.flows.sign_out(&tenant, &session, &meta).await
     {
         tracing::warn!(error = %e, "sign-out could not end the session");
         return Ok(screen.message(

@@ -2,6 +2,7 @@
 
 use super::{EmailPasswordForm, Errors, Page, Pages, TokenForm, checked_rd, csrf_ok, refusal};
 use crate::error::ApiError;
+use crate::meta::Meta;
 use crate::return_url::signin_url;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
@@ -22,6 +23,7 @@ pub(super) const VERIFY: Page = Page {
 pub(super) async fn signup_submit(
     State(state): Pages,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -55,7 +57,7 @@ pub(super) async fn signup_submit(
     }
     let outcome = state
         .flows
-        .sign_up(&tenant, form.email.trim(), &form.password)
+        .sign_up(&tenant, form.email.trim(), &form.password, &meta)
         .await;
     Ok(match outcome {
         Ok(()) => screen.message(
@@ -74,6 +76,7 @@ pub(super) async fn signup_submit(
 pub(super) async fn verify_submit(
     State(state): Pages,
     Path(name): Path<String>,
+    Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -89,16 +92,18 @@ pub(super) async fn verify_submit(
         "Sign in",
         signin_url(&state.public_url, tenant.name(), None),
     ));
-    Ok(match state.flows.verify_email(&tenant, &form.token).await {
-        Ok(()) => screen.message(
-            "Email verified",
-            "Thank you, your email address is confirmed.",
-            StatusCode::OK,
-            signin,
-        ),
-        Err(e) => {
-            let (_, text, status) = refusal(e);
-            screen.message("Email not verified", &text, status, signin)
-        }
-    })
+    Ok(
+        match state.flows.verify_email(&tenant, &form.token, &meta).await {
+            Ok(()) => screen.message(
+                "Email verified",
+                "Thank you, your email address is confirmed.",
+                StatusCode::OK,
+                signin,
+            ),
+            Err(e) => {
+                let (_, text, status) = refusal(e);
+                screen.message("Email not verified", &text, status, signin)
+            }
+        },
+    )
 }

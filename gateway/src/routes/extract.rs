@@ -1,14 +1,15 @@
 //! Extractors of the identity routes: a JSON body whose rejection is our problem+json,
-//! the request facts workflows record, and the authenticated [`Principal`].
+//! the request facts workflows record ([`Meta`], shared with the pages), and the
+//! authenticated [`Principal`].
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::identity::{IdentityError, Principal, RequestMeta};
+use crate::identity::{IdentityError, Principal};
+pub use crate::meta::Meta;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use std::net::{IpAddr, SocketAddr};
 
 /// A JSON body; malformed input answers problem+json with a stable code, never axum's text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,57 +49,11 @@ fn body_error(rejection: &JsonRejection) -> ApiError {
     }
 }
 
-/// The client address, request id and user agent of a request.
-#[derive(Debug, Clone)]
-pub struct Meta(pub RequestMeta);
-
-impl FromRequestParts<AppState> for Meta {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        Ok(Self(RequestMeta {
-            ip: client_ip(peer, &parts.headers, state),
-            request_id: header_str(&parts.headers, "x-request-id")
-                .map(|v| v.chars().take(128).collect()),
-            user_agent: header_str(&parts.headers, header::USER_AGENT.as_str())
-                .map(|v| v.chars().take(512).collect()),
-        }))
-    }
-}
-
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
-}
-
-/// The peer, or — only when the peer is a trusted proxy — the nearest untrusted address in
-/// `X-Forwarded-For`.
-fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, state: &AppState) -> Option<IpAddr> {
-    let trusted = |ip: &IpAddr| state.trusted_proxies.iter().any(|net| net.contains(ip));
-    let peer = peer?;
-    if !trusted(&peer) {
-        return Some(peer);
-    }
-    let forwarded = header_str(headers, "x-forwarded-for").unwrap_or_default();
-    let hops: Vec<IpAddr> = forwarded
-        .split(',')
-        .filter_map(|h| h.trim().parse().ok())
-        .collect();
-    Some(
-        hops.into_iter()
-            .rev()
-            .find(|ip| !trusted(ip))
-            .unwrap_or(peer),
-    )
 }
 
 /// The caller, authenticated by `Authorization: Bearer` (an access token or an API key),

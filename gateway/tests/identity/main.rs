@@ -12,6 +12,7 @@ mod support;
 mod accounts;
 mod admin;
 mod api;
+mod client_address;
 mod replicas;
 mod sessions;
 mod signin;

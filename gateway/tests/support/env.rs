@@ -68,6 +68,16 @@ pub async fn env(pool: sqlx::PgPool) -> Env {
 
 /// A gateway on PostgreSQL and Redis with the given rate limits.
 pub async fn env_with_limits(pool: sqlx::PgPool, limits: RateLimits) -> Env {
+    env_behind_proxies(pool, limits, &[]).await
+}
+
+/// A gateway on PostgreSQL and Redis with the given rate limits that believes forwarded
+/// headers from peers in `trusted_proxies` (CIDRs, `KEYGATE_TRUSTED_PROXIES`).
+pub async fn env_behind_proxies(
+    pool: sqlx::PgPool,
+    limits: RateLimits,
+    trusted_proxies: &[&str],
+) -> Env {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
     let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
@@ -76,7 +86,11 @@ pub async fn env_with_limits(pool: sqlx::PgPool, limits: RateLimits) -> Env {
             .await
             .expect("Redis"),
     );
-    serve(store, ephemeral, clock, limits).await
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let proxies = trusted_proxies.iter().map(|n| n.parse().unwrap()).collect();
+    serve_on(store, ephemeral, clock, limits, master, None, proxies)
+        .await
+        .0
 }
 
 /// The embedded mode of `keygate dev`: SQLite in a temporary file, in-process ephemeral state.
@@ -116,6 +130,28 @@ pub async fn serve_with(
     master: MasterKeys,
     public_url: Option<&str>,
 ) -> (Env, IdentityService) {
+    serve_on(
+        store,
+        ephemeral,
+        clock,
+        limits,
+        master,
+        public_url,
+        Vec::new(),
+    )
+    .await
+}
+
+/// [`serve_with`], believing forwarded headers from peers in `trusted_proxies`.
+async fn serve_on(
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    clock: Arc<ManualClock>,
+    limits: RateLimits,
+    master: MasterKeys,
+    public_url: Option<&str>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+) -> (Env, IdentityService) {
     store.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let own_url = format!("http://{}", listener.local_addr().unwrap());
@@ -134,7 +170,9 @@ pub async fn serve_with(
         breached: BreachedList::default(),
         limits,
     });
-    let state = AppState::builder(identity.clone()).build();
+    let state = AppState::builder(identity.clone())
+        .trusted_proxies(trusted_proxies)
+        .build();
     let app = keygate_gateway::app(state);
     let task = tokio::spawn(async move {
         let _ = axum::serve(
@@ -391,6 +429,61 @@ impl Env {
             .unwrap()
             .to_owned();
         (r.json().await.unwrap(), value)
+    }
+
+    /// Submits a sign-in page form as a browser would: opens the page for a CSRF token and its
+    /// binding cookie, then posts `pairs` with them, `headers` and any `cookie` (`name=value`)
+    /// added. Returns the status, the `Set-Cookie` values and the page's HTML.
+    pub async fn page_post(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        cookie: Option<&str>,
+    ) -> (StatusCode, Vec<String>, String) {
+        let page = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "GET {path}");
+        let binding = page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let html = page.text().await.unwrap();
+        let token = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut form = vec![("csrf", token.as_str())];
+        form.extend_from_slice(pairs);
+        let cookies = cookie.map_or(binding.clone(), |c| format!("{binding}; {c}"));
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", cookies)
+            .form_pairs(&form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let set_cookies = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        (status, set_cookies, r.text().await.unwrap())
     }
 
     /// `GET /t/{tenant}/sessions` with only the session cookie `value`.

@@ -15,7 +15,7 @@ use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::Tenant;
 use keygate_gateway::identity::{
     AccountFlows, AuthError, Authenticator, BrowserSession, CredentialKind, FlowError, Identity,
-    LiveTenant, SignInAttempt,
+    LiveTenant, RequestMeta, SignInAttempt,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -291,6 +291,7 @@ impl AccountFlows for TestIdentities {
         &self,
         tenant: &LiveTenant,
         attempt: &SignInAttempt,
+        _: &RequestMeta,
     ) -> Result<BrowserSession, FlowError> {
         if tenant.row.id != self.tenant_id {
             return Err(FlowError::InvalidCredentials);
@@ -309,19 +310,46 @@ impl AccountFlows for TestIdentities {
             max_age: std::time::Duration::from_secs(3600),
         })
     }
-    async fn sign_up(&self, _: &LiveTenant, _: &str, _: &str) -> Result<(), FlowError> {
+    async fn sign_up(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Ok(())
     }
-    async fn verify_email(&self, _: &LiveTenant, _: &str) -> Result<(), FlowError> {
+    async fn verify_email(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Err(FlowError::InvalidLink)
     }
-    async fn request_password_reset(&self, _: &LiveTenant, _: &str) -> Result<(), FlowError> {
+    async fn request_password_reset(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Ok(())
     }
-    async fn reset_password(&self, _: &LiveTenant, _: &str, _: &str) -> Result<(), FlowError> {
+    async fn reset_password(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Err(FlowError::InvalidLink)
     }
-    async fn sign_out(&self, _: &LiveTenant, cookie_value: &str) -> Result<(), FlowError> {
+    async fn sign_out(
+        &self,
+        _: &LiveTenant,
+        cookie_value: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         let removed = self.sessions.lock().unwrap().remove(cookie_value);
         if let Some((sid, _)) = removed {
             self.ephemeral
