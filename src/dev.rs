@@ -103,9 +103,9 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     // Plain HTTP on loopback: browsers drop `__Host-`/Secure cookies there, so dev (and only
     // dev) names the session cookie without the prefix.
     let cookie_mode = if gw.public_url.starts_with("http://") {
-        keygate_gateway::forward_auth::CookieMode::PlainHttpDev
+        keygate_gateway::cookies::CookieMode::PlainHttpDev
     } else {
-        keygate_gateway::forward_auth::CookieMode::Host
+        keygate_gateway::cookies::CookieMode::Host
     };
     let state = gateway_state(store, common.master_keys, &gw, clock, cookie_mode).await?;
     print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);

@@ -125,7 +125,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         common.master_keys,
         &gw,
         clock,
-        keygate_gateway::forward_auth::CookieMode::Host,
+        keygate_gateway::cookies::CookieMode::Host,
     )
     .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
@@ -150,7 +150,7 @@ pub async fn gateway_state(
     master_keys: keygate_core::crypto::envelope::MasterKeys,
     gw: &GatewayConfig,
     clock: Arc<dyn keygate_core::clock::Clock>,
-    cookie_mode: keygate_gateway::forward_auth::CookieMode,
+    cookie_mode: keygate_gateway::cookies::CookieMode,
 ) -> Result<keygate_gateway::AppState, Fatal> {
     let identity = keygate_gateway::identity::IdentityDeps::from_config(
         store.clone(),
@@ -160,16 +160,13 @@ pub async fn gateway_state(
     )
     .await
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
-    let state = keygate_gateway::AppState::with_service(
-        store,
-        master_keys,
-        &gw.public_url,
-        clock,
-        keygate_gateway::identity::IdentityService::new(identity),
-    )
-    .with_edge_settings(gw.trusted_proxies.clone(), cookie_mode);
-    state.identity.spawn_bootstrap(gw.bootstrap.clone());
-    Ok(state)
+    let identity = keygate_gateway::identity::IdentityService::new(identity);
+    // Building the state starts nothing: the first-admin bootstrap is started here.
+    identity.spawn_bootstrap(gw.bootstrap.clone());
+    Ok(keygate_gateway::AppState::builder(identity)
+        .trusted_proxies(gw.trusted_proxies.clone())
+        .cookie_mode(cookie_mode)
+        .build())
 }
 
 /// `keygate operator`: reads the config, installs logging, opens the store and hands over

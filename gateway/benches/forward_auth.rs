@@ -16,7 +16,13 @@
 //! `KG_BENCH_UNSEEN_TOKENS` (default 50000 per round, more than a second of the stream on a
 //! fast host), `KG_BENCH_WORKERS` (default: the cores), `KG_BENCH_SERVE=<seconds>` (keep both
 //! servers up and print wrk commands, for trying load settings or profiling by hand),
-//! `KG_BENCH_INPROC_ONLY=1` (skip the HTTP runs, for profiling the handler alone).
+//! `KG_BENCH_INPROC_ONLY=1` (skip the HTTP runs, for profiling the handler alone),
+//! `KG_BENCH_JWKS_ONLY=1` (only the JWKS row, below).
+//!
+//! A JWKS row puts `/t/{tenant}/jwks.json` and the discovery document beside `/healthz` of
+//! the same server, same load: both come from the identity service's tenant and signing-key
+//! caches (JWKS as bytes rendered when the keys were loaded), so they should run close to a
+//! trivial route (target >= 0.8x `/healthz`).
 //!
 //! A second table gives the CPU cost per request through the router without HTTP
 //! (`tower::ServiceExt::oneshot`, one task), which other load on the machine distorts far
@@ -333,6 +339,16 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    if std::env::var("KG_BENCH_JWKS_ONLY").is_ok() {
+        let gw = rt.block_on(support::start(Options {
+            real_identity: true,
+            ..Options::default()
+        }));
+        jwks_rows(&gw, dir.path(), seconds, rounds);
+        drop(gw);
+        rt.shutdown_timeout(Duration::from_secs(1));
+        return;
+    }
     let (gw, scenarios, inproc_tokens) = rt.block_on(async {
         let gw = support::start(Options {
             real_identity: true,
@@ -346,7 +362,7 @@ fn main() {
             mint_unseen(&issued, gw.signing_key.as_ref().unwrap(), 1, "seen", &file);
             std::fs::read_to_string(&file).unwrap().trim().to_owned()
         };
-        let (_, key) = real::api_key(&gw.state.store, &gw.tenant, "bench", &["reader"]).await;
+        let (_, key) = real::api_key(&gw.store, &gw.tenant, "bench", &["reader"]).await;
         let (_, _, session) = real::sign_in_browser(gw.real(), &gw.tenant, &ada()).await;
         // The headers of our 200 for the API key, which the reference row answers with.
         let identity_headers = {
@@ -718,10 +734,60 @@ fn main() {
             tokens.len()
         );
     });
+    if http_runs {
+        println!();
+        jwks_rows(&gw, dir.path(), seconds, rounds);
+    }
     println!();
     println!(
-        "targets (issue 5): >= 0.8x bare for API keys and seen JWTs, >= 0.3x for never-seen RS256, p99 < 2 ms at half the peak rate"
+        "targets (issue 5): >= 0.8x bare for API keys and seen JWTs, >= 0.3x for never-seen RS256, p99 < 2 ms at half the peak rate; JWKS >= 0.8x /healthz"
     );
     drop(gw);
     rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// JWKS and discovery beside `/healthz` of the same gateway, same load, alternating which
+/// goes first each round; prints req/s and the median ratio.
+fn jwks_rows(gw: &support::Gateway, dir: &std::path::Path, seconds: u64, rounds: usize) {
+    let script = script_with_headers(dir, "plain", &[]);
+    let args = ["0".to_owned(), String::new()];
+    let healthz = format!("{}/healthz", gw.url);
+    println!(
+        "JWKS and discovery beside /healthz of the same server (wrk -t1 -c64 -d{seconds}s, {rounds} rounds, medians):"
+    );
+    println!(
+        "{:<24} {:>12} {:>9} {:>10}",
+        "route", "/healthz r/s", "req/s", "vs healthz"
+    );
+    for (name, path) in [
+        ("JWKS", format!("/t/{}/jwks.json", gw.tenant.name)),
+        (
+            "discovery",
+            format!("/t/{}/.well-known/openid-configuration", gw.tenant.name),
+        ),
+    ] {
+        let url = format!("{}{path}", gw.url);
+        let _ = wrk(&healthz, 1, &script, &args);
+        let _ = wrk(&url, 1, &script, &args);
+        let (mut base, mut ours) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                base.push(wrk(&healthz, seconds, &script, &args));
+                ours.push(wrk(&url, seconds, &script, &args));
+            } else {
+                ours.push(wrk(&url, seconds, &script, &args));
+                base.push(wrk(&healthz, seconds, &script, &args));
+            }
+        }
+        let failed: u64 = ours.iter().map(|r| r.non_2xx).sum();
+        assert_eq!(failed, 0, "{name} answered non-2xx under load");
+        let ratio = median(base.iter().zip(&ours).map(|(b, r)| r.rps / b.rps).collect());
+        println!(
+            "{:<24} {:>12.0} {:>9.0} {:>9.2}x",
+            name,
+            median(base.iter().map(|r| r.rps).collect()),
+            median(ours.iter().map(|r| r.rps).collect()),
+            ratio
+        );
+    }
 }

@@ -250,13 +250,7 @@ async fn run() {
             ..RateLimits::default()
         },
     });
-    let app = keygate_gateway::app(AppState::with_service(
-        store.clone(),
-        master,
-        &gw,
-        clock,
-        identity,
-    ));
+    let app = keygate_gateway::app(AppState::builder(identity).build());
     tokio::spawn(async move {
         axum::serve(
             listener,

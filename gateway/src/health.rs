@@ -23,17 +23,18 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Ready only while the store answers, so load balancers skip a replica that cannot serve.
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store.ping().await.map_err(|e| {
+    state.identity.ready().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready: store unreachable");
         ApiError::Unavailable
     })?;
     Ok(Json(serde_json::json!({"status": "ready"})))
 }
 
-async fn metrics() -> impl IntoResponse {
+/// The gateway's own registry (passed in when the state was built), in Prometheus text.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let encoder = prometheus::TextEncoder::new();
     let body = encoder
-        .encode_to_string(&prometheus::gather())
+        .encode_to_string(&state.registry.gather())
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

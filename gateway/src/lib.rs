@@ -1,23 +1,30 @@
 //! keygate-gateway: the HTTP face of keygate. Routers are split by area and merged into
-//! one app over a shared [`AppState`]; errors become RFC 9457 problems in one place
-//! ([`error::ApiError`]).
+//! one app over a shared [`AppState`].
+//!
+//! Dependencies run one way: the adapters (`routes`, `pages`, `forward_auth`, `oidc`,
+//! `health`) → [`identity`] → the store. Adapters never see the store, and `identity`
+//! imports no adapter (the tests below check both); adapters do not import each other,
+//! only the leaf modules they share ([`client_addr`], [`meta`], [`cookies`],
+//! [`return_url`], [`error`]). Each response format turns errors into HTTP in one place: problem+json ([`error::ApiError`]), OAuth (`routes::oauth2::OAuthError`),
+//! forward-auth ([`forward_auth::Denial`]) and the pages (`pages::refusal`).
 
 pub mod client_addr;
+pub mod cookies;
 pub mod error;
 pub mod forward_auth;
 mod health;
 pub mod identity;
-pub mod keys;
-mod loading_cache;
+pub mod meta;
 mod oidc;
 pub mod openapi;
 pub mod pages;
+pub mod return_url;
 pub mod routes;
 mod security_headers;
 pub mod server;
 pub mod state;
 
-pub use state::AppState;
+pub use state::{AppState, AppStateBuilder};
 
 use axum::Router;
 
@@ -58,6 +65,112 @@ fn no_delay(stream: &mut tokio::net::TcpStream) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `src/{rel}` (or `src/{rel}` itself when it is a file).
+    fn sources(rel: &str) -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(rel);
+        if root.is_file() {
+            return vec![root];
+        }
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    fn offenders(areas: &[&str], forbidden: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        for area in areas {
+            for file in sources(area) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    if forbidden.iter().any(|f| line.contains(f)) {
+                        found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn http_facing_modules_never_name_the_store() {
+        let found = offenders(
+            &[
+                "routes",
+                "pages",
+                "forward_auth",
+                "oidc.rs",
+                "health.rs",
+                "state.rs",
+                "error.rs",
+                "openapi.rs",
+                "lib.rs",
+            ],
+            &[
+                concat!("keygate_core::", "store"),
+                concat!("dyn ", "Store"),
+                concat!("Store", "Error"),
+            ],
+        );
+        assert!(
+            found.is_empty(),
+            "the store seen from HTTP code:\n{}",
+            found.join("\n")
+        );
+    }
+
+    #[test]
+    fn adapters_do_not_import_each_other() {
+        let adapters = ["routes", "pages", "forward_auth", "oidc"];
+        for area in adapters {
+            let others: Vec<String> = adapters
+                .iter()
+                .filter(|a| **a != area)
+                .map(|a| format!("crate::{a}"))
+                .collect();
+            let others: Vec<&str> = others.iter().map(String::as_str).collect();
+            let path = if area == "oidc" { "oidc.rs" } else { area };
+            let found = offenders(&[path], &others);
+            assert!(
+                found.is_empty(),
+                "{area} imports another adapter:\n{}",
+                found.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn identity_imports_none_of_its_callers() {
+        let found = offenders(
+            &["identity"],
+            &[
+                concat!("crate::", "forward_auth"),
+                concat!("crate::", "pages"),
+                concat!("crate::", "routes"),
+                concat!("crate::", "oidc"),
+                concat!("crate::", "state"),
+                concat!("crate::", "AppState"),
+                concat!("crate::", "error"),
+            ],
+        );
+        assert!(
+            found.is_empty(),
+            "identity depends on an adapter:\n{}",
+            found.join("\n")
+        );
+    }
+
     #[tokio::test]
     async fn accepted_connections_send_at_once() {
         use axum::serve::Listener;

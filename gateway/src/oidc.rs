@@ -1,5 +1,6 @@
 //! Per-tenant OpenID discovery and JWKS: what any standard JWT library needs to verify
-//! keygate's tokens.
+//! keygate's tokens. Both come from the identity service's tenant and signing-key caches;
+//! JWKS is served as the bytes rendered when the keys were loaded.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -8,7 +9,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use keygate_core::store::Tenant;
 
 /// `/t/{tenant}/.well-known/openid-configuration` and `/t/{tenant}/jwks.json`.
 pub fn router() -> Router<AppState> {
@@ -20,14 +20,6 @@ pub fn router() -> Router<AppState> {
         .route("/t/{tenant}/jwks.json", get(jwks))
 }
 
-/// The tenant by URL segment; disabled tenants do not exist to the outside.
-pub async fn live_tenant(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
-    match state.store.tenant_by_name(name).await? {
-        Some(t) if !t.disabled => Ok(t),
-        _ => Err(ApiError::TenantNotFound),
-    }
-}
-
 /// OpenID discovery document of the tenant.
 #[utoipa::path(get, path = "/t/{tenant}/.well-known/openid-configuration", tag = "discovery", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     responses((status = 200, description = "Discovery document", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -35,9 +27,9 @@ pub(crate) async fn discovery(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = live_tenant(&state, &name).await?;
-    let keys = state.keys.get(tenant.id).await?;
-    let issuer = state.issuer(&tenant.name);
+    let tenant = state.identity.tenant(&name).await?;
+    let keys = state.identity.published_keys(&tenant).await?;
+    let issuer = &tenant.issuer;
     let algs: Vec<&str> = keys.active_algorithm.as_deref().into_iter().collect();
     let doc = serde_json::json!({
         "issuer": issuer,
@@ -57,7 +49,7 @@ pub(crate) async fn discovery(
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "sid", "tenant", "roles", "scope", "amr", "acr", "auth_time", "email"],
         // keygate extension: the kid new tokens are signed with, so operators can check
         // that JWKS and issuance agree.
-        "keygate_signing_kid": keys.active_kid,
+        "keygate_signing_kid": &keys.active_kid,
     });
     Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(doc)))
 }
@@ -69,13 +61,13 @@ pub(crate) async fn jwks(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = live_tenant(&state, &name).await?;
-    let keys = state.keys.get(tenant.id).await?;
+    let tenant = state.identity.tenant(&name).await?;
+    let keys = state.identity.published_keys(&tenant).await?;
     Ok((
         [
             (header::CACHE_CONTROL, "public, max-age=60"),
             (header::CONTENT_TYPE, "application/jwk-set+json"),
         ],
-        keys.jwks.to_string(),
+        keys.jwks.clone(),
     ))
 }

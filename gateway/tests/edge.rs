@@ -10,7 +10,7 @@
 
 mod support;
 
-use keygate_gateway::forward_auth::CookieMode;
+use keygate_gateway::cookies::CookieMode;
 use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,6 +45,22 @@ async fn envoy_ext_authz_appends_the_path_and_sends_requirements_in_a_header() {
     assert_eq!(ok.headers()["x-auth-request-groups"], "reader");
     assert_eq!(ok.headers()["x-keygate-subject"], "user-ada");
     assert_eq!(ok.headers()["x-keygate-tenant"], gw.tenant.name.as_str());
+    // Counted in this gateway's own registry, which `/metrics` serves (other gateways in
+    // this test process count in theirs).
+    let metrics = http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "keygate_forward_auth_decisions_total{outcome=\"allow\",proxy=\"envoy\"} 1\n"
+        ),
+        "{metrics}"
+    );
 
     // A browser without credentials: Envoy relays our 302 to the sign-in page with rd.
     let browser = http
@@ -826,7 +842,7 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
     assert_eq!(body["tenant"], gw.tenant.name.as_str());
 
     // An API key stored as the operator stores it, as X-API-Key and as Bearer.
-    let (key_id, key) = real::api_key(&gw.state.store, &gw.tenant, "ci-bot", &["reader"]).await;
+    let (key_id, key) = real::api_key(&gw.store, &gw.tenant, "ci-bot", &["reader"]).await;
     for req in [
         http.get(format!("{app}/orders")).header("x-api-key", &key),
         http.get(format!("{app}/orders")).bearer_auth(&key),
@@ -869,12 +885,15 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
     assert_eq!(r.status(), StatusCode::OK);
 
     // Revoked: refused on the very next request, although each was cached.
-    gw.state
-        .edge
-        .flows
-        .sign_out(&gw.tenant, &cookie, &Default::default())
-        .await
-        .unwrap();
+    let live = gw.real().tenant(&gw.tenant.name).await.unwrap();
+    keygate_gateway::identity::AccountFlows::sign_out(
+        gw.real(),
+        &live,
+        &cookie,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     gw.ephemeral
         .revoke(&token_sid.to_string(), Duration::from_secs(600))
         .await
@@ -899,7 +918,7 @@ async fn nginx_auth_request_as_ingress_nginx_renders_it() {
         );
     }
     // API-key use was recorded for the batch writer, not written per request.
-    assert!(gw.state.edge.flush_api_key_usage(&gw.state).await <= 1);
+    assert!(gw.state.identity.flush_api_key_usage().await <= 1);
 }
 
 // ---------------------------------------------------------------------------------------

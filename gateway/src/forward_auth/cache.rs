@@ -1,19 +1,15 @@
-//! What keeps forward-auth off the database on the hot path: identities already proven
-//! (keyed by the SHA-256 of the credential, good until the credential expires or a short
-//! re-check interval passes, always checked against the replica-local revocation set by the
-//! caller), tenants by name, and API-key last-use times written in batches.
+//! What keeps forward-auth off the identity service on the hot path: identities already
+//! proven (keyed by the SHA-256 of the credential, good until the credential expires or a
+//! short re-check interval passes, always checked against the replica-local revocation set
+//! by the caller) and the upstream JWTs minted for them.
 
-use super::decision::Identity;
-use crate::loading_cache::LoadingCache;
+use super::requirements::{Requirements, RequirementsError};
+use crate::identity::Identity;
 use axum::http::{HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
-use keygate_core::ids::{ApiKeyId, TenantId};
-use keygate_core::store::{Store, StoreError, Tenant};
-use keygate_core::tenant_settings::TenantSettings;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 const SHARDS: usize = 16;
 /// Most identities kept per shard; past it expired entries are swept, then the shard is cleared.
@@ -22,13 +18,13 @@ const SHARD_CAP: usize = 16_384;
 /// An identity proven by a resolver, with the identity headers of its 200 answer rendered
 /// once when it is proven rather than on every request that reuses it.
 #[derive(Debug)]
-pub struct Proven {
+pub struct ProvenIdentity {
     /// The identity.
     pub identity: Identity,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-impl Proven {
+impl ProvenIdentity {
     /// `identity` of tenant `tenant_name`, with its `X-Auth-Request-*` and `X-Keygate-*`
     /// headers (a value that cannot be a header value is left out rather than sent mangled).
     pub fn new(identity: Identity, tenant_name: &str) -> Self {
@@ -60,7 +56,7 @@ impl Proven {
 #[derive(Debug)]
 pub struct CachedIdentity {
     /// The identity.
-    pub identity: Arc<Proven>,
+    pub identity: Arc<ProvenIdentity>,
     /// Reuse it only before then (never after the credential's own expiry).
     pub valid_until: DateTime<Utc>,
     /// The revocation-set epoch at which the identity was last found unrevoked.
@@ -71,7 +67,7 @@ pub struct CachedIdentity {
 #[derive(Debug)]
 pub enum Lookup {
     /// Proven before and not revoked since.
-    Hit(Arc<Proven>),
+    Hit(Arc<ProvenIdentity>),
     /// Proven before, but one of its ids has been revoked since (the entry is dropped).
     Revoked,
     /// Not held (or expired): ask the resolver.
@@ -130,7 +126,7 @@ impl VerifiedCache {
     }
 
     /// The identity proven for `key`, if still valid at `now` (revocations not consulted).
-    pub fn get(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<Arc<Proven>> {
+    pub fn get(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<Arc<ProvenIdentity>> {
         let shard = self.shard(key).read().ok()?;
         shard
             .get(key)
@@ -142,7 +138,7 @@ impl VerifiedCache {
     pub fn insert(
         &self,
         key: [u8; 32],
-        identity: Arc<Proven>,
+        identity: Arc<ProvenIdentity>,
         valid_until: DateTime<Utc>,
         now: DateTime<Utc>,
         epoch: u64,
@@ -237,128 +233,54 @@ impl UpstreamTokens {
     }
 }
 
-/// A tenant with its settings, as forward-auth and the pages use it.
-#[derive(Clone, Debug)]
-pub struct TenantView {
-    /// The stored row.
-    pub tenant: Tenant,
-    /// The tenant's settings (redirect allow-list, branding, sign-in methods).
-    pub spec: TenantSettings,
-}
+/// Most distinct requirement texts remembered, parsed and misconfigured alike.
+const REQUIREMENTS_MEMORY: usize = 1024;
 
-impl TenantView {
-    /// Name shown to people.
-    pub fn display_name(&self) -> &str {
-        if self.tenant.display_name.is_empty() {
-            &self.tenant.name
-        } else {
-            &self.tenant.display_name
-        }
-    }
-}
-
-/// How long a tenant lookup (found or not) is reused; spec changes reach forward-auth within it.
-const TENANT_TTL: Duration = Duration::from_secs(5);
-/// Most tenant names remembered (unknown names included).
-const TENANT_CAP: usize = 4096;
-
-/// Live tenants by name, cached briefly so forward-auth does not query per request (and,
-/// on expiry, one request per replica reloads while the others use the previous answer).
-#[derive(Debug)]
-pub struct TenantCache {
-    entries: LoadingCache<Option<Arc<TenantView>>>,
-}
-
-impl Default for TenantCache {
-    fn default() -> Self {
-        Self {
-            entries: LoadingCache::new(TENANT_TTL, TENANT_CAP),
-        }
-    }
-}
-
-impl TenantCache {
-    /// The live (not disabled) tenant called `name`, if any.
-    pub async fn get(
-        &self,
-        store: &dyn Store,
-        name: &str,
-    ) -> Result<Option<Arc<TenantView>>, StoreError> {
-        self.entries
-            .get(name, || async {
-                Ok::<_, StoreError>(
-                    store
-                        .tenant_by_name(name)
-                        .await?
-                        .filter(|t| !t.disabled)
-                        .map(|tenant| {
-                            let spec = tenant.settings.clone();
-                            Arc::new(TenantView { tenant, spec })
-                        }),
-                )
-            })
-            .await
-    }
-}
-
-/// How often recorded API-key uses are written.
-pub const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(30);
-
-/// API-key last-use times, collected in memory and written in one batch per interval.
+/// Requirements parsed per distinct auth-URL text (the same few texts come with every
+/// request), and which misconfigured texts were already logged.
 #[derive(Debug, Default)]
-pub struct ApiKeyUsage {
-    pending: Mutex<HashMap<(TenantId, ApiKeyId), DateTime<Utc>>>,
-    flusher_started: AtomicBool,
+pub struct RequirementsCache {
+    parsed: RwLock<HashMap<String, Arc<Requirements>>>,
+    misconfig_seen: Mutex<HashSet<String>>,
 }
 
-impl ApiKeyUsage {
-    /// Notes that `key` was used at `at`; starts the background writer on first use.
-    pub fn record(
-        self: &Arc<Self>,
-        store: &Arc<dyn Store>,
-        tenant: TenantId,
-        key: ApiKeyId,
-        at: DateTime<Utc>,
-    ) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert((tenant, key), at);
+impl RequirementsCache {
+    /// `raw` parsed, remembered per distinct text.
+    pub fn parse(&self, raw: &str) -> Result<Arc<Requirements>, RequirementsError> {
+        if let Ok(parsed) = self.parsed.read()
+            && let Some(r) = parsed.get(raw)
+        {
+            return Ok(r.clone());
         }
-        if !self.flusher_started.swap(true, Ordering::Relaxed) {
-            let me = Arc::downgrade(self);
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(USAGE_FLUSH_EVERY);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(me) = me.upgrade() else { break };
-                    me.flush(store.as_ref()).await;
-                }
-            });
-        }
-    }
-
-    /// Writes every pending use now; returns how many keys were touched.
-    pub async fn flush(&self, store: &dyn Store) -> usize {
-        let batch: Vec<_> = match self.pending.lock() {
-            Ok(mut pending) => pending.drain().collect(),
-            Err(_) => return 0,
-        };
-        let mut written = 0;
-        for ((tenant, key), at) in batch {
-            match store.touch_api_key(tenant, key, at).await {
-                Ok(_) => written += 1,
-                Err(e) => {
-                    tracing::warn!(error = %e, api_key = %key, "could not record API-key use")
-                }
+        let r = Arc::new(Requirements::parse(raw)?);
+        if let Ok(mut parsed) = self.parsed.write() {
+            if parsed.len() >= REQUIREMENTS_MEMORY {
+                parsed.clear();
             }
+            parsed.insert(raw.to_owned(), r.clone());
         }
-        written
+        Ok(r)
     }
 
-    /// How many uses wait to be written.
-    pub fn pending(&self) -> usize {
-        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    /// Logs a misconfiguration once per distinct text, loudly.
+    pub fn misconfigured(&self, raw: &str, error: &RequirementsError) {
+        let first = self
+            .misconfig_seen
+            .lock()
+            .map(|mut seen| {
+                if seen.len() >= REQUIREMENTS_MEMORY {
+                    seen.clear();
+                }
+                seen.insert(raw.to_owned())
+            })
+            .unwrap_or(true);
+        if first {
+            tracing::error!(
+                requirements = %raw.chars().take(256).collect::<String>(),
+                error = %error,
+                "forward-auth is misconfigured: every request with these requirements is denied (403) until the proxy's auth URL is fixed"
+            );
+        }
     }
 }
 
@@ -375,7 +297,7 @@ mod tests {
         let key = [7u8; 32];
         cache.insert(
             key,
-            Arc::new(Proven::new(person(), "acme")),
+            Arc::new(ProvenIdentity::new(person(), "acme")),
             now + chrono::Duration::seconds(5),
             now,
             0,
@@ -396,7 +318,13 @@ mod tests {
         let now = Utc::now();
         let key = [9u8; 32];
         let until = now + chrono::Duration::seconds(5);
-        cache.insert(key, Arc::new(Proven::new(person(), "acme")), until, now, 3);
+        cache.insert(
+            key,
+            Arc::new(ProvenIdentity::new(person(), "acme")),
+            until,
+            now,
+            3,
+        );
         let asked = std::cell::Cell::new(0);
         let never_revoked = |_: &Identity| {
             asked.set(asked.get() + 1);
@@ -462,7 +390,7 @@ mod tests {
     fn a_full_shard_is_swept_not_grown() {
         let cache = VerifiedCache::default();
         let now = Utc::now();
-        let id = Arc::new(Proven::new(person(), "acme"));
+        let id = Arc::new(ProvenIdentity::new(person(), "acme"));
         for i in 0..(SHARD_CAP as u32 + 10) {
             let mut key = [0u8; 32];
             key[1..5].copy_from_slice(&i.to_be_bytes());

@@ -2,57 +2,9 @@
 //! rule is unit-tested without HTTP.
 
 use super::requirements::Requirements;
+use crate::identity::{CredentialKind, Identity};
 use axum::http::Method;
 use chrono::{DateTime, Utc};
-use keygate_core::ids::{ApiKeyId, TenantId};
-
-/// Which kind of credential an identity was proven with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CredentialKind {
-    /// A bearer access token (JWT).
-    AccessToken,
-    /// An API key (`kg_…`).
-    ApiKey,
-    /// The browser session cookie.
-    Session,
-}
-
-/// What forward-auth needs to know about whoever presented a credential. Resolvers (the
-/// identity service) produce it; forward-auth caches it and decides on it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Identity {
-    /// Tenant the credential belongs to.
-    pub tenant_id: TenantId,
-    /// Tenant name (URL segment).
-    pub tenant: String,
-    /// Stable subject: the user id, or `apikey:<name>` for API keys.
-    pub subject: String,
-    /// Human-facing user name for `X-Auth-Request-User` (email or key name).
-    pub username: String,
-    /// Email, when the subject is a person.
-    pub email: Option<String>,
-    /// Role names.
-    pub roles: Vec<String>,
-    /// Permissions (from roles and direct grants).
-    pub permissions: Vec<String>,
-    /// OAuth scopes.
-    pub scopes: Vec<String>,
-    /// Authentication methods used at sign-in (RFC 8176).
-    pub amr: Vec<String>,
-    /// Authentication context class.
-    pub acr: Option<String>,
-    /// When the person last actively authenticated.
-    pub auth_time: Option<DateTime<Utc>>,
-    /// How the credential was presented.
-    pub kind: CredentialKind,
-    /// Ids whose revocation ends this identity at once (session id, API-key id, token id),
-    /// as written to `Ephemeral::revoke`.
-    pub revocation_ids: Vec<String>,
-    /// The credential is worth nothing after this (token `exp`, key or session expiry).
-    pub expires_at: DateTime<Utc>,
-    /// The API key row, so its last use can be recorded.
-    pub api_key: Option<ApiKeyId>,
-}
 
 /// Methods in `amr` that count as a second factor.
 const MFA_METHODS: &[&str] = &["mfa", "otp", "hwk", "swk", "sc"];
@@ -121,6 +73,7 @@ pub fn decide(
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
+    use keygate_core::ids::TenantId;
 
     pub(crate) fn person() -> Identity {
         Identity {

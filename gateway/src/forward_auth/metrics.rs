@@ -1,36 +1,10 @@
 //! Prometheus counters of forward-auth decisions, with short fixed labels only (no tenant or
-//! requirement text, so cardinality stays bounded).
+//! requirement text, so cardinality stays bounded). They are registered in the registry the
+//! gateway is built with (served at `/metrics`), not a process-global one, so each test and
+//! each gateway in one process counts on its own.
 
-use prometheus::{IntCounter, IntCounterVec, Opts};
-use std::sync::LazyLock;
-
-/// Decisions by proxy convention and outcome.
-static DECISIONS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
-    let counter = IntCounterVec::new(
-        Opts::new(
-            "keygate_forward_auth_decisions_total",
-            "Forward-auth answers by proxy and outcome",
-        ),
-        &["proxy", "outcome"],
-    )
-    .ok()?;
-    prometheus::register(Box::new(counter.clone())).ok()?;
-    Some(counter)
-});
-
-/// Identity lookups answered from the verified-identity cache or by the resolver.
-static LOOKUPS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
-    let counter = IntCounterVec::new(
-        Opts::new(
-            "keygate_forward_auth_identity_lookups_total",
-            "Forward-auth identity lookups by source",
-        ),
-        &["source"],
-    )
-    .ok()?;
-    prometheus::register(Box::new(counter.clone())).ok()?;
-    Some(counter)
-});
+use super::request::Proxy;
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 const PROXIES: [&str; 4] = ["nginx", "traefik", "envoy", "direct"];
 const OUTCOMES: [&str; 6] = [
@@ -43,57 +17,162 @@ const OUTCOMES: [&str; 6] = [
 ];
 const SOURCES: [&str; 2] = ["cache", "resolver"];
 
-/// Every (proxy, outcome) child resolved once, so the hot path only increments.
-static DECISION_CHILDREN: LazyLock<Option<Vec<Vec<IntCounter>>>> = LazyLock::new(|| {
-    let vec = DECISIONS.as_ref()?;
-    Some(
-        PROXIES
-            .iter()
-            .map(|p| {
-                OUTCOMES
-                    .iter()
-                    .map(|o| vec.with_label_values(&[p, o]))
-                    .collect()
-            })
-            .collect(),
-    )
-});
+/// Forward-auth's counters, every (proxy, outcome) child resolved once so the hot path only
+/// increments.
+#[derive(Debug)]
+pub struct ForwardAuthMetrics {
+    decisions: Vec<Vec<IntCounter>>,
+    lookups: Vec<IntCounter>,
+}
 
-static LOOKUP_CHILDREN: LazyLock<Option<Vec<IntCounter>>> = LazyLock::new(|| {
-    let vec = LOOKUPS.as_ref()?;
-    Some(
-        SOURCES
-            .iter()
-            .map(|s| vec.with_label_values(&[s]))
-            .collect(),
-    )
-});
+impl ForwardAuthMetrics {
+    /// Counters registered in `registry` (a registry that already holds counters of these
+    /// names keeps them, and this gateway's are not kept).
+    pub fn new(registry: &Registry) -> Self {
+        let decisions = counter(
+            registry,
+            "keygate_forward_auth_decisions_total",
+            "Forward-auth answers by proxy and outcome",
+            &["proxy", "outcome"],
+        );
+        let lookups = counter(
+            registry,
+            "keygate_forward_auth_identity_lookups_total",
+            "Forward-auth identity lookups by source",
+            &["source"],
+        );
+        Self {
+            decisions: decisions
+                .map(|vec| {
+                    PROXIES
+                        .iter()
+                        .map(|p| {
+                            OUTCOMES
+                                .iter()
+                                .map(|o| vec.with_label_values(&[p, o]))
+                                .collect()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            lookups: lookups
+                .map(|vec| {
+                    SOURCES
+                        .iter()
+                        .map(|s| vec.with_label_values(&[s]))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 
-/// Counts one answer: `outcome` is `allow`, `unauthenticated`, `forbidden`, `step_up`,
-/// `misconfigured` or `unavailable`.
-pub fn decision(proxy: super::request::Proxy, outcome: &'static str) {
-    let p = match proxy {
-        super::request::Proxy::Nginx => 0,
-        super::request::Proxy::Traefik => 1,
-        super::request::Proxy::Envoy => 2,
-        super::request::Proxy::Direct => 3,
-    };
-    if let (Some(children), Some(o)) = (
-        DECISION_CHILDREN.as_ref(),
-        OUTCOMES.iter().position(|x| *x == outcome),
-    ) && let Some(c) = children.get(p).and_then(|row| row.get(o))
-    {
-        c.inc();
+    /// Counts one answer: `outcome` is `allow`, `unauthenticated`, `forbidden`, `step_up`,
+    /// `misconfigured` or `unavailable`.
+    pub fn decision(&self, proxy: Proxy, outcome: &'static str) {
+        let p = match proxy {
+            Proxy::Nginx => 0,
+            Proxy::Traefik => 1,
+            Proxy::Envoy => 2,
+            Proxy::Direct => 3,
+        };
+        if let Some(o) = OUTCOMES.iter().position(|x| *x == outcome)
+            && let Some(c) = self.decisions.get(p).and_then(|row| row.get(o))
+        {
+            c.inc();
+        }
+    }
+
+    /// Counts one identity lookup: `cache` or `resolver`.
+    pub fn lookup(&self, source: &'static str) {
+        if let Some(i) = SOURCES.iter().position(|x| *x == source)
+            && let Some(c) = self.lookups.get(i)
+        {
+            c.inc();
+        }
     }
 }
 
-/// Counts one identity lookup: `cache` or `resolver`.
-pub fn lookup(source: &'static str) {
-    if let (Some(children), Some(i)) = (
-        LOOKUP_CHILDREN.as_ref(),
-        SOURCES.iter().position(|x| *x == source),
-    ) && let Some(c) = children.get(i)
-    {
-        c.inc();
+/// A counter family registered in `registry`; `None` (logged) when that fails, and then
+/// the counts are not kept: metrics never stop a check.
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Option<IntCounterVec> {
+    let registered = IntCounterVec::new(Opts::new(name, help), labels)
+        .and_then(|c| registry.register(Box::new(c.clone())).map(|()| c));
+    match registered {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(metric = name, error = %e, "forward-auth metric not registered");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn count(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> u64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| {
+                labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    #[test]
+    fn counts_land_in_the_registry_passed_in() {
+        let registry = Registry::new();
+        let metrics = ForwardAuthMetrics::new(&registry);
+        metrics.decision(Proxy::Envoy, "allow");
+        metrics.decision(Proxy::Envoy, "allow");
+        metrics.decision(Proxy::Nginx, "step_up");
+        metrics.lookup("cache");
+        let decisions = "keygate_forward_auth_decisions_total";
+        assert_eq!(
+            count(
+                &registry,
+                decisions,
+                &[("proxy", "envoy"), ("outcome", "allow")]
+            ),
+            2
+        );
+        assert_eq!(
+            count(
+                &registry,
+                decisions,
+                &[("proxy", "nginx"), ("outcome", "step_up")]
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &registry,
+                "keygate_forward_auth_identity_lookups_total",
+                &[("source", "cache")]
+            ),
+            1
+        );
+        // Another registry (another gateway or test in this process) counts on its own.
+        let other = Registry::new();
+        let _second = ForwardAuthMetrics::new(&other);
+        assert_eq!(count(&other, decisions, &[("outcome", "allow")]), 0);
+    }
+
+    #[test]
+    fn a_registry_that_already_holds_the_counters_does_not_stop_checks() {
+        let registry = Registry::new();
+        let _first = ForwardAuthMetrics::new(&registry);
+        let second = ForwardAuthMetrics::new(&registry);
+        second.decision(Proxy::Direct, "allow");
+        second.lookup("resolver");
     }
 }

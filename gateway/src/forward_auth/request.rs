@@ -156,7 +156,7 @@ pub fn inbound<'a>(
     }
     if let Some(original) = single(headers, "x-original-url") {
         // Kept as sent: nginx never relays our redirects, so the URL is only ever used
-        // through `redirect::safe_return_url`, which validates it.
+        // through `crate::return_url::safe_return_url`, which validates it.
         let method = single(headers, "x-original-method")
             .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
         return Inbound {
@@ -328,11 +328,7 @@ mod tests {
             garbage
                 .url()
                 .as_deref()
-                .and_then(|u| crate::forward_auth::redirect::safe_return_url(
-                    u,
-                    &[],
-                    "https://a.example"
-                )),
+                .and_then(|u| crate::return_url::safe_return_url(u, &[], "https://a.example")),
             None
         );
     }

@@ -6,7 +6,7 @@
 use super::audit::kind;
 use super::mailer::Email;
 use super::password;
-use super::tenants::TenantCtx;
+use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta, SignUp};
 use keygate_core::crypto::{random::random_token, sha256};
 use keygate_core::ids::UserId;
@@ -47,14 +47,37 @@ impl IdentityService {
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
         let email = req.email.trim().to_owned();
-        match t.spec.sign_in.registration {
+        self.admit_sign_up(&t, &req, &email, meta).await?;
+        if t.settings.sign_in.registration == Registration::Invite {
+            self.spend_invite(&t, req.invite.as_deref().unwrap_or_default(), &email)
+                .await?;
+        }
+        let Some(user) = self.create_account(&t, &req, email, meta).await? else {
+            return Ok(());
+        };
+        if t.settings.sign_in.email_verification != EmailVerification::Off && !user.email_verified {
+            self.send_verification(&t, &user, meta).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the tenant takes this registration: its mode, a plausible email, a password
+    /// its policy accepts, and the address within its rate limit.
+    async fn admit_sign_up(
+        &self,
+        t: &LiveTenant,
+        req: &SignUp,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        match t.settings.sign_in.registration {
             Registration::Closed => return Err(IdentityError::RegistrationClosed),
             Registration::Invite if req.invite.is_none() => {
                 return Err(IdentityError::InviteRequired);
             }
             _ => {}
         }
-        if !plausible_email(&email) {
+        if !plausible_email(email) {
             return Err(IdentityError::InvalidRequest(
                 "email is not a valid address".into(),
             ));
@@ -65,10 +88,10 @@ impl IdentityService {
             ));
         }
         password::check(
-            &t.spec.password_policy,
+            &t.settings.password_policy,
             &self.deps().breached,
             &req.password,
-            &email,
+            email,
         )?;
         if let Some(ip) = meta.ip {
             self.limit(
@@ -78,45 +101,64 @@ impl IdentityService {
             )
             .await?;
         }
-        let d = self.deps();
-        let now = self.now();
-        if t.spec.sign_in.registration == Registration::Invite {
-            let invite = req.invite.as_deref().unwrap_or_default();
-            let consumed = d
-                .store
-                .consume_one_time_token(
-                    t.row.id,
-                    TokenPurpose::Invite,
-                    &sha256(invite.as_bytes()),
-                    now,
-                )
-                .await?;
-            let invited = consumed
-                .as_ref()
-                .and_then(|tok| {
-                    tok.data
-                        .get("email")
-                        .and_then(|e| e.as_str())
-                        .map(str::to_owned)
-                })
-                .is_some_and(|e| e.eq_ignore_ascii_case(&email));
-            if !invited {
-                return Err(IdentityError::InviteRequired);
-            }
+        Ok(())
+    }
+
+    /// Spends an invite; it must have been issued for `email`.
+    async fn spend_invite(
+        &self,
+        t: &LiveTenant,
+        invite: &str,
+        email: &str,
+    ) -> Result<(), IdentityError> {
+        let consumed = self
+            .deps()
+            .store
+            .consume_one_time_token(
+                t.row.id,
+                TokenPurpose::Invite,
+                &sha256(invite.as_bytes()),
+                self.now(),
+            )
+            .await?;
+        let invited = consumed
+            .as_ref()
+            .and_then(|tok| {
+                tok.data
+                    .get("email")
+                    .and_then(|e| e.as_str())
+                    .map(str::to_owned)
+            })
+            .is_some_and(|e| e.eq_ignore_ascii_case(email));
+        if !invited {
+            return Err(IdentityError::InviteRequired);
         }
+        Ok(())
+    }
+
+    /// Stores the account with its password and audits it; `None` when the email is taken
+    /// (its owner is told by email, the caller gets the same answer as a new account).
+    async fn create_account(
+        &self,
+        t: &LiveTenant,
+        req: &SignUp,
+        email: String,
+        meta: &RequestMeta,
+    ) -> Result<Option<User>, IdentityError> {
+        let d = self.deps();
         let hash = d.hasher.hash(&req.password).await?;
         let display_name = req
             .display_name
+            .as_deref()
             .map(|n| n.trim().chars().take(200).collect::<String>())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
-        let verification = t.spec.sign_in.email_verification;
         let new = NewUser {
             tenant_id: t.row.id,
             email: email.clone(),
             display_name,
             status: UserStatus::Active,
-            email_verified: t.spec.sign_in.registration == Registration::Invite,
+            email_verified: t.settings.sign_in.registration == Registration::Invite,
             must_change_password: false,
             password_hash: None,
             groups: Vec::new(),
@@ -133,7 +175,7 @@ impl IdentityService {
                            If it was you, sign in or reset your password instead. Otherwise you can ignore this message.\n"
                         .into(),
                 });
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => return Err(e.into()),
         };
@@ -142,27 +184,24 @@ impl IdentityService {
                 t.row.id,
                 user.id,
                 Some(&hash),
-                t.spec.password_policy.history.max(1),
+                t.settings.password_policy.history.max(1),
                 false,
             )
             .await?;
         self.audit(
-            &t,
+            t,
             kind::SIGN_UP,
             Some(user.id),
             meta,
-            json!({"registration": format!("{:?}", t.spec.sign_in.registration).to_lowercase()}),
+            json!({"registration": format!("{:?}", t.settings.sign_in.registration).to_lowercase()}),
         )
         .await?;
-        if verification != EmailVerification::Off && !user.email_verified {
-            self.send_verification(&t, &user, meta).await?;
-        }
-        Ok(())
+        Ok(Some(user))
     }
 
     async fn send_verification(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: &User,
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
@@ -194,7 +233,7 @@ impl IdentityService {
 
     pub(super) async fn one_time_token(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: Option<UserId>,
         purpose: TokenPurpose,
         data: serde_json::Value,
@@ -296,7 +335,7 @@ impl IdentityService {
     /// never tells whether an account exists. Returns whether a mail may go out.
     pub(super) async fn may_email(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         email: &str,
         meta: &RequestMeta,
         flow: &str,
@@ -353,7 +392,7 @@ impl IdentityService {
     /// account it was issued for; unknown, spent, expired or orphaned links are `InvalidLink`.
     pub(super) async fn redeem_link(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         purpose: TokenPurpose,
         token: &str,
     ) -> Result<(OneTimeToken, User), IdentityError> {
@@ -374,7 +413,7 @@ impl IdentityService {
 }
 
 /// Rate-limit key of an email address, without the address itself.
-fn address_key(t: &TenantCtx, email: &str) -> String {
+fn address_key(t: &LiveTenant, email: &str) -> String {
     format!(
         "{}:{}",
         t.row.id,

@@ -107,7 +107,7 @@ impl IdentityService {
                 "KEYGATE_BOOTSTRAP_EMAIL is not a valid address".into(),
             ));
         }
-        let policy = &t.spec.password_policy;
+        let policy = &t.settings.password_policy;
         let chars = password.chars().count();
         if chars < policy.min_length as usize || chars > policy.max_length as usize {
             return Err(IdentityError::PasswordPolicy(format!(

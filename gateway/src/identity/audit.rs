@@ -1,7 +1,7 @@
 //! Audit events of every security-relevant action, tenant-scoped, with request id and IP.
 //! Event data carries ids and reasons only — never emails, passwords or tokens.
 
-use super::tenants::TenantCtx;
+use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, RequestMeta};
 use keygate_core::ids::UserId;
 use keygate_core::store::NewAuditEvent;
@@ -33,7 +33,7 @@ impl IdentityService {
     /// Appends one event; a failure to audit fails the action.
     pub(super) async fn audit(
         &self,
-        tenant: &TenantCtx,
+        tenant: &LiveTenant,
         kind: &str,
         actor: Option<UserId>,
         meta: &RequestMeta,

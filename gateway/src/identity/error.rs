@@ -1,5 +1,6 @@
-//! Why an identity operation refused or failed. Mapped to HTTP once, in `crate::error`
-//! (problem+json) and in the OAuth routes (RFC 6749 error JSON).
+//! Why an identity operation refused or failed. Each adapter maps it to its response format
+//! in one place (problem+json, OAuth errors, forward-auth denials, page messages); the
+//! service itself knows nothing of HTTP.
 
 use keygate_core::crypto::CryptoError;
 use keygate_core::ephemeral::EphemeralError;

@@ -1,4 +1,5 @@
-//! The progressive lockout schedule (DESIGN §4): 5 failures lock for 5 minutes, 10 for
+//! The progressive lockout schedule, which slows password guessing without letting a
+//! stranger lock an account out for long: 5 failures lock for 5 minutes, 10 for
 //! 30 minutes, 15 and more for 2 hours; every failure from the fifth on locks again for
 //! its tier. A successful sign-in clears the counter.
 

@@ -1,24 +1,30 @@
-//! The identity service: the one door every route, forward-auth and the sign-in pages go
-//! through to authenticate people and keys, issue and refresh tokens, keep sessions, and run
-//! the account workflows (sign-up, verification, reset, change, suspension, erasure).
+//! The identity service: the one door every route, forward-auth, the sign-in pages and the
+//! OIDC endpoints go through to find tenants and signing keys, authenticate people and keys,
+//! issue and refresh tokens, keep sessions, and run the account workflows (sign-up,
+//! verification, reset, change, suspension, erasure).
 //!
-//! Its lower layers — persistence calls, password hashing, token signing, the lockout
-//! schedule — are private modules of this one: routes cannot import them, only call
-//! [`IdentityService`] methods and read [`Principal`]s.
+//! Its lower layers — persistence calls, the tenant and signing-key caches, password
+//! hashing, token signing, the lockout schedule — are private modules of this one: adapters
+//! cannot import them or reach the store, only call [`IdentityService`] methods and read
+//! what they return. The seams adapters and their tests need — [`Authenticator`] for
+//! forward-auth, [`AccountFlows`] for the pages — are traits defined here, so this module
+//! imports none of its callers.
 //!
 //! ```text
-//! routes / forward_auth / pages ──► IdentityService ──► tenants (cache) ─┐
-//!                                     │  signin · refresh · sessions      ├─► Store (Postgres/SQLite)
-//!                                     │  accounts · resolve               ├─► Ephemeral (Redis: rate
-//!                                     └► signer · tokens · password ······┘   windows, revocations,
-//!                                                                              hot sessions)
+//! routes / forward_auth / pages / oidc ──► IdentityService ──► tenants (cache) ─┐
+//!                                            │  signin · refresh · sessions      ├─► Store (Postgres/SQLite)
+//!                                            │  accounts · resolve · usage       ├─► Ephemeral (Redis: rate
+//!                                            └► signer · tokens · password ······┘   windows, revocations,
+//!                                                                                     hot sessions)
 //! ```
 
 mod accounts;
 mod admin;
 mod audit;
-mod edge;
+mod authenticator;
 mod error;
+mod flows;
+mod loading_cache;
 mod lockout;
 mod mailer;
 mod password;
@@ -34,18 +40,23 @@ mod signin;
 mod subjects;
 mod tenants;
 mod tokens;
+mod usage;
 
+pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
 pub use error::IdentityError;
+pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
 pub use mailer::{Email, LogMailer, MailError, Mailer, MemoryMailer, SmtpMailer};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
+pub use signer::PublishedKeys;
+pub use tenants::LiveTenant;
 
 use chrono::{DateTime, Utc};
 use keygate_core::clock::Clock;
 use keygate_core::crypto::envelope::MasterKeys;
 use keygate_core::crypto::password::{HashParams, PasswordHasher};
-use keygate_core::ephemeral::Ephemeral;
-use keygate_core::ids::{SessionId, UserId};
+use keygate_core::ephemeral::{Ephemeral, RevocationSet};
+use keygate_core::ids::{ApiKeyId, SessionId, TenantId, UserId};
 use keygate_core::store::Store;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -342,16 +353,17 @@ pub struct IdentityService {
 #[derive(Debug)]
 struct Inner {
     deps: IdentityDeps,
-    tenants: tenants::TenantCache,
-    signer: signer::Signer,
+    tenants: tenants::LiveTenants,
+    signer: signer::SigningKeys,
     subjects: subjects::SubjectCache,
     families: subjects::FamilyCache,
+    usage: Arc<usage::ApiKeyUsage>,
 }
 
 impl IdentityService {
     /// The service over `deps`.
     pub fn new(deps: IdentityDeps) -> Self {
-        let signer = signer::Signer::new(
+        let signer = signer::SigningKeys::new(
             deps.store.clone(),
             deps.master_keys.clone(),
             deps.clock.clone(),
@@ -359,17 +371,70 @@ impl IdentityService {
         Self {
             inner: Arc::new(Inner {
                 deps,
-                tenants: tenants::TenantCache::default(),
+                tenants: tenants::LiveTenants::default(),
                 signer,
                 subjects: subjects::SubjectCache::default(),
                 families: subjects::FamilyCache::default(),
+                usage: Arc::default(),
             }),
         }
     }
 
-    /// The ephemeral store the service revokes through (forward-auth reads the same set).
+    /// The ephemeral store the service revokes through (the pages keep CSRF tokens in it).
     pub fn ephemeral(&self) -> Arc<dyn Ephemeral> {
         self.inner.deps.ephemeral.clone()
+    }
+
+    /// The replica-local revocation set (forward-auth checks cached identities against it).
+    pub fn revocations(&self) -> &RevocationSet {
+        self.inner.deps.ephemeral.revocations()
+    }
+
+    /// Base URL without trailing slash (issuers are `{public_url}/t/{tenant}`).
+    pub fn public_url(&self) -> &str {
+        &self.inner.deps.public_url
+    }
+
+    /// Source of "now" the service decides with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.deps.clock
+    }
+
+    /// The live tenant called `name` (cached for a few seconds); `TenantNotFound` when it
+    /// does not exist or is disabled.
+    pub async fn tenant(&self, name: &str) -> Result<Arc<LiveTenant>, IdentityError> {
+        let d = self.deps();
+        self.inner
+            .tenants
+            .get(d.store.as_ref(), &d.public_url, name)
+            .await
+    }
+
+    /// What `tenant` publishes: its JWKS document (rendered once per load) and the kid new
+    /// tokens are signed with, from the same cache signing uses.
+    pub async fn published_keys(
+        &self,
+        tenant: &LiveTenant,
+    ) -> Result<Arc<PublishedKeys>, IdentityError> {
+        self.inner.signer.published(tenant.row.id).await
+    }
+
+    /// Notes that API key `key` of `tenant` was used now; written to the store in batches.
+    pub fn record_api_key_use(&self, tenant: TenantId, key: ApiKeyId) {
+        self.inner
+            .usage
+            .record(&self.inner.deps.store, tenant, key, self.now());
+    }
+
+    /// Writes pending API-key last-use times now (shutdown, tests); returns how many.
+    pub async fn flush_api_key_usage(&self) -> usize {
+        self.inner.usage.flush(self.inner.deps.store.as_ref()).await
+    }
+
+    /// Whether the service can serve: the store answers (readiness probes ask this).
+    pub async fn ready(&self) -> Result<(), IdentityError> {
+        self.inner.deps.store.ping().await?;
+        Ok(())
     }
 
     fn deps(&self) -> &IdentityDeps {
@@ -379,14 +444,6 @@ impl IdentityService {
     fn now(&self) -> DateTime<Utc> {
         self.inner.deps.clock.now()
     }
-
-    async fn tenant(&self, name: &str) -> Result<Arc<tenants::TenantCtx>, IdentityError> {
-        let d = self.deps();
-        self.inner
-            .tenants
-            .get(d.store.as_ref(), &d.public_url, name)
-            .await
-    }
 }
 
 /// Lower-case hex, for ids derived from hashes.
@@ -395,6 +452,6 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A `chrono` duration from a spec duration, saturating.
-fn span(d: Duration) -> chrono::Duration {
+fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

@@ -6,7 +6,7 @@ use super::accounts::check_link_shape;
 use super::audit::kind;
 use super::mailer::Email;
 use super::password;
-use super::tenants::TenantCtx;
+use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta};
 use keygate_core::store::{TokenPurpose, User, UserPatch, UserStatus};
 use serde_json::json;
@@ -87,7 +87,7 @@ impl IdentityService {
         }
         // Rules that need no account first, so a bad password does not burn the link.
         password::check(
-            &t.spec.password_policy,
+            &t.settings.password_policy,
             &self.deps().breached,
             new_password,
             "",
@@ -176,12 +176,12 @@ impl IdentityService {
     /// the new hash with its history entry; `must_change_password` is cleared with it.
     pub(super) async fn set_new_password(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: &User,
         new_password: &str,
         _meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
-        let policy = &t.spec.password_policy;
+        let policy = &t.settings.password_policy;
         let d = self.deps();
         password::check(policy, &d.breached, new_password, &user.email)?;
         if policy.history > 0 {

@@ -6,8 +6,8 @@
 
 use super::audit::kind;
 use super::mailer::Email;
-use super::tenants::TenantCtx;
-use super::{IdentityError, IdentityService, RequestMeta, TokenSet, hex, span};
+use super::tenants::LiveTenant;
+use super::{IdentityError, IdentityService, RequestMeta, TokenSet, chrono_duration, hex};
 use keygate_core::crypto::{random::random_token, sha256};
 use keygate_core::ids::SessionId;
 use keygate_core::store::RotateOutcome;
@@ -48,7 +48,7 @@ impl IdentityService {
         }
         let next_raw = random_token()?;
         let next_hash = sha256(next_raw.as_bytes());
-        let next_expires = now + span(t.spec.refresh_idle_ttl());
+        let next_expires = now + chrono_duration(t.settings.refresh_idle_ttl());
         match d
             .store
             .rotate_refresh_token(t.row.id, &presented, &next_hash, next_expires, now)
@@ -58,7 +58,7 @@ impl IdentityService {
                 let pair = self
                     .tokens_for_family(&t, next.session_id, next_raw, asked)
                     .await?;
-                let grace = t.spec.refresh_reuse_grace();
+                let grace = t.settings.refresh_reuse_grace();
                 if !grace.is_zero() {
                     let key = grace_key(&t, &presented);
                     let plain = serde_json::to_vec(&pair)
@@ -71,7 +71,7 @@ impl IdentityService {
             RotateOutcome::AlreadyRotated {
                 family, rotated_at, ..
             } => {
-                let grace = span(t.spec.refresh_reuse_grace());
+                let grace = chrono_duration(t.settings.refresh_reuse_grace());
                 if now - rotated_at <= grace
                     && !d.ephemeral.revocations().contains(&family.to_string())
                     && let Some(pair) = self.grace_pair(&t, &presented).await?
@@ -99,7 +99,7 @@ impl IdentityService {
     /// not be sidestepped by a bad parameter).
     async fn check_request_before_rotation(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         presented: &[u8],
         asked_scope: Option<&str>,
         client_id: Option<&str>,
@@ -128,7 +128,7 @@ impl IdentityService {
     /// Mints the access token of a freshly rotated family and slides the session's idle expiry.
     async fn tokens_for_family(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         family: SessionId,
         refresh_token: String,
         asked_scope: Option<&str>,
@@ -156,7 +156,7 @@ impl IdentityService {
         let user = &subject.user;
         // Slide the idle expiry, but write it at most every tenth of the idle lifetime (and
         // at least every ten minutes): a busy client's refreshes then cost one durable write.
-        let idle_ttl = span(t.spec.refresh_idle_ttl());
+        let idle_ttl = chrono_duration(t.settings.refresh_idle_ttl());
         let every = (idle_ttl / 10).min(chrono::Duration::minutes(10));
         if now - session.last_seen_at >= every {
             let idle = (now + idle_ttl).min(session.absolute_expires_at);
@@ -191,7 +191,7 @@ impl IdentityService {
     /// The pair handed out for a just-rotated token, waiting briefly for a concurrent winner.
     async fn grace_pair(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         presented: &[u8],
     ) -> Result<Option<TokenSet>, IdentityError> {
         let key = grace_key(t, presented);
@@ -211,7 +211,7 @@ impl IdentityService {
     /// A rotated token came back: revoke the family everywhere, audit, alert the person.
     async fn reuse_detected(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         family: SessionId,
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
@@ -246,7 +246,7 @@ impl IdentityService {
     /// Revokes the family of a refresh token (RFC 7009); unknown tokens are ignored.
     pub(super) async fn revoke_refresh_token(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         refresh_token: &str,
         meta: &RequestMeta,
     ) -> Result<bool, IdentityError> {
@@ -296,7 +296,7 @@ fn narrowed_scope(granted: &str, asked: Option<&str>) -> Result<String, Identity
         .join(" "))
 }
 
-fn grace_key(t: &TenantCtx, presented: &[u8]) -> String {
+fn grace_key(t: &LiveTenant, presented: &[u8]) -> String {
     format!("refresh-grace:{}:{}", t.row.id, hex(presented))
 }
 

@@ -1,13 +1,13 @@
 //! Turning presented credentials into [`Principal`]s: access tokens (no database round trip:
 //! cached tenant and keys, replica-local revocation set), API keys and session cookies.
 
-use super::tenants::TenantCtx;
+use super::tenants::LiveTenant;
 use super::tokens;
 use super::{Credential, IdentityError, IdentityService, Introspection, Principal, UserInfo};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{constant_time_eq, sha256};
 use keygate_core::ids::{SessionId, UserId};
-use keygate_core::store::{Tenant, UserStatus};
+use keygate_core::store::UserStatus;
 
 /// Longest API key looked at.
 const MAX_API_KEY_BYTES: usize = 256;
@@ -48,20 +48,9 @@ impl IdentityService {
         self.session_principal(&t, cookie).await
     }
 
-    pub(super) async fn tenant_of_row(
-        &self,
-        row: &Tenant,
-    ) -> Result<std::sync::Arc<TenantCtx>, IdentityError> {
-        let d = self.deps();
-        self.inner
-            .tenants
-            .for_row(d.store.as_ref(), &d.public_url, row)
-            .await
-    }
-
     pub(super) async fn access_token_principal(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         token: &str,
     ) -> Result<Principal, IdentityError> {
         let claims = tokens::verify(&self.inner.signer, t, token, self.now()).await?;
@@ -108,7 +97,7 @@ impl IdentityService {
 
     pub(super) async fn api_key_principal(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         key: &str,
     ) -> Result<Principal, IdentityError> {
         if key.len() > MAX_API_KEY_BYTES {

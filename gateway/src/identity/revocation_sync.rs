@@ -1,4 +1,5 @@
-//! The Postgres fallback for revocations (DESIGN §4): every replica reads the sessions the
+//! The Postgres fallback for revocations (a revocation must reach every replica even when
+//! Redis lost it): every replica reads the sessions the
 //! store recorded as revoked and adds them to its local revocation set. Redis pub/sub is the
 //! fast path; this poll covers a Redis outage at revoke time and a message a replica never
 //! received, so a revoked session's access tokens stop working everywhere within seconds.

@@ -8,8 +8,8 @@
 //! trusted, a revoke deletes the record, and a record never lives longer than a revocation
 //! is remembered.
 
-use super::tenants::TenantCtx;
-use super::{Credential, IdentityError, IdentityService, Principal, hex, span};
+use super::tenants::LiveTenant;
+use super::{Credential, IdentityError, IdentityService, Principal, chrono_duration, hex};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::sha256;
 use keygate_core::ids::{SessionId, UserId};
@@ -65,14 +65,14 @@ impl HotSession {
     }
 }
 
-fn hot_key(t: &TenantCtx, token_hash: &[u8]) -> String {
+fn hot_key(t: &LiveTenant, token_hash: &[u8]) -> String {
     format!("session-hot:{}:{}", t.row.id, hex(token_hash))
 }
 
 impl IdentityService {
     /// Keeps `session`'s hot record (if it has a cookie) for its remaining idle lifetime,
     /// never longer than a revocation of it is remembered.
-    pub(super) async fn put_hot_session(&self, t: &TenantCtx, session: &Session) {
+    pub(super) async fn put_hot_session(&self, t: &LiveTenant, session: &Session) {
         if let Some(token_hash) = &session.token_hash {
             self.write_hot(t, token_hash, &HotSession::of(session))
                 .await;
@@ -81,7 +81,7 @@ impl IdentityService {
 
     /// Best effort: the record is a cache of the ledger, so a failed write only costs the
     /// next check a ledger read.
-    async fn write_hot(&self, t: &TenantCtx, token_hash: &[u8], hot: &HotSession) {
+    async fn write_hot(&self, t: &LiveTenant, token_hash: &[u8], hot: &HotSession) {
         let left = (hot.idle_expires_at.min(hot.absolute_expires_at) - self.now())
             .to_std()
             .unwrap_or_default()
@@ -105,7 +105,7 @@ impl IdentityService {
     /// Drops `session`'s hot record (revocation; the revocation set refuses it meanwhile).
     pub(super) async fn forget_hot_session(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         session: &Session,
     ) -> Result<(), IdentityError> {
         if let Some(token_hash) = &session.token_hash {
@@ -117,7 +117,7 @@ impl IdentityService {
     /// The hot record of a cookie, if one is there and readable. The ephemeral store being
     /// down is a miss too: the ledger is the system of record, and the revocation set asked
     /// before trusting a record is this replica's own.
-    async fn read_hot(&self, t: &TenantCtx, token_hash: &[u8]) -> Option<HotSession> {
+    async fn read_hot(&self, t: &LiveTenant, token_hash: &[u8]) -> Option<HotSession> {
         match self.deps().ephemeral.get(&hot_key(t, token_hash)).await {
             // An unreadable record (another version's format) is a miss, not an error.
             Ok(bytes) => bytes.and_then(|b| serde_json::from_slice(&b).ok()),
@@ -132,7 +132,7 @@ impl IdentityService {
     /// record, then the ledger on a miss.
     pub(super) async fn session_principal(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         cookie: &str,
     ) -> Result<Principal, IdentityError> {
         let token_hash = cookie_hash(cookie).ok_or(IdentityError::InvalidToken)?;
@@ -176,7 +176,8 @@ impl IdentityService {
         // Slide the idle expiry in the ledger at most once a minute per session; the touch
         // also re-checks the ledger, so a revocation Redis never carried ends the session here.
         if now - hot.last_seen_at >= LAST_SEEN_WRITE_INTERVAL {
-            let idle = (now + span(t.spec.session_idle_timeout())).min(hot.absolute_expires_at);
+            let idle =
+                (now + chrono_duration(t.settings.session_idle_timeout())).min(hot.absolute_expires_at);
             if !d
                 .store
                 .touch_session(t.row.id, hot.session_id, now, idle)

@@ -103,7 +103,7 @@ impl IdentityService {
     /// Revokes every open session of an account, in the store and on every replica.
     pub(super) async fn revoke_all_sessions(
         &self,
-        t: &super::tenants::TenantCtx,
+        t: &super::tenants::LiveTenant,
         user: keygate_core::ids::UserId,
     ) -> Result<u64, IdentityError> {
         let d = self.deps();

@@ -1,7 +1,9 @@
 //! The tenant's signing keys in usable form: the active private key (unsealed with the
-//! master keys) and every published public key, by kid. Loaded from the shared store with
-//! the same rule as JWKS ([`keygate_core::keyring`]) and cached briefly; parsed keys are
-//! kept by kid, since a kid's material never changes.
+//! master keys), every published public key by kid, and the JWKS document rendered once per
+//! load. Loaded from the shared store with [`keygate_core::keyring`] (so every replica
+//! publishes and signs with the same keys) and cached briefly; parsed keys are kept by kid,
+//! since a kid's material never changes. This is the one signing-key cache of the gateway:
+//! JWKS, discovery, signing and verification all read it.
 
 use super::IdentityError;
 use jsonwebtoken::jwk::Jwk;
@@ -37,15 +39,26 @@ pub(crate) struct VerifyingKey {
     pub key: DecodingKey,
 }
 
-#[derive(Default)]
+/// What a tenant publishes: the JWKS document and the key new tokens are signed with.
+#[derive(Debug)]
+pub struct PublishedKeys {
+    /// The JWKS document (`{"keys": [...]}`, public parts only), rendered once per load.
+    pub jwks: axum::body::Bytes,
+    /// Kid of the key that signs now, if any.
+    pub active_kid: Option<String>,
+    /// Algorithm of the active key.
+    pub active_algorithm: Option<String>,
+}
+
 struct Entry {
-    loaded: Option<Instant>,
+    loaded: Instant,
     active: Option<Arc<SigningKey>>,
     published: HashMap<String, Arc<VerifyingKey>>,
+    document: Arc<PublishedKeys>,
 }
 
 /// Per-tenant key sets.
-pub(crate) struct Signer {
+pub(crate) struct SigningKeys {
     store: Arc<dyn Store>,
     master_keys: MasterKeys,
     clock: Arc<dyn Clock>,
@@ -54,9 +67,9 @@ pub(crate) struct Signer {
     parsed_verifying: Mutex<HashMap<String, Arc<VerifyingKey>>>,
 }
 
-impl std::fmt::Debug for Signer {
+impl std::fmt::Debug for SigningKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").finish_non_exhaustive()
+        f.debug_struct("SigningKeys").finish_non_exhaustive()
     }
 }
 
@@ -64,7 +77,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Signer {
+impl SigningKeys {
     /// A cache over `store`.
     pub fn new(store: Arc<dyn Store>, master_keys: MasterKeys, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -102,20 +115,41 @@ impl Signer {
             .and_then(|e| lock(&e).published.get(kid).cloned()))
     }
 
+    /// The JWKS document and active kid of the tenant.
+    pub async fn published(&self, tenant: TenantId) -> Result<Arc<PublishedKeys>, IdentityError> {
+        if let Some(e) = self.entry(tenant) {
+            let entry = lock(&e);
+            if entry.loaded.elapsed() < TTL {
+                return Ok(entry.document.clone());
+            }
+        }
+        self.refresh(tenant).await?;
+        self.entry(tenant)
+            .map(|e| lock(&e).document.clone())
+            .ok_or_else(|| IdentityError::Internal("signing keys vanished after loading".into()))
+    }
+
     fn entry(&self, tenant: TenantId) -> Option<Arc<Mutex<Entry>>> {
         lock(&self.entries).get(&tenant).cloned()
     }
 
+    fn fresh_entry(&self, tenant: TenantId) -> Option<Arc<Mutex<Entry>>> {
+        self.entry(tenant)
+            .filter(|e| lock(e).loaded.elapsed() < TTL)
+    }
+
     async fn refresh(&self, tenant: TenantId) -> Result<(), IdentityError> {
-        if let Some(e) = self.entry(tenant)
-            && lock(&e).loaded.is_some_and(|at| at.elapsed() < TTL)
-        {
+        if self.fresh_entry(tenant).is_some() {
             return Ok(());
         }
         let records = self.store.signing_keys(tenant).await?;
         let now = self.clock.now();
         let mut published = HashMap::new();
-        for record in keyring::published(&records, now) {
+        let records_published = keyring::published(&records, now);
+        let jwks = serde_json::json!({
+            "keys": records_published.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()
+        });
+        for record in records_published {
             match self.verifying_key(&record.kid, &record.algorithm, &record.public_jwk) {
                 Ok(k) => {
                     published.insert(record.kid.clone(), k);
@@ -125,16 +159,23 @@ impl Signer {
                 }
             }
         }
-        let active = match keyring::active(&records, now) {
+        let active_record = keyring::active(&records, now);
+        let document = Arc::new(PublishedKeys {
+            jwks: axum::body::Bytes::from(jwks.to_string()),
+            active_kid: active_record.map(|k| k.kid.clone()),
+            active_algorithm: active_record.map(|k| k.algorithm.clone()),
+        });
+        let active = match active_record {
             Some(record) => {
                 Some(self.signing_key(&record.kid, &record.algorithm, &record.private_key)?)
             }
             None => None,
         };
         let entry = Entry {
-            loaded: Some(Instant::now()),
+            loaded: Instant::now(),
             active,
             published,
+            document,
         };
         lock(&self.entries).insert(tenant, Arc::new(Mutex::new(entry)));
         Ok(())

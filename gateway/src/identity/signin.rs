@@ -4,11 +4,11 @@
 use super::audit::kind;
 use super::lockout::lock_duration;
 use super::principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE};
-use super::tenants::TenantCtx;
+use super::tenants::LiveTenant;
 use super::tokens::{self, AccessClaims};
 use super::{
     Credential, IdentityError, IdentityService, PasswordSignIn, Principal, RequestMeta, SignedIn,
-    TokenSet, span,
+    TokenSet, chrono_duration,
 };
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{random::random_token, sha256};
@@ -73,7 +73,9 @@ impl IdentityService {
         Ok(())
     }
 
-    /// Signs a person in with email and password and opens a session.
+    /// Signs a person in with email and password and opens a session, in steps: admit the
+    /// attempt, check the password (with the lockout), check the account, then issue the
+    /// session and tokens. Every refusal after admission is audited before it is answered.
     pub async fn sign_in(
         &self,
         tenant: &str,
@@ -81,7 +83,26 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<SignedIn, IdentityError> {
         let t = self.tenant(tenant).await?;
-        if !t.spec.sign_in.password {
+        self.admit_sign_in(&t, &req, meta).await?;
+        let (user, counted) = self.check_password(&t, &req, meta).await?;
+        let user = self
+            .check_account(&t, user, req.new_password.as_deref(), meta)
+            .await?;
+        if counted {
+            self.deps().store.reset_lockout(t.row.id, user.id).await?;
+        }
+        self.issue_sign_in(&t, &user, req, meta).await
+    }
+
+    /// Whether the tenant takes password sign-ins, the input is of sane size and the
+    /// address is within its rate limit.
+    async fn admit_sign_in(
+        &self,
+        t: &LiveTenant,
+        req: &PasswordSignIn,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        if !t.settings.sign_in.password {
             return Err(IdentityError::PasswordSignInDisabled);
         }
         if req.email.len() > MAX_EMAIL_BYTES || req.password.len() > MAX_PASSWORD_BYTES {
@@ -97,22 +118,52 @@ impl IdentityService {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// Writes the audit row of a failed sign-in for `reason`.
+    async fn audit_failure(
+        &self,
+        t: &LiveTenant,
+        user: Option<keygate_core::ids::UserId>,
+        meta: &RequestMeta,
+        reason: &str,
+    ) -> Result<(), IdentityError> {
+        self.audit(t, kind::LOGIN_FAILED, user, meta, json!({"reason": reason}))
+            .await
+    }
+
+    /// Audits a failed sign-in for `reason`, then refuses it with `error`.
+    async fn refuse<T>(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+        meta: &RequestMeta,
+        reason: &str,
+        error: IdentityError,
+    ) -> Result<T, IdentityError> {
+        self.audit_failure(t, Some(user.id), meta, reason).await?;
+        Err(error)
+    }
+
+    /// The account behind the email if the password is right and it is not locked, and
+    /// whether it has a lockout counter (to reset after success). Unknown accounts cost the
+    /// same hashing and get the same answers as wrong passwords; a wrong password is
+    /// audited before it is counted, so a counter outage cannot hide the attempt.
+    async fn check_password(
+        &self,
+        t: &LiveTenant,
+        req: &PasswordSignIn,
+        meta: &RequestMeta,
+    ) -> Result<(User, bool), IdentityError> {
         let now = self.now();
         let d = self.deps();
         let Some(user) = d.store.user_by_email(t.row.id, req.email.trim()).await? else {
-            // Same work and same answer as a wrong password, so nobody learns the account is absent.
             d.hasher.verify_dummy(&req.password).await?;
-            self.audit(
-                &t,
-                kind::LOGIN_FAILED,
-                None,
-                meta,
-                json!({"reason": "unknown_account"}),
-            )
-            .await?;
-            return Err(self.unknown_account_failure(&t, &req.email).await);
+            self.audit_failure(t, None, meta, "unknown_account").await?;
+            return Err(self.unknown_account_failure(t, &req.email).await);
         };
-        let counter = if t.spec.lockout.enabled {
+        let counter = if t.settings.lockout.enabled {
             d.store.lockout(t.row.id, user.id).await?
         } else {
             None
@@ -121,91 +172,95 @@ impl IdentityService {
             && state.is_locked(now)
         {
             d.hasher.verify_dummy(&req.password).await?;
-            self.audit(
-                &t,
-                kind::LOGIN_FAILED,
-                Some(user.id),
-                meta,
-                json!({"reason": "locked"}),
-            )
-            .await?;
             // Rounded up: the database keeps microseconds, the clock may have nanoseconds.
             let left = state.locked_until.map_or(1, |u| {
                 ((u - now).num_milliseconds() + 999).div_euclid(1000).max(1)
             });
-            return Err(IdentityError::AccountLocked {
+            let locked = IdentityError::AccountLocked {
                 retry_after: std::time::Duration::from_secs(left as u64),
-            });
+            };
+            return self.refuse(t, &user, meta, "locked", locked).await;
         }
         let verified = match &user.password_hash {
             Some(hash) => d.hasher.verify(&req.password, hash).await?,
             None => d.hasher.verify_dummy(&req.password).await?,
         };
         if !verified {
-            // Audit first, then the counter (a counter outage must not hide the attempt).
-            self.audit(
-                &t,
-                kind::LOGIN_FAILED,
-                Some(user.id),
-                meta,
-                json!({"reason": "bad_password"}),
-            )
-            .await?;
-            if t.spec.lockout.enabled {
-                let state = d.store.record_failure(t.row.id, user.id, now).await?;
-                if let Some(lock) = lock_duration(state.failures) {
-                    d.store.lock_until(t.row.id, user.id, now + lock).await?;
-                    self.audit(
-                        &t,
-                        kind::LOCKED,
-                        Some(user.id),
-                        meta,
-                        json!({"failures": state.failures, "seconds": lock.num_seconds()}),
-                    )
-                    .await?;
-                }
-            }
+            self.audit_failure(t, Some(user.id), meta, "bad_password")
+                .await?;
+            self.count_failure(t, &user, meta, now).await?;
             return Err(IdentityError::InvalidCredentials);
         }
+        Ok((user, counter.is_some()))
+    }
+
+    /// Counts a wrong password against the account and locks it when the schedule says so.
+    async fn count_failure(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+        meta: &RequestMeta,
+        now: DateTime<Utc>,
+    ) -> Result<(), IdentityError> {
+        if !t.settings.lockout.enabled {
+            return Ok(());
+        }
+        let d = self.deps();
+        let state = d.store.record_failure(t.row.id, user.id, now).await?;
+        if let Some(lock) = lock_duration(state.failures) {
+            d.store.lock_until(t.row.id, user.id, now + lock).await?;
+            self.audit(
+                t,
+                kind::LOCKED,
+                Some(user.id),
+                meta,
+                json!({"failures": state.failures, "seconds": lock.num_seconds()}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The account may sign in: active, verified when the tenant requires it, and with a
+    /// new password set when it must change its password.
+    async fn check_account(
+        &self,
+        t: &LiveTenant,
+        user: User,
+        new_password: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<User, IdentityError> {
         if user.status != UserStatus::Active {
-            self.audit(
-                &t,
-                kind::LOGIN_FAILED,
-                Some(user.id),
-                meta,
-                json!({"reason": "suspended"}),
-            )
-            .await?;
-            return Err(IdentityError::AccountSuspended);
+            let e = IdentityError::AccountSuspended;
+            return self.refuse(t, &user, meta, "suspended", e).await;
         }
-        if t.spec.sign_in.email_verification == EmailVerification::Required && !user.email_verified
+        if t.settings.sign_in.email_verification == EmailVerification::Required && !user.email_verified
         {
-            self.audit(
-                &t,
-                kind::LOGIN_FAILED,
-                Some(user.id),
-                meta,
-                json!({"reason": "email_not_verified"}),
-            )
-            .await?;
-            return Err(IdentityError::EmailNotVerified);
+            let e = IdentityError::EmailNotVerified;
+            return self.refuse(t, &user, meta, "email_not_verified", e).await;
         }
-        let user = if user.must_change_password {
-            let Some(new_password) = req.new_password.as_deref() else {
-                return Err(IdentityError::PasswordChangeRequired);
-            };
-            // Storing the new password also clears `must_change_password`.
-            self.set_new_password(&t, &user, new_password, meta).await?;
-            User {
-                must_change_password: false,
-                ..user
-            }
-        } else {
-            user
+        if !user.must_change_password {
+            return Ok(user);
+        }
+        let Some(new_password) = new_password else {
+            return Err(IdentityError::PasswordChangeRequired);
         };
-        if counter.is_some() {
-            d.store.reset_lockout(t.row.id, user.id).await?;
-        }
+        // Storing the new password also clears `must_change_password`.
+        self.set_new_password(t, &user, new_password, meta).await?;
+        Ok(User {
+            must_change_password: false,
+            ..user
+        })
+    }
+
+    /// Opens the session of a successful sign-in, signs its access token and audits it.
+    async fn issue_sign_in(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+        req: PasswordSignIn,
+        meta: &RequestMeta,
+    ) -> Result<SignedIn, IdentityError> {
         let client_id = req
             .client_id
             .filter(|c| !c.is_empty())
@@ -216,8 +271,8 @@ impl IdentityService {
             .unwrap_or_else(|| DEFAULT_SCOPE.into());
         let opened = self
             .open_session(
-                &t,
-                &user,
+                t,
+                user,
                 SessionGrant {
                     amr: vec!["pwd".into()],
                     acr: Some(ACR_PASSWORD.into()),
@@ -229,20 +284,12 @@ impl IdentityService {
             )
             .await?;
         let session = opened.session;
-        let (roles, permissions) = self.grants(&t, &user).await?;
+        let (roles, permissions) = self.grants(t, user).await?;
         let (access_token, expires_in) = self
-            .access_token(
-                &t,
-                &user,
-                &session,
-                &client_id,
-                &scope,
-                &roles,
-                &permissions,
-            )
+            .access_token(t, user, &session, &client_id, &scope, &roles, &permissions)
             .await?;
         self.audit(
-            &t,
+            t,
             kind::LOGIN_OK,
             Some(user.id),
             meta,
@@ -281,8 +328,8 @@ impl IdentityService {
     /// of `invalid_credentials` then `account_locked` a real account would get, counted in
     /// the ephemeral store, so the lockout does not tell which emails have accounts. If the
     /// counter store is down, the answer is `invalid_credentials` all the same.
-    async fn unknown_account_failure(&self, t: &TenantCtx, email: &str) -> IdentityError {
-        if !t.spec.lockout.enabled {
+    async fn unknown_account_failure(&self, t: &LiveTenant, email: &str) -> IdentityError {
+        if !t.settings.lockout.enabled {
             return IdentityError::InvalidCredentials;
         }
         let key = format!(
@@ -308,7 +355,7 @@ impl IdentityService {
     /// tenant's session lifetimes, token clients' by its refresh-token lifetimes.
     pub(super) async fn open_session(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: &User,
         grant: SessionGrant,
         meta: &RequestMeta,
@@ -316,13 +363,13 @@ impl IdentityService {
         let now = self.now();
         let (idle, absolute) = if grant.browser {
             (
-                t.spec.session_idle_timeout(),
-                t.spec.session_absolute_lifetime(),
+                t.settings.session_idle_timeout(),
+                t.settings.session_absolute_lifetime(),
             )
         } else {
-            (t.spec.refresh_idle_ttl(), t.spec.refresh_absolute_ttl())
+            (t.settings.refresh_idle_ttl(), t.settings.refresh_absolute_ttl())
         };
-        let absolute_expires_at = now + span(absolute);
+        let absolute_expires_at = now + chrono_duration(absolute);
         let cookie = if grant.browser {
             Some(random_token()?)
         } else {
@@ -343,7 +390,7 @@ impl IdentityService {
                 acr: grant.acr,
                 auth_time: now,
                 created_at: now,
-                idle_expires_at: (now + span(idle)).min(absolute_expires_at),
+                idle_expires_at: (now + chrono_duration(idle)).min(absolute_expires_at),
                 absolute_expires_at,
                 token_hash: cookie.as_ref().map(|c| sha256(c.as_bytes()).to_vec()),
                 client_id: grant.client_id,
@@ -358,7 +405,8 @@ impl IdentityService {
                 tenant_id: t.row.id,
                 session_id: session.id,
                 issued_at: now,
-                expires_at: (now + span(t.spec.refresh_idle_ttl())).min(absolute_expires_at),
+                expires_at: (now + chrono_duration(t.settings.refresh_idle_ttl()))
+                    .min(absolute_expires_at),
             })
             .await?;
         self.put_hot_session(t, &session).await;
@@ -373,7 +421,7 @@ impl IdentityService {
     /// plus the built-in admin role for members of [`ADMIN_GROUP`].
     pub(super) async fn grants(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: &User,
     ) -> Result<(Vec<String>, Vec<String>), IdentityError> {
         let facts = SubjectFacts {
@@ -406,7 +454,7 @@ impl IdentityService {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn access_token(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: &User,
         session: &Session,
         client_id: &str,
@@ -415,12 +463,12 @@ impl IdentityService {
         permissions: &[String],
     ) -> Result<(String, u64), IdentityError> {
         let now = self.now();
-        let ttl = t.spec.access_token_ttl();
+        let ttl = t.settings.access_token_ttl();
         let claims = AccessClaims {
             iss: t.issuer.clone(),
             sub: user.id.to_string(),
             aud: t.audience.clone(),
-            exp: (now + span(ttl)).timestamp(),
+            exp: (now + chrono_duration(ttl)).timestamp(),
             iat: now.timestamp(),
             nbf: now.timestamp(),
             jti: uuid::Uuid::now_v7().to_string(),
@@ -442,14 +490,14 @@ impl IdentityService {
     }
 
     /// How long a revocation must be remembered so every token it covers has expired.
-    pub(super) fn revocation_ttl(&self, t: &TenantCtx) -> std::time::Duration {
-        t.spec.access_token_ttl() + std::time::Duration::from_secs(120)
+    pub(super) fn revocation_ttl(&self, t: &LiveTenant) -> std::time::Duration {
+        t.settings.access_token_ttl() + std::time::Duration::from_secs(120)
     }
 
     /// Revokes a session in the store and on every replica.
     pub(super) async fn end_session(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         session: keygate_core::ids::SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool, IdentityError> {
@@ -465,9 +513,9 @@ impl IdentityService {
     }
 
     /// Session revocations must outlive access tokens and session cookies.
-    pub(super) fn session_revocation_ttl(&self, t: &TenantCtx) -> std::time::Duration {
+    pub(super) fn session_revocation_ttl(&self, t: &LiveTenant) -> std::time::Duration {
         self.revocation_ttl(t).max(
-            t.spec
+            t.settings
                 .session_idle_timeout()
                 .min(std::time::Duration::from_secs(86_400)),
         )

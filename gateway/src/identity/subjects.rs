@@ -3,7 +3,7 @@
 //! logout revoke the sessions themselves (in the store, checked by every rotation, and on
 //! every replica's revocation set), and a role change reaches tokens within the TTL.
 
-use super::tenants::TenantCtx;
+use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService};
 use keygate_core::ids::{TenantId, UserId};
 use keygate_core::store::{User, UserStatus};
@@ -61,7 +61,7 @@ impl IdentityService {
     /// The active account `user` with its grants (cached briefly); `None` when absent or suspended.
     pub(super) async fn active_subject(
         &self,
-        t: &TenantCtx,
+        t: &LiveTenant,
         user: UserId,
     ) -> Result<Option<Arc<Subject>>, IdentityError> {
         let key = (t.row.id, user);

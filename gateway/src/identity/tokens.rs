@@ -3,8 +3,8 @@
 //! allow-list, issuer, audience, expiry and not-before against the service clock).
 
 use super::IdentityError;
-use super::signer::Signer;
-use super::tenants::TenantCtx;
+use super::signer::SigningKeys;
+use super::tenants::LiveTenant;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -59,8 +59,8 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 
 /// Signs `claims` with the tenant's active key (`kid` and `typ` always set).
 pub(crate) async fn mint(
-    signer: &Signer,
-    tenant: &TenantCtx,
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
     claims: &AccessClaims,
 ) -> Result<String, IdentityError> {
     let key = signer.active(tenant.row.id).await?;
@@ -74,8 +74,8 @@ pub(crate) async fn mint(
 
 /// Verifies an access token of `tenant` at `now`; every failure is [`IdentityError::InvalidToken`].
 pub(crate) async fn verify(
-    signer: &Signer,
-    tenant: &TenantCtx,
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<AccessClaims, IdentityError> {

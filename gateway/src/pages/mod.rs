@@ -1,29 +1,33 @@
 //! Server-rendered sign-in pages, usable without JavaScript: sign in, sign up, verify email,
-//! forgot / reset password, sign out, and the MFA and step-up prompts (placeholders until
-//! the MFA issue). Every form carries a CSRF token ([`csrf`]); the session cookie is
-//! `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/). Tenant name and
-//! colours come from the Tenant spec; colours travel in `/t/{tenant}/theme.css` so the CSP
-//! can forbid inline styles.
+//! forgot / reset password, sign out, and the MFA and step-up prompts (which say that the
+//! tenant offers no second factor). Every form carries a CSRF token ([`csrf`]); the session
+//! cookie is `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/). Tenant name
+//! and colours come from the Tenant spec; colours travel in `/t/{tenant}/theme.css` so the
+//! CSP can forbid inline styles.
+//!
+//! The pages own their cookie settings, CSRF and templates ([`PagesState`]) and
+//! reach tenants and the account workflows only through the identity service (the
+//! workflows behind the [`AccountFlows`] seam, so tests can stand one in).
 //!
 //! One module per group of pages; each page is a [`Page`] (template and title) rendered
-//! through [`Screen`], which adds the CSRF token and the common context.
+//! through `Screen`, which adds the CSRF token and the common context. A refused workflow
+//! is shown by `refusal`, the one place a [`FlowError`] becomes a field, a message and a
+//! status.
 
 pub mod csrf;
-pub mod flows;
 mod prompts;
 mod recovery;
 mod signin;
 mod signup;
 mod theme;
 
-pub use flows::{AccountFlows, FlowError, SignInAttempt, SignedIn, UnwiredFlows};
-
 use crate::AppState;
+use crate::cookies::CookieMode;
 use crate::error::ApiError;
-use crate::forward_auth::cache::TenantView;
-use crate::forward_auth::redirect::safe_return_url;
+use crate::identity::{AccountFlows, FlowError, IdentityService, LiveTenant};
+use crate::return_url::safe_return_url;
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRef, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -75,11 +79,107 @@ impl Default for Templates {
     }
 }
 
+/// What the pages hold: the door to tenants and workflows, cookie settings, CSRF and the
+/// compiled templates.
+#[derive(Debug)]
+pub struct PagesState {
+    identity: IdentityService,
+    flows: Arc<dyn AccountFlows>,
+    public_url: Arc<str>,
+    cookies: CookieMode,
+    csrf: csrf::Csrf,
+    templates: Templates,
+}
+
+impl PagesState {
+    /// Pages over `identity`, whose workflows are `flows` (the service itself in production),
+    /// with cookies named and flagged by `cookies`.
+    pub fn new(
+        identity: IdentityService,
+        flows: Arc<dyn AccountFlows>,
+        public_url: Arc<str>,
+        cookies: CookieMode,
+    ) -> Self {
+        Self {
+            csrf: csrf::Csrf::new(identity.ephemeral(), cookies),
+            identity,
+            flows,
+            public_url,
+            cookies,
+            templates: Templates::new(),
+        }
+    }
+
+    /// The live tenant by URL segment; a missing or disabled one is a 404.
+    async fn live(&self, name: &str) -> Result<Arc<LiveTenant>, ApiError> {
+        Ok(self.identity.tenant(name).await?)
+    }
+}
+
+impl FromRef<AppState> for Arc<PagesState> {
+    fn from_ref(state: &AppState) -> Self {
+        state.pages.clone()
+    }
+}
+
+/// The state page handlers take.
+type Pages = State<Arc<PagesState>>;
+
+/// How a refused workflow is shown on any page: the field the message goes beside, the
+/// message (never revealing whether an account exists) and the status.
+fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
+    let (field, text, status) = match e {
+        FlowError::InvalidCredentials => (
+            "password",
+            "The email address or password is not right.",
+            StatusCode::UNAUTHORIZED,
+        ),
+        FlowError::Locked => (
+            "email",
+            "Too many attempts. Wait a few minutes and try again.",
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        FlowError::EmailNotVerified => (
+            "email",
+            "Verify your email address first: follow the link we sent you.",
+            StatusCode::FORBIDDEN,
+        ),
+        FlowError::RegistrationClosed => (
+            "email",
+            "This organisation does not take new registrations.",
+            StatusCode::FORBIDDEN,
+        ),
+        FlowError::PasswordSignInDisabled => (
+            "email",
+            "This organisation does not offer sign-in with a password.",
+            StatusCode::FORBIDDEN,
+        ),
+        FlowError::PasswordRejected(why) => {
+            return ("password", why, StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        FlowError::Unusable(why) => {
+            let text = format!("This cannot be used: {why}.");
+            return ("email", text, StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        FlowError::InvalidLink => (
+            "token",
+            "This link is no longer valid.",
+            StatusCode::BAD_REQUEST,
+        ),
+        FlowError::Unavailable => (
+            "email",
+            "This is not available right now. Try again shortly.",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
+    (field, text.to_owned(), status)
+}
+
 /// [`form_page`] for one page, as a handler.
 macro_rules! form {
-    ($page:expr, $carry:expr) => {
-        |s: State<AppState>, p: Path<String>, q: RawQuery, j: CookieJar| {
-            form_page($page, $carry, s, p, q, j)
+    ($page:expr, $prefill:expr) => {
+        |s: Pages, p: Path<String>, q: RawQuery, j: CookieJar| {
+            form_page($page, $prefill, s, p, q, j)
         }
     };
 }
@@ -91,44 +191,36 @@ pub fn router() -> Router<AppState> {
         .route("/t/{tenant}/theme.css", get(theme::theme))
         .route(
             "/t/{tenant}/signin",
-            get(form!(signin::SIGN_IN, Carry::ReturnUrl)).post(signin::signin_submit),
+            get(form!(signin::SIGN_IN, Prefill::ReturnUrl)).post(signin::signin_submit),
         )
         // POST /login is the JSON sign-in (routes::login); it sends form posts on to /signin with a 307.
         .route(
             "/t/{tenant}/login",
-            get(form!(signin::SIGN_IN, Carry::ReturnUrl)),
+            get(form!(signin::SIGN_IN, Prefill::ReturnUrl)),
         )
         .route(
             "/t/{tenant}/signup",
-            get(form!(signup::SIGN_UP, Carry::ReturnUrl)).post(signup::signup_submit),
+            get(form!(signup::SIGN_UP, Prefill::ReturnUrl)).post(signup::signup_submit),
         )
         .route(
             "/t/{tenant}/forgot-password",
-            get(form!(recovery::FORGOT, Carry::Nothing)).post(recovery::forgot_submit),
+            get(form!(recovery::FORGOT, Prefill::Nothing)).post(recovery::forgot_submit),
         )
         .route(
             "/t/{tenant}/reset-password",
-            get(form!(recovery::RESET, Carry::Token)).post(recovery::reset_submit),
+            get(form!(recovery::RESET, Prefill::Token)).post(recovery::reset_submit),
         )
         .route(
             "/t/{tenant}/verify-email",
             // A button, not an action on GET: mail scanners that open links must not spend them.
-            get(form!(signup::VERIFY, Carry::Token)).post(signup::verify_submit),
+            get(form!(signup::VERIFY, Prefill::Token)).post(signup::verify_submit),
         )
         .route(
             "/t/{tenant}/signout",
-            get(form!(signin::SIGN_OUT, Carry::ReturnUrl)).post(signin::signout_submit),
+            get(form!(signin::SIGN_OUT, Prefill::ReturnUrl)).post(signin::signout_submit),
         )
-        .route("/t/{tenant}/mfa", get(prompts::mfa))
-        .route("/t/{tenant}/step-up", get(prompts::mfa))
-}
-
-async fn live(state: &AppState, name: &str) -> Result<Arc<TenantView>, ApiError> {
-    match state.edge.tenant(state, name).await {
-        Ok(Some(t)) => Ok(t),
-        Ok(None) => Err(ApiError::TenantNotFound),
-        Err(e) => Err(ApiError::Store(e)),
-    }
+        .route("/t/{tenant}/mfa", get(prompts::no_second_factor))
+        .route("/t/{tenant}/step-up", get(prompts::no_second_factor))
 }
 
 fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
@@ -140,19 +232,19 @@ fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
 }
 
 /// The return URL if it is on the tenant's allow-list (or the gateway's own); else nothing.
-fn checked_rd(state: &AppState, tenant: &TenantView, rd: Option<&str>) -> Option<String> {
+fn checked_rd(state: &PagesState, tenant: &LiveTenant, rd: Option<&str>) -> Option<String> {
     rd.and_then(|rd| {
         safe_return_url(
             rd,
-            &tenant.spec.redirects.allowed_origins,
+            &tenant.settings.redirects.allowed_origins,
             &state.public_url,
         )
     })
 }
 
-/// What a form page takes over from its URL when it is opened.
+/// What a form page fills in from its URL when it is opened.
 #[derive(Clone, Copy, Debug)]
-enum Carry {
+enum Prefill {
     /// `rd`, the return URL after signing in, if it is allowed.
     ReturnUrl,
     /// `token`, from an emailed link.
@@ -161,23 +253,23 @@ enum Carry {
     Nothing,
 }
 
-/// The GET handler of a form page: the empty form with what `carry` takes from the URL.
+/// The GET handler of a form page: the empty form with what `prefill` takes from the URL.
 async fn form_page(
     page: Page,
-    carry: Carry,
-    State(state): State<AppState>,
+    prefill: Prefill,
+    State(state): Pages,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
-    let extra = match carry {
-        Carry::ReturnUrl => {
+    let tenant = state.live(&name).await?;
+    let extra = match prefill {
+        Prefill::ReturnUrl => {
             let rd = checked_rd(&state, &tenant, query_param(&q, "rd").as_deref());
             context! { rd, email => "" }
         }
-        Carry::Token => context! { token => query_param(&q, "token").unwrap_or_default() },
-        Carry::Nothing => context! { email => "" },
+        Prefill::Token => context! { token => query_param(&q, "token").unwrap_or_default() },
+        Prefill::Nothing => context! { email => "" },
     };
     Ok(page.on(&state, &tenant).fresh(jar, extra).await)
 }
@@ -194,7 +286,7 @@ struct Page {
 
 impl Page {
     /// This page for `tenant`.
-    fn on<'a>(self, state: &'a AppState, tenant: &'a TenantView) -> Screen<'a> {
+    fn on<'a>(self, state: &'a PagesState, tenant: &'a LiveTenant) -> Screen<'a> {
         Screen {
             state,
             tenant,
@@ -205,8 +297,8 @@ impl Page {
 
 /// A page being answered for one tenant.
 struct Screen<'a> {
-    state: &'a AppState,
-    tenant: &'a TenantView,
+    state: &'a PagesState,
+    tenant: &'a LiveTenant,
     page: Page,
 }
 
@@ -219,7 +311,7 @@ impl Screen<'_> {
         errors: Errors,
         extra: Value,
     ) -> Response {
-        let (csrf, jar) = match csrf::issue(&self.state.edge, jar).await {
+        let (csrf, jar) = match self.state.csrf.issue(jar).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot issue a CSRF token");
@@ -231,16 +323,12 @@ impl Screen<'_> {
             title => self.page.title,
             csrf,
             errors,
-            tenant => context! { name => tenant.tenant.name.clone(), display_name => tenant.display_name() },
-            registration_open => tenant.spec.sign_in.registration != Registration::Closed,
-            min_length => tenant.spec.password_policy.min_length,
+            tenant => context! { name => tenant.name(), display_name => tenant.display_name() },
+            registration_open => tenant.settings.sign_in.registration != Registration::Closed,
+            min_length => tenant.settings.password_policy.min_length,
             ..extra
         };
-        let mut response = self
-            .state
-            .edge
-            .templates()
-            .render(self.page.template, status, ctx);
+        let mut response = self.state.templates.render(self.page.template, status, ctx);
         response.headers_mut().insert(
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-store"),
@@ -260,6 +348,12 @@ impl Screen<'_> {
             "This form expired or was opened in another browser. Please try again.".to_owned(),
         )]);
         self.show(jar, status, errors, extra).await
+    }
+
+    /// The form again, showing why the workflow refused ([`refusal`]).
+    async fn refused(&self, jar: CookieJar, e: FlowError, extra: Value) -> Response {
+        let (field, text, status) = refusal(e);
+        self.invalid(jar, status, field, text, extra).await
     }
 
     /// The form again with one field's error.
@@ -287,19 +381,18 @@ impl Screen<'_> {
         let ctx = context! {
             title,
             message => text,
-            tenant => context! { name => tenant.tenant.name.clone(), display_name => tenant.display_name() },
+            tenant => context! { name => tenant.name(), display_name => tenant.display_name() },
             link => link.map(|(t, h)| context! { text => t, href => h }),
         };
-        self.state
-            .edge
-            .templates()
-            .render("message.html", status, ctx)
+        self.state.templates.render("message.html", status, ctx)
     }
 }
 
 /// Whether the submitted CSRF token matches the browser's binding cookie.
-async fn csrf_ok(state: &AppState, jar: &CookieJar, token: &str) -> Result<bool, ApiError> {
-    csrf::check(&state.edge, jar, token)
+async fn csrf_ok(state: &PagesState, jar: &CookieJar, token: &str) -> Result<bool, ApiError> {
+    state
+        .csrf
+        .check(jar, token)
         .await
         .map_err(|_| ApiError::Unavailable)
 }
@@ -326,4 +419,39 @@ struct TokenForm {
     token: String,
     #[serde(default)]
     password: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_a_field_a_message_and_a_client_or_outage_status() {
+        let cases = [
+            (FlowError::InvalidCredentials, "password", 401),
+            (FlowError::Locked, "email", 429),
+            (FlowError::EmailNotVerified, "email", 403),
+            (FlowError::RegistrationClosed, "email", 403),
+            (FlowError::PasswordSignInDisabled, "email", 403),
+            (
+                FlowError::PasswordRejected("too short".into()),
+                "password",
+                422,
+            ),
+            (
+                FlowError::Unusable("email is not a valid address".into()),
+                "email",
+                422,
+            ),
+            (FlowError::InvalidLink, "token", 400),
+            (FlowError::Unavailable, "email", 503),
+        ];
+        for (error, field, status) in cases {
+            let (f, text, s) = refusal(error.clone());
+            assert_eq!((f, s.as_u16()), (field, status), "{error:?}");
+            assert!(!text.is_empty(), "{error:?}");
+        }
+        let (_, text, _) = refusal(FlowError::PasswordRejected("too short".into()));
+        assert_eq!(text, "too short", "the policy's reason is shown as it is");
+    }
 }

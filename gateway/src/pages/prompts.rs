@@ -1,9 +1,10 @@
-//! The MFA and step-up prompts: hooks the MFA issue fills; until then they say so plainly.
+//! Where forward-auth sends a browser that needs a second factor or a fresher sign-in
+//! (`/t/{tenant}/mfa`, `/t/{tenant}/step-up`). No tenant offers a second factor yet, so the
+//! page says so and leads back to signing in.
 
-use super::{Page, live};
-use crate::AppState;
+use super::{Page, Pages};
 use crate::error::ApiError;
-use crate::forward_auth::redirect::signin_url;
+use crate::return_url::signin_url;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -13,18 +14,18 @@ const PROMPT: Page = Page {
     title: "Additional verification",
 };
 
-pub(super) async fn mfa(
-    State(state): State<AppState>,
+pub(super) async fn no_second_factor(
+    State(state): Pages,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     Ok(PROMPT.on(&state, &tenant).message(
         PROMPT.title,
-        "A second factor is needed here. MFA arrives with the MFA issue; until then this step cannot be completed.",
+        "This page asks for a second factor, and this organisation does not offer multi-factor sign-in. Sign in again with your password, or ask your administrator about access.",
         StatusCode::OK,
         Some((
             "Back to sign in",
-            signin_url(&state.public_url, &tenant.tenant.name, None),
+            signin_url(&state.public_url, tenant.name(), None),
         )),
     ))
 }

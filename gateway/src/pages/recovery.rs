@@ -1,11 +1,11 @@
 //! Forgot password (same answer whether or not the account exists) and reset password
 //! (single-use, expiring link).
 
-use super::{EmailPasswordForm, FlowError, Page, TokenForm, csrf_ok, live};
-use crate::AppState;
+use super::{EmailPasswordForm, Page, Pages, TokenForm, csrf_ok, refusal};
 use crate::error::ApiError;
-use crate::forward_auth::redirect::signin_url;
-use crate::routes::extract::Meta;
+use crate::identity::FlowError;
+use crate::meta::Meta;
+use crate::return_url::signin_url;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
@@ -23,13 +23,13 @@ pub(super) const RESET: Page = Page {
 };
 
 pub(super) async fn forgot_submit(
-    State(state): State<AppState>,
+    State(state): Pages,
     Path(name): Path<String>,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     let screen = FORGOT.on(&state, &tenant);
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let email = form.email.trim().to_owned();
@@ -51,9 +51,8 @@ pub(super) async fn forgot_submit(
     }
     // Same answer whether or not the account exists.
     let _ = state
-        .edge
         .flows
-        .request_password_reset(&tenant.tenant, &email, &meta)
+        .request_password_reset(&tenant, &email, &meta)
         .await;
     Ok(screen.message(
         "Check your email",
@@ -64,13 +63,13 @@ pub(super) async fn forgot_submit(
 }
 
 pub(super) async fn reset_submit(
-    State(state): State<AppState>,
+    State(state): Pages,
     Path(name): Path<String>,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     let screen = RESET.on(&state, &tenant);
     let Ok(Form(form)) = form else {
         return Ok(screen
@@ -82,9 +81,8 @@ pub(super) async fn reset_submit(
         return Ok(screen.expired(jar, StatusCode::FORBIDDEN, again).await);
     }
     let outcome = state
-        .edge
         .flows
-        .reset_password(&tenant.tenant, &form.token, &form.password, &meta)
+        .reset_password(&tenant, &form.token, &form.password, &meta)
         .await;
     Ok(match outcome {
         Ok(()) => screen.message(
@@ -93,37 +91,21 @@ pub(super) async fn reset_submit(
             StatusCode::OK,
             Some((
                 "Sign in",
-                signin_url(&state.public_url, &tenant.tenant.name, None),
+                signin_url(&state.public_url, tenant.name(), None),
             )),
         ),
-        Err(FlowError::PasswordRejected(why)) => {
-            screen
-                .invalid(
-                    jar,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "password",
-                    why,
-                    again,
-                )
-                .await
+        Err(FlowError::InvalidLink) => {
+            let (_, text, status) = refusal(FlowError::InvalidLink);
+            screen.message(
+                "Link expired",
+                &text,
+                status,
+                Some((
+                    "Reset your password",
+                    format!("{}/t/{}/forgot-password", state.public_url, tenant.name()),
+                )),
+            )
         }
-        Err(FlowError::InvalidLink) => screen.message(
-            "Link expired",
-            "This link is no longer valid. Ask for a new one.",
-            StatusCode::BAD_REQUEST,
-            Some((
-                "Reset your password",
-                format!(
-                    "{}/t/{}/forgot-password",
-                    state.public_url, tenant.tenant.name
-                ),
-            )),
-        ),
-        Err(_) => screen.message(
-            "Try again later",
-            "Changing passwords is not available right now.",
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-        ),
+        Err(e) => screen.refused(jar, e, again).await,
     })
 }

@@ -1,16 +1,15 @@
 //! Sign in (sets the session cookie) and sign out (ends the session, clears the cookie).
 
-use super::{EmailPasswordForm, Errors, Page, SignInAttempt, checked_rd, csrf_ok, live};
-use crate::AppState;
+use super::{EmailPasswordForm, Errors, Page, Pages, checked_rd, csrf_ok};
 use crate::error::ApiError;
-use crate::forward_auth::redirect::signin_url;
-use crate::pages::FlowError;
-use crate::routes::extract::Meta;
+use crate::identity::SignInAttempt;
+use crate::meta::Meta;
+use crate::return_url::signin_url;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -24,13 +23,13 @@ pub(super) const SIGN_OUT: Page = Page {
 };
 
 pub(super) async fn signin_submit(
-    State(state): State<AppState>,
+    State(state): Pages,
     Path(name): Path<String>,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     let screen = SIGN_IN.on(&state, &tenant);
     let Ok(Form(form)) = form else {
         return Ok(screen
@@ -62,63 +61,17 @@ pub(super) async fn signin_submit(
         email: form.email.trim().to_owned(),
         password: form.password.clone(),
     };
-    let signed_in = match state
-        .edge
-        .flows
-        .sign_in(&tenant.tenant, &attempt, &meta)
-        .await
-    {
+    let signed_in = match state.flows.sign_in(&tenant, &attempt, &meta).await {
         Ok(signed_in) => signed_in,
-        Err(e) => {
-            let (field, text, status) = match e {
-                FlowError::InvalidCredentials => (
-                    "password",
-                    "The email address or password is not right.",
-                    StatusCode::UNAUTHORIZED,
-                ),
-                FlowError::Locked => (
-                    "email",
-                    "Too many attempts. Wait a few minutes and try again.",
-                    StatusCode::TOO_MANY_REQUESTS,
-                ),
-                FlowError::EmailNotVerified => (
-                    "email",
-                    "Verify your email address first: follow the link we sent you.",
-                    StatusCode::FORBIDDEN,
-                ),
-                FlowError::MfaRequired => (
-                    "password",
-                    "This account needs a second factor, which arrives with the MFA issue.",
-                    StatusCode::FORBIDDEN,
-                ),
-                FlowError::Unavailable => (
-                    "email",
-                    "Signing in is not available right now. Try again shortly.",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                ),
-                _ => (
-                    "email",
-                    "Signing in did not work. Try again.",
-                    StatusCode::BAD_REQUEST,
-                ),
-            };
-            return Ok(screen.invalid(jar, status, field, text, again).await);
-        }
+        Err(e) => return Ok(screen.refused(jar, e, again).await),
     };
-    let cookie = Cookie::build((
-        state.edge.cookie_mode.session_cookie(),
-        signed_in.cookie_value,
-    ))
-    .path("/")
-    .http_only(true)
-    .secure(state.edge.cookie_mode.secure())
-    .same_site(SameSite::Lax)
-    .max_age(cookie::time::Duration::seconds(
+    let mut cookie = state
+        .cookies
+        .cookie(state.cookies.session_cookie(), signed_in.cookie_value);
+    cookie.set_max_age(cookie::time::Duration::seconds(
         i64::try_from(signed_in.max_age.as_secs()).unwrap_or(i64::MAX),
-    ))
-    .build();
-    let target =
-        rd.unwrap_or_else(|| format!("{}/t/{}/signout", state.public_url, tenant.tenant.name));
+    ));
+    let target = rd.unwrap_or_else(|| format!("{}/t/{}/signout", state.public_url, tenant.name()));
     Ok((jar.add(cookie), Redirect::to(&target)).into_response())
 }
 
@@ -131,13 +84,13 @@ pub(super) struct SignOutForm {
 }
 
 pub(super) async fn signout_submit(
-    State(state): State<AppState>,
+    State(state): Pages,
     Path(name): Path<String>,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<SignOutForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     let screen = SIGN_OUT.on(&state, &tenant);
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let rd = checked_rd(
@@ -150,13 +103,9 @@ pub(super) async fn signout_submit(
             .expired(jar, StatusCode::FORBIDDEN, context! { rd })
             .await);
     }
-    let cookie_name = state.edge.cookie_mode.session_cookie();
+    let cookie_name = state.cookies.session_cookie();
     if let Some(session) = jar.get(cookie_name).map(|c| c.value().to_owned())
-        && let Err(e) = state
-            .edge
-            .flows
-            .sign_out(&tenant.tenant, &session, &meta)
-            .await
+        && let Err(e) = state.flows.sign_out(&tenant, &session, &meta).await
     {
         tracing::warn!(error = %e, "sign-out could not end the session");
         return Ok(screen.message(
@@ -166,12 +115,7 @@ pub(super) async fn signout_submit(
             None,
         ));
     }
-    let removal = Cookie::build((cookie_name, ""))
-        .path("/")
-        .http_only(true)
-        .secure(state.edge.cookie_mode.secure())
-        .same_site(SameSite::Lax)
-        .build();
-    let target = signin_url(&state.public_url, &tenant.tenant.name, rd.as_deref());
+    let removal = state.cookies.cookie(cookie_name, String::new());
+    let target = signin_url(&state.public_url, tenant.name(), rd.as_deref());
     Ok((jar.remove(removal), Redirect::to(&target)).into_response())
 }

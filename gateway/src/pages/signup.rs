@@ -1,10 +1,9 @@
 //! Sign up (per the tenant's registration mode) and email verification.
 
-use super::{EmailPasswordForm, Errors, FlowError, Page, TokenForm, checked_rd, csrf_ok, live};
-use crate::AppState;
+use super::{EmailPasswordForm, Errors, Page, Pages, TokenForm, checked_rd, csrf_ok, refusal};
 use crate::error::ApiError;
-use crate::forward_auth::redirect::signin_url;
-use crate::routes::extract::Meta;
+use crate::meta::Meta;
+use crate::return_url::signin_url;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
@@ -22,13 +21,13 @@ pub(super) const VERIFY: Page = Page {
 };
 
 pub(super) async fn signup_submit(
-    State(state): State<AppState>,
+    State(state): Pages,
     Path(name): Path<String>,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     let screen = SIGN_UP.on(&state, &tenant);
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let rd = checked_rd(
@@ -47,7 +46,7 @@ pub(super) async fn signup_submit(
             "Enter an email address like name@example.com.".into(),
         );
     }
-    let min_length = tenant.spec.password_policy.min_length;
+    let min_length = tenant.settings.password_policy.min_length;
     if (form.password.chars().count() as u32) < min_length {
         errors.insert("password", format!("Use at least {min_length} characters."));
     }
@@ -57,9 +56,8 @@ pub(super) async fn signup_submit(
             .await);
     }
     let outcome = state
-        .edge
         .flows
-        .sign_up(&tenant.tenant, form.email.trim(), &form.password, &meta)
+        .sign_up(&tenant, form.email.trim(), &form.password, &meta)
         .await;
     Ok(match outcome {
         Ok(()) => screen.message(
@@ -68,64 +66,21 @@ pub(super) async fn signup_submit(
             StatusCode::OK,
             Some((
                 "Sign in",
-                signin_url(&state.public_url, &tenant.tenant.name, rd.as_deref()),
+                signin_url(&state.public_url, tenant.name(), rd.as_deref()),
             )),
         ),
-        Err(FlowError::PasswordRejected(why)) => {
-            screen
-                .invalid(
-                    jar,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "password",
-                    why,
-                    again,
-                )
-                .await
-        }
-        Err(FlowError::RegistrationClosed) => {
-            screen
-                .invalid(
-                    jar,
-                    StatusCode::FORBIDDEN,
-                    "email",
-                    "This organisation does not take new registrations.",
-                    again,
-                )
-                .await
-        }
-        Err(FlowError::Locked) => {
-            screen
-                .invalid(
-                    jar,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "email",
-                    "Too many attempts. Wait a few minutes and try again.",
-                    again,
-                )
-                .await
-        }
-        Err(_) => {
-            screen
-                .invalid(
-                    jar,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "email",
-                    "Registration is not available right now. Try again shortly.",
-                    again,
-                )
-                .await
-        }
+        Err(e) => screen.refused(jar, e, again).await,
     })
 }
 
 pub(super) async fn verify_submit(
-    State(state): State<AppState>,
+    State(state): Pages,
     Path(name): Path<String>,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     let screen = VERIFY.on(&state, &tenant);
     let form = form.map(|Form(f)| f).unwrap_or_default();
     if !csrf_ok(&state, &jar, &form.csrf).await? {
@@ -135,33 +90,20 @@ pub(super) async fn verify_submit(
     }
     let signin = Some((
         "Sign in",
-        signin_url(&state.public_url, &tenant.tenant.name, None),
+        signin_url(&state.public_url, tenant.name(), None),
     ));
     Ok(
-        match state
-            .edge
-            .flows
-            .verify_email(&tenant.tenant, &form.token, &meta)
-            .await
-        {
+        match state.flows.verify_email(&tenant, &form.token, &meta).await {
             Ok(()) => screen.message(
                 "Email verified",
                 "Thank you, your email address is confirmed.",
                 StatusCode::OK,
                 signin,
             ),
-            Err(FlowError::InvalidLink) => screen.message(
-                "Link expired",
-                "This link is no longer valid. Sign in to get a new one.",
-                StatusCode::BAD_REQUEST,
-                signin,
-            ),
-            Err(_) => screen.message(
-                "Try again later",
-                "Verification is not available right now.",
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-            ),
+            Err(e) => {
+                let (_, text, status) = refusal(e);
+                screen.message("Email not verified", &text, status, signin)
+            }
         },
     )
 }

@@ -1,8 +1,7 @@
 //! The shared stylesheet and each tenant's colours, served as CSS so the pages' CSP can
 //! forbid inline styles.
 
-use super::live;
-use crate::AppState;
+use super::Pages;
 use crate::error::ApiError;
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -23,13 +22,13 @@ fn is_colour(c: &str) -> bool {
 }
 
 pub(super) async fn theme(
-    State(state): State<AppState>,
+    State(state): Pages,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = live(&state, &name).await?;
+    let tenant = state.live(&name).await?;
     let mut css = String::from(":root {");
     {
-        let b = &tenant.spec.branding;
+        let b = &tenant.settings.branding;
         for (var, value) in [
             ("--kg-primary", &b.primary_color),
             ("--kg-accent", &b.accent_color),

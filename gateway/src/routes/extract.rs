@@ -1,10 +1,11 @@
 //! Extractors of the identity routes: a JSON body whose rejection is our problem+json,
-//! the request facts workflows record, and the authenticated [`Principal`].
+//! the request facts workflows record ([`Meta`], shared with the pages), and the
+//! authenticated [`Principal`].
 
 use crate::AppState;
-use crate::client_addr::{client_addr, peer};
 use crate::error::ApiError;
-use crate::identity::{IdentityError, Principal, RequestMeta};
+use crate::identity::{IdentityError, Principal};
+pub use crate::meta::Meta;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
@@ -45,32 +46,6 @@ fn body_error(rejection: &JsonRejection) -> ApiError {
         status,
         code,
         detail: rejection.body_text().chars().take(300).collect(),
-    }
-}
-
-/// The client address ([`client_addr`]), request id and user agent of a request: what the
-/// JSON routes and the sign-in pages hand to every workflow.
-#[derive(Debug, Clone)]
-pub struct Meta(pub RequestMeta);
-
-impl FromRequestParts<AppState> for Meta {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(RequestMeta {
-            ip: client_addr(
-                peer(&parts.extensions),
-                &parts.headers,
-                &state.edge.trusted_proxies,
-            ),
-            request_id: header_str(&parts.headers, "x-request-id")
-                .map(|v| v.chars().take(128).collect()),
-            user_agent: header_str(&parts.headers, header::USER_AGENT.as_str())
-                .map(|v| v.chars().take(512).collect()),
-        }))
     }
 }
 
@@ -131,7 +106,7 @@ impl FromRequestParts<AppState> for Authenticated {
 }
 
 fn session_cookie(headers: &HeaderMap, state: &AppState) -> Option<String> {
-    let name = state.edge.cookie_mode.session_cookie();
+    let name = state.cookie_mode.session_cookie();
     headers
         .get_all(header::COOKIE)
         .iter()

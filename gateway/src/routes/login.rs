@@ -112,7 +112,7 @@ async fn login(
     if body.browser_session
         && let Some(token) = &done.session_cookie
     {
-        let mode = state.edge.cookie_mode;
+        let mode = state.cookie_mode;
         let max_age = (done.session_expires_at - state.clock.now())
             .num_seconds()
             .max(0);

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
 
-/// DESIGN §4: Postgres is the fallback when Redis did not carry a revocation. Two replicas
+/// Postgres is the fallback when Redis did not carry a revocation. Two replicas
 /// share the database but no Redis (each has only its own in-process revocation set): a
 /// session revoked on A is refused on A at once, and on B as soon as B's resync from the
 /// store has run — without it, B would accept the access token until it expires.

@@ -19,7 +19,6 @@ use keygate_core::store::{
     AuditFilter, NewUser, PgStore, SigningKeyRecord, Store, Tenant, TenantUpsert, UserStatus,
 };
 use keygate_gateway::AppState;
-use keygate_gateway::forward_auth::CookieMode;
 use keygate_gateway::identity::{
     BreachedList, IdentityDeps, IdentityService, MemoryMailer, RateLimits,
 };
@@ -171,14 +170,9 @@ async fn serve_on(
         breached: BreachedList::default(),
         limits,
     });
-    let state = AppState::with_service(
-        store.clone(),
-        master.clone(),
-        &url,
-        clock.clone(),
-        identity.clone(),
-    )
-    .with_edge_settings(trusted_proxies, CookieMode::Host);
+    let state = AppState::builder(identity.clone())
+        .trusted_proxies(trusted_proxies)
+        .build();
     let app = keygate_gateway::app(state);
     let task = tokio::spawn(async move {
         let _ = axum::serve(

@@ -1,6 +1,6 @@
-//! A test-only stand-in for the identity service behind forward-auth's two boundaries
-//! (`CredentialResolver`, `AccountFlows`), so the edge can be driven end to end before the
-//! real `IdentityService` is wired. JWTs are real RS256 tokens verified with jsonwebtoken;
+//! A test-only stand-in for the identity service behind the two seams it offers adapters
+//! (`Authenticator` for forward-auth, `AccountFlows` for the pages), so forward-auth and the
+//! pages can be driven end to end with credentials the test mints itself. JWTs are real RS256 tokens verified with jsonwebtoken;
 //! API keys are checked by SHA-256 in constant time; sessions live in memory; sign-out
 //! revokes through the shared `Ephemeral` exactly as the real service must.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -13,10 +13,10 @@ use keygate_core::crypto::{constant_time_eq, random::random_token, sha256};
 use keygate_core::ephemeral::Ephemeral;
 use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::Tenant;
-use keygate_gateway::forward_auth::decision::{CredentialKind, Identity};
-use keygate_gateway::forward_auth::resolver::{CredentialResolver, ResolveError};
-use keygate_gateway::identity::RequestMeta;
-use keygate_gateway::pages::{AccountFlows, FlowError, SignInAttempt, SignedIn};
+use keygate_gateway::identity::{
+    AccountFlows, AuthError, Authenticator, BrowserSession, CredentialKind, FlowError, Identity,
+    LiveTenant, RequestMeta, SignInAttempt,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -176,18 +176,18 @@ impl TestIdentities {
 }
 
 #[async_trait]
-impl CredentialResolver for TestIdentities {
-    async fn access_token(&self, tenant: &Tenant, token: &str) -> Result<Identity, ResolveError> {
+impl Authenticator for TestIdentities {
+    async fn access_token(&self, tenant: &LiveTenant, token: &str) -> Result<Identity, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| ResolveError::Invalid)?;
+            .map_err(|_| AuthError::Invalid)?;
         let c = data.claims;
-        if c.tenant != tenant.name || tenant.id != self.tenant_id {
-            return Err(ResolveError::Invalid);
+        if c.tenant != tenant.row.name || tenant.row.id != self.tenant_id {
+            return Err(AuthError::Invalid);
         }
-        let exp = chrono::DateTime::from_timestamp(c.exp, 0).ok_or(ResolveError::Invalid)?;
+        let exp = chrono::DateTime::from_timestamp(c.exp, 0).ok_or(AuthError::Invalid)?;
         Ok(Identity {
-            tenant_id: tenant.id,
-            tenant: tenant.name.clone(),
+            tenant_id: tenant.row.id,
+            tenant: tenant.row.name.clone(),
             subject: c.sub,
             username: c.email.clone().unwrap_or_default(),
             email: c.email,
@@ -209,23 +209,23 @@ impl CredentialResolver for TestIdentities {
         })
     }
 
-    async fn api_key(&self, tenant: &Tenant, key: &str) -> Result<Identity, ResolveError> {
-        if tenant.id != self.tenant_id {
-            return Err(ResolveError::Invalid);
+    async fn api_key(&self, tenant: &LiveTenant, key: &str) -> Result<Identity, AuthError> {
+        if tenant.row.id != self.tenant_id {
+            return Err(AuthError::Invalid);
         }
         let prefix = key
             .strip_prefix("kg_")
             .and_then(|r| r.split_once('_'))
             .map(|(p, _)| p)
-            .ok_or(ResolveError::Invalid)?;
+            .ok_or(AuthError::Invalid)?;
         let keys = self.keys.lock().unwrap();
-        let (id, hash, name, roles) = keys.get(prefix).ok_or(ResolveError::Invalid)?;
+        let (id, hash, name, roles) = keys.get(prefix).ok_or(AuthError::Invalid)?;
         if !constant_time_eq(hash, &sha256(key.as_bytes())) {
-            return Err(ResolveError::Invalid);
+            return Err(AuthError::Invalid);
         }
         Ok(Identity {
-            tenant_id: tenant.id,
-            tenant: tenant.name.clone(),
+            tenant_id: tenant.row.id,
+            tenant: tenant.row.name.clone(),
             subject: format!("apikey:{name}"),
             username: name.clone(),
             email: None,
@@ -242,12 +242,16 @@ impl CredentialResolver for TestIdentities {
         })
     }
 
-    async fn session(&self, tenant: &Tenant, cookie_value: &str) -> Result<Identity, ResolveError> {
-        if tenant.id != self.tenant_id {
-            return Err(ResolveError::Invalid);
+    async fn session(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+    ) -> Result<Identity, AuthError> {
+        if tenant.row.id != self.tenant_id {
+            return Err(AuthError::Invalid);
         }
         let sessions = self.sessions.lock().unwrap();
-        let (sid, who) = sessions.get(cookie_value).ok_or(ResolveError::Invalid)?;
+        let (sid, who) = sessions.get(cookie_value).ok_or(AuthError::Invalid)?;
         Ok(self.person_identity(
             who,
             sid,
@@ -259,9 +263,9 @@ impl CredentialResolver for TestIdentities {
 
     async fn upstream_token(
         &self,
-        _: &Tenant,
+        _: &LiveTenant,
         identity: &Identity,
-    ) -> Result<String, ResolveError> {
+    ) -> Result<String, AuthError> {
         let who = Person {
             id: identity.subject.clone(),
             email: identity.username.clone(),
@@ -285,11 +289,11 @@ impl CredentialResolver for TestIdentities {
 impl AccountFlows for TestIdentities {
     async fn sign_in(
         &self,
-        tenant: &Tenant,
+        tenant: &LiveTenant,
         attempt: &SignInAttempt,
         _: &RequestMeta,
-    ) -> Result<SignedIn, FlowError> {
-        if tenant.id != self.tenant_id {
+    ) -> Result<BrowserSession, FlowError> {
+        if tenant.row.id != self.tenant_id {
             return Err(FlowError::InvalidCredentials);
         }
         let who = self
@@ -301,26 +305,31 @@ impl AccountFlows for TestIdentities {
             })
             .ok_or(FlowError::InvalidCredentials)?;
         let (cookie_value, _) = self.open_session(who);
-        Ok(SignedIn {
+        Ok(BrowserSession {
             cookie_value,
             max_age: std::time::Duration::from_secs(3600),
         })
     }
     async fn sign_up(
         &self,
-        _: &Tenant,
+        _: &LiveTenant,
         _: &str,
         _: &str,
         _: &RequestMeta,
     ) -> Result<(), FlowError> {
         Ok(())
     }
-    async fn verify_email(&self, _: &Tenant, _: &str, _: &RequestMeta) -> Result<(), FlowError> {
+    async fn verify_email(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
         Err(FlowError::InvalidLink)
     }
     async fn request_password_reset(
         &self,
-        _: &Tenant,
+        _: &LiveTenant,
         _: &str,
         _: &RequestMeta,
     ) -> Result<(), FlowError> {
@@ -328,7 +337,7 @@ impl AccountFlows for TestIdentities {
     }
     async fn reset_password(
         &self,
-        _: &Tenant,
+        _: &LiveTenant,
         _: &str,
         _: &str,
         _: &RequestMeta,
@@ -337,7 +346,7 @@ impl AccountFlows for TestIdentities {
     }
     async fn sign_out(
         &self,
-        _: &Tenant,
+        _: &LiveTenant,
         cookie_value: &str,
         _: &RequestMeta,
     ) -> Result<(), FlowError> {

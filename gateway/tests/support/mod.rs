@@ -13,7 +13,7 @@ use keygate_core::crypto::envelope::MasterKeys;
 use keygate_core::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral};
 use keygate_core::store::{Store, Tenant, TenantUpsert};
 use keygate_gateway::AppState;
-use keygate_gateway::forward_auth::{CookieMode, Edge};
+use keygate_gateway::cookies::CookieMode;
 use keygate_gateway::identity::{
     BreachedList, IdentityDeps, IdentityService, MemoryMailer, RateLimits,
 };
@@ -24,6 +24,9 @@ use std::sync::Arc;
 pub struct Gateway {
     pub url: String,
     pub state: AppState,
+    /// The store behind the gateway (tests provision rows in it; the gateway's HTTP side
+    /// never sees it).
+    pub store: Arc<dyn Store>,
     pub ids: Arc<TestIdentities>,
     pub ephemeral: Arc<dyn Ephemeral>,
     pub tenant: Tenant,
@@ -44,7 +47,7 @@ impl Gateway {
     /// What a second replica needs to share this one's database and issuer.
     pub fn replica(&self) -> Replica {
         Replica {
-            store: self.state.store.clone(),
+            store: self.store.clone(),
             tenant: self.tenant.clone(),
             ids: self.ids.clone(),
             master: self.master.clone(),
@@ -181,44 +184,32 @@ pub async fn start(opts: Options) -> Gateway {
         .rsplit_once("/t/")
         .map(|(base, _)| base.to_owned())
         .unwrap_or(url.clone());
-    let mut state = AppState::new(
-        store.clone(),
-        master.clone(),
-        &public_url,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let mut identity = None;
-    let edge = if opts.real_identity {
-        let service = IdentityService::new(IdentityDeps {
-            store: store.clone(),
-            master_keys: master.clone(),
-            clock: Arc::new(SystemClock),
-            ephemeral: ephemeral.clone(),
-            hasher: real::hasher(),
-            mailer: Arc::new(MemoryMailer::new()),
-            public_url: public_url.clone(),
-            breached: BreachedList::default(),
-            limits: RateLimits {
-                sign_in_per_ip: 100_000,
-                ..RateLimits::default()
-            },
-        });
-        state = state.with_identity(service.clone());
-        identity = Some(service.clone());
-        let service = Arc::new(service);
-        Edge::new(ephemeral.clone())
-            .with_resolver(service.clone())
-            .with_flows(service)
+    let service = IdentityService::new(IdentityDeps {
+        store: store.clone(),
+        master_keys: master.clone(),
+        clock: Arc::new(SystemClock),
+        ephemeral: ephemeral.clone(),
+        hasher: real::hasher(),
+        mailer: Arc::new(MemoryMailer::new()),
+        public_url: public_url.clone(),
+        breached: BreachedList::default(),
+        limits: RateLimits {
+            sign_in_per_ip: 100_000,
+            ..RateLimits::default()
+        },
+    });
+    let builder = AppState::builder(service.clone())
+        .cookie_mode(opts.cookie_mode)
+        .trusted_proxies(opts.trusted_proxies);
+    let (state, identity) = if opts.real_identity {
+        (builder.build(), Some(service))
     } else {
-        Edge::new(ephemeral.clone())
-            .with_resolver(ids.clone())
-            .with_flows(ids.clone())
+        let state = builder
+            .authenticator(ids.clone())
+            .account_flows(ids.clone())
+            .build();
+        (state, None)
     };
-    let edge = edge
-        .with_cookie_mode(opts.cookie_mode)
-        .with_trusted_proxies(opts.trusted_proxies);
-    let state = state.with_edge(edge);
     let app = keygate_gateway::app(state.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(
@@ -230,6 +221,7 @@ pub async fn start(opts: Options) -> Gateway {
     Gateway {
         url,
         state,
+        store,
         ids,
         ephemeral,
         tenant,

@@ -1,0 +1,235 @@
+//! The seam between forward-auth and the identity service: turning a presented credential
+//! into an [`Identity`] and minting upstream JWTs. The identity service implements
+//! [`Authenticator`]; tests put a stand-in behind the same trait. Forward-auth owns caching,
+//! revocation checks and the decision; the service owns verification (JWT signatures and
+//! claims, API-key hashes, session rows) and signing.
+
+use super::tokens::{self, AccessClaims};
+use super::{Credential, IdentityError, IdentityService, LiveTenant, Principal};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keygate_core::ids::{ApiKeyId, TenantId};
+
+/// Lifetime of the JWT handed to upstreams (`jwt=1`).
+const UPSTREAM_TOKEN_TTL: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Which kind of credential an identity was proven with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A bearer access token (JWT).
+    AccessToken,
+    /// An API key (`kg_…`).
+    ApiKey,
+    /// The browser session cookie.
+    Session,
+}
+
+/// What forward-auth needs to know about whoever presented a credential. An
+/// [`Authenticator`] produces it; forward-auth caches it and decides on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// Tenant the credential belongs to.
+    pub tenant_id: TenantId,
+    /// Tenant name (URL segment).
+    pub tenant: String,
+    /// Stable subject: the user id, or `apikey:<name>` for API keys.
+    pub subject: String,
+    /// Human-facing user name for `X-Auth-Request-User` (email or key name).
+    pub username: String,
+    /// Email, when the subject is a person.
+    pub email: Option<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Permissions (from roles and direct grants).
+    pub permissions: Vec<String>,
+    /// OAuth scopes.
+    pub scopes: Vec<String>,
+    /// Authentication methods used at sign-in (RFC 8176).
+    pub amr: Vec<String>,
+    /// Authentication context class.
+    pub acr: Option<String>,
+    /// When the person last actively authenticated.
+    pub auth_time: Option<DateTime<Utc>>,
+    /// How the credential was presented.
+    pub kind: CredentialKind,
+    /// Ids whose revocation ends this identity at once (session id, API-key id, token id),
+    /// as written to `Ephemeral::revoke`.
+    pub revocation_ids: Vec<String>,
+    /// The credential is worth nothing after this (token `exp`, key or session expiry).
+    pub expires_at: DateTime<Utc>,
+    /// The API key row, so its last use can be recorded.
+    pub api_key: Option<ApiKeyId>,
+}
+
+/// Why a credential did not check out.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// Not a valid credential of this tenant (bad signature, expired, unknown, revoked,
+    /// another tenant's): a 401.
+    #[error("invalid credential")]
+    Invalid,
+    /// A dependency is down; the caller cannot tell valid from invalid: a 503.
+    #[error("credential check unavailable")]
+    Unavailable,
+}
+
+/// Checks credentials of one tenant and signs tokens describing the identities found.
+#[async_trait]
+pub trait Authenticator: Send + Sync + std::fmt::Debug {
+    /// A bearer access token (JWT) issued by `tenant`.
+    async fn access_token(&self, tenant: &LiveTenant, token: &str) -> Result<Identity, AuthError>;
+    /// A raw API key `kg_<prefix>_<secret>` of `tenant`.
+    async fn api_key(&self, tenant: &LiveTenant, key: &str) -> Result<Identity, AuthError>;
+    /// The session cookie's value.
+    async fn session(&self, tenant: &LiveTenant, cookie_value: &str)
+    -> Result<Identity, AuthError>;
+    /// A short-lived JWT describing `identity`, signed by `tenant`, for the upstream (`jwt=1`).
+    async fn upstream_token(
+        &self,
+        tenant: &LiveTenant,
+        identity: &Identity,
+    ) -> Result<String, AuthError>;
+}
+
+impl From<IdentityError> for AuthError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Unavailable(_)
+            | IdentityError::Store(_)
+            | IdentityError::Crypto(_)
+            | IdentityError::Internal(_) => {
+                tracing::warn!(error = %e, "credential check failed");
+                AuthError::Unavailable
+            }
+            _ => AuthError::Invalid,
+        }
+    }
+}
+
+fn identity(p: Principal, now: DateTime<Utc>) -> Identity {
+    let subject = p.subject();
+    let (kind, revocation_ids, expires_at, api_key) = match &p.credential {
+        Credential::AccessToken {
+            jti,
+            session_id,
+            expires_at,
+            ..
+        } => {
+            let mut ids = vec![jti.clone()];
+            ids.extend(session_id.map(|s| s.to_string()));
+            (CredentialKind::AccessToken, ids, *expires_at, None)
+        }
+        Credential::ApiKey {
+            key_id, expires_at, ..
+        } => (
+            CredentialKind::ApiKey,
+            vec![key_id.to_string()],
+            expires_at.unwrap_or(now + chrono::Duration::days(1)),
+            Some(*key_id),
+        ),
+        Credential::SessionCookie {
+            session_id,
+            expires_at,
+            ..
+        } => (
+            CredentialKind::Session,
+            vec![session_id.to_string()],
+            *expires_at,
+            None,
+        ),
+        Credential::Password { session_id, .. } | Credential::UpstreamOAuth { session_id, .. } => (
+            CredentialKind::Session,
+            vec![session_id.to_string()],
+            now + chrono::Duration::minutes(5),
+            None,
+        ),
+    };
+    let username = match (&p.email, &p.credential) {
+        (Some(email), _) => email.clone(),
+        (None, Credential::ApiKey { name, .. }) => name.clone(),
+        (None, _) => subject.clone(),
+    };
+    Identity {
+        tenant_id: p.tenant_id,
+        tenant: p.tenant.clone(),
+        subject,
+        username,
+        email: p.email.clone(),
+        amr: p.amr().to_vec(),
+        acr: p.acr().map(str::to_owned),
+        auth_time: p.auth_time(),
+        roles: p.roles,
+        permissions: p.permissions,
+        scopes: p.scopes,
+        kind,
+        revocation_ids,
+        expires_at,
+        api_key,
+    }
+}
+
+#[async_trait]
+impl Authenticator for IdentityService {
+    async fn access_token(&self, tenant: &LiveTenant, token: &str) -> Result<Identity, AuthError> {
+        Ok(identity(
+            self.access_token_principal(tenant, token).await?,
+            self.now(),
+        ))
+    }
+
+    async fn api_key(&self, tenant: &LiveTenant, key: &str) -> Result<Identity, AuthError> {
+        Ok(identity(
+            self.api_key_principal(tenant, key).await?,
+            self.now(),
+        ))
+    }
+
+    async fn session(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+    ) -> Result<Identity, AuthError> {
+        Ok(identity(
+            self.session_principal(tenant, cookie_value).await?,
+            self.now(),
+        ))
+    }
+
+    async fn upstream_token(
+        &self,
+        tenant: &LiveTenant,
+        identity: &Identity,
+    ) -> Result<String, AuthError> {
+        let now = self.now();
+        let sid = match identity.kind {
+            CredentialKind::ApiKey => None,
+            _ => identity
+                .revocation_ids
+                .iter()
+                .find(|id| id.parse::<keygate_core::ids::SessionId>().is_ok())
+                .cloned(),
+        };
+        let claims = AccessClaims {
+            iss: tenant.issuer.clone(),
+            sub: identity.subject.clone(),
+            aud: tenant.audience.clone(),
+            exp: (now + UPSTREAM_TOKEN_TTL)
+                .min(identity.expires_at)
+                .timestamp(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            jti: uuid::Uuid::now_v7().to_string(),
+            client_id: "keygate-forward-auth".into(),
+            sid,
+            tenant: tenant.row.name.clone(),
+            roles: identity.roles.clone(),
+            permissions: identity.permissions.clone(),
+            scope: identity.scopes.join(" "),
+            amr: identity.amr.clone(),
+            acr: identity.acr.clone(),
+            auth_time: identity.auth_time.unwrap_or(now).timestamp(),
+            email: identity.email.clone(),
+        };
+        Ok(tokens::mint(&self.inner.signer, tenant, &claims).await?)
+    }
+}
