@@ -176,8 +176,8 @@ impl IdentityService {
         // Slide the idle expiry in the ledger at most once a minute per session; the touch
         // also re-checks the ledger, so a revocation Redis never carried ends the session here.
         if now - hot.last_seen_at >= LAST_SEEN_WRITE_INTERVAL {
-            let idle =
-                (now + chrono_duration(t.settings.session_idle_timeout())).min(hot.absolute_expires_at);
+            let idle = (now + chrono_duration(t.settings.session_idle_timeout()))
+                .min(hot.absolute_expires_at);
             if !d
                 .store
                 .touch_session(t.row.id, hot.session_id, now, idle)

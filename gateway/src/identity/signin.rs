@@ -234,7 +234,8 @@ impl IdentityService {
             let e = IdentityError::AccountSuspended;
             return self.refuse(t, &user, meta, "suspended", e).await;
         }
-        if t.settings.sign_in.email_verification == EmailVerification::Required && !user.email_verified
+        if t.settings.sign_in.email_verification == EmailVerification::Required
+            && !user.email_verified
         {
             let e = IdentityError::EmailNotVerified;
             return self.refuse(t, &user, meta, "email_not_verified", e).await;
@@ -367,7 +368,10 @@ impl IdentityService {
                 t.settings.session_absolute_lifetime(),
             )
         } else {
-            (t.settings.refresh_idle_ttl(), t.settings.refresh_absolute_ttl())
+            (
+                t.settings.refresh_idle_ttl(),
+                t.settings.refresh_absolute_ttl(),
+            )
         };
         let absolute_expires_at = now + chrono_duration(absolute);
         let cookie = if grant.browser {
