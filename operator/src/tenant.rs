@@ -86,27 +86,7 @@ pub async fn reconcile(
         ctx.store.set_tenant_disabled(stored.id, false).await?;
     }
 
-    let algorithm = match tenant.spec.signing.algorithm {
-        keygate_crds::SigningAlgorithm::RS256 => SigningAlgorithm::RS256,
-        keygate_crds::SigningAlgorithm::ES256 => SigningAlgorithm::ES256,
-        keygate_crds::SigningAlgorithm::EdDSA => SigningAlgorithm::EdDSA,
-    };
-    let rotate_every =
-        Duration::from_std(tenant.spec.key_rotation_period()).unwrap_or(Duration::days(30));
-    // A retired key stays published until every token it signed has expired (plus a margin
-    // for clock skew and verifier caches).
-    let keep_after_retire = Duration::from_std(tenant.spec.access_token_ttl())
-        .unwrap_or(Duration::hours(1))
-        + PUBLISH_LEAD;
-    let active = ensure_signing_keys(
-        ctx,
-        stored.id,
-        algorithm,
-        rotate_every,
-        keep_after_retire,
-        now,
-    )
-    .await?;
+    let active = rotate_signing_keys(ctx, tenant, stored.id, now).await?;
 
     let issuer = ctx.issuer(name);
     Ok(TenantStatus {
@@ -122,6 +102,36 @@ pub async fn reconcile(
         )],
         observed_generation: generation,
     })
+}
+
+/// Keeps the tenant's signing keys rotating per its spec; returns the kid that signs now.
+async fn rotate_signing_keys(
+    ctx: &Context,
+    tenant: &Tenant,
+    tenant_id: keygate_core::ids::TenantId,
+    now: DateTime<Utc>,
+) -> Result<String, ReconcileError> {
+    let algorithm = match tenant.spec.signing.algorithm {
+        keygate_crds::SigningAlgorithm::RS256 => SigningAlgorithm::RS256,
+        keygate_crds::SigningAlgorithm::ES256 => SigningAlgorithm::ES256,
+        keygate_crds::SigningAlgorithm::EdDSA => SigningAlgorithm::EdDSA,
+    };
+    let rotate_every =
+        Duration::from_std(tenant.spec.key_rotation_period()).unwrap_or(Duration::days(30));
+    // A retired key stays published until every token it signed has expired (plus a margin
+    // for clock skew and verifier caches).
+    let keep_after_retire = Duration::from_std(tenant.spec.access_token_ttl())
+        .unwrap_or(Duration::hours(1))
+        + PUBLISH_LEAD;
+    ensure_signing_keys(
+        ctx,
+        tenant_id,
+        algorithm,
+        rotate_every,
+        keep_after_retire,
+        now,
+    )
+    .await
 }
 
 /// Handles a deleted Tenant resource: applies its `deletionPolicy` to the tenant it owns.

@@ -48,13 +48,11 @@ impl LiveTenant {
         &self.row.name
     }
 
-    /// Name shown to people: the row's display name, else the spec's, else the URL name.
+    /// Name shown to people: the row's display name (the operator stores the spec's), else
+    /// the URL name.
     pub fn display_name(&self) -> &str {
         if self.row.display_name.is_empty() {
-            self.settings
-                .display_name
-                .as_deref()
-                .unwrap_or(&self.row.name)
+            &self.row.name
         } else {
             &self.row.display_name
         }
