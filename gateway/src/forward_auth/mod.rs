@@ -192,11 +192,6 @@ async fn tenant(
             );
             Err(Denial::Misconfigured)
         }
-        // Settings the store refuses are a misconfiguration, not an outage: deny, do not 503.
-        Err(E::Store(e @ keygate_core::store::StoreError::InvalidTenantSettings { .. })) => {
-            tracing::warn!(error = %e, "forward-auth denies: the tenant's stored settings are unusable");
-            Err(Denial::Misconfigured)
-        }
         Err(e) => {
             tracing::warn!(error = %e, "forward-auth cannot read tenants");
             Err(Denial::Unavailable)
