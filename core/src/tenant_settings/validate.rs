@@ -110,29 +110,32 @@ fn check_password_policy(p: &PasswordPolicy, fail: &mut impl FnMut(&'static str,
 
 /// Lifetimes: the resource's CEL rules, and zero or overlapping values no schema sees.
 fn check_lifetimes(s: &Sessions, t: &Tokens, fail: &mut impl FnMut(&'static str, String)) {
-    if s.idle_timeout.is_zero() {
-        fail(
+    let zero_means = [
+        (
+            s.idle_timeout,
             "sessions.idleTimeout",
-            "must be longer than 0s (every session would end at once)".into(),
-        );
+            "every session would end at once",
+        ),
+        (
+            t.access_token_ttl,
+            "tokens.accessTokenTtl",
+            "every token would be born expired",
+        ),
+        (
+            t.refresh_idle_ttl,
+            "tokens.refreshIdleTtl",
+            "every refresh token would be born expired",
+        ),
+    ];
+    for (lifetime, field, consequence) in zero_means {
+        if lifetime.is_zero() {
+            fail(field, format!("must be longer than 0s ({consequence})"));
+        }
     }
     if s.idle_timeout > s.absolute_lifetime {
         fail(
             "sessions",
             "sessions.idleTimeout must not be longer than sessions.absoluteLifetime".into(),
-        );
-    }
-
-    if t.access_token_ttl.is_zero() {
-        fail(
-            "tokens.accessTokenTtl",
-            "must be longer than 0s (every token would be born expired)".into(),
-        );
-    }
-    if t.refresh_idle_ttl.is_zero() {
-        fail(
-            "tokens.refreshIdleTtl",
-            "must be longer than 0s (every refresh token would be born expired)".into(),
         );
     }
     if t.refresh_idle_ttl > t.refresh_absolute_ttl {

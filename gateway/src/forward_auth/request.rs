@@ -294,18 +294,7 @@ pub fn credential<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<Crede
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::client_addr::tests::headers;
 
     #[test]
     fn nginx_headers_are_read() {
