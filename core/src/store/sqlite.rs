@@ -41,6 +41,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // Switch a new file to WAL on one connection first: the pool opens its first
+        // connections concurrently, and two of them changing the journal mode of the same
+        // fresh file at once can fail with "database is locked" (seen in CI under load).
+        {
+            use sqlx::Connection;
+            sqlx::SqliteConnection::connect_with(&options)
+                .await?
+                .close()
+                .await?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
