@@ -292,13 +292,7 @@ async fn an_expired_key_is_refused_and_reported(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_raw_key_never_reaches_logs_or_status(pool: PgPool) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = Captured::start();
 
     let h = Harness::postgres(pool).await;
     h.write("tenant.yaml", &tenant("demo", "default", ""));
@@ -317,7 +311,7 @@ async fn the_raw_key_never_reaches_logs_or_status(pool: PgPool) {
     h.remove("key.yaml");
     views.push(h.sync().await);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.logs();
     assert!(
         logs.contains("KeyRotated") && logs.contains("SecretLost"),
         "events are logged: {logs}"

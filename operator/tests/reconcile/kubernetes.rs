@@ -163,13 +163,7 @@ async fn a_new_object_first_gets_the_finalizer(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn api_key_secret_events_status_then_cleanup(pool: PgPool) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = Captured::start();
 
     let h = Harness::postgres(pool).await;
     h.write("tenant.yaml", &super::tenant("demo", "default", ""));
@@ -278,7 +272,7 @@ async fn api_key_secret_events_status_then_cleanup(pool: PgPool) {
     let id = h.lookup("demo", &raw).await.unwrap().id;
     assert!(h.revocations.revocations().contains(&id.to_string()));
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.logs();
     let secret_part = secret_of(&raw);
     assert!(!logs.contains(secret_part), "the raw key is in no log line");
     assert!(!event.to_string().contains(secret_part) && !status.to_string().contains(secret_part));

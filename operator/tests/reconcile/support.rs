@@ -264,13 +264,61 @@ pub fn secret_of(raw: &str) -> &str {
     raw.strip_prefix("kg_").unwrap().split_once('_').unwrap().1
 }
 
-/// Collects every log line of the test's thread.
-#[derive(Clone, Default)]
-pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+/// Every log line of this test binary while the capture lives, from any thread.
+///
+/// A thread-local subscriber (`tracing::subscriber::set_default`) lost events when other tests
+/// of the binary started and stopped their own at the same time (tracing re-computes callsite
+/// interest across threads), so the binary has one global subscriber that writes every event to
+/// each live capture. Lines of concurrent tests may appear too; the assertions look for this
+/// test's own keys and events.
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
-impl std::io::Write for Captured {
+static LIVE_CAPTURES: Mutex<Vec<Arc<Mutex<Vec<u8>>>>> = Mutex::new(Vec::new());
+static INSTALL: std::sync::Once = std::sync::Once::new();
+
+impl Captured {
+    /// Starts capturing; installs the binary's one subscriber on first use.
+    pub fn start() -> Self {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::{Layer, filter};
+        INSTALL.call_once(|| {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(|| FanOut)
+                .with_filter(filter::filter_fn(|_| {
+                    !LIVE_CAPTURES.lock().unwrap().is_empty()
+                }));
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the reconcile tests");
+        });
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        LIVE_CAPTURES.lock().unwrap().push(buffer.clone());
+        Self(buffer)
+    }
+
+    /// What was logged so far.
+    pub fn logs(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        LIVE_CAPTURES
+            .lock()
+            .unwrap()
+            .retain(|b| !Arc::ptr_eq(b, &self.0));
+    }
+}
+
+/// Writes one formatted event to every live capture.
+struct FanOut;
+
+impl std::io::Write for FanOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        for buffer in LIVE_CAPTURES.lock().unwrap().iter() {
+            buffer.lock().unwrap().extend_from_slice(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
