@@ -109,9 +109,54 @@ pub(crate) fn normalize_subjects(subjects: &[RoleSubject]) -> Vec<RoleSubject> {
     out
 }
 
+/// The statement shapes most capabilities repeat, as inherent helpers of a backend's store:
+/// rows of one tenant picked by one more key, and time stamps set on rows of one tenant.
+macro_rules! query_helpers {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Runs `sql` with `$1 = tenant`, `$2 = key`, `$3 = at`, `$4 = bookkeeping time`
+            /// (an `UPDATE … SET revoked_at = $3, updated_at = $4`) and says how many rows changed.
+            async fn stamp_rows<'q, K>(
+                &self,
+                sql: &'static str,
+                tenant: $crate::ids::TenantId,
+                key: K,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError>
+            where
+                K: 'q + sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send,
+            {
+                let done = sqlx::query::<$db>(sql)
+                    .bind(tenant)
+                    .bind(key)
+                    .bind($crate::store::sql::ts(at))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            /// `sql` bound with `$1 = tenant` and `$2 = key`: rows of one tenant picked by one key.
+            fn by_tenant_and<'q, R, K>(
+                sql: &'static str,
+                tenant: $crate::ids::TenantId,
+                key: K,
+            ) -> sqlx::query::QueryAs<'q, $db, R, <$db as sqlx::Database>::Arguments>
+            where
+                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>,
+                K: 'q + sqlx::Encode<'q, $db> + sqlx::Type<$db>,
+            {
+                sqlx::query_as::<$db, R>(sql).bind(tenant).bind(key)
+            }
+        }
+    };
+}
+pub(crate) use query_helpers;
+
 /// Implements every capability trait and nothing else for a backend's store type.
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
+        $crate::store::sql::query_helpers!($store, $db);
         $crate::store::sql::tenants::tenant_store!($store, $db);
         $crate::store::sql::users::user_store!($store, $db);
         $crate::store::sql::users::credential_store!($store, $db);
