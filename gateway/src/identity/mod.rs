@@ -266,10 +266,11 @@ impl std::fmt::Debug for SignUp {
     }
 }
 
-/// One of the caller's sessions, as listed to them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One of the caller's sessions, as listed to them (and as the sessions API answers it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     /// Session id.
+    #[schema(value_type = String)]
     pub id: SessionId,
     /// Device as reported at sign-in.
     pub user_agent: Option<String>,
@@ -291,8 +292,8 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// OpenID Connect userinfo of a person.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// OpenID Connect userinfo of a person (and the userinfo endpoint's answer).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct UserInfo {
     /// User id.
     pub sub: String,

@@ -109,6 +109,38 @@ pub(crate) fn normalize_subjects(subjects: &[RoleSubject]) -> Vec<RoleSubject> {
     out
 }
 
+/// What every backend store has besides its capabilities: a pool and a clock for bookkeeping
+/// timestamps, with their constructors and accessors.
+macro_rules! store_basics {
+    ($store:ty, $pool:ty, $from_pool_doc:literal) => {
+        impl $store {
+            #[doc = $from_pool_doc]
+            pub fn from_pool(pool: $pool) -> Self {
+                Self {
+                    pool,
+                    clock: std::sync::Arc::new($crate::clock::SystemClock),
+                }
+            }
+
+            /// Uses `clock` for bookkeeping timestamps (`created_at`, `updated_at`).
+            pub fn with_clock(mut self, clock: std::sync::Arc<dyn $crate::clock::Clock>) -> Self {
+                self.clock = clock;
+                self
+            }
+
+            /// The underlying pool, for operational tooling and tests.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            fn now(&self) -> chrono::DateTime<chrono::Utc> {
+                $crate::store::sql::ts(self.clock.now())
+            }
+        }
+    };
+}
+pub(crate) use store_basics;
+
 /// The statement shapes most capabilities repeat, as inherent helpers of a backend's store:
 /// rows of one tenant picked by one more key, and time stamps set on rows of one tenant.
 macro_rules! query_helpers {
