@@ -443,7 +443,9 @@ def test_public_url_and_notes():
     env = {e["name"]: e.get("value") for e in r.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["KEYGATE_PUBLIC_URL"] == "https://auth.example.com"
     assert "Issuer:           https://auth.example.com/t/<tenant>" in r.notes
-    assert "https://auth.example.com/t/<tenant>/.well-known/openid-configuration" in r.notes
+    assert (
+        "https://auth.example.com/.well-known/oauth-authorization-server/t/<tenant>" in r.notes
+    )
     assert "http://keygate-gateway.keygate.svc.cluster.local:8080/forward-auth?tenant=<tenant>" in r.notes
     assert "WARNING: config.publicUrl is not set" in rendering_of("default").notes
     assert "plain http" in rendering_of("chart-secret").notes
@@ -470,6 +472,8 @@ def test_ingress_routes_every_path_the_pages_use_and_nothing_in_cluster():
     assert {"/t", "/assets"} <= used, used
     # A stylesheet or form the Ingress does not route is a broken page for every person.
     assert used <= set(paths), (used, paths)
+    # The tenants' metadata lives where RFC 8414 puts it, outside /t.
+    assert "/.well-known/oauth-authorization-server" in paths, paths
     assert not {"/forward-auth", "/metrics", "/healthz", "/readyz"} & set(paths), paths
     assert ing["spec"]["tls"][0]["hosts"] == ["auth.example.com"]
     assert ing["spec"]["ingressClassName"] == "nginx"
