@@ -62,7 +62,9 @@ async fn envoy_ext_authz_appends_the_path_and_sends_requirements_in_a_header() {
         "{metrics}"
     );
 
-    // A browser without credentials: Envoy relays our 302 to the sign-in page with rd.
+    // A browser without credentials: Envoy relays our 302. The app is on another host than
+    // the gateway, so the browser goes through the app host's handoff path (which sets the
+    // nonce cookie there) on its way to sign in.
     let browser = http
         .get(format!("{}/forward-auth/orders/1?x=2", gw.url))
         .header("host", "app.example.com")
@@ -76,8 +78,8 @@ async fn envoy_ext_authz_appends_the_path_and_sends_requirements_in_a_header() {
     assert_eq!(
         browser.headers()["location"].to_str().unwrap(),
         format!(
-            "{}/t/{}/signin?rd=https%3A%2F%2Fapp.example.com%2Forders%2F1%3Fx%3D2",
-            gw.url, gw.tenant.name
+            "https://app.example.com/.keygate/callback?tenant={}&rd=https%3A%2F%2Fapp.example.com%2Forders%2F1%3Fx%3D2",
+            gw.tenant.name
         )
     );
     // An API client gets 401 with a challenge.

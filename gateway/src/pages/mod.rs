@@ -15,6 +15,7 @@
 //! status.
 
 pub mod csrf;
+mod handoff;
 mod prompts;
 mod recovery;
 mod signin;
@@ -56,6 +57,7 @@ impl Templates {
             ("verify.html", include_str!("templates/verify.html")),
             ("signout.html", include_str!("templates/signout.html")),
             ("message.html", include_str!("templates/message.html")),
+            ("account.html", include_str!("templates/account.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -191,13 +193,12 @@ pub fn router() -> Router<AppState> {
         .route("/t/{tenant}/theme.css", get(theme::theme))
         .route(
             "/t/{tenant}/signin",
-            get(form!(signin::SIGN_IN, Prefill::ReturnUrl)).post(signin::signin_submit),
+            get(signin::signin_page).post(signin::signin_submit),
         )
         // POST /login is the JSON sign-in (routes::login); it sends form posts on to /signin with a 307.
-        .route(
-            "/t/{tenant}/login",
-            get(form!(signin::SIGN_IN, Prefill::ReturnUrl)),
-        )
+        .route("/t/{tenant}/login", get(signin::signin_page))
+        .route("/t/{tenant}/account", get(handoff::account))
+        .route(crate::return_url::HANDOFF_PATH, get(handoff::callback))
         .route(
             "/t/{tenant}/signup",
             get(form!(signup::SIGN_UP, Prefill::ReturnUrl)).post(signup::signup_submit),
@@ -408,6 +409,9 @@ struct EmailPasswordForm {
     password: String,
     #[serde(default)]
     rd: String,
+    /// The app host's nonce hash of a handoff in progress (sign-in only).
+    #[serde(default)]
+    handoff: String,
 }
 
 /// A form that carries a token from an emailed link (verify email, reset password).
