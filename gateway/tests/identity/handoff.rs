@@ -281,9 +281,7 @@ async fn forward_auth_sends_a_browser_on_another_host_through_its_handoff_path(p
     );
     // The handoff path itself sent through forward-auth is a proxy misconfiguration, never
     // a redirect to itself (which would loop).
-    let r = ask("/.keygate/callback?tenant=acme&rd=x")
-        .await
-        .unwrap();
+    let r = ask("/.keygate/callback?tenant=acme&rd=x").await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
