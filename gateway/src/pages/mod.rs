@@ -1,6 +1,8 @@
 //! Server-rendered sign-in pages, usable without JavaScript: sign in, sign up, verify email,
-//! forgot / reset password, sign out, and the MFA and step-up prompts (which say that the
-//! tenant offers no second factor). Every form carries a CSRF token ([`csrf`]); the session
+//! forgot / reset password, sign out, the account page, the MFA and step-up prompts (which
+//! say that the tenant offers no second factor), and the handoff path `/.keygate/callback`
+//! that gives apps on other hosts their cookie (`handoff`). Every form carries a CSRF token
+//! ([`csrf`]); the session
 //! cookie is `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/). Tenant name
 //! and colours come from the Tenant spec; colours travel in `/t/{tenant}/theme.css` so the
 //! CSP can forbid inline styles.
