@@ -29,8 +29,9 @@ pub const DOMAIN_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-
     shortname = "kgidp",
     category = "keygate",
     derive = "PartialEq",
-    doc = "An upstream identity provider (OIDC, GitHub, Google or SAML) users of a tenant can \
-           sign in with.",
+    doc = "An upstream identity provider (OIDC, GitHub, Google or SAML) for a tenant. The \
+           operator validates it and stores it with its secret sealed; this version cannot \
+           sign people in through it, so it reports Ready=False with reason NotSupported.",
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef.name"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(

@@ -297,8 +297,9 @@ impl Default for Tokens {
 #[serde(rename_all = "camelCase")]
 pub struct Mfa {
     /// `"off"` (no second factor; quoted, as YAML reads a bare off as false), `optional`
-    /// (users may enrol, default) or `required` (every local account must enrol before it
-    /// can use the tenant).
+    /// (the default) or `required` (every local account must enrol before it can use the
+    /// tenant). This version has no second factor to enrol: `required` is refused (Ready=False,
+    /// reason NotSupported) and nothing is written, rather than serving the tenant without it.
     #[serde(default)]
     pub policy: MfaPolicy,
 }
@@ -312,7 +313,7 @@ pub enum MfaPolicy {
     /// Users may enrol a second factor.
     #[default]
     Optional,
-    /// Every local account must enrol a second factor.
+    /// Every local account must enrol a second factor (refused while keygate has none).
     Required,
 }
 

@@ -95,10 +95,12 @@ pub async fn reconcile(
         });
     }
     ctx.store.upsert_idp(&upsert).await?;
+    // Stored and checked, but nothing signs people in through it yet: Ready would promise
+    // a sign-in button that does not exist.
     Ok(status(
-        true,
-        Reason::Reconciled,
-        "identity provider is live".into(),
+        false,
+        Reason::NotSupported,
+        "the provider and its secret are valid and stored, but this keygate version cannot sign people in through an upstream identity provider".into(),
     ))
 }
 

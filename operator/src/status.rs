@@ -19,6 +19,9 @@ pub enum Reason {
     Expired,
     /// The ApiKey's Secret name is taken by a Secret it does not own; it is left alone.
     SecretConflict,
+    /// The spec asks for something this version of keygate cannot do; it is not served as if
+    /// it could.
+    NotSupported,
 }
 
 impl Reason {
@@ -32,6 +35,7 @@ impl Reason {
             Self::SecretNotFound,
             Self::Expired,
             Self::SecretConflict,
+            Self::NotSupported,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -47,6 +51,7 @@ impl Reason {
             Self::SecretNotFound => "SecretNotFound",
             Self::Expired => "Expired",
             Self::SecretConflict => "SecretConflict",
+            Self::NotSupported => "NotSupported",
         }
     }
 }

@@ -43,6 +43,14 @@ pub async fn reconcile(
         Ok(settings) => settings,
         Err(invalid) => return Ok(not_ready(Reason::InvalidSpec, invalid.to_string())),
     };
+    // Serving a tenant that demands a second factor without one would be weaker than what
+    // its owner declared, so nothing is written until keygate can enforce it.
+    if settings.mfa.policy == keygate_core::tenant_settings::MfaPolicy::Required {
+        return Ok(not_ready(
+            Reason::NotSupported,
+            "mfa.policy `required` cannot be enforced: this keygate version has no second factor; use `optional` or `\"off\"`".into(),
+        ));
+    }
     let taken = || {
         not_ready(
             Reason::TenantNameTaken,

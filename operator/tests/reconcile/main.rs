@@ -53,15 +53,31 @@ async fn tenant_apply_change_and_retain_on_delete(pool: PgPool) {
 
     h.write(
         "tenant.yaml",
-        &tenant("demo", "default", "  mfa:\n    policy: required\n"),
+        &tenant("demo", "default", "  mfa:\n    policy: \"off\"\n"),
     );
     h.sync().await;
     let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
     assert_eq!(
         stored.settings.mfa.policy,
-        keygate_core::tenant_settings::MfaPolicy::Required
+        keygate_core::tenant_settings::MfaPolicy::Off
     );
     assert_eq!(stored.display_name, "demo tenant");
+
+    // A second factor keygate cannot enforce is refused, not served as if it were: the
+    // stored policy stays as it was.
+    h.write(
+        "tenant.yaml",
+        &tenant("demo", "default", "  mfa:\n    policy: required\n"),
+    );
+    let view = h.sync().await;
+    let (state, reason, message) = ready(&view, "Tenant default/demo");
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "NotSupported"));
+    assert!(message.contains("mfa.policy"), "{message}");
+    let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
+    assert_eq!(
+        stored.settings.mfa.policy,
+        keygate_core::tenant_settings::MfaPolicy::Off
+    );
 
     // Removing the manifest is a deletion; Retain (the default) disables and keeps data.
     h.write(
@@ -141,7 +157,7 @@ async fn a_taken_tenant_name_changes_nothing_of_the_first(pool: PgPool) {
     let before = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
     h.write(
         "b.yaml",
-        &tenant("demo", "team-b", "  mfa:\n    policy: required\n"),
+        &tenant("demo", "team-b", "  mfa:\n    policy: \"off\"\n"),
     );
     let view = h.sync().await;
     assert_eq!(ready(&view, "Tenant team-a/demo").0, "True");
@@ -360,7 +376,9 @@ async fn identity_provider_secret_from_the_folder_sealed_in_the_store(pool: PgPo
 
     h.write("secret.yaml", &idp_secret("s3cret-one"));
     let view = h.sync().await;
-    assert_eq!(ready(&view, "IdentityProvider default/corp").0, "True");
+    // Stored and sealed, but not Ready: nothing signs people in through it.
+    let (state, reason, _) = ready(&view, "IdentityProvider default/corp");
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "NotSupported"));
     let row = h.ctx.store.idp_by_name(id, "corp").await.unwrap().unwrap();
     let sealed = row.client_secret.clone().unwrap();
     assert!(
