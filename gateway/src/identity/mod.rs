@@ -33,6 +33,7 @@ mod recovery;
 mod refresh;
 mod resolve;
 mod revocation_sync;
+mod scopes;
 mod session_cookie;
 mod sessions;
 mod signer;

@@ -4,6 +4,7 @@
 use super::audit::kind;
 use super::lockout::lock_duration;
 use super::principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE};
+use super::scopes;
 use super::tenants::LiveTenant;
 use super::tokens::{self, AccessClaims};
 use super::{
@@ -16,10 +17,6 @@ use keygate_core::store::{NewRefreshToken, NewSession, Session, SubjectFacts, Us
 use keygate_core::tenant_settings::EmailVerification;
 use serde_json::json;
 
-/// `client_id` of tokens issued to keygate's own sign-in (no registered client).
-pub(crate) const DEFAULT_CLIENT_ID: &str = "keygate";
-/// Scope granted when none is asked for.
-pub(crate) const DEFAULT_SCOPE: &str = "openid";
 /// `acr` of a password-only sign-in.
 pub(crate) const ACR_PASSWORD: &str = "urn:keygate:acr:pwd";
 /// Longest password looked at; longer input is refused before hashing.
@@ -110,6 +107,8 @@ impl IdentityService {
                 "email or password too long".into(),
             ));
         }
+        // An unknown client is refused before any password is looked at.
+        scopes::client_for_sign_in(req.client_id.as_deref())?;
         if let Some(ip) = meta.ip {
             self.limit(
                 "signin-ip",
@@ -262,14 +261,12 @@ impl IdentityService {
         req: PasswordSignIn,
         meta: &RequestMeta,
     ) -> Result<SignedIn, IdentityError> {
-        let client_id = req
-            .client_id
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
-        let scope = req
-            .scope
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_SCOPE.into());
+        let client_id = scopes::client_for_sign_in(req.client_id.as_deref())?;
+        let (roles, permissions) = self.grants(t, user).await?;
+        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions) {
+            Ok(scope) => scope,
+            Err(e) => return self.refuse(t, user, meta, "invalid_scope", e).await,
+        };
         let opened = self
             .open_session(
                 t,
@@ -285,7 +282,6 @@ impl IdentityService {
             )
             .await?;
         let session = opened.session;
-        let (roles, permissions) = self.grants(t, user).await?;
         let (access_token, expires_in) = self
             .access_token(t, user, &session, &client_id, &scope, &roles, &permissions)
             .await?;

@@ -126,8 +126,9 @@ pub struct TokenForm {
     /// §6); a scope the session was not granted is `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
-    /// Public client id (optional); when sent it must be the client the session was issued
-    /// to, else `invalid_grant` (and the refresh token stays usable).
+    /// The client the session was issued to (`keygate` for keygate's own sign-in); required:
+    /// missing or another client's is `invalid_grant` (the refresh token is bound to its
+    /// client, RFC 6749 §6), and an unspent refresh token stays usable.
     #[serde(default)]
     pub client_id: Option<String>,
 }

@@ -14,6 +14,7 @@ mod admin;
 mod api;
 mod client_address;
 mod replicas;
+mod scopes;
 mod sessions;
 mod signin;
 mod tokens;
