@@ -2,7 +2,7 @@
 //! progressive lockout, then a session with a refresh-token family and an access token.
 
 use super::audit::kind;
-use super::lockout::lock_duration;
+use super::lockout::{lock_duration, time_left};
 use super::principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE};
 use super::scopes;
 use super::tenants::LiveTenant;
@@ -167,17 +167,13 @@ impl IdentityService {
         } else {
             None
         };
-        if let Some(state) = &counter
-            && state.is_locked(now)
+        if let Some(left) = counter
+            .as_ref()
+            .and_then(|c| c.locked_until)
+            .and_then(|until| time_left(until, now))
         {
             d.hasher.verify_dummy(&req.password).await?;
-            // Rounded up: the database keeps microseconds, the clock may have nanoseconds.
-            let left = state.locked_until.map_or(1, |u| {
-                ((u - now).num_milliseconds() + 999).div_euclid(1000).max(1)
-            });
-            let locked = IdentityError::AccountLocked {
-                retry_after: std::time::Duration::from_secs(left as u64),
-            };
+            let locked = IdentityError::AccountLocked { retry_after: left };
             return self.refuse(t, &user, meta, "locked", locked).await;
         }
         let verified = match &user.password_hash {
@@ -319,32 +315,6 @@ impl IdentityService {
                 },
             },
         })
-    }
-
-    /// The answer to a failed sign-in for an email without an account: the same schedule
-    /// of `invalid_credentials` then `account_locked` a real account would get, counted in
-    /// the ephemeral store, so the lockout does not tell which emails have accounts. If the
-    /// counter store is down, the answer is `invalid_credentials` all the same.
-    async fn unknown_account_failure(&self, t: &LiveTenant, email: &str) -> IdentityError {
-        if !t.settings.lockout.enabled {
-            return IdentityError::InvalidCredentials;
-        }
-        let key = format!(
-            "ghost-fail:{}:{}",
-            t.row.id,
-            super::hex(&sha256(email.trim().to_lowercase().as_bytes())[..16])
-        );
-        let window = std::time::Duration::from_secs(2 * 3600);
-        match self.deps().ephemeral.hit(&key, window).await {
-            // A real account answers `account_locked` from the attempt after its fifth failure.
-            Ok(n) if n > 5 => match lock_duration(n as i64 - 1) {
-                Some(lock) => IdentityError::AccountLocked {
-                    retry_after: lock.to_std().unwrap_or(window),
-                },
-                None => IdentityError::InvalidCredentials,
-            },
-            _ => IdentityError::InvalidCredentials,
-        }
     }
 
     /// Opens a session with its first refresh token (returned raw; only its hash is stored)
