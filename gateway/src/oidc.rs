@@ -4,7 +4,8 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use axum::extract::{Path, State};
+use crate::tenant_path::TenantName;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -25,7 +26,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "Discovery document", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn discovery(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = state.identity.tenant(&name).await?;
     let keys = state.identity.published_keys(&tenant).await?;
@@ -59,7 +60,7 @@ pub(crate) async fn discovery(
     responses((status = 200, description = "JWK set", body = Object, content_type = "application/jwk-set+json"), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn jwks(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = state.identity.tenant(&name).await?;
     let keys = state.identity.published_keys(&tenant).await?;

@@ -5,8 +5,9 @@ use crate::error::ApiError;
 use crate::identity::SignInAttempt;
 use crate::meta::Meta;
 use crate::return_url::signin_url;
+use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -24,7 +25,7 @@ pub(super) const SIGN_OUT: Page = Page {
 
 pub(super) async fn signin_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
@@ -85,7 +86,7 @@ pub(super) struct SignOutForm {
 
 pub(super) async fn signout_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<SignOutForm>, FormRejection>,

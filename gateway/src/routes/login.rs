@@ -5,7 +5,8 @@ use super::extract::{ApiJson, Authenticated, Meta};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::PasswordSignIn;
-use axum::extract::{Path, Request, State};
+use crate::tenant_path::TenantName;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
@@ -72,7 +73,7 @@ pub struct LoginResponse {
         (status = 429, description = "account_locked, rate_limited (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    TenantName(tenant): TenantName,
     Meta(meta): Meta,
     request: Request,
 ) -> Result<Response, ApiError> {

@@ -17,5 +17,6 @@ mod replicas;
 mod scopes;
 mod sessions;
 mod signin;
+mod tenant_names;
 mod tokens;
 mod walks;
