@@ -175,7 +175,7 @@ fn print_next_steps(
             "    sign in    {issuer}/signin  (or create an account: {issuer}/signup)"
         ));
         lines.push(format!(
-            "    discovery  {issuer}/.well-known/openid-configuration"
+            "    metadata   {issuer}/.well-known/oauth-authorization-server"
         ));
         lines.push(format!("    JWKS       {issuer}/jwks.json"));
     }

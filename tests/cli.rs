@@ -63,7 +63,7 @@ fn start_dev_with(data_dir: &Path, env: &[(&str, &str)]) -> (Running, String) {
 }
 
 #[tokio::test]
-async fn dev_serves_discovery_and_a_usable_jwks_for_the_demo_tenant() {
+async fn dev_serves_metadata_and_a_usable_jwks_for_the_demo_tenant() {
     let data = tempfile::tempdir().unwrap();
     let (_dev, base) = start_dev(data.path());
     let http = reqwest::Client::new();
@@ -74,7 +74,9 @@ async fn dev_serves_discovery_and_a_usable_jwks_for_the_demo_tenant() {
     assert_eq!(ready.status(), 200);
 
     let discovery: serde_json::Value = http
-        .get(format!("{base}/t/demo/.well-known/openid-configuration"))
+        .get(format!(
+            "{base}/.well-known/oauth-authorization-server/t/demo"
+        ))
         .send()
         .await
         .unwrap()
@@ -82,13 +84,17 @@ async fn dev_serves_discovery_and_a_usable_jwks_for_the_demo_tenant() {
         .await
         .unwrap();
     assert_eq!(discovery["issuer"], format!("{base}/t/demo"));
+    // No OpenID Connect discovery document while keygate issues no ID tokens.
+    let oidc = http
+        .get(format!("{base}/t/demo/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oidc.status(), 404);
     assert_eq!(discovery["jwks_uri"], format!("{base}/t/demo/jwks.json"));
     let kid = discovery["keygate_signing_kid"]
         .as_str()
         .expect("signing kid advertised");
-    let alg = discovery["id_token_signing_alg_values_supported"][0]
-        .as_str()
-        .unwrap();
 
     let jwks_response = http
         .get(format!("{base}/t/demo/jwks.json"))
@@ -101,7 +107,10 @@ async fn dev_serves_discovery_and_a_usable_jwks_for_the_demo_tenant() {
     );
     let jwks: jsonwebtoken::jwk::JwkSet = jwks_response.json().await.unwrap();
     let key = jwks.find(kid).expect("the advertised kid is in the JWKS");
-    assert_eq!(serde_json::to_value(key.common.key_algorithm).unwrap(), alg);
+    assert!(
+        key.common.key_algorithm.is_some(),
+        "the signing key names its algorithm"
+    );
     assert!(
         matches!(
             key.algorithm,

@@ -762,8 +762,11 @@ fn jwks_rows(gw: &support::Gateway, dir: &std::path::Path, seconds: u64, rounds:
     for (name, path) in [
         ("JWKS", format!("/t/{}/jwks.json", gw.tenant.name)),
         (
-            "discovery",
-            format!("/t/{}/.well-known/openid-configuration", gw.tenant.name),
+            "metadata",
+            format!(
+                "/.well-known/oauth-authorization-server/t/{}",
+                gw.tenant.name
+            ),
         ),
     ] {
         let url = format!("{}{path}", gw.url);

@@ -1,6 +1,7 @@
 //! How the gateway names and flags its browser cookies: the session cookie (set by the
-//! sign-in page and the JSON sign-in, read by forward-auth and the routes) and the pages'
-//! CSRF binding cookie. A leaf module every adapter may use.
+//! sign-in page and the JSON sign-in, read by forward-auth and the routes), an app host's
+//! cookie and nonce from the handoff (`/.keygate/callback`), and the pages' CSRF binding
+//! cookie. A leaf module every adapter may use.
 
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
@@ -19,6 +20,24 @@ impl CookieMode {
         match self {
             Self::Host => "__Host-keygate_session",
             Self::PlainHttpDev => "keygate_session",
+        }
+    }
+
+    /// The name of an app host's cookie from the handoff (a child of a session, set on the
+    /// app host by `/.keygate/callback`).
+    pub fn host_session_cookie(self) -> &'static str {
+        match self {
+            Self::Host => "__Host-keygate_app_session",
+            Self::PlainHttpDev => "keygate_app_session",
+        }
+    }
+
+    /// The name of the handoff's nonce cookie, set on the app host before the browser
+    /// leaves for sign-in and checked when the code comes back.
+    pub fn handoff_nonce_cookie(self) -> &'static str {
+        match self {
+            Self::Host => "__Host-keygate_handoff",
+            Self::PlainHttpDev => "keygate_handoff",
         }
     }
 

@@ -43,6 +43,63 @@ pub fn safe_return_url(raw: &str, allowed_origins: &[String], gateway_url: &str)
     allowed.then(|| url.to_string())
 }
 
+/// The reserved path on every protected host that the proxy routes to the gateway: it sets
+/// the handoff's nonce cookie (`?tenant=…&rd=…`) and redeems handoff codes (`?code=…`).
+pub const HANDOFF_PATH: &str = "/.keygate/callback";
+
+/// `url`'s host as a `Host` header names it: lower-case, with `:port` unless the default.
+pub fn authority(url: &str) -> Option<String> {
+    let url = Url::parse(url).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
+}
+
+/// Whether a browser returning to `return_url` lacks the gateway's host-only session cookie
+/// there (another host; cookies ignore ports), so it needs the handoff.
+pub fn needs_handoff(return_url: &str, gateway_url: &str) -> bool {
+    let host = |u: &str| {
+        Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    };
+    match (host(return_url), host(gateway_url)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// The handoff path on `return_url`'s origin with `query` (already encoded).
+fn on_origin(return_url: &str, query: &str) -> Option<String> {
+    let url = Url::parse(return_url).ok()?;
+    Some(format!(
+        "{}{HANDOFF_PATH}?{query}",
+        url.origin().ascii_serialization()
+    ))
+}
+
+/// Where a browser starts the handoff for `return_url`: the app host's own handoff path,
+/// which sets the nonce cookie there and sends the browser on to sign in.
+pub fn handoff_start_url(return_url: &str, tenant: &str) -> Option<String> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("tenant", tenant)
+        .append_pair("rd", return_url)
+        .finish();
+    on_origin(return_url, &query)
+}
+
+/// Where a browser redeems handoff `code` of `tenant` for `return_url`'s host (the tenant
+/// names the page shown if the code is refused; the code alone decides what it grants).
+pub fn handoff_callback_url(return_url: &str, tenant: &str, code: &str) -> Option<String> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("tenant", tenant)
+        .append_pair("code", code)
+        .finish();
+    on_origin(return_url, &query)
+}
+
 /// The tenant's sign-in page URL with `rd` set to `return_to`.
 pub fn signin_url(gateway_url: &str, tenant: &str, return_to: Option<&str>) -> String {
     let mut out = format!("{gateway_url}/t/{tenant}/signin");
@@ -109,6 +166,36 @@ mod tests {
         ] {
             assert_eq!(check(bad), None, "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn the_handoff_is_needed_on_other_hosts_only() {
+        let gw = "https://auth.example.com";
+        assert!(needs_handoff("https://app.example.com/x", gw));
+        assert!(!needs_handoff(
+            "https://auth.example.com/t/acme/account",
+            gw
+        ));
+        // Cookies ignore ports: another port of the gateway's host has its cookie.
+        assert!(!needs_handoff("https://AUTH.example.com:8443/x", gw));
+        assert_eq!(
+            handoff_start_url("https://app.example.com:8443/a?b=1", "acme").as_deref(),
+            Some(
+                "https://app.example.com:8443/.keygate/callback?tenant=acme&rd=https%3A%2F%2Fapp.example.com%3A8443%2Fa%3Fb%3D1"
+            )
+        );
+        assert_eq!(
+            handoff_callback_url("https://app.example.com/a", "acme", "c0de").as_deref(),
+            Some("https://app.example.com/.keygate/callback?tenant=acme&code=c0de")
+        );
+        assert_eq!(
+            authority("https://App.Example.com:443/x").as_deref(),
+            Some("app.example.com")
+        );
+        assert_eq!(
+            authority("https://app.example.com:8443/x").as_deref(),
+            Some("app.example.com:8443")
+        );
     }
 
     #[test]

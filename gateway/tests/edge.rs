@@ -62,7 +62,9 @@ async fn envoy_ext_authz_appends_the_path_and_sends_requirements_in_a_header() {
         "{metrics}"
     );
 
-    // A browser without credentials: Envoy relays our 302 to the sign-in page with rd.
+    // A browser without credentials: Envoy relays our 302. The app is on another host than
+    // the gateway, so the browser goes through the app host's handoff path (which sets the
+    // nonce cookie there) on its way to sign in.
     let browser = http
         .get(format!("{}/forward-auth/orders/1?x=2", gw.url))
         .header("host", "app.example.com")
@@ -76,8 +78,8 @@ async fn envoy_ext_authz_appends_the_path_and_sends_requirements_in_a_header() {
     assert_eq!(
         browser.headers()["location"].to_str().unwrap(),
         format!(
-            "{}/t/{}/signin?rd=https%3A%2F%2Fapp.example.com%2Forders%2F1%3Fx%3D2",
-            gw.url, gw.tenant.name
+            "https://app.example.com/.keygate/callback?tenant={}&rd=https%3A%2F%2Fapp.example.com%2Forders%2F1%3Fx%3D2",
+            gw.tenant.name
         )
     );
     // An API client gets 401 with a challenge.
@@ -981,4 +983,87 @@ async fn a_browser_signs_in_through_nginx_and_signs_out() {
     );
     assert!(stdout.contains("BROWSER FLOW OK"), "{stdout}\n{stderr}");
     assert!(screenshots.join("signin.png").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// Separate hosts: nginx with TLS (a CA the test makes, trusted by the browser), the gateway
+// at auth.test, apps at app-a.test and other.example, Chromium resolving all to 127.0.0.1.
+
+/// Runs `handoff-flow.mjs` against the gateway `gw` behind TLS nginx on `port`.
+async fn run_handoff_flow(
+    pki: &support::tls::Pki,
+    gw: &support::Gateway,
+    port: u16,
+    hosts: &[&str],
+    app_a: &str,
+    app_b: &str,
+) {
+    let chromium = std::env::var("KEYGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let rules: Vec<String> = hosts.iter().map(|h| format!("MAP {h} 127.0.0.1")).collect();
+    let who = ada();
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("node")
+            .arg(browser_dir().join("handoff-flow.mjs"))
+            .env("KG_APP_A_URL", app_a)
+            .env("KG_APP_B_URL", app_b)
+            .env("KG_GATEWAY_HOST", hosts[0])
+            .env(
+                "KG_ACCOUNT_URL",
+                format!("https://{}:{port}/t/{}/account", hosts[0], gw.tenant.name),
+            )
+            .env("KG_EMAIL", &who.email)
+            .env("KG_PASSWORD", &who.password)
+            .env("KG_RESOLVER_RULES", rules.join(", "))
+            .env("KG_HOME", &pki.home)
+            .env("KG_SCREENSHOTS", &screenshots)
+            .env("KG_CHROMIUM", &chromium)
+            .current_dir(browser_dir())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser run finished within 90 s")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser flow failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("HANDOFF FLOW OK"), "{stdout}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sign_in_reaches_apps_on_other_hosts_and_one_sign_out_ends_them_all() {
+    let hosts = ["auth.test", "app-a.test", "other.example"];
+    let pki = support::tls::Pki::new(&hosts);
+    let (upstream, _up) = start_upstream().await;
+    let port = free_port();
+    let app_a = format!("https://app-a.test:{port}/orders");
+    let app_b = format!("https://other.example:{port}/reports");
+    let gw = start(Options {
+        allowed_origins: vec![
+            format!("https://app-a.test:{port}"),
+            format!("https://other.example:{port}"),
+        ],
+        public_url: Some(format!("https://auth.test:{port}")),
+        real_identity: true,
+        ..Options::default()
+    })
+    .await;
+    let _nginx = support::tls::start_nginx(
+        &pki,
+        port,
+        &support::tls::Sites {
+            gateway_host: hosts[0],
+            app_hosts: &hosts[1..],
+            gateway_port: port_of(&gw.url),
+            upstream_port: upstream,
+            tenant: &gw.tenant.name,
+        },
+    );
+    run_handoff_flow(&pki, &gw, port, &hosts, &app_a, &app_b).await;
 }

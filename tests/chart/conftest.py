@@ -71,6 +71,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "className": "nginx",
                 "host": "auth.example.com",
                 "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                "handoffHosts": ["demo.example.com", "orders.example.org"],
             }
         },
         "rbac": {"aggregateToDefaultRoles": False},

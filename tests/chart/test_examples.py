@@ -121,13 +121,30 @@ def test_gitops_controllers_point_at_the_team_folder():
 
 
 def test_ingress_nginx_wiring():
-    ingresses = [o for _, o in manifests("ingress-nginx") if o["kind"] == "Ingress"]
+    ingresses = [
+        o for _, o in manifests("ingress-nginx")
+        if o["kind"] == "Ingress" and "nginx.ingress.kubernetes.io/auth-url" in o["metadata"].get("annotations", {})
+    ]
     assert ingresses
     for ing in ingresses:
         ann = ing["metadata"]["annotations"]
         assert ann["nginx.ingress.kubernetes.io/auth-url"].startswith(GATEWAY_URL + "/forward-auth?tenant=acme")
-        assert "/t/acme/" in ann["nginx.ingress.kubernetes.io/auth-signin"]
+        # A browser starts on its own host's handoff path, never on the gateway's sign-in
+        # page directly (the gateway's cookie never reaches the app host).
+        assert ann["nginx.ingress.kubernetes.io/auth-signin"] == "https://$host/.keygate/callback?tenant=acme"
         assert ann["nginx.ingress.kubernetes.io/auth-response-headers"].split(",") == IDENTITY_HEADERS
+    objs = [o for _, o in manifests("ingress-nginx")]
+    handoff = [o for o in objs if o["kind"] == "Ingress" and "nginx.ingress.kubernetes.io/auth-url" not in o["metadata"].get("annotations", {})]
+    assert len(handoff) == 1, "one unchecked Ingress for the handoff path"
+    hosts = {r["host"] for o in ingresses for r in o["spec"]["rules"]}
+    routed = {(r["host"], p["path"], p["pathType"], p["backend"]["service"]["name"]) for r in handoff[0]["spec"]["rules"] for p in r["http"]["paths"]}
+    assert routed == {(h, "/.keygate/callback", "Exact", "keygate-gateway") for h in hosts}
+    svc = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "keygate-gateway"][0]
+    assert svc["spec"]["externalName"] == "keygate-gateway.keygate.svc.cluster.local"
+    # The return URLs come back to the app host: the Tenant allows its origin.
+    tenant = [o for _, o in manifests("acme") if o["kind"] == "Tenant"][0]
+    for h in hosts:
+        assert f"https://{h}" in tenant["spec"]["redirects"]["allowedOrigins"], h
 
 
 def test_traefik_wiring():
@@ -141,12 +158,16 @@ def test_traefik_wiring():
     routes = [o for _, o in objs if o["kind"] == "IngressRoute"]
     used = {m["name"] for r in routes for route in r["spec"]["routes"] for m in route.get("middlewares", [])}
     assert used == {m["metadata"]["name"] for m in mws}
+    handoff = [route for r in routes for route in r["spec"]["routes"] if "/.keygate/callback" in route["match"]]
+    assert len(handoff) == 1 and not handoff[0].get("middlewares"), "the handoff path is routed unchecked"
+    assert handoff[0]["services"][0]["name"] == "keygate-gateway"
 
 
 def test_envoy_wiring():
     text = "\n".join(p.read_text() for p in sorted((REPO / "examples" / "envoy-contour").rglob("*.yaml")))
     assert "envoy.filters.http.ext_authz" in text
     assert "path_prefix: /forward-auth" in text
+    assert 'match: { path: "/.keygate/callback" }' in text and "disabled: true" in text
     assert "keygate-gateway.keygate.svc.cluster.local" in text
     for header in IDENTITY_HEADERS:
         assert header.lower() in text.lower(), header

@@ -443,7 +443,9 @@ def test_public_url_and_notes():
     env = {e["name"]: e.get("value") for e in r.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["KEYGATE_PUBLIC_URL"] == "https://auth.example.com"
     assert "Issuer:           https://auth.example.com/t/<tenant>" in r.notes
-    assert "https://auth.example.com/t/<tenant>/.well-known/openid-configuration" in r.notes
+    assert (
+        "https://auth.example.com/.well-known/oauth-authorization-server/t/<tenant>" in r.notes
+    )
     assert "http://keygate-gateway.keygate.svc.cluster.local:8080/forward-auth?tenant=<tenant>" in r.notes
     assert "WARNING: config.publicUrl is not set" in rendering_of("default").notes
     assert "plain http" in rendering_of("chart-secret").notes
@@ -465,14 +467,37 @@ def page_link_prefixes():
 
 def test_ingress_routes_every_path_the_pages_use_and_nothing_in_cluster():
     ing = rendering_of("namespaced-operator").get("Ingress", GATEWAY)
-    paths = [p["path"] for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
+    gateway_rule = [r for r in ing["spec"]["rules"] if r["host"] == "auth.example.com"]
+    paths = [p["path"] for rule in gateway_rule for p in rule["http"]["paths"]]
     used = page_link_prefixes()
     assert {"/t", "/assets"} <= used, used
     # A stylesheet or form the Ingress does not route is a broken page for every person.
     assert used <= set(paths), (used, paths)
+    # The tenants' metadata lives where RFC 8414 puts it, outside /t.
+    assert "/.well-known/oauth-authorization-server" in paths, paths
     assert not {"/forward-auth", "/metrics", "/healthz", "/readyz"} & set(paths), paths
     assert ing["spec"]["tls"][0]["hosts"] == ["auth.example.com"]
     assert ing["spec"]["ingressClassName"] == "nginx"
+
+
+def handoff_path():
+    """The reserved path the gateway serves on app hosts, read from its source."""
+    source = (REPO / "gateway" / "src" / "return_url.rs").read_text()
+    return re.search(r'pub const HANDOFF_PATH: &str = "([^"]+)";', source).group(1)
+
+
+def test_ingress_routes_the_handoff_path_of_every_app_host_and_nothing_else_there():
+    ing = rendering_of("namespaced-operator").get("Ingress", GATEWAY)
+    by_host = {r["host"]: r["http"]["paths"] for r in ing["spec"]["rules"]}
+    assert set(by_host) == {"auth.example.com", "demo.example.com", "orders.example.org"}
+    for host in ("demo.example.com", "orders.example.org"):
+        # Only the handoff path: the app's own paths stay with the app's Ingress.
+        assert [(p["path"], p["pathType"]) for p in by_host[host]] == [(handoff_path(), "Exact")], host
+        assert by_host[host][0]["backend"]["service"] == {"name": GATEWAY, "port": {"name": "http"}}
+    # Without app hosts only the gateway's host is routed.
+    plain = objects_of(render({"gateway": {"ingress": {"enabled": True, "host": "auth.example.com"}}}))
+    ing = [o for o in plain if o["kind"] == "Ingress"][0]
+    assert [r["host"] for r in ing["spec"]["rules"]] == ["auth.example.com"]
 
 
 def test_trusted_proxies_and_logging_env():

@@ -1,10 +1,9 @@
 //! The PostgreSQL backend: the system of record in a cluster.
 
-use super::sql::{impl_store, ts};
+use super::sql::{impl_store, store_basics};
 use super::{Backend, PoolSettings, Store, StoreError};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::Arc;
 
@@ -32,29 +31,6 @@ impl PgStore {
             .connect(url)
             .await?;
         Ok(Self::from_pool(pool))
-    }
-
-    /// Wraps an existing pool (tests hand in a fresh database per test).
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self {
-            pool,
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Uses `clock` for bookkeeping timestamps (`created_at`, `updated_at`).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The underlying pool, for operational tooling and tests.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        ts(self.clock.now())
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
@@ -86,6 +62,11 @@ impl PgStore {
     );
 }
 
+store_basics!(
+    PgStore,
+    PgPool,
+    "Wraps an existing pool (tests hand in a fresh database per test)."
+);
 impl_store!(PgStore, sqlx::Postgres);
 
 #[async_trait]

@@ -1,10 +1,9 @@
 //! The SQLite backend: `keygate dev`, tests, single-node installs.
 
-use super::sql::{impl_store, ts};
+use super::sql::{impl_store, store_basics};
 use super::{Backend, PoolSettings, Store, StoreError};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -61,29 +60,6 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(Self::from_pool(pool))
-    }
-
-    /// Wraps an existing pool; it must have been opened with foreign keys on.
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Uses `clock` for bookkeeping timestamps (`created_at`, `updated_at`).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The underlying pool, for operational tooling and tests.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        ts(self.clock.now())
     }
 
     /// Takes the write lock up front, so a transaction never fails half-way when it
@@ -148,6 +124,11 @@ fn owner_only(_path: &std::path::Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+store_basics!(
+    SqliteStore,
+    SqlitePool,
+    "Wraps an existing pool; it must have been opened with foreign keys on."
+);
 impl_store!(SqliteStore, sqlx::Sqlite);
 
 #[async_trait]

@@ -151,8 +151,12 @@ async fn authorize(
     })?;
     let tenant = tenant(state, &requirements, raw_requirements).await?;
     let now = state.clock.now();
-    let credential = request::credential(&parts.headers, state.cookie_mode.session_cookie())
-        .ok_or_else(|| unauthenticated(state, &tenant, inbound, false))?;
+    let credential = request::credential(
+        &parts.headers,
+        state.cookie_mode.session_cookie(),
+        state.cookie_mode.host_session_cookie(),
+    )
+    .ok_or_else(|| unauthenticated(state, &tenant, inbound, false))?;
     let (key, proven) = identify(state, &tenant, &credential, now)
         .await
         .map_err(|e| match e {
@@ -212,6 +216,7 @@ async fn identify(
         Credential::AccessToken(v) => (b'j', v),
         Credential::ApiKey(v) => (b'k', v),
         Credential::Session(v) => (b's', v),
+        Credential::HostSession(v) => (b'h', v),
         Credential::Malformed => return Err(AuthError::Invalid),
     };
     let key = sha256_parts(&[tenant.row.id.0.as_bytes(), &[tag], value.as_bytes()]);
@@ -237,6 +242,7 @@ async fn identify(
         Credential::AccessToken(v) => fa.authenticator.access_token(tenant, v).await?,
         Credential::ApiKey(v) => fa.authenticator.api_key(tenant, v).await?,
         Credential::Session(v) => fa.authenticator.session(tenant, v).await?,
+        Credential::HostSession(v) => fa.authenticator.host_session(tenant, v).await?,
         Credential::Malformed => return Err(AuthError::Invalid),
     };
     // Belt and braces: an authenticator must never hand us another tenant's identity.
@@ -312,15 +318,44 @@ fn redirects(inbound: &Inbound) -> bool {
     inbound.wants_html && inbound.proxy.relays_redirects()
 }
 
+/// The denial of a request without a usable credential. A browser is sent to sign in: on
+/// another host than the gateway's through that host's handoff path first (which sets the
+/// nonce cookie the handoff code will be bound to), since the gateway's cookie never
+/// reaches it.
 fn unauthenticated(
     state: &AppState,
     tenant: &LiveTenant,
     inbound: &Inbound,
     presented: bool,
 ) -> Denial {
+    if inbound
+        .url()
+        .and_then(|u| url::Url::parse(&u).ok())
+        .is_some_and(|u| u.path() == return_url::HANDOFF_PATH)
+    {
+        // The proxy checked the handoff path instead of routing it to the gateway: sending
+        // the browser to it again would loop.
+        state.forward_auth.requirements.misconfigured(
+            return_url::HANDOFF_PATH,
+            &requirements::RequirementsError::BadValue {
+                key: "route",
+                value: format!(
+                    "{} must be routed to the gateway, not checked",
+                    return_url::HANDOFF_PATH
+                ),
+            },
+        );
+        return Denial::Misconfigured;
+    }
     let sign_in = redirects(inbound).then(|| {
         let rd = return_url(state, tenant, inbound);
-        return_url::signin_url(&state.public_url, tenant.name(), rd.as_deref())
+        match rd.as_deref() {
+            Some(rd) if return_url::needs_handoff(rd, &state.public_url) => {
+                return_url::handoff_start_url(rd, tenant.name())
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| return_url::signin_url(&state.public_url, tenant.name(), rd.as_deref()))
     });
     Denial::Unauthenticated {
         realm: tenant.name().to_owned(),

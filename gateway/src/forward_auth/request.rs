@@ -90,6 +90,8 @@ pub enum Credential<'a> {
     ApiKey(Cow<'a, str>),
     /// The session cookie's value.
     Session(Cow<'a, str>),
+    /// An app host's cookie from the handoff (a child of a session).
+    HostSession(Cow<'a, str>),
     /// Something was presented but is unusable (repeated, not UTF-8, too long, wrong scheme).
     Malformed,
 }
@@ -100,6 +102,7 @@ impl std::fmt::Debug for Credential<'_> {
             Self::AccessToken(_) => "AccessToken(***)",
             Self::ApiKey(_) => "ApiKey(***)",
             Self::Session(_) => "Session(***)",
+            Self::HostSession(_) => "HostSession(***)",
             Self::Malformed => "Malformed",
         })
     }
@@ -230,7 +233,11 @@ fn absolute(scheme: &str, host: &str, path_and_query: &str) -> Option<String> {
 }
 
 /// The credential presented: `Authorization` first, then `X-API-Key`, then the cookie.
-pub fn credential<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<Credential<'a>> {
+pub fn credential<'a>(
+    headers: &'a HeaderMap,
+    cookie_name: &str,
+    host_cookie_name: &str,
+) -> Option<Credential<'a>> {
     let authz = headers.get_all(header::AUTHORIZATION);
     let mut iter = authz.iter();
     if let Some(first) = iter.next() {
@@ -267,6 +274,17 @@ pub fn credential<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<Crede
     if !headers.contains_key(header::COOKIE) {
         return None;
     }
+    one_cookie(headers, cookie_name)
+        .map(|c| c.map_or(Credential::Malformed, Credential::Session))
+        .or_else(|| {
+            one_cookie(headers, host_cookie_name)
+                .map(|c| c.map_or(Credential::Malformed, Credential::HostSession))
+        })
+}
+
+/// The value of the cookie `name`: `None` when absent, `Some(None)` when unusable (repeated,
+/// empty, too long).
+fn one_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<Cow<'a, str>>> {
     // Not a jar: a jar keeps one cookie per name, and a repeated session cookie (cookie
     // tossing from a sibling subdomain) must be refused, not silently picked.
     let mut matching = headers
@@ -275,16 +293,16 @@ pub fn credential<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<Crede
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .filter(|c| c.name() == cookie_name);
+        .filter(|c| c.name() == name);
     let first = matching.next()?;
     if matching.next().is_some()
         || first.value().is_empty()
         || first.value().len() > MAX_CREDENTIAL_LEN
     {
-        return Some(Credential::Malformed);
+        return Some(None);
     }
     // Parsed without decoding, so the raw value is the value, borrowed from the header.
-    Some(Credential::Session(first.value_raw().map_or_else(
+    Some(Some(first.value_raw().map_or_else(
         || Cow::Owned(first.value().to_owned()),
         Cow::Borrowed,
     )))
@@ -400,37 +418,55 @@ mod tests {
     #[test]
     fn credentials_in_order_and_repeats_are_malformed() {
         assert_eq!(
-            credential(&headers(&[("authorization", "Bearer kg_a_b")]), "s"),
+            credential(&headers(&[("authorization", "Bearer kg_a_b")]), "s", "h"),
             Some(Credential::ApiKey("kg_a_b".into()))
         );
         assert_eq!(
-            credential(&headers(&[("authorization", "bearer e.y.j")]), "s"),
+            credential(&headers(&[("authorization", "bearer e.y.j")]), "s", "h"),
             Some(Credential::AccessToken("e.y.j".into()))
         );
         assert_eq!(
-            credential(&headers(&[("authorization", "Basic abc")]), "s"),
+            credential(&headers(&[("authorization", "Basic abc")]), "s", "h"),
             Some(Credential::Malformed)
         );
         assert_eq!(
             credential(
                 &headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]),
-                "s"
+                "s",
+                "h"
             ),
             Some(Credential::Malformed)
         );
         assert_eq!(
-            credential(&headers(&[("x-api-key", "kg_x_y")]), "s"),
+            credential(&headers(&[("x-api-key", "kg_x_y")]), "s", "h"),
             Some(Credential::ApiKey("kg_x_y".into()))
         );
         assert_eq!(
-            credential(&headers(&[("cookie", "a=1; s=abc")]), "s"),
+            credential(&headers(&[("cookie", "a=1; s=abc")]), "s", "h"),
             Some(Credential::Session("abc".into()))
         );
         assert_eq!(
-            credential(&headers(&[("cookie", "s=abc; s=def")]), "s"),
+            credential(&headers(&[("cookie", "s=abc; s=def")]), "s", "h"),
             Some(Credential::Malformed)
         );
-        assert_eq!(credential(&headers(&[("cookie", "other=1")]), "s"), None);
-        assert_eq!(credential(&HeaderMap::new(), "s"), None);
+        // An app host's cookie counts when the session cookie is absent; the session
+        // cookie wins when both are sent (app and gateway on one host).
+        assert_eq!(
+            credential(&headers(&[("cookie", "h=xyz")]), "s", "h"),
+            Some(Credential::HostSession("xyz".into()))
+        );
+        assert_eq!(
+            credential(&headers(&[("cookie", "h=xyz; s=abc")]), "s", "h"),
+            Some(Credential::Session("abc".into()))
+        );
+        assert_eq!(
+            credential(&headers(&[("cookie", "h=x; h=y")]), "s", "h"),
+            Some(Credential::Malformed)
+        );
+        assert_eq!(
+            credential(&headers(&[("cookie", "other=1")]), "s", "h"),
+            None
+        );
+        assert_eq!(credential(&HeaderMap::new(), "s", "h"), None);
     }
 }

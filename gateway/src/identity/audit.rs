@@ -21,6 +21,7 @@ pub(crate) mod kind {
     pub const REFRESH_REUSE: &str = "refresh.reuse_detected";
     pub const TOKEN_REVOKED: &str = "token.revoked";
     pub const SESSION_REVOKED: &str = "session.revoked";
+    pub const SESSION_HANDOFF: &str = "session.handoff";
     pub const LOGOUT_ALL: &str = "session.logout_all";
     pub const SUSPENDED: &str = "account.suspended";
     pub const REACTIVATED: &str = "account.reactivated";

@@ -83,6 +83,12 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     /// The session cookie's value.
     async fn session(&self, tenant: &LiveTenant, cookie_value: &str)
     -> Result<Identity, AuthError>;
+    /// An app host's cookie from the handoff (a child of a session; see `handoff`).
+    async fn host_session(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+    ) -> Result<Identity, AuthError>;
     /// A short-lived JWT describing `identity`, signed by `tenant`, for the upstream (`jwt=1`).
     async fn upstream_token(
         &self,
@@ -191,6 +197,17 @@ impl Authenticator for IdentityService {
     ) -> Result<Identity, AuthError> {
         Ok(identity(
             self.session_principal(tenant, cookie_value).await?,
+            self.now(),
+        ))
+    }
+
+    async fn host_session(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+    ) -> Result<Identity, AuthError> {
+        Ok(identity(
+            self.host_session_principal(tenant, cookie_value).await?,
             self.now(),
         ))
     }

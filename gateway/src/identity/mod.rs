@@ -24,6 +24,7 @@ mod audit;
 mod authenticator;
 mod error;
 mod flows;
+mod handoff;
 mod loading_cache;
 mod lockout;
 mod mailer;
@@ -46,6 +47,7 @@ mod usage;
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
 pub use error::IdentityError;
 pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
+pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};
 pub use mailer::{Email, LogMailer, MailError, Mailer, MemoryMailer, SmtpMailer};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
@@ -267,10 +269,11 @@ impl std::fmt::Debug for SignUp {
     }
 }
 
-/// One of the caller's sessions, as listed to them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One of the caller's sessions, as listed to them (and as the sessions API answers it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     /// Session id.
+    #[schema(value_type = String)]
     pub id: SessionId,
     /// Device as reported at sign-in.
     pub user_agent: Option<String>,
@@ -292,8 +295,8 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// OpenID Connect userinfo of a person.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// OpenID Connect userinfo of a person (and the userinfo endpoint's answer).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct UserInfo {
     /// User id.
     pub sub: String,

@@ -136,6 +136,16 @@ impl IdentityService {
         cookie: &str,
     ) -> Result<Principal, IdentityError> {
         let token_hash = cookie_hash(cookie).ok_or(IdentityError::InvalidToken)?;
+        self.session_principal_by_hash(t, token_hash).await
+    }
+
+    /// [`Self::session_principal`] from the SHA-256 of the cookie's token (a host cookie of
+    /// the handoff resolves through its parent's hash: see `handoff`).
+    pub(super) async fn session_principal_by_hash(
+        &self,
+        t: &LiveTenant,
+        token_hash: [u8; 32],
+    ) -> Result<Principal, IdentityError> {
         let d = self.deps();
         let now = self.now();
         let hot = match self.read_hot(t, &token_hash).await {

@@ -46,8 +46,6 @@ pub struct PublishedKeys {
     pub jwks: axum::body::Bytes,
     /// Kid of the key that signs now, if any.
     pub active_kid: Option<String>,
-    /// Algorithm of the active key.
-    pub active_algorithm: Option<String>,
 }
 
 struct Entry {
@@ -163,7 +161,6 @@ impl SigningKeys {
         let document = Arc::new(PublishedKeys {
             jwks: axum::body::Bytes::from(jwks.to_string()),
             active_kid: active_record.map(|k| k.kid.clone()),
-            active_algorithm: active_record.map(|k| k.algorithm.clone()),
         });
         let active = match active_record {
             Some(record) => {

@@ -1,6 +1,8 @@
 //! Server-rendered sign-in pages, usable without JavaScript: sign in, sign up, verify email,
-//! forgot / reset password, sign out, and the MFA and step-up prompts (which say that the
-//! tenant offers no second factor). Every form carries a CSRF token ([`csrf`]); the session
+//! forgot / reset password, sign out, the account page, the MFA and step-up prompts (which
+//! say that the tenant offers no second factor), and the handoff path `/.keygate/callback`
+//! that gives apps on other hosts their cookie (`handoff`). Every form carries a CSRF token
+//! ([`csrf`]); the session
 //! cookie is `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/). Tenant name
 //! and colours come from the Tenant spec; colours travel in `/t/{tenant}/theme.css` so the
 //! CSP can forbid inline styles.
@@ -15,6 +17,7 @@
 //! status.
 
 pub mod csrf;
+mod handoff;
 mod prompts;
 mod recovery;
 mod signin;
@@ -57,6 +60,7 @@ impl Templates {
             ("verify.html", include_str!("templates/verify.html")),
             ("signout.html", include_str!("templates/signout.html")),
             ("message.html", include_str!("templates/message.html")),
+            ("account.html", include_str!("templates/account.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -190,13 +194,12 @@ pub fn router() -> Router<AppState> {
         .route("/t/{tenant}/theme.css", get(theme::theme))
         .route(
             "/t/{tenant}/signin",
-            get(form!(signin::SIGN_IN, Prefill::ReturnUrl)).post(signin::signin_submit),
+            get(signin::signin_page).post(signin::signin_submit),
         )
         // POST /login is the JSON sign-in (routes::login); it sends form posts on to /signin with a 307.
-        .route(
-            "/t/{tenant}/login",
-            get(form!(signin::SIGN_IN, Prefill::ReturnUrl)),
-        )
+        .route("/t/{tenant}/login", get(signin::signin_page))
+        .route("/t/{tenant}/account", get(handoff::account))
+        .route(crate::return_url::HANDOFF_PATH, get(handoff::callback))
         .route(
             "/t/{tenant}/signup",
             get(form!(signup::SIGN_UP, Prefill::ReturnUrl)).post(signup::signup_submit),
@@ -407,6 +410,9 @@ struct EmailPasswordForm {
     password: String,
     #[serde(default)]
     rd: String,
+    /// The app host's nonce hash of a handoff in progress (sign-in only).
+    #[serde(default)]
+    handoff: String,
 }
 
 /// A form that carries a token from an emailed link (verify email, reset password).

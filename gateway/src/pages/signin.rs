@@ -1,13 +1,14 @@
 //! Sign in (sets the session cookie) and sign out (ends the session, clears the cookie).
 
-use super::{EmailPasswordForm, Errors, Page, Pages, checked_rd, csrf_ok};
+use super::handoff::{checked_handoff, onwards};
+use super::{EmailPasswordForm, Errors, Page, Pages, checked_rd, csrf_ok, query_param};
 use crate::error::ApiError;
 use crate::identity::SignInAttempt;
 use crate::meta::Meta;
 use crate::return_url::signin_url;
 use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use axum::extract::{Form, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -22,6 +23,33 @@ pub(super) const SIGN_OUT: Page = Page {
     template: "signout.html",
     title: "Sign out",
 };
+
+/// `GET /t/{tenant}/signin` (and `/login`): a browser already signed in is sent on at once
+/// (single sign-on to a second app needs no second password); others get the form.
+pub(super) async fn signin_page(
+    State(state): Pages,
+    TenantName(name): TenantName,
+    RawQuery(q): RawQuery,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
+    let tenant = state.live(&name).await?;
+    let rd = checked_rd(&state, &tenant, query_param(&q, "rd").as_deref());
+    let handoff = checked_handoff(query_param(&q, "handoff"));
+    if let Some(cookie) = jar.get(state.cookies.session_cookie())
+        && state
+            .identity
+            .resolve_from_session_cookie(tenant.name(), cookie.value())
+            .await
+            .is_ok()
+    {
+        let cookie = cookie.value().to_owned();
+        return Ok(onwards(&state, &tenant, &cookie, rd, handoff).await);
+    }
+    Ok(SIGN_IN
+        .on(&state, &tenant)
+        .fresh(jar, context! { rd, handoff, email => "" })
+        .await)
+}
 
 pub(super) async fn signin_submit(
     State(state): Pages,
@@ -42,7 +70,8 @@ pub(super) async fn signin_submit(
         &tenant,
         Some(form.rd.as_str()).filter(|r| !r.is_empty()),
     );
-    let again = context! { rd, email => form.email.clone() };
+    let handoff = checked_handoff(Some(form.handoff.clone()));
+    let again = context! { rd, handoff, email => form.email.clone() };
     if !csrf_ok(&state, &jar, &form.csrf).await? {
         return Ok(screen.expired(jar, StatusCode::FORBIDDEN, again).await);
     }
@@ -66,14 +95,15 @@ pub(super) async fn signin_submit(
         Ok(signed_in) => signed_in,
         Err(e) => return Ok(screen.refused(jar, e, again).await),
     };
-    let mut cookie = state
-        .cookies
-        .cookie(state.cookies.session_cookie(), signed_in.cookie_value);
+    let mut cookie = state.cookies.cookie(
+        state.cookies.session_cookie(),
+        signed_in.cookie_value.clone(),
+    );
     cookie.set_max_age(cookie::time::Duration::seconds(
         i64::try_from(signed_in.max_age.as_secs()).unwrap_or(i64::MAX),
     ));
-    let target = rd.unwrap_or_else(|| format!("{}/t/{}/signout", state.public_url, tenant.name()));
-    Ok((jar.add(cookie), Redirect::to(&target)).into_response())
+    let next = onwards(&state, &tenant, &signed_in.cookie_value, rd, handoff).await;
+    Ok((jar.add(cookie), next).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -4,12 +4,11 @@
 use super::extract::{Authenticated, Meta};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::identity::IdentityError;
+use crate::identity::{IdentityError, SessionInfo};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use keygate_core::ids::SessionId;
 use serde::Serialize;
 
@@ -21,36 +20,11 @@ pub fn router() -> Router<AppState> {
         .route("/t/{tenant}/sessions/{session}", delete(revoke))
 }
 
-/// One active session.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SessionView {
-    /// Session id.
-    pub id: String,
-    /// Device.
-    pub user_agent: Option<String>,
-    /// Address at sign-in.
-    pub ip: Option<String>,
-    /// Authentication methods.
-    pub amr: Vec<String>,
-    /// Authentication context class.
-    pub acr: Option<String>,
-    /// When the person authenticated.
-    pub auth_time: DateTime<Utc>,
-    /// Opened.
-    pub created_at: DateTime<Utc>,
-    /// Last used.
-    pub last_seen_at: DateTime<Utc>,
-    /// Ends at the latest.
-    pub expires_at: DateTime<Utc>,
-    /// The session of this request's credential.
-    pub current: bool,
-}
-
 /// The caller's sessions.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionList {
     /// Newest first.
-    pub sessions: Vec<SessionView>,
+    pub sessions: Vec<SessionInfo>,
 }
 
 /// How many sessions logout-all ended.
@@ -68,23 +42,7 @@ async fn list(
     Authenticated(principal): Authenticated,
 ) -> Result<Json<SessionList>, ApiError> {
     let sessions = state.identity.list_sessions(&principal).await?;
-    Ok(Json(SessionList {
-        sessions: sessions
-            .into_iter()
-            .map(|s| SessionView {
-                id: s.id.to_string(),
-                user_agent: s.user_agent,
-                ip: s.ip,
-                amr: s.amr,
-                acr: s.acr,
-                auth_time: s.auth_time,
-                created_at: s.created_at,
-                last_seen_at: s.last_seen_at,
-                expires_at: s.expires_at,
-                current: s.current,
-            })
-            .collect(),
-    }))
+    Ok(Json(SessionList { sessions }))
 }
 
 /// Revokes one of the caller's sessions on every replica (its refresh family too).

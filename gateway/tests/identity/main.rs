@@ -13,6 +13,8 @@ mod accounts;
 mod admin;
 mod api;
 mod client_address;
+mod handoff;
+mod metadata;
 mod replicas;
 mod scopes;
 mod sessions;

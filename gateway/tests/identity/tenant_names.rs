@@ -78,7 +78,7 @@ async fn a_path_that_names_no_tenant_is_a_clean_404(pool: sqlx::PgPool) {
         ("DELETE", "sessions/0193", None),
         ("GET", "userinfo", None),
         ("POST", "users/0193/suspend", None),
-        ("GET", ".well-known/openid-configuration", None),
+        ("GET", ".well-known/oauth-authorization-server", None),
         ("GET", "jwks.json", None),
         ("GET", "signin", None),
         ("POST", "signin", form),

@@ -44,9 +44,9 @@ async fn tokens_verify_against_jwks_for_every_algorithm_and_only_in_their_tenant
         let (s, _) = env.get(&format!("/t/{name}/userinfo"), access).await;
         assert_eq!(s, StatusCode::OK);
     }
-    // Discovery lists the endpoints.
+    // The authorization-server metadata lists the endpoints.
     let doc: Value = reqwest::get(format!(
-        "{}/t/rsa/.well-known/openid-configuration",
+        "{}/.well-known/oauth-authorization-server/t/rsa",
         env.url
     ))
     .await

@@ -261,6 +261,11 @@ impl Authenticator for TestIdentities {
         ))
     }
 
+    async fn host_session(&self, _: &LiveTenant, _: &str) -> Result<Identity, AuthError> {
+        // The stand-in has no handoff; the real service's is tested in edge.rs and identity/.
+        Err(AuthError::Invalid)
+    }
+
     async fn upstream_token(
         &self,
         _: &LiveTenant,

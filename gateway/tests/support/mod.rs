@@ -6,6 +6,7 @@
 pub mod env;
 pub mod identities;
 pub mod real;
+pub mod tls;
 
 use identities::{Person, TestIdentities};
 use keygate_core::clock::SystemClock;
@@ -81,6 +82,8 @@ pub struct Options {
     /// Resolve credentials with the real `IdentityService` (accounts, roles, a signing key
     /// provisioned in the store) instead of the test stand-in.
     pub real_identity: bool,
+    /// The gateway's public URL when a proxy in front of it serves another (TLS tests).
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -92,6 +95,7 @@ impl Default for Options {
             redis_prefix: None,
             replica_of: None,
             real_identity: false,
+            public_url: None,
         }
     }
 }
@@ -163,7 +167,8 @@ pub async fn start(opts: Options) -> Gateway {
                 })
                 .await
                 .unwrap();
-            let issuer = format!("{url}/t/{}", tenant.name);
+            let base = opts.public_url.clone().unwrap_or_else(|| url.clone());
+            let issuer = format!("{base}/t/{}", tenant.name);
             let ids = Arc::new(TestIdentities::new(
                 &issuer,
                 &tenant,

@@ -34,32 +34,17 @@ macro_rules! api_key_store {
                 }
 
                 async fn api_key_by_prefix(&self, tenant: TenantId, prefix: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-                    Ok(sqlx::query_as::<$db, ApiKeyRecord>(
-                        "SELECT * FROM api_keys WHERE tenant_id = $1 AND prefix = $2",
-                    )
-                    .bind(tenant)
-                    .bind(prefix)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                    Ok(Self::by_tenant_and::<ApiKeyRecord, _>("SELECT * FROM api_keys WHERE tenant_id = $1 AND prefix = $2", tenant, prefix).fetch_optional(&self.pool).await?)
                 }
 
                 async fn api_key(&self, tenant: TenantId, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-                    Ok(sqlx::query_as::<$db, ApiKeyRecord>("SELECT * FROM api_keys WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?)
+                    Ok(Self::by_tenant_and("SELECT * FROM api_keys WHERE tenant_id = $1 AND id = $2", tenant, id).fetch_optional(&self.pool).await?)
                 }
 
                 async fn api_keys_of_owner(&self, tenant: TenantId, owner_uid: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
-                    Ok(sqlx::query_as::<$db, ApiKeyRecord>(
-                        "SELECT * FROM api_keys WHERE tenant_id = $1 AND owner_uid = $2 \
-                         ORDER BY created_at DESC, id DESC",
-                    )
-                    .bind(tenant)
-                    .bind(owner_uid)
-                    .fetch_all(&self.pool)
-                    .await?)
+                    let sql = "SELECT * FROM api_keys WHERE tenant_id = $1 AND owner_uid = $2 \
+                               ORDER BY created_at DESC, id DESC";
+                    Ok(Self::by_tenant_and(sql, tenant, owner_uid).fetch_all(&self.pool).await?)
                 }
 
                 async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -134,31 +119,15 @@ macro_rules! api_key_store {
                 }
 
                 async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-                    let done = sqlx::query::<$db>(
-                        "UPDATE api_keys SET revoked_at = $3, updated_at = $4 \
-                         WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
-                    )
-                    .bind(tenant)
-                    .bind(id)
-                    .bind(ts(now))
-                    .bind(self.now())
-                    .execute(&self.pool)
-                    .await?;
-                    Ok(done.rows_affected() > 0)
+                    let sql = "UPDATE api_keys SET revoked_at = $3, updated_at = $4 \
+                               WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
+                    Ok(self.stamp_rows(sql, tenant, id, now).await? > 0)
                 }
 
                 async fn revoke_api_keys_of_owner(&self, tenant: TenantId, owner_uid: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-                    let done = sqlx::query::<$db>(
-                        "UPDATE api_keys SET revoked_at = $3, updated_at = $4 \
-                         WHERE tenant_id = $1 AND owner_uid = $2 AND revoked_at IS NULL",
-                    )
-                    .bind(tenant)
-                    .bind(owner_uid)
-                    .bind(ts(now))
-                    .bind(self.now())
-                    .execute(&self.pool)
-                    .await?;
-                    Ok(done.rows_affected())
+                    let sql = "UPDATE api_keys SET revoked_at = $3, updated_at = $4 \
+                               WHERE tenant_id = $1 AND owner_uid = $2 AND revoked_at IS NULL";
+                    self.stamp_rows(sql, tenant, owner_uid, now).await
                 }
 
                 async fn touch_api_key(&self, tenant: TenantId, id: ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -47,23 +47,11 @@ macro_rules! idp_store {
                 }
 
                 async fn idp(&self, tenant: TenantId, id: IdpId) -> Result<Option<IdentityProvider>, StoreError> {
-                    Ok(sqlx::query_as::<$db, IdentityProvider>(
-                        "SELECT * FROM identity_providers WHERE tenant_id = $1 AND id = $2",
-                    )
-                    .bind(tenant)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                    Ok(Self::by_tenant_and::<IdentityProvider, _>("SELECT * FROM identity_providers WHERE tenant_id = $1 AND id = $2", tenant, id).fetch_optional(&self.pool).await?)
                 }
 
                 async fn idp_by_name(&self, tenant: TenantId, name: &str) -> Result<Option<IdentityProvider>, StoreError> {
-                    Ok(sqlx::query_as::<$db, IdentityProvider>(
-                        "SELECT * FROM identity_providers WHERE tenant_id = $1 AND name = $2",
-                    )
-                    .bind(tenant)
-                    .bind(name)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                    Ok(Self::by_tenant_and::<IdentityProvider, _>("SELECT * FROM identity_providers WHERE tenant_id = $1 AND name = $2", tenant, name).fetch_optional(&self.pool).await?)
                 }
 
                 async fn list_idps(&self, tenant: TenantId) -> Result<Vec<IdentityProvider>, StoreError> {

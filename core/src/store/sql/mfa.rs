@@ -29,21 +29,12 @@ macro_rules! mfa_store {
                 }
 
                 async fn factor(&self, tenant: TenantId, id: FactorId) -> Result<Option<Factor>, StoreError> {
-                    Ok(sqlx::query_as::<$db, Factor>("SELECT * FROM mfa_factors WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?)
+                    Ok(Self::by_tenant_and("SELECT * FROM mfa_factors WHERE tenant_id = $1 AND id = $2", tenant, id).fetch_optional(&self.pool).await?)
                 }
 
                 async fn factors_of_user(&self, tenant: TenantId, user: UserId) -> Result<Vec<Factor>, StoreError> {
-                    Ok(sqlx::query_as::<$db, Factor>(
-                        "SELECT * FROM mfa_factors WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id",
-                    )
-                    .bind(tenant)
-                    .bind(user)
-                    .fetch_all(&self.pool)
-                    .await?)
+                    let sql = "SELECT * FROM mfa_factors WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id";
+                    Ok(Self::by_tenant_and(sql, tenant, user).fetch_all(&self.pool).await?)
                 }
 
                 async fn confirm_factor(&self, tenant: TenantId, id: FactorId) -> Result<bool, StoreError> {

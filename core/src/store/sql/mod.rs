@@ -109,9 +109,86 @@ pub(crate) fn normalize_subjects(subjects: &[RoleSubject]) -> Vec<RoleSubject> {
     out
 }
 
+/// What every backend store has besides its capabilities: a pool and a clock for bookkeeping
+/// timestamps, with their constructors and accessors.
+macro_rules! store_basics {
+    ($store:ty, $pool:ty, $from_pool_doc:literal) => {
+        impl $store {
+            #[doc = $from_pool_doc]
+            pub fn from_pool(pool: $pool) -> Self {
+                Self {
+                    pool,
+                    clock: std::sync::Arc::new($crate::clock::SystemClock),
+                }
+            }
+
+            /// Uses `clock` for bookkeeping timestamps (`created_at`, `updated_at`).
+            pub fn with_clock(mut self, clock: std::sync::Arc<dyn $crate::clock::Clock>) -> Self {
+                self.clock = clock;
+                self
+            }
+
+            /// The underlying pool, for operational tooling and tests.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            fn now(&self) -> chrono::DateTime<chrono::Utc> {
+                $crate::store::sql::ts(self.clock.now())
+            }
+        }
+    };
+}
+pub(crate) use store_basics;
+
+/// The statement shapes most capabilities repeat, as inherent helpers of a backend's store:
+/// rows of one tenant picked by one more key, and time stamps set on rows of one tenant.
+macro_rules! query_helpers {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Runs `sql` with `$1 = tenant`, `$2 = key`, `$3 = at`, `$4 = bookkeeping time`
+            /// (an `UPDATE … SET revoked_at = $3, updated_at = $4`) and says how many rows changed.
+            async fn stamp_rows<'q, K>(
+                &self,
+                sql: &'static str,
+                tenant: $crate::ids::TenantId,
+                key: K,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError>
+            where
+                K: 'q + sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send,
+            {
+                let done = sqlx::query::<$db>(sql)
+                    .bind(tenant)
+                    .bind(key)
+                    .bind($crate::store::sql::ts(at))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            /// `sql` bound with `$1 = tenant` and `$2 = key`: rows of one tenant picked by one key.
+            fn by_tenant_and<'q, R, K>(
+                sql: &'static str,
+                tenant: $crate::ids::TenantId,
+                key: K,
+            ) -> sqlx::query::QueryAs<'q, $db, R, <$db as sqlx::Database>::Arguments>
+            where
+                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>,
+                K: 'q + sqlx::Encode<'q, $db> + sqlx::Type<$db>,
+            {
+                sqlx::query_as::<$db, R>(sql).bind(tenant).bind(key)
+            }
+        }
+    };
+}
+pub(crate) use query_helpers;
+
 /// Implements every capability trait and nothing else for a backend's store type.
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
+        $crate::store::sql::query_helpers!($store, $db);
         $crate::store::sql::tenants::tenant_store!($store, $db);
         $crate::store::sql::users::user_store!($store, $db);
         $crate::store::sql::users::credential_store!($store, $db);

@@ -40,19 +40,11 @@ macro_rules! session_store {
                 }
 
                 async fn session_by_token_hash(&self, tenant: TenantId, token_hash: &[u8]) -> Result<Option<Session>, StoreError> {
-                    Ok(sqlx::query_as::<$db, Session>("SELECT * FROM sessions WHERE tenant_id = $1 AND token_hash = $2")
-                        .bind(tenant)
-                        .bind(token_hash)
-                        .fetch_optional(&self.pool)
-                        .await?)
+                    Ok(Self::by_tenant_and::<Session, _>("SELECT * FROM sessions WHERE tenant_id = $1 AND token_hash = $2", tenant, token_hash).fetch_optional(&self.pool).await?)
                 }
 
                 async fn session(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError> {
-                    Ok(sqlx::query_as::<$db, Session>("SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?)
+                    Ok(Self::by_tenant_and::<Session, _>("SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2", tenant, id).fetch_optional(&self.pool).await?)
                 }
 
                 async fn active_sessions_of_user(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
@@ -91,31 +83,15 @@ macro_rules! session_store {
                 }
 
                 async fn revoke_session(&self, tenant: TenantId, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-                    let done = sqlx::query::<$db>(
-                        "UPDATE sessions SET revoked_at = $3, updated_at = $4 \
-                         WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
-                    )
-                    .bind(tenant)
-                    .bind(id)
-                    .bind(ts(now))
-                    .bind(self.now())
-                    .execute(&self.pool)
-                    .await?;
-                    Ok(done.rows_affected() > 0)
+                    let sql = "UPDATE sessions SET revoked_at = $3, updated_at = $4 \
+                               WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
+                    Ok(self.stamp_rows(sql, tenant, id, now).await? > 0)
                 }
 
                 async fn revoke_user_sessions(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<u64, StoreError> {
-                    let done = sqlx::query::<$db>(
-                        "UPDATE sessions SET revoked_at = $3, updated_at = $4 \
-                         WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
-                    )
-                    .bind(tenant)
-                    .bind(user)
-                    .bind(ts(now))
-                    .bind(self.now())
-                    .execute(&self.pool)
-                    .await?;
-                    Ok(done.rows_affected())
+                    let sql = "UPDATE sessions SET revoked_at = $3, updated_at = $4 \
+                               WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL";
+                    self.stamp_rows(sql, tenant, user, now).await
                 }
 
                 async fn revoked_sessions_since(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<(TenantId, SessionId)>, StoreError> {
@@ -183,13 +159,7 @@ macro_rules! refresh_token_store {
                 }
 
                 async fn refresh_token(&self, tenant: TenantId, hash: &[u8]) -> Result<Option<RefreshTokenRecord>, StoreError> {
-                    Ok(sqlx::query_as::<$db, RefreshTokenRecord>(
-                        "SELECT * FROM refresh_tokens WHERE tenant_id = $1 AND hash = $2",
-                    )
-                    .bind(tenant)
-                    .bind(hash)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                    Ok(Self::by_tenant_and::<RefreshTokenRecord, _>("SELECT * FROM refresh_tokens WHERE tenant_id = $1 AND hash = $2", tenant, hash).fetch_optional(&self.pool).await?)
                 }
 
                 async fn rotate_refresh_token(

@@ -96,13 +96,7 @@ macro_rules! lockout_store {
             #[async_trait::async_trait]
             impl LockoutStore for $store {
                 async fn lockout(&self, tenant: TenantId, user: UserId) -> Result<Option<LockoutState>, StoreError> {
-                    Ok(sqlx::query_as::<$db, LockoutState>(
-                        "SELECT * FROM lockout WHERE tenant_id = $1 AND user_id = $2",
-                    )
-                    .bind(tenant)
-                    .bind(user)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                    Ok(Self::by_tenant_and::<LockoutState, _>("SELECT * FROM lockout WHERE tenant_id = $1 AND user_id = $2", tenant, user).fetch_optional(&self.pool).await?)
                 }
 
                 async fn record_failure(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<LockoutState, StoreError> {
@@ -128,16 +122,8 @@ macro_rules! lockout_store {
                 }
 
                 async fn lock_until(&self, tenant: TenantId, user: UserId, until: DateTime<Utc>) -> Result<bool, StoreError> {
-                    let done = sqlx::query::<$db>(
-                        "UPDATE lockout SET locked_until = $3, updated_at = $4 WHERE tenant_id = $1 AND user_id = $2",
-                    )
-                    .bind(tenant)
-                    .bind(user)
-                    .bind(ts(until))
-                    .bind(self.now())
-                    .execute(&self.pool)
-                    .await?;
-                    Ok(done.rows_affected() > 0)
+                    let sql = "UPDATE lockout SET locked_until = $3, updated_at = $4 WHERE tenant_id = $1 AND user_id = $2";
+                    Ok(self.stamp_rows(sql, tenant, user, until).await? > 0)
                 }
 
                 async fn reset_lockout(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError> {

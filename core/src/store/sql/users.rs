@@ -52,11 +52,7 @@ macro_rules! user_store {
                 }
 
                 async fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, StoreError> {
-                    Ok(sqlx::query_as::<$db, User>("SELECT * FROM users WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?)
+                    Ok(Self::by_tenant_and::<User, _>("SELECT * FROM users WHERE tenant_id = $1 AND id = $2", tenant, id).fetch_optional(&self.pool).await?)
                 }
 
                 async fn user_by_email(&self, tenant: TenantId, email: &str) -> Result<Option<User>, StoreError> {
@@ -237,13 +233,8 @@ macro_rules! identity_link_store {
                 }
 
                 async fn identities_of_user(&self, tenant: TenantId, user: UserId) -> Result<Vec<ExternalIdentity>, StoreError> {
-                    Ok(sqlx::query_as::<$db, ExternalIdentity>(
-                        "SELECT * FROM external_identities WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id",
-                    )
-                    .bind(tenant)
-                    .bind(user)
-                    .fetch_all(&self.pool)
-                    .await?)
+                    let sql = "SELECT * FROM external_identities WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id";
+                    Ok(Self::by_tenant_and(sql, tenant, user).fetch_all(&self.pool).await?)
                 }
 
                 async fn touch_identity(&self, tenant: TenantId, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -1,0 +1,223 @@
+//! Separate hosts on one machine, as browsers see them in production: a CA and a server
+//! certificate the test makes with the `openssl` CLI, an NSS database trusting that CA (the
+//! store Chromium on Linux reads from `$HOME/.pki/nssdb`, so no certificate error is
+//! ignored), and nginx serving TLS for the gateway's host and the protected app hosts.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A CA, a server certificate for `hosts` signed by it, and a `$HOME` whose NSS database
+/// trusts the CA.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    pub fn new(hosts: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(Command::new("openssl")
+            .current_dir(d)
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"])
+            .args(["-subj", "/CN=keygate test CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
+        run(Command::new("openssl")
+            .current_dir(d)
+            .arg("req")
+            .args(ec)
+            .args(["-keyout", "server.key", "-out", "server.csr"])
+            .args(["-subj", &format!("/CN={}", hosts[0])]));
+        let sans: Vec<String> = hosts.iter().map(|h| format!("DNS:{h}")).collect();
+        std::fs::write(
+            d.join("ext.cnf"),
+            format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+                sans.join(",")
+            ),
+        )
+        .unwrap();
+        run(Command::new("openssl")
+            .current_dir(d)
+            .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem"])
+            .args(["-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem"])
+            .args(["-days", "2", "-extfile", "ext.cnf"]));
+        let home = d.join("home");
+        let nssdb = home.join(".pki/nssdb");
+        std::fs::create_dir_all(&nssdb).unwrap();
+        let db = format!("sql:{}", nssdb.display());
+        run(Command::new("certutil").args(["-N", "-d", &db, "--empty-password"]));
+        run(Command::new("certutil")
+            .args(["-A", "-d", &db, "-t", "C,,", "-n", "keygate-test-ca", "-i"])
+            .arg(d.join("ca.pem")));
+        Self { dir, home }
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+/// nginx serving TLS, killed on drop.
+pub struct TlsNginx {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsNginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What nginx serves on one port: the gateway's host proxied whole, and app hosts whose
+/// every path is checked by forward-auth (as ingress-nginx renders `auth-url`, with
+/// `auth-signin: https://$host/.keygate/callback?tenant=…`) except the handoff path, which
+/// goes to the gateway with the app host's `Host`.
+pub struct Sites<'a> {
+    pub gateway_host: &'a str,
+    pub app_hosts: &'a [&'a str],
+    pub gateway_port: u16,
+    pub upstream_port: u16,
+    pub tenant: &'a str,
+}
+
+pub fn start_nginx(pki: &Pki, port: u16, sites: &Sites) -> TlsNginx {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("nginx is not installed: apt-get install -y nginx (scripts/test installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let gw = format!("127.0.0.1:{}", sites.gateway_port);
+    let tls = format!(
+        "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+        pki.cert().display(),
+        pki.key().display()
+    );
+    let t = sites.tenant;
+    let up = sites.upstream_port;
+    let root = if nix_root() { "user root;" } else { "" };
+    let conf = format!(
+        r#"{root}
+master_process off;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    {tls}
+    server_name {gateway_host};
+    location / {{
+      proxy_set_header Host $http_host;
+      proxy_pass http://{gw};
+    }}
+  }}
+  server {{
+    {tls}
+    server_name {apps};
+    location = /_external-auth {{
+      internal;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_pass http://{gw}/forward-auth?tenant={t}&role=reader;
+    }}
+    location = /.keygate/callback {{
+      proxy_set_header Host $http_host;
+      proxy_pass http://{gw};
+    }}
+    location @signin {{
+      internal;
+      return 302 https://$http_host/.keygate/callback?tenant={t}&rd=$scheme://$http_host$request_uri;
+    }}
+    location / {{
+      auth_request /_external-auth;
+      auth_request_set $user $upstream_http_x_auth_request_user;
+      proxy_set_header X-Auth-Request-User $user;
+      error_page 401 = @signin;
+      proxy_pass http://127.0.0.1:{up};
+    }}
+  }}
+}}
+"#,
+        gateway_host = sites.gateway_host,
+        apps = sites.app_hosts.join(" "),
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nginx starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen on {port}: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    TlsNginx {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
