@@ -28,14 +28,14 @@ pub fn router() -> Router<AppState> {
         // The issuer-relative form many libraries try first.
         .route(
             "/t/{tenant}/.well-known/oauth-authorization-server",
-            get(metadata),
+            get(metadata_relative),
         )
         .route("/t/{tenant}/jwks.json", get(jwks))
 }
 
 /// OAuth 2.0 Authorization Server Metadata (RFC 8414) of the tenant.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server/t/{tenant}", tag = "discovery", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
-    responses((status = 200, description = "Authorization server metadata (also at /t/{tenant}/.well-known/oauth-authorization-server)", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Authorization server metadata", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn metadata(
     State(state): State<AppState>,
     TenantName(name): TenantName,
@@ -65,6 +65,16 @@ pub(crate) async fn metadata(
         "keygate_signing_kid": &keys.active_kid,
     });
     Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(doc)))
+}
+
+/// The same document at the issuer-relative path.
+#[utoipa::path(get, path = "/t/{tenant}/.well-known/oauth-authorization-server", tag = "discovery", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
+    responses((status = 200, description = "Authorization server metadata", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn metadata_relative(
+    state: State<AppState>,
+    name: Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    metadata(state, name).await
 }
 
 /// The tenant's published public keys (`application/jwk-set+json`).

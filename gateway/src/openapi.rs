@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
         accounts::sign_up, accounts::verify_email, accounts::resend, accounts::request_reset,
         accounts::confirm_reset, accounts::change_password, accounts::suspend, accounts::reactivate, accounts::erase,
         accounts::invite,
-        crate::oidc::metadata, crate::oidc::jwks,
+        crate::oidc::metadata, crate::oidc::metadata_relative, crate::oidc::jwks,
     ),
     components(schemas(crate::error::Problem, oauth2::OAuthError)),
     modifiers(&BearerAuth),

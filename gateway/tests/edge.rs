@@ -114,6 +114,40 @@ async fn envoy_ext_authz_appends_the_path_and_sends_requirements_in_a_header() {
 }
 
 #[tokio::test]
+async fn distinct_bad_requirements_cannot_flood_the_log() {
+    // Any in-cluster caller can send endless distinct bad auth URLs; each used to be a new
+    // ERROR line. Ten a minute are written, the rest counted.
+    let gw = start(Options::default()).await;
+    let http = client();
+    for i in 0..200 {
+        let denied = http
+            .get(format!("{}/forward-auth?tenant=no-such-tenant-{i}", gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN, "request {i}");
+    }
+    let metrics = http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keygate_forward_auth_misconfiguration_logs_suppressed_total 190\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "keygate_forward_auth_decisions_total{outcome=\"misconfigured\",proxy=\"direct\"} 200\n"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn traefik_forward_headers_count_only_from_trusted_proxies() {
     let trusted = start(Options {
         trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 const SHARDS: usize = 16;
 /// Most identities kept per shard; past it expired entries are swept, then the shard is cleared.
@@ -236,12 +237,38 @@ impl UpstreamTokens {
 /// Most distinct requirement texts remembered, parsed and misconfigured alike.
 const REQUIREMENTS_MEMORY: usize = 1024;
 
+/// Most misconfiguration lines written per [`MISCONFIG_LOG_WINDOW`]: any in-cluster caller
+/// can send endless distinct bad texts, and each would otherwise be a new ERROR line.
+const MISCONFIG_LOG_BUDGET: u32 = 10;
+
+/// The window [`MISCONFIG_LOG_BUDGET`] applies to.
+const MISCONFIG_LOG_WINDOW: Duration = Duration::from_secs(60);
+
 /// Requirements parsed per distinct auth-URL text (the same few texts come with every
 /// request), and which misconfigured texts were already logged.
 #[derive(Debug, Default)]
 pub struct RequirementsCache {
     parsed: RwLock<HashMap<String, Arc<Requirements>>>,
-    misconfig_seen: Mutex<HashSet<String>>,
+    misconfig_log: Mutex<MisconfigLog>,
+}
+
+/// What became of one misconfigured request's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MisconfigLogged {
+    /// Written.
+    Written,
+    /// Not written: this text was logged before.
+    Repeat,
+    /// Not written: the window's budget is spent (counted in a metric instead).
+    Suppressed,
+}
+
+#[derive(Debug, Default)]
+struct MisconfigLog {
+    seen: HashSet<String>,
+    window_start: Option<Instant>,
+    written: u32,
+    suppressed: u64,
 }
 
 impl RequirementsCache {
@@ -262,25 +289,46 @@ impl RequirementsCache {
         Ok(r)
     }
 
-    /// Logs a misconfiguration once per distinct text, loudly.
-    pub fn misconfigured(&self, raw: &str, error: &RequirementsError) {
-        let first = self
-            .misconfig_seen
-            .lock()
-            .map(|mut seen| {
-                if seen.len() >= REQUIREMENTS_MEMORY {
-                    seen.clear();
-                }
-                seen.insert(raw.to_owned())
-            })
-            .unwrap_or(true);
-        if first {
-            tracing::error!(
-                requirements = %raw.chars().take(256).collect::<String>(),
-                error = %error,
-                "forward-auth is misconfigured: every request with these requirements is denied (403) until the proxy's auth URL is fixed"
-            );
+    /// Logs a misconfiguration loudly, once per distinct text and at most
+    /// [`MISCONFIG_LOG_BUDGET`] lines per window; each line written says how many were left
+    /// out since the one before.
+    pub fn misconfigured(
+        &self,
+        raw: &str,
+        error: &RequirementsError,
+        now: Instant,
+    ) -> MisconfigLogged {
+        let Ok(mut log) = self.misconfig_log.lock() else {
+            return MisconfigLogged::Suppressed;
+        };
+        if log.seen.contains(raw) {
+            return MisconfigLogged::Repeat;
         }
+        if log
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= MISCONFIG_LOG_WINDOW)
+        {
+            log.window_start = Some(now);
+            log.written = 0;
+        }
+        if log.written >= MISCONFIG_LOG_BUDGET {
+            log.suppressed += 1;
+            return MisconfigLogged::Suppressed;
+        }
+        if log.seen.len() >= REQUIREMENTS_MEMORY {
+            log.seen.clear();
+        }
+        log.seen.insert(raw.to_owned());
+        log.written += 1;
+        let not_logged_before = std::mem::take(&mut log.suppressed);
+        drop(log);
+        tracing::error!(
+            requirements = %raw.chars().take(256).collect::<String>(),
+            error = %error,
+            not_logged_before,
+            "forward-auth is misconfigured: every request with these requirements is denied (403) until the proxy's auth URL is fixed"
+        );
+        MisconfigLogged::Written
     }
 }
 
@@ -289,6 +337,38 @@ impl RequirementsCache {
 mod tests {
     use super::*;
     use crate::forward_auth::decision::tests::person;
+
+    #[test]
+    fn misconfigurations_are_logged_once_each_and_ten_a_minute() {
+        let cache = RequirementsCache::default();
+        let error = RequirementsError::BadValue {
+            key: "tenant",
+            value: "x".into(),
+        };
+        let start = Instant::now();
+        let verdicts: Vec<MisconfigLogged> = (0..15)
+            .map(|i| cache.misconfigured(&format!("tenant=t{i}"), &error, start))
+            .collect();
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|v| **v == MisconfigLogged::Written)
+                .count(),
+            10
+        );
+        assert_eq!(verdicts[10..], [MisconfigLogged::Suppressed; 5]);
+        assert_eq!(
+            cache.misconfigured("tenant=t0", &error, start),
+            MisconfigLogged::Repeat
+        );
+        // A suppressed text is logged once the next window opens.
+        let later = start + MISCONFIG_LOG_WINDOW;
+        assert_eq!(
+            cache.misconfigured("tenant=t12", &error, later),
+            MisconfigLogged::Written
+        );
+        assert_eq!(cache.misconfig_log.lock().unwrap().suppressed, 0);
+    }
 
     #[test]
     fn entries_expire_and_can_be_removed() {

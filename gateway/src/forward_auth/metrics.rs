@@ -23,6 +23,7 @@ const SOURCES: [&str; 2] = ["cache", "resolver"];
 pub struct ForwardAuthMetrics {
     decisions: Vec<Vec<IntCounter>>,
     lookups: Vec<IntCounter>,
+    misconfig_logs_suppressed: Option<IntCounter>,
 }
 
 impl ForwardAuthMetrics {
@@ -41,7 +42,15 @@ impl ForwardAuthMetrics {
             "Forward-auth identity lookups by source",
             &["source"],
         );
+        let misconfig_logs_suppressed = counter(
+            registry,
+            "keygate_forward_auth_misconfiguration_logs_suppressed_total",
+            "Misconfigured forward-auth checks not logged because the log budget (10 lines a minute) was spent",
+            &[],
+        )
+        .map(|vec| vec.with_label_values::<&str>(&[]));
         Self {
+            misconfig_logs_suppressed,
             decisions: decisions
                 .map(|vec| {
                     PROXIES
@@ -78,6 +87,13 @@ impl ForwardAuthMetrics {
         if let Some(o) = OUTCOMES.iter().position(|x| *x == outcome)
             && let Some(c) = self.decisions.get(p).and_then(|row| row.get(o))
         {
+            c.inc();
+        }
+    }
+
+    /// Counts one misconfiguration log line left out.
+    pub fn misconfiguration_log_suppressed(&self) {
+        if let Some(c) = &self.misconfig_logs_suppressed {
             c.inc();
         }
     }

@@ -30,7 +30,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use cache::{Lookup, ProvenIdentity, RequirementsCache, UpstreamTokens, VerifiedCache};
+use cache::{
+    Lookup, MisconfigLogged, ProvenIdentity, RequirementsCache, UpstreamTokens, VerifiedCache,
+};
 use chrono::{DateTime, Utc};
 use decision::Refusal;
 use keygate_core::crypto::sha256_parts;
@@ -69,6 +71,17 @@ impl ForwardAuthState {
             verified: VerifiedCache::default(),
             upstream_tokens: UpstreamTokens::default(),
             requirements: RequirementsCache::default(),
+        }
+    }
+
+    /// Logs a misconfigured check (rate-limited) and counts the lines left out.
+    fn misconfigured(&self, raw: &str, error: &requirements::RequirementsError) {
+        if self
+            .requirements
+            .misconfigured(raw, error, std::time::Instant::now())
+            == MisconfigLogged::Suppressed
+        {
+            self.metrics.misconfiguration_log_suppressed();
         }
     }
 }
@@ -146,7 +159,7 @@ async fn authorize(
 ) -> Result<Response, Denial> {
     let fa = &state.forward_auth;
     let requirements = fa.requirements.parse(raw_requirements).map_err(|e| {
-        fa.requirements.misconfigured(raw_requirements, &e);
+        fa.misconfigured(raw_requirements, &e);
         Denial::Misconfigured
     })?;
     let tenant = tenant(state, &requirements, raw_requirements).await?;
@@ -187,7 +200,7 @@ async fn tenant(
     match state.identity.tenant(&requirements.tenant).await {
         Ok(t) => Ok(t),
         Err(E::TenantNotFound | E::Internal(_)) => {
-            state.forward_auth.requirements.misconfigured(
+            state.forward_auth.misconfigured(
                 raw,
                 &requirements::RequirementsError::BadValue {
                     key: "tenant",
@@ -335,7 +348,7 @@ fn unauthenticated(
     {
         // The proxy checked the handoff path instead of routing it to the gateway: sending
         // the browser to it again would loop.
-        state.forward_auth.requirements.misconfigured(
+        state.forward_auth.misconfigured(
             return_url::HANDOFF_PATH,
             &requirements::RequirementsError::BadValue {
                 key: "route",
