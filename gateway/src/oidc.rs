@@ -72,7 +72,7 @@ pub(crate) async fn metadata(
     responses((status = 200, description = "Authorization server metadata", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn metadata_relative(
     state: State<AppState>,
-    name: Path<String>,
+    name: TenantName,
 ) -> Result<impl IntoResponse, ApiError> {
     metadata(state, name).await
 }
