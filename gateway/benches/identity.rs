@@ -358,7 +358,10 @@ async fn run() {
             let (http, gw, chains) = (http2.clone(), gw2.clone(), chains.clone());
             async move {
                 let mut token = chains[t].lock().await;
-                let body = format!("grant_type=refresh_token&refresh_token={}", *token);
+                let body = format!(
+                    "grant_type=refresh_token&client_id=keygate&refresh_token={}",
+                    *token
+                );
                 let Ok(r) = http
                     .post(format!("{gw}/t/{name}/oauth2/token"))
                     .header("content-type", "application/x-www-form-urlencoded")

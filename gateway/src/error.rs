@@ -12,6 +12,10 @@ pub enum ApiError {
     /// 404: no such tenant, or it is disabled (another tenant's objects also answer 404).
     #[error("tenant not found")]
     TenantNotFound,
+    /// 404 `tenant_not_found`: the path's tenant segment is not spelled as a tenant name
+    /// (a DNS label), so no tenant can have it; the detail says what a name looks like.
+    #[error("not a tenant name")]
+    NotATenantName,
     /// 404: no such route or object.
     #[error("not found")]
     NotFound,
@@ -168,7 +172,7 @@ impl ApiError {
         match self {
             Self::Identity(e) => identity_parts(e),
             Self::Body { status, code, .. } => (*status, code, "Bad request body"),
-            Self::TenantNotFound => (
+            Self::TenantNotFound | Self::NotATenantName => (
                 StatusCode::NOT_FOUND,
                 "tenant_not_found",
                 "Tenant not found",
@@ -199,6 +203,11 @@ impl IntoResponse for ApiError {
                 Some(d.clone())
             }
             Self::Body { detail, .. } => Some(detail.clone()),
+            Self::NotATenantName => Some(
+                "a tenant name is a DNS label: 1 to 63 lower-case letters, digits or '-', \
+                 starting and ending with a letter or digit"
+                    .into(),
+            ),
             _ => None,
         };
         let mut response = problem_response(status, code, title, detail);

@@ -5,7 +5,7 @@
 //! `health`) → [`identity`] → the store. Adapters never see the store, and `identity`
 //! imports no adapter (the tests below check both); adapters do not import each other,
 //! only the leaf modules they share ([`client_addr`], [`meta`], [`cookies`],
-//! [`return_url`], [`error`]). Each response format turns errors into HTTP in one place: problem+json ([`error::ApiError`]), OAuth (`routes::oauth2::OAuthError`),
+//! [`return_url`], [`tenant_path`], [`error`]). Each response format turns errors into HTTP in one place: problem+json ([`error::ApiError`]), OAuth (`routes::oauth2::OAuthError`),
 //! forward-auth ([`forward_auth::Denial`]) and the pages (`pages::refusal`).
 
 pub mod client_addr;
@@ -23,6 +23,7 @@ pub mod routes;
 mod security_headers;
 pub mod server;
 pub mod state;
+pub mod tenant_path;
 
 pub use state::{AppState, AppStateBuilder};
 

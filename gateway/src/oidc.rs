@@ -10,7 +10,8 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use axum::extract::{Path, State};
+use crate::tenant_path::TenantName;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -37,7 +38,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "Authorization server metadata", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn metadata(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = state.identity.tenant(&name).await?;
     let keys = state.identity.published_keys(&tenant).await?;
@@ -71,7 +72,7 @@ pub(crate) async fn metadata(
     responses((status = 200, description = "Authorization server metadata", body = Object), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn metadata_relative(
     state: State<AppState>,
-    name: Path<String>,
+    name: TenantName,
 ) -> Result<impl IntoResponse, ApiError> {
     metadata(state, name).await
 }
@@ -81,7 +82,7 @@ pub(crate) async fn metadata_relative(
     responses((status = 200, description = "JWK set", body = Object, content_type = "application/jwk-set+json"), (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn jwks(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = state.identity.tenant(&name).await?;
     let keys = state.identity.published_keys(&tenant).await?;

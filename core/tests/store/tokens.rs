@@ -168,6 +168,18 @@ pub async fn lockout_counters(db: &Db) {
         15
     );
 
+    // A run of failures is forgotten once its first is a window old: the count starts over
+    // there, and the new run's window starts with it.
+    let first = t(1);
+    let later = first + keygate_core::store::FAILURE_WINDOW;
+    let st = db.record_failure(acme.id, ann.id, later).await.unwrap();
+    assert_eq!((st.failures, st.created_at), (1, later));
+    let st = db
+        .record_failure(acme.id, ann.id, later + chrono::Duration::hours(23))
+        .await
+        .unwrap();
+    assert_eq!((st.failures, st.created_at), (2, later));
+
     db.reset_lockout(acme.id, ann.id).await.unwrap();
     assert!(db.lockout(acme.id, ann.id).await.unwrap().is_none());
     assert_eq!(

@@ -70,7 +70,8 @@ fn bad(key: &'static str, value: &str) -> RequirementsError {
     }
 }
 
-/// A name as roles, permissions, scopes and tenants are spelled: short, printable, no separators.
+/// A name as roles, permissions and scopes are spelled: short, printable, no separators
+/// (tenants are DNS labels, `identity::is_tenant_name`).
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256
@@ -112,7 +113,7 @@ impl Requirements {
             let value = value.trim();
             match key.as_ref() {
                 "tenant" => {
-                    if !is_name(value) || value.contains(['/', ':', '@']) {
+                    if !crate::identity::is_tenant_name(value) {
                         return Err(bad("tenant", value));
                     }
                     if tenant.as_deref().is_some_and(|t| t != value) {
@@ -212,6 +213,12 @@ mod tests {
         assert!(Requirements::parse("tenant=a&tenant=b").is_err());
         assert!(Requirements::parse("tenant=a&role=%3Cscript%3E").is_err());
         assert!(Requirements::parse("tenant=../x").is_err());
+        for bad_tenant in ["%0a", "..", "Acme", "-a", "a_b"] {
+            assert!(Requirements::parse(&format!("tenant={bad_tenant}")).is_err());
+        }
+        let long = "a".repeat(64);
+        assert!(Requirements::parse(&format!("tenant={long}")).is_err());
+        assert!(Requirements::parse(&format!("tenant={}", &long[1..])).is_ok());
         assert!(Requirements::parse(&"tenant=a&role=x".repeat(1000)).is_err());
     }
 }

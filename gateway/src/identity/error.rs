@@ -68,7 +68,9 @@ pub enum IdentityError {
     /// A refresh token (or other grant) is unknown, expired, revoked or reused.
     #[error("invalid grant")]
     InvalidGrant,
-    /// A refresh asked for a scope the session was not granted (RFC 6749 §6).
+    /// A sign-in asked for a scope the person may not have (neither an OpenID Connect
+    /// standard scope nor a permission they hold), or a refresh for one the session was not
+    /// granted (RFC 6749 §3.3, §6).
     #[error("invalid scope")]
     InvalidScope,
     /// The caller lacks the permission for this action.

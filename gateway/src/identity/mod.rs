@@ -34,6 +34,7 @@ mod recovery;
 mod refresh;
 mod resolve;
 mod revocation_sync;
+mod scopes;
 mod session_cookie;
 mod sessions;
 mod signer;
@@ -51,7 +52,7 @@ pub use mailer::{Email, LogMailer, MailError, Mailer, MemoryMailer, SmtpMailer};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
 pub use signer::PublishedKeys;
-pub use tenants::LiveTenant;
+pub use tenants::{LiveTenant, is_tenant_name};
 
 use chrono::{DateTime, Utc};
 use keygate_core::clock::Clock;
@@ -406,6 +407,10 @@ impl IdentityService {
     /// The live tenant called `name` (cached for a few seconds); `TenantNotFound` when it
     /// does not exist or is disabled.
     pub async fn tenant(&self, name: &str) -> Result<Arc<LiveTenant>, IdentityError> {
+        // A name no tenant can have is neither looked up nor cached.
+        if !is_tenant_name(name) {
+            return Err(IdentityError::TenantNotFound);
+        }
         let d = self.deps();
         self.inner
             .tenants

@@ -6,6 +6,7 @@
 
 use super::audit::kind;
 use super::mailer::Email;
+use super::scopes;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, RequestMeta, TokenSet, chrono_duration, hex};
 use keygate_core::crypto::{random::random_token, sha256};
@@ -21,10 +22,11 @@ const MAX_REFRESH_TOKEN_BYTES: usize = 512;
 
 impl IdentityService {
     /// Exchanges a refresh token for a new pair (`grant_type=refresh_token`). The access
-    /// token keeps the session's `client_id` and `scope`; a `scope` asked for may narrow
-    /// that for this token (RFC 6749 §6), never widen it (`InvalidScope`), and a `client_id`
-    /// sent must be the one the session was issued to (`InvalidGrant`); either refusal
-    /// leaves the refresh token unspent.
+    /// token keeps the session's `client_id` and the part of its `scope` the person still
+    /// holds; a `scope` asked for may narrow that for this token (RFC 6749 §6), never widen
+    /// it (`InvalidScope`). The token is bound to its client: every refresh names the
+    /// session's `client_id`, or it is `InvalidGrant` (RFC 6749 §6, §10.4), and so is a
+    /// retry within the grace window; a refusal of an unspent token leaves it unspent.
     pub async fn refresh(
         &self,
         tenant: &str,
@@ -41,11 +43,11 @@ impl IdentityService {
         let now = self.now();
         let presented = sha256(refresh_token.as_bytes());
         let asked = scope.map(str::trim).filter(|s| !s.is_empty());
-        let client_id = client_id.map(str::trim).filter(|c| !c.is_empty());
-        if asked.is_some() || client_id.is_some() {
-            self.check_request_before_rotation(&t, &presented, asked, client_id)
-                .await?;
-        }
+        let Some(client_id) = client_id.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Err(IdentityError::InvalidGrant);
+        };
+        self.check_request_before_rotation(&t, &presented, asked, client_id)
+            .await?;
         let next_raw = random_token()?;
         let next_hash = sha256(next_raw.as_bytes());
         let next_expires = now + chrono_duration(t.settings.refresh_idle_ttl());
@@ -56,7 +58,7 @@ impl IdentityService {
         {
             RotateOutcome::Rotated { next } => {
                 let pair = self
-                    .tokens_for_family(&t, next.session_id, next_raw, asked)
+                    .tokens_for_family(&t, next.session_id, next_raw, asked, client_id)
                     .await?;
                 let grace = t.settings.refresh_reuse_grace();
                 if !grace.is_zero() {
@@ -77,12 +79,19 @@ impl IdentityService {
                     && let Some(pair) = self.grace_pair(&t, &presented).await?
                 {
                     // The family must still be live: a revoke in between wins.
-                    if let Some(s) = d.store.session(t.row.id, family).await?
-                        && s.is_active(now)
-                    {
+                    let Some(s) = d
+                        .store
+                        .session(t.row.id, family)
+                        .await?
+                        .filter(|s| s.is_active(now))
+                    else {
+                        return Err(IdentityError::InvalidGrant);
+                    };
+                    // Only the client's own retry is forgiven; another client replaying a
+                    // spent token is reuse.
+                    if s.client_id == client_id {
                         return Ok(pair);
                     }
-                    return Err(IdentityError::InvalidGrant);
                 }
                 self.reuse_detected(&t, family, meta).await?;
                 Err(IdentityError::InvalidGrant)
@@ -102,7 +111,7 @@ impl IdentityService {
         t: &LiveTenant,
         presented: &[u8],
         asked_scope: Option<&str>,
-        client_id: Option<&str>,
+        client_id: &str,
     ) -> Result<(), IdentityError> {
         let d = self.deps();
         let Some(record) = d.store.refresh_token(t.row.id, presented).await? else {
@@ -119,7 +128,7 @@ impl IdentityService {
                     None => return Ok(()),
                 },
             };
-        if client_id.is_some_and(|c| c != granted_client) {
+        if client_id != granted_client {
             return Err(IdentityError::InvalidGrant);
         }
         narrowed_scope(&granted_scope, asked_scope).map(|_| ())
@@ -132,6 +141,7 @@ impl IdentityService {
         family: SessionId,
         refresh_token: String,
         asked_scope: Option<&str>,
+        client_id: &str,
     ) -> Result<TokenSet, IdentityError> {
         let d = self.deps();
         let now = self.now();
@@ -146,7 +156,9 @@ impl IdentityService {
                 .filter(|s| s.is_active(now))
                 .ok_or(IdentityError::InvalidGrant)?,
         };
-        if d.ephemeral.revocations().contains(&family.to_string()) {
+        // Checked before rotation too; this covers a token rotated in between.
+        if d.ephemeral.revocations().contains(&family.to_string()) || session.client_id != client_id
+        {
             return Err(IdentityError::InvalidGrant);
         }
         let subject = self
@@ -167,7 +179,10 @@ impl IdentityService {
             self.put_hot_session(t, &session).await;
         }
         self.inner.families.put(session.clone());
-        let scope = narrowed_scope(&session.scope, asked_scope)?;
+        let scope = scopes::still_held(
+            &narrowed_scope(&session.scope, asked_scope)?,
+            &subject.permissions,
+        );
         let (access_token, expires_in) = self
             .access_token(
                 t,

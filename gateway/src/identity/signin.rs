@@ -2,8 +2,9 @@
 //! progressive lockout, then a session with a refresh-token family and an access token.
 
 use super::audit::kind;
-use super::lockout::lock_duration;
+use super::lockout::{lock_duration, time_left};
 use super::principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE};
+use super::scopes;
 use super::tenants::LiveTenant;
 use super::tokens::{self, AccessClaims};
 use super::{
@@ -16,10 +17,6 @@ use keygate_core::store::{NewRefreshToken, NewSession, Session, SubjectFacts, Us
 use keygate_core::tenant_settings::EmailVerification;
 use serde_json::json;
 
-/// `client_id` of tokens issued to keygate's own sign-in (no registered client).
-pub(crate) const DEFAULT_CLIENT_ID: &str = "keygate";
-/// Scope granted when none is asked for.
-pub(crate) const DEFAULT_SCOPE: &str = "openid";
 /// `acr` of a password-only sign-in.
 pub(crate) const ACR_PASSWORD: &str = "urn:keygate:acr:pwd";
 /// Longest password looked at; longer input is refused before hashing.
@@ -110,6 +107,8 @@ impl IdentityService {
                 "email or password too long".into(),
             ));
         }
+        // An unknown client is refused before any password is looked at.
+        scopes::client_for_sign_in(req.client_id.as_deref())?;
         if let Some(ip) = meta.ip {
             self.limit(
                 "signin-ip",
@@ -168,17 +167,13 @@ impl IdentityService {
         } else {
             None
         };
-        if let Some(state) = &counter
-            && state.is_locked(now)
+        if let Some(left) = counter
+            .as_ref()
+            .and_then(|c| c.locked_until)
+            .and_then(|until| time_left(until, now))
         {
             d.hasher.verify_dummy(&req.password).await?;
-            // Rounded up: the database keeps microseconds, the clock may have nanoseconds.
-            let left = state.locked_until.map_or(1, |u| {
-                ((u - now).num_milliseconds() + 999).div_euclid(1000).max(1)
-            });
-            let locked = IdentityError::AccountLocked {
-                retry_after: std::time::Duration::from_secs(left as u64),
-            };
+            let locked = IdentityError::AccountLocked { retry_after: left };
             return self.refuse(t, &user, meta, "locked", locked).await;
         }
         let verified = match &user.password_hash {
@@ -262,14 +257,12 @@ impl IdentityService {
         req: PasswordSignIn,
         meta: &RequestMeta,
     ) -> Result<SignedIn, IdentityError> {
-        let client_id = req
-            .client_id
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
-        let scope = req
-            .scope
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_SCOPE.into());
+        let client_id = scopes::client_for_sign_in(req.client_id.as_deref())?;
+        let (roles, permissions) = self.grants(t, user).await?;
+        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions) {
+            Ok(scope) => scope,
+            Err(e) => return self.refuse(t, user, meta, "invalid_scope", e).await,
+        };
         let opened = self
             .open_session(
                 t,
@@ -285,7 +278,6 @@ impl IdentityService {
             )
             .await?;
         let session = opened.session;
-        let (roles, permissions) = self.grants(t, user).await?;
         let (access_token, expires_in) = self
             .access_token(t, user, &session, &client_id, &scope, &roles, &permissions)
             .await?;
@@ -323,32 +315,6 @@ impl IdentityService {
                 },
             },
         })
-    }
-
-    /// The answer to a failed sign-in for an email without an account: the same schedule
-    /// of `invalid_credentials` then `account_locked` a real account would get, counted in
-    /// the ephemeral store, so the lockout does not tell which emails have accounts. If the
-    /// counter store is down, the answer is `invalid_credentials` all the same.
-    async fn unknown_account_failure(&self, t: &LiveTenant, email: &str) -> IdentityError {
-        if !t.settings.lockout.enabled {
-            return IdentityError::InvalidCredentials;
-        }
-        let key = format!(
-            "ghost-fail:{}:{}",
-            t.row.id,
-            super::hex(&sha256(email.trim().to_lowercase().as_bytes())[..16])
-        );
-        let window = std::time::Duration::from_secs(2 * 3600);
-        match self.deps().ephemeral.hit(&key, window).await {
-            // A real account answers `account_locked` from the attempt after its fifth failure.
-            Ok(n) if n > 5 => match lock_duration(n as i64 - 1) {
-                Some(lock) => IdentityError::AccountLocked {
-                    retry_after: lock.to_std().unwrap_or(window),
-                },
-                None => IdentityError::InvalidCredentials,
-            },
-            _ => IdentityError::InvalidCredentials,
-        }
     }
 
     /// Opens a session with its first refresh token (returned raw; only its hash is stored)

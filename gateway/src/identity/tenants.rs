@@ -12,6 +12,18 @@ use std::time::Duration;
 /// How long a loaded tenant is reused; spec changes reach every replica within this.
 const TTL: Duration = Duration::from_secs(5);
 
+/// Whether `name` is spelled as a tenant name can be: a DNS label (RFC 1123; the Tenant CRD
+/// enforces it on `metadata.name`), at most 63 lower-case letters, digits or `-`, starting
+/// and ending with a letter or digit. Anything else is no tenant, without a lookup.
+pub fn is_tenant_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&b.len())
+        && b.first().is_some_and(inner)
+        && b.last().is_some_and(inner)
+        && b.iter().all(|c| inner(c) || *c == b'-')
+}
+
 /// A live (existing, not disabled) tenant with its policies.
 #[derive(Debug)]
 pub struct LiveTenant {
@@ -102,5 +114,31 @@ impl LiveTenants {
             })
             .await?
             .ok_or(IdentityError::TenantNotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tenant_name;
+
+    #[test]
+    fn tenant_names_are_dns_labels() {
+        for ok in ["acme", "a", "a-1", "0", &"a".repeat(63)] {
+            assert!(is_tenant_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "\n",
+            "..",
+            "Acme",
+            "-a",
+            "a-",
+            "a_b",
+            "a.b",
+            "é",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_tenant_name(bad), "{bad:?}");
+        }
     }
 }

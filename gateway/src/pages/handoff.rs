@@ -15,7 +15,8 @@ use crate::meta::Meta;
 use crate::return_url::{
     authority, handoff_callback_url, handoff_start_url, needs_handoff, signin_url,
 };
-use axum::extract::{Path, RawQuery, State};
+use crate::tenant_path::TenantName;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -181,7 +182,7 @@ pub(super) async fn callback(
 /// browser that is not signed in is sent to sign in.
 pub(super) async fn account(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;

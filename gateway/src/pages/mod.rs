@@ -29,8 +29,9 @@ use crate::cookies::CookieMode;
 use crate::error::ApiError;
 use crate::identity::{AccountFlows, FlowError, IdentityService, LiveTenant};
 use crate::return_url::safe_return_url;
+use crate::tenant_path::TenantName;
 use axum::Router;
-use axum::extract::{FromRef, Path, RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -182,9 +183,7 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
 /// [`form_page`] for one page, as a handler.
 macro_rules! form {
     ($page:expr, $prefill:expr) => {
-        |s: Pages, p: Path<String>, q: RawQuery, j: CookieJar| {
-            form_page($page, $prefill, s, p, q, j)
-        }
+        |s: Pages, p: TenantName, q: RawQuery, j: CookieJar| form_page($page, $prefill, s, p, q, j)
     };
 }
 
@@ -261,7 +260,7 @@ async fn form_page(
     page: Page,
     prefill: Prefill,
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     RawQuery(q): RawQuery,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {

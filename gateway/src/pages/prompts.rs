@@ -5,7 +5,8 @@
 use super::{Page, Pages};
 use crate::error::ApiError;
 use crate::return_url::signin_url;
-use axum::extract::{Path, State};
+use crate::tenant_path::TenantName;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
@@ -16,7 +17,7 @@ const PROMPT: Page = Page {
 
 pub(super) async fn no_second_factor(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
     Ok(PROMPT.on(&state, &tenant).message(

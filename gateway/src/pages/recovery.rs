@@ -6,8 +6,9 @@ use crate::error::ApiError;
 use crate::identity::FlowError;
 use crate::meta::Meta;
 use crate::return_url::signin_url;
+use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
@@ -24,7 +25,7 @@ pub(super) const RESET: Page = Page {
 
 pub(super) async fn forgot_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
@@ -64,7 +65,7 @@ pub(super) async fn forgot_submit(
 
 pub(super) async fn reset_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,

@@ -6,8 +6,9 @@ use crate::error::ApiError;
 use crate::identity::SignInAttempt;
 use crate::meta::Meta;
 use crate::return_url::signin_url;
+use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, RawQuery, State};
+use axum::extract::{Form, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -27,7 +28,7 @@ pub(super) const SIGN_OUT: Page = Page {
 /// (single sign-on to a second app needs no second password); others get the form.
 pub(super) async fn signin_page(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     RawQuery(q): RawQuery,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
@@ -52,7 +53,7 @@ pub(super) async fn signin_page(
 
 pub(super) async fn signin_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
@@ -115,7 +116,7 @@ pub(super) struct SignOutForm {
 
 pub(super) async fn signout_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<SignOutForm>, FormRejection>,

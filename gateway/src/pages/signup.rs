@@ -4,8 +4,9 @@ use super::{EmailPasswordForm, Errors, Page, Pages, TokenForm, checked_rd, csrf_
 use crate::error::ApiError;
 use crate::meta::Meta;
 use crate::return_url::signin_url;
+use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
@@ -22,7 +23,7 @@ pub(super) const VERIFY: Page = Page {
 
 pub(super) async fn signup_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
@@ -75,7 +76,7 @@ pub(super) async fn signup_submit(
 
 pub(super) async fn verify_submit(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<TokenForm>, FormRejection>,

@@ -3,7 +3,8 @@
 
 use super::Pages;
 use crate::error::ApiError;
-use axum::extract::{Path, State};
+use crate::tenant_path::TenantName;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
@@ -23,7 +24,7 @@ fn is_colour(c: &str) -> bool {
 
 pub(super) async fn theme(
     State(state): Pages,
-    Path(name): Path<String>,
+    TenantName(name): TenantName,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
     let mut css = String::from(":root {");

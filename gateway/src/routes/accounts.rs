@@ -6,6 +6,7 @@ use super::extract::{ApiJson, Authenticated, Meta};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::{IdentityError, SignUp};
+use crate::tenant_path::TenantName;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
@@ -99,7 +100,7 @@ pub struct ChangePassword {
         (status = 422, description = "invalid_body, invalid_request, password_policy, password_breached", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn sign_up(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    TenantName(tenant): TenantName,
     Meta(meta): Meta,
     ApiJson(body): ApiJson<SignUpRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -118,7 +119,7 @@ async fn sign_up(
     responses((status = 204, description = "Verified"), (status = 400, description = "invalid_link, malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn verify_email(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    TenantName(tenant): TenantName,
     Meta(meta): Meta,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -134,7 +135,7 @@ async fn verify_email(
     responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn resend(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    TenantName(tenant): TenantName,
     Meta(meta): Meta,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -150,7 +151,7 @@ async fn resend(
     responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn request_reset(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    TenantName(tenant): TenantName,
     Meta(meta): Meta,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -166,7 +167,7 @@ async fn request_reset(
     responses((status = 204, description = "Password set"), (status = 400, description = "invalid_link", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn confirm_reset(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    TenantName(tenant): TenantName,
     Meta(meta): Meta,
     ApiJson(body): ApiJson<ResetConfirm>,
 ) -> Result<StatusCode, ApiError> {

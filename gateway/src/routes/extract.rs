@@ -6,8 +6,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::{IdentityError, Principal};
 pub use crate::meta::Meta;
+use crate::tenant_path::TenantName;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 
@@ -68,14 +69,7 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::TenantNotFound)?;
-        let tenant = params
-            .iter()
-            .find(|(k, _)| *k == "tenant")
-            .map(|(_, v)| v.to_owned())
-            .ok_or(ApiError::TenantNotFound)?;
+        let TenantName(tenant) = TenantName::from_request_parts(parts, state).await?;
         let identity = &state.identity;
         let bearer = header_str(&parts.headers, header::AUTHORIZATION.as_str())
             .and_then(|v| {

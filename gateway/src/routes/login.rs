@@ -5,7 +5,8 @@ use super::extract::{ApiJson, Authenticated, Meta};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::PasswordSignIn;
-use axum::extract::{Path, Request, State};
+use crate::tenant_path::TenantName;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
@@ -30,10 +31,13 @@ pub struct LoginRequest {
     /// A new password, required when the account must change its password.
     #[serde(default)]
     pub new_password: Option<String>,
-    /// OAuth client the tokens are for.
+    /// OAuth client the tokens are for: the tenant's own, `keygate` (the default); another
+    /// is `invalid_request`.
     #[serde(default)]
     pub client_id: Option<String>,
-    /// Space-separated scopes.
+    /// Space-separated scopes (`openid` by default): OpenID Connect standard scopes
+    /// (`openid`, `profile`, `email`, `offline_access`) and permissions the person holds
+    /// through a Role; anything else is `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
     /// Also set the browser session cookie.
@@ -63,13 +67,13 @@ pub struct LoginResponse {
     responses(
         (status = 200, description = "Signed in", body = LoginResponse),
         (status = 307, description = "Not JSON: sent on to the HTML sign-in form at /t/{tenant}/signin"),
-        (status = 400, description = "malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "invalid_credentials", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json, invalid_scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "invalid_credentials", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "email_not_verified, account_suspended, password_change_required, password_sign_in_disabled", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "payload_too_large", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_body, invalid_request, password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "account_locked, rate_limited (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    TenantName(tenant): TenantName,
     Meta(meta): Meta,
     request: Request,
 ) -> Result<Response, ApiError> {

@@ -6,8 +6,9 @@ use super::extract::{Authenticated, Meta};
 use crate::AppState;
 use crate::error::identity_parts;
 use crate::identity::IdentityError;
+use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -126,8 +127,9 @@ pub struct TokenForm {
     /// §6); a scope the session was not granted is `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
-    /// Public client id (optional); when sent it must be the client the session was issued
-    /// to, else `invalid_grant` (and the refresh token stays usable).
+    /// The client the session was issued to (`keygate` for keygate's own sign-in); required:
+    /// missing or another client's is `invalid_grant` (the refresh token is bound to its
+    /// client, RFC 6749 §6), and an unspent refresh token stays usable.
     #[serde(default)]
     pub client_id: Option<String>,
 }
@@ -154,10 +156,11 @@ pub struct TokenResponse {
         (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn token(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    tenant: Result<TenantName, crate::error::ApiError>,
     Meta(meta): Meta,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, OAuthError> {
+    let TenantName(tenant) = tenant.map_err(|_| IdentityError::TenantNotFound)?;
     let Form(form) = form.map_err(|r| form_error(&r))?;
     match form.grant_type.as_deref() {
         Some("refresh_token") => {}
@@ -226,10 +229,11 @@ pub struct TokenParam {
     responses((status = 200, description = "Revoked, or unknown (the same answer)"), (status = 400, description = "invalid_request", body = OAuthError)))]
 async fn revoke(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    tenant: Result<TenantName, crate::error::ApiError>,
     Meta(meta): Meta,
     form: Result<Form<TokenParam>, FormRejection>,
 ) -> Result<StatusCode, OAuthError> {
+    let TenantName(tenant) = tenant.map_err(|_| IdentityError::TenantNotFound)?;
     let Form(form) = form.map_err(|r| form_error(&r))?;
     let token = form.token.filter(|t| !t.is_empty()).ok_or_else(|| {
         OAuthError::new(

@@ -25,7 +25,7 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
     let (status, tokens) = env
         .post_json(
             "/t/acme/login",
-            json!({"email": "ada@example.com", "password": PASSWORD, "client_id": "metadata-check"}),
+            json!({"email": "ada@example.com", "password": PASSWORD, "client_id": "keygate"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
@@ -36,7 +36,7 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
         tokio::process::Command::new("node")
             .arg(client_dir().join("check-metadata.mjs"))
             .env("KG_ISSUER", format!("{}/t/acme", env.url))
-            .env("KG_CLIENT_ID", "metadata-check")
+            .env("KG_CLIENT_ID", "keygate")
             .env("KG_REFRESH_TOKEN", refresh)
             .current_dir(client_dir())
             .kill_on_drop(true)

@@ -299,3 +299,58 @@ async fn unknown_emails_lock_like_accounts_and_invites_admit_one_address(pool: s
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "single use");
 }
+
+/// One step of a sign-in attack: a wrong password, or time passing.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Fail,
+    Wait(i64),
+}
+
+#[sqlx::test(migrations = false)]
+async fn lockout_answers_do_not_tell_accounts_from_unknown_addresses(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "real@example.com").await;
+    // Rapid failures through the 5-minute tier, then each tier reached and waited out, and
+    // a lock waited out in part.
+    let mut steps = vec![Step::Fail; 12];
+    for _ in 0..5 {
+        steps.extend([Step::Wait(301), Step::Fail, Step::Fail]);
+    }
+    steps.extend([Step::Fail, Step::Wait(1000), Step::Fail, Step::Wait(801)]);
+    steps.extend(vec![Step::Fail; 8]);
+    let mut answers: [Vec<(StatusCode, Option<String>)>; 2] = Default::default();
+    for step in &steps {
+        match step {
+            Step::Wait(secs) => env.clock.advance(Duration::seconds(*secs)),
+            Step::Fail => {
+                for (i, email) in ["real@example.com", "ghost@example.com"].iter().enumerate() {
+                    let r = env
+                        .http
+                        .post(format!("{}/t/acme/login", env.url))
+                        .json(&json!({"email": email, "password": "wrong-password-x"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let retry = r
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    answers[i].push((r.status(), retry));
+                }
+            }
+        }
+    }
+    let [real, ghost] = answers;
+    for (n, (a, b)) in real.iter().zip(&ghost).enumerate() {
+        assert_eq!(a, b, "attempt {}: account vs unknown address", n + 1);
+    }
+    // The sequence went through every kind of answer the schedule has.
+    for retry in ["300", "1800", "800"] {
+        assert!(
+            real.iter().any(|(_, r)| r.as_deref() == Some(retry)),
+            "{retry}: {real:?}"
+        );
+    }
+}

@@ -277,12 +277,19 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
     let env = env(pool).await;
     let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
     env.user(&t.row, "app@example.com").await;
+    env.role(
+        &t.row,
+        "orders",
+        &["orders.read", "orders.write"],
+        "app@example.com",
+    )
+    .await;
     let granted = "openid orders.read orders.write";
     let (s, login) = env
         .post_json(
             "/t/acme/login",
             json!({"email": "app@example.com", "password": PASSWORD,
-                   "client_id": "orders-spa", "scope": granted}),
+                   "client_id": "keygate", "scope": granted}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{login}");
@@ -290,7 +297,7 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
         verify_independently(&env.url, "acme", login["access_token"].as_str().unwrap()).await;
     assert_eq!(
         (first["client_id"].as_str(), first["scope"].as_str()),
-        (Some("orders-spa"), Some(granted))
+        (Some("keygate"), Some(granted))
     );
 
     // Two refreshes: both access tokens keep the client and the scope.
@@ -301,7 +308,7 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
         assert_eq!(next["scope"], granted);
         let claims =
             verify_independently(&env.url, "acme", next["access_token"].as_str().unwrap()).await;
-        assert_eq!(claims["client_id"], "orders-spa", "refresh {round}");
+        assert_eq!(claims["client_id"], "keygate", "refresh {round}");
         assert_eq!(claims["scope"], granted, "refresh {round}");
         refresh_token = next["refresh_token"].as_str().unwrap().to_owned();
     }
@@ -314,6 +321,7 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &refresh_token),
                 ("scope", "orders.read"),
+                ("client_id", "keygate"),
             ],
             None,
         )
@@ -324,7 +332,7 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
         verify_independently(&env.url, "acme", narrow["access_token"].as_str().unwrap()).await;
     assert_eq!(
         (claims["client_id"].as_str(), claims["scope"].as_str()),
-        (Some("orders-spa"), Some("orders.read"))
+        (Some("keygate"), Some("orders.read"))
     );
     refresh_token = narrow["refresh_token"].as_str().unwrap().to_owned();
 
@@ -336,6 +344,7 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &refresh_token),
                 ("scope", "openid admin"),
+                ("client_id", "keygate"),
             ],
             None,
         )
@@ -369,7 +378,7 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
             &[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &refresh_token),
-                ("client_id", "orders-spa"),
+                ("client_id", "keygate"),
             ],
             None,
         )

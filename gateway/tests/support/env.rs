@@ -16,7 +16,8 @@ use keygate_core::crypto::sha256;
 use keygate_core::crypto::signing::{self, GeneratedKey, SigningAlgorithm};
 use keygate_core::ephemeral::{Ephemeral, RedisEphemeral};
 use keygate_core::store::{
-    AuditFilter, NewUser, PgStore, SigningKeyRecord, Store, Tenant, TenantUpsert, UserStatus,
+    AuditFilter, NewUser, PgStore, RoleSubject, RoleUpsert, SigningKeyRecord, Store, Tenant,
+    TenantUpsert, UserStatus,
 };
 use keygate_gateway::AppState;
 use keygate_gateway::identity::{
@@ -311,13 +312,39 @@ impl Env {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A refresh as keygate's own client (`client_id=keygate`, which every refresh names).
     pub async fn refresh(&self, tenant: &str, token: &str) -> (StatusCode, Value) {
-        self.form(
-            &format!("/t/{tenant}/oauth2/token"),
-            &[("grant_type", "refresh_token"), ("refresh_token", token)],
-            None,
-        )
-        .await
+        self.refresh_as(tenant, token, &[("client_id", "keygate")])
+            .await
+    }
+
+    /// A refresh with `more` parameters (a `client_id`, a `scope`) or none.
+    pub async fn refresh_as(
+        &self,
+        tenant: &str,
+        token: &str,
+        more: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+        pairs.extend_from_slice(more);
+        self.form(&format!("/t/{tenant}/oauth2/token"), &pairs, None)
+            .await
+    }
+
+    /// A Role of `tenant` called `name` granting `permissions` to the account `email`.
+    pub async fn role(&self, tenant: &Tenant, name: &str, permissions: &[&str], email: &str) {
+        self.store
+            .upsert_role(&RoleUpsert {
+                tenant_id: tenant.id,
+                name: name.into(),
+                owner_uid: uuid::Uuid::now_v7().to_string(),
+                description: String::new(),
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                subjects: vec![RoleSubject::UserEmail(email.into())],
+                generation: 1,
+            })
+            .await
+            .unwrap();
     }
 
     pub async fn get(&self, path: &str, bearer: &str) -> (StatusCode, Value) {

@@ -370,6 +370,10 @@ pub struct NewOneTimeToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How long a run of failed sign-ins is remembered, from its first failure: a failure after
+/// that starts the count over. Addresses without an account are counted with the same window.
+pub const FAILURE_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
 /// Failed sign-in counter of one account.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct LockoutState {
@@ -377,13 +381,13 @@ pub struct LockoutState {
     pub tenant_id: TenantId,
     /// Account.
     pub user_id: UserId,
-    /// Consecutive failures since the last success.
+    /// Consecutive failures since the last success, within [`FAILURE_WINDOW`] of the first.
     pub failures: i64,
     /// Sign-in refused until then.
     pub locked_until: Option<DateTime<Utc>>,
     /// Last failure.
     pub last_failure_at: Option<DateTime<Utc>>,
-    /// First failure recorded.
+    /// First failure of the current run (the window's start).
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,

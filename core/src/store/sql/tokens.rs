@@ -90,7 +90,7 @@ macro_rules! lockout_store {
         const _: () = {
             use $crate::ids::{TenantId, UserId};
             use $crate::store::sql::ts;
-            use $crate::store::{LockoutState, LockoutStore, StoreError};
+            use $crate::store::{FAILURE_WINDOW, LockoutState, LockoutStore, StoreError};
             use chrono::{DateTime, Utc};
 
             #[async_trait::async_trait]
@@ -100,11 +100,15 @@ macro_rules! lockout_store {
                 }
 
                 async fn record_failure(&self, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<LockoutState, StoreError> {
-                    // One statement, so concurrent failures all count.
+                    // One statement, so concurrent failures all count. A run of failures is
+                    // forgotten once its first is FAILURE_WINDOW old: the count starts over
+                    // (a fixed window, as the gateway counts addresses without an account).
                     Ok(sqlx::query_as::<$db, LockoutState>(
                         "INSERT INTO lockout (tenant_id, user_id, failures, last_failure_at, created_at, updated_at) \
-                         VALUES ($1, $2, 1, $3, $4, $4) \
-                         ON CONFLICT (tenant_id, user_id) DO UPDATE SET failures = lockout.failures + 1, \
+                         VALUES ($1, $2, 1, $3, $3, $4) \
+                         ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
+                             failures = CASE WHEN lockout.created_at <= $5 THEN 1 ELSE lockout.failures + 1 END, \
+                             created_at = CASE WHEN lockout.created_at <= $5 THEN excluded.created_at ELSE lockout.created_at END, \
                              last_failure_at = excluded.last_failure_at, updated_at = excluded.updated_at \
                          RETURNING *",
                     )
@@ -112,6 +116,7 @@ macro_rules! lockout_store {
                     .bind(user)
                     .bind(ts(now))
                     .bind(self.now())
+                    .bind(ts(now - FAILURE_WINDOW))
                     .fetch_one(&self.pool)
                     .await?)
                 }
