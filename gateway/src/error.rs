@@ -150,6 +150,11 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "invalid_request",
             "Invalid request",
         ),
+        E::InvalidEmail(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_email",
+            "Invalid email address",
+        ),
         E::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -198,6 +203,7 @@ impl IntoResponse for ApiError {
             Self::Identity(IdentityError::PasswordPolicy(d) | IdentityError::InvalidRequest(d)) => {
                 Some(d.clone())
             }
+            Self::Identity(IdentityError::InvalidEmail(why)) => Some(format!("email: {why}")),
             Self::Body { detail, .. } => Some(detail.clone()),
             _ => None,
         };

@@ -10,6 +10,7 @@
 mod support;
 
 mod accounts;
+mod addresses;
 mod admin;
 mod api;
 mod client_address;
@@ -17,4 +18,5 @@ mod replicas;
 mod sessions;
 mod signin;
 mod tokens;
+mod verified_email;
 mod walks;
