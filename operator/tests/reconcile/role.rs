@@ -28,7 +28,9 @@ async fn a_role_binding_emails_warns_while_its_tenant_does_not_require_verificat
         tenant(
             "demo",
             "default",
-            &format!("  signIn:\n    registration: open\n    emailVerification: \"{verification}\"\n"),
+            &format!(
+                "  signIn:\n    registration: open\n    emailVerification: \"{verification}\"\n"
+            ),
         )
     };
     h.write("tenant.yaml", &with("optional"));
@@ -67,4 +69,25 @@ async fn a_role_binding_emails_warns_while_its_tenant_does_not_require_verificat
     h.write("role.yaml", &role("boss", &["orders.admin"], &[]));
     let view = h.sync().await;
     assert_eq!(email_condition(&view, "Role default/boss"), None);
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_shipped_dev_example_binds_emails_only_where_verification_is_required(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/dev");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            h.write(&name, &std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    let view = h.sync().await;
+    // demo-admin binds admin@demo.local: signing up as it must not be a way in.
+    let (status, reason, message) = email_condition(&view, "Role default/demo-admin").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "Required"),
+        "{message}"
+    );
 }
