@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod email;
 pub mod ephemeral;
 pub mod ids;
 pub mod keyring;

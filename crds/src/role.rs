@@ -64,7 +64,7 @@ pub struct RoleSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Subjects {
-    /// Users by email address.
+    /// Users by email address; a binding holds once the person has verified the address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 1024),

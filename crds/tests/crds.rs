@@ -412,9 +412,11 @@ fn dev_examples_hold_what_keygate_dev_expects() {
     assert_eq!(tenant.metadata.namespace.as_deref(), Some("default"));
     assert!(tenant.spec.sign_in.password);
     assert_eq!(tenant.spec.sign_in.registration, Registration::Open);
+    // Required: demo-admin binds admin@demo.local, and with verification optional anyone
+    // could sign up as it (issue 14.2); the link shows in `keygate dev`'s terminal.
     assert_eq!(
         tenant.spec.sign_in.email_verification,
-        EmailVerification::Optional
+        EmailVerification::Required
     );
     for origin in ["http://127.0.0.1:8080", "http://localhost:8080"] {
         assert!(

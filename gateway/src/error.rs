@@ -154,6 +154,11 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "invalid_request",
             "Invalid request",
         ),
+        E::InvalidEmail(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_email",
+            "Invalid email address",
+        ),
         E::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -202,6 +207,7 @@ impl IntoResponse for ApiError {
             Self::Identity(IdentityError::PasswordPolicy(d) | IdentityError::InvalidRequest(d)) => {
                 Some(d.clone())
             }
+            Self::Identity(IdentityError::InvalidEmail(why)) => Some(format!("email: {why}")),
             Self::Body { detail, .. } => Some(detail.clone()),
             Self::NotATenantName => Some(
                 "a tenant name is a DNS label: 1 to 63 lower-case letters, digits or '-', \

@@ -697,6 +697,7 @@ fn protected_location(path: &str, auth: &str, upstream: u16) -> String {
     for (i, h) in [
         "X-Auth-Request-User",
         "X-Auth-Request-Email",
+        "X-Auth-Request-Email-Verified",
         "X-Auth-Request-Groups",
         "X-Keygate-Tenant",
         "X-Keygate-Subject",

@@ -48,6 +48,11 @@ impl Status {
         self.conditions_status().ready()
     }
 
+    /// Every condition, `Ready` first.
+    pub fn conditions(&self) -> &[Condition] {
+        self.conditions_status().conditions()
+    }
+
     /// Whether `Ready` is `True`.
     pub fn is_ready(&self) -> bool {
         self.ready().is_some_and(|c| c.status == "True")

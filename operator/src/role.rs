@@ -1,9 +1,11 @@
 //! Role reconciler: a Role's permissions and subjects (users by email, groups, upstream-IdP
 //! groups) into the store, so the next token issued carries them.
 
-use crate::status::{Lookup, Reason, ready};
+use crate::status::{CONDITION_EMAIL_VERIFICATION, Lookup, Reason, condition, ready};
 use crate::{Context, Effects, ReconcileError, tenant};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use keygate_core::store::{RoleSubject, RoleUpsert};
+use keygate_core::tenant_settings::EmailVerification;
 use keygate_crds::{Role, RoleStatus};
 
 /// Reconciles one Role; returns the status to publish.
@@ -47,11 +49,59 @@ pub async fn reconcile(
     if !unchanged {
         ctx.store.upsert_role(&wanted).await?;
     }
-    Ok(status(
+    let mut done = status(
         true,
         Reason::Reconciled,
         "permissions and subjects are live".into(),
-    ))
+    );
+    if !role.spec.subjects.users.is_empty() {
+        let verification = stored_tenant.settings.sign_in.email_verification;
+        let warning = email_verification(verification, &stored_tenant.name, generation, now);
+        done.conditions.push(warning);
+    }
+    Ok(done)
+}
+
+/// [`CONDITION_EMAIL_VERIFICATION`] for a Role with `subjects.users` in a tenant whose
+/// `signIn.emailVerification` is `verification`. The bindings stay live either way; the
+/// warning tells the operator why a bound person may not get the role yet.
+fn email_verification(
+    verification: EmailVerification,
+    tenant: &str,
+    generation: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Condition {
+    let (ok, reason, message) = match verification {
+        EmailVerification::Required => (
+            true,
+            "Required",
+            format!(
+                "Tenant `{tenant}` admits only verified addresses; users bound by email get this role when they sign in"
+            ),
+        ),
+        EmailVerification::Optional => (
+            false,
+            "VerificationOptional",
+            format!(
+                "Tenant `{tenant}` lets people sign in without verifying their address (signIn.emailVerification: optional): anyone may sign up as a bound address, so users bound by email get this role only after verifying it; set emailVerification to required, or bind groups"
+            ),
+        ),
+        EmailVerification::Off => (
+            false,
+            "VerificationOff",
+            format!(
+                "Tenant `{tenant}` never verifies addresses (signIn.emailVerification: off): users bound by email get this role only as invited accounts or the bootstrap admin; set emailVerification to required, or bind groups"
+            ),
+        ),
+    };
+    condition(
+        CONDITION_EMAIL_VERIFICATION,
+        ok,
+        reason,
+        message,
+        generation,
+        now,
+    )
 }
 
 /// The row a Role resource describes. Lists are sorted and deduplicated so the same spec

@@ -73,6 +73,30 @@ pub fn ready(
     )
 }
 
+/// The condition a Role that binds users by email carries: `False` when its tenant lets
+/// people sign in without verifying their address, so those bindings wait for verification
+/// (an unverified address binds nothing: anyone could sign up as it).
+pub const CONDITION_EMAIL_VERIFICATION: &str = "EmailVerificationRequired";
+
+/// A condition other than `Ready` (whose reasons are [`Reason`]) at `generation`.
+pub fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: Time(to_timestamp(now)),
+    }
+}
+
 /// Converts a chrono instant into the timestamp type k8s-openapi uses.
 pub fn to_timestamp(at: chrono::DateTime<chrono::Utc>) -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::from_millisecond(at.timestamp_millis())

@@ -189,4 +189,12 @@ fn log_status(name: &str, status: &Status) {
     } else {
         tracing::warn!(resource = name, ready = state, reason, "{message}");
     }
+    // A warning beside a true Ready (e.g. a Role's EmailVerificationRequired) is shown too.
+    for c in status
+        .conditions()
+        .iter()
+        .filter(|c| c.type_ != keygate_crds::CONDITION_READY && c.status == "False")
+    {
+        tracing::warn!(resource = name, condition = %c.type_, reason = %c.reason, "{}", c.message);
+    }
 }

@@ -16,7 +16,7 @@ from crd_schema import GROUP, VERSION, load_crds, served_schema, strict_json_sch
 
 EXAMPLE_DIRS = ["ingress-nginx", "traefik", "envoy-contour", "gitops"]
 GATEWAY_URL = "http://keygate-gateway.keygate.svc.cluster.local:8080"
-IDENTITY_HEADERS = ["X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Keygate-Tenant", "X-Keygate-Subject"]
+IDENTITY_HEADERS = ["X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Email-Verified", "X-Auth-Request-Groups", "X-Keygate-Tenant", "X-Keygate-Subject"]
 
 
 def manifests(directory: str) -> list[tuple[Path, dict]]:

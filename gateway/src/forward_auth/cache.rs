@@ -28,11 +28,17 @@ pub struct ProvenIdentity {
 impl ProvenIdentity {
     /// `identity` of tenant `tenant_name`, with its `X-Auth-Request-*` and `X-Keygate-*`
     /// headers (a value that cannot be a header value is left out rather than sent mangled).
+    /// The email header carries verified addresses only (`Identity::email`);
+    /// `X-Auth-Request-Email-Verified` says whether a person's address is verified.
     pub fn new(identity: Identity, tenant_name: &str) -> Self {
         let groups = identity.roles.join(",");
+        let verified = identity
+            .email_verified
+            .map(|v| if v { "true" } else { "false" });
         let values = [
             ("x-auth-request-user", Some(identity.username.as_str())),
             ("x-auth-request-email", identity.email.as_deref()),
+            ("x-auth-request-email-verified", verified),
             ("x-auth-request-groups", Some(groups.as_str())),
             ("x-keygate-tenant", Some(tenant_name)),
             ("x-keygate-subject", Some(identity.subject.as_str())),

@@ -82,6 +82,7 @@ pub(crate) mod tests {
             subject: "u1".into(),
             username: "ada@example.com".into(),
             email: Some("ada@example.com".into()),
+            email_verified: Some(true),
             roles: vec!["reader".into()],
             permissions: vec!["orders.read".into()],
             scopes: vec!["openid".into()],

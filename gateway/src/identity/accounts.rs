@@ -9,6 +9,7 @@ use super::password;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta, SignUp};
 use keygate_core::crypto::{random::random_token, sha256};
+use keygate_core::email::EmailAddress;
 use keygate_core::ids::UserId;
 use keygate_core::store::{
     NewOneTimeToken, NewUser, OneTimeToken, StoreError, TokenPurpose, User, UserPatch, UserStatus,
@@ -23,17 +24,12 @@ const INVITE_TTL: chrono::Duration = chrono::Duration::days(7);
 /// Longest one-time token looked at.
 const MAX_LINK_TOKEN_BYTES: usize = 256;
 
-pub(super) fn plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && email.len() <= super::signin::MAX_EMAIL_BYTES
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && !domain.contains('@')
+/// `email` in the one syntax keygate accepts ([`EmailAddress`]: ASCII local part, domain
+/// in punycode), or the field error that says why not.
+pub(super) fn parse_email(email: &str) -> Result<String, IdentityError> {
+    EmailAddress::parse(email)
+        .map(EmailAddress::into_string)
+        .map_err(IdentityError::InvalidEmail)
 }
 
 impl IdentityService {
@@ -46,8 +42,7 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
-        let email = req.email.trim().to_owned();
-        self.admit_sign_up(&t, &req, &email, meta).await?;
+        let email = self.admit_sign_up(&t, &req, meta).await?;
         if t.settings.sign_in.registration == Registration::Invite {
             self.spend_invite(&t, req.invite.as_deref().unwrap_or_default(), &email)
                 .await?;
@@ -61,15 +56,15 @@ impl IdentityService {
         Ok(())
     }
 
-    /// Whether the tenant takes this registration: its mode, a plausible email, a password
-    /// its policy accepts, and the address within its rate limit.
+    /// Whether the tenant takes this registration: its mode, an email in the accepted syntax
+    /// (returned in its stored form), a password its policy accepts, and the address within
+    /// its rate limit.
     async fn admit_sign_up(
         &self,
         t: &LiveTenant,
         req: &SignUp,
-        email: &str,
         meta: &RequestMeta,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<String, IdentityError> {
         match t.settings.sign_in.registration {
             Registration::Closed => return Err(IdentityError::RegistrationClosed),
             Registration::Invite if req.invite.is_none() => {
@@ -77,11 +72,7 @@ impl IdentityService {
             }
             _ => {}
         }
-        if !plausible_email(email) {
-            return Err(IdentityError::InvalidRequest(
-                "email is not a valid address".into(),
-            ));
-        }
+        let email = parse_email(&req.email)?;
         if req.password.len() > super::signin::MAX_PASSWORD_BYTES {
             return Err(IdentityError::PasswordPolicy(
                 "the password is too long".into(),
@@ -91,7 +82,7 @@ impl IdentityService {
             &t.settings.password_policy,
             &self.deps().breached,
             &req.password,
-            email,
+            &email,
         )?;
         if let Some(ip) = meta.ip {
             self.limit(
@@ -101,7 +92,7 @@ impl IdentityService {
             )
             .await?;
         }
-        Ok(())
+        Ok(email)
     }
 
     /// Spends an invite; it must have been issued for `email`.
@@ -266,12 +257,8 @@ impl IdentityService {
             return Err(IdentityError::Forbidden);
         }
         let t = self.tenant(&admin.tenant).await?;
-        let email = email.trim();
-        if !plausible_email(email) {
-            return Err(IdentityError::InvalidRequest(
-                "email is not a valid address".into(),
-            ));
-        }
+        let email = parse_email(email)?;
+        let email = email.as_str();
         let token = self
             .one_time_token(
                 &t,
@@ -325,6 +312,8 @@ impl IdentityService {
                 },
             )
             .await?;
+        // The address now binds its roles: this replica's cached grants are stale.
+        self.inner.subjects.forget(t.row.id, user.id);
         self.audit(&t, kind::EMAIL_VERIFIED, Some(user.id), meta, json!({}))
             .await
     }
@@ -345,7 +334,7 @@ impl IdentityService {
             self.limit(&format!("{flow}-ip"), &format!("{}:{ip}", t.row.id), per_ip)
                 .await?;
         }
-        if !plausible_email(email) {
+        if EmailAddress::parse(email).is_err() {
             return Ok(false);
         }
         let per_address = self.deps().limits.emails_per_address;

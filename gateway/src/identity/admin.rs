@@ -1,7 +1,7 @@
 //! What operators of the service do to accounts: suspend and reactivate, GDPR erasure, and
 //! the first-admin bootstrap of a tenant (from the config, `KEYGATE_BOOTSTRAP_*`).
 
-use super::accounts::plausible_email;
+use super::accounts::parse_email;
 use super::audit::kind;
 use super::mailer::Email;
 use super::principal::ADMIN_GROUP;
@@ -99,13 +99,13 @@ impl IdentityService {
     ) -> Result<Bootstrap, IdentityError> {
         let t = self.tenant(tenant).await?;
         let d = self.deps();
-        if let Some(existing) = d.store.user_by_email(t.row.id, email.trim()).await? {
-            return Ok(Bootstrap::AlreadyExists(existing.id));
-        }
-        if !plausible_email(email.trim()) {
+        let Ok(email) = parse_email(email) else {
             return Err(IdentityError::InvalidRequest(
                 "KEYGATE_BOOTSTRAP_EMAIL is not a valid address".into(),
             ));
+        };
+        if let Some(existing) = d.store.user_by_email(t.row.id, &email).await? {
+            return Ok(Bootstrap::AlreadyExists(existing.id));
         }
         let policy = &t.settings.password_policy;
         let chars = password.chars().count();
@@ -120,7 +120,7 @@ impl IdentityService {
             .store
             .insert_user(&NewUser {
                 tenant_id: t.row.id,
-                email: email.trim().to_owned(),
+                email: email.clone(),
                 display_name: "Administrator".into(),
                 status: UserStatus::Active,
                 email_verified: true,
@@ -134,7 +134,7 @@ impl IdentityService {
             Err(StoreError::Conflict { .. }) => {
                 let existing = d
                     .store
-                    .user_by_email(t.row.id, email.trim())
+                    .user_by_email(t.row.id, &email)
                     .await?
                     .ok_or(IdentityError::NotFound)?;
                 return Ok(Bootstrap::AlreadyExists(existing.id));

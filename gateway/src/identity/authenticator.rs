@@ -34,10 +34,14 @@ pub struct Identity {
     pub tenant: String,
     /// Stable subject: the user id, or `apikey:<name>` for API keys.
     pub subject: String,
-    /// Human-facing user name for `X-Auth-Request-User` (email or key name).
+    /// Human-facing user name for `X-Auth-Request-User`: the verified email, the key
+    /// name, or else the subject.
     pub username: String,
-    /// Email, when the subject is a person.
+    /// The person's email, only once verified (`X-Auth-Request-Email`).
     pub email: Option<String>,
+    /// Whether the person's address is verified (`X-Auth-Request-Email-Verified`);
+    /// `None` when the subject has no address (API keys).
+    pub email_verified: Option<bool>,
     /// Role names.
     pub roles: Vec<String>,
     /// Permissions (from roles and direct grants).
@@ -150,7 +154,10 @@ fn identity(p: Principal, now: DateTime<Utc>) -> Identity {
             None,
         ),
     };
-    let username = match (&p.email, &p.credential) {
+    // An unverified address is anyone's claim: upstreams never see it as the identity.
+    let email = p.email.clone().filter(|_| p.email_verified);
+    let email_verified = p.email.as_ref().map(|_| p.email_verified);
+    let username = match (&email, &p.credential) {
         (Some(email), _) => email.clone(),
         (None, Credential::ApiKey { name, .. }) => name.clone(),
         (None, _) => subject.clone(),
@@ -160,7 +167,8 @@ fn identity(p: Principal, now: DateTime<Utc>) -> Identity {
         tenant: p.tenant.clone(),
         subject,
         username,
-        email: p.email.clone(),
+        email,
+        email_verified,
         amr: p.amr().to_vec(),
         acr: p.acr().map(str::to_owned),
         auth_time: p.auth_time(),
@@ -246,6 +254,7 @@ impl Authenticator for IdentityService {
             acr: identity.acr.clone(),
             auth_time: identity.auth_time.unwrap_or(now).timestamp(),
             email: identity.email.clone(),
+            email_verified: identity.email_verified,
         };
         Ok(tokens::mint(&self.inner.signer, tenant, &claims).await?)
     }

@@ -3,6 +3,7 @@
 //! service itself knows nothing of HTTP.
 
 use keygate_core::crypto::CryptoError;
+use keygate_core::email::EmailError;
 use keygate_core::ephemeral::EphemeralError;
 use keygate_core::store::StoreError;
 use std::time::Duration;
@@ -79,6 +80,9 @@ pub enum IdentityError {
     /// The object does not exist in this tenant (another tenant's objects too).
     #[error("not found")]
     NotFound,
+    /// The email address is outside the accepted syntax (`keygate_core::email`).
+    #[error("invalid email address: {0}")]
+    InvalidEmail(#[from] EmailError),
     /// The request is well-formed JSON but a field is unusable (the text names it).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

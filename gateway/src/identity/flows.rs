@@ -128,6 +128,7 @@ impl From<IdentityError> for FlowError {
                 FlowError::InvalidCredentials
             }
             IdentityError::InvalidRequest(why) => FlowError::Unusable(why),
+            IdentityError::InvalidEmail(why) => FlowError::Unusable(why.to_string()),
             IdentityError::AccountLocked { .. } | IdentityError::RateLimited { .. } => {
                 FlowError::Locked
             }

@@ -85,6 +85,9 @@ pub struct Principal {
     pub user_id: Option<UserId>,
     /// The account's email, for people.
     pub email: Option<String>,
+    /// Whether the person proved they read that mailbox (false for API keys): only a
+    /// verified address binds roles or is sent to upstreams as the person's identity.
+    pub email_verified: bool,
     /// Whether the account (or key) may act now.
     pub active: bool,
     /// Role names.
@@ -199,6 +202,7 @@ mod tests {
             tenant: "acme".into(),
             user_id: None,
             email: None,
+            email_verified: false,
             active: true,
             roles: vec!["ops".into()],
             permissions: vec![ADMIN_PERMISSION.into()],

@@ -79,6 +79,8 @@ impl IdentityService {
             tenant: t.row.name.clone(),
             user_id: Some(user_id),
             email: claims.email,
+            // A token minted before the claim existed counts as unverified.
+            email_verified: claims.email_verified.unwrap_or(false),
             active: true,
             roles: claims.roles,
             permissions: claims.permissions,
@@ -133,6 +135,7 @@ impl IdentityService {
             tenant: t.row.name.clone(),
             user_id: None,
             email: None,
+            email_verified: false,
             active: true,
             roles: grants.iter().map(|g| g.name.clone()).collect(),
             permissions,

@@ -208,6 +208,7 @@ impl IdentityService {
             tenant: t.row.name.clone(),
             user_id: Some(user.id),
             email: Some(user.email.clone()),
+            email_verified: user.email_verified,
             active: true,
             roles: subject.roles.clone(),
             permissions: subject.permissions.clone(),

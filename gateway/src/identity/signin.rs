@@ -13,6 +13,7 @@ use super::{
 };
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{random::random_token, sha256};
+use keygate_core::email::EmailAddress;
 use keygate_core::store::{NewRefreshToken, NewSession, Session, SubjectFacts, User, UserStatus};
 use keygate_core::tenant_settings::EmailVerification;
 use serde_json::json;
@@ -157,7 +158,12 @@ impl IdentityService {
     ) -> Result<(User, bool), IdentityError> {
         let now = self.now();
         let d = self.deps();
-        let Some(user) = d.store.user_by_email(t.row.id, req.email.trim()).await? else {
+        // An address outside the accepted syntax has no account: the unknown-account answer.
+        let user = match EmailAddress::parse(&req.email) {
+            Ok(address) => d.store.user_by_email(t.row.id, address.as_str()).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user else {
             d.hasher.verify_dummy(&req.password).await?;
             self.audit_failure(t, None, meta, "unknown_account").await?;
             return Err(self.unknown_account_failure(t, &req.email).await);
@@ -305,6 +311,7 @@ impl IdentityService {
                 tenant: t.row.name.clone(),
                 user_id: Some(user.id),
                 email: Some(user.email.clone()),
+                email_verified: user.email_verified,
                 active: true,
                 roles,
                 permissions,
@@ -387,15 +394,17 @@ impl IdentityService {
         })
     }
 
-    /// The account's roles and permissions: Role bindings matching its email and groups,
+    /// The account's roles and permissions: Role bindings matching its verified email and groups,
     /// plus the built-in admin role for members of [`ADMIN_GROUP`].
     pub(super) async fn grants(
         &self,
         t: &LiveTenant,
         user: &User,
     ) -> Result<(Vec<String>, Vec<String>), IdentityError> {
+        // Only an address the person proved they read binds roles: anyone can sign up as
+        // an unverified `admin@…` where verification is optional.
         let facts = SubjectFacts {
-            email: Some(user.email.clone()),
+            email: user.email_verified.then(|| user.email.clone()),
             groups: user.groups.clone(),
             idp_groups: Vec::new(),
         };
@@ -452,6 +461,7 @@ impl IdentityService {
             acr: session.acr.clone(),
             auth_time: session.auth_time.timestamp(),
             email: Some(user.email.clone()),
+            email_verified: Some(user.email_verified),
         };
         Ok((
             tokens::mint(&self.inner.signer, t, &claims).await?,

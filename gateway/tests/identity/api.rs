@@ -109,7 +109,7 @@ async fn bad_input_gets_documented_4xx_never_5xx(pool: sqlx::PgPool) {
             "application/json",
             b"{\"email\":\"not-an-email\",\"password\":\"violet-anchor-tundra-42\"}".to_vec(),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            "invalid_email",
         ),
         (
             "/t/acme/oauth2/token",

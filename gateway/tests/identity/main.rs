@@ -10,6 +10,7 @@
 mod support;
 
 mod accounts;
+mod addresses;
 mod admin;
 mod api;
 mod client_address;
@@ -21,4 +22,5 @@ mod sessions;
 mod signin;
 mod tenant_names;
 mod tokens;
+mod verified_email;
 mod walks;
