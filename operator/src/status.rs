@@ -19,6 +19,8 @@ pub enum Reason {
     Expired,
     /// The ApiKey's Secret name is taken by a Secret it does not own; it is left alone.
     SecretConflict,
+    /// A Tenant's signing key opens under none of the configured master keys.
+    SigningKeyUnreadable,
 }
 
 impl Reason {
@@ -32,6 +34,7 @@ impl Reason {
             Self::SecretNotFound,
             Self::Expired,
             Self::SecretConflict,
+            Self::SigningKeyUnreadable,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -47,6 +50,7 @@ impl Reason {
             Self::SecretNotFound => "SecretNotFound",
             Self::Expired => "Expired",
             Self::SecretConflict => "SecretConflict",
+            Self::SigningKeyUnreadable => "SigningKeyUnreadable",
         }
     }
 }

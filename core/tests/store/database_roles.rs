@@ -171,6 +171,15 @@ pub async fn the_operator_role_writes_declared_state_only(owner: PgPool) {
         .insert_signing_key(&signing_key(tenant.id, "kid-1", t0()))
         .await
         .unwrap();
+    let sealed = store.signing_keys(tenant.id).await.unwrap()[0]
+        .private_key
+        .clone();
+    assert!(
+        store
+            .reseal_signing_key(tenant.id, "kid-1", &sealed, b"resealed")
+            .await
+            .unwrap()
+    );
     store
         .set_signing_key_retires_at(tenant.id, "kid-1", t(2))
         .await
