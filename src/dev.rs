@@ -122,6 +122,7 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     .await?;
     // The same store re-check `keygate gateway` runs, for sessions revoked in the store.
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
+    let _janitor = state.identity.spawn_janitor(crate::startup::JANITOR_EVERY);
     print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);
     let _held_until_exit = lock;
     keygate_gateway::server::serve(

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often each gateway tries the expiry sweep (one replica at a time does it); expired
+/// rows are already refused, so this bounds table growth, not access.
+pub const JANITOR_EVERY: Duration = Duration::from_secs(600);
+
 /// A reason the process cannot run, printed as one line before exiting non-zero.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
@@ -131,6 +135,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
+    let _janitor = state.identity.spawn_janitor(JANITOR_EVERY);
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
     keygate_gateway::server::serve(

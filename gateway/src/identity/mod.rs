@@ -24,6 +24,7 @@ mod audit;
 mod authenticator;
 mod error;
 mod flows;
+mod janitor;
 mod loading_cache;
 mod lockout;
 mod mailer;

@@ -13,6 +13,7 @@ mod accounts;
 mod admin;
 mod api;
 mod client_address;
+mod janitor;
 mod replicas;
 mod sessions;
 mod signin;
