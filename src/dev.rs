@@ -6,6 +6,7 @@ use crate::startup::{Fatal, bind, gateway_state, open_store, shutdown_signal};
 use keygate_core::clock::SystemClock;
 use keygate_core::config::Sources;
 use keygate_core::crypto::envelope::MasterKeys;
+use keygate_core::ephemeral::{Ephemeral, MemoryEphemeral};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,7 +99,10 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         &gw.public_url,
         clock.clone(),
     );
-    let next_steps = start_operator(ctx, &manifests, &data_dir).await?;
+    // One revocation channel for both halves: a deleted or rotated-out API key the
+    // operator revokes is refused by forward-auth's next check, not when its cache expires.
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new());
+    let next_steps = start_operator(ctx, &manifests, &data_dir, ephemeral.clone()).await?;
 
     // Plain HTTP on loopback: browsers drop `__Host-`/Secure cookies there, so dev (and only
     // dev) names the session cookie without the prefix.
@@ -107,7 +111,18 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     } else {
         keygate_gateway::cookies::CookieMode::Host
     };
-    let state = gateway_state(store, common.master_keys, &gw, clock, cookie_mode).await?;
+    let state = gateway_state(
+        store,
+        common.master_keys,
+        &gw,
+        clock,
+        cookie_mode,
+        Some(ephemeral),
+    )
+    .await?;
+    // The same store re-check `keygate gateway` runs, for sessions revoked in the store.
+    let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
+    let _janitor = state.identity.spawn_janitor(crate::startup::JANITOR_EVERY);
     print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);
     let _held_until_exit = lock;
     keygate_gateway::server::serve(
@@ -126,6 +141,7 @@ async fn start_operator(
     ctx: keygate_operator::Context,
     manifests: &Path,
     data_dir: &Path,
+    revocations: Arc<dyn Ephemeral>,
 ) -> Result<keygate_operator::directory::NextSteps, Fatal> {
     // Gateway and operator share this process, so the gateway's /metrics (the default
     // registry) lists the reconcile metrics too.
@@ -133,10 +149,10 @@ async fn start_operator(
         .map_err(keygate_operator::RunError::Metrics)?;
     let ctx = ctx.with_metrics(metrics);
     tracing::info!(manifests = %manifests.display(), "reconciling manifests");
-    let source = Arc::new(keygate_operator::DirectorySource::new(
-        manifests.to_path_buf(),
-        data_dir,
-    ));
+    let source = Arc::new(
+        keygate_operator::DirectorySource::new(manifests.to_path_buf(), data_dir)
+            .with_revocations(revocations),
+    );
     let view = keygate_operator::directory::sync_once(&ctx, &source)
         .await
         .map_err(|e| Fatal::Other(format!("{e}. Fix the manifest and start again")))?;

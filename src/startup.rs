@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often each gateway tries the expiry sweep (one replica at a time does it); expired
+/// rows are already refused, so this bounds table growth, not access.
+pub const JANITOR_EVERY: Duration = Duration::from_secs(600);
+
 /// A reason the process cannot run, printed as one line before exiting non-zero.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
@@ -126,10 +130,12 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         &gw,
         clock,
         keygate_gateway::cookies::CookieMode::Host,
+        None,
     )
     .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
+    let _janitor = state.identity.spawn_janitor(JANITOR_EVERY);
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
     keygate_gateway::server::serve(
@@ -144,15 +150,18 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
 
 /// The gateway's state from its settings: Redis, SMTP, argon2id parameters and the
 /// breached-password list in the identity service, the trusted proxies at the edge; then
-/// the first-admin bootstrap, if configured, starts in the background.
+/// the first-admin bootstrap, if configured, starts in the background. `ephemeral`, when
+/// given, replaces the in-process store of rate windows and revocations (`keygate dev`
+/// shares one with its operator, so a revoked API key is refused at once).
 pub async fn gateway_state(
     store: Arc<dyn Store>,
     master_keys: keygate_core::crypto::envelope::MasterKeys,
     gw: &GatewayConfig,
     clock: Arc<dyn keygate_core::clock::Clock>,
     cookie_mode: keygate_gateway::cookies::CookieMode,
+    ephemeral: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
 ) -> Result<keygate_gateway::AppState, Fatal> {
-    let identity = keygate_gateway::identity::IdentityDeps::from_config(
+    let mut identity = keygate_gateway::identity::IdentityDeps::from_config(
         store.clone(),
         master_keys.clone(),
         gw,
@@ -160,6 +169,9 @@ pub async fn gateway_state(
     )
     .await
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
+    if let Some(ephemeral) = ephemeral {
+        identity.ephemeral = ephemeral;
+    }
     let identity = keygate_gateway::identity::IdentityService::new(identity);
     // Building the state starts nothing: the first-admin bootstrap is started here.
     identity.spawn_bootstrap(gw.bootstrap.clone());

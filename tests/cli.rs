@@ -31,9 +31,14 @@ fn start_dev(data_dir: &Path) -> (Running, String) {
 
 /// [`start_dev`] with extra environment variables.
 fn start_dev_with(data_dir: &Path, env: &[(&str, &str)]) -> (Running, String) {
+    start_dev_in(&repo_root().join("examples/dev"), data_dir, env)
+}
+
+/// [`start_dev_with`] on the manifest folder `manifests`.
+fn start_dev_in(manifests: &Path, data_dir: &Path, env: &[(&str, &str)]) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
-        .arg(repo_root().join("examples/dev"))
+        .arg(manifests)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("KEYGATE_DATABASE_URL")
@@ -372,4 +377,118 @@ async fn dev_believes_forwarded_addresses_only_from_trusted_proxies() {
         .filter_map(|s| s["ip"].as_str())
         .collect();
     assert_eq!(ips, ["203.0.113.7"], "{sessions}");
+}
+
+/// A copy of `examples/dev` the test may edit.
+fn dev_manifests() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_root().join("examples/dev")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// The raw key `keygate dev` wrote to the demo key's Secret file, once it is there.
+fn demo_api_key(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join("secrets/default/demo-api-key.yaml")).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("apiKey:"))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+}
+
+/// Forward-auth's answer to a check with `key`, as an ingress would ask it.
+async fn check_key(http: &reqwest::Client, base: &str, key: &str) -> u16 {
+    http.get(format!("{base}/forward-auth?tenant=demo"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls forward-auth with `key` until it answers 401; returns how long that took, or
+/// `None` if it still answered 200 after `within`.
+async fn refused_within(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        match check_key(http, base, key).await {
+            401 => return Some(started.elapsed()),
+            200 => {}
+            other => panic!("forward-auth answered {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Deleting an ApiKey manifest in `keygate dev` ends its key at the next forward-auth
+/// check, not when forward-auth's 30 s cache of the proven key runs out.
+#[tokio::test]
+async fn dev_refuses_a_deleted_api_key_at_the_next_check() {
+    let (manifests, data) = (dev_manifests(), tempfile::tempdir().unwrap());
+    let (_dev, base) = start_dev_in(manifests.path(), data.path(), &[]);
+    let http = reqwest::Client::new();
+    let key = demo_api_key(data.path()).expect("dev wrote the demo key");
+    assert_eq!(check_key(&http, &base, &key).await, 200);
+    assert_eq!(
+        check_key(&http, &base, &key).await,
+        200,
+        "served from the cache"
+    );
+
+    std::fs::remove_file(manifests.path().join("apikey-demo-key.yaml")).unwrap();
+    // The folder is polled every second; the pass revokes the key and tells forward-auth.
+    let took = refused_within(&http, &base, &key, Duration::from_secs(6)).await;
+    assert!(took.is_some(), "the deleted key still works after 6 s");
+}
+
+/// A key rotated out in `keygate dev` keeps working through its grace period, then is
+/// refused by forward-auth at once, though forward-auth proved (and cached) it before the
+/// rotation.
+#[tokio::test]
+async fn dev_refuses_a_rotated_out_api_key_when_its_grace_ends() {
+    let (manifests, data) = (dev_manifests(), tempfile::tempdir().unwrap());
+    let manifest = manifests.path().join("apikey-demo-key.yaml");
+    let rotating = std::fs::read_to_string(&manifest).unwrap().replace(
+        "  # expiresAt: \"2030-01-01T00:00:00Z\"\n",
+        "  rotation:\n    every: 5s\n    gracePeriod: 3s\n",
+    );
+    assert!(rotating.contains("every: 5s"), "the example changed shape");
+    std::fs::write(&manifest, &rotating).unwrap();
+    let (_dev, base) = start_dev_in(manifests.path(), data.path(), &[]);
+    let http = reqwest::Client::new();
+    let old = demo_api_key(data.path()).expect("dev wrote the demo key");
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Proven (and cached for up to 30 s) just before the rotation is due.
+    assert_eq!(check_key(&http, &base, &old).await, 200);
+    // Rotation is due now; an edit makes dev reconcile without waiting for its resync.
+    std::fs::write(&manifest, format!("{rotating}# edited\n")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new = loop {
+        match demo_api_key(data.path()) {
+            Some(key) if key != old => break key,
+            _ => assert!(Instant::now() < deadline, "the key was not rotated"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        check_key(&http, &base, &new).await,
+        200,
+        "the new key works"
+    );
+    let took = refused_within(&http, &base, &old, Duration::from_secs(10))
+        .await
+        .expect("the rotated-out key still works 10 s after the rotation");
+    assert!(
+        took <= Duration::from_secs(3 + 2),
+        "refused {took:?} after the rotation; the grace is 3 s"
+    );
 }

@@ -41,6 +41,13 @@ pub trait Ephemeral: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<(), EphemeralError>;
 }
 
+/// The id under which a change of credential `id` (an API key rotated out, its grants
+/// edited) travels on the revocation channel: not a revocation, but word that proofs of the
+/// credential cached by replicas are stale and must be made again from the store.
+pub fn changed_notice(id: &str) -> String {
+    format!("changed:{id}")
+}
+
 /// A replica-local set of revoked ids with expiry; cheap to query on the hot path.
 ///
 /// It also counts insertions ([`RevocationSet::epoch`]): a caller that found an identity

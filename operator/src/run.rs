@@ -40,8 +40,8 @@ pub struct RunConfig {
     /// The system of record, already reachable.
     pub store: Arc<dyn Store>,
     /// The gateways' Redis: with it, a deleted or rotated-out API key is refused at once on
-    /// every replica; without it, gateways notice at their periodic re-check. Only the
-    /// Kubernetes source pushes revocations.
+    /// every replica (both sources push revocations there); without it, gateways notice
+    /// when their cache of the proven key expires.
     pub redis_url: Option<Secret>,
     /// Kubernetes or a manifest folder.
     pub source: Source,
@@ -119,7 +119,8 @@ pub async fn run(
         match &config.source {
             Source::Kubernetes => run_kubernetes(ctx, &config, stopped()).await,
             Source::Directory(dir) => {
-                run_directory(ctx, &config.operator, dir.clone(), stopped()).await;
+                let revocations = revocation_channel(config.redis_url.as_ref()).await?;
+                run_directory(ctx, &config.operator, dir.clone(), revocations, stopped()).await;
                 Ok(())
             }
         }
@@ -136,14 +137,7 @@ async fn run_kubernetes(
 ) -> Result<(), RunError> {
     let op = &config.operator;
     tracing::info!(listen = %op.listen, "operator reconciling the Kubernetes API");
-    let revocations: Option<Arc<dyn Ephemeral>> = match &config.redis_url {
-        Some(url) => Some(Arc::new(
-            RedisEphemeral::connect(url.expose(), "kg:")
-                .await
-                .map_err(RunError::Redis)?,
-        )),
-        None => None,
-    };
+    let revocations = revocation_channel(config.redis_url.as_ref()).await?;
     let options = ClusterOptions {
         lease_name: op.lease_name.clone(),
         pod_name: op.pod_name.clone(),
@@ -157,16 +151,35 @@ async fn run_kubernetes(
         .map_err(|e| RunError::Kubernetes(Box::new(e)))
 }
 
+/// The gateways' Redis, where revocations are pushed, when `KEYGATE_REDIS_URL` is set
+/// (under the prefix the gateways read: see `IdentityDeps::from_config` in the gateway).
+async fn revocation_channel(
+    redis_url: Option<&Secret>,
+) -> Result<Option<Arc<dyn Ephemeral>>, RunError> {
+    let Some(url) = redis_url else {
+        return Ok(None);
+    };
+    let redis = RedisEphemeral::connect(url.expose(), "kg:")
+        .await
+        .map_err(RunError::Redis)?;
+    Ok(Some(Arc::new(redis)))
+}
+
 /// The manifest-folder source; its Secrets and status view go beside the data of
-/// `keygate dev` (`KEYGATE_DATA_DIR`).
+/// `keygate dev` (`KEYGATE_DATA_DIR`); revocations go to `revocations` when set.
 async fn run_directory(
     ctx: Context,
     op: &OperatorConfig,
     dir: PathBuf,
+    revocations: Option<Arc<dyn Ephemeral>>,
     stopped: impl Future<Output = ()>,
 ) {
     tracing::info!(listen = %op.listen, manifests = %dir.display(), "operator reconciling a manifest folder");
-    let source = Arc::new(DirectorySource::new(dir, &op.data_dir));
+    let mut source = DirectorySource::new(dir, &op.data_dir);
+    if let Some(revocations) = revocations {
+        source = source.with_revocations(revocations);
+    }
+    let source = Arc::new(source);
     tokio::select! {
         () = crate::directory::watch(ctx, source, FOLDER_POLL, RESYNC) => {},
         () = stopped => {},

@@ -22,6 +22,8 @@ pub enum Reason {
     /// The spec asks for something this version of keygate cannot do; it is not served as if
     /// it could.
     NotSupported,
+    /// A Tenant's signing key opens under none of the configured master keys.
+    SigningKeyUnreadable,
 }
 
 impl Reason {
@@ -36,6 +38,7 @@ impl Reason {
             Self::Expired,
             Self::SecretConflict,
             Self::NotSupported,
+            Self::SigningKeyUnreadable,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -52,6 +55,7 @@ impl Reason {
             Self::Expired => "Expired",
             Self::SecretConflict => "SecretConflict",
             Self::NotSupported => "NotSupported",
+            Self::SigningKeyUnreadable => "SigningKeyUnreadable",
         }
     }
 }

@@ -9,6 +9,7 @@ use keygate_core::keyring;
 use keygate_core::store::{DeletionPolicy, SigningKeyRecord, StoreError, TenantUpsert};
 use keygate_crds::{Tenant, TenantStatus};
 
+pub mod sealing;
 pub mod settings;
 
 /// How long a new key sits in JWKS before it signs: longer than any verifier's JWKS cache.
@@ -94,6 +95,12 @@ pub async fn reconcile(
         ctx.store.set_tenant_disabled(stored.id, false).await?;
     }
 
+    if let Err(unreadable) = sealing::reseal_signing_keys(ctx, stored.id).await? {
+        return Ok(not_ready(
+            Reason::SigningKeyUnreadable,
+            unreadable.to_string(),
+        ));
+    }
     let active = rotate_signing_keys(ctx, tenant, stored.id, now).await?;
 
     let issuer = ctx.issuer(name);
@@ -104,7 +111,11 @@ pub async fn reconcile(
         conditions: vec![ready(
             true,
             Reason::Reconciled,
-            "tenant is live",
+            // Master-key rotation waits for this to name the new key (docs/operations.md).
+            format!(
+                "tenant is live; its signing keys are sealed under master key `{}`",
+                ctx.master_keys.active_id()
+            ),
             generation,
             now,
         )],

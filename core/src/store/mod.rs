@@ -35,6 +35,7 @@ pub use sqlite::SqliteStore;
 pub use traits::*;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +75,31 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
     /// Which database this is.
     fn backend(&self) -> Backend;
+    /// Removes rows past their lifetime (sessions with their refresh families, one-time
+    /// tokens) unless another process is doing so now: `None` when it is (on PostgreSQL an
+    /// advisory lock, [`JANITOR_LOCK_KEY`], lets one replica sweep at a time).
+    async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError>;
+}
+
+/// The PostgreSQL advisory-lock key the janitor holds while it sweeps, so replicas take
+/// turns instead of deleting the same rows at once ("kgjanito" in ASCII).
+pub const JANITOR_LOCK_KEY: i64 = 0x6b67_6a61_6e69_746f;
+
+/// What one janitor sweep removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Sessions past their absolute expiry, with their refresh-token families.
+    pub sessions: u64,
+    /// One-time tokens (reset, verification, invite) past their expiry.
+    pub one_time_tokens: u64,
+}
+
+/// The sweep itself, shared by both backends: the deletes the store's janitors define.
+async fn sweep<S: Store + ?Sized>(store: &S, now: DateTime<Utc>) -> Result<Swept, StoreError> {
+    Ok(Swept {
+        sessions: store.delete_expired_sessions(now).await?,
+        one_time_tokens: store.delete_expired_one_time_tokens(now).await?,
+    })
 }
 
 /// Connection pool sizing, so deployments can match the database's connection budget.

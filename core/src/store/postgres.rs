@@ -1,9 +1,10 @@
 //! The PostgreSQL backend: the system of record in a cluster.
 
 use super::sql::{impl_store, store_basics};
-use super::{Backend, PoolSettings, Store, StoreError};
+use super::{Backend, JANITOR_LOCK_KEY, PoolSettings, Store, StoreError, Swept};
 use crate::clock::Clock;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::Arc;
 
@@ -82,5 +83,28 @@ impl Store for PgStore {
 
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError> {
+        // A session-level lock on one pooled connection: a replica that dies mid-sweep
+        // drops its connection, and with it the lock.
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(JANITOR_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let swept = super::sweep(self, now).await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(JANITOR_LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // Never hand a connection that may still hold the lock back to the pool.
+            let _ = conn.close().await;
+        }
+        swept.map(Some)
     }
 }

@@ -276,6 +276,15 @@ pub trait SigningKeyStore {
     ) -> Result<(), StoreError>;
     /// Janitor across all tenants: removes keys whose `retires_at` is at or before `now`.
     async fn delete_retired_signing_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Replaces a key's sealed private part (master-key rotation) if it still is `previous`;
+    /// `false` if the key is gone or was re-sealed by someone else meanwhile.
+    async fn reseal_signing_key(
+        &self,
+        tenant: TenantId,
+        kid: &str,
+        previous: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
 }
 
 /// The session ledger.

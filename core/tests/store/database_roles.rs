@@ -150,7 +150,9 @@ pub async fn the_gateway_role_cannot_rewrite_audit_or_declared_state(owner: PgPo
     );
     store.touch_api_key(tenant.id, key.id, t(61)).await.unwrap();
     assert_eq!(store.signing_keys(tenant.id).await.unwrap().len(), 1);
-    assert_eq!(store.delete_expired_sessions(t(86_400)).await.unwrap(), 1);
+    // The scheduled janitor sweeps under the gateway's role, advisory lock included.
+    let swept = store.sweep_expired(t(86_400)).await.unwrap();
+    assert_eq!(swept.map(|s| s.sessions), Some(1));
     store.erase_user(tenant.id, user.id).await.unwrap();
     gw.drop().await;
 }
@@ -171,6 +173,15 @@ pub async fn the_operator_role_writes_declared_state_only(owner: PgPool) {
         .insert_signing_key(&signing_key(tenant.id, "kid-1", t0()))
         .await
         .unwrap();
+    let sealed = store.signing_keys(tenant.id).await.unwrap()[0]
+        .private_key
+        .clone();
+    assert!(
+        store
+            .reseal_signing_key(tenant.id, "kid-1", &sealed, b"resealed")
+            .await
+            .unwrap()
+    );
     store
         .set_signing_key_retires_at(tenant.id, "kid-1", t(2))
         .await

@@ -153,6 +153,12 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
         db.set_signing_key_retires_at(b, "kid-a", t0()).await,
         Err(StoreError::NotFound)
     ));
+    let sealed = db.signing_keys(a).await.unwrap()[0].private_key.clone();
+    assert!(
+        !db.reseal_signing_key(b, "kid-a", &sealed, b"x")
+            .await
+            .unwrap()
+    );
     // Sessions and refresh tokens.
     assert!(db.session(b, s.id).await.unwrap().is_none());
     assert!(

@@ -245,6 +245,35 @@ pub async fn signing_keys_order_and_retirement(db: &Db) {
         t(7200) + chrono::Duration::microseconds(123_456)
     );
 
+    // Master-key rotation re-seals the private part, only over the value it read.
+    let resealed = b"sealed under the next master key".to_vec();
+    assert!(
+        db.reseal_signing_key(acme.id, "kid-active", &active.private_key, &resealed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.reseal_signing_key(acme.id, "kid-active", &active.private_key, b"lost race")
+            .await
+            .unwrap(),
+        "a stale read does not overwrite"
+    );
+    assert!(
+        !db.reseal_signing_key(other.id, "kid-active", &resealed, b"x")
+            .await
+            .unwrap(),
+        "another tenant's key is not touched"
+    );
+    let stored = db.signing_keys(acme.id).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .find(|k| k.kid == "kid-active")
+            .unwrap()
+            .private_key,
+        resealed
+    );
+
     db.set_signing_key_retires_at(acme.id, "kid-active", t(7200))
         .await
         .unwrap();

@@ -70,6 +70,18 @@ pub struct CachedIdentity {
     checked_epoch: AtomicU64,
 }
 
+/// What the revocation set says of a cached identity once its epoch moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Nothing about it changed: keep reusing it.
+    Unchanged,
+    /// One of its ids is revoked: refuse it.
+    Revoked,
+    /// Its credential changed (an API key rotated out, its grants edited): prove it again,
+    /// so the new facts (a grace end, fewer permissions) apply at once.
+    Changed,
+}
+
 /// What the cache knows of a credential.
 #[derive(Debug)]
 pub enum Lookup {
@@ -102,15 +114,16 @@ impl VerifiedCache {
 
     /// The identity proven for `key`, if still valid at `now` and not revoked.
     ///
-    /// `epoch` is the revocation set's epoch read before this call; `revoked` is asked only
-    /// when something was revoked since the entry was last checked, so the common case takes
-    /// no lock but the shard's read lock.
+    /// `epoch` is the revocation set's epoch read before this call; `standing` is asked only
+    /// when something was revoked (or changed) since the entry was last checked, so the
+    /// common case takes no lock but the shard's read lock. A changed entry is dropped and
+    /// reported as a miss.
     pub fn lookup(
         &self,
         key: &[u8; 32],
         now: DateTime<Utc>,
         epoch: u64,
-        revoked: impl Fn(&Identity) -> bool,
+        standing: impl Fn(&Identity) -> Standing,
     ) -> Lookup {
         let outcome = {
             let Ok(shard) = self.shard(key).read() else {
@@ -121,11 +134,14 @@ impl VerifiedCache {
                 Some(c) if c.checked_epoch.load(Ordering::Acquire) == epoch => {
                     return Lookup::Hit(c.identity.clone());
                 }
-                Some(c) if revoked(&c.identity.identity) => Lookup::Revoked,
-                Some(c) => {
-                    c.checked_epoch.store(epoch, Ordering::Release);
-                    return Lookup::Hit(c.identity.clone());
-                }
+                Some(c) => match standing(&c.identity.identity) {
+                    Standing::Revoked => Lookup::Revoked,
+                    Standing::Changed => Lookup::Miss,
+                    Standing::Unchanged => {
+                        c.checked_epoch.store(epoch, Ordering::Release);
+                        return Lookup::Hit(c.identity.clone());
+                    }
+                },
             }
         };
         self.remove(key);
@@ -414,7 +430,7 @@ mod tests {
         let asked = std::cell::Cell::new(0);
         let never_revoked = |_: &Identity| {
             asked.set(asked.get() + 1);
-            false
+            Standing::Unchanged
         };
         assert!(matches!(
             cache.lookup(&key, now, 3, never_revoked),
@@ -436,17 +452,40 @@ mod tests {
             "the entry remembers the epoch it was checked at"
         );
         assert!(matches!(
-            cache.lookup(&key, now, 5, |_| true),
+            cache.lookup(&key, now, 5, |_| Standing::Revoked),
             Lookup::Revoked
         ));
         assert!(matches!(
-            cache.lookup(&key, now, 5, |_| false),
+            cache.lookup(&key, now, 5, |_| Standing::Unchanged),
             Lookup::Miss
         ));
         assert!(matches!(
-            cache.lookup(&[1u8; 32], now, 5, |_| false),
+            cache.lookup(&[1u8; 32], now, 5, |_| Standing::Unchanged),
             Lookup::Miss
         ));
+    }
+
+    #[test]
+    fn a_changed_credential_is_dropped_and_proven_again() {
+        let cache = VerifiedCache::default();
+        let now = Utc::now();
+        let key = [7u8; 32];
+        let until = now + chrono::Duration::seconds(30);
+        cache.insert(
+            key,
+            Arc::new(ProvenIdentity::new(person(), "acme")),
+            until,
+            now,
+            1,
+        );
+        assert!(matches!(
+            cache.lookup(&key, now, 2, |_| Standing::Changed),
+            Lookup::Miss
+        ));
+        assert!(
+            cache.get(&key, now).is_none(),
+            "the stale entry is gone, so the resolver is asked"
+        );
     }
 
     #[test]

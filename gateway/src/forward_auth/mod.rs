@@ -31,11 +31,13 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use cache::{
-    Lookup, MisconfigLogged, ProvenIdentity, RequirementsCache, UpstreamTokens, VerifiedCache,
+    Lookup, MisconfigLogged, ProvenIdentity, RequirementsCache, Standing, UpstreamTokens,
+    VerifiedCache,
 };
 use chrono::{DateTime, Utc};
 use decision::Refusal;
 use keygate_core::crypto::sha256_parts;
+use keygate_core::ephemeral::changed_notice;
 use request::{Credential, Inbound};
 use requirements::Requirements;
 use std::net::SocketAddr;
@@ -237,8 +239,20 @@ async fn identify(
     // Read before any check: a revocation landing during this request moves it on.
     let epoch = revocations.epoch();
     let revoked = |id: &Identity| id.revocation_ids.iter().any(|r| revocations.contains(r));
+    let standing = |id: &Identity| {
+        if revoked(id) {
+            Standing::Revoked
+        } else if id
+            .api_key
+            .is_some_and(|k| revocations.contains(&changed_notice(&k.to_string())))
+        {
+            Standing::Changed
+        } else {
+            Standing::Unchanged
+        }
+    };
 
-    match fa.verified.lookup(&key, now, epoch, revoked) {
+    match fa.verified.lookup(&key, now, epoch, standing) {
         Lookup::Hit(id) => {
             fa.metrics.lookup("cache");
             return Ok((key, id));

@@ -25,6 +25,7 @@ mod authenticator;
 mod error;
 mod flows;
 mod handoff;
+mod janitor;
 mod loading_cache;
 mod lockout;
 mod mailer;

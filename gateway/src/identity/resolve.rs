@@ -143,7 +143,9 @@ impl IdentityService {
             credential: Credential::ApiKey {
                 key_id: record.id,
                 name: record.name.clone(),
-                expires_at: record.expires_at,
+                // A rotated-out key ends with its grace period: forward-auth caches the
+                // proven key no longer than this.
+                expires_at: record.usable_until(),
             },
         })
     }

@@ -15,6 +15,7 @@ mod admin;
 mod api;
 mod client_address;
 mod handoff;
+mod janitor;
 mod metadata;
 mod replicas;
 mod scopes;

@@ -42,6 +42,9 @@ const PREFIX_LEN: usize = 12;
 /// How long a revocation is pushed to gateway replicas: far longer than their cache
 /// re-check, after which the store's `revoked_at` answers.
 pub const REVOCATION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long a change notice is pushed: longer than any gateway reuses a proven key without
+/// asking the store (30 s, `API_KEY_RECHECK` in gateway/src/forward_auth/mod.rs).
+const CHANGE_NOTICE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What a key grants, normalized so equal specs compare equal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -376,6 +379,7 @@ async fn issue_key(
             ctx.store
                 .supersede_api_key(stored_tenant.id, old.id, now, now + grace)
                 .await?;
+            push_change(effects, old).await;
             Event {
                 kind: EventKind::Normal,
                 reason: "KeyRotated",
@@ -436,6 +440,7 @@ async fn update_grants(
             .update_api_key_grants(record.tenant_id, record.id, &new)
             .await?
         {
+            push_change(effects, record).await;
             updated.push(format!("kg_{}_…", record.prefix));
         }
     }
@@ -488,6 +493,18 @@ async fn push_revocation(effects: &Effects, record: &ApiKeyRecord) {
             .await
     {
         tracing::warn!(api_key = %record.id, error = %e, "could not push the revocation to gateway replicas; they refuse the key after their next store check");
+    }
+}
+
+/// Tells gateway replicas a key changed (rotated out, grants edited), so the proofs they
+/// cached are made again from the store and its grace end or new grants apply at once; a
+/// failure only delays that until their cache re-check.
+async fn push_change(effects: &Effects, record: &ApiKeyRecord) {
+    let notice = keygate_core::ephemeral::changed_notice(&record.id.to_string());
+    if let Some(revocations) = &effects.revocations
+        && let Err(e) = revocations.revoke(&notice, CHANGE_NOTICE_TTL).await
+    {
+        tracing::warn!(api_key = %record.id, error = %e, "could not tell gateway replicas the key changed; they apply the change after their cache re-check");
     }
 }
 

@@ -30,20 +30,19 @@ fn tenant_reconciles(registry: &prometheus::Registry) -> u64 {
         .sum()
 }
 
-#[tokio::test]
-async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("manifests");
+/// What `keygate operator --manifests <dir>/manifests` runs with, on a SQLite store in `dir`.
+async fn folder_config(
+    dir: &std::path::Path,
+    registry: &prometheus::Registry,
+    redis_url: Option<keygate_core::config::Secret>,
+) -> (RunConfig, Arc<dyn Store>) {
+    let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
-    std::fs::write(manifests.join("tenant.yaml"), tenant("demo", "default", "")).unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("keygate.db").display()
-    );
+    let url = format!("sqlite://{}?mode=rwc", dir.join("keygate.db").display());
     let store = SqliteStore::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port().await).parse().unwrap();
-    let registry = prometheus::Registry::new();
     let config = RunConfig {
         operator: OperatorConfig {
             listen,
@@ -52,14 +51,28 @@ async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdow
             pod_namespace: None,
             watch_namespaces: Vec::new(),
             public_url: "https://auth.example.com".into(),
-            data_dir: dir.path().join("data"),
+            data_dir: dir.join("data"),
         },
         master_keys: MasterKeys::parse(&MasterKeys::generate_spec("test").unwrap()).unwrap(),
-        store: Arc::new(store),
-        redis_url: None,
+        store: store.clone(),
+        redis_url,
         source: Source::Directory(manifests),
         registry: registry.clone(),
     };
+    (config, store)
+}
+
+#[tokio::test]
+async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = prometheus::Registry::new();
+    let (config, _) = folder_config(dir.path(), &registry, None).await;
+    let listen = config.operator.listen;
+    std::fs::write(
+        dir.path().join("manifests/tenant.yaml"),
+        tenant("demo", "default", ""),
+    )
+    .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(keygate_operator::run(config, async {
         let _ = stopped.await;
@@ -99,6 +112,69 @@ async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdow
         response.contains("keygate_operator_reconciles_total{kind=\"tenant\"}"),
         "{response}"
     );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .expect("run returns after shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+/// `keygate operator --manifests` with `KEYGATE_REDIS_URL`: deleting an ApiKey manifest
+/// pushes the revocation to the gateways' Redis, so a gateway replica refuses the key at
+/// once instead of when its cache of the proven key expires.
+#[tokio::test]
+async fn run_on_a_folder_pushes_api_key_revocations_to_the_gateways_redis() {
+    use keygate_core::ephemeral::RedisEphemeral;
+    let redis =
+        std::env::var("KEYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // A gateway replica listening where gateways listen (the prefix `keygate gateway` uses).
+    let gateway = RedisEphemeral::connect(&redis, "kg:").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = prometheus::Registry::new();
+    let (config, store) = folder_config(
+        dir.path(),
+        &registry,
+        Some(keygate_core::config::Secret::new(redis)),
+    )
+    .await;
+    let manifests = dir.path().join("manifests");
+    std::fs::write(manifests.join("tenant.yaml"), tenant("demo", "default", "")).unwrap();
+    std::fs::write(manifests.join("key.yaml"), api_key("ci", "")).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(keygate_operator::run(config, async {
+        let _ = stopped.await;
+    }));
+
+    let wait = |what: &'static str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        move || assert!(std::time::Instant::now() < deadline, "{what}")
+    };
+    let not_yet = wait("the key was never issued");
+    let key_id = loop {
+        let tenant = store.tenant_by_name("demo").await.unwrap();
+        if let Some(tenant) = tenant {
+            let keys = store.list_api_keys(tenant.id).await.unwrap();
+            if let Some(key) = keys.first() {
+                break key.id.to_string();
+            }
+        }
+        not_yet();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(!gateway.revocations().contains(&key_id));
+
+    std::fs::remove_file(manifests.join("key.yaml")).unwrap();
+    // The folder is polled every 2 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while !gateway.revocations().contains(&key_id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway replica never heard of the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     stop.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), running)

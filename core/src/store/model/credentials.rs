@@ -53,6 +53,19 @@ impl ApiKeyRecord {
             && self.expires_at.is_none_or(|e| now < e)
             && (self.superseded_at.is_none() || self.grace_until.is_some_and(|g| now < g))
     }
+
+    /// When the key stops working by time alone: its expiry or, once superseded by a
+    /// rotation, the end of its grace period (whichever is first); `None` for never. Caches
+    /// of a proven key must not outlive it, or a rotated-out key works past its grace.
+    pub fn usable_until(&self) -> Option<DateTime<Utc>> {
+        let grace_end = self
+            .superseded_at
+            .map(|superseded| self.grace_until.unwrap_or(superseded));
+        match (self.expires_at, grace_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// A new API key row.

@@ -55,6 +55,20 @@ macro_rules! signing_key_store {
                     Ok(())
                 }
 
+                async fn reseal_signing_key(&self, tenant: TenantId, kid: &str, previous: &[u8], sealed: &[u8]) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE signing_keys SET private_key = $4 \
+                         WHERE tenant_id = $1 AND kid = $2 AND private_key = $3",
+                    )
+                    .bind(tenant)
+                    .bind(kid)
+                    .bind(previous)
+                    .bind(sealed)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
                 async fn delete_retired_signing_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
                     let done = sqlx::query::<$db>(
                         "DELETE FROM signing_keys WHERE retires_at IS NOT NULL AND retires_at <= $1",

@@ -1,0 +1,145 @@
+//! The expiry janitor on a controllable clock: sessions (with their refresh families) and
+//! one-time tokens past their lifetime disappear from PostgreSQL on the gateway's schedule,
+//! and a replica that finds another sweeping skips its round.
+
+use crate::support::env::{PASSWORD, env};
+use chrono::Duration;
+use keygate_core::clock::Clock;
+use keygate_core::crypto::signing::SigningAlgorithm;
+use keygate_core::store::{JANITOR_LOCK_KEY, NewOneTimeToken, TokenPurpose};
+use keygate_gateway::identity::{IdentityDeps, IdentityService};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Another gateway replica over the test's store and clock.
+fn replica(env: &crate::support::env::Env) -> IdentityService {
+    let mut deps = IdentityDeps::new(
+        env.store.clone(),
+        env.master.clone(),
+        &env.url,
+        env.clock.clone(),
+    )
+    .unwrap();
+    deps.hasher = env.hasher.clone();
+    IdentityService::new(deps)
+}
+
+#[sqlx::test(migrations = false)]
+async fn expired_sessions_families_and_one_time_tokens_are_swept_on_schedule(pool: sqlx::PgPool) {
+    let env = env(pool.clone()).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    let user = env.user(&t.row, "old@example.com").await;
+    let (status, tokens) = env.login("acme", "old@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let now = env.clock.now();
+    let sessions = env
+        .store
+        .active_sessions_of_user(t.row.id, user, now)
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1);
+    let session = sessions[0].clone();
+    env.store
+        .insert_one_time_token(&NewOneTimeToken {
+            token_hash: vec![7; 32],
+            tenant_id: t.row.id,
+            user_id: Some(user),
+            purpose: TokenPurpose::ResetPassword,
+            data: json!({}),
+            expires_at: now + Duration::hours(1),
+        })
+        .await
+        .unwrap();
+
+    let gateway = replica(&env);
+    let _janitor = gateway
+        .spawn_janitor(std::time::Duration::from_millis(50))
+        .unwrap();
+    // Nothing has expired yet: rounds pass and everything stays.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        env.store
+            .session(t.row.id, session.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Past the session's absolute expiry (and the token's), the next round removes them.
+    env.clock
+        .advance(session.absolute_expires_at - now + Duration::seconds(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while env
+        .store
+        .session(t.row.id, session.id)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired session was never swept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The family went with it; the token too (a second sweep finds nothing left).
+    let (status, _) = env.refresh("acme", &refresh).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let left = gateway.sweep_expired_once().await.unwrap().unwrap();
+    assert_eq!(left, keygate_core::store::Swept::default());
+    let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM one_time_tokens")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tokens, 0, "the expired one-time token row is gone");
+}
+
+#[sqlx::test(migrations = false)]
+async fn one_replica_sweeps_at_a_time(pool: sqlx::PgPool) {
+    let env = env(pool.clone()).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    let user = env.user(&t.row, "old@example.com").await;
+    let (status, _) = env.login("acme", "old@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let session = env
+        .store
+        .active_sessions_of_user(t.row.id, user, env.clock.now())
+        .await
+        .unwrap()
+        .remove(0);
+    env.clock.advance(Duration::days(800));
+
+    // Another replica is mid-sweep (holds the janitor lock): this one skips its round.
+    let mut other = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(JANITOR_LOCK_KEY)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let gateway = replica(&env);
+    assert_eq!(gateway.sweep_expired_once().await.unwrap(), None);
+    assert!(
+        env.store
+            .session(t.row.id, session.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Once it is done, this replica sweeps.
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(JANITOR_LOCK_KEY)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let swept = gateway.sweep_expired_once().await.unwrap().unwrap();
+    assert_eq!(swept.sessions, 1);
+    assert!(
+        env.store
+            .session(t.row.id, session.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,0 +1,194 @@
+//! Master-key rotation as docs/operations.md tells an operator to do it, on PostgreSQL with
+//! the operator's Tenant reconcile and the gateway's identity service over HTTP: prepend a
+//! new master key, restart both, wait for the Tenants to say their keys are sealed under
+//! it, remove the old key, restart again, and tokens are still issued and verify.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use keygate_core::clock::{Clock, SystemClock};
+use keygate_core::crypto::envelope::MasterKeys;
+use keygate_core::crypto::password::{HashParams, PasswordHasher};
+use keygate_core::store::{PgStore, Store};
+use keygate_gateway::identity::{IdentityDeps, IdentityService};
+use sqlx::PgPool;
+use std::sync::Arc;
+
+const PUBLIC_URL: &str = "https://auth.example.com";
+const TENANT: &str = "apiVersion: keygate.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: demo\n  namespace: default\nspec:\n  displayName: Demo\n";
+const EMAIL: &str = "root@example.com";
+
+/// A store on the test's fresh database.
+async fn store(pool: PgPool) -> Arc<dyn Store> {
+    let store = PgStore::from_pool(pool);
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+/// One operator pass over the demo Tenant with `master` (an operator (re)started with that
+/// `KEYGATE_MASTER_KEYS`); returns its Ready condition's status, reason and message.
+async fn operator_pass(store: &Arc<dyn Store>, master: &str) -> (String, String, String) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ctx = keygate_operator::Context::new(
+        store.clone(),
+        MasterKeys::parse(master).unwrap(),
+        PUBLIC_URL,
+        clock,
+    );
+    let keygate_crds::Resource::Tenant(tenant) =
+        keygate_crds::load_manifests(TENANT).unwrap().remove(0)
+    else {
+        panic!("not a Tenant");
+    };
+    let status = keygate_operator::tenant::reconcile(&ctx, &tenant, "uid-demo")
+        .await
+        .unwrap();
+    let ready = status
+        .conditions
+        .first()
+        .expect("a Ready condition")
+        .clone();
+    (ready.status, ready.reason, ready.message)
+}
+
+/// A gateway (re)started with `master`, serving on a free port until the test ends;
+/// returns its base URL.
+async fn gateway(store: &Arc<dyn Store>, master: &str) -> String {
+    let mut deps = IdentityDeps::new(
+        store.clone(),
+        MasterKeys::parse(master).unwrap(),
+        PUBLIC_URL,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    deps.hasher = PasswordHasher::new(HashParams::insecure_for_tests(), 2).unwrap();
+    let identity = IdentityService::new(deps);
+    let state = keygate_gateway::AppState::builder(identity).build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(keygate_gateway::server::serve(
+        listener,
+        keygate_gateway::app(state),
+        keygate_gateway::server::ClientTimeouts::default(),
+        std::future::pending(),
+    ));
+    base
+}
+
+/// Signs in over HTTP; returns the status and the access token, if one was issued.
+async fn sign_in(base: &str, body: serde_json::Value) -> (u16, Option<String>) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/t/demo/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["access_token"].as_str().map(str::to_owned))
+}
+
+/// Verifies `token` against the tenant's published JWKS, as an application would.
+async fn verifies(base: &str, token: &str) -> bool {
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{base}/t/demo/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let Some(jwk) = header.kid.as_deref().and_then(|kid| jwks.find(kid)) else {
+        return false;
+    };
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[format!("{PUBLIC_URL}/t/demo")]);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).is_ok()
+}
+
+#[sqlx::test(migrations = false)]
+async fn following_the_documented_master_key_rotation_keeps_tokens_issued(pool: PgPool) {
+    let store = store(pool).await;
+    let k1 = MasterKeys::generate_spec("k1").unwrap();
+    let k2 = MasterKeys::generate_spec("k2").unwrap();
+
+    // Before: everything sealed under k1; the first admin signs in.
+    let (ready, _, _) = operator_pass(&store, &k1).await;
+    assert_eq!(ready, "True");
+    let base = gateway(&store, &k1).await;
+    let password = "first-boot-secret-91";
+    let identity = {
+        let mut deps = IdentityDeps::new(
+            store.clone(),
+            MasterKeys::parse(&k1).unwrap(),
+            PUBLIC_URL,
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        deps.hasher = PasswordHasher::new(HashParams::insecure_for_tests(), 2).unwrap();
+        IdentityService::new(deps)
+    };
+    identity
+        .bootstrap_admin("demo", EMAIL, password)
+        .await
+        .unwrap();
+    let chosen = "admin-chosen-secret-92";
+    let (status, token) = sign_in(
+        &base,
+        serde_json::json!({ "email": EMAIL, "password": password, "new_password": chosen }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(verifies(&base, &token.unwrap()).await);
+
+    // Steps 1-3: a new key with a new id, prepended; operator and gateway restarted.
+    let both = format!("{},{}", k2, k1);
+    let (ready, _, message) = operator_pass(&store, &both).await;
+    // Step 4: the Tenant says its keys are sealed under the new key.
+    assert_eq!(ready, "True", "{message}");
+    assert!(message.contains("master key `k2`"), "{message}");
+    let base = gateway(&store, &both).await;
+    let signed_in = serde_json::json!({ "email": EMAIL, "password": chosen });
+    let (status, token) = sign_in(&base, signed_in.clone()).await;
+    assert_eq!(status, 200);
+    assert!(verifies(&base, &token.unwrap()).await);
+
+    // Step 5: the old key removed; both restarted again.
+    let (ready, reason, message) = operator_pass(&store, &k2).await;
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("True", "Reconciled"),
+        "{message}"
+    );
+    let base = gateway(&store, &k2).await;
+    let (status, token) = sign_in(&base, signed_in).await;
+    assert_eq!(
+        status, 200,
+        "tokens are issued after the old master key is gone"
+    );
+    assert!(verifies(&base, &token.unwrap()).await);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_tenant_whose_signing_keys_no_master_key_opens_is_not_ready(pool: PgPool) {
+    let store = store(pool).await;
+    let k1 = MasterKeys::generate_spec("k1").unwrap();
+    let k2 = MasterKeys::generate_spec("k2").unwrap();
+    let (ready, _, _) = operator_pass(&store, &k1).await;
+    assert_eq!(ready, "True");
+
+    // The old key removed without the wait: nothing the operator holds opens the key.
+    let (ready, reason, message) = operator_pass(&store, &k2).await;
+    assert_eq!(ready, "False", "{message}");
+    assert_eq!(reason, "SigningKeyUnreadable");
+    assert!(
+        message.contains("`k1`") && message.contains("KEYGATE_MASTER_KEYS"),
+        "the message names the missing master key and the fix: {message}"
+    );
+
+    // Putting k1 back (behind k2) heals it: the keys are re-sealed under k2.
+    let (ready, _, message) = operator_pass(&store, &format!("{k2},{k1}")).await;
+    assert_eq!(ready, "True", "{message}");
+    let (ready, _, message) = operator_pass(&store, &k2).await;
+    assert_eq!(ready, "True", "{message}");
+}
