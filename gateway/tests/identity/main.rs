@@ -13,6 +13,7 @@ mod accounts;
 mod admin;
 mod api;
 mod client_address;
+mod cookie_domain;
 mod handoff;
 mod metadata;
 mod replicas;
