@@ -27,6 +27,12 @@ pub const ORIGIN_PATTERN: &str = r"^https?://[^/\s?#]+$";
 /// An `http(s)` URL without whitespace.
 pub const HTTP_URL_PATTERN: &str = r"^https?://\S+$";
 
+/// A cookie's parent domain: a lower-case DNS name of at least two labels whose last label
+/// starts with a letter (no leading dot, no IP address, no port). The same rule as
+/// `keygate_core::tenant_settings::cookie_domain::is_cookie_domain`.
+pub const COOKIE_DOMAIN_PATTERN: &str =
+    r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
+
 /// Desired state of a Tenant: how its users sign in and what its tokens look like.
 // `printcolumn(type_ = "string", ...)` repeats by design; clippy mistakes it for a duplicate.
 #[allow(clippy::duplicated_attributes)]
@@ -244,6 +250,12 @@ pub struct Sessions {
     /// A session ends this long after sign-in however active it is (default `720h`).
     #[serde(default = "default_session_absolute")]
     pub absolute_lifetime: GoDuration,
+    /// Share the session cookie with every host under this domain (e.g. `example.com`), so
+    /// apps there need no per-host handoff: the cookie becomes `__Secure-keygate_session_{tenant}`
+    /// with `Domain`. Must contain the gateway's public host. Unset: a host-only `__Host-` cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), pattern(COOKIE_DOMAIN_PATTERN))]
+    pub cookie_domain: Option<String>,
 }
 
 impl Default for Sessions {
@@ -251,6 +263,7 @@ impl Default for Sessions {
         Self {
             idle_timeout: default_session_idle(),
             absolute_lifetime: default_session_absolute(),
+            cookie_domain: None,
         }
     }
 }

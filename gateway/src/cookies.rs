@@ -1,9 +1,13 @@
 //! How the gateway names and flags its browser cookies: the session cookie (set by the
-//! sign-in page and the JSON sign-in, read by forward-auth and the routes), an app host's
-//! cookie and nonce from the handoff (`/.keygate/callback`), and the pages' CSRF binding
-//! cookie. A leaf module every adapter may use.
+//! sign-in page and the JSON sign-in, read by forward-auth and the routes; host-only, or
+//! shared with a parent domain when the tenant opts in), an app host's cookie and nonce from
+//! the handoff (`/.keygate/callback`), and the pages' CSRF binding cookie. A leaf module
+//! every adapter may use.
+
+use std::borrow::Cow;
 
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use keygate_core::tenant_settings::cookie_domain;
 
 /// How the session cookie is named and flagged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,11 +19,35 @@ pub enum CookieMode {
 }
 
 impl CookieMode {
-    /// The session cookie's name.
-    pub fn session_cookie(self) -> &'static str {
+    /// The host-only session cookie's name (tenants without `sessions.cookieDomain`).
+    fn host_session_name(self) -> &'static str {
         match self {
             Self::Host => "__Host-keygate_session",
             Self::PlainHttpDev => "keygate_session",
+        }
+    }
+
+    /// The session cookie of `tenant`, whose settings name `domain` (`sessions.cookieDomain`),
+    /// on a gateway served at `public_url`. A domain that does not contain the public host
+    /// (the operator refuses such a Tenant; a gateway with another public URL than the
+    /// operator's could still meet one) is ignored: browsers would drop that cookie and every
+    /// sign-in would loop, while the host-only cookie and the handoff keep working.
+    pub fn session(self, tenant: &str, domain: Option<&str>, public_url: &str) -> SessionCookie {
+        let domain = domain
+            .filter(|d| cookie_domain::covers(d, &cookie_domain::public_host(public_url)))
+            .map(str::to_owned);
+        let name = match (&domain, self) {
+            (None, mode) => Cow::Borrowed(mode.host_session_name()),
+            // `__Host-` forbids `Domain`; `__Secure-` still makes browsers refuse the cookie
+            // from plain HTTP. Per tenant, so two tenants sharing a domain never overwrite
+            // each other's cookie.
+            (Some(_), Self::Host) => Cow::Owned(format!("__Secure-keygate_session_{tenant}")),
+            (Some(_), Self::PlainHttpDev) => Cow::Owned(format!("keygate_session_{tenant}")),
+        };
+        SessionCookie {
+            mode: self,
+            name,
+            domain,
         }
     }
 
@@ -56,12 +84,105 @@ impl CookieMode {
 
     /// A cookie called `name` with the flags every keygate cookie has (Path=/, HttpOnly,
     /// SameSite=Lax, and Secure unless in plain-HTTP dev mode).
-    pub(crate) fn cookie(self, name: &'static str, value: String) -> Cookie<'static> {
+    pub(crate) fn cookie(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        value: String,
+    ) -> Cookie<'static> {
         Cookie::build((name, value))
             .path("/")
             .http_only(true)
             .secure(self.secure())
             .same_site(SameSite::Lax)
             .build()
+    }
+}
+
+/// One tenant's session cookie: its name and, when the tenant shares it with every host under
+/// a parent domain (`sessions.cookieDomain`), that domain. Built by [`CookieMode::session`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionCookie {
+    mode: CookieMode,
+    name: Cow<'static, str>,
+    domain: Option<String>,
+}
+
+impl SessionCookie {
+    /// The cookie's name: `__Host-keygate_session`, or `__Secure-keygate_session_{tenant}`
+    /// when shared with a domain.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parent domain the cookie is shared with, if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The cookie carrying session token `value` for `max_age` (the session's remaining
+    /// absolute lifetime).
+    pub fn issue(&self, value: String, max_age: std::time::Duration) -> Cookie<'static> {
+        let mut cookie = self.base(value);
+        cookie.set_max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ));
+        cookie
+    }
+
+    /// The cookie to hand `CookieJar::remove`: same name, path and domain, so the browser
+    /// clears the very cookie [`Self::issue`] set (a removal without the domain would leave
+    /// the shared cookie in place).
+    pub fn removal(&self) -> Cookie<'static> {
+        self.base(String::new())
+    }
+
+    fn base(&self, value: String) -> Cookie<'static> {
+        let mut cookie = self.mode.cookie(self.name.clone(), value);
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_without_a_domain_keeps_the_host_only_cookie() {
+        let c = CookieMode::Host.session("acme", None, "https://auth.example.com");
+        assert_eq!(c.name(), "__Host-keygate_session");
+        let set = c
+            .issue("v".into(), std::time::Duration::from_secs(60))
+            .to_string();
+        assert!(!set.contains("Domain"), "{set}");
+        assert!(set.contains("Secure") && set.contains("HttpOnly") && set.contains("Path=/"));
+    }
+
+    #[test]
+    fn a_domain_cookie_is_secure_prefixed_per_tenant_with_its_domain() {
+        let c = CookieMode::Host.session("acme", Some("example.com"), "https://auth.example.com");
+        assert_eq!(c.name(), "__Secure-keygate_session_acme");
+        let set = c
+            .issue("v".into(), std::time::Duration::from_secs(60))
+            .to_string();
+        for part in [
+            "Domain=example.com",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+        ] {
+            assert!(set.contains(part), "{part} missing from {set}");
+        }
+        assert!(c.removal().to_string().contains("Domain=example.com"));
+    }
+
+    #[test]
+    fn a_domain_outside_the_public_host_falls_back_to_the_host_cookie() {
+        let c = CookieMode::Host.session("acme", Some("example.org"), "https://auth.example.com");
+        assert_eq!(c.name(), "__Host-keygate_session");
+        assert_eq!(c.domain(), None);
     }
 }

@@ -57,16 +57,21 @@ pub fn authority(url: &str) -> Option<String> {
     })
 }
 
-/// Whether a browser returning to `return_url` lacks the gateway's host-only session cookie
-/// there (another host; cookies ignore ports), so it needs the handoff.
-pub fn needs_handoff(return_url: &str, gateway_url: &str) -> bool {
+/// Whether a browser returning to `return_url` lacks the gateway's session cookie there, so
+/// it needs the handoff: another host than the gateway's (cookies ignore ports), unless the
+/// tenant shares its cookie with a parent domain (`cookie_domain`) that host is under.
+pub fn needs_handoff(return_url: &str, gateway_url: &str, cookie_domain: Option<&str>) -> bool {
     let host = |u: &str| {
         Url::parse(u)
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
     };
     match (host(return_url), host(gateway_url)) {
-        (Some(a), Some(b)) => a != b,
+        (Some(a), Some(b)) => {
+            a != b
+                && !cookie_domain
+                    .is_some_and(|d| keygate_core::tenant_settings::cookie_domain::covers(d, &a))
+        }
         _ => false,
     }
 }
@@ -171,13 +176,19 @@ mod tests {
     #[test]
     fn the_handoff_is_needed_on_other_hosts_only() {
         let gw = "https://auth.example.com";
-        assert!(needs_handoff("https://app.example.com/x", gw));
+        assert!(needs_handoff("https://app.example.com/x", gw, None));
         assert!(!needs_handoff(
             "https://auth.example.com/t/acme/account",
-            gw
+            gw,
+            None
         ));
         // Cookies ignore ports: another port of the gateway's host has its cookie.
-        assert!(!needs_handoff("https://AUTH.example.com:8443/x", gw));
+        assert!(!needs_handoff("https://AUTH.example.com:8443/x", gw, None));
+        // A cookie shared with the parent domain reaches every host under it, no other.
+        let shared = Some("example.com");
+        assert!(!needs_handoff("https://app.example.com/x", gw, shared));
+        assert!(needs_handoff("https://app.example.org/x", gw, shared));
+        assert!(needs_handoff("https://app.badexample.com/x", gw, shared));
         assert_eq!(
             handoff_start_url("https://app.example.com:8443/a?b=1", "acme").as_deref(),
             Some(

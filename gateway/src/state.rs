@@ -34,6 +34,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The session cookie of tenant `t` (host-only, or shared with its `sessions.cookieDomain`).
+    pub fn session_cookie(&self, t: &crate::identity::LiveTenant) -> crate::cookies::SessionCookie {
+        self.cookie_mode.session(
+            t.name(),
+            t.settings.sessions.cookie_domain.as_deref(),
+            &self.public_url,
+        )
+    }
+
     /// Starts building the state around `identity`; every setting has a production default.
     pub fn builder(identity: IdentityService) -> AppStateBuilder {
         AppStateBuilder {

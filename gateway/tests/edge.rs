@@ -1024,14 +1024,15 @@ async fn a_browser_signs_in_through_nginx_and_signs_out() {
 // Separate hosts: nginx with TLS (a CA the test makes, trusted by the browser), the gateway
 // at auth.test, apps at app-a.test and other.example, Chromium resolving all to 127.0.0.1.
 
-/// Runs `handoff-flow.mjs` against the gateway `gw` behind TLS nginx on `port`.
+/// Runs `handoff-flow.mjs` against the gateway `gw` behind TLS nginx on `port`; with
+/// `cookie_domain`, in cookie-domain mode (no handoff may happen).
 async fn run_handoff_flow(
     pki: &support::tls::Pki,
     gw: &support::Gateway,
     port: u16,
     hosts: &[&str],
-    app_a: &str,
-    app_b: &str,
+    (app_a, app_b): (&str, &str),
+    cookie_domain: Option<&str>,
 ) {
     let chromium = std::env::var("KEYGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
@@ -1055,6 +1056,15 @@ async fn run_handoff_flow(
             .env("KG_HOME", &pki.home)
             .env("KG_SCREENSHOTS", &screenshots)
             .env("KG_CHROMIUM", &chromium)
+            .env("KG_COOKIE_DOMAIN", cookie_domain.unwrap_or_default())
+            .env(
+                "KG_SHOT_PREFIX",
+                if cookie_domain.is_some() {
+                    "cookie-domain"
+                } else {
+                    "handoff"
+                },
+            )
             .current_dir(browser_dir())
             .kill_on_drop(true)
             .output(),
@@ -1098,7 +1108,59 @@ async fn one_sign_in_reaches_apps_on_other_hosts_and_one_sign_out_ends_them_all(
             gateway_port: port_of(&gw.url),
             upstream_port: upstream,
             tenant: &gw.tenant.name,
+            shared_cookie: false,
         },
     );
-    run_handoff_flow(&pki, &gw, port, &hosts, &app_a, &app_b).await;
+    run_handoff_flow(&pki, &gw, port, &hosts, (&app_a, &app_b), None).await;
+}
+
+/// Cookie-domain mode: the tenant shares its session cookie with `example.test`, the gateway
+/// at `auth.example.test`, two apps under the domain. nginx routes no handoff path to the
+/// gateway (a handoff attempt would fail) and sends `auth-signin` straight to the sign-in
+/// page: one sign-in reaches both apps, one sign-out clears the shared cookie and both are
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sign_in_reaches_apps_under_a_shared_cookie_domain_without_a_handoff() {
+    let hosts = [
+        "auth.example.test",
+        "app-a.example.test",
+        "app-b.example.test",
+    ];
+    let pki = support::tls::Pki::new(&hosts);
+    let (upstream, _up) = start_upstream().await;
+    let port = free_port();
+    let app_a = format!("https://app-a.example.test:{port}/orders");
+    let app_b = format!("https://app-b.example.test:{port}/reports");
+    let gw = start(Options {
+        allowed_origins: vec![
+            format!("https://app-a.example.test:{port}"),
+            format!("https://app-b.example.test:{port}"),
+        ],
+        public_url: Some(format!("https://auth.example.test:{port}")),
+        cookie_domain: Some("example.test".into()),
+        real_identity: true,
+        ..Options::default()
+    })
+    .await;
+    let _nginx = support::tls::start_nginx(
+        &pki,
+        port,
+        &support::tls::Sites {
+            gateway_host: hosts[0],
+            app_hosts: &hosts[1..],
+            gateway_port: port_of(&gw.url),
+            upstream_port: upstream,
+            tenant: &gw.tenant.name,
+            shared_cookie: true,
+        },
+    );
+    run_handoff_flow(
+        &pki,
+        &gw,
+        port,
+        &hosts,
+        (&app_a, &app_b),
+        Some("example.test"),
+    )
+    .await;
 }

@@ -39,8 +39,9 @@ pub async fn reconcile(
         return Ok(not_ready(Reason::InvalidSpec, refused.to_string()));
     }
     // What the schema cannot express (a zero lifetime, a reuse grace as long as the refresh
-    // lifetime) is refused here, before anything is written.
-    let settings = match settings::settings_of(&tenant.spec) {
+    // lifetime, a cookie domain outside the public host) is refused here, before anything
+    // is written.
+    let settings = match settings::settings_of(&tenant.spec, &ctx.public_url) {
         Ok(settings) => settings,
         Err(invalid) => return Ok(not_ready(Reason::InvalidSpec, invalid.to_string())),
     };

@@ -9,6 +9,7 @@
 //! Every part has its defaults (those of the Tenant resource), and [`TenantSettings::validate`]
 //! holds the rules, so settings from any source are checked the same way.
 
+pub mod cookie_domain;
 pub mod duration;
 mod validate;
 
@@ -223,6 +224,11 @@ pub struct Sessions {
     /// A session ends this long after sign-in however active it is (default 720 h).
     #[serde(with = "duration")]
     pub absolute_lifetime: Duration,
+    /// The parent domain the session cookie is shared with (`Domain=`, `__Secure-` prefix),
+    /// so apps on hosts under it need no handoff; `None` keeps the host-only `__Host-`
+    /// cookie. Must contain the gateway's public host ([`TenantSettings::check_public_url`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie_domain: Option<String>,
 }
 
 impl Default for Sessions {
@@ -230,6 +236,7 @@ impl Default for Sessions {
         Self {
             idle_timeout: hours(24),
             absolute_lifetime: hours(720),
+            cookie_domain: None,
         }
     }
 }

@@ -208,3 +208,32 @@ fn validation_refuses_what_no_schema_can_see() {
         Err(TenantSettingsError::Invalid(_))
     ));
 }
+
+#[test]
+fn a_cookie_domain_must_be_a_domain_holding_the_public_host() {
+    let s = TenantSettings::from_json(json!({ "sessions": { "cookieDomain": "example.com" } }))
+        .unwrap();
+    assert_eq!(s.sessions.cookie_domain.as_deref(), Some("example.com"));
+    assert!(s.check_public_url("https://auth.example.com").is_ok());
+    assert!(s.check_public_url("https://example.com:8443/auth").is_ok());
+    let outside = s.check_public_url("https://auth.example.org").unwrap_err();
+    assert_eq!(outside.problems[0].field, "sessions.cookieDomain");
+    assert!(
+        outside.to_string().contains("does not contain"),
+        "{outside}"
+    );
+    // Without the option, any public host is fine and nothing is written back.
+    let plain = TenantSettings::default();
+    assert!(plain.check_public_url("http://127.0.0.1:8080").is_ok());
+    assert!(
+        serde_json::to_value(&plain).unwrap()["sessions"]
+            .get("cookieDomain")
+            .is_none()
+    );
+
+    for bad in ["com", ".example.com", "10.0.0.1", "Example.com"] {
+        let mut s = TenantSettings::default();
+        s.sessions.cookie_domain = Some(bad.into());
+        assert_eq!(problems(&s), ["sessions.cookieDomain"], "{bad}");
+    }
+}

@@ -55,10 +55,44 @@ impl TenantSettings {
         check_password_policy(&self.password_policy, &mut fail);
         check_lifetimes(&self.sessions, &self.tokens, &mut fail);
         check_lists(self, &mut fail);
+        if let Some(domain) = self
+            .sessions
+            .cookie_domain
+            .as_deref()
+            .filter(|d| !super::cookie_domain::is_cookie_domain(d))
+        {
+            fail(
+                "sessions.cookieDomain",
+                format!(
+                    "`{domain}` is not a domain such as example.com (lower-case DNS name of at least two labels, no leading dot, no IP address)"
+                ),
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(InvalidSettings { problems })
+        }
+    }
+
+    /// Checks what depends on where the gateway is served (`public_url`, `KEYGATE_PUBLIC_URL`):
+    /// a `sessions.cookieDomain` must contain its host, or browsers would drop the cookie
+    /// the sign-in page sets and every sign-in would loop. Only the operator knows the
+    /// public URL when it reads a Tenant, so this is not part of [`Self::validate`].
+    pub fn check_public_url(&self, public_url: &str) -> Result<(), InvalidSettings> {
+        let public_host = super::cookie_domain::public_host(public_url);
+        match self.sessions.cookie_domain.as_deref() {
+            Some(domain) if !super::cookie_domain::covers(domain, &public_host) => {
+                Err(InvalidSettings {
+                    problems: vec![Problem {
+                        field: "sessions.cookieDomain",
+                        message: format!(
+                            "`{domain}` does not contain the gateway's public host `{public_host}`; browsers would refuse a cookie for it"
+                        ),
+                    }],
+                })
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -168,7 +168,7 @@ async fn authorize(
     let now = state.clock.now();
     let credential = request::credential(
         &parts.headers,
-        state.cookie_mode.session_cookie(),
+        state.session_cookie(&tenant).name(),
         state.cookie_mode.host_session_cookie(),
     )
     .ok_or_else(|| unauthenticated(state, &tenant, inbound, false))?;
@@ -346,9 +346,9 @@ fn redirects(inbound: &Inbound) -> bool {
 }
 
 /// The denial of a request without a usable credential. A browser is sent to sign in: on
-/// another host than the gateway's through that host's handoff path first (which sets the
-/// nonce cookie the handoff code will be bound to), since the gateway's cookie never
-/// reaches it.
+/// a host the tenant's session cookie never reaches (another host than the gateway's, not
+/// under its `sessions.cookieDomain`) through that host's handoff path first (which sets
+/// the nonce cookie the handoff code will be bound to).
 fn unauthenticated(
     state: &AppState,
     tenant: &LiveTenant,
@@ -377,7 +377,13 @@ fn unauthenticated(
     let sign_in = redirects(inbound).then(|| {
         let rd = return_url(state, tenant, inbound);
         match rd.as_deref() {
-            Some(rd) if return_url::needs_handoff(rd, &state.public_url) => {
+            Some(rd)
+                if return_url::needs_handoff(
+                    rd,
+                    &state.public_url,
+                    tenant.settings.sessions.cookie_domain.as_deref(),
+                ) =>
+            {
                 return_url::handoff_start_url(rd, tenant.name())
             }
             _ => None,

@@ -51,7 +51,8 @@ fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 }
 
 /// Where a signed-in browser goes next: the account page without a return URL; the return
-/// URL itself on the gateway's host; on another host, the handoff (a code for the app host
+/// URL itself on the gateway's host or a host under the tenant's cookie domain (the session
+/// cookie reaches both); on another host, the handoff (a code for the app host
 /// when its nonce hash came along, else the app host's handoff path to set the nonce first).
 pub(super) async fn onwards(
     state: &PagesState,
@@ -64,7 +65,11 @@ pub(super) async fn onwards(
         let account = format!("{}/t/{}/account", state.public_url, tenant.name());
         return Redirect::to(&account).into_response();
     };
-    if !needs_handoff(&rd, &state.public_url) {
+    if !needs_handoff(
+        &rd,
+        &state.public_url,
+        tenant.settings.sessions.cookie_domain.as_deref(),
+    ) {
         return Redirect::to(&rd).into_response();
     }
     let (Some(nonce_hash), Some(host)) = (handoff, authority(&rd)) else {
@@ -186,7 +191,7 @@ pub(super) async fn account(
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
-    let signed_in = match jar.get(state.cookies.session_cookie()) {
+    let signed_in = match jar.get(state.session_cookie(&tenant).name()) {
         Some(c) => state
             .identity
             .resolve_from_session_cookie(tenant.name(), c.value())

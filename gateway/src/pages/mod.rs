@@ -25,7 +25,7 @@ mod signup;
 mod theme;
 
 use crate::AppState;
-use crate::cookies::CookieMode;
+use crate::cookies::{CookieMode, SessionCookie};
 use crate::error::ApiError;
 use crate::identity::{AccountFlows, FlowError, IdentityService, LiveTenant};
 use crate::return_url::safe_return_url;
@@ -113,6 +113,15 @@ impl PagesState {
             cookies,
             templates: Templates::new(),
         }
+    }
+
+    /// The session cookie of tenant `t` (host-only, or shared with its `sessions.cookieDomain`).
+    fn session_cookie(&self, t: &LiveTenant) -> SessionCookie {
+        self.cookies.session(
+            t.name(),
+            t.settings.sessions.cookie_domain.as_deref(),
+            &self.public_url,
+        )
     }
 
     /// The live tenant by URL segment; a missing or disabled one is a 404.

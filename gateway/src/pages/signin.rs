@@ -35,7 +35,7 @@ pub(super) async fn signin_page(
     let tenant = state.live(&name).await?;
     let rd = checked_rd(&state, &tenant, query_param(&q, "rd").as_deref());
     let handoff = checked_handoff(query_param(&q, "handoff"));
-    if let Some(cookie) = jar.get(state.cookies.session_cookie())
+    if let Some(cookie) = jar.get(state.session_cookie(&tenant).name())
         && state
             .identity
             .resolve_from_session_cookie(tenant.name(), cookie.value())
@@ -95,13 +95,9 @@ pub(super) async fn signin_submit(
         Ok(signed_in) => signed_in,
         Err(e) => return Ok(screen.refused(jar, e, again).await),
     };
-    let mut cookie = state.cookies.cookie(
-        state.cookies.session_cookie(),
-        signed_in.cookie_value.clone(),
-    );
-    cookie.set_max_age(cookie::time::Duration::seconds(
-        i64::try_from(signed_in.max_age.as_secs()).unwrap_or(i64::MAX),
-    ));
+    let cookie = state
+        .session_cookie(&tenant)
+        .issue(signed_in.cookie_value.clone(), signed_in.max_age);
     let next = onwards(&state, &tenant, &signed_in.cookie_value, rd, handoff).await;
     Ok((jar.add(cookie), next).into_response())
 }
@@ -134,8 +130,8 @@ pub(super) async fn signout_submit(
             .expired(jar, StatusCode::FORBIDDEN, context! { rd })
             .await);
     }
-    let cookie_name = state.cookies.session_cookie();
-    if let Some(session) = jar.get(cookie_name).map(|c| c.value().to_owned())
+    let session_cookie = state.session_cookie(&tenant);
+    if let Some(session) = jar.get(session_cookie.name()).map(|c| c.value().to_owned())
         && let Err(e) = state.flows.sign_out(&tenant, &session, &meta).await
     {
         tracing::warn!(error = %e, "sign-out could not end the session");
@@ -146,7 +142,8 @@ pub(super) async fn signout_submit(
             None,
         ));
     }
-    let removal = state.cookies.cookie(cookie_name, String::new());
+    // Cleared with its domain, if shared: the browser matches a removal by name, path and domain.
+    let removal = session_cookie.removal();
     let target = signin_url(&state.public_url, tenant.name(), rd.as_deref());
     Ok((jar.remove(removal), Redirect::to(&target)).into_response())
 }

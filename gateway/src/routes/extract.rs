@@ -85,7 +85,7 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         } else if let Some(key) = header_str(&parts.headers, "x-api-key") {
             identity.resolve_from_api_key(&tenant, key).await
-        } else if let Some(cookie) = session_cookie(&parts.headers, state) {
+        } else if let Some(cookie) = session_cookie(&parts.headers, state, &tenant).await {
             // A cookie rides along with cross-site requests; state-changing calls made with it
             // must come from our own origin (CSRF), as browsers say in `Origin`.
             if !parts.method.is_safe() && !same_origin(&parts.headers, &state.public_url) {
@@ -99,8 +99,14 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-fn session_cookie(headers: &HeaderMap, state: &AppState) -> Option<String> {
-    let name = state.cookie_mode.session_cookie();
+/// The value of `tenant`'s session cookie (its name depends on the tenant's cookie domain;
+/// for a tenant that cannot be read, the host-only name, and the resolution reports why).
+async fn session_cookie(headers: &HeaderMap, state: &AppState, tenant: &str) -> Option<String> {
+    let session_cookie = match state.identity.tenant(tenant).await {
+        Ok(live) => state.session_cookie(&live),
+        Err(_) => state.cookie_mode.session(tenant, None, &state.public_url),
+    };
+    let name = session_cookie.name();
     headers
         .get_all(header::COOKIE)
         .iter()

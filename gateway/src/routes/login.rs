@@ -116,17 +116,12 @@ async fn login(
     if body.browser_session
         && let Some(token) = &done.session_cookie
     {
-        let mode = state.cookie_mode;
+        let live = state.identity.tenant(&tenant).await?;
         let max_age = (done.session_expires_at - state.clock.now())
-            .num_seconds()
-            .max(0);
-        let cookie = format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-            mode.session_cookie(),
-            token,
-            if mode.secure() { "; Secure" } else { "" }
-        );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            .to_std()
+            .unwrap_or_default();
+        let cookie = state.session_cookie(&live).issue(token.clone(), max_age);
+        if let Ok(v) = HeaderValue::from_str(&cookie.encoded().to_string()) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
     }

@@ -3,6 +3,9 @@
 // browser trusts (NSS database in $HOME; no certificate error is ignored). Sign in once
 // (at the gateway's host, reached through app A), reach app B without a password, then sign
 // out once and find both apps refusing. Uses Debian's chromium through playwright-core.
+// With KG_COOKIE_DOMAIN set (cookie-domain mode: the tenant shares its session cookie with
+// that parent domain of every host), no handoff may happen at all: no navigation to
+// /.keygate/callback, no app-host cookie, and sign-out clears the shared cookie.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 
@@ -18,6 +21,7 @@ const accountUrl = env('KG_ACCOUNT_URL');
 const email = env('KG_EMAIL');
 const shots = env('KG_SCREENSHOTS');
 const prefix = process.env.KG_SHOT_PREFIX || 'handoff';
+const cookieDomain = process.env.KG_COOKIE_DOMAIN || '';
 const check = (cond, msg) => { if (!cond) throw new Error(msg); };
 const host = (u) => new URL(u).hostname;
 
@@ -33,8 +37,12 @@ try {
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   const passwordPrompts = [];
+  const handoffs = [];
   page.on('framenavigated', (f) => {
     if (f === page.mainFrame() && /\/signin/.test(f.url())) passwordPrompts.push(f.url());
+  });
+  page.on('request', (r) => {
+    if (r.url().includes('/.keygate/callback')) handoffs.push(r.url());
   });
 
   // App A: sent through app A's handoff path to the gateway's sign-in page.
@@ -67,12 +75,20 @@ try {
     }
     check(c.secure && c.httpOnly, `${c.name} is not Secure and HttpOnly`);
   }
+  if (cookieDomain) {
+    check(handoffs.length === 0, `cookie-domain mode went through a handoff: ${handoffs}`);
+    check(!cookies.some((c) => c.name.includes('app_session')), `an app-host cookie was set: ${where}`);
+    check(cookies.some((c) => c.name.startsWith('__Secure-keygate_session_') && c.domain === `.${cookieDomain}`),
+      `no session cookie shared with ${cookieDomain}: ${where}`);
+  }
 
   // Sign out once, on the gateway's account page; both apps send to sign in again.
   await page.goto(accountUrl);
   await page.screenshot({ path: path.join(shots, `${prefix}-account.png`), fullPage: true });
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(/\/signin/);
+  const left = (await context.cookies()).filter((c) => c.name.includes('keygate_session'));
+  check(left.length === 0 || !cookieDomain, `sign-out left session cookies: ${left.map((c) => `${c.name}@${c.domain}`)}`);
   for (const app of [appA, appB]) {
     await page.goto(app);
     check(host(page.url()) === gatewayHost && (await page.getByLabel('Password').count()) === 1,

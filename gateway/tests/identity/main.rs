@@ -14,6 +14,7 @@ mod addresses;
 mod admin;
 mod api;
 mod client_address;
+mod cookie_domain;
 mod handoff;
 mod janitor;
 mod metadata;

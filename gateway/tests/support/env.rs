@@ -94,6 +94,27 @@ pub async fn env_behind_proxies(
         .0
 }
 
+/// A gateway on PostgreSQL and Redis whose public URL is `public_url` (tests of what depends
+/// on the gateway's host, such as a tenant's cookie domain); requests still go to `Env::url`.
+pub async fn env_at(pool: sqlx::PgPool, public_url: &str) -> Env {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(
+        RedisEphemeral::connect(&redis_url(), &prefix)
+            .await
+            .expect("Redis"),
+    );
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    serve_with(store, ephemeral, clock, limits, master, Some(public_url))
+        .await
+        .0
+}
+
 /// The embedded mode of `keygate dev`: SQLite in a temporary file, in-process ephemeral state.
 pub async fn env_sqlite(dir: &tempfile::TempDir) -> Env {
     let clock = Arc::new(ManualClock::new(Utc::now()));

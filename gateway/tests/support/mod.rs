@@ -84,6 +84,8 @@ pub struct Options {
     pub real_identity: bool,
     /// The gateway's public URL when a proxy in front of it serves another (TLS tests).
     pub public_url: Option<String>,
+    /// The tenant's `sessions.cookieDomain` (a session cookie shared with a parent domain).
+    pub cookie_domain: Option<String>,
 }
 
 impl Default for Options {
@@ -96,6 +98,7 @@ impl Default for Options {
             replica_of: None,
             real_identity: false,
             public_url: None,
+            cookie_domain: None,
         }
     }
 }
@@ -160,6 +163,7 @@ pub async fn start(opts: Options) -> Gateway {
                         "branding": { "primaryColor": "#8a2be2", "accentColor": "#4b0082" },
                         "signIn": { "registration": "open" },
                         "redirects": { "allowedOrigins": opts.allowed_origins },
+                        "sessions": { "cookieDomain": opts.cookie_domain },
                     }))
                     .unwrap(),
                     deletion_policy: Default::default(),

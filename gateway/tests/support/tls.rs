@@ -111,6 +111,10 @@ pub struct Sites<'a> {
     pub gateway_port: u16,
     pub upstream_port: u16,
     pub tenant: &'a str,
+    /// The tenant shares its session cookie with a parent domain of every app host: app
+    /// hosts get no handoff route (a handoff attempt would fail) and `auth-signin` points
+    /// at the gateway's sign-in page itself.
+    pub shared_cookie: bool,
 }
 
 pub fn start_nginx(pki: &Pki, port: u16, sites: &Sites) -> TlsNginx {
@@ -129,6 +133,24 @@ pub fn start_nginx(pki: &Pki, port: u16, sites: &Sites) -> TlsNginx {
     let t = sites.tenant;
     let up = sites.upstream_port;
     let root = if nix_root() { "user root;" } else { "" };
+    let (handoff_route, signin) = if sites.shared_cookie {
+        (
+            String::new(),
+            format!(
+                "https://{}:{port}/t/{t}/signin?rd=$scheme://$http_host$request_uri",
+                sites.gateway_host
+            ),
+        )
+    } else {
+        (
+            format!(
+                "location = /.keygate/callback {{\n      proxy_set_header Host $http_host;\n      proxy_pass http://{gw};\n    }}"
+            ),
+            format!(
+                "https://$http_host/.keygate/callback?tenant={t}&rd=$scheme://$http_host$request_uri"
+            ),
+        )
+    };
     let conf = format!(
         r#"{root}
 master_process off;
@@ -163,13 +185,10 @@ http {{
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_pass http://{gw}/forward-auth?tenant={t}&role=reader;
     }}
-    location = /.keygate/callback {{
-      proxy_set_header Host $http_host;
-      proxy_pass http://{gw};
-    }}
+    {handoff_route}
     location @signin {{
       internal;
-      return 302 https://$http_host/.keygate/callback?tenant={t}&rd=$scheme://$http_host$request_uri;
+      return 302 {signin};
     }}
     location / {{
       auth_request /_external-auth;

@@ -8,9 +8,10 @@ use keygate_core::tenant_settings::{
 };
 use keygate_crds::TenantSpec;
 
-/// The settings `spec` declares, checked by [`TenantSettings::validate`]: `Err` lists every
-/// rule broken (for an `InvalidSpec` condition), including what the CRD schema cannot see.
-pub fn settings_of(spec: &TenantSpec) -> Result<TenantSettings, InvalidSettings> {
+/// The settings `spec` declares, checked by [`TenantSettings::validate`] and against the
+/// gateway's `public_url` (a cookie domain must contain its host): `Err` lists every rule
+/// broken (for an `InvalidSpec` condition), including what the CRD schema cannot see.
+pub fn settings_of(spec: &TenantSpec, public_url: &str) -> Result<TenantSettings, InvalidSettings> {
     let mut problems = Vec::new();
     let mut cidrs = |field: &'static str, list: &[String]| {
         list.iter()
@@ -64,6 +65,7 @@ pub fn settings_of(spec: &TenantSpec) -> Result<TenantSettings, InvalidSettings>
         sessions: Sessions {
             idle_timeout: spec.session_idle_timeout(),
             absolute_lifetime: spec.session_absolute_lifetime(),
+            cookie_domain: spec.sessions.cookie_domain.clone(),
         },
         tokens: Tokens {
             access_token_ttl: spec.access_token_ttl(),
@@ -85,6 +87,8 @@ pub fn settings_of(spec: &TenantSpec) -> Result<TenantSettings, InvalidSettings>
         network,
     };
     if let Err(invalid) = settings.validate() {
+        problems.extend(invalid.problems);
+    } else if let Err(invalid) = settings.check_public_url(public_url) {
         problems.extend(invalid.problems);
     }
     if problems.is_empty() {
@@ -108,6 +112,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const GATEWAY: &str = "https://auth.acme.example";
+
     fn spec(json: serde_json::Value) -> TenantSpec {
         serde_json::from_value(json).unwrap()
     }
@@ -115,7 +121,7 @@ mod tests {
     #[test]
     fn an_empty_spec_maps_to_the_default_settings() {
         assert_eq!(
-            settings_of(&spec(serde_json::json!({}))).unwrap(),
+            settings_of(&spec(serde_json::json!({})), GATEWAY).unwrap(),
             TenantSettings::default()
         );
     }
@@ -134,7 +140,7 @@ mod tests {
             "mfa": { "policy": "required" },
             "redirects": { "allowedOrigins": ["https://app.acme.example"] },
             "network": { "allow": ["10.0.0.0/8"], "deny": ["2001:db8::/32"] },
-        })))
+        })), GATEWAY)
         .unwrap();
         assert_eq!(
             s.branding.logo_url.as_deref(),
@@ -175,7 +181,7 @@ mod tests {
         let err = settings_of(&spec(serde_json::json!({
             "tokens": { "accessTokenTtl": "0s", "refreshIdleTtl": "5s", "refreshReuseGrace": "10s" },
             "network": { "deny": ["10.0.0.0/33"] },
-        })))
+        })), GATEWAY)
         .unwrap_err();
         let fields: Vec<_> = err.problems.iter().map(|p| p.field).collect();
         assert_eq!(
@@ -185,6 +191,26 @@ mod tests {
                 "tokens.accessTokenTtl",
                 "tokens.refreshReuseGrace"
             ]
+        );
+    }
+
+    #[test]
+    fn a_cookie_domain_is_carried_over_only_when_it_holds_the_gateway_host() {
+        let s = settings_of(
+            &spec(serde_json::json!({ "sessions": { "cookieDomain": "acme.example" } })),
+            GATEWAY,
+        )
+        .unwrap();
+        assert_eq!(s.sessions.cookie_domain.as_deref(), Some("acme.example"));
+        let err = settings_of(
+            &spec(serde_json::json!({ "sessions": { "cookieDomain": "apps.acme.example" } })),
+            GATEWAY,
+        )
+        .unwrap_err();
+        assert_eq!(err.problems[0].field, "sessions.cookieDomain");
+        assert!(
+            err.to_string().contains("auth.acme.example"),
+            "the message names the public host: {err}"
         );
     }
 
