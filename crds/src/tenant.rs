@@ -27,6 +27,10 @@ pub const ORIGIN_PATTERN: &str = r"^https?://[^/\s?#]+$";
 /// An `http(s)` URL without whitespace.
 pub const HTTP_URL_PATTERN: &str = r"^https?://\S+$";
 
+/// An `https://` URL without whitespace (a logo the sign-in pages load: their CSP allows
+/// images over https only).
+pub const HTTPS_IMAGE_URL_PATTERN: &str = r"^https://\S+$";
+
 /// A cookie's parent domain: a lower-case DNS name of at least two labels whose last label
 /// starts with a letter (no leading dot, no IP address, no port). The same rule as
 /// `keygate_core::tenant_settings::cookie_domain::is_cookie_domain`.
@@ -103,7 +107,10 @@ pub struct TenantSpec {
     /// Where the tenant may send browsers after sign-in and sign-out.
     #[serde(default)]
     pub redirects: Redirects,
-    /// IP allow and deny lists for sign-in and token endpoints.
+    /// Client-address allow and deny lists, enforced at sign-in (API and pages), refresh,
+    /// keygate's token-authenticated API and forward-auth. The client address is the peer,
+    /// or behind a trusted proxy (`trustedProxies`) the right-most untrusted
+    /// `X-Forwarded-For` hop.
     #[serde(default)]
     pub network: Network,
 }
@@ -130,9 +137,10 @@ pub struct Branding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(COLOR_PATTERN))]
     pub accent_color: Option<String>,
-    /// URL of the logo image (`https://` in production).
+    /// URL of the logo image (`https://`), shown at the top of every sign-in page in place
+    /// of the display name (which becomes its `alt` text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), pattern(HTTP_URL_PATTERN))]
+    #[schemars(length(max = 2048), pattern(HTTPS_IMAGE_URL_PATTERN))]
     pub logo_url: Option<String>,
 }
 
@@ -380,13 +388,14 @@ pub struct Redirects {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Network {
-    /// If not empty, only clients in these CIDRs may sign in or use tokens.
+    /// If not empty, only clients in these CIDRs may sign in or use tokens; others get 403
+    /// (`network_denied`, or `access_denied` at the token endpoint). Empty: everyone not denied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))")
         .message("network.allow entries must be CIDRs such as 10.0.0.0/8 or 2001:db8::/32"))]
     pub allow: Vec<String>,
-    /// Clients in these CIDRs are refused, even when also allowed.
+    /// Clients in these CIDRs are refused, even when also allowed (deny wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))")

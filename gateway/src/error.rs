@@ -147,6 +147,11 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
         ),
         E::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid grant"),
         E::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", "Invalid scope"),
+        E::NetworkDenied => (
+            StatusCode::FORBIDDEN,
+            "network_denied",
+            "Not allowed from this network",
+        ),
         E::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
         E::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
         E::InvalidRequest(_) => (

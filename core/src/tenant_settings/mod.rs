@@ -13,6 +13,7 @@ pub mod cookie_domain;
 pub mod duration;
 mod validate;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -314,6 +315,30 @@ pub struct Network {
     /// Clients in these networks are refused, even when also allowed.
     #[serde(with = "cidr_list", skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<IpNet>,
+}
+
+impl Network {
+    /// Whether the tenant limits clients by address at all (either list is set); when not,
+    /// callers need not work out the client's address.
+    pub fn is_restricted(&self) -> bool {
+        !self.allow.is_empty() || !self.deny.is_empty()
+    }
+
+    /// Whether a client at `ip` may sign in, refresh or pass forward-auth: not in `deny`
+    /// (deny wins), and in `allow` unless `allow` is empty. An unknown address (`None`)
+    /// passes only a tenant without lists: it cannot be shown to be outside `deny`.
+    /// IPv4-mapped IPv6 addresses count as their IPv4 address, as the gateway's client
+    /// address does.
+    pub fn permits(&self, ip: Option<IpAddr>) -> bool {
+        if !self.is_restricted() {
+            return true;
+        }
+        let Some(ip) = ip.map(|ip| ip.to_canonical()) else {
+            return false;
+        };
+        !self.deny.iter().any(|net| net.contains(&ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip)))
+    }
 }
 
 fn hours(n: u64) -> Duration {

@@ -237,3 +237,37 @@ fn a_cookie_domain_must_be_a_domain_holding_the_public_host() {
         assert_eq!(problems(&s), ["sessions.cookieDomain"], "{bad}");
     }
 }
+
+#[test]
+fn network_lists_deny_first_and_an_empty_allow_list_allows_all() {
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+    let open = TenantSettings::default().network;
+    assert!(!open.is_restricted());
+    assert!(open.permits(ip("198.51.100.7")) && open.permits(None));
+
+    let s = TenantSettings::from_json(json!({ "network": {
+        "allow": ["10.0.0.0/8", "2001:db8::/32"],
+        "deny": ["10.6.6.0/24"],
+    } }))
+    .unwrap();
+    let n = &s.network;
+    assert!(n.is_restricted());
+    assert!(n.permits(ip("10.1.2.3")));
+    assert!(n.permits(ip("2001:db8::1")));
+    // IPv4-mapped IPv6 (a dual-stack listener's peer) counts as its IPv4 address.
+    assert!(n.permits(ip("::ffff:10.1.2.3")));
+    assert!(!n.permits(ip("192.0.2.1")), "outside allow");
+    assert!(!n.permits(ip("10.6.6.6")), "deny wins over allow");
+    assert!(!n.permits(ip("::ffff:10.6.6.6")));
+    assert!(!n.permits(None), "an unknown address is refused");
+
+    let deny_only = TenantSettings::from_json(json!({ "network": { "deny": ["192.0.2.0/24"] } }))
+        .unwrap()
+        .network;
+    assert!(
+        deny_only.permits(ip("198.51.100.7")),
+        "no allow list: all but deny"
+    );
+    assert!(!deny_only.permits(ip("192.0.2.9")));
+    assert!(!deny_only.permits(None));
+}

@@ -1,7 +1,8 @@
 //! Forward-auth's answers other than "allowed", built in one place: 401 with a Bearer
 //! challenge, 403 (with an RFC 9470 step-up challenge when stronger sign-in would help), a
 //! 302 to the sign-in or step-up page for browsers behind proxies that relay redirects, 403
-//! for a misconfigured auth URL and 503 when a dependency is down. Bodies are problem+json,
+//! for a client outside the tenant's network lists, 403 for a misconfigured auth URL and
+//! 503 when a dependency is down. Bodies are problem+json,
 //! which Traefik and Envoy relay to clients; every denial carries `nosniff`.
 
 use super::decision::Refusal;
@@ -35,6 +36,10 @@ pub enum Denial {
         /// Where to send a browser instead, if anywhere.
         step_up: Option<String>,
     },
+    /// The client's address is outside the tenant's `network.allow` list or inside its
+    /// `network.deny` list: 403 `network_denied`, never a redirect (signing in from there
+    /// is refused too), whatever credential was presented.
+    NetworkDenied,
     /// The proxy's auth URL has requirements keygate cannot read (or names no live tenant):
     /// 403, never 5xx, so ingress-nginx does not show users a server error; logged once.
     Misconfigured,
@@ -52,6 +57,7 @@ impl Denial {
                 ..
             } => "step_up",
             Self::Forbidden { .. } => "forbidden",
+            Self::NetworkDenied => "network_denied",
             Self::Misconfigured => "misconfigured",
             Self::Unavailable => "unavailable",
         }
@@ -80,6 +86,16 @@ impl IntoResponse for Denial {
                 refusal,
                 step_up: None,
             } => forbidden(&realm, &refusal),
+            Self::NetworkDenied => {
+                let mut response = problem_response(
+                    StatusCode::FORBIDDEN,
+                    "network_denied",
+                    "Not allowed from this network",
+                    Some("This tenant does not accept requests from the client's address".into()),
+                );
+                no_store(&mut response);
+                response
+            }
             Self::Misconfigured => problem_response(
                 StatusCode::FORBIDDEN,
                 "forward_auth_misconfigured",

@@ -7,10 +7,11 @@ use super::request::Proxy;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 const PROXIES: [&str; 4] = ["nginx", "traefik", "envoy", "direct"];
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "allow",
     "unauthenticated",
     "forbidden",
+    "network_denied",
     "step_up",
     "misconfigured",
     "unavailable",
@@ -75,8 +76,8 @@ impl ForwardAuthMetrics {
         }
     }
 
-    /// Counts one answer: `outcome` is `allow`, `unauthenticated`, `forbidden`, `step_up`,
-    /// `misconfigured` or `unavailable`.
+    /// Counts one answer: `outcome` is `allow`, `unauthenticated`, `forbidden`,
+    /// `network_denied`, `step_up`, `misconfigured` or `unavailable`.
     pub fn decision(&self, proxy: Proxy, outcome: &'static str) {
         let p = match proxy {
             Proxy::Nginx => 0,

@@ -2,7 +2,8 @@
 //! (`ext_authz`, HTTP) make before every request to a protected app.
 //!
 //! A check goes in named steps (`authorize`): read the requirements (a misconfiguration
-//! denies with 403 and is logged once), find the tenant (the identity service's cache), take
+//! denies with 403 and is logged once), find the tenant (the identity service's cache), check
+//! the client's address against the tenant's `network` lists (only when it has any), take
 //! the credential, reuse a proven identity from the cache (checked against the replica-local
 //! revocation set on every request) or ask the [`Authenticator`], then
 //! [`decision::decide`]. Answers are 200 with identity headers, or a [`Denial`]: 401 with
@@ -165,6 +166,12 @@ async fn authorize(
         Denial::Misconfigured
     })?;
     let tenant = tenant(state, &requirements, raw_requirements).await?;
+    // Before the credential is looked at; the address is worked out only for a tenant with
+    // network lists, so the common check does not pay for it.
+    let network = &tenant.settings.network;
+    if network.is_restricted() && !network.permits(inbound.client_ip()) {
+        return Err(Denial::NetworkDenied);
+    }
     let now = state.clock.now();
     let credential = request::credential(
         &parts.headers,

@@ -37,17 +37,34 @@ impl Proxy {
 }
 
 /// The original request as far as the proxy told us, borrowed from our request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Inbound<'a> {
     /// Proxy convention.
     pub proxy: Proxy,
     /// Method of the original request, when known.
     pub method: Option<Method>,
-    /// The client's address, by the gateway's one rule ([`crate::client_addr`]).
-    pub client_ip: Option<IpAddr>,
     /// A browser navigation (`Accept: text/html`), which may get a redirect to sign in.
     pub wants_html: bool,
     original: Original<'a>,
+    client: ClientFacts<'a>,
+}
+
+/// What the client's address is worked out from, kept so it is worked out only when
+/// needed (a tenant with network lists), not on every check.
+#[derive(Clone)]
+struct ClientFacts<'a> {
+    peer: Option<IpAddr>,
+    headers: &'a HeaderMap,
+    trusted_proxies: &'a [IpNet],
+}
+
+impl std::fmt::Debug for ClientFacts<'_> {
+    // The headers carry credentials: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientFacts")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the proxy said of the original URL. Only denials use the URL (as a return target),
@@ -66,6 +83,13 @@ enum Original<'a> {
 }
 
 impl Inbound<'_> {
+    /// The client's address, by the gateway's one rule ([`crate::client_addr`]): the peer,
+    /// or the right-most untrusted `X-Forwarded-For` hop from a trusted proxy.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        let c = &self.client;
+        crate::client_addr::client_addr(c.peer, c.headers, c.trusted_proxies)
+    }
+
     /// URL of the original request, when known; validate before use (`safe_return_url`).
     pub fn url(&self) -> Option<Cow<'_, str>> {
         match self.original {
@@ -131,12 +155,16 @@ pub fn inbound<'a>(
     own_method: &Method,
     envoy_suffix: Option<&'a str>,
     peer: Option<IpAddr>,
-    trusted_proxies: &[IpNet],
+    trusted_proxies: &'a [IpNet],
 ) -> Inbound<'a> {
     let wants_html =
         single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
     let from_trusted = trusted(peer, trusted_proxies);
-    let client_ip = crate::client_addr::client_addr(peer, headers, trusted_proxies);
+    let client = ClientFacts {
+        peer,
+        headers,
+        trusted_proxies,
+    };
 
     if let Some(suffix) = envoy_suffix {
         let scheme = single(headers, "x-forwarded-proto")
@@ -152,7 +180,7 @@ pub fn inbound<'a>(
         return Inbound {
             proxy: Proxy::Envoy,
             method: Some(own_method.clone()),
-            client_ip,
+            client,
             wants_html,
             original,
         };
@@ -165,7 +193,7 @@ pub fn inbound<'a>(
         return Inbound {
             proxy: Proxy::Nginx,
             method,
-            client_ip,
+            client,
             wants_html,
             original: Original::Sent(original),
         };
@@ -192,7 +220,7 @@ pub fn inbound<'a>(
         return Inbound {
             proxy: Proxy::Traefik,
             method,
-            client_ip,
+            client,
             wants_html,
             original,
         };
@@ -210,7 +238,7 @@ pub fn inbound<'a>(
         } else {
             Some(own_method.clone())
         },
-        client_ip,
+        client,
         wants_html,
         original: Original::Unknown,
     }
@@ -360,7 +388,7 @@ mod tests {
         assert_eq!(t.proxy, Proxy::Traefik);
         assert_eq!(t.method, Some(Method::DELETE));
         assert_eq!(t.url().as_deref(), Some("https://app.example.com/x?y=1"));
-        assert_eq!(t.client_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(t.client_ip(), Some("203.0.113.9".parse().unwrap()));
         let u = inbound(
             &h,
             &Method::GET,
@@ -369,7 +397,7 @@ mod tests {
             &nets,
         );
         assert_eq!(
-            (u.method.clone(), u.url(), u.client_ip),
+            (u.method.clone(), u.url(), u.client_ip()),
             (None, None, Some("192.0.2.1".parse().unwrap()))
         );
     }
@@ -390,7 +418,7 @@ mod tests {
             Some("192.0.2.1".parse().unwrap()),
             &nets,
         );
-        assert_eq!(direct.client_ip, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(direct.client_ip(), Some("192.0.2.1".parse().unwrap()));
         // From a trusted proxy: the right-most hop, not the client-written left-most one,
         // and not X-Real-IP when X-Forwarded-For names the client.
         let proxied = inbound(
@@ -400,7 +428,7 @@ mod tests {
             Some("10.1.2.3".parse().unwrap()),
             &nets,
         );
-        assert_eq!(proxied.client_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(proxied.client_ip(), Some("203.0.113.9".parse().unwrap()));
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub enum IdentityError {
     /// granted (RFC 6749 §3.3, §6).
     #[error("invalid scope")]
     InvalidScope,
+    /// The client's address is outside the tenant's `network.allow` list or inside its
+    /// `network.deny` list (`keygate_core::tenant_settings::Network::permits`).
+    #[error("network denied")]
+    NetworkDenied,
     /// The caller lacks the permission for this action.
     #[error("forbidden")]
     Forbidden,

@@ -66,6 +66,9 @@ pub enum FlowError {
     /// The link is unknown, used or expired.
     #[error("invalid or expired link")]
     InvalidLink,
+    /// The client's network may not sign in to this tenant (`network.allow`/`deny`).
+    #[error("network denied")]
+    NetworkDenied,
     /// A dependency is down.
     #[error("unavailable")]
     Unavailable,
@@ -137,6 +140,7 @@ impl From<IdentityError> for FlowError {
                 FlowError::RegistrationClosed
             }
             IdentityError::PasswordSignInDisabled => FlowError::PasswordSignInDisabled,
+            IdentityError::NetworkDenied => FlowError::NetworkDenied,
             IdentityError::PasswordPolicy(reason) => FlowError::PasswordRejected(reason),
             IdentityError::PasswordBreached => FlowError::PasswordRejected(
                 "this password appears in lists of breached passwords".into(),

@@ -26,7 +26,8 @@ impl IdentityService {
     /// holds; a `scope` asked for may narrow that for this token (RFC 6749 §6), never widen
     /// it (`InvalidScope`). The token is bound to its client: every refresh names the
     /// session's `client_id`, or it is `InvalidGrant` (RFC 6749 §6, §10.4), and so is a
-    /// retry within the grace window; a refusal of an unspent token leaves it unspent.
+    /// retry within the grace window; a refusal of an unspent token leaves it unspent. A
+    /// client outside the tenant's network lists is `NetworkDenied`.
     pub async fn refresh(
         &self,
         tenant: &str,
@@ -36,6 +37,8 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<TokenSet, IdentityError> {
         let t = self.tenant(tenant).await?;
+        // Before the token is looked at, so a refused network leaves it unspent.
+        super::signin::admit_network(&t, meta)?;
         if refresh_token.is_empty() || refresh_token.len() > MAX_REFRESH_TOKEN_BYTES {
             return Err(IdentityError::InvalidGrant);
         }

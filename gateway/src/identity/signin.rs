@@ -49,6 +49,16 @@ pub(super) struct OpenedSession {
     pub cookie: Option<String>,
 }
 
+/// Refuses a client whose address the tenant's `network.allow`/`network.deny` lists exclude
+/// (the address by the gateway's one rule, `client_addr`, carried in `meta`).
+pub(super) fn admit_network(t: &LiveTenant, meta: &RequestMeta) -> Result<(), IdentityError> {
+    if t.settings.network.permits(meta.ip) {
+        Ok(())
+    } else {
+        Err(IdentityError::NetworkDenied)
+    }
+}
+
 impl IdentityService {
     /// Counts one request in `bucket` for `key`; refuses past `max` in the window.
     pub(super) async fn limit(
@@ -92,14 +102,17 @@ impl IdentityService {
         self.issue_sign_in(&t, &user, req, meta).await
     }
 
-    /// Whether the tenant takes password sign-ins, the input is of sane size and the
-    /// address is within its rate limit.
+    /// Whether the tenant takes password sign-ins from this network, the input is of sane
+    /// size and the address is within its rate limit.
     async fn admit_sign_in(
         &self,
         t: &LiveTenant,
         req: &PasswordSignIn,
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
+        // Before any password is looked at: a refused network learns nothing about accounts
+        // and moves no lockout counter.
+        admit_network(t, meta)?;
         if !t.settings.sign_in.password {
             return Err(IdentityError::PasswordSignInDisabled);
         }

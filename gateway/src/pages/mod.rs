@@ -168,6 +168,11 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
             "This organisation does not offer sign-in with a password.",
             StatusCode::FORBIDDEN,
         ),
+        FlowError::NetworkDenied => (
+            "email",
+            "This organisation does not allow sign-in from your network.",
+            StatusCode::FORBIDDEN,
+        ),
         FlowError::PasswordRejected(why) => {
             return ("password", why, StatusCode::UNPROCESSABLE_ENTITY);
         }

@@ -3,8 +3,9 @@
 //! authenticated [`Principal`].
 
 use crate::AppState;
+use crate::client_addr::{client_addr, peer};
 use crate::error::ApiError;
-use crate::identity::{IdentityError, Principal};
+use crate::identity::{IdentityError, LiveTenant, Principal};
 pub use crate::meta::Meta;
 use crate::tenant_path::TenantName;
 use axum::extract::rejection::JsonRejection;
@@ -58,7 +59,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The caller, authenticated by `Authorization: Bearer` (an access token or an API key),
-/// `X-API-Key`, or the session cookie, for the tenant named in the path.
+/// `X-API-Key`, or the session cookie, for the tenant named in the path, from a network the
+/// tenant's `network` lists admit (else 403 `network_denied`).
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
@@ -71,6 +73,20 @@ impl FromRequestParts<AppState> for Authenticated {
     ) -> Result<Self, Self::Rejection> {
         let TenantName(tenant) = TenantName::from_request_parts(parts, state).await?;
         let identity = &state.identity;
+        // A token is used only from where it could be obtained: the tenant's network lists
+        // hold for its API as for sign-in, refresh and forward-auth. (An unreadable tenant is
+        // answered by the resolution below.)
+        let live = identity.tenant(&tenant).await.ok();
+        if let Some(network) = live.as_ref().map(|t| &t.settings.network)
+            && network.is_restricted()
+            && !network.permits(client_addr(
+                peer(&parts.extensions),
+                &parts.headers,
+                &state.trusted_proxies,
+            ))
+        {
+            return Err(IdentityError::NetworkDenied.into());
+        }
         let bearer = header_str(&parts.headers, header::AUTHORIZATION.as_str())
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
@@ -85,7 +101,8 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         } else if let Some(key) = header_str(&parts.headers, "x-api-key") {
             identity.resolve_from_api_key(&tenant, key).await
-        } else if let Some(cookie) = session_cookie(&parts.headers, state, &tenant).await {
+        } else if let Some(cookie) = session_cookie(&parts.headers, state, live.as_deref(), &tenant)
+        {
             // A cookie rides along with cross-site requests; state-changing calls made with it
             // must come from our own origin (CSRF), as browsers say in `Origin`.
             if !parts.method.is_safe() && !same_origin(&parts.headers, &state.public_url) {
@@ -101,10 +118,15 @@ impl FromRequestParts<AppState> for Authenticated {
 
 /// The value of `tenant`'s session cookie (its name depends on the tenant's cookie domain;
 /// for a tenant that cannot be read, the host-only name, and the resolution reports why).
-async fn session_cookie(headers: &HeaderMap, state: &AppState, tenant: &str) -> Option<String> {
-    let session_cookie = match state.identity.tenant(tenant).await {
-        Ok(live) => state.session_cookie(&live),
-        Err(_) => state.cookie_mode.session(tenant, None, &state.public_url),
+fn session_cookie(
+    headers: &HeaderMap,
+    state: &AppState,
+    live: Option<&LiveTenant>,
+    tenant: &str,
+) -> Option<String> {
+    let session_cookie = match live {
+        Some(live) => state.session_cookie(live),
+        None => state.cookie_mode.session(tenant, None, &state.public_url),
     };
     let name = session_cookie.name();
     headers

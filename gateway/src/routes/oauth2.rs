@@ -61,6 +61,7 @@ impl From<IdentityError> for OAuthError {
             IdentityError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope"),
             IdentityError::TenantNotFound => (StatusCode::NOT_FOUND, "invalid_request"),
             IdentityError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            IdentityError::NetworkDenied => (StatusCode::FORBIDDEN, "access_denied"),
             IdentityError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
             IdentityError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
@@ -153,7 +154,7 @@ pub struct TokenResponse {
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/token", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "A new pair", body = TokenResponse),
-        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type", body = OAuthError), (status = 403, description = "access_denied: the client's address is outside the tenant's network lists; the refresh token stays unspent", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn token(
     State(state): State<AppState>,
     tenant: Result<TenantName, crate::error::ApiError>,

@@ -18,6 +18,7 @@ mod cookie_domain;
 mod handoff;
 mod janitor;
 mod metadata;
+mod network;
 mod replicas;
 mod scopes;
 mod sessions;
