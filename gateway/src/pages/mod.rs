@@ -339,7 +339,7 @@ impl Screen<'_> {
             title => self.page.title,
             csrf,
             errors,
-            tenant => context! { name => tenant.name(), display_name => tenant.display_name() },
+            tenant => tenant_context(tenant),
             registration_open => tenant.settings.sign_in.registration != Registration::Closed,
             min_length => tenant.settings.password_policy.min_length,
             ..extra
@@ -397,10 +397,26 @@ impl Screen<'_> {
         let ctx = context! {
             title,
             message => text,
-            tenant => context! { name => tenant.name(), display_name => tenant.display_name() },
+            tenant => tenant_context(tenant),
             link => link.map(|(t, h)| context! { text => t, href => h }),
         };
         self.state.templates.render("message.html", status, ctx)
+    }
+}
+
+/// What every page shows of its tenant: URL name, display name and the logo
+/// (`branding.logoUrl`) when it is an `https://` URL (the pages' CSP loads images over
+/// https only, and a page served over TLS would not show an `http://` one). The templates
+/// escape every value; the logo's `alt` is the display name.
+fn tenant_context(tenant: &LiveTenant) -> Value {
+    let logo_url =
+        tenant.settings.branding.logo_url.as_deref().filter(|u| {
+            url::Url::parse(u).is_ok_and(|u| u.scheme() == "https" && u.host().is_some())
+        });
+    context! {
+        name => tenant.name(),
+        display_name => tenant.display_name(),
+        logo_url,
     }
 }
 

@@ -13,6 +13,7 @@ mod accounts;
 mod addresses;
 mod admin;
 mod api;
+mod branding;
 mod client_address;
 mod cookie_domain;
 mod handoff;
