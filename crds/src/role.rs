@@ -43,7 +43,8 @@ use crate::common::{PERMISSION_PATTERN, TenantRef, conditions_schema, impl_condi
 pub struct RoleSpec {
     /// The Tenant (same namespace) this role belongs to. Immutable.
     pub tenant_ref: TenantRef,
-    /// What the role is for, shown to administrators.
+    /// What the role is for, for the people who read the manifest (`kubectl describe`);
+    /// stored with the role, nothing acts on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub description: Option<String>,
@@ -72,7 +73,9 @@ pub struct Subjects {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub users: Vec<String>,
-    /// keygate groups by name.
+    /// keygate groups by name. This version puts accounts in one group only,
+    /// `keygate-admins` (the bootstrap administrator's): naming any other is refused
+    /// (Ready=False, reason NotSupported) and nothing is written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 256),
@@ -80,7 +83,9 @@ pub struct Subjects {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub groups: Vec<String>,
-    /// Groups as an upstream identity provider reports them.
+    /// Groups as an upstream identity provider reports them. This version signs nobody in
+    /// through an IdentityProvider: a Role with idpGroups is refused (Ready=False, reason
+    /// NotSupported) and nothing is written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub idp_groups: Vec<IdpGroup>,

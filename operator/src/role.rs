@@ -4,7 +4,7 @@
 use crate::status::{CONDITION_EMAIL_VERIFICATION, Lookup, Reason, condition, ready};
 use crate::{Context, Effects, ReconcileError, tenant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use keygate_core::store::{RoleSubject, RoleUpsert};
+use keygate_core::store::{ADMIN_GROUP, RoleSubject, RoleUpsert};
 use keygate_core::tenant_settings::EmailVerification;
 use keygate_crds::{Role, RoleStatus};
 
@@ -30,6 +30,9 @@ pub async fn reconcile(
 
     if let Err(refused) = keygate_crds::admit(&keygate_crds::Resource::Role(role.clone())) {
         return Ok(status(false, Reason::InvalidSpec, refused.to_string()));
+    }
+    if let Some(why) = unsupported_subjects(role) {
+        return Ok(status(false, Reason::NotSupported, why));
     }
     let stored_tenant =
         match tenant::parent(ctx, effects, namespace, &role.spec.tenant_ref.name).await? {
@@ -62,6 +65,32 @@ pub async fn reconcile(
     Ok(done)
 }
 
+/// Why the Role's subjects cannot be honoured by this version, if they cannot: upstream
+/// groups (nobody signs in through an IdentityProvider yet) and local groups other than
+/// [`ADMIN_GROUP`] (nothing puts an account in one). Such a Role would be `Ready` while it
+/// binds nobody, so it is refused and nothing is written.
+fn unsupported_subjects(role: &Role) -> Option<String> {
+    let subjects = &role.spec.subjects;
+    if let Some(g) = subjects.idp_groups.first() {
+        return Some(format!(
+            "subjects.idpGroups (e.g. `{}` of `{}`) bind nobody: this keygate version cannot sign people in through an upstream identity provider; bind users by email",
+            g.group, g.identity_provider
+        ));
+    }
+    let other: Vec<&str> = subjects
+        .groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| *g != ADMIN_GROUP)
+        .collect();
+    (!other.is_empty()).then(|| {
+        format!(
+            "subjects.groups `{}` bind nobody: this keygate version puts accounts in no group but `{ADMIN_GROUP}` (the bootstrap administrator's); bind users by email",
+            other.join("`, `")
+        )
+    })
+}
+
 /// [`CONDITION_EMAIL_VERIFICATION`] for a Role with `subjects.users` in a tenant whose
 /// `signIn.emailVerification` is `verification`. The bindings stay live either way; the
 /// warning tells the operator why a bound person may not get the role yet.
@@ -83,14 +112,14 @@ fn email_verification(
             false,
             "VerificationOptional",
             format!(
-                "Tenant `{tenant}` lets people sign in without verifying their address (signIn.emailVerification: optional): anyone may sign up as a bound address, so users bound by email get this role only after verifying it; set emailVerification to required, or bind groups"
+                "Tenant `{tenant}` lets people sign in without verifying their address (signIn.emailVerification: optional): anyone may sign up as a bound address, so users bound by email get this role only after verifying it; set emailVerification to required"
             ),
         ),
         EmailVerification::Off => (
             false,
             "VerificationOff",
             format!(
-                "Tenant `{tenant}` never verifies addresses (signIn.emailVerification: off): users bound by email get this role only as invited accounts or the bootstrap admin; set emailVerification to required, or bind groups"
+                "Tenant `{tenant}` never verifies addresses (signIn.emailVerification: off): users bound by email get this role only as invited accounts or the bootstrap admin; set emailVerification to required"
             ),
         ),
     };

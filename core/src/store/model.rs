@@ -377,6 +377,11 @@ pub struct IdpUpsert {
     pub generation: i64,
 }
 
+/// The local group the bootstrap administrator is put in, and so far the only group any
+/// account can be in: the operator refuses Roles binding other groups (they would bind
+/// nobody) and the gateway grants its members the built-in admin role.
+pub const ADMIN_GROUP: &str = "keygate-admins";
+
 /// Who a role is granted to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RoleSubject {

@@ -9,7 +9,7 @@ pub const ADMIN_PERMISSION: &str = "keygate:admin";
 
 /// The local group whose members hold [`ADMIN_PERMISSION`] through the built-in
 /// [`ADMIN_ROLE`] (the bootstrap admin is put in it).
-pub const ADMIN_GROUP: &str = "keygate-admins";
+pub const ADMIN_GROUP: &str = keygate_core::store::ADMIN_GROUP;
 
 /// The built-in role members of [`ADMIN_GROUP`] get.
 pub const ADMIN_ROLE: &str = "keygate-admin";

@@ -91,3 +91,46 @@ async fn the_shipped_dev_example_binds_emails_only_where_verification_is_require
         "{message}"
     );
 }
+
+/// A Role whose subjects this version cannot match (upstream groups, local groups nobody can
+/// be put in) is refused rather than reported Ready while it binds nobody (issue 13).
+#[sqlx::test(migrations = false)]
+async fn a_role_binding_groups_nobody_can_be_in_is_refused(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &tenant("demo", "default", ""));
+    let with = |subjects: &str| {
+        format!(
+            "apiVersion: keygate.dev/v1alpha1\nkind: Role\nmetadata:\n  name: ops\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  permissions: [orders.read]\n  subjects:\n    users: [ops@demo.example]\n{subjects}"
+        )
+    };
+    let id = |h: &Harness| {
+        let h = h.ctx.store.clone();
+        async move {
+            let t = h.tenant_by_name("demo").await.unwrap().unwrap();
+            h.role_by_name(t.id, "ops").await.unwrap()
+        }
+    };
+    for (subjects, names) in [
+        (
+            "    idpGroups:\n      - identityProvider: corp\n        group: engineering\n",
+            "engineering",
+        ),
+        ("    groups: [keygate-admins, on-call]\n", "on-call"),
+    ] {
+        h.write("role.yaml", &with(subjects));
+        let view = h.sync().await;
+        let (status, reason, message) = ready(&view, "Role default/ops");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "NotSupported")
+        );
+        assert!(message.contains(names), "{message}");
+        assert!(id(&h).await.is_none(), "nothing is written for {subjects}");
+    }
+
+    // The one group accounts can be in is bound, with the users.
+    h.write("role.yaml", &with("    groups: [keygate-admins]\n"));
+    let view = h.sync().await;
+    assert_eq!(ready(&view, "Role default/ops").0, "True");
+    assert!(id(&h).await.is_some());
+}

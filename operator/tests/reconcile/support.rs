@@ -239,7 +239,7 @@ pub fn tenant(name: &str, namespace: &str, extra: &str) -> String {
 
 pub fn role(name: &str, permissions: &[&str], users: &[&str]) -> String {
     format!(
-        "apiVersion: keygate.dev/v1alpha1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  permissions: [{}]\n  subjects:\n    users: [{}]\n    groups: [ops]\n    idpGroups:\n      - identityProvider: corp\n        group: engineering\n",
+        "apiVersion: keygate.dev/v1alpha1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  permissions: [{}]\n  subjects:\n    users: [{}]\n    groups: [keygate-admins]\n",
         permissions.join(", "),
         users.join(", ")
     )
