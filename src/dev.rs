@@ -11,6 +11,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `keygate dev` without SMTP: prints each mail's text to the terminal (stdout), labelled as
+/// a dev-only stand-in, so links can be followed locally. It never goes through the log, and
+/// `keygate gateway` has no such mailer: there a missing SMTP relay means no mail at all.
+#[derive(Debug)]
+struct TerminalMailer;
+
+#[async_trait::async_trait]
+impl keygate_gateway::identity::Mailer for TerminalMailer {
+    async fn send(
+        &self,
+        email: keygate_gateway::identity::Email,
+    ) -> Result<(), keygate_gateway::identity::MailError> {
+        println!(
+            "\n--- keygate dev only: this email was NOT sent (no SMTP configured) ---\nTo: {}\nSubject: {}\n\n{}\n--- end of email ---\n",
+            email.to,
+            email.subject,
+            email.body.trim_end()
+        );
+        Ok(())
+    }
+}
+
 /// Reads the dev master key from `data_dir`, creating it (mode 0600) on first run.
 fn dev_master_keys(data_dir: &Path) -> Result<String, Fatal> {
     let path = data_dir.join("master.key");
@@ -107,7 +129,15 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     } else {
         keygate_gateway::cookies::CookieMode::Host
     };
-    let state = gateway_state(store, common.master_keys, &gw, clock, cookie_mode).await?;
+    let state = gateway_state(
+        store,
+        common.master_keys,
+        &gw,
+        clock,
+        cookie_mode,
+        Some(Arc::new(TerminalMailer)),
+    )
+    .await?;
     print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);
     let _held_until_exit = lock;
     keygate_gateway::server::serve(

@@ -126,6 +126,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         &gw,
         clock,
         keygate_gateway::cookies::CookieMode::Host,
+        None,
     )
     .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
@@ -142,8 +143,10 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// The gateway's state from its settings: Redis, SMTP, argon2id parameters and the
-/// breached-password list in the identity service, the trusted proxies at the edge; then
+/// The gateway's state from its settings: Redis, SMTP (or `without_smtp`, `keygate dev`'s
+/// terminal, when none is configured; `keygate gateway` passes none and sends no mail), argon2id
+/// parameters and the breached-password list in the identity service, the trusted proxies at
+/// the edge; then
 /// the first-admin bootstrap, if configured, starts in the background.
 pub async fn gateway_state(
     store: Arc<dyn Store>,
@@ -151,8 +154,9 @@ pub async fn gateway_state(
     gw: &GatewayConfig,
     clock: Arc<dyn keygate_core::clock::Clock>,
     cookie_mode: keygate_gateway::cookies::CookieMode,
+    without_smtp: Option<Arc<dyn keygate_gateway::identity::Mailer>>,
 ) -> Result<keygate_gateway::AppState, Fatal> {
-    let identity = keygate_gateway::identity::IdentityDeps::from_config(
+    let mut identity = keygate_gateway::identity::IdentityDeps::from_config(
         store.clone(),
         master_keys.clone(),
         gw,
@@ -160,6 +164,15 @@ pub async fn gateway_state(
     )
     .await
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
+    if gw.smtp.is_none() {
+        match without_smtp {
+            Some(mailer) => identity.mailer = mailer,
+            None => tracing::warn!(
+                "no SMTP configured (KEYGATE_SMTP_URL): sign-up with email verification, password reset, \
+                 verification resends and invites answer 503 until it is"
+            ),
+        }
+    }
     let identity = keygate_gateway::identity::IdentityService::new(identity);
     // Building the state starts nothing: the first-admin bootstrap is started here.
     identity.spawn_bootstrap(gw.bootstrap.clone());

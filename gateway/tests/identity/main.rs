@@ -13,6 +13,7 @@ mod accounts;
 mod admin;
 mod api;
 mod client_address;
+mod mail;
 mod replicas;
 mod sessions;
 mod signin;

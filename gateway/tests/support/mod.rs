@@ -5,7 +5,9 @@
 
 pub mod env;
 pub mod identities;
+pub mod logs;
 pub mod real;
+pub mod smtp;
 
 use identities::{Person, TestIdentities};
 use keygate_core::clock::SystemClock;
