@@ -8,6 +8,7 @@ import asyncio
 import email
 import email.policy
 import json
+import logging
 import ssl
 import sys
 
@@ -34,6 +35,8 @@ class Sink:
 
 
 def main():
+    # aiosmtpd 1.4 logs a warning about its own use of a deprecated attribute on every AUTH.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--cert", required=True)
