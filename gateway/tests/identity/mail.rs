@@ -378,3 +378,31 @@ async fn one_address_gets_at_most_its_mail_budget_however_often_it_is_signed_up(
         "{notices} mails to one address, budget {budget}"
     );
 }
+
+#[tokio::test]
+async fn a_relay_whose_certificate_is_not_trusted_gets_no_mail_and_no_password() {
+    let relay = SmtpSink::start();
+    let email = keygate_gateway::identity::Email {
+        to: "ada@example.com".into(),
+        subject: "s".into(),
+        body: "secret link".into(),
+        html: "<p>secret link</p>".into(),
+    };
+    // Web PKI roots only: the relay's private CA is not among them, as for a man in the middle.
+    let untrusting = SmtpMailer::new(&relay.url(), "no-reply@acme.example").unwrap();
+    assert!(untrusting.send(email.clone()).await.is_err());
+    let trusting = SmtpMailer::with_root_certificate(
+        &relay.url(),
+        "no-reply@acme.example",
+        Some(&relay.ca_pem),
+    )
+    .unwrap();
+    trusting.send(email).await.unwrap();
+    let got = relay.wait_for("ada@example.com", "s").await;
+    assert!(got.tls && got.authenticated);
+    assert_eq!(
+        relay.received().len(),
+        1,
+        "only the trusting mailer's message arrived"
+    );
+}
