@@ -185,6 +185,11 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
             "This is not available right now. Try again shortly.",
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        FlowError::MailUnavailable => (
+            "email",
+            "This service cannot send email, so this is not available. Ask its administrator to configure email (SMTP).",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     };
     (field, text.to_owned(), status)
 }
@@ -459,6 +464,7 @@ mod tests {
             ),
             (FlowError::InvalidLink, "token", 400),
             (FlowError::Unavailable, "email", 503),
+            (FlowError::MailUnavailable, "email", 503),
         ];
         for (error, field, status) in cases {
             let (f, text, s) = refusal(error.clone());

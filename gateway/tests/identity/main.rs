@@ -17,6 +17,7 @@ mod client_address;
 mod cookie_domain;
 mod handoff;
 mod janitor;
+mod mail;
 mod metadata;
 mod replicas;
 mod scopes;
