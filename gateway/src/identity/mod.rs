@@ -387,7 +387,12 @@ impl IdentityService {
         }
     }
 
-    /// The ephemeral store the service revokes through (the pages keep CSRF tokens in it).
+    /// The master keys, whose derived MAC keys sign what the pages hand out (CSRF tokens).
+    pub fn master_keys(&self) -> &MasterKeys {
+        &self.inner.deps.master_keys
+    }
+
+    /// The ephemeral store the service revokes through (rate windows, single-use codes).
     pub fn ephemeral(&self) -> Arc<dyn Ephemeral> {
         self.inner.deps.ephemeral.clone()
     }

@@ -19,6 +19,7 @@ mod handoff;
 mod janitor;
 mod mail;
 mod metadata;
+mod page_state;
 mod replicas;
 mod scopes;
 mod sessions;
