@@ -555,10 +555,15 @@ async fn pages_carry_security_headers_csrf_and_accessible_errors() {
         "{html}"
     );
     assert!(html.contains("role=\"alert\""));
-    // The token was single-use.
+    // The token serves only the browser it was rendered for: with another binding cookie
+    // (an attacker's page posting a token fetched for their own browser) it is refused.
+    let (cookie_name, _) = csrf_value.split_once('=').unwrap();
     let r = http
         .post(format!("{}/t/{}/signin", gw.url, gw.tenant.name))
-        .header("cookie", &csrf_value)
+        .header(
+            "cookie",
+            format!("{cookie_name}=BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"),
+        )
         .form_pairs(&[
             ("email", "ada@example.com"),
             ("password", "correct horse battery"),
