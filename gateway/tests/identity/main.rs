@@ -24,5 +24,6 @@ mod sessions;
 mod signin;
 mod tenant_names;
 mod tokens;
+mod upstream_token;
 mod verified_email;
 mod walks;
