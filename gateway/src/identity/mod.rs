@@ -44,6 +44,7 @@ mod signin;
 mod subjects;
 mod tenants;
 mod tokens;
+mod upstream;
 mod usage;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
@@ -55,6 +56,7 @@ pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
 pub use signer::PublishedKeys;
 pub use tenants::{LiveTenant, is_tenant_name};
+pub use upstream::{UPSTREAM_TOKEN_TTL, UPSTREAM_TOKEN_TYP, UpstreamGrant};
 
 use chrono::{DateTime, Utc};
 use keygate_core::clock::Clock;

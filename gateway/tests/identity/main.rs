@@ -26,5 +26,6 @@ mod sessions;
 mod signin;
 mod tenant_names;
 mod tokens;
+mod upstream_token;
 mod verified_email;
 mod walks;
