@@ -12,6 +12,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `keygate dev` without SMTP: prints each mail's text to the terminal (stdout), labelled as
+/// a dev-only stand-in, so links can be followed locally. It never goes through the log, and
+/// `keygate gateway` has no such mailer: there a missing SMTP relay means no mail at all.
+#[derive(Debug)]
+struct TerminalMailer;
+
+#[async_trait::async_trait]
+impl keygate_gateway::identity::Mailer for TerminalMailer {
+    async fn send(
+        &self,
+        email: keygate_gateway::identity::Email,
+    ) -> Result<(), keygate_gateway::identity::MailError> {
+        println!(
+            "\n--- keygate dev only: this email was NOT sent (no SMTP configured) ---\nTo: {}\nSubject: {}\n\n{}\n--- end of email ---\n",
+            email.to,
+            email.subject,
+            email.body.trim_end()
+        );
+        Ok(())
+    }
+}
+
 /// Reads the dev master key from `data_dir`, creating it (mode 0600) on first run.
 fn dev_master_keys(data_dir: &Path) -> Result<String, Fatal> {
     let path = data_dir.join("master.key");
@@ -118,6 +140,7 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         clock,
         cookie_mode,
         Some(ephemeral),
+        Some(Arc::new(TerminalMailer)),
     )
     .await?;
     // The same store re-check `keygate gateway` runs, for sessions revoked in the store.

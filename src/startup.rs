@@ -131,6 +131,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         clock,
         keygate_gateway::cookies::CookieMode::Host,
         None,
+        None,
     )
     .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
@@ -148,11 +149,13 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// The gateway's state from its settings: Redis, SMTP, argon2id parameters and the
-/// breached-password list in the identity service, the trusted proxies at the edge; then
-/// the first-admin bootstrap, if configured, starts in the background. `ephemeral`, when
-/// given, replaces the in-process store of rate windows and revocations (`keygate dev`
-/// shares one with its operator, so a revoked API key is refused at once).
+/// The gateway's state from its settings: Redis, SMTP (or `without_smtp`, `keygate dev`'s
+/// terminal, when none is configured; `keygate gateway` passes none and sends no mail),
+/// argon2id parameters and the breached-password list in the identity service, the trusted
+/// proxies at the edge; then the first-admin bootstrap, if configured, starts in the
+/// background. `ephemeral`, when given, replaces the in-process store of rate windows and
+/// revocations (`keygate dev` shares one with its operator, so a revoked API key is refused
+/// at once).
 pub async fn gateway_state(
     store: Arc<dyn Store>,
     master_keys: keygate_core::crypto::envelope::MasterKeys,
@@ -160,6 +163,7 @@ pub async fn gateway_state(
     clock: Arc<dyn keygate_core::clock::Clock>,
     cookie_mode: keygate_gateway::cookies::CookieMode,
     ephemeral: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
+    without_smtp: Option<Arc<dyn keygate_gateway::identity::Mailer>>,
 ) -> Result<keygate_gateway::AppState, Fatal> {
     let mut identity = keygate_gateway::identity::IdentityDeps::from_config(
         store.clone(),
@@ -171,6 +175,15 @@ pub async fn gateway_state(
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
     if let Some(ephemeral) = ephemeral {
         identity.ephemeral = ephemeral;
+    }
+    if gw.smtp.is_none() {
+        match without_smtp {
+            Some(mailer) => identity.mailer = mailer,
+            None => tracing::warn!(
+                "no SMTP configured (KEYGATE_SMTP_URL): sign-up with email verification, password reset, \
+                 verification resends and invites answer 503 until it is"
+            ),
+        }
     }
     let identity = keygate_gateway::identity::IdentityService::new(identity);
     // Building the state starts nothing: the first-admin bootstrap is started here.

@@ -31,11 +31,25 @@ fn start_dev(data_dir: &Path) -> (Running, String) {
 
 /// [`start_dev`] with extra environment variables.
 fn start_dev_with(data_dir: &Path, env: &[(&str, &str)]) -> (Running, String) {
-    start_dev_in(&repo_root().join("examples/dev"), data_dir, env)
+    let (running, url, _) = start_dev_capturing(&repo_root().join("examples/dev"), data_dir, env);
+    (running, url)
 }
 
 /// [`start_dev_with`] on the manifest folder `manifests`.
 fn start_dev_in(manifests: &Path, data_dir: &Path, env: &[(&str, &str)]) -> (Running, String) {
+    let (running, url, _) = start_dev_capturing(manifests, data_dir, env);
+    (running, url)
+}
+
+/// Every line `keygate dev` has written to stdout so far (its log and what it prints).
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`start_dev_in`], also keeping every stdout line.
+fn start_dev_capturing(
+    manifests: &Path,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> (Running, String, Lines) {
     let mut child = Command::new(BIN)
         .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
         .arg(manifests)
@@ -46,6 +60,8 @@ fn start_dev_in(manifests: &Path, data_dir: &Path, env: &[(&str, &str)]) -> (Run
         .env_remove("KEYGATE_PUBLIC_URL")
         .env_remove("KEYGATE_LISTEN")
         .env_remove("KEYGATE_TRUSTED_PROXIES")
+        .env_remove("KEYGATE_SMTP_URL")
+        .env_remove("KEYGATE_SMTP_FROM")
         .env("KEYGATE_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -54,17 +70,20 @@ fn start_dev_in(manifests: &Path, data_dir: &Path, env: &[(&str, &str)]) -> (Run
         .expect("keygate dev starts");
     let stdout = child.stdout.take().expect("stdout piped");
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Lines::default();
+    let kept = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(url) = line.strip_prefix("keygate dev is serving on ") {
                 let _ = tx.send(url.trim().to_owned());
             }
+            kept.lock().unwrap().push(line);
         }
     });
     let url = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("keygate dev printed its URL");
-    (Running(child), url)
+    (Running(child), url, lines)
 }
 
 #[tokio::test]
@@ -490,5 +509,64 @@ async fn dev_refuses_a_rotated_out_api_key_when_its_grace_ends() {
     assert!(
         took <= Duration::from_secs(3 + 2),
         "refused {took:?} after the rotation; the grace is 3 s"
+    );
+}
+
+/// Without SMTP, `keygate dev` prints a mail's link to its terminal inside a block labelled
+/// dev-only, and its log (here at TRACE, on the same stdout) never carries the link.
+#[tokio::test]
+async fn dev_prints_mails_labelled_dev_only_and_never_logs_them() {
+    let data = tempfile::tempdir().unwrap();
+    let (_dev, base, lines) = start_dev_capturing(
+        &repo_root().join("examples/dev"),
+        data.path(),
+        &[("KEYGATE_LOG", "trace")],
+    );
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/t/demo/accounts"))
+        .json(&serde_json::json!({"email": "new@example.com", "password": "ochre-dune-willow-58"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (block, outside) = loop {
+        let all = lines.lock().unwrap().clone();
+        let start = all
+            .iter()
+            .position(|l| l.starts_with("--- keygate dev only: this email was NOT sent"));
+        let end = all.iter().position(|l| l == "--- end of email ---");
+        if let (Some(start), Some(end)) = (start, end) {
+            let block = all[start..=end].to_vec();
+            let outside: Vec<String> = all[..start]
+                .iter()
+                .chain(&all[end + 1..])
+                .cloned()
+                .collect();
+            break (block, outside);
+        }
+        assert!(Instant::now() < deadline, "no mail printed: {all:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        block.iter().any(|l| l == "To: new@example.com"),
+        "{block:#?}"
+    );
+    let token = block
+        .iter()
+        .find_map(|l| l.split("token=").nth(1))
+        .expect("the verification link")
+        .to_owned();
+    assert!(token.len() >= 32, "{token}");
+    assert!(
+        outside
+            .iter()
+            .any(|l| l.contains("TRACE") || l.contains("DEBUG")),
+        "the log runs at TRACE"
+    );
+    assert!(
+        !outside.iter().any(|l| l.contains(&token)),
+        "the verification token reached the log"
     );
 }

@@ -105,15 +105,59 @@ impl RevocationSet {
 /// The in-process stand-in for Redis: correct for one process only (`keygate dev`, tests).
 #[derive(Debug, Default)]
 pub struct MemoryEphemeral {
-    values: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
-    windows: Mutex<HashMap<String, (u64, Instant)>>,
+    values: Mutex<Expiring<(Vec<u8>, Instant)>>,
+    windows: Mutex<Expiring<(u64, Instant)>>,
     revoked: RevocationSet,
+}
+
+/// Fewest entries before an in-process map is swept of expired ones.
+const SWEEP_FLOOR: usize = 1024;
+
+/// A map whose expired entries are dropped whenever it has doubled since the last sweep, so it
+/// holds at most about twice what is live (Redis expires keys itself).
+#[derive(Debug)]
+struct Expiring<V> {
+    map: HashMap<String, V>,
+    sweep_at: usize,
+}
+
+impl<V> Default for Expiring<V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            sweep_at: SWEEP_FLOOR,
+        }
+    }
+}
+
+impl<V> Expiring<V> {
+    /// Inserts, first sweeping entries `until` says have expired if the map has grown enough.
+    fn insert(&mut self, key: String, value: V, until: impl Fn(&V) -> Instant) {
+        if self.map.len() >= self.sweep_at {
+            let now = Instant::now();
+            self.map.retain(|_, v| until(v) > now);
+            self.sweep_at = (self.map.len() * 2).max(SWEEP_FLOOR);
+        }
+        self.map.insert(key, value);
+    }
 }
 
 impl MemoryEphemeral {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many values and rate windows are held (expired ones linger until the next sweep).
+    pub fn len(&self) -> usize {
+        let values = self.values.lock().map(|v| v.map.len()).unwrap_or(0);
+        let windows = self.windows.lock().map(|w| w.map.len()).unwrap_or(0);
+        values + windows
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -122,23 +166,33 @@ impl Ephemeral for MemoryEphemeral {
     async fn hit(&self, key: &str, window: Duration) -> Result<u64, EphemeralError> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = windows.entry(key.to_owned()).or_insert((0, now + window));
-        if entry.1 <= now {
-            *entry = (0, now + window);
-        }
-        entry.0 += 1;
-        Ok(entry.0)
+        let count = match windows.map.get_mut(key) {
+            Some(entry) if entry.1 > now => {
+                entry.0 += 1;
+                entry.0
+            }
+            _ => {
+                windows.insert(key.to_owned(), (1, now + window), |w| w.1);
+                1
+            }
+        };
+        Ok(count)
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        values.insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+        values.insert(
+            key.to_owned(),
+            (value.to_vec(), Instant::now() + ttl),
+            |v| v.1,
+        );
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
         let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         Ok(values
+            .map
             .get(key)
             .filter(|(_, until)| *until > Instant::now())
             .map(|(v, _)| v.clone()))
@@ -147,6 +201,7 @@ impl Ephemeral for MemoryEphemeral {
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         Ok(values
+            .map
             .remove(key)
             .filter(|(_, until)| *until > Instant::now())
             .map(|(v, _)| v))

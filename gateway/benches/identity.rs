@@ -21,7 +21,7 @@ use keygate_core::ephemeral::RedisEphemeral;
 use keygate_core::store::{NewUser, PgStore, SigningKeyRecord, Store, TenantUpsert, UserStatus};
 use keygate_gateway::AppState;
 use keygate_gateway::identity::{
-    BreachedList, IdentityDeps, IdentityService, LogMailer, RateLimits,
+    BreachedList, IdentityDeps, IdentityService, NoMailer, RateLimits,
 };
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
@@ -242,7 +242,7 @@ async fn run() {
                 .expect("Redis"),
         ),
         hasher: hasher.clone(),
-        mailer: Arc::new(LogMailer),
+        mailer: Arc::new(NoMailer),
         public_url: gw.clone(),
         breached: BreachedList::default(),
         limits: RateLimits {

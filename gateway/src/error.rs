@@ -169,6 +169,11 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "unavailable",
             "Service unavailable",
         ),
+        E::MailUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mail_unavailable",
+            "This installation cannot send email; configure SMTP",
+        ),
         E::Store(_) | E::Crypto(_) | E::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

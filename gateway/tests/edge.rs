@@ -250,13 +250,14 @@ async fn step_up_is_an_rfc9470_challenge() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.headers().get("www-authenticate").is_none());
-    // jwt=1: a short-lived token for the upstream.
-    let r = client()
-        .get(fa(&gw, "&jwt=1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    // jwt=1: a short-lived token for the upstream, addressed to the host the proxy names.
+    let upstream = |token: &str| {
+        client()
+            .get(fa(&gw, "&jwt=1"))
+            .header("x-original-url", "https://app.example.com/orders")
+            .bearer_auth(token)
+    };
+    let r = upstream(&token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let upstream_jwt = |r: &reqwest::Response| {
         r.headers()
@@ -266,20 +267,19 @@ async fn step_up_is_an_rfc9470_challenge() {
     let first = upstream_jwt(&r).unwrap();
     assert_eq!(first.split('.').count(), 3);
     // Signed once per credential and reused for a while, not minted on every check.
-    let again = client()
+    let again = upstream(&token).send().await.unwrap();
+    assert_eq!(upstream_jwt(&again).as_deref(), Some(first.as_str()));
+    // Another host's route gets a token of its own (its own audience), never this one.
+    let elsewhere = client()
         .get(fa(&gw, "&jwt=1"))
+        .header("x-original-url", "https://other.example.com/")
         .bearer_auth(&token)
         .send()
         .await
         .unwrap();
-    assert_eq!(upstream_jwt(&again).as_deref(), Some(first.as_str()));
+    assert_ne!(upstream_jwt(&elsewhere).unwrap(), first);
     let other = gw.ids.token(&grace(), "sid-mfa-other", 300, &["pwd"]);
-    let r = client()
-        .get(fa(&gw, "&jwt=1"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+    let r = upstream(&other).send().await.unwrap();
     let theirs = upstream_jwt(&r).unwrap();
     assert_ne!(theirs, first, "each credential gets its own upstream token");
     // Revoked: refused, and the token minted for it is never handed out again.
@@ -287,12 +287,7 @@ async fn step_up_is_an_rfc9470_challenge() {
         .revoke("sid-mfa", Duration::from_secs(600))
         .await
         .unwrap();
-    let r = client()
-        .get(fa(&gw, "&jwt=1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = upstream(&token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(upstream_jwt(&r), None);
 }
@@ -555,10 +550,15 @@ async fn pages_carry_security_headers_csrf_and_accessible_errors() {
         "{html}"
     );
     assert!(html.contains("role=\"alert\""));
-    // The token was single-use.
+    // The token serves only the browser it was rendered for: with another binding cookie
+    // (an attacker's page posting a token fetched for their own browser) it is refused.
+    let (cookie_name, _) = csrf_value.split_once('=').unwrap();
     let r = http
         .post(format!("{}/t/{}/signin", gw.url, gw.tenant.name))
-        .header("cookie", &csrf_value)
+        .header(
+            "cookie",
+            format!("{cookie_name}=BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"),
+        )
         .form_pairs(&[
             ("email", "ada@example.com"),
             ("password", "correct horse battery"),

@@ -35,24 +35,10 @@ pub async fn reconcile(
         ..TenantStatus::default()
     };
 
-    if let Err(refused) = keygate_crds::admit(&keygate_crds::Resource::Tenant(tenant.clone())) {
-        return Ok(not_ready(Reason::InvalidSpec, refused.to_string()));
-    }
-    // What the schema cannot express (a zero lifetime, a reuse grace as long as the refresh
-    // lifetime, a cookie domain outside the public host) is refused here, before anything
-    // is written.
-    let settings = match settings::settings_of(&tenant.spec, &ctx.public_url) {
+    let settings = match judge(ctx, tenant) {
         Ok(settings) => settings,
-        Err(invalid) => return Ok(not_ready(Reason::InvalidSpec, invalid.to_string())),
+        Err((reason, message)) => return Ok(not_ready(reason, message)),
     };
-    // Serving a tenant that demands a second factor without one would be weaker than what
-    // its owner declared, so nothing is written until keygate can enforce it.
-    if settings.mfa.policy == keygate_core::tenant_settings::MfaPolicy::Required {
-        return Ok(not_ready(
-            Reason::NotSupported,
-            "mfa.policy `required` cannot be enforced: this keygate version has no second factor; use `optional` or `\"off\"`".into(),
-        ));
-    }
     let taken = || {
         not_ready(
             Reason::TenantNameTaken,
@@ -122,6 +108,28 @@ pub async fn reconcile(
         )],
         observed_generation: generation,
     })
+}
+
+/// The settings a Tenant's spec asks for, or why it is refused before anything is written.
+fn judge(
+    ctx: &Context,
+    tenant: &Tenant,
+) -> Result<keygate_core::tenant_settings::TenantSettings, (Reason, String)> {
+    keygate_crds::admit(&keygate_crds::Resource::Tenant(tenant.clone()))
+        .map_err(|refused| (Reason::InvalidSpec, refused.to_string()))?;
+    // What the schema cannot express (a zero lifetime, a reuse grace as long as the refresh
+    // lifetime, a cookie domain outside the public host) is refused here.
+    let settings = settings::settings_of(&tenant.spec, &ctx.public_url)
+        .map_err(|invalid| (Reason::InvalidSpec, invalid.to_string()))?;
+    // Serving a tenant that demands a second factor without one would be weaker than what
+    // its owner declared, so nothing is written until keygate can enforce it.
+    if settings.mfa.policy == keygate_core::tenant_settings::MfaPolicy::Required {
+        return Err((
+            Reason::NotSupported,
+            "mfa.policy `required` cannot be enforced: this keygate version has no second factor; use `optional` or `\"off\"`".into(),
+        ));
+    }
+    Ok(settings)
 }
 
 /// Keeps the tenant's signing keys rotating per its spec; returns the kid that signs now.

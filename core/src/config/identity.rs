@@ -37,7 +37,7 @@ impl Sources {
             return Err(ConfigError::new(
                 "KEYGATE_SMTP_URL",
                 "must start with smtp:// or smtps://",
-                "Use smtp://user:password@host:587 or smtps://user:password@host:465 (or leave it unset to log emails)",
+                "Use smtp://user:password@host:587 or smtps://user:password@host:465 (or leave it unset: then keygate sends no email)",
             ));
         }
         Ok(match (smtp_url, smtp_from) {

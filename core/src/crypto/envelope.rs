@@ -7,6 +7,7 @@
 
 use super::CryptoError;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::collections::HashMap;
@@ -15,11 +16,44 @@ use std::sync::Arc;
 
 const MAGIC: &[u8] = b"kg1";
 
+/// HKDF salt for keys derived from a master key; changing it changes every derived key.
+const DERIVATION_SALT: &[u8] = b"keygate master-key derivation v1";
+
+/// Every purpose's MAC key from the raw bytes of a master key (HKDF-SHA256; the `info` of
+/// each purpose is fixed: changing it changes the key).
+fn derive_macs(raw: &[u8]) -> Result<DerivedMacs, CryptoError> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, DERIVATION_SALT).extract(raw);
+    let derive = |info: &'static [u8]| {
+        let info = [info];
+        prk.expand(&info, hmac::HMAC_SHA256)
+            .map(|okm| super::mac::Mac::new(hmac::Key::from(okm)))
+            .map_err(|_| CryptoError::Primitive("HKDF expand"))
+    };
+    Ok(DerivedMacs {
+        page_forms: derive(b"keygate page forms v1")?,
+    })
+}
+
 /// The configured master keys: the first encrypts, every one decrypts.
 #[derive(Clone)]
 pub struct MasterKeys {
     active: Arc<str>,
     keys: Arc<HashMap<String, LessSafeKey>>,
+    /// MAC keys derived from the active master key with HKDF-SHA256, one per purpose (the AES
+    /// key itself is never used for anything but sealing).
+    macs: Arc<DerivedMacs>,
+}
+
+/// What a MAC key derived from the master key is for; each purpose gets its own key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacPurpose {
+    /// The pages' stateless CSRF tokens.
+    PageForms,
+}
+
+/// One MAC key per [`MacPurpose`].
+struct DerivedMacs {
+    page_forms: super::mac::Mac,
 }
 
 impl fmt::Debug for MasterKeys {
@@ -37,6 +71,7 @@ impl MasterKeys {
     /// Parses `id:base64[,id:base64…]` (commas or newlines); each key must be 32 bytes.
     pub fn parse(spec: &str) -> Result<Self, CryptoError> {
         let mut active = None;
+        let mut macs = None;
         let mut keys = HashMap::new();
         for entry in spec
             .split([',', '\n'])
@@ -74,13 +109,18 @@ impl MasterKeys {
                     "master key id `{id}` appears twice"
                 )));
             }
-            active.get_or_insert_with(|| id.to_owned());
+            if active.is_none() {
+                active = Some(id.to_owned());
+                macs = Some(derive_macs(&raw)?);
+            }
         }
-        let active =
-            active.ok_or_else(|| CryptoError::MasterKeySpec("no master key given".into()))?;
+        let (Some(active), Some(macs)) = (active, macs) else {
+            return Err(CryptoError::MasterKeySpec("no master key given".into()));
+        };
         Ok(Self {
             active: active.into(),
             keys: Arc::new(keys),
+            macs: Arc::new(macs),
         })
     }
 
@@ -88,6 +128,14 @@ impl MasterKeys {
     pub fn generate_spec(id: &str) -> Result<String, CryptoError> {
         let raw = zeroize::Zeroizing::new(super::random::random_bytes::<32>()?);
         Ok(format!("{id}:{}", STANDARD.encode(raw.as_slice())))
+    }
+
+    /// The MAC key of `purpose`, derived from the active master key (HKDF-SHA256), so every
+    /// replica has the same key and no further secret needs distributing.
+    pub fn mac(&self, purpose: MacPurpose) -> &super::mac::Mac {
+        match purpose {
+            MacPurpose::PageForms => &self.macs.page_forms,
+        }
     }
 
     /// The id of the key new ciphertexts are sealed with.

@@ -2,6 +2,7 @@
 //! password hashing, envelope encryption of secrets at rest, signing keys, random tokens.
 
 pub mod envelope;
+pub mod mac;
 pub mod password;
 pub mod random;
 pub mod signing;

@@ -4,7 +4,7 @@
 //! by the caller) and the upstream JWTs minted for them.
 
 use super::requirements::{Requirements, RequirementsError};
-use crate::identity::Identity;
+use crate::identity::{Identity, UpstreamGrant};
 use axum::http::{HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -206,49 +206,77 @@ impl VerifiedCache {
     }
 }
 
-/// How long a minted upstream JWT (`jwt=1`) is handed out again for the same credential;
-/// the tokens live 60 s, so an upstream always receives one with at least 30 s left (or
-/// the credential's own, shorter, remaining life).
+/// How long a minted upstream JWT (`jwt=1`) is handed out again for the same credential
+/// and route; the tokens live 60 s (`identity::UPSTREAM_TOKEN_TTL`), so an upstream always
+/// receives one with at least 30 s left (or the credential's own, shorter, remaining life).
 const UPSTREAM_REUSE: chrono::Duration = chrono::Duration::seconds(30);
-/// Most upstream tokens kept; past it the map is swept, then cleared.
+/// Most credentials with upstream tokens kept; past it the map is swept, then cleared.
 const UPSTREAM_CAP: usize = 65_536;
+/// Most upstream tokens kept per credential (one per host and demanded permissions); past
+/// it the oldest goes.
+const UPSTREAM_PER_CREDENTIAL: usize = 8;
 
-/// Upstream JWTs by credential hash, so `jwt=1` signs once per credential and half-minute
-/// rather than once per request. Only reached after the credential passed its revocation
-/// check, so a revoked credential never gets a cached token.
+/// Upstream JWTs by credential hash and route (audience and demanded permissions), so
+/// `jwt=1` signs once per credential, route and half-minute rather than once per request.
+/// Only reached after the credential passed its revocation check; a credential found
+/// revoked or no longer valid loses every token minted for it at once ([`Self::remove`]),
+/// so no token minted before a sign-out is handed out after it.
 #[derive(Debug, Default)]
 pub struct UpstreamTokens {
-    tokens: RwLock<HashMap<[u8; 32], UpstreamToken>>,
+    tokens: RwLock<HashMap<[u8; 32], Vec<UpstreamToken>>>,
 }
 
-/// A minted upstream JWT and until when it is handed out again.
-type UpstreamToken = (Arc<str>, DateTime<Utc>);
+/// A minted upstream JWT, the route it was minted for and until when it is handed out again.
+#[derive(Debug)]
+struct UpstreamToken {
+    grant: UpstreamGrant,
+    token: Arc<str>,
+    until: DateTime<Utc>,
+}
 
 impl UpstreamTokens {
-    /// The token minted for `key`, if it may still be handed out at `now`.
-    pub fn get(&self, key: &[u8; 32], now: DateTime<Utc>) -> Option<Arc<str>> {
+    /// The token minted for `key` and `grant`, if it may still be handed out at `now`.
+    pub fn get(
+        &self,
+        key: &[u8; 32],
+        grant: &UpstreamGrant,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<str>> {
         let tokens = self.tokens.read().ok()?;
         tokens
-            .get(key)
-            .filter(|(_, until)| *until > now)
-            .map(|(t, _)| t.clone())
+            .get(key)?
+            .iter()
+            .find(|t| t.until > now && t.grant == *grant)
+            .map(|t| t.token.clone())
     }
 
-    /// Remembers `token`, minted for `key` at `now`.
-    pub fn insert(&self, key: [u8; 32], token: Arc<str>, now: DateTime<Utc>) {
+    /// Remembers `token`, minted for `key` and `grant` at `now`.
+    pub fn insert(&self, key: [u8; 32], grant: UpstreamGrant, token: Arc<str>, now: DateTime<Utc>) {
         let Ok(mut tokens) = self.tokens.write() else {
             return;
         };
         if tokens.len() >= UPSTREAM_CAP {
-            tokens.retain(|_, (_, until)| *until > now);
+            tokens.retain(|_, minted| {
+                minted.retain(|t| t.until > now);
+                !minted.is_empty()
+            });
             if tokens.len() >= UPSTREAM_CAP {
                 tokens.clear();
             }
         }
-        tokens.insert(key, (token, now + UPSTREAM_REUSE));
+        let minted = tokens.entry(key).or_default();
+        minted.retain(|t| t.until > now && t.grant != grant);
+        if minted.len() >= UPSTREAM_PER_CREDENTIAL {
+            minted.remove(0);
+        }
+        minted.push(UpstreamToken {
+            grant,
+            token,
+            until: now + UPSTREAM_REUSE,
+        });
     }
 
-    /// Forgets the token of `key` (its credential was revoked).
+    /// Forgets every token of `key` (its credential was revoked or no longer checks out).
     pub fn remove(&self, key: &[u8; 32]) {
         if let Ok(mut tokens) = self.tokens.write() {
             tokens.remove(key);
@@ -489,26 +517,48 @@ mod tests {
     }
 
     #[test]
-    fn upstream_tokens_are_reused_for_half_a_minute_then_minted_again() {
+    fn upstream_tokens_are_reused_for_half_a_minute_per_route_then_minted_again() {
         let tokens = UpstreamTokens::default();
         let now = Utc::now();
         let key = [3u8; 32];
-        assert!(tokens.get(&key, now).is_none());
-        tokens.insert(key, Arc::from("jwt-1"), now);
+        let grant = |host: &str, perms: &[&str]| UpstreamGrant {
+            audience: host.into(),
+            permissions: perms.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let a = grant("a.example.com", &[]);
+        assert!(tokens.get(&key, &a, now).is_none());
+        tokens.insert(key, a.clone(), Arc::from("jwt-a"), now);
         assert_eq!(
             tokens
-                .get(&key, now + chrono::Duration::seconds(29))
+                .get(&key, &a, now + chrono::Duration::seconds(29))
                 .as_deref(),
-            Some("jwt-1")
+            Some("jwt-a")
         );
         assert!(
             tokens
-                .get(&key, now + chrono::Duration::seconds(30))
+                .get(&key, &a, now + chrono::Duration::seconds(30))
                 .is_none()
         );
-        assert!(tokens.get(&[4u8; 32], now).is_none(), "per credential");
+        assert!(tokens.get(&[4u8; 32], &a, now).is_none(), "per credential");
+        let b = grant("b.example.com", &[]);
+        assert!(tokens.get(&key, &b, now).is_none(), "per host");
+        let a_orders = grant("a.example.com", &["orders.read"]);
+        assert!(
+            tokens.get(&key, &a_orders, now).is_none(),
+            "per demanded permissions"
+        );
+        tokens.insert(key, b.clone(), Arc::from("jwt-b"), now);
+        assert_eq!(tokens.get(&key, &a, now).as_deref(), Some("jwt-a"));
+        assert_eq!(tokens.get(&key, &b, now).as_deref(), Some("jwt-b"));
+        for i in 0..UPSTREAM_PER_CREDENTIAL {
+            tokens.insert(key, grant(&format!("h{i}"), &[]), Arc::from("x"), now);
+        }
+        assert!(tokens.get(&key, &a, now).is_none(), "the oldest went first");
         tokens.remove(&key);
-        assert!(tokens.get(&key, now).is_none());
+        assert!(
+            tokens.get(&key, &b, now).is_none(),
+            "revoked: every route's token goes"
+        );
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub(crate) mod tests {
             auth_time: Some(Utc::now() - chrono::Duration::seconds(600)),
             kind: CredentialKind::Session,
             revocation_ids: vec!["s1".into()],
+            session_id: None,
             expires_at: Utc::now() + chrono::Duration::seconds(600),
             api_key: None,
         }

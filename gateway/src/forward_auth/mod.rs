@@ -23,7 +23,9 @@ pub use denial::Denial;
 pub use metrics::ForwardAuthMetrics;
 
 use crate::AppState;
-use crate::identity::{AuthError, Authenticator, CredentialKind, Identity, LiveTenant};
+use crate::identity::{
+    AuthError, Authenticator, CredentialKind, Identity, LiveTenant, UpstreamGrant,
+};
 use crate::return_url;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -195,7 +197,36 @@ async fn authorize(
         now,
     )
     .map_err(|refusal| forbidden(state, &tenant, inbound, refusal))?;
-    allowed(state, &tenant, &proven, &requirements, &key, now).await
+    let grant = requirements
+        .upstream_jwt
+        .then(|| upstream_grant(fa, &requirements, inbound, raw_requirements))
+        .transpose()?;
+    allowed(state, &tenant, &proven, grant, &key, now).await
+}
+
+/// What the upstream token of this check is for: the protected host (its audience) and
+/// the permissions the route demanded. Without a host (a direct call, Traefik from an
+/// untrusted peer) no token can be addressed: a misconfiguration, denied and logged.
+fn upstream_grant(
+    fa: &ForwardAuthState,
+    requirements: &Requirements,
+    inbound: &Inbound<'_>,
+    raw_requirements: &str,
+) -> Result<UpstreamGrant, Denial> {
+    let Some(audience) = inbound.host() else {
+        fa.misconfigured(
+            raw_requirements,
+            &requirements::RequirementsError::BadValue {
+                key: "jwt",
+                value: "1 (the proxy sent no original host to address the token to)".into(),
+            },
+        );
+        return Err(Denial::Misconfigured);
+    };
+    Ok(UpstreamGrant {
+        audience,
+        permissions: requirements.permissions.iter().cloned().collect(),
+    })
 }
 
 /// The live tenant the requirements name; a missing one is a misconfiguration (logged once),
@@ -272,15 +303,19 @@ async fn identify(
         Lookup::Miss => {}
     }
     fa.metrics.lookup("resolver");
+    // A credential that no longer checks out (signed out, expired) takes the upstream tokens
+    // minted for it along, even those minted by a cached proof before.
     let identity = match credential {
-        Credential::AccessToken(v) => fa.authenticator.access_token(tenant, v).await?,
-        Credential::ApiKey(v) => fa.authenticator.api_key(tenant, v).await?,
-        Credential::Session(v) => fa.authenticator.session(tenant, v).await?,
-        Credential::HostSession(v) => fa.authenticator.host_session(tenant, v).await?,
+        Credential::AccessToken(v) => fa.authenticator.access_token(tenant, v).await,
+        Credential::ApiKey(v) => fa.authenticator.api_key(tenant, v).await,
+        Credential::Session(v) => fa.authenticator.session(tenant, v).await,
+        Credential::HostSession(v) => fa.authenticator.host_session(tenant, v).await,
         Credential::Malformed => return Err(AuthError::Invalid),
-    };
+    }
+    .inspect_err(|_| fa.upstream_tokens.remove(&key))?;
     // Belt and braces: an authenticator must never hand us another tenant's identity.
     if identity.tenant_id != tenant.row.id || identity.expires_at <= now || revoked(&identity) {
+        fa.upstream_tokens.remove(&key);
         return Err(AuthError::Invalid);
     }
     let valid_until = match identity.kind {
@@ -295,12 +330,12 @@ async fn identify(
 }
 
 /// The 200 answer: the identity headers rendered when the identity was proven, the upstream
-/// JWT when the route asks for one, and `no-store`.
+/// JWT when the route asks for one (`grant`), and `no-store`.
 async fn allowed(
     state: &AppState,
     tenant: &LiveTenant,
     proven: &ProvenIdentity,
-    req: &Requirements,
+    grant: Option<UpstreamGrant>,
     key: &[u8; 32],
     now: DateTime<Utc>,
 ) -> Result<Response, Denial> {
@@ -312,19 +347,19 @@ async fn allowed(
     for (name, value) in proven.headers() {
         headers.insert(name.clone(), value.clone());
     }
-    if req.upstream_jwt {
-        let jwt = match fa.upstream_tokens.get(key, now) {
+    if let Some(grant) = grant {
+        let jwt = match fa.upstream_tokens.get(key, &grant, now) {
             Some(jwt) => jwt,
             // The route asked for a token it cannot get: deny rather than pass a request
             // the upstream will treat as anonymous.
             None => {
                 let jwt: Arc<str> = fa
                     .authenticator
-                    .upstream_token(tenant, &proven.identity)
+                    .upstream_token(tenant, &proven.identity, &grant)
                     .await
                     .map_err(|_| Denial::Unavailable)?
                     .into();
-                fa.upstream_tokens.insert(*key, jwt.clone(), now);
+                fa.upstream_tokens.insert(*key, grant, jwt.clone(), now);
                 jwt
             }
         };

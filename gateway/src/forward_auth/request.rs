@@ -102,6 +102,21 @@ impl Inbound<'_> {
             } => absolute(scheme, host, path_and_query).map(Cow::Owned),
         }
     }
+
+    /// The host of the original request as the URL parser normalizes it (lower case,
+    /// punycode), with `:port` when not the scheme's default: the audience of the upstream
+    /// token (`jwt=1`). `None` when the proxy did not say, or not of an http(s) URL.
+    pub fn host(&self) -> Option<String> {
+        let url = url::Url::parse(&self.url()?).ok()?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        let host = url.host_str()?;
+        Some(match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        })
+    }
 }
 
 /// A credential as presented, borrowed from the request's headers (no copy on the hot
@@ -341,6 +356,33 @@ fn one_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<Cow<'a, s
 mod tests {
     use super::*;
     use crate::client_addr::tests::headers;
+
+    #[test]
+    fn the_original_host_is_normalized_for_the_upstream_audience() {
+        let host = |pairs: &[(&str, &str)], envoy: Option<&str>| {
+            inbound(&headers(pairs), &Method::GET, envoy, None, &[]).host()
+        };
+        let nginx = |url: &str| host(&[("x-original-url", url)], None);
+        assert_eq!(
+            nginx("https://App.Example.com/x").as_deref(),
+            Some("app.example.com")
+        );
+        assert_eq!(
+            nginx("https://app.example.com:443/x").as_deref(),
+            Some("app.example.com")
+        );
+        assert_eq!(
+            nginx("http://app.example.com:8080/").as_deref(),
+            Some("app.example.com:8080")
+        );
+        assert_eq!(nginx("ftp://app.example.com/"), None);
+        assert_eq!(nginx("::::not a url"), None);
+        assert_eq!(
+            host(&[("host", "b.example.com")], Some("/orders")).as_deref(),
+            Some("b.example.com")
+        );
+        assert_eq!(host(&[], None), None, "a direct call names no host");
+    }
 
     #[test]
     fn nginx_headers_are_read() {

@@ -4,7 +4,7 @@
 //! account exists where a stranger could ask (sign-up, resend).
 
 use super::audit::kind;
-use super::mailer::Email;
+use super::mail::{Mail, recipient_key};
 use super::password;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta, SignUp};
@@ -42,6 +42,10 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
+        // Without mail an account could never be verified: refuse before anything is stored.
+        if t.settings.sign_in.email_verification != EmailVerification::Off {
+            self.require_mail()?;
+        }
         let email = self.admit_sign_up(&t, &req, meta).await?;
         if t.settings.sign_in.registration == Registration::Invite {
             self.spend_invite(&t, req.invite.as_deref().unwrap_or_default(), &email)
@@ -159,13 +163,7 @@ impl IdentityService {
             Err(StoreError::Conflict {
                 constraint: "users_email",
             }) => {
-                self.send_later(Email {
-                    to: email,
-                    subject: format!("{}: someone tried to register with your address", t.row.display_name),
-                    body: "Someone tried to create an account with this email address, which already has one.\n\
-                           If it was you, sign in or reset your password instead. Otherwise you can ignore this message.\n"
-                        .into(),
-                });
+                self.send_later(t, &email, Mail::RegistrationAttempt);
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),
@@ -210,14 +208,15 @@ impl IdentityService {
                 VERIFY_TTL,
             )
             .await?;
-        self.send_later(Email {
-            to: user.email.clone(),
-            subject: format!("{}: confirm your email address", t.row.display_name),
-            body: format!(
-                "Confirm your email address by opening this link within 24 hours:\n\n{}/verify-email?token={token}\n\nVerification code: {token}\n",
-                t.issuer
-            ),
-        });
+        let link = format!("{}/verify-email?token={token}", t.issuer);
+        self.send_later(
+            t,
+            &user.email,
+            Mail::Verify {
+                link: &link,
+                code: &token,
+            },
+        );
         self.audit(t, kind::VERIFICATION_SENT, Some(user.id), meta, json!({}))
             .await
     }
@@ -257,6 +256,7 @@ impl IdentityService {
             return Err(IdentityError::Forbidden);
         }
         let t = self.tenant(&admin.tenant).await?;
+        self.require_mail()?;
         let email = parse_email(email)?;
         let email = email.as_str();
         let token = self
@@ -268,14 +268,15 @@ impl IdentityService {
                 INVITE_TTL,
             )
             .await?;
-        self.send_later(Email {
-            to: email.to_owned(),
-            subject: format!("{}: you are invited", t.row.display_name),
-            body: format!(
-                "You are invited to create an account. Open this link within seven days:\n\n{}/signup?invite={token}\n\nInvite code: {token}\n",
-                t.issuer
-            ),
-        });
+        let link = format!("{}/signup?invite={token}", t.issuer);
+        self.send_later(
+            &t,
+            email,
+            Mail::Invite {
+                link: &link,
+                code: &token,
+            },
+        );
         self.audit(&t, kind::INVITED, admin.user_id, meta, json!({}))
             .await
     }
@@ -339,7 +340,7 @@ impl IdentityService {
         }
         let per_address = self.deps().limits.emails_per_address;
         Ok(self
-            .limit(&format!("{flow}-to"), &address_key(t, email), per_address)
+            .limit(&format!("{flow}-to"), &recipient_key(t, email), per_address)
             .await
             .is_ok())
     }
@@ -353,6 +354,7 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
+        self.require_mail()?;
         let email = email.trim();
         let per_ip = self.deps().limits.resend_per_ip;
         if !self.may_email(&t, email, meta, "resend", per_ip).await? {
@@ -399,13 +401,4 @@ impl IdentityService {
             .ok_or(IdentityError::InvalidLink)?;
         Ok((consumed, user))
     }
-}
-
-/// Rate-limit key of an email address, without the address itself.
-fn address_key(t: &LiveTenant, email: &str) -> String {
-    format!(
-        "{}:{}",
-        t.row.id,
-        super::hex(&sha256(email.to_lowercase().as_bytes())[..16])
-    )
 }

@@ -3,7 +3,6 @@
 
 use super::accounts::parse_email;
 use super::audit::kind;
-use super::mailer::Email;
 use super::principal::ADMIN_GROUP;
 use super::{Bootstrap, IdentityError, IdentityService, Principal, RequestMeta};
 use keygate_core::ids::UserId;
@@ -191,17 +190,5 @@ impl IdentityService {
                 }
             }
         });
-    }
-
-    /// Sends an email in the background, so timing does not tell whether one was sent.
-    pub(super) fn send_later(&self, email: Email) {
-        let mailer = self.deps().mailer.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = mailer.send(email).await {
-                    tracing::warn!(error = %e, "email not sent");
-                }
-            });
-        }
     }
 }

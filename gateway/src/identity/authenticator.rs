@@ -1,17 +1,14 @@
 //! The seam between forward-auth and the identity service: turning a presented credential
-//! into an [`Identity`] and minting upstream JWTs. The identity service implements
+//! into an [`Identity`] and minting upstream JWTs (`upstream.rs`). The identity service implements
 //! [`Authenticator`]; tests put a stand-in behind the same trait. Forward-auth owns caching,
 //! revocation checks and the decision; the service owns verification (JWT signatures and
 //! claims, API-key hashes, session rows) and signing.
 
-use super::tokens::{self, AccessClaims};
+use super::upstream::UpstreamGrant;
 use super::{Credential, IdentityError, IdentityService, LiveTenant, Principal};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keygate_core::ids::{ApiKeyId, TenantId};
-
-/// Lifetime of the JWT handed to upstreams (`jwt=1`).
-const UPSTREAM_TOKEN_TTL: chrono::Duration = chrono::Duration::seconds(60);
+use keygate_core::ids::{ApiKeyId, SessionId, TenantId};
 
 /// Which kind of credential an identity was proven with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +56,9 @@ pub struct Identity {
     /// Ids whose revocation ends this identity at once (session id, API-key id, token id),
     /// as written to `Ephemeral::revoke`.
     pub revocation_ids: Vec<String>,
+    /// The sign-in session behind the credential (none for API keys): the `sid` of upstream
+    /// tokens, so an app can tell which session a token speaks for.
+    pub session_id: Option<SessionId>,
     /// The credential is worth nothing after this (token `exp`, key or session expiry).
     pub expires_at: DateTime<Utc>,
     /// The API key row, so its last use can be recorded.
@@ -93,11 +93,13 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
         tenant: &LiveTenant,
         cookie_value: &str,
     ) -> Result<Identity, AuthError>;
-    /// A short-lived JWT describing `identity`, signed by `tenant`, for the upstream (`jwt=1`).
+    /// A short-lived JWT describing `identity`, signed by `tenant`, for the upstream a route
+    /// protects (`jwt=1`): typed and addressed so that only that upstream accepts it.
     async fn upstream_token(
         &self,
         tenant: &LiveTenant,
         identity: &Identity,
+        grant: &UpstreamGrant,
     ) -> Result<String, AuthError>;
 }
 
@@ -118,6 +120,7 @@ impl From<IdentityError> for AuthError {
 
 fn identity(p: Principal, now: DateTime<Utc>) -> Identity {
     let subject = p.subject();
+    let session_id = p.session_id();
     let (kind, revocation_ids, expires_at, api_key) = match &p.credential {
         Credential::AccessToken {
             jti,
@@ -177,6 +180,7 @@ fn identity(p: Principal, now: DateTime<Utc>) -> Identity {
         scopes: p.scopes,
         kind,
         revocation_ids,
+        session_id,
         expires_at,
         api_key,
     }
@@ -224,38 +228,8 @@ impl Authenticator for IdentityService {
         &self,
         tenant: &LiveTenant,
         identity: &Identity,
+        grant: &UpstreamGrant,
     ) -> Result<String, AuthError> {
-        let now = self.now();
-        let sid = match identity.kind {
-            CredentialKind::ApiKey => None,
-            _ => identity
-                .revocation_ids
-                .iter()
-                .find(|id| id.parse::<keygate_core::ids::SessionId>().is_ok())
-                .cloned(),
-        };
-        let claims = AccessClaims {
-            iss: tenant.issuer.clone(),
-            sub: identity.subject.clone(),
-            aud: tenant.audience.clone(),
-            exp: (now + UPSTREAM_TOKEN_TTL)
-                .min(identity.expires_at)
-                .timestamp(),
-            iat: now.timestamp(),
-            nbf: now.timestamp(),
-            jti: uuid::Uuid::now_v7().to_string(),
-            client_id: "keygate-forward-auth".into(),
-            sid,
-            tenant: tenant.row.name.clone(),
-            roles: identity.roles.clone(),
-            permissions: identity.permissions.clone(),
-            scope: identity.scopes.join(" "),
-            amr: identity.amr.clone(),
-            acr: identity.acr.clone(),
-            auth_time: identity.auth_time.unwrap_or(now).timestamp(),
-            email: identity.email.clone(),
-            email_verified: identity.email_verified,
-        };
-        Ok(tokens::mint(&self.inner.signer, tenant, &claims).await?)
+        Ok(self.mint_upstream_token(tenant, identity, grant).await?)
     }
 }

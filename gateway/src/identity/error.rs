@@ -90,6 +90,10 @@ pub enum IdentityError {
     /// The request is well-formed JSON but a field is unusable (the text names it).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The flow hands out a link by email and this installation has no mail transport
+    /// (no SMTP configured).
+    #[error("this installation cannot send email; configure SMTP")]
+    MailUnavailable,
     /// A dependency (Redis) is down; the caller cannot tell valid from invalid.
     #[error("unavailable: {0}")]
     Unavailable(#[from] EphemeralError),

@@ -72,6 +72,9 @@ pub enum FlowError {
     /// A dependency is down.
     #[error("unavailable")]
     Unavailable,
+    /// The flow needs email and this installation cannot send any.
+    #[error("mail unavailable")]
+    MailUnavailable,
 }
 
 /// The workflows behind the pages.
@@ -159,6 +162,7 @@ impl From<IdentityError> for FlowError {
             | IdentityError::Forbidden
             | IdentityError::NotFound
             | IdentityError::WrongCurrentPassword => FlowError::InvalidCredentials,
+            IdentityError::MailUnavailable => FlowError::MailUnavailable,
             IdentityError::Unavailable(_)
             | IdentityError::Store(_)
             | IdentityError::Crypto(_)

@@ -28,6 +28,7 @@ mod handoff;
 mod janitor;
 mod loading_cache;
 mod lockout;
+mod mail;
 mod mailer;
 mod password;
 mod principal;
@@ -43,17 +44,19 @@ mod signin;
 mod subjects;
 mod tenants;
 mod tokens;
+mod upstream;
 mod usage;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
 pub use error::IdentityError;
 pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
 pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};
-pub use mailer::{Email, LogMailer, MailError, Mailer, MemoryMailer, SmtpMailer};
+pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
 pub use signer::PublishedKeys;
 pub use tenants::{LiveTenant, is_tenant_name};
+pub use upstream::{UPSTREAM_TOKEN_TTL, UPSTREAM_TOKEN_TYP, UpstreamGrant};
 
 use chrono::{DateTime, Utc};
 use keygate_core::clock::Clock;
@@ -79,7 +82,7 @@ pub struct IdentityDeps {
     pub ephemeral: Arc<dyn Ephemeral>,
     /// argon2id on a bounded blocking pool.
     pub hasher: PasswordHasher,
-    /// Verification, reset and alert emails.
+    /// Verification, reset, invite and alert emails ([`NoMailer`] when none can be sent).
     pub mailer: Arc<dyn Mailer>,
     /// Base URL without trailing slash (issuers, links in emails).
     pub public_url: String,
@@ -91,7 +94,7 @@ pub struct IdentityDeps {
 
 impl IdentityDeps {
     /// Production defaults around the given store: in-process ephemeral state, OWASP
-    /// argon2id parameters on as many lanes as cores, emails to the log.
+    /// argon2id parameters on as many lanes as cores, no mail transport.
     pub fn new(
         store: Arc<dyn Store>,
         master_keys: MasterKeys,
@@ -105,7 +108,7 @@ impl IdentityDeps {
             clock,
             ephemeral: Arc::new(keygate_core::ephemeral::MemoryEphemeral::new()),
             hasher: PasswordHasher::new(HashParams::default(), cores)?,
-            mailer: Arc::new(LogMailer),
+            mailer: Arc::new(NoMailer),
             public_url: public_url.trim_end_matches('/').to_owned(),
             breached: BreachedList::default(),
             limits: RateLimits::default(),
@@ -116,7 +119,7 @@ impl IdentityDeps {
 impl IdentityDeps {
     /// What `keygate gateway` runs with: Redis when `redis_url` is set (shared by every
     /// replica; otherwise in-process), the configured argon2id parameters, SMTP when
-    /// `smtp` is set (otherwise emails go to the log), and the breached-password list of
+    /// `smtp` is set (otherwise no mail transport: mail-dependent flows answer 503), and the breached-password list of
     /// `breached_passwords_file` when set (otherwise the shipped one).
     pub async fn from_config(
         store: Arc<dyn Store>,
@@ -159,7 +162,8 @@ pub struct RateLimits {
     pub reset_per_ip: u64,
     /// Verification resends (and sign-ups) per address per window.
     pub resend_per_ip: u64,
-    /// Emails sent to one address per window (reset, resend).
+    /// Emails of one kind sent to one recipient per window (and reset or resend requests
+    /// per address).
     pub emails_per_address: u64,
     /// The window.
     pub window: Duration,
@@ -385,7 +389,12 @@ impl IdentityService {
         }
     }
 
-    /// The ephemeral store the service revokes through (the pages keep CSRF tokens in it).
+    /// The master keys, whose derived MAC keys sign what the pages hand out (CSRF tokens).
+    pub fn master_keys(&self) -> &MasterKeys {
+        &self.inner.deps.master_keys
+    }
+
+    /// The ephemeral store the service revokes through (rate windows, single-use codes).
     pub fn ephemeral(&self) -> Arc<dyn Ephemeral> {
         self.inner.deps.ephemeral.clone()
     }

@@ -4,7 +4,7 @@
 
 use super::accounts::check_link_shape;
 use super::audit::kind;
-use super::mailer::Email;
+use super::mail::Mail;
 use super::password;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta};
@@ -23,6 +23,7 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
+        self.require_mail()?;
         let email = email.trim();
         let per_ip = self.deps().limits.reset_per_ip;
         if !self.may_email(&t, email, meta, "reset", per_ip).await? {
@@ -57,15 +58,15 @@ impl IdentityService {
                 RESET_TTL,
             )
             .await?;
-        self.send_later(Email {
-            to: user.email,
-            subject: format!("{}: reset your password", t.row.display_name),
-            body: format!(
-                "Set a new password by opening this link within one hour:\n\n{}/reset-password?token={token}\n\n\
-                 Reset code: {token}\nIf you did not ask for this, ignore this message; your password stays as it is.\n",
-                t.issuer
-            ),
-        });
+        let link = format!("{}/reset-password?token={token}", t.issuer);
+        self.send_later(
+            &t,
+            &user.email,
+            Mail::Reset {
+                link: &link,
+                code: &token,
+            },
+        );
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! same new pair (kept sealed in the ephemeral store, keyed by the presented token's hash).
 
 use super::audit::kind;
-use super::mailer::Email;
+use super::mail::Mail;
 use super::scopes;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, RequestMeta, TokenSet, chrono_duration, hex};
@@ -250,13 +250,7 @@ impl IdentityService {
         if let Some(user_id) = user_id
             && let Some(user) = d.store.user(t.row.id, user_id).await?
         {
-            self.send_later(Email {
-                to: user.email,
-                subject: format!("{}: a session was ended for your safety", t.row.display_name),
-                body: "An old sign-in token of your account was used again, which can mean it was copied.\n\
-                       We ended that session. If this was not you, change your password.\n"
-                    .into(),
-            });
+            self.send_later(t, &user.email, Mail::SessionEnded);
         }
         Ok(())
     }

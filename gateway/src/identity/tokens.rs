@@ -60,15 +60,26 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
-/// Signs `claims` with the tenant's active key (`kid` and `typ` always set).
+/// Signs `claims` as an access token with the tenant's active key (`kid` and `typ` always set).
 pub(crate) async fn mint(
     signer: &SigningKeys,
     tenant: &LiveTenant,
     claims: &AccessClaims,
 ) -> Result<String, IdentityError> {
+    sign(signer, tenant, ACCESS_TOKEN_TYP, claims).await
+}
+
+/// Signs `claims` with the tenant's active key under the explicit type `typ` (RFC 8725
+/// §3.11): every kind of JWT keygate signs has its own, so one is never taken for another.
+pub(crate) async fn sign(
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
+    typ: &str,
+    claims: &impl Serialize,
+) -> Result<String, IdentityError> {
     let key = signer.active(tenant.row.id).await?;
     let mut header = Header::new(key.algorithm);
-    header.typ = Some(ACCESS_TOKEN_TYP.into());
+    header.typ = Some(typ.into());
     header.kid = Some(key.kid.clone());
     let token = jsonwebtoken::encode(&header, claims, &key.key)
         .map_err(keygate_core::crypto::CryptoError::from)?;
@@ -86,6 +97,8 @@ pub(crate) async fn verify(
         return Err(IdentityError::InvalidToken);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| IdentityError::InvalidToken)?;
+    // Only access tokens are credentials here: the same tenant key signs the tokens handed
+    // to upstream apps (`keygate-upstream+jwt`, `upstream.rs`), which must never pass.
     let typ_ok = header.typ.as_deref().is_some_and(|t| {
         t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
     });

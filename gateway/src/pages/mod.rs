@@ -36,6 +36,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
+use keygate_core::crypto::envelope::MacPurpose;
 use keygate_core::tenant_settings::Registration;
 use minijinja::{Environment, Value, context};
 use serde::Deserialize;
@@ -106,7 +107,11 @@ impl PagesState {
         cookies: CookieMode,
     ) -> Self {
         Self {
-            csrf: csrf::Csrf::new(identity.ephemeral(), cookies),
+            csrf: csrf::Csrf::new(
+                identity.master_keys().mac(MacPurpose::PageForms).clone(),
+                identity.clock().clone(),
+                cookies,
+            ),
             identity,
             flows,
             public_url,
@@ -188,6 +193,11 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
         FlowError::Unavailable => (
             "email",
             "This is not available right now. Try again shortly.",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        FlowError::MailUnavailable => (
+            "email",
+            "This service cannot send email, so this is not available. Ask its administrator to configure email (SMTP).",
             StatusCode::SERVICE_UNAVAILABLE,
         ),
     };
@@ -327,7 +337,7 @@ impl Screen<'_> {
         errors: Errors,
         extra: Value,
     ) -> Response {
-        let (csrf, jar) = match self.state.csrf.issue(jar).await {
+        let (csrf, jar) = match self.state.csrf.issue(jar) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot issue a CSRF token");
@@ -422,11 +432,7 @@ fn tenant_context(tenant: &LiveTenant) -> Value {
 
 /// Whether the submitted CSRF token matches the browser's binding cookie.
 async fn csrf_ok(state: &PagesState, jar: &CookieJar, token: &str) -> Result<bool, ApiError> {
-    state
-        .csrf
-        .check(jar, token)
-        .await
-        .map_err(|_| ApiError::Unavailable)
+    Ok(state.csrf.check(jar, token))
 }
 
 /// The email-and-password form (sign in, sign up; forgot password uses only the email).
@@ -480,6 +486,7 @@ mod tests {
             ),
             (FlowError::InvalidLink, "token", 400),
             (FlowError::Unavailable, "email", 503),
+            (FlowError::MailUnavailable, "email", 503),
         ];
         for (error, field, status) in cases {
             let (f, text, s) = refusal(error.clone());

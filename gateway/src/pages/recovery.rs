@@ -50,11 +50,15 @@ pub(super) async fn forgot_submit(
             )
             .await);
     }
-    // Same answer whether or not the account exists.
-    let _ = state
+    // Same answer whether or not the account exists; an installation that cannot send mail
+    // says so instead of claiming a link went out.
+    let outcome = state
         .flows
         .request_password_reset(&tenant, &email, &meta)
         .await;
+    if let Err(e @ FlowError::MailUnavailable) = outcome {
+        return Ok(screen.refused(jar, e, context! { email }).await);
+    }
     Ok(screen.message(
         "Check your email",
         "If an account uses this address, we have sent it a link to set a new password.",

@@ -97,7 +97,7 @@ pub struct ChangePassword {
 #[utoipa::path(post, path = "/t/{tenant}/accounts", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = SignUpRequest,
     responses((status = 202, description = "Accepted (a verification email follows)", body = Accepted),
         (status = 400, description = "malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "registration_closed, invite_required", body = crate::error::Problem, content_type = "application/problem+json"), (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body, invalid_email, password_policy, password_breached", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "invalid_body, invalid_email, password_policy, password_breached", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "mail_unavailable: this installation cannot send email (no SMTP configured)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn sign_up(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
@@ -132,7 +132,7 @@ async fn verify_email(
 
 /// Sends a new verification email if the account exists and is unverified (same answer either way).
 #[utoipa::path(post, path = "/t/{tenant}/accounts/verify-email/resend", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = EmailRequest,
-    responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "mail_unavailable: this installation cannot send email (no SMTP configured)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn resend(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
@@ -148,7 +148,7 @@ async fn resend(
 
 /// Sends a reset link if the account exists (same answer either way).
 #[utoipa::path(post, path = "/t/{tenant}/accounts/password-reset", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = EmailRequest,
-    responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "mail_unavailable: this installation cannot send email (no SMTP configured)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn request_reset(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
@@ -256,7 +256,7 @@ async fn erase(
 /// single-use token valid seven days, to send as `invite` when signing up.
 #[utoipa::path(post, path = "/t/{tenant}/invites", tag = "admin", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = EmailRequest, security(("bearer" = [])),
     responses((status = 202, description = "Invite sent", body = Accepted), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body, invalid_email", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "invalid_body, invalid_email", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "mail_unavailable: this installation cannot send email (no SMTP configured)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn invite(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

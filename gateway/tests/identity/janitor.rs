@@ -86,7 +86,18 @@ async fn expired_sessions_families_and_one_time_tokens_are_swept_on_schedule(poo
     // The family went with it; the token too (a second sweep finds nothing left).
     let (status, _) = env.refresh("acme", &refresh).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let left = gateway.sweep_expired_once().await.unwrap().unwrap();
+    // The scheduled round may hold the one-replica lock at this moment (`None`): try again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let left = loop {
+        if let Some(swept) = gateway.sweep_expired_once().await.unwrap() {
+            break swept;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep lock was never free"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(left, keygate_core::store::Swept::default());
     let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM one_time_tokens")
         .fetch_one(&pool)

@@ -21,7 +21,7 @@ use keygate_core::store::{
 };
 use keygate_gateway::AppState;
 use keygate_gateway::identity::{
-    BreachedList, IdentityDeps, IdentityService, MemoryMailer, RateLimits,
+    BreachedList, IdentityDeps, IdentityService, Mailer, MemoryMailer, RateLimits,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -79,6 +79,19 @@ pub async fn env_behind_proxies(
     limits: RateLimits,
     trusted_proxies: &[&str],
 ) -> Env {
+    env_mailing_through(pool, limits, trusted_proxies, None)
+        .await
+        .0
+}
+
+/// [`env_behind_proxies`] whose mail goes to `mailer` instead of the memory outbox
+/// (`Env::mailer` then stays empty); also returns its identity service.
+pub async fn env_mailing_through(
+    pool: sqlx::PgPool,
+    limits: RateLimits,
+    trusted_proxies: &[&str],
+    mailer: Option<Arc<dyn Mailer>>,
+) -> (Env, IdentityService) {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
     let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
@@ -89,9 +102,10 @@ pub async fn env_behind_proxies(
     );
     let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
     let proxies = trusted_proxies.iter().map(|n| n.parse().unwrap()).collect();
-    serve_on(store, ephemeral, clock, limits, master, None, proxies)
-        .await
-        .0
+    serve_on(
+        store, ephemeral, clock, limits, master, None, proxies, mailer,
+    )
+    .await
 }
 
 /// A gateway on PostgreSQL and Redis whose public URL is `public_url` (tests of what depends
@@ -160,11 +174,14 @@ pub async fn serve_with(
         master,
         public_url,
         Vec::new(),
+        None,
     )
     .await
 }
 
-/// [`serve_with`], believing forwarded headers from peers in `trusted_proxies`.
+/// [`serve_with`], believing forwarded headers from peers in `trusted_proxies`, mailing
+/// through `mailer_override` (default: the memory outbox).
+#[allow(clippy::too_many_arguments)]
 async fn serve_on(
     store: Arc<dyn Store>,
     ephemeral: Arc<dyn Ephemeral>,
@@ -173,6 +190,7 @@ async fn serve_on(
     master: MasterKeys,
     public_url: Option<&str>,
     trusted_proxies: Vec<ipnet::IpNet>,
+    mailer_override: Option<Arc<dyn Mailer>>,
 ) -> (Env, IdentityService) {
     store.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -187,7 +205,7 @@ async fn serve_on(
         clock: clock.clone(),
         ephemeral,
         hasher: hasher.clone(),
-        mailer: mailer.clone(),
+        mailer: mailer_override.unwrap_or_else(|| mailer.clone()),
         public_url: url.clone(),
         breached: BreachedList::default(),
         limits,

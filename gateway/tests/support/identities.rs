@@ -15,7 +15,7 @@ use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::Tenant;
 use keygate_gateway::identity::{
     AccountFlows, AuthError, Authenticator, BrowserSession, CredentialKind, FlowError, Identity,
-    LiveTenant, RequestMeta, SignInAttempt,
+    LiveTenant, RequestMeta, SignInAttempt, UpstreamGrant,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -170,6 +170,7 @@ impl TestIdentities {
             auth_time: Some(Utc::now()),
             kind,
             revocation_ids: vec![sid.to_owned()],
+            session_id: None,
             expires_at: exp,
             api_key: None,
         }
@@ -206,6 +207,7 @@ impl Authenticator for TestIdentities {
             auth_time: chrono::DateTime::from_timestamp(c.auth_time, 0),
             kind: CredentialKind::AccessToken,
             revocation_ids: vec![c.sid, c.jti],
+            session_id: None,
             expires_at: exp,
             api_key: None,
         })
@@ -240,6 +242,7 @@ impl Authenticator for TestIdentities {
             auth_time: None,
             kind: CredentialKind::ApiKey,
             revocation_ids: vec![id.to_string()],
+            session_id: None,
             expires_at: Utc::now() + Duration::days(365),
             api_key: Some(*id),
         })
@@ -273,6 +276,7 @@ impl Authenticator for TestIdentities {
         &self,
         _: &LiveTenant,
         identity: &Identity,
+        _: &UpstreamGrant,
     ) -> Result<String, AuthError> {
         let who = Person {
             id: identity.subject.clone(),

@@ -5,7 +5,9 @@
 
 pub mod env;
 pub mod identities;
+pub mod logs;
 pub mod real;
+pub mod smtp;
 pub mod tls;
 
 use identities::{Person, TestIdentities};
