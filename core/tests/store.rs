@@ -66,6 +66,7 @@ conformance!(
     isolation::cross_tenant_references_refused,
     audit::audit_update_and_delete_refused,
     audit::audit_query_capped_and_filtered,
+    audit::audit_rows_past_their_tenants_retention_are_swept,
     sessions::concurrent_rotations_have_one_winner,
     sessions::rotated_token_reveals_family,
     sessions::session_revoke_revokes_family,
@@ -181,6 +182,11 @@ mod postgres_roles {
     #[sqlx::test(migrations = false)]
     async fn the_gateway_role_cannot_rewrite_audit_or_declared_state(pool: sqlx::PgPool) {
         crate::database_roles::the_gateway_role_cannot_rewrite_audit_or_declared_state(pool).await;
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn the_gateway_role_expires_audit_rows_only_past_retention(pool: sqlx::PgPool) {
+        crate::database_roles::the_gateway_role_expires_audit_rows_only_past_retention(pool).await;
     }
 
     #[sqlx::test(migrations = false)]

@@ -38,9 +38,9 @@ pub use manifest::{Resource, load_manifests};
 pub use reference::reference_markdown;
 pub use role::{IdpGroup, Role, RoleSpec, RoleStatus, Subjects};
 pub use tenant::{
-    Branding, DeletionPolicy, EmailVerification, Lockout, Mfa, MfaPolicy, Network, PasswordPolicy,
-    Redirects, Registration, Sessions, SignIn, Signing, SigningAlgorithm, Tenant, TenantSpec,
-    TenantStatus, Tokens,
+    Audit, Branding, DeletionPolicy, EmailVerification, Lockout, Mfa, MfaPolicy, Network,
+    PasswordPolicy, Redirects, Registration, Sessions, SignIn, Signing, SigningAlgorithm, Tenant,
+    TenantSpec, TenantStatus, Tokens,
 };
 
 /// API group of every keygate resource.

@@ -113,6 +113,28 @@ pub struct TenantSpec {
     /// `X-Forwarded-For` hop.
     #[serde(default)]
     pub network: Network,
+    /// How long the tenant's audit trail is kept.
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+/// Audit-trail retention.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Audit {
+    /// Audit events older than this many days are deleted by the gateway's janitor (default
+    /// `400`: a year plus a margin for yearly reviews; 1 to 36500).
+    #[serde(default = "default_audit_retention_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub retention_days: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            retention_days: default_audit_retention_days(),
+        }
+    }
 }
 
 /// Whether deleting the Tenant deletes its data.
@@ -341,6 +363,10 @@ pub enum MfaPolicy {
 /// Token signing.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.publishLead) <= duration(self.rotateEvery)")
+    .message("signing.publishLead must not be longer than signing.rotateEvery"))]
+#[x_kube(validation = Rule::new("duration(self.publishLead) >= duration('1m')")
+    .message("signing.publishLead must be at least 1m (the JWKS document may be cached 60 s)"))]
 pub struct Signing {
     /// JWS algorithm of the tenant's tokens: `RS256` (default, widest support), `ES256` or
     /// `EdDSA` (both much faster to sign).
@@ -350,6 +376,11 @@ pub struct Signing {
     /// in the JWKS before it signs, and old keys stay until their last token expired.
     #[serde(default = "default_rotate_every")]
     pub rotate_every: GoDuration,
+    /// How long the next key is published in the JWKS before it signs (default `1h`, longer
+    /// than the JWKS caches of common verifiers; docs/decisions.md). A replaced key also stays
+    /// published this long after its last token expired.
+    #[serde(default = "default_publish_lead")]
+    pub publish_lead: GoDuration,
 }
 
 impl Default for Signing {
@@ -357,6 +388,7 @@ impl Default for Signing {
         Self {
             algorithm: SigningAlgorithm::default(),
             rotate_every: default_rotate_every(),
+            publish_lead: default_publish_lead(),
         }
     }
 }
@@ -508,6 +540,12 @@ fn default_refresh_reuse_grace() -> GoDuration {
 fn default_rotate_every() -> GoDuration {
     GoDuration::literal("720h")
 }
+fn default_audit_retention_days() -> u32 {
+    400
+}
+fn default_publish_lead() -> GoDuration {
+    GoDuration::literal("1h")
+}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -527,6 +565,8 @@ mod tests {
         assert_eq!(spec.access_token_ttl(), Duration::from_secs(300));
         assert_eq!(spec.refresh_reuse_grace(), Duration::from_secs(10));
         assert_eq!(spec.key_rotation_period(), Duration::from_secs(720 * 3600));
+        assert_eq!(spec.signing.publish_lead.get(), Duration::from_secs(3600));
+        assert_eq!(spec.audit.retention_days, 400);
         assert_eq!(spec.session_idle_timeout(), Duration::from_secs(24 * 3600));
         assert_eq!(
             spec.session_absolute_lifetime(),

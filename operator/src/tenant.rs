@@ -12,8 +12,34 @@ use keygate_crds::{Tenant, TenantStatus};
 pub mod sealing;
 pub mod settings;
 
-/// How long a new key sits in JWKS before it signs: longer than any verifier's JWKS cache.
-pub const PUBLISH_LEAD: Duration = Duration::minutes(10);
+/// How a tenant's signing keys rotate, from its settings (`signing`, `tokens`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// Algorithm of new keys; an active key of another algorithm is replaced.
+    pub algorithm: SigningAlgorithm,
+    /// How long a key signs before the next one is due.
+    pub rotate_every: Duration,
+    /// How long the next key is published before it signs (`signing.publishLead`).
+    pub publish_lead: Duration,
+    /// How long a replaced key stays published: the access-token lifetime (its last token's
+    /// life) plus the publish lead (clock skew and verifier caches).
+    pub keep_after_retire: Duration,
+}
+
+impl RotationPolicy {
+    /// The policy `settings` declare.
+    pub fn of(settings: &keygate_core::tenant_settings::TenantSettings) -> Self {
+        let duration = |d: std::time::Duration, fallback| Duration::from_std(d).unwrap_or(fallback);
+        let publish_lead = duration(settings.signing.publish_lead, Duration::hours(1));
+        Self {
+            algorithm: settings.signing.algorithm,
+            rotate_every: duration(settings.signing.rotate_every, Duration::days(30)),
+            publish_lead,
+            keep_after_retire: duration(settings.access_token_ttl(), Duration::hours(1))
+                + publish_lead,
+        }
+    }
+}
 
 /// Reconciles one Tenant; returns the status to publish.
 pub async fn reconcile(
@@ -64,6 +90,7 @@ pub async fn reconcile(
             return Ok(taken());
         }
     }
+    let rotation = RotationPolicy::of(&settings);
     let upsert = TenantUpsert {
         name: name.to_owned(),
         namespace: namespace.to_owned(),
@@ -88,7 +115,7 @@ pub async fn reconcile(
             unreadable.to_string(),
         ));
     }
-    let active = rotate_signing_keys(ctx, tenant, stored.id, now).await?;
+    let active = ensure_signing_keys(ctx, stored.id, &rotation, now).await?;
 
     let issuer = ctx.issuer(name);
     Ok(TenantStatus {
@@ -130,36 +157,6 @@ fn judge(
         ));
     }
     Ok(settings)
-}
-
-/// Keeps the tenant's signing keys rotating per its spec; returns the kid that signs now.
-async fn rotate_signing_keys(
-    ctx: &Context,
-    tenant: &Tenant,
-    tenant_id: keygate_core::ids::TenantId,
-    now: DateTime<Utc>,
-) -> Result<String, ReconcileError> {
-    let algorithm = match tenant.spec.signing.algorithm {
-        keygate_crds::SigningAlgorithm::RS256 => SigningAlgorithm::RS256,
-        keygate_crds::SigningAlgorithm::ES256 => SigningAlgorithm::ES256,
-        keygate_crds::SigningAlgorithm::EdDSA => SigningAlgorithm::EdDSA,
-    };
-    let rotate_every =
-        Duration::from_std(tenant.spec.key_rotation_period()).unwrap_or(Duration::days(30));
-    // A retired key stays published until every token it signed has expired (plus a margin
-    // for clock skew and verifier caches).
-    let keep_after_retire = Duration::from_std(tenant.spec.access_token_ttl())
-        .unwrap_or(Duration::hours(1))
-        + PUBLISH_LEAD;
-    ensure_signing_keys(
-        ctx,
-        tenant_id,
-        algorithm,
-        rotate_every,
-        keep_after_retire,
-        now,
-    )
-    .await
 }
 
 /// Handles a deleted Tenant resource: applies its `deletionPolicy` to the tenant it owns.
@@ -244,11 +241,10 @@ pub async fn parent(
 pub async fn ensure_signing_keys(
     ctx: &Context,
     tenant: keygate_core::ids::TenantId,
-    algorithm: SigningAlgorithm,
-    rotate_every: Duration,
-    keep_after_retire: Duration,
+    policy: &RotationPolicy,
     now: DateTime<Utc>,
 ) -> Result<String, ReconcileError> {
+    let algorithm = policy.algorithm;
     let mut keys = ctx.store.signing_keys(tenant).await?;
     if keyring::active(&keys, now).is_none() {
         // No key signs yet (new tenant): the first key must sign at once.
@@ -259,9 +255,10 @@ pub async fn ensure_signing_keys(
     let Some(active) = keyring::active(&keys, now).cloned() else {
         return Err(ReconcileError::NoActiveSigningKey);
     };
-    let due = active.activates_at + rotate_every <= now || active.algorithm != algorithm.as_str();
+    let due =
+        active.activates_at + policy.rotate_every <= now || active.algorithm != algorithm.as_str();
     if due && keyring::next(&keys, now).is_none() {
-        let record = new_key(ctx, tenant, algorithm, now, now + PUBLISH_LEAD)?;
+        let record = new_key(ctx, tenant, algorithm, now, now + policy.publish_lead)?;
         ctx.store.insert_signing_key(&record).await?;
         keys.push(record);
     }
@@ -277,7 +274,11 @@ pub async fn ensure_signing_keys(
             .min();
         if let Some(replaced_at) = successor {
             ctx.store
-                .set_signing_key_retires_at(tenant, &key.kid, replaced_at + keep_after_retire)
+                .set_signing_key_retires_at(
+                    tenant,
+                    &key.kid,
+                    replaced_at + policy.keep_after_retire,
+                )
                 .await?;
         }
     }

@@ -76,7 +76,7 @@ pub trait Store:
     /// Which database this is.
     fn backend(&self) -> Backend;
     /// Removes rows past their lifetime (sessions with their refresh families, one-time
-    /// tokens) unless another process is doing so now: `None` when it is (on PostgreSQL an
+    /// tokens, audit events past their tenant's retention) unless another process is doing so now: `None` when it is (on PostgreSQL an
     /// advisory lock, [`JANITOR_LOCK_KEY`], lets one replica sweep at a time).
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError>;
 }
@@ -92,14 +92,38 @@ pub struct Swept {
     pub sessions: u64,
     /// One-time tokens (reset, verification, invite) past their expiry.
     pub one_time_tokens: u64,
+    /// Audit events older than their tenant's `audit.retentionDays`.
+    pub audit_events: u64,
 }
+
+/// Most audit rows one delete removes, so a large backlog is removed in short transactions
+/// instead of one long lock.
+pub const AUDIT_CHUNK: i64 = 5_000;
 
 /// The sweep itself, shared by both backends: the deletes the store's janitors define.
 async fn sweep<S: Store + ?Sized>(store: &S, now: DateTime<Utc>) -> Result<Swept, StoreError> {
     Ok(Swept {
         sessions: store.delete_expired_sessions(now).await?,
         one_time_tokens: store.delete_expired_one_time_tokens(now).await?,
+        audit_events: 0,
     })
+}
+
+/// Runs `chunk` (one bounded delete of expired audit rows, answering how many it removed)
+/// until a round removes fewer than [`AUDIT_CHUNK`]; the total removed.
+async fn expire_audit_in_chunks<F, Fut>(mut chunk: F) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<i64, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        let gone = chunk().await?;
+        total += u64::try_from(gone).unwrap_or(0);
+        if gone < AUDIT_CHUNK {
+            return Ok(total);
+        }
+    }
 }
 
 /// Connection pool sizing, so deployments can match the database's connection budget.

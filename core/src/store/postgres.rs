@@ -34,6 +34,22 @@ impl PgStore {
         Ok(Self::from_pool(pool))
     }
 
+    /// Deletes audit rows past their tenant's retention through `keygate_expire_audit`
+    /// (migration 0005): the gateway's role may run it but has no DELETE on the table.
+    async fn expire_audit(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = super::sql::ts(now);
+        super::expire_audit_in_chunks(|| async move {
+            Ok(
+                sqlx::query_scalar::<_, i64>("SELECT keygate_expire_audit($1, $2)")
+                    .bind(now)
+                    .bind(i32::try_from(super::AUDIT_CHUNK).unwrap_or(i32::MAX))
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+        .await
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         Ok(self.pool.begin().await?)
     }
@@ -96,7 +112,13 @@ impl Store for PgStore {
         if !locked {
             return Ok(None);
         }
-        let swept = super::sweep(self, now).await;
+        let swept = match super::sweep(self, now).await {
+            Ok(swept) => self.expire_audit(now).await.map(|audit_events| Swept {
+                audit_events,
+                ..swept
+            }),
+            Err(e) => Err(e),
+        };
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(JANITOR_LOCK_KEY)
             .execute(&mut *conn)

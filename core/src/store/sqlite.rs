@@ -63,6 +63,28 @@ impl SqliteStore {
         Ok(Self::from_pool(pool))
     }
 
+    /// Deletes audit rows past their tenant's retention, a chunk per statement; the
+    /// trigger of migration 0005 refuses any row still within it. "Now" is the earlier of
+    /// the caller's clock and the database's, as on PostgreSQL.
+    async fn expire_audit(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = super::sql::ts(now);
+        super::expire_audit_in_chunks(|| async move {
+            let done = sqlx::query(
+                "DELETE FROM audit_events WHERE id IN (\
+                   SELECT a.id FROM audit_events a LEFT JOIN tenants t ON t.id = a.tenant_id \
+                   WHERE julianday(a.at) <= min(julianday($1), julianday('now')) \
+                     - coalesce(t.audit_retention_days, 400) \
+                   LIMIT $2)",
+            )
+            .bind(now)
+            .bind(super::AUDIT_CHUNK)
+            .execute(&self.pool)
+            .await?;
+            Ok(i64::try_from(done.rows_affected()).unwrap_or(i64::MAX))
+        })
+        .await
+    }
+
     /// Takes the write lock up front, so a transaction never fails half-way when it
     /// upgrades from reading to writing.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
@@ -150,6 +172,10 @@ impl Store for SqliteStore {
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError> {
         // One process owns a SQLite file (`keygate dev` locks its data folder), and SQLite
         // serializes writers itself: no lock to take.
-        super::sweep(self, now).await.map(Some)
+        let swept = super::sweep(self, now).await?;
+        Ok(Some(Swept {
+            audit_events: self.expire_audit(now).await?,
+            ..swept
+        }))
     }
 }

@@ -1,6 +1,7 @@
 //! A tenant's policies as the gateway reads them: sign-in and registration, email
 //! verification, lockout, password rules, session and token lifetimes, audience, redirect
-//! origins, branding, network lists and the MFA policy.
+//! origins, branding, network lists and the MFA policy; and what the operator and the janitor
+//! read: signing-key rotation and audit retention.
 //!
 //! The operator maps a Tenant resource's spec into these types and stores them with the tenant
 //! row; the gateway reads them from the row and never sees a Kubernetes type. The JSON shape
@@ -17,6 +18,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::crypto::signing::SigningAlgorithm;
 use serde::{Deserialize, Serialize};
 
 pub use validate::{InvalidSettings, Problem};
@@ -60,6 +63,11 @@ pub struct TenantSettings {
     pub redirects: Redirects,
     /// IP allow and deny lists.
     pub network: Network,
+    /// Signing algorithm and key rotation (the operator rotates by it).
+    pub signing: Signing,
+    /// Audit-trail retention (the store also keeps it in `tenants.audit_retention_days`,
+    /// where the janitor's delete reads it).
+    pub audit: Audit,
 }
 
 impl TenantSettings {
@@ -338,6 +346,57 @@ impl Network {
         };
         !self.deny.iter().any(|net| net.contains(&ip))
             && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip)))
+    }
+}
+
+/// Signing algorithm and key rotation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Signing {
+    /// JWS algorithm of new keys; a change rotates to a key of the new algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// How often a new key is generated (default 720 h).
+    #[serde(with = "duration")]
+    pub rotate_every: Duration,
+    /// How long the next key is published before it signs, and a replaced key stays
+    /// published after its last token expired (default 1 h, docs/decisions.md).
+    #[serde(with = "duration")]
+    pub publish_lead: Duration,
+}
+
+impl Default for Signing {
+    fn default() -> Self {
+        Self {
+            algorithm: SigningAlgorithm::RS256,
+            rotate_every: hours(720),
+            publish_lead: DEFAULT_PUBLISH_LEAD,
+        }
+    }
+}
+
+/// The default of `signing.publishLead`: one hour, three times the longest JWKS cache of
+/// common verifiers (Istio's 20-minute refresh; docs/decisions.md, "Keys and encryption").
+pub const DEFAULT_PUBLISH_LEAD: Duration = Duration::from_secs(3600);
+
+/// The shortest `signing.publishLead`: the JWKS document is served with `max-age=60`.
+pub const MIN_PUBLISH_LEAD: Duration = Duration::from_secs(60);
+
+/// Audit-trail retention.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Audit {
+    /// Audit events older than this many days are deleted (1 to 36500, default 400).
+    pub retention_days: u32,
+}
+
+/// The default of `audit.retentionDays` (also the retention of a deleted tenant's trail).
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+        }
     }
 }
 

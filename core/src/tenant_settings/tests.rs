@@ -271,3 +271,36 @@ fn network_lists_deny_first_and_an_empty_allow_list_allows_all() {
     assert!(!deny_only.permits(ip("192.0.2.9")));
     assert!(!deny_only.permits(None));
 }
+
+#[test]
+fn key_rotation_and_audit_retention_have_their_defaults_and_rules() {
+    let s = TenantSettings::from_json(json!({
+        "signing": { "algorithm": "EdDSA", "rotateEvery": "2h", "publishLead": "15m" },
+        "audit": { "retentionDays": 30 },
+    }))
+    .unwrap();
+    assert_eq!(
+        s.signing.algorithm,
+        crate::crypto::signing::SigningAlgorithm::EdDSA
+    );
+    assert_eq!(s.signing.rotate_every, Duration::from_secs(7200));
+    assert_eq!(s.signing.publish_lead, Duration::from_secs(900));
+    assert_eq!(s.audit.retention_days, 30);
+    let d = TenantSettings::default();
+    assert_eq!(d.signing.publish_lead, Duration::from_secs(3600));
+    assert_eq!(d.signing.rotate_every, Duration::from_secs(720 * 3600));
+    assert_eq!(d.audit.retention_days, 400);
+
+    let mut s = TenantSettings::default();
+    s.signing.rotate_every = Duration::from_secs(1800);
+    assert_eq!(problems(&s), ["signing"], "a lead longer than the rotation");
+    s.signing.publish_lead = Duration::from_secs(30);
+    assert_eq!(
+        problems(&s),
+        ["signing.publishLead"],
+        "below the JWKS max-age"
+    );
+    let mut s = TenantSettings::default();
+    s.audit.retention_days = 0;
+    assert_eq!(problems(&s), ["audit.retentionDays"]);
+}

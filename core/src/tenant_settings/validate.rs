@@ -55,6 +55,7 @@ impl TenantSettings {
         check_password_policy(&self.password_policy, &mut fail);
         check_lifetimes(&self.sessions, &self.tokens, &mut fail);
         check_lists(self, &mut fail);
+        check_rotation(self, &mut fail);
         if let Some(domain) = self
             .sessions
             .cookie_domain
@@ -186,6 +187,32 @@ fn check_lifetimes(s: &Sessions, t: &Tokens, fail: &mut impl FnMut(&'static str,
                 super::duration::format(t.refresh_idle_ttl)
             ),
         );
+    }
+}
+
+/// Key rotation and audit retention, as the resource's CEL rules and ranges say.
+fn check_rotation(settings: &TenantSettings, fail: &mut impl FnMut(&'static str, String)) {
+    let signing = &settings.signing;
+    if signing.rotate_every.is_zero() {
+        fail(
+            "signing.rotateEvery",
+            "must be longer than 0s (a new key would be due at every pass)".into(),
+        );
+    }
+    if signing.publish_lead < super::MIN_PUBLISH_LEAD {
+        fail(
+            "signing.publishLead",
+            "signing.publishLead must be at least 1m (the JWKS document may be cached 60 s)".into(),
+        );
+    }
+    if signing.publish_lead > signing.rotate_every {
+        fail(
+            "signing",
+            "signing.publishLead must not be longer than signing.rotateEvery".into(),
+        );
+    }
+    if !(1..=36_500).contains(&settings.audit.retention_days) {
+        fail("audit.retentionDays", "must be between 1 and 36500".into());
     }
 }
 

@@ -115,3 +115,78 @@ pub async fn audit_query_capped_and_filtered(db: &Db) {
         5
     );
 }
+
+/// Audit retention per tenant (`audit.retentionDays`): the janitor's sweep removes rows older
+/// than their tenant's retention and keeps the rest; a deleted tenant's trail keeps the default
+/// 400 days; the database's clock bounds "now", so a caller's clock far ahead deletes nothing
+/// more; and a plain DELETE of a row within retention is still refused.
+pub async fn audit_rows_past_their_tenants_retention_are_swept(db: &Db) {
+    let now = chrono::Utc::now();
+    let days = |n: i64| now - chrono::Duration::days(n);
+    let globex = tenant(&**db, "globex").await; // the default, 400 days
+    let mut short = TenantUpsert {
+        name: "acme".into(),
+        namespace: "ns-acme".into(),
+        owner_uid: "uid-acme".into(),
+        display_name: "ACME".into(),
+        settings: keygate_core::tenant_settings::TenantSettings::default(),
+        deletion_policy: DeletionPolicy::Retain,
+        generation: 1,
+    };
+    short.settings.audit.retention_days = 30;
+    let acme = db.upsert_tenant(&short).await.unwrap();
+    let gone_tenant = keygate_core::ids::TenantId::new();
+    for (tenant, age) in [
+        (acme.id, 31),
+        (acme.id, 29),
+        (globex.id, 401),
+        (globex.id, 399),
+        (globex.id, 31),
+        (gone_tenant, 401),
+        (gone_tenant, 399),
+    ] {
+        db.append_audit(&event(tenant, "user.sign_in", None, days(age)))
+            .await
+            .unwrap();
+    }
+    let ages = |rows: Vec<AuditEvent>| -> Vec<i64> {
+        rows.iter().map(|e| (now - e.at).num_days()).collect()
+    };
+    let kept = |tenant| async move {
+        ages(
+            db.query_audit(tenant, &AuditFilter::default(), 100)
+                .await
+                .unwrap(),
+        )
+    };
+
+    // Nothing is deleted within retention, even with a plain DELETE as the schema owner.
+    let within = "DELETE FROM audit_events WHERE kind = 'user.sign_in'";
+    let refused = db.raw.execute(within).await.expect_err(within);
+    assert!(matches!(StoreError::from(refused), StoreError::AppendOnly));
+
+    let swept = db.sweep_expired(now).await.unwrap().unwrap();
+    assert_eq!(swept.audit_events, 3);
+    assert_eq!(kept(acme.id).await, [29]);
+    assert_eq!(kept(globex.id).await, [31, 399]);
+    assert_eq!(kept(gone_tenant).await, [399]);
+
+    // A caller whose clock is far ahead cannot reach rows the database's clock keeps.
+    let ahead = db
+        .sweep_expired(now + chrono::Duration::days(1000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ahead.audit_events, 0);
+    assert_eq!(kept(acme.id).await, [29]);
+
+    // Shortening a tenant's retention takes effect at the next sweep.
+    short.settings.audit.retention_days = 1;
+    short.generation = 2;
+    db.upsert_tenant(&short).await.unwrap();
+    assert_eq!(
+        db.sweep_expired(now).await.unwrap().unwrap().audit_events,
+        1
+    );
+    assert!(kept(acme.id).await.is_empty());
+}

@@ -157,6 +157,59 @@ pub async fn the_gateway_role_cannot_rewrite_audit_or_declared_state(owner: PgPo
     gw.drop().await;
 }
 
+/// Audit retention without DELETE: the gateway's role still cannot UPDATE, DELETE or
+/// TRUNCATE audit rows, and `keygate_expire_audit` (migration 0005), which it may run,
+/// removes only rows past their tenant's retention however far ahead the clock it passes.
+/// The operator's role may not run it.
+pub async fn the_gateway_role_expires_audit_rows_only_past_retention(owner: PgPool) {
+    let db = fixtures::postgres(owner.clone()).await;
+    let tenant = fixtures::tenant(&*db, "acme").await;
+    let now = chrono::Utc::now();
+    for age in [401, 10] {
+        db.append_audit(&event(
+            tenant.id,
+            "user.sign_in",
+            None,
+            now - chrono::Duration::days(age),
+        ))
+        .await
+        .unwrap();
+    }
+    let gw = Login::new(&owner, "keygate_gateway").await;
+    for sql in [
+        "DELETE FROM audit_events",
+        "DELETE FROM audit_events WHERE at < now() - interval '400 days'",
+        "UPDATE audit_events SET at = now() - interval '10 years'",
+        "TRUNCATE audit_events",
+        "UPDATE tenants SET audit_retention_days = 1",
+        "ALTER FUNCTION keygate_expire_audit(timestamptz, integer) SECURITY INVOKER",
+    ] {
+        assert_eq!(
+            gw.try_sql(sql).await,
+            Err(DENIED.to_owned()),
+            "the gateway's role must not run: {sql}"
+        );
+    }
+    // A clock a century ahead reaches no further than the database's own.
+    let far_ahead = "SELECT keygate_expire_audit(now() + interval '100 years', 1000)";
+    gw.try_sql(far_ahead).await.unwrap();
+    let left: Vec<i64> = sqlx::query_scalar(
+        "SELECT extract(day FROM now() - at)::bigint FROM audit_events ORDER BY at",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert_eq!(left, [10], "only the row past 400 days is gone");
+
+    let op = Login::new(&owner, "keygate_operator").await;
+    assert_eq!(
+        op.try_sql("SELECT keygate_expire_audit(now(), 1000)").await,
+        Err(DENIED.to_owned())
+    );
+    gw.drop().await;
+    op.drop().await;
+}
+
 /// The operator's role writes what the resources declare (and deleting a tenant still
 /// removes its users and sessions), but not the runtime tables nor the audit trail.
 pub async fn the_operator_role_writes_declared_state_only(owner: PgPool) {

@@ -1,5 +1,6 @@
 //! The expiry janitor: sessions (with their refresh families) and one-time tokens past
-//! their lifetime are deleted on a schedule, by one replica at a time (the store's
+//! their lifetime, and audit events past their tenant's `audit.retentionDays`, are deleted
+//! on a schedule, by one replica at a time (the store's
 //! `sweep_expired` takes a PostgreSQL advisory lock; a replica that finds it held skips
 //! the round). Every replica runs the schedule, so the sweep survives any replica.
 
@@ -28,6 +29,7 @@ impl IdentityService {
                         tracing::info!(
                             sessions = swept.sessions,
                             one_time_tokens = swept.one_time_tokens,
+                            audit_events = swept.audit_events,
                             "expired rows removed"
                         );
                     }

@@ -18,7 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a tenant's key set is reused (keys are published ten minutes before they sign).
+/// How long a tenant's key set is reused (a new key is published `signing.publishLead`, at
+/// least a minute, before it signs). A set is also reloaded the moment the tenant's clock
+/// reaches the next activation or retirement it holds, so every replica switches keys at
+/// the instant the keyring says, not up to this long after.
 const TTL: Duration = Duration::from_secs(5);
 
 /// The key new tokens are signed with.
@@ -50,6 +53,8 @@ pub struct PublishedKeys {
 
 struct Entry {
     loaded: Instant,
+    /// The next instant at which the keyring's answer changes (a key activates or retires).
+    changes_at: Option<chrono::DateTime<chrono::Utc>>,
     active: Option<Arc<SigningKey>>,
     published: HashMap<String, Arc<VerifyingKey>>,
     document: Arc<PublishedKeys>,
@@ -115,11 +120,8 @@ impl SigningKeys {
 
     /// The JWKS document and active kid of the tenant.
     pub async fn published(&self, tenant: TenantId) -> Result<Arc<PublishedKeys>, IdentityError> {
-        if let Some(e) = self.entry(tenant) {
-            let entry = lock(&e);
-            if entry.loaded.elapsed() < TTL {
-                return Ok(entry.document.clone());
-            }
+        if let Some(e) = self.fresh_entry(tenant) {
+            return Ok(lock(&e).document.clone());
         }
         self.refresh(tenant).await?;
         self.entry(tenant)
@@ -132,8 +134,11 @@ impl SigningKeys {
     }
 
     fn fresh_entry(&self, tenant: TenantId) -> Option<Arc<Mutex<Entry>>> {
-        self.entry(tenant)
-            .filter(|e| lock(e).loaded.elapsed() < TTL)
+        let now = self.clock.now();
+        self.entry(tenant).filter(|e| {
+            let entry = lock(e);
+            entry.loaded.elapsed() < TTL && entry.changes_at.is_none_or(|at| now < at)
+        })
     }
 
     async fn refresh(&self, tenant: TenantId) -> Result<(), IdentityError> {
@@ -168,8 +173,15 @@ impl SigningKeys {
             }
             None => None,
         };
+        let changes_at = records
+            .iter()
+            .flat_map(|k| [Some(k.activates_at), k.retires_at])
+            .flatten()
+            .filter(|at| *at > now)
+            .min();
         let entry = Entry {
             loaded: Instant::now(),
+            changes_at,
             active,
             published,
             document,

@@ -154,3 +154,69 @@ async fn one_replica_sweeps_at_a_time(pool: sqlx::PgPool) {
             .is_none()
     );
 }
+
+/// Audit retention per tenant through the gateway: sign-ins write audit rows at the times a
+/// manual clock says (starting 500 days back), then the janitor, at today's date, removes
+/// each tenant's rows older than its `audit.retentionDays` and keeps the newer ones.
+async fn audit_retention_walk(env: &crate::support::env::Env, gateway: &IdentityService) {
+    let short = env
+        .tenant(
+            "acme",
+            SigningAlgorithm::EdDSA,
+            json!({ "audit": { "retentionDays": 30 } }),
+        )
+        .await;
+    let default = env
+        .tenant("globex", SigningAlgorithm::EdDSA, json!({}))
+        .await;
+    env.user(&short.row, "a@example.com").await;
+    env.user(&default.row, "g@example.com").await;
+    for step in [Duration::days(450), Duration::days(40), Duration::days(10)] {
+        for (tenant, email) in [("acme", "a@example.com"), ("globex", "g@example.com")] {
+            let (status, _) = env.login(tenant, email, PASSWORD).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        env.clock.advance(step);
+    }
+    // Now about today: rows from 500, 50 and 10 days ago.
+    let ages = |t: keygate_core::ids::TenantId| async move {
+        let now = env.clock.now();
+        let mut ages: Vec<i64> = env
+            .store
+            .query_audit(t, &keygate_core::store::AuditFilter::default(), 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (now - e.at).num_days())
+            .collect();
+        ages.dedup();
+        ages
+    };
+    assert_eq!(ages(short.row.id).await, [10, 50, 500]);
+    let swept = gateway.sweep_expired_once().await.unwrap().unwrap();
+    assert_eq!(
+        swept.audit_events, 3,
+        "two sign-ins 500 days ago, one 50 days ago (acme)"
+    );
+    assert_eq!(ages(short.row.id).await, [10], "acme keeps 30 days");
+    assert_eq!(
+        ages(default.row.id).await,
+        [10, 50],
+        "globex keeps 400 days"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn audit_rows_past_each_tenants_retention_are_swept_on_postgres(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    env.clock.advance(-Duration::days(500));
+    audit_retention_walk(&env, &replica(&env)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_past_each_tenants_retention_are_swept_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = crate::support::env::env_sqlite(&dir).await;
+    env.clock.advance(-Duration::days(500));
+    audit_retention_walk(&env, &replica(&env)).await;
+}

@@ -1,10 +1,12 @@
 //! The one place a Tenant resource's spec becomes the settings the gateway reads
 //! ([`TenantSettings`]) and the deletion policy the store keeps beside them.
 
+use keygate_core::crypto::signing::SigningAlgorithm;
 use keygate_core::store::DeletionPolicy;
 use keygate_core::tenant_settings::{
-    Branding, EmailVerification, InvalidSettings, Lockout, Mfa, MfaPolicy, Network, PasswordPolicy,
-    Problem, Redirects, Registration, Sessions, SignIn, TenantSettings, Tokens,
+    Audit, Branding, EmailVerification, InvalidSettings, Lockout, Mfa, MfaPolicy, Network,
+    PasswordPolicy, Problem, Redirects, Registration, Sessions, SignIn, Signing, TenantSettings,
+    Tokens,
 };
 use keygate_crds::TenantSpec;
 
@@ -85,6 +87,18 @@ pub fn settings_of(spec: &TenantSpec, public_url: &str) -> Result<TenantSettings
             allowed_origins: spec.redirects.allowed_origins.clone(),
         },
         network,
+        signing: Signing {
+            algorithm: match spec.signing.algorithm {
+                keygate_crds::SigningAlgorithm::RS256 => SigningAlgorithm::RS256,
+                keygate_crds::SigningAlgorithm::ES256 => SigningAlgorithm::ES256,
+                keygate_crds::SigningAlgorithm::EdDSA => SigningAlgorithm::EdDSA,
+            },
+            rotate_every: spec.key_rotation_period(),
+            publish_lead: spec.signing.publish_lead.get(),
+        },
+        audit: Audit {
+            retention_days: spec.audit.retention_days,
+        },
     };
     if let Err(invalid) = settings.validate() {
         problems.extend(invalid.problems);

@@ -20,11 +20,13 @@ macro_rules! tenant_store {
                     // of an unchanged Tenant writes nothing.
                     let written = sqlx::query_as::<$db, TenantRow>(
                         "INSERT INTO tenants (id, name, namespace, owner_uid, display_name, settings, \
-                             deletion_policy, generation, disabled, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $9) \
+                             deletion_policy, generation, disabled, created_at, updated_at, \
+                             audit_retention_days) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $9, $10) \
                          ON CONFLICT (name) DO UPDATE SET namespace = excluded.namespace, \
                              display_name = excluded.display_name, settings = excluded.settings, \
                              deletion_policy = excluded.deletion_policy, \
+                             audit_retention_days = excluded.audit_retention_days, \
                              generation = excluded.generation, updated_at = excluded.updated_at \
                          WHERE tenants.owner_uid = excluded.owner_uid \
                            AND (tenants.namespace <> excluded.namespace \
@@ -43,6 +45,8 @@ macro_rules! tenant_store {
                     .bind(t.deletion_policy.as_str())
                     .bind(t.generation)
                     .bind(now)
+                    // The janitor's delete reads the retention from this column (migration 0005).
+                    .bind(i32::try_from(t.settings.audit.retention_days).unwrap_or(i32::MAX))
                     .fetch_optional(&self.pool)
                     .await?;
                     if let Some(row) = written {
