@@ -131,6 +131,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         clock,
         keygate_gateway::cookies::CookieMode::Host,
         None,
+        prometheus::Registry::new(),
     )
     .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
@@ -152,7 +153,8 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
 /// breached-password list in the identity service, the trusted proxies at the edge; then
 /// the first-admin bootstrap, if configured, starts in the background. `ephemeral`, when
 /// given, replaces the in-process store of rate windows and revocations (`keygate dev`
-/// shares one with its operator, so a revoked API key is refused at once).
+/// shares one with its operator, so a revoked API key is refused at once); `/metrics`
+/// serves `registry` (`keygate dev` registers its operator's metrics there too).
 pub async fn gateway_state(
     store: Arc<dyn Store>,
     master_keys: keygate_core::crypto::envelope::MasterKeys,
@@ -160,6 +162,7 @@ pub async fn gateway_state(
     clock: Arc<dyn keygate_core::clock::Clock>,
     cookie_mode: keygate_gateway::cookies::CookieMode,
     ephemeral: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
+    registry: prometheus::Registry,
 ) -> Result<keygate_gateway::AppState, Fatal> {
     let mut identity = keygate_gateway::identity::IdentityDeps::from_config(
         store.clone(),
@@ -172,6 +175,7 @@ pub async fn gateway_state(
     if let Some(ephemeral) = ephemeral {
         identity.ephemeral = ephemeral;
     }
+    identity.registry = registry;
     let identity = keygate_gateway::identity::IdentityService::new(identity);
     // Building the state starts nothing: the first-admin bootstrap is started here.
     identity.spawn_bootstrap(gw.bootstrap.clone());
