@@ -18,6 +18,7 @@ mod cookie_domain;
 mod handoff;
 mod janitor;
 mod metadata;
+mod metrics;
 mod replicas;
 mod scopes;
 mod sessions;
