@@ -124,7 +124,10 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     // One revocation channel for both halves: a deleted or rotated-out API key the
     // operator revokes is refused by forward-auth's next check, not when its cache expires.
     let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new());
-    let next_steps = start_operator(ctx, &manifests, &data_dir, ephemeral.clone()).await?;
+    // One registry for both halves, so dev's one `/metrics` lists the reconcile metrics too.
+    let registry = prometheus::Registry::new();
+    let next_steps =
+        start_operator(ctx, &manifests, &data_dir, ephemeral.clone(), &registry).await?;
 
     // Plain HTTP on loopback: browsers drop `__Host-`/Secure cookies there, so dev (and only
     // dev) names the session cookie without the prefix.
@@ -139,8 +142,11 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         &gw,
         clock,
         cookie_mode,
-        Some(ephemeral),
-        Some(Arc::new(TerminalMailer)),
+        crate::startup::GatewayExtras {
+            ephemeral: Some(ephemeral),
+            without_smtp: Some(Arc::new(TerminalMailer)),
+            registry,
+        },
     )
     .await?;
     // The same store re-check `keygate gateway` runs, for sessions revoked in the store.
@@ -165,10 +171,9 @@ async fn start_operator(
     manifests: &Path,
     data_dir: &Path,
     revocations: Arc<dyn Ephemeral>,
+    registry: &prometheus::Registry,
 ) -> Result<keygate_operator::directory::NextSteps, Fatal> {
-    // Gateway and operator share this process, so the gateway's /metrics (the default
-    // registry) lists the reconcile metrics too.
-    let metrics = keygate_operator::metrics::Metrics::register(prometheus::default_registry())
+    let metrics = keygate_operator::metrics::Metrics::register(registry)
         .map_err(keygate_operator::RunError::Metrics)?;
     let ctx = ctx.with_metrics(metrics);
     tracing::info!(manifests = %manifests.display(), "reconciling manifests");

@@ -130,8 +130,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         &gw,
         clock,
         keygate_gateway::cookies::CookieMode::Host,
-        None,
-        None,
+        GatewayExtras::default(),
     )
     .await?;
     // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
@@ -149,21 +148,33 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// The gateway's state from its settings: Redis, SMTP (or `without_smtp`, `keygate dev`'s
-/// terminal, when none is configured; `keygate gateway` passes none and sends no mail),
+/// What `keygate dev` hands the gateway beside its settings; `keygate gateway` uses the
+/// defaults.
+#[derive(Default)]
+pub struct GatewayExtras {
+    /// Replaces the in-process store of rate windows and revocations (`keygate dev` shares
+    /// one with its operator, so a revoked API key is refused at once).
+    pub ephemeral: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
+    /// Where mail goes when no SMTP relay is configured (`keygate dev`'s terminal); `None`:
+    /// mail-dependent flows answer 503.
+    pub without_smtp: Option<Arc<dyn keygate_gateway::identity::Mailer>>,
+    /// The registry `/metrics` serves (`keygate dev` registers its operator's metrics there
+    /// too).
+    pub registry: prometheus::Registry,
+}
+
+/// The gateway's state from its settings: Redis, SMTP (or `extras.without_smtp`, `keygate
+/// dev`'s terminal, when none is configured; `keygate gateway` passes none and sends no mail),
 /// argon2id parameters and the breached-password list in the identity service, the trusted
 /// proxies at the edge; then the first-admin bootstrap, if configured, starts in the
-/// background. `ephemeral`, when given, replaces the in-process store of rate windows and
-/// revocations (`keygate dev` shares one with its operator, so a revoked API key is refused
-/// at once).
+/// background.
 pub async fn gateway_state(
     store: Arc<dyn Store>,
     master_keys: keygate_core::crypto::envelope::MasterKeys,
     gw: &GatewayConfig,
     clock: Arc<dyn keygate_core::clock::Clock>,
     cookie_mode: keygate_gateway::cookies::CookieMode,
-    ephemeral: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
-    without_smtp: Option<Arc<dyn keygate_gateway::identity::Mailer>>,
+    extras: GatewayExtras,
 ) -> Result<keygate_gateway::AppState, Fatal> {
     let mut identity = keygate_gateway::identity::IdentityDeps::from_config(
         store.clone(),
@@ -173,11 +184,12 @@ pub async fn gateway_state(
     )
     .await
     .map_err(|e| Fatal::Other(format!("cannot set up the identity service: {e}")))?;
-    if let Some(ephemeral) = ephemeral {
+    if let Some(ephemeral) = extras.ephemeral {
         identity.ephemeral = ephemeral;
     }
+    identity.registry = extras.registry;
     if gw.smtp.is_none() {
-        match without_smtp {
+        match extras.without_smtp {
             Some(mailer) => identity.mailer = mailer,
             None => tracing::warn!(
                 "no SMTP configured (KEYGATE_SMTP_URL): sign-up with email verification, password reset, \

@@ -163,6 +163,25 @@ async fn dev_serves_metadata_and_a_usable_jwks_for_the_demo_tenant() {
     let problem: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(problem["code"], "tenant_not_found");
 
+    // One `/metrics` for both halves of dev: the operator's reconciles and the gateway's
+    // requests (a separate registry used to hide the operator's).
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keygate_operator_reconciles_total{kind=\"tenant\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keygate_http_requests_total{code=\"404\",method=\"GET\",route=\"/t/{tenant}/jwks.json\"} 1"),
+        "{metrics}"
+    );
+
     // The data folder holds the database and a private master key, created on first run.
     assert!(data.path().join("keygate.db").exists());
     #[cfg(unix)]

@@ -60,6 +60,7 @@ pub struct RevocationSet(Arc<Revoked>);
 struct Revoked {
     ids: RwLock<HashMap<String, Instant>>,
     epoch: AtomicU64,
+    pushed: AtomicU64,
 }
 
 impl RevocationSet {
@@ -84,6 +85,19 @@ impl RevocationSet {
         // After the insert: whoever read the old epoch before checking either saw this id
         // or will see a new epoch and check again.
         self.0.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records `id` as revoked for `ttl` because the revocation channel said so, and counts
+    /// it ([`RevocationSet::pushed`]).
+    pub fn insert_pushed(&self, id: &str, ttl: Duration) {
+        self.insert(id, ttl);
+        self.0.pushed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many revocation messages arrived over the channel (Redis pub/sub; a replica also
+    /// hears its own), so operators can see revocations propagate.
+    pub fn pushed(&self) -> u64 {
+        self.0.pushed.load(Ordering::Relaxed)
     }
 
     /// How many insertions the set has seen; read it *before* checking ids.
@@ -310,7 +324,7 @@ async fn listen(
                 while let Some(msg) = messages.next().await {
                     let payload: String = msg.get_payload().unwrap_or_default();
                     if let Some((id, secs)) = payload.rsplit_once('|') {
-                        set.insert(id, Duration::from_secs(secs.parse().unwrap_or(3600)));
+                        set.insert_pushed(id, Duration::from_secs(secs.parse().unwrap_or(3600)));
                     }
                 }
                 tracing::warn!("revocation feed from Redis closed; reconnecting and re-syncing");

@@ -97,6 +97,9 @@ async fn a_revocation_reaches_every_replica() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // b heard it on the channel (the count `/metrics` exports); what b learnt at start-up
+    // by resync was not pushed.
+    assert_eq!(b.revocations().pushed(), 1);
     // Other tenants' runs (other prefixes) are not affected.
     let other = redis(&unique_prefix()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -111,4 +114,9 @@ async fn a_replica_started_later_resyncs_earlier_revocations() {
     // c was not subscribed when the message went out: it must learn from the resync.
     let c = redis(&prefix).await;
     assert!(c.revocations().contains("key-7"));
+    assert_eq!(
+        c.revocations().pushed(),
+        0,
+        "a resync is not a pushed message"
+    );
 }

@@ -249,6 +249,7 @@ async fn run() {
             sign_in_per_ip: u64::MAX / 2,
             ..RateLimits::default()
         },
+        registry: prometheus::Registry::new(),
     });
     let app = keygate_gateway::app(AppState::builder(identity).build());
     tokio::spawn(async move {

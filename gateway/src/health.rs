@@ -30,8 +30,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     Ok(Json(serde_json::json!({"status": "ready"})))
 }
 
-/// The gateway's own registry (passed in when the state was built), in Prometheus text.
+/// The gateway's own registry (the identity service's), in Prometheus text; the gauges
+/// read at scrape time (database pool, Redis) are refreshed first.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.identity.sample_metrics().await;
     let encoder = prometheus::TextEncoder::new();
     let body = encoder
         .encode_to_string(&state.registry.gather())

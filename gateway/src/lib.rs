@@ -13,6 +13,7 @@ pub mod cookies;
 pub mod error;
 pub mod forward_auth;
 mod health;
+mod http_metrics;
 pub mod identity;
 pub mod meta;
 mod oidc;
@@ -34,6 +35,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole gateway: every area's router merged over one state.
 pub fn app(state: AppState) -> Router {
+    let http_metrics = state.http_metrics.clone();
     let routes = Router::new()
         .merge(health::router())
         .merge(oidc::router())
@@ -45,6 +47,8 @@ pub fn app(state: AppState) -> Router {
         // stays outside the page-header layers, which would cost every check on the hot path.
         .merge(forward_auth::router(&state))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost, so every answer is counted (a 413 from the body limit too).
+        .layer(http_metrics)
         .with_state(state)
 }
 

@@ -29,8 +29,12 @@ pub struct AppState {
     pub pages: Arc<PagesState>,
     /// Forward-auth's caches and counters.
     pub forward_auth: Arc<ForwardAuthState>,
-    /// The gateway's metrics, served at `/metrics`.
+    /// The gateway's metrics, served at `/metrics`: the identity service's registry, so its
+    /// counts, forward-auth's and the HTTP layer's are in one place.
     pub registry: prometheus::Registry,
+    /// Counts every request by route and status (registered once per state, so building
+    /// the router twice from one state does not register twice).
+    pub(crate) http_metrics: crate::http_metrics::HttpMetricsLayer,
 }
 
 impl AppState {
@@ -51,7 +55,6 @@ impl AppState {
             identity,
             trusted_proxies: Vec::new(),
             cookie_mode: CookieMode::Host,
-            registry: prometheus::Registry::new(),
         }
     }
 }
@@ -64,7 +67,6 @@ pub struct AppStateBuilder {
     flows: Arc<dyn AccountFlows>,
     trusted_proxies: Vec<IpNet>,
     cookie_mode: CookieMode,
-    registry: prometheus::Registry,
 }
 
 impl AppStateBuilder {
@@ -78,12 +80,6 @@ impl AppStateBuilder {
     /// `keygate dev` on plain HTTP).
     pub fn cookie_mode(mut self, mode: CookieMode) -> Self {
         self.cookie_mode = mode;
-        self
-    }
-
-    /// Registers the gateway's metrics in `registry` (a fresh one by default).
-    pub fn registry(mut self, registry: prometheus::Registry) -> Self {
-        self.registry = registry;
         self
     }
 
@@ -110,8 +106,9 @@ impl AppStateBuilder {
             public_url.clone(),
             self.cookie_mode,
         );
+        let registry = self.identity.registry().clone();
         let forward_auth =
-            ForwardAuthState::new(self.authenticator, ForwardAuthMetrics::new(&self.registry));
+            ForwardAuthState::new(self.authenticator, ForwardAuthMetrics::new(&registry));
         AppState {
             clock: self.identity.clock().clone(),
             identity: self.identity,
@@ -120,7 +117,8 @@ impl AppStateBuilder {
             cookie_mode: self.cookie_mode,
             pages: Arc::new(pages),
             forward_auth: Arc::new(forward_auth),
-            registry: self.registry,
+            http_metrics: crate::http_metrics::HttpMetricsLayer::new(&registry),
+            registry,
         }
     }
 }

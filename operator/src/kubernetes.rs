@@ -409,6 +409,7 @@ pub async fn run_in_cluster(
         None => format!("keygate-operator-{}", uuid::Uuid::new_v4().simple()),
     };
     let clock = ctx.clock.clone();
+    let leader_gauge = ctx.metrics.as_ref().map(|m| m.leader.clone());
     let kc = Arc::new(KubeContext::with_instance(
         ctx,
         client.clone(),
@@ -420,7 +421,10 @@ pub async fn run_in_cluster(
         name: options.lease_name.clone(),
         ..crate::leader::LeaseConfig::new(lease_namespace, identity)
     };
-    let elector = crate::leader::LeaderElector::new(client, config, clock);
+    let mut elector = crate::leader::LeaderElector::new(client, config, clock);
+    if let Some(gauge) = leader_gauge {
+        elector = elector.with_leader_gauge(gauge);
+    }
     let namespaces = options.watch_namespaces.clone();
     let watching = if namespaces.is_empty() {
         "all namespaces".to_owned()

@@ -51,6 +51,7 @@ pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
+    leading: Option<prometheus::IntGauge>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -80,7 +81,20 @@ impl LeaderElector {
     /// An elector for `config` through `client`, reading time from `clock`.
     pub fn new(client: kube::Client, config: LeaseConfig, clock: Arc<dyn Clock>) -> Self {
         let api = Api::namespaced(client, &config.namespace);
-        Self { api, config, clock }
+        Self {
+            api,
+            config,
+            clock,
+            leading: None,
+        }
+    }
+
+    /// Sets `gauge` to 1 while this replica runs the work as leader, 0 otherwise
+    /// (`keygate_operator_leader`: its changes are leader changes).
+    pub fn with_leader_gauge(mut self, gauge: prometheus::IntGauge) -> Self {
+        gauge.set(0);
+        self.leading = Some(gauge);
+        self
     }
 
     /// One election round: creates the Lease if absent, renews it if held by us, takes it
@@ -211,6 +225,9 @@ impl LeaderElector {
                 }
                 _ => {}
             }
+            if let Some(gauge) = &self.leading {
+                gauge.set(i64::from(running.is_some()));
+            }
             tokio::select! {
                 () = tokio::time::sleep(self.config.renew_every) => {}
                 () = &mut shutdown => break,
@@ -218,6 +235,9 @@ impl LeaderElector {
         }
         if let Some(task) = running.take() {
             task.abort();
+        }
+        if let Some(gauge) = &self.leading {
+            gauge.set(0);
         }
         if let Err(e) = self.release().await {
             tracing::warn!(error = %e, "could not release the Lease; a standby takes over when it expires");

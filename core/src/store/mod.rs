@@ -79,6 +79,20 @@ pub trait Store:
     /// tokens, audit events past their tenant's retention) unless another process is doing so now: `None` when it is (on PostgreSQL an
     /// advisory lock, [`JANITOR_LOCK_KEY`], lets one replica sweep at a time).
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError>;
+    /// The connection pool's occupancy now (read from the pool, no query), for the
+    /// gateway's `/metrics`.
+    fn pool_stats(&self) -> PoolStats;
+}
+
+/// How full a store's connection pool is at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open (in use or idle).
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Most connections the pool opens ([`PoolSettings::max_connections`]).
+    pub max: u32,
 }
 
 /// The PostgreSQL advisory-lock key the janitor holds while it sweeps, so replicas take

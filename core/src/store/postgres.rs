@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: the system of record in a cluster.
 
 use super::sql::{impl_store, store_basics};
-use super::{Backend, JANITOR_LOCK_KEY, PoolSettings, Store, StoreError, Swept};
+use super::{Backend, JANITOR_LOCK_KEY, PoolSettings, PoolStats, Store, StoreError, Swept};
 use crate::clock::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -99,6 +99,10 @@ impl Store for PgStore {
 
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        super::sql::pool_stats(&self.pool)
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError> {

@@ -1,7 +1,7 @@
 //! The SQLite backend: `keygate dev`, tests, single-node installs.
 
 use super::sql::{impl_store, store_basics};
-use super::{Backend, PoolSettings, Store, StoreError, Swept};
+use super::{Backend, PoolSettings, PoolStats, Store, StoreError, Swept};
 use crate::clock::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -167,6 +167,10 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        super::sql::pool_stats(&self.pool)
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<Option<Swept>, StoreError> {

@@ -12,6 +12,11 @@ pub async fn migrate_twice_and_ping(db: &Db) {
         .expect("re-running migrations is a no-op");
     db.ping().await.unwrap();
     assert!(db.list_tenants().await.unwrap().is_empty());
+    // The pool reports its occupancy (the gateway's `/metrics` exports it): the connection
+    // the ping used is open (it goes back to the idle set asynchronously).
+    let pool = db.pool_stats();
+    assert!(pool.size >= 1 && pool.size <= pool.max, "{pool:?}");
+    assert!(pool.idle <= pool.size, "{pool:?}");
 }
 
 pub async fn tenant_upsert_and_name_taken(db: &Db) {

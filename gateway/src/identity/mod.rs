@@ -30,6 +30,7 @@ mod loading_cache;
 mod lockout;
 mod mail;
 mod mailer;
+mod metrics;
 mod password;
 mod principal;
 mod recovery;
@@ -90,6 +91,8 @@ pub struct IdentityDeps {
     pub breached: BreachedList,
     /// Per-address limits.
     pub limits: RateLimits,
+    /// Where the service's metrics are registered; the gateway's `/metrics` serves it.
+    pub registry: prometheus::Registry,
 }
 
 impl IdentityDeps {
@@ -112,6 +115,7 @@ impl IdentityDeps {
             public_url: public_url.trim_end_matches('/').to_owned(),
             breached: BreachedList::default(),
             limits: RateLimits::default(),
+            registry: prometheus::Registry::new(),
         })
     }
 }
@@ -367,6 +371,7 @@ struct Inner {
     subjects: subjects::SubjectCache,
     families: subjects::FamilyCache,
     usage: Arc<usage::ApiKeyUsage>,
+    metrics: metrics::IdentityMetrics,
 }
 
 impl IdentityService {
@@ -377,8 +382,10 @@ impl IdentityService {
             deps.master_keys.clone(),
             deps.clock.clone(),
         );
+        let metrics = metrics::IdentityMetrics::new(&deps.registry);
         Self {
             inner: Arc::new(Inner {
+                metrics,
                 deps,
                 tenants: tenants::LiveTenants::default(),
                 signer,
@@ -447,6 +454,23 @@ impl IdentityService {
     /// Writes pending API-key last-use times now (shutdown, tests); returns how many.
     pub async fn flush_api_key_usage(&self) -> usize {
         self.inner.usage.flush(self.inner.deps.store.as_ref()).await
+    }
+
+    /// The registry the service counts in (the gateway registers its other metrics there
+    /// too, and `/metrics` serves it).
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.inner.deps.registry
+    }
+
+    /// Refreshes the metrics read at scrape time (database pool, Redis, revocations heard);
+    /// `/metrics` calls it before encoding. Bounded: a Redis that does not answer within 2 s
+    /// is reported down.
+    pub async fn sample_metrics(&self) {
+        let d = self.deps();
+        self.inner
+            .metrics
+            .sample(d.store.as_ref(), d.ephemeral.as_ref())
+            .await;
     }
 
     /// Whether the service can serve: the store answers (readiness probes ask this).

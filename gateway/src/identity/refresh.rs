@@ -6,6 +6,7 @@
 
 use super::audit::kind;
 use super::mail::Mail;
+use super::metrics::Grant;
 use super::scopes;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, RequestMeta, TokenSet, chrono_duration, hex};
@@ -71,6 +72,7 @@ impl IdentityService {
                     let sealed = self.inner.signer.master_keys().seal(&plain, &key)?;
                     d.ephemeral.put(&key, &sealed, grace).await?;
                 }
+                self.inner.metrics.issued(Grant::RefreshToken);
                 Ok(pair)
             }
             RotateOutcome::AlreadyRotated {
@@ -233,6 +235,7 @@ impl IdentityService {
         family: SessionId,
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
+        self.inner.metrics.refresh_reuse();
         let d = self.deps();
         let now = self.now();
         let session = d.store.session(t.row.id, family).await?;

@@ -3,6 +3,7 @@
 
 use super::audit::kind;
 use super::lockout::{lock_duration, time_left};
+use super::metrics::Grant;
 use super::principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE};
 use super::scopes;
 use super::tenants::LiveTenant;
@@ -85,6 +86,21 @@ impl IdentityService {
     /// attempt, check the password (with the lockout), check the account, then issue the
     /// session and tokens. Every refusal after admission is audited before it is answered.
     pub async fn sign_in(
+        &self,
+        tenant: &str,
+        req: PasswordSignIn,
+        meta: &RequestMeta,
+    ) -> Result<SignedIn, IdentityError> {
+        let result = self.password_sign_in(tenant, req, meta).await;
+        self.inner.metrics.sign_in(&result);
+        if result.is_ok() {
+            self.inner.metrics.issued(Grant::Password);
+        }
+        result
+    }
+
+    /// The steps of [`IdentityService::sign_in`], which counts how they ended.
+    async fn password_sign_in(
         &self,
         tenant: &str,
         req: PasswordSignIn,
@@ -223,6 +239,7 @@ impl IdentityService {
         let state = d.store.record_failure(t.row.id, user.id, now).await?;
         if let Some(lock) = lock_duration(state.failures) {
             d.store.lock_until(t.row.id, user.id, now + lock).await?;
+            self.inner.metrics.lockout();
             self.audit(
                 t,
                 kind::LOCKED,

@@ -39,6 +39,7 @@ async fn bootstrap_admin_suspends_and_erases(pool: sqlx::PgPool) {
         public_url: env.url.clone(),
         breached: BreachedList::default(),
         limits: RateLimits::default(),
+        registry: prometheus::Registry::new(),
     });
     let admin = keygate_core::config::BootstrapAdmin {
         tenant: "acme".into(),

@@ -20,6 +20,7 @@ mod handoff;
 mod janitor;
 mod mail;
 mod metadata;
+mod metrics;
 mod network;
 mod page_state;
 mod replicas;

@@ -209,6 +209,7 @@ async fn serve_on(
         public_url: url.clone(),
         breached: BreachedList::default(),
         limits,
+        registry: prometheus::Registry::new(),
     });
     let state = AppState::builder(identity.clone())
         .trusted_proxies(trusted_proxies)

@@ -208,6 +208,7 @@ pub async fn start(opts: Options) -> Gateway {
             sign_in_per_ip: 100_000,
             ..RateLimits::default()
         },
+        registry: prometheus::Registry::new(),
     });
     let builder = AppState::builder(service.clone())
         .cookie_mode(opts.cookie_mode)

@@ -166,6 +166,8 @@ async fn of_two_replicas_racing_for_an_expired_lease_the_conflict_loses() {
 async fn work_runs_only_while_leading_and_stops_when_the_lease_is_lost() {
     let clock = Arc::new(ManualClock::new(t0()));
     let (elector, mut api) = elector("pod-a", clock.clone());
+    let leader = prometheus::IntGauge::new("keygate_operator_leader", "test").unwrap();
+    let elector = elector.with_leader_gauge(leader.clone());
     let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = started.clone();
     let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -200,9 +202,11 @@ async fn work_runs_only_while_leading_and_stops_when_the_lease_is_lost() {
     assert!(!stopped.load(std::sync::atomic::Ordering::SeqCst));
     // Round 3: someone else took it (e.g. we were partitioned): the work stops.
     let (_, send) = next(&mut api, Method::GET, LEASE).await;
+    assert_eq!(leader.get(), 1, "the leader gauge is set while leading");
     reply(send, 200, &lease("pod-z", clock.now_utc(), 1));
     // Shutdown: the Lease is not ours, so nothing is released.
     let (_, send) = next(&mut api, Method::GET, LEASE).await;
+    assert_eq!(leader.get(), 0, "the leader gauge drops with the Lease");
     let _ = stop_tx.send(());
     reply(send, 200, &lease("pod-z", clock.now_utc(), 1));
     let (_, send) = next(&mut api, Method::GET, LEASE).await;

@@ -109,6 +109,15 @@ pub(crate) fn normalize_subjects(subjects: &[RoleSubject]) -> Vec<RoleSubject> {
     out
 }
 
+/// The occupancy of `pool` as the pool itself counts it (no query, no lock held long).
+pub(crate) fn pool_stats<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> super::PoolStats {
+    super::PoolStats {
+        size: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
+    }
+}
+
 /// What every backend store has besides its capabilities: a pool and a clock for bookkeeping
 /// timestamps, with their constructors and accessors.
 macro_rules! store_basics {
