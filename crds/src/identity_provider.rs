@@ -222,7 +222,7 @@ pub struct GoogleSettings {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SamlSettings {
-    /// The IdP's metadata, inline or fetched from a URL.
+    /// The IdP's metadata, inline or as a URL.
     pub metadata: SamlMetadata,
     /// keygate's SAML service-provider entity id at this IdP.
     #[schemars(length(min = 1, max = 1024))]
@@ -246,7 +246,7 @@ pub struct SamlMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 262144))]
     pub inline: Option<String>,
-    /// URL the metadata is fetched from (and refreshed).
+    /// URL of the IdP's metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), pattern(HTTP_URL_PATTERN))]
     pub url: Option<String>,
