@@ -15,6 +15,7 @@ mod admin;
 mod api;
 mod client_address;
 mod cookie_domain;
+mod devices;
 mod handoff;
 mod janitor;
 mod mail;
