@@ -174,6 +174,21 @@ async fn another_accounts_forged_or_expired_device_token_bypasses_nothing(pool: 
     env.user(&t.row, "lee@example.com").await;
     let kim = device_token(&env, "kim@example.com").await;
     let lee = device_token(&env, "lee@example.com").await;
+    // One browser, two accounts: Kim signs in where Lee's token is; the cookie keeps both.
+    let (s, _, _, set) = login(
+        &env,
+        "kim@example.com",
+        PASSWORD,
+        json!({"browser_session": true}),
+        Some(&format!("{DEVICE_COOKIE}={lee}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let shared = device_cookie(&set);
+    assert!(shared.ends_with(&format!(".{lee}")), "{shared}");
+    lock(&env, "kim@example.com", 5).await;
+    let (s, _, _, _) = login(&env, "kim@example.com", PASSWORD, json!({}), Some(&shared)).await;
+    assert_eq!(s, StatusCode::OK, "the shared cookie serves Kim");
     lock(&env, "kim@example.com", 5).await;
 
     let mut forged = kim.clone().into_bytes();
