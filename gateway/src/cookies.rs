@@ -1,8 +1,9 @@
 //! How the gateway names and flags its browser cookies: the session cookie (set by the
 //! sign-in page and the JSON sign-in, read by forward-auth and the routes; host-only, or
 //! shared with a parent domain when the tenant opts in), an app host's cookie and nonce from
-//! the handoff (`/.keygate/callback`), and the pages' CSRF binding cookie. A leaf module
-//! every adapter may use.
+//! the handoff (`/.keygate/callback`), the pages' CSRF binding cookie, and the device cookie
+//! (proof that a browser signed in to an account before; `identity/device.rs`). A leaf
+//! module every adapter may use.
 
 use std::borrow::Cow;
 
@@ -75,6 +76,24 @@ impl CookieMode {
             Self::Host => "__Host-keygate_csrf",
             Self::PlainHttpDev => "keygate_csrf",
         }
+    }
+
+    /// The device cookie's name: host-only on the gateway, where people sign in.
+    pub fn device_cookie(self) -> &'static str {
+        match self {
+            Self::Host => "__Host-keygate_device",
+            Self::PlainHttpDev => "keygate_device",
+        }
+    }
+
+    /// The device cookie carrying `value` (the identity service's merged token list) for
+    /// `max_age` (a device token's lifetime).
+    pub fn device(self, value: String, max_age: std::time::Duration) -> Cookie<'static> {
+        let mut cookie = self.cookie(self.device_cookie(), value);
+        cookie.set_max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ));
+        cookie
     }
 
     /// Whether cookies carry `Secure`.
@@ -177,6 +196,24 @@ mod tests {
             assert!(set.contains(part), "{part} missing from {set}");
         }
         assert!(c.removal().to_string().contains("Domain=example.com"));
+    }
+
+    #[test]
+    fn the_device_cookie_is_host_only_and_long_lived() {
+        let set = CookieMode::Host
+            .device("v".into(), std::time::Duration::from_secs(86_400))
+            .to_string();
+        assert!(set.starts_with("__Host-keygate_device=v"), "{set}");
+        for part in [
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=86400",
+        ] {
+            assert!(set.contains(part), "{part} missing from {set}");
+        }
+        assert!(!set.contains("Domain"), "{set}");
     }
 
     #[test]

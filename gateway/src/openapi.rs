@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         sessions::list, sessions::revoke, sessions::logout_all,
         accounts::sign_up, accounts::verify_email, accounts::resend, accounts::request_reset,
         accounts::confirm_reset, accounts::change_password, accounts::suspend, accounts::reactivate, accounts::erase,
-        accounts::invite,
+        accounts::invite, accounts::request_unlock, accounts::confirm_unlock,
         crate::oidc::metadata, crate::oidc::metadata_relative, crate::oidc::jwks,
     ),
     components(schemas(crate::error::Problem, oauth2::OAuthError)),

@@ -31,6 +31,7 @@ fn derive_macs(raw: &[u8]) -> Result<DerivedMacs, CryptoError> {
     };
     Ok(DerivedMacs {
         page_forms: derive(b"keygate page forms v1")?,
+        device_cookies: derive(b"keygate device cookies v1")?,
     })
 }
 
@@ -49,11 +50,15 @@ pub struct MasterKeys {
 pub enum MacPurpose {
     /// The pages' stateless CSRF tokens.
     PageForms,
+    /// Device cookies (and API clients' device tokens): proof that a browser or client
+    /// signed in to an account before, so it is judged by its own failure budget.
+    DeviceCookies,
 }
 
 /// One MAC key per [`MacPurpose`].
 struct DerivedMacs {
     page_forms: super::mac::Mac,
+    device_cookies: super::mac::Mac,
 }
 
 impl fmt::Debug for MasterKeys {
@@ -135,6 +140,7 @@ impl MasterKeys {
     pub fn mac(&self, purpose: MacPurpose) -> &super::mac::Mac {
         match purpose {
             MacPurpose::PageForms => &self.macs.page_forms,
+            MacPurpose::DeviceCookies => &self.macs.device_cookies,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Keyed MACs (HMAC-SHA256) derived from the master key, for values the gateway hands out and
-//! must recognise later without storing them (the pages' CSRF tokens).
+//! must recognise later without storing them (the pages' CSRF tokens, device cookies).
 
 use aws_lc_rs::hmac;
 
@@ -48,5 +48,7 @@ mod tests {
         assert!(replica.mac(MacPurpose::PageForms).verify(b"form", &tag));
         let other = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
         assert!(!other.mac(MacPurpose::PageForms).verify(b"form", &tag));
+        // Each purpose has its own key: a page-form tag is nothing to device cookies.
+        assert!(!keys.mac(MacPurpose::DeviceCookies).verify(b"form", &tag));
     }
 }

@@ -15,6 +15,9 @@ pub(crate) mod kind {
     pub const LOGIN_OK: &str = "login.succeeded";
     pub const LOGIN_FAILED: &str = "login.failed";
     pub const LOCKED: &str = "account.locked";
+    pub const DEVICE_LOCKED: &str = "device.locked";
+    pub const UNLOCK_REQUESTED: &str = "account.unlock_requested";
+    pub const UNLOCKED: &str = "account.unlocked";
     pub const RESET_REQUESTED: &str = "password.reset_requested";
     pub const RESET_DONE: &str = "password.reset";
     pub const PASSWORD_CHANGED: &str = "password.changed";

@@ -14,6 +14,8 @@ pub struct SignInAttempt {
     pub email: String,
     /// Password as typed (never logged).
     pub password: String,
+    /// The browser's device cookie, if it sent one (never logged).
+    pub device: Option<String>,
 }
 
 impl std::fmt::Debug for SignInAttempt {
@@ -29,6 +31,8 @@ pub struct BrowserSession {
     pub cookie_value: String,
     /// Cookie lifetime (the session's absolute lifetime).
     pub max_age: std::time::Duration,
+    /// The device cookie's new value (a token for this account first), if one is to be set.
+    pub device_cookie: Option<String>,
 }
 
 impl std::fmt::Debug for BrowserSession {
@@ -118,6 +122,22 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         password: &str,
         meta: &RequestMeta,
     ) -> Result<(), FlowError>;
+    /// Sends an unlock link if the account exists; succeeds either way.
+    async fn request_unlock(
+        &self,
+        tenant: &LiveTenant,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError>;
+    /// Consumes an unlock link, clearing the account's lockout; answers the device cookie's
+    /// new value for the browser that redeemed it (`device` is the one it sent).
+    async fn unlock(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<String, FlowError>;
     /// Ends the session the cookie names, on every replica.
     async fn sign_out(
         &self,
@@ -186,6 +206,7 @@ impl AccountFlows for IdentityService {
             email: attempt.email.clone(),
             password: attempt.password.clone(),
             browser: true,
+            device: attempt.device.clone(),
             ..PasswordSignIn::default()
         };
         let done = IdentityService::sign_in(self, tenant.name(), req, meta).await?;
@@ -200,6 +221,7 @@ impl AccountFlows for IdentityService {
         Ok(BrowserSession {
             cookie_value,
             max_age,
+            device_cookie: Some(done.device_cookie),
         })
     }
 
@@ -244,6 +266,26 @@ impl AccountFlows for IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), FlowError> {
         Ok(IdentityService::reset_password(self, tenant.name(), token, password, meta).await?)
+    }
+
+    async fn request_unlock(
+        &self,
+        tenant: &LiveTenant,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), FlowError> {
+        Ok(IdentityService::request_unlock(self, tenant.name(), email, meta).await?)
+    }
+
+    async fn unlock(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<String, FlowError> {
+        let done = IdentityService::unlock(self, tenant.name(), token, device, meta).await?;
+        Ok(done.device_cookie)
     }
 
     async fn sign_out(

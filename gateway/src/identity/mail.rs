@@ -33,6 +33,13 @@ pub(super) enum Mail<'a> {
         /// The one-time code.
         code: &'a str,
     },
+    /// Unlock an account locked by failed sign-ins.
+    Unlock {
+        /// The page that spends the code.
+        link: &'a str,
+        /// The one-time code.
+        code: &'a str,
+    },
     /// Someone signed up with an address that already has an account.
     RegistrationAttempt,
     /// A reused refresh token ended a session.
@@ -46,6 +53,7 @@ impl Mail<'_> {
             Self::Verify { .. } => ("verify", "confirm your email address"),
             Self::Reset { .. } => ("reset", "reset your password"),
             Self::Invite { .. } => ("invite", "you are invited"),
+            Self::Unlock { .. } => ("unlock", "unlock your account"),
             Self::RegistrationAttempt => (
                 "registration_attempt",
                 "someone tried to register with your address",
@@ -58,7 +66,8 @@ impl Mail<'_> {
         match self {
             Self::Verify { link, code }
             | Self::Reset { link, code }
-            | Self::Invite { link, code } => (link, code),
+            | Self::Invite { link, code }
+            | Self::Unlock { link, code } => (link, code),
             Self::RegistrationAttempt | Self::SessionEnded => ("", ""),
         }
     }
@@ -76,6 +85,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("reset.txt", include_str!("mail/reset.txt")),
         ("invite.html", include_str!("mail/invite.html")),
         ("invite.txt", include_str!("mail/invite.txt")),
+        ("unlock.html", include_str!("mail/unlock.html")),
+        ("unlock.txt", include_str!("mail/unlock.txt")),
         (
             "registration_attempt.html",
             include_str!("mail/registration_attempt.html"),
@@ -233,6 +244,7 @@ mod tests {
             Mail::Verify { link, code: "abc" },
             Mail::Reset { link, code: "abc" },
             Mail::Invite { link, code: "abc" },
+            Mail::Unlock { link, code: "abc" },
             Mail::RegistrationAttempt,
             Mail::SessionEnded,
         ] {
@@ -249,7 +261,10 @@ mod tests {
             );
             if matches!(
                 mail,
-                Mail::Reset { .. } | Mail::Verify { .. } | Mail::Invite { .. }
+                Mail::Reset { .. }
+                    | Mail::Verify { .. }
+                    | Mail::Invite { .. }
+                    | Mail::Unlock { .. }
             ) {
                 assert!(
                     e.body.contains(link),

@@ -22,6 +22,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod authenticator;
+mod device;
 mod error;
 mod flows;
 mod handoff;
@@ -45,10 +46,12 @@ mod signin;
 mod subjects;
 mod tenants;
 mod tokens;
+mod unlock;
 mod upstream;
 mod usage;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
+pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use error::IdentityError;
 pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
 pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};
@@ -57,6 +60,7 @@ pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
 pub use signer::PublishedKeys;
 pub use tenants::{LiveTenant, is_tenant_name};
+pub use unlock::{UNLOCK_TTL, Unlocked};
 pub use upstream::{UPSTREAM_TOKEN_TTL, UPSTREAM_TOKEN_TYP, UpstreamGrant};
 
 use chrono::{DateTime, Utc};
@@ -211,6 +215,9 @@ pub struct PasswordSignIn {
     pub scope: Option<String>,
     /// Whether the session is a browser session (cookie lifetimes) or a token client's.
     pub browser: bool,
+    /// The device cookie (or an API client's `device_token`) presented, if any: a valid
+    /// token for the account puts the attempt on the device's own budget.
+    pub device: Option<String>,
 }
 
 impl std::fmt::Debug for PasswordSignIn {
@@ -253,6 +260,11 @@ pub struct SignedIn {
     pub session_id: SessionId,
     /// The session cookie's value (an opaque 256-bit token), for browser sign-ins only.
     pub session_cookie: Option<String>,
+    /// A new device token for this account (an API client's `device_token`).
+    pub device_token: String,
+    /// The browser's device cookie value: the new token and the presented tokens of other
+    /// accounts.
+    pub device_cookie: String,
     /// When the session ends at the latest.
     pub session_expires_at: DateTime<Utc>,
     /// The signed-in person.

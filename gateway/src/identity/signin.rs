@@ -1,5 +1,6 @@
 //! Password sign-in: per-IP rate limit, dummy verification for unknown accounts,
-//! progressive lockout, then a session with a refresh-token family and an access token.
+//! progressive lockout (or a known device's own budget, `device.rs`), then a session with a
+//! refresh-token family, an access token and a new device token.
 
 use super::audit::kind;
 use super::lockout::{lock_duration, time_left};
@@ -151,7 +152,7 @@ impl IdentityService {
     }
 
     /// Writes the audit row of a failed sign-in for `reason`.
-    async fn audit_failure(
+    pub(super) async fn audit_failure(
         &self,
         t: &LiveTenant,
         user: Option<keygate_core::ids::UserId>,
@@ -163,7 +164,7 @@ impl IdentityService {
     }
 
     /// Audits a failed sign-in for `reason`, then refuses it with `error`.
-    async fn refuse<T>(
+    pub(super) async fn refuse<T>(
         &self,
         t: &LiveTenant,
         user: &User,
@@ -176,16 +177,16 @@ impl IdentityService {
     }
 
     /// The account behind the email if the password is right and it is not locked, and
-    /// whether it has a lockout counter (to reset after success). Unknown accounts cost the
-    /// same hashing and get the same answers as wrong passwords; a wrong password is
-    /// audited before it is counted, so a counter outage cannot hide the attempt.
+    /// whether its lockout counter is to be reset after success. Unknown accounts cost the
+    /// same hashing and get the same answers as wrong passwords; a device that signed in to
+    /// the account before is judged by its own budget ([`super::device`]), every other
+    /// client by the account's lockout.
     async fn check_password(
         &self,
         t: &LiveTenant,
         req: &PasswordSignIn,
         meta: &RequestMeta,
     ) -> Result<(User, bool), IdentityError> {
-        let now = self.now();
         let d = self.deps();
         // An address outside the accepted syntax has no account: the unknown-account answer.
         let user = match EmailAddress::parse(&req.email) {
@@ -197,6 +198,30 @@ impl IdentityService {
             self.audit_failure(t, None, meta, "unknown_account").await?;
             return Err(self.unknown_account_failure(t, &req.email).await);
         };
+        // Device tokens name an account, so one never validates for an unknown address:
+        // those always take the ghost lockout above.
+        if t.settings.lockout.enabled
+            && let Some(device) = self.known_device(t, &user, req.device.as_deref())
+        {
+            return self
+                .check_password_on_device(t, req, user, &device, meta)
+                .await;
+        }
+        self.check_password_on_account(t, req, user, meta).await
+    }
+
+    /// [`Self::check_password`] for a client without a device token for the account: the
+    /// account's lockout holds, and a wrong password is audited before it is counted, so a
+    /// counter outage cannot hide the attempt.
+    pub(super) async fn check_password_on_account(
+        &self,
+        t: &LiveTenant,
+        req: &PasswordSignIn,
+        user: User,
+        meta: &RequestMeta,
+    ) -> Result<(User, bool), IdentityError> {
+        let now = self.now();
+        let d = self.deps();
         let counter = if t.settings.lockout.enabled {
             d.store.lockout(t.row.id, user.id).await?
         } else {
@@ -211,11 +236,7 @@ impl IdentityService {
             let locked = IdentityError::AccountLocked { retry_after: left };
             return self.refuse(t, &user, meta, "locked", locked).await;
         }
-        let verified = match &user.password_hash {
-            Some(hash) => d.hasher.verify(&req.password, hash).await?,
-            None => d.hasher.verify_dummy(&req.password).await?,
-        };
-        if !verified {
+        if !self.password_matches(&user, &req.password).await? {
             self.audit_failure(t, Some(user.id), meta, "bad_password")
                 .await?;
             self.count_failure(t, &user, meta, now).await?;
@@ -224,8 +245,21 @@ impl IdentityService {
         Ok((user, counter.is_some()))
     }
 
+    /// Whether `password` is the account's (the same hashing cost when it has none).
+    pub(super) async fn password_matches(
+        &self,
+        user: &User,
+        password: &str,
+    ) -> Result<bool, IdentityError> {
+        let d = self.deps();
+        Ok(match &user.password_hash {
+            Some(hash) => d.hasher.verify(password, hash).await?,
+            None => d.hasher.verify_dummy(password).await?,
+        })
+    }
+
     /// Counts a wrong password against the account and locks it when the schedule says so.
-    async fn count_failure(
+    pub(super) async fn count_failure(
         &self,
         t: &LiveTenant,
         user: &User,
@@ -314,6 +348,10 @@ impl IdentityService {
             )
             .await?;
         let session = opened.session;
+        // A new device token on every sign-in, merged into the browser's device cookie.
+        let device_token = self.new_device_token(t, user.id)?;
+        let device_cookie =
+            self.device_cookie_after(t, user.id, req.device.as_deref(), &device_token);
         let (access_token, expires_in) = self
             .access_token(t, user, &session, &client_id, &scope, &roles, &permissions)
             .await?;
@@ -335,6 +373,8 @@ impl IdentityService {
             },
             session_id: session.id,
             session_cookie: opened.cookie,
+            device_token,
+            device_cookie,
             session_expires_at: session.absolute_expires_at,
             principal: Principal {
                 tenant_id: t.row.id,

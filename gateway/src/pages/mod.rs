@@ -1,9 +1,10 @@
 //! Server-rendered sign-in pages, usable without JavaScript: sign in, sign up, verify email,
-//! forgot / reset password, sign out, the account page, the MFA and step-up prompts (which
-//! say that the tenant offers no second factor), and the handoff path `/.keygate/callback`
-//! that gives apps on other hosts their cookie (`handoff`). Every form carries a CSRF token
-//! ([`csrf`]); the session
-//! cookie is `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/). Tenant name
+//! forgot / reset password, the emailed unlock of a locked account, sign out, the account
+//! page, the MFA and step-up prompts (which say that the tenant offers no second factor), and
+//! the handoff path `/.keygate/callback` that gives apps on other hosts their cookie
+//! (`handoff`). Every form carries a CSRF token ([`csrf`]); the session cookie is
+//! `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/), the device cookie
+//! `__Host-keygate_device`. Tenant name
 //! and colours come from the Tenant spec; colours travel in `/t/{tenant}/theme.css` so the
 //! CSP can forbid inline styles.
 //!
@@ -23,6 +24,7 @@ mod recovery;
 mod signin;
 mod signup;
 mod theme;
+mod unlock;
 
 use crate::AppState;
 use crate::cookies::{CookieMode, SessionCookie};
@@ -62,6 +64,8 @@ impl Templates {
             ("signout.html", include_str!("templates/signout.html")),
             ("message.html", include_str!("templates/message.html")),
             ("account.html", include_str!("templates/account.html")),
+            ("locked.html", include_str!("templates/locked.html")),
+            ("unlock.html", include_str!("templates/unlock.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -235,6 +239,15 @@ pub fn router() -> Router<AppState> {
         .route(
             "/t/{tenant}/reset-password",
             get(form!(recovery::RESET, Prefill::Token)).post(recovery::reset_submit),
+        )
+        .route(
+            "/t/{tenant}/locked",
+            get(form!(unlock::LOCKED, Prefill::Nothing)).post(unlock::locked_submit),
+        )
+        .route(
+            "/t/{tenant}/unlock",
+            // A button, not an action on GET, for the same reason as verify-email below.
+            get(form!(unlock::UNLOCK, Prefill::Token)).post(unlock::unlock_submit),
         )
         .route(
             "/t/{tenant}/verify-email",

@@ -1,9 +1,10 @@
-//! Sign in (sets the session cookie) and sign out (ends the session, clears the cookie).
+//! Sign in (sets the session cookie and the device cookie) and sign out (ends the session,
+//! clears the session cookie; the device cookie stays, it is no credential on its own).
 
 use super::handoff::{checked_handoff, onwards};
 use super::{EmailPasswordForm, Errors, Page, Pages, checked_rd, csrf_ok, query_param};
 use crate::error::ApiError;
-use crate::identity::SignInAttempt;
+use crate::identity::{DEVICE_TOKEN_TTL, SignInAttempt};
 use crate::meta::Meta;
 use crate::return_url::signin_url;
 use crate::tenant_path::TenantName;
@@ -90,6 +91,9 @@ pub(super) async fn signin_submit(
     let attempt = SignInAttempt {
         email: form.email.trim().to_owned(),
         password: form.password.clone(),
+        device: jar
+            .get(state.cookies.device_cookie())
+            .map(|c| c.value().to_owned()),
     };
     let signed_in = match state.flows.sign_in(&tenant, &attempt, &meta).await {
         Ok(signed_in) => signed_in,
@@ -99,7 +103,12 @@ pub(super) async fn signin_submit(
         .session_cookie(&tenant)
         .issue(signed_in.cookie_value.clone(), signed_in.max_age);
     let next = onwards(&state, &tenant, &signed_in.cookie_value, rd, handoff).await;
-    Ok((jar.add(cookie), next).into_response())
+    let mut jar = jar.add(cookie);
+    if let Some(device) = signed_in.device_cookie {
+        let max_age = DEVICE_TOKEN_TTL.to_std().unwrap_or_default();
+        jar = jar.add(state.cookies.device(device, max_age));
+    }
+    Ok((jar, next).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -1,6 +1,6 @@
-//! Account endpoints: sign-up, email verification, password reset and change, and the
-//! admin actions (suspend, reactivate, erase). Answers to strangers never reveal whether an
-//! account exists (sign-up, resend and reset always answer 202).
+//! Account endpoints: sign-up, email verification, password reset and change, the emailed
+//! unlock of a locked account, and the admin actions (suspend, reactivate, erase). Answers to strangers never reveal whether an
+//! account exists (sign-up, resend, reset and unlock requests always answer 202).
 
 use super::extract::{ApiJson, Authenticated, Meta};
 use crate::AppState;
@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::identity::{IdentityError, SignUp};
 use crate::tenant_path::TenantName;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use keygate_core::ids::UserId;
@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
             "/t/{tenant}/accounts/password-reset/confirm",
             post(confirm_reset),
         )
+        .route("/t/{tenant}/accounts/unlock", post(request_unlock))
+        .route("/t/{tenant}/accounts/unlock/confirm", post(confirm_unlock))
         .route("/t/{tenant}/account/password", post(change_password))
         .route("/t/{tenant}/users/{user}/suspend", post(suspend))
         .route("/t/{tenant}/users/{user}/reactivate", post(reactivate))
@@ -176,6 +178,59 @@ async fn confirm_reset(
         .reset_password(&tenant, &body.token, &body.new_password, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A redeemed unlock link.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnlockResponse {
+    /// A new device token for the account, to send as `device_token` with sign-ins.
+    pub device_token: String,
+}
+
+/// Sends an unlock link if the account exists (same answer either way).
+#[utoipa::path(post, path = "/t/{tenant}/accounts/unlock", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = EmailRequest,
+    responses((status = 202, description = "Accepted", body = Accepted), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "mail_unavailable: this installation cannot send email (no SMTP configured)", body = crate::error::Problem, content_type = "application/problem+json")))]
+async fn request_unlock(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    state
+        .identity
+        .request_unlock(&tenant, &body.email, &meta)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
+}
+
+/// Consumes an unlock token (single use, 30 min): clears the account's lockout and answers a
+/// new device token.
+#[utoipa::path(post, path = "/t/{tenant}/accounts/unlock/confirm", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = TokenRequest,
+    responses((status = 200, description = "Unlocked", body = UnlockResponse), (status = 400, description = "invalid_link, malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_body", body = crate::error::Problem, content_type = "application/problem+json")))]
+async fn confirm_unlock(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, &'static str); 1],
+        Json<UnlockResponse>,
+    ),
+    ApiError,
+> {
+    let done = state
+        .identity
+        .unlock(&tenant, &body.token, None, &meta)
+        .await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(UnlockResponse {
+            device_token: done.device_token,
+        }),
+    ))
 }
 
 /// Changes the caller's password (current password required); other sessions end.

@@ -4,13 +4,14 @@
 use super::extract::{ApiJson, Authenticated, Meta};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::identity::PasswordSignIn;
+use crate::identity::{DEVICE_TOKEN_TTL, PasswordSignIn};
 use crate::tenant_path::TenantName;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 
 /// `/t/{tenant}/login`, `/t/{tenant}/logout`.
@@ -40,9 +41,14 @@ pub struct LoginRequest {
     /// through a Role; anything else is `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
-    /// Also set the browser session cookie.
+    /// Also set the browser session cookie (and the device cookie).
     #[serde(default)]
     pub browser_session: bool,
+    /// The `device_token` an earlier sign-in (or unlock) of this account answered: the
+    /// attempt is then judged by that device's own failure budget, not the account's
+    /// lockout. Browsers send the `__Host-keygate_device` cookie instead.
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
 /// Tokens and the session opened.
@@ -60,9 +66,14 @@ pub struct LoginResponse {
     pub scope: String,
     /// Session id (`sid` claim).
     pub session_id: String,
+    /// A new device token for this account, to keep and send back as `device_token` with
+    /// later sign-ins (absent with `browser_session`: the device cookie carries it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
-/// JSON sign-in: tokens for API clients, and the session cookie when `browser_session` is set.
+/// JSON sign-in: tokens (and a device token) for API clients, and the session and device
+/// cookies when `browser_session` is set.
 #[utoipa::path(post, path = "/t/{tenant}/login", tag = "sign-in", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = LoginResponse),
@@ -90,6 +101,9 @@ async fn login(
         // The HTML sign-in form lives at /signin; 307 keeps the method and the body.
         return Ok(Redirect::temporary(&format!("/t/{tenant}/signin")).into_response());
     }
+    let cookie_device = CookieJar::from_headers(request.headers())
+        .get(state.cookie_mode.device_cookie())
+        .map(|c| c.value().to_owned());
     let ApiJson(body) = ApiJson::<LoginRequest>::from_request_with(request, &state).await?;
     let req = PasswordSignIn {
         email: body.email,
@@ -98,6 +112,7 @@ async fn login(
         client_id: body.client_id,
         scope: body.scope,
         browser: body.browser_session,
+        device: body.device_token.or(cookie_device),
     };
     let done = state.identity.sign_in(&tenant, req, &meta).await?;
     let mut response = (
@@ -110,6 +125,7 @@ async fn login(
             refresh_token: done.tokens.refresh_token,
             scope: done.tokens.scope,
             session_id: done.session_id.to_string(),
+            device_token: (!body.browser_session).then_some(done.device_token),
         }),
     )
         .into_response();
@@ -121,8 +137,12 @@ async fn login(
             .to_std()
             .unwrap_or_default();
         let cookie = state.session_cookie(&live).issue(token.clone(), max_age);
-        if let Ok(v) = HeaderValue::from_str(&cookie.encoded().to_string()) {
-            response.headers_mut().append(header::SET_COOKIE, v);
+        let max_age = DEVICE_TOKEN_TTL.to_std().unwrap_or_default();
+        let device = state.cookie_mode.device(done.device_cookie, max_age);
+        for c in [cookie, device] {
+            if let Ok(v) = HeaderValue::from_str(&c.encoded().to_string()) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
         }
     }
     Ok(response)

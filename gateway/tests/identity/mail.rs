@@ -94,6 +94,13 @@ async fn without_smtp_link_flows_answer_503_and_nothing_reaches_the_log(pool: sq
     refused(s, &body, "verification resend");
     let (s, body) = env
         .post_json(
+            "/t/acme/accounts/unlock",
+            json!({"email": "ada@example.com"}),
+        )
+        .await;
+    refused(s, &body, "unlock request");
+    let (s, body) = env
+        .post_json(
             "/t/acme/accounts",
             json!({"email": "new@example.com", "password": PASSWORD}),
         )
@@ -247,6 +254,16 @@ async fn every_flow_over_a_real_relay_leaves_no_secret_in_trace_logs(pool: sqlx:
     );
     let (s, _) = env.get("/t/acme/userinfo", &access).await;
     assert_eq!(s, StatusCode::OK);
+    // The device token of that sign-in, presented again.
+    let device = login["device_token"].as_str().unwrap().to_owned();
+    secrets.add("device token", &device);
+    let (s, _) = env
+        .post_json(
+            "/t/acme/login",
+            json!({"email": "ada@example.com", "password": PASSWORD, "device_token": device}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
     // Replayed outside the grace window, the old refresh token ends the session and mails.
     env.clock.advance(chrono::Duration::minutes(5));
     let (s, _) = env.refresh("acme", &refresh).await;
@@ -298,6 +315,28 @@ async fn every_flow_over_a_real_relay_leaves_no_secret_in_trace_logs(pool: sqlx:
     assert!(s.is_success(), "{s}: {html}");
     let (s, _) = env.login("acme", "ada@example.com", new_password).await;
     assert_eq!(s, StatusCode::OK);
+
+    // An emailed unlock link, redeemed by an API client.
+    let (s, _) = env
+        .post_json(
+            "/t/acme/accounts/unlock",
+            json!({"email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let mail = relay
+        .wait_for("ada@example.com", "unlock your account")
+        .await;
+    let unlock = token_after(mail.text.as_deref().unwrap(), "token=");
+    secrets.add("unlock token", &unlock);
+    let (s, body) = env
+        .post_json("/t/acme/accounts/unlock/confirm", json!({"token": unlock}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    secrets.add(
+        "unlock device token",
+        body["device_token"].as_str().unwrap(),
+    );
 
     // An invite, spent.
     let admin = admin_token(&env, &t.row, "boss@example.com").await;

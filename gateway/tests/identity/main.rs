@@ -16,6 +16,7 @@ mod api;
 mod branding;
 mod client_address;
 mod cookie_domain;
+mod devices;
 mod handoff;
 mod janitor;
 mod mail;

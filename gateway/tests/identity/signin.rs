@@ -312,6 +312,11 @@ async fn lockout_answers_do_not_tell_accounts_from_unknown_addresses(pool: sqlx:
     let env = env(pool).await;
     let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
     env.user(&t.row, "real@example.com").await;
+    // The attacker holds a valid device token and cookie, of their own account: it must not
+    // make the two answer differently (device tokens name their account).
+    env.user(&t.row, "mallory@example.com").await;
+    let (_, own) = env.login("acme", "mallory@example.com", PASSWORD).await;
+    let own = own["device_token"].as_str().unwrap().to_owned();
     // Rapid failures through the 5-minute tier, then each tier reached and waited out, and
     // a lock waited out in part.
     let mut steps = vec![Step::Fail; 12];
@@ -329,7 +334,8 @@ async fn lockout_answers_do_not_tell_accounts_from_unknown_addresses(pool: sqlx:
                     let r = env
                         .http
                         .post(format!("{}/t/acme/login", env.url))
-                        .json(&json!({"email": email, "password": "wrong-password-x"}))
+                        .header("cookie", format!("__Host-keygate_device={own}"))
+                        .json(&json!({"email": email, "password": "wrong-password-x", "device_token": own}))
                         .send()
                         .await
                         .unwrap();

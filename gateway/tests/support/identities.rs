@@ -320,6 +320,7 @@ impl AccountFlows for TestIdentities {
         Ok(BrowserSession {
             cookie_value,
             max_age: std::time::Duration::from_secs(3600),
+            device_cookie: None,
         })
     }
     async fn sign_up(
@@ -354,6 +355,23 @@ impl AccountFlows for TestIdentities {
         _: &str,
         _: &RequestMeta,
     ) -> Result<(), FlowError> {
+        Err(FlowError::InvalidLink)
+    }
+    async fn request_unlock(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<(), FlowError> {
+        Ok(())
+    }
+    async fn unlock(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: Option<&str>,
+        _: &RequestMeta,
+    ) -> Result<String, FlowError> {
         Err(FlowError::InvalidLink)
     }
     async fn sign_out(
