@@ -72,7 +72,8 @@ impl PgStore {
            UPDATE refresh_tokens SET rotated_at = $3, replaced_by = $4 \
            WHERE tenant_id = $1 AND hash = $2 AND rotated_at IS NULL AND expires_at > $3 \
              AND session_id IN (SELECT id FROM sessions WHERE tenant_id = $1 \
-               AND revoked_at IS NULL AND idle_expires_at > $3 AND absolute_expires_at > $3) \
+               AND revoked_at IS NULL AND idle_expires_at > $3 AND absolute_expires_at > $3 \
+               AND ($6::text IS NULL OR client_id = $6)) \
            RETURNING session_id) \
          INSERT INTO refresh_tokens (hash, tenant_id, session_id, issued_at, expires_at) \
          SELECT $4, $1, session_id, $3, $5 FROM won RETURNING *",

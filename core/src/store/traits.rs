@@ -358,11 +358,14 @@ pub trait RefreshTokenStore {
         hash: &[u8],
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
     /// Atomically exchanges `presented` for a successor: of concurrent calls with the same
-    /// token exactly one gets [`RotateOutcome::Rotated`]; the rest learn why not.
+    /// token exactly one gets [`RotateOutcome::Rotated`]; the rest learn why not. With
+    /// `client`, only a token whose session belongs to that client rotates (another client
+    /// gets [`RotateOutcome::WrongClient`] and the token stays unspent), in the same statement.
     async fn rotate_refresh_token(
         &self,
         tenant: TenantId,
         presented: &[u8],
+        client: Option<&str>,
         next_hash: &[u8],
         next_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,

@@ -172,7 +172,7 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
     assert_eq!(db.revoke_user_sessions(b, ann.id, t0()).await.unwrap(), 0);
     assert!(db.refresh_token(b, &hash("r0")).await.unwrap().is_none());
     assert_eq!(
-        db.rotate_refresh_token(b, &hash("r0"), &hash("r1"), t(600), t(1))
+        db.rotate_refresh_token(b, &hash("r0"), None, &hash("r1"), t(600), t(1))
             .await
             .unwrap(),
         RotateOutcome::Unknown

@@ -21,7 +21,7 @@ pub async fn concurrent_rotations_have_one_winner(db: &Db) {
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 let out = store
-                    .rotate_refresh_token(acme.id, &presented, &next, t(86_400), t(round + 1))
+                    .rotate_refresh_token(acme.id, &presented, None, &next, t(86_400), t(round + 1))
                     .await
                     .unwrap();
                 (next, out)
@@ -78,8 +78,38 @@ pub async fn rotated_token_reveals_family(db: &Db) {
     assert_eq!(r0.session_id, s.id);
     assert_eq!(r0.rotated_at, None);
 
+    // Named by another client than its session's, it does not rotate and stays unspent.
+    assert_eq!(
+        db.rotate_refresh_token(
+            acme.id,
+            &r0.hash,
+            Some("other-app"),
+            &hash("r1x"),
+            t(86_400),
+            t(5)
+        )
+        .await
+        .unwrap(),
+        RotateOutcome::WrongClient { family: s.id }
+    );
+    let unspent = db.refresh_token(acme.id, &r0.hash).await.unwrap().unwrap();
+    assert_eq!(unspent.rotated_at, None);
+    assert!(
+        db.refresh_token(acme.id, &hash("r1x"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
     let out = db
-        .rotate_refresh_token(acme.id, &r0.hash, &hash("r1"), t(86_400), t(10))
+        .rotate_refresh_token(
+            acme.id,
+            &r0.hash,
+            Some(s.client_id.as_str()),
+            &hash("r1"),
+            t(86_400),
+            t(10),
+        )
         .await
         .unwrap();
     let RotateOutcome::Rotated { next: r1 } = out else {
@@ -96,7 +126,7 @@ pub async fn rotated_token_reveals_family(db: &Db) {
 
     // Presenting it again is reuse: the caller learns the family to revoke.
     let again = db
-        .rotate_refresh_token(acme.id, &r0.hash, &hash("r1b"), t(86_400), t(20))
+        .rotate_refresh_token(acme.id, &r0.hash, None, &hash("r1b"), t(86_400), t(20))
         .await
         .unwrap();
     assert_eq!(
@@ -117,13 +147,13 @@ pub async fn rotated_token_reveals_family(db: &Db) {
 
     // The successor rotates normally; unknown and expired tokens say so.
     assert!(matches!(
-        db.rotate_refresh_token(acme.id, &r1.hash, &hash("r2"), t(86_400), t(30))
+        db.rotate_refresh_token(acme.id, &r1.hash, None, &hash("r2"), t(86_400), t(30))
             .await
             .unwrap(),
         RotateOutcome::Rotated { .. }
     ));
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &hash("nope"), &hash("r9"), t(86_400), t(30))
+        db.rotate_refresh_token(acme.id, &hash("nope"), None, &hash("r9"), t(86_400), t(30))
             .await
             .unwrap(),
         RotateOutcome::Unknown
@@ -139,7 +169,7 @@ pub async fn rotated_token_reveals_family(db: &Db) {
         .await
         .unwrap();
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &short.hash, &hash("r10"), t(86_400), t(60))
+        db.rotate_refresh_token(acme.id, &short.hash, None, &hash("r10"), t(86_400), t(60))
             .await
             .unwrap(),
         RotateOutcome::Expired { family: s.id }
@@ -185,7 +215,7 @@ pub async fn session_revoke_revokes_family(db: &Db) {
     assert!(!revoked.is_active(t(6)));
     // The family goes with the session: its refresh token no longer rotates.
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &r1.hash, &hash("s1r1"), t(86_400), t(7))
+        db.rotate_refresh_token(acme.id, &r1.hash, None, &hash("s1r1"), t(86_400), t(7))
             .await
             .unwrap(),
         RotateOutcome::FamilyRevoked { family: s1.id }
@@ -210,7 +240,7 @@ pub async fn session_revoke_revokes_family(db: &Db) {
             .is_empty()
     );
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &r2.hash, &hash("s2r1"), t(86_400), t(9))
+        db.rotate_refresh_token(acme.id, &r2.hash, None, &hash("s2r1"), t(86_400), t(9))
             .await
             .unwrap(),
         RotateOutcome::FamilyRevoked { family: s2.id }
@@ -247,7 +277,7 @@ pub async fn session_expiry_and_janitor(db: &Db) {
     // Idle for too long: the family no longer rotates, and a touch cannot revive it.
     assert!(!touched.is_active(t(50 * 60)));
     assert_eq!(
-        db.rotate_refresh_token(acme.id, &r0.hash, &hash("r1"), t(86_400), t(50 * 60))
+        db.rotate_refresh_token(acme.id, &r0.hash, None, &hash("r1"), t(86_400), t(50 * 60))
             .await
             .unwrap(),
         RotateOutcome::Expired { family: s.id }

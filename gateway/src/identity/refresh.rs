@@ -50,14 +50,25 @@ impl IdentityService {
         let Some(client_id) = client_id.map(str::trim).filter(|c| !c.is_empty()) else {
             return Err(IdentityError::InvalidGrant);
         };
-        self.check_request_before_rotation(&t, &presented, asked, client_id)
-            .await?;
+        // The client is checked by the rotation itself; a scope asked for needs the
+        // session's scope, read before the token is spent.
+        if asked.is_some() {
+            self.check_request_before_rotation(&t, &presented, asked, client_id)
+                .await?;
+        }
         let next_raw = random_token()?;
         let next_hash = sha256(next_raw.as_bytes());
         let next_expires = now + chrono_duration(t.settings.refresh_idle_ttl());
         match d
             .store
-            .rotate_refresh_token(t.row.id, &presented, &next_hash, next_expires, now)
+            .rotate_refresh_token(
+                t.row.id,
+                &presented,
+                Some(client_id),
+                &next_hash,
+                next_expires,
+                now,
+            )
             .await?
         {
             RotateOutcome::Rotated { next } => {
@@ -103,12 +114,14 @@ impl IdentityService {
             }
             RotateOutcome::FamilyRevoked { .. }
             | RotateOutcome::Expired { .. }
+            | RotateOutcome::WrongClient { .. }
             | RotateOutcome::Unknown => Err(IdentityError::InvalidGrant),
         }
     }
 
     /// Refuses a `scope` wider than the session's, or another client's `client_id`, before
-    /// the token is spent, so a client that asked wrongly keeps a working refresh token. A
+    /// the token is spent, so a client that asked wrongly keeps a working refresh token (the
+    /// rotation checks the client too, in the same statement, for requests without `scope`). A
     /// rotated or unknown token skips this: the rotation answers it (reuse detection must
     /// not be sidestepped by a bad parameter).
     async fn check_request_before_rotation(

@@ -269,6 +269,12 @@ pub enum RotateOutcome {
         /// The family.
         family: SessionId,
     },
+    /// Unrotated and live, but its session belongs to another client than the one named;
+    /// nothing was changed.
+    WrongClient {
+        /// The family.
+        family: SessionId,
+    },
     /// No such token in this tenant.
     Unknown,
 }

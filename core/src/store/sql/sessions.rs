@@ -140,6 +140,7 @@ macro_rules! refresh_token_store {
                 revoked_at: Option<DateTime<Utc>>,
                 idle_expires_at: DateTime<Utc>,
                 absolute_expires_at: DateTime<Utc>,
+                client_id: String,
             }
 
             #[async_trait::async_trait]
@@ -166,6 +167,7 @@ macro_rules! refresh_token_store {
                     &self,
                     tenant: TenantId,
                     presented: &[u8],
+                    client: Option<&str>,
                     next_hash: &[u8],
                     next_expires_at: DateTime<Utc>,
                     now: DateTime<Utc>,
@@ -178,12 +180,13 @@ macro_rules! refresh_token_store {
                             .bind(now)
                             .bind(next_hash)
                             .bind(ts(next_expires_at))
+                            .bind(client)
                             .fetch_optional(&self.pool)
                             .await?;
                         if let Some(next) = next {
                             return Ok(RotateOutcome::Rotated { next });
                         }
-                        return self.rotation_refused(tenant, presented, now).await;
+                        return self.rotation_refused(tenant, presented, client, now).await;
                     }
                     let mut tx = self.begin_write().await?;
                     // The compare-and-set: of concurrent rotations of one token, only the first
@@ -192,13 +195,15 @@ macro_rules! refresh_token_store {
                         "UPDATE refresh_tokens SET rotated_at = $3, replaced_by = $4 \
                          WHERE tenant_id = $1 AND hash = $2 AND rotated_at IS NULL AND expires_at > $3 \
                            AND session_id IN (SELECT id FROM sessions WHERE tenant_id = $1 \
-                             AND revoked_at IS NULL AND idle_expires_at > $3 AND absolute_expires_at > $3) \
+                             AND revoked_at IS NULL AND idle_expires_at > $3 AND absolute_expires_at > $3 \
+                             AND ($5 IS NULL OR client_id = $5)) \
                          RETURNING session_id",
                     )
                     .bind(tenant)
                     .bind(presented)
                     .bind(now)
                     .bind(next_hash)
+                    .bind(client)
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some(family) = won {
@@ -217,21 +222,23 @@ macro_rules! refresh_token_store {
                         return Ok(RotateOutcome::Rotated { next });
                     }
                     tx.rollback().await?;
-                    self.rotation_refused(tenant, presented, now).await
+                    self.rotation_refused(tenant, presented, client, now).await
                 }
             }
 
             impl $store {
-                /// Why a rotation updated nothing: unknown, already rotated, revoked or expired.
+                /// Why a rotation updated nothing: unknown, already rotated, revoked, expired or
+                /// another client's.
                 async fn rotation_refused(
                     &self,
                     tenant: TenantId,
                     presented: &[u8],
+                    client: Option<&str>,
                     now: DateTime<Utc>,
                 ) -> Result<RotateOutcome, StoreError> {
                     let state = sqlx::query_as::<$db, TokenState>(
                         "SELECT t.session_id, t.rotated_at, t.replaced_by, t.expires_at, s.revoked_at, \
-                             s.idle_expires_at, s.absolute_expires_at \
+                             s.idle_expires_at, s.absolute_expires_at, s.client_id \
                          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id AND s.tenant_id = t.tenant_id \
                          WHERE t.tenant_id = $1 AND t.hash = $2",
                     )
@@ -255,6 +262,9 @@ macro_rules! refresh_token_store {
                             || st.absolute_expires_at <= now =>
                         {
                             RotateOutcome::Expired { family }
+                        }
+                        None if client.is_some_and(|c| c != st.client_id) => {
+                            RotateOutcome::WrongClient { family }
                         }
                         // Unrotated, unrevoked and unexpired, yet the update lost: only a
                         // concurrent rotation or revocation between the two statements does that.
