@@ -2,7 +2,7 @@
 //! reconciling a manifest folder — the embedded default a newcomer runs first.
 
 use crate::logging::init_logging;
-use crate::startup::{Fatal, bind, gateway_state, open_store, shutdown_signal};
+use crate::startup::{Fatal, bind, gateway_state, open_store};
 use keygate_core::clock::SystemClock;
 use keygate_core::config::Sources;
 use keygate_core::crypto::envelope::MasterKeys;
@@ -149,18 +149,10 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         },
     )
     .await?;
-    // The same store re-check `keygate gateway` runs, for sessions revoked in the store.
-    let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
-    let _janitor = state.identity.spawn_janitor(crate::startup::JANITOR_EVERY);
     print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);
     let _held_until_exit = lock;
-    keygate_gateway::server::serve(
-        listener,
-        keygate_gateway::app(state),
-        keygate_gateway::server::ClientTimeouts::default(),
-        shutdown_signal(),
-    )
-    .await;
+    // The same background work as `keygate gateway` (revocation re-check, expiry sweep).
+    crate::startup::serve_gateway(listener, state).await;
     Ok(())
 }
 

@@ -133,11 +133,18 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         GatewayExtras::default(),
     )
     .await?;
-    // Postgres as the revocation fallback: Redis pub/sub is fast, this poll is certain.
-    let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
-    let _janitor = state.identity.spawn_janitor(JANITOR_EVERY);
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
+    serve_gateway(listener, state).await;
+    Ok(())
+}
+
+/// Serves the gateway on `listener` until a shutdown signal, with its background work: the
+/// store re-check of revocations (Postgres as the fallback of Redis pub/sub: that is fast,
+/// this poll is certain) and the expiry sweep.
+pub async fn serve_gateway(listener: tokio::net::TcpListener, state: keygate_gateway::AppState) {
+    let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
+    let _janitor = state.identity.spawn_janitor(JANITOR_EVERY);
     keygate_gateway::server::serve(
         listener,
         keygate_gateway::app(state),
@@ -145,7 +152,6 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         shutdown_signal(),
     )
     .await;
-    Ok(())
 }
 
 /// What `keygate dev` hands the gateway beside its settings; `keygate gateway` uses the

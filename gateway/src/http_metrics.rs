@@ -234,38 +234,41 @@ where
     }
 }
 
+/// The sum of a counter (or a histogram's sample count, for `_seconds`) over the series of
+/// `name` carrying `labels`: what unit tests of metrics read back from their registry.
+#[cfg(test)]
+pub(crate) fn sample(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .map(|m| {
+            if name.ends_with("_seconds") {
+                m.get_histogram().get_sample_count() as f64
+            } else {
+                m.get_counter().get_value()
+            }
+        })
+        .sum()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::HttpMetricsLayer;
+    use super::{HttpMetricsLayer, sample};
     use axum::Router;
     use axum::body::Body;
     use axum::http::Request;
     use axum::routing::get;
     use tower::ServiceExt;
-
-    fn sample(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
-        registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric().iter())
-            .filter(|m| {
-                labels.iter().all(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == *k && l.value() == *v)
-                })
-            })
-            .map(|m| {
-                if name.ends_with("_seconds") {
-                    m.get_histogram().get_sample_count() as f64
-                } else {
-                    m.get_counter().get_value()
-                }
-            })
-            .sum()
-    }
 
     #[tokio::test]
     async fn requests_are_counted_by_route_template_never_by_raw_path() {

@@ -24,12 +24,7 @@ pub async fn reconcile(
     owner_uid: &str,
 ) -> Result<IdentityProviderStatus, ReconcileError> {
     let now = ctx.clock.now();
-    let name = idp
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
-    let namespace = idp.metadata.namespace.as_deref().unwrap_or("default");
+    let (name, namespace) = crate::object_key(&idp.metadata)?;
     let generation = idp.metadata.generation;
     let status = |ok: bool, reason, message: String| IdentityProviderStatus {
         conditions: vec![ready(ok, reason, message, generation, now)],
@@ -148,12 +143,7 @@ pub async fn cleanup(
     idp: &IdentityProvider,
     owner_uid: &str,
 ) -> Result<(), ReconcileError> {
-    let name = idp
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
-    let namespace = idp.metadata.namespace.as_deref().unwrap_or("default");
+    let (name, namespace) = crate::object_key(&idp.metadata)?;
     let Lookup::Found(stored_tenant) =
         tenant::parent(ctx, effects, namespace, &idp.spec.tenant_ref.name).await?
     else {

@@ -72,6 +72,18 @@ pub enum ReconcileError {
     },
 }
 
+/// A resource's name and namespace (`default` when unset, as in a manifest folder); a
+/// resource without a name is one the API server never sends.
+pub fn object_key(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<(&str, &str), ReconcileError> {
+    let name = meta
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    Ok((name, meta.namespace.as_deref().unwrap_or("default")))
+}
+
 impl ReconcileError {
     /// A short fixed word for the metrics' `error` label.
     pub fn class(&self) -> &'static str {

@@ -16,12 +16,7 @@ pub async fn reconcile(
     owner_uid: &str,
 ) -> Result<RoleStatus, ReconcileError> {
     let now = ctx.clock.now();
-    let name = role
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
-    let namespace = role.metadata.namespace.as_deref().unwrap_or("default");
+    let (name, namespace) = crate::object_key(&role.metadata)?;
     let generation = role.metadata.generation;
     let status = |ok: bool, reason, message: String| RoleStatus {
         conditions: vec![ready(ok, reason, message, generation, now)],
@@ -191,12 +186,7 @@ pub async fn cleanup(
     role: &Role,
     owner_uid: &str,
 ) -> Result<(), ReconcileError> {
-    let name = role
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
-    let namespace = role.metadata.namespace.as_deref().unwrap_or("default");
+    let (name, namespace) = crate::object_key(&role.metadata)?;
     let Lookup::Found(stored_tenant) =
         tenant::parent(ctx, effects, namespace, &role.spec.tenant_ref.name).await?
     else {

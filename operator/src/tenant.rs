@@ -48,12 +48,7 @@ pub async fn reconcile(
     owner_uid: &str,
 ) -> Result<TenantStatus, ReconcileError> {
     let now = ctx.clock.now();
-    let name = tenant
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
-    let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
+    let (name, namespace) = crate::object_key(&tenant.metadata)?;
     let generation = tenant.metadata.generation;
     let not_ready = |reason, message: String| TenantStatus {
         conditions: vec![ready(false, reason, message, generation, now)],
@@ -166,11 +161,7 @@ pub async fn cleanup(
     tenant: &Tenant,
     owner_uid: &str,
 ) -> Result<(), ReconcileError> {
-    let name = tenant
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
+    let (name, _) = crate::object_key(&tenant.metadata)?;
     match ctx.store.tenant_by_name(name).await? {
         Some(stored) if stored.owner_uid == owner_uid => {
             retire(

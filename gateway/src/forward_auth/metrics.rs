@@ -129,20 +129,7 @@ mod tests {
     use super::*;
 
     fn count(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> u64 {
-        registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric().iter())
-            .filter(|m| {
-                labels.iter().all(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == *k && l.value() == *v)
-                })
-            })
-            .map(|m| m.get_counter().get_value() as u64)
-            .sum()
+        crate::http_metrics::sample(registry, name, labels) as u64
     }
 
     #[test]

@@ -101,6 +101,30 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A person of `tenant` signed in with `credential` (a password sign-in, a session
+    /// cookie), holding `roles`, `permissions` and `scopes`.
+    pub(super) fn person(
+        tenant: &super::tenants::LiveTenant,
+        user: &keygate_core::store::User,
+        grants: (Vec<String>, Vec<String>),
+        scopes: Vec<String>,
+        credential: Credential,
+    ) -> Self {
+        let (roles, permissions) = grants;
+        Self {
+            tenant_id: tenant.row.id,
+            tenant: tenant.row.name.clone(),
+            user_id: Some(user.id),
+            email: Some(user.email.clone()),
+            email_verified: user.email_verified,
+            active: true,
+            roles,
+            permissions,
+            scopes,
+            credential,
+        }
+    }
+
     /// Stable subject: the user id, or `apikey:<name>` for API keys.
     pub fn subject(&self) -> String {
         match (&self.user_id, &self.credential) {

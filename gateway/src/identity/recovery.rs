@@ -23,30 +23,14 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
-        self.require_mail()?;
-        let email = email.trim();
-        let per_ip = self.deps().limits.reset_per_ip;
-        if !self.may_email(&t, email, meta, "reset", per_ip).await? {
-            return Ok(());
-        }
-        let d = self.deps();
-        let user = d
-            .store
-            .user_by_email(t.row.id, email)
+        let Some(user) = self
+            .link_recipient(&t, email, meta, "reset", kind::RESET_REQUESTED)
             .await?
-            .filter(|u| u.status == UserStatus::Active);
-        self.audit(
-            &t,
-            kind::RESET_REQUESTED,
-            user.as_ref().map(|u| u.id),
-            meta,
-            json!({"account_found": user.is_some()}),
-        )
-        .await?;
-        let Some(user) = user else {
+        else {
             return Ok(());
         };
-        d.store
+        self.deps()
+            .store
             .invalidate_one_time_tokens(t.row.id, user.id, TokenPurpose::ResetPassword, self.now())
             .await?;
         let token = self
@@ -68,6 +52,41 @@ impl IdentityService {
             },
         );
         Ok(())
+    }
+
+    /// The active account an emailed link for `email` (a reset or unlock link) goes to, if
+    /// any. Refuses when no mail can be sent; within the address's `budget` of such mails,
+    /// audits the request as `audit_kind` whether or not an account was found, so the
+    /// answer never tells.
+    pub(super) async fn link_recipient(
+        &self,
+        t: &LiveTenant,
+        email: &str,
+        meta: &RequestMeta,
+        budget: &'static str,
+        audit_kind: &'static str,
+    ) -> Result<Option<User>, IdentityError> {
+        self.require_mail()?;
+        let email = email.trim();
+        let per_ip = self.deps().limits.reset_per_ip;
+        if !self.may_email(t, email, meta, budget, per_ip).await? {
+            return Ok(None);
+        }
+        let user = self
+            .deps()
+            .store
+            .user_by_email(t.row.id, email)
+            .await?
+            .filter(|u| u.status == UserStatus::Active);
+        self.audit(
+            t,
+            audit_kind,
+            user.as_ref().map(|u| u.id),
+            meta,
+            json!({"account_found": user.is_some()}),
+        )
+        .await?;
+        Ok(user)
     }
 
     /// Consumes a reset token (single use, expiring), sets the new password, ends every

@@ -202,25 +202,19 @@ impl IdentityService {
             hot.idle_expires_at = idle;
             self.write_hot(t, &token_hash, &hot).await;
         }
-        let user = &subject.user;
-        Ok(Principal {
-            tenant_id: t.row.id,
-            tenant: t.row.name.clone(),
-            user_id: Some(user.id),
-            email: Some(user.email.clone()),
-            email_verified: user.email_verified,
-            active: true,
-            roles: subject.roles.clone(),
-            permissions: subject.permissions.clone(),
-            scopes: Vec::new(),
-            credential: Credential::SessionCookie {
+        Ok(Principal::person(
+            t,
+            &subject.user,
+            (subject.roles.clone(), subject.permissions.clone()),
+            Vec::new(),
+            Credential::SessionCookie {
                 session_id: hot.session_id,
                 amr: hot.amr,
                 acr: hot.acr,
                 auth_time: hot.auth_time,
                 expires_at: hot.absolute_expires_at,
             },
-        })
+        ))
     }
 }
 

@@ -376,21 +376,16 @@ impl IdentityService {
             device_token,
             device_cookie,
             session_expires_at: session.absolute_expires_at,
-            principal: Principal {
-                tenant_id: t.row.id,
-                tenant: t.row.name.clone(),
-                user_id: Some(user.id),
-                email: Some(user.email.clone()),
-                email_verified: user.email_verified,
-                active: true,
-                roles,
-                permissions,
-                scopes: scope.split_whitespace().map(str::to_owned).collect(),
-                credential: Credential::Password {
+            principal: Principal::person(
+                t,
+                user,
+                (roles, permissions),
+                scope.split_whitespace().map(str::to_owned).collect(),
+                Credential::Password {
                     session_id: session.id,
                     auth_time: session.auth_time,
                 },
-            },
+            ),
         })
     }
 

@@ -54,27 +54,10 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<(), IdentityError> {
         let t = self.tenant(tenant).await?;
-        self.require_mail()?;
-        let email = email.trim();
-        let per_ip = self.deps().limits.reset_per_ip;
-        if !self.may_email(&t, email, meta, "unlock", per_ip).await? {
-            return Ok(());
-        }
-        let d = self.deps();
-        let user = d
-            .store
-            .user_by_email(t.row.id, email)
+        let Some(user) = self
+            .link_recipient(&t, email, meta, "unlock", kind::UNLOCK_REQUESTED)
             .await?
-            .filter(|u| u.status == UserStatus::Active);
-        self.audit(
-            &t,
-            kind::UNLOCK_REQUESTED,
-            user.as_ref().map(|u| u.id),
-            meta,
-            json!({"account_found": user.is_some()}),
-        )
-        .await?;
-        let Some(user) = user else {
+        else {
             return Ok(());
         };
         let token = random_token()?;
@@ -82,7 +65,8 @@ impl IdentityService {
         let value = format!("{} {}", user.id, expires.timestamp_millis());
         // Kept a little past its expiry, which is judged by the clock below.
         let ttl = UNLOCK_TTL.to_std().unwrap_or_default() + std::time::Duration::from_secs(60);
-        d.ephemeral
+        self.deps()
+            .ephemeral
             .put(&unlock_key(&t, &token), value.as_bytes(), ttl)
             .await?;
         let link = format!("{}/unlock?token={token}", t.issuer);

@@ -24,14 +24,40 @@ pub(super) const RESET: Page = Page {
 };
 
 pub(super) async fn forgot_submit(
+    state: Pages,
+    name: TenantName,
+    meta: Meta,
+    jar: CookieJar,
+    form: Result<Form<EmailPasswordForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    request_link(state, name, meta, jar, form, EmailedLink::Reset).await
+}
+
+/// What an emailed link is for: the forgot-password and locked pages differ only in this.
+#[derive(Clone, Copy)]
+pub(super) enum EmailedLink {
+    /// A link to set a new password.
+    Reset,
+    /// A link that clears the account's lockout.
+    Unlock,
+}
+
+/// Asks for an emailed link: the same answer whether or not the account exists; an
+/// installation that cannot send mail says so instead of claiming a link went out.
+pub(super) async fn request_link(
     State(state): Pages,
     TenantName(name): TenantName,
     Meta(meta): Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
+    link: EmailedLink,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
-    let screen = FORGOT.on(&state, &tenant);
+    let screen = match link {
+        EmailedLink::Reset => FORGOT,
+        EmailedLink::Unlock => super::unlock::LOCKED,
+    }
+    .on(&state, &tenant);
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let email = form.email.trim().to_owned();
     if !csrf_ok(&state, &jar, &form.csrf).await? {
@@ -50,21 +76,23 @@ pub(super) async fn forgot_submit(
             )
             .await);
     }
-    // Same answer whether or not the account exists; an installation that cannot send mail
-    // says so instead of claiming a link went out.
-    let outcome = state
-        .flows
-        .request_password_reset(&tenant, &email, &meta)
-        .await;
+    let (outcome, sent) = match link {
+        EmailedLink::Reset => (
+            state
+                .flows
+                .request_password_reset(&tenant, &email, &meta)
+                .await,
+            "If an account uses this address, we have sent it a link to set a new password.",
+        ),
+        EmailedLink::Unlock => (
+            state.flows.request_unlock(&tenant, &email, &meta).await,
+            "If an account uses this address, we have sent it a link that unlocks it.",
+        ),
+    };
     if let Err(e @ FlowError::MailUnavailable) = outcome {
         return Ok(screen.refused(jar, e, context! { email }).await);
     }
-    Ok(screen.message(
-        "Check your email",
-        "If an account uses this address, we have sent it a link to set a new password.",
-        StatusCode::OK,
-        None,
-    ))
+    Ok(screen.message("Check your email", sent, StatusCode::OK, None))
 }
 
 pub(super) async fn reset_submit(

@@ -2,9 +2,10 @@
 //! answer whether or not the account exists, like forgot password) and the link's page,
 //! which spends the link on a button press and sets the device cookie in this browser.
 
+use super::recovery::EmailedLink;
 use super::{EmailPasswordForm, Page, Pages, TokenForm, csrf_ok, refusal};
 use crate::error::ApiError;
-use crate::identity::{DEVICE_TOKEN_TTL, FlowError};
+use crate::identity::DEVICE_TOKEN_TTL;
 use crate::meta::Meta;
 use crate::return_url::signin_url;
 use crate::tenant_path::TenantName;
@@ -25,43 +26,13 @@ pub(super) const UNLOCK: Page = Page {
 };
 
 pub(super) async fn locked_submit(
-    State(state): Pages,
-    TenantName(name): TenantName,
-    Meta(meta): Meta,
+    state: Pages,
+    name: TenantName,
+    meta: Meta,
     jar: CookieJar,
     form: Result<Form<EmailPasswordForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = state.live(&name).await?;
-    let screen = LOCKED.on(&state, &tenant);
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    let email = form.email.trim().to_owned();
-    if !csrf_ok(&state, &jar, &form.csrf).await? {
-        return Ok(screen
-            .expired(jar, StatusCode::FORBIDDEN, context! { email })
-            .await);
-    }
-    if !email.contains('@') {
-        return Ok(screen
-            .invalid(
-                jar,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "email",
-                "Enter an email address like name@example.com.",
-                context! { email },
-            )
-            .await);
-    }
-    // Same answer whether or not the account exists (or is locked).
-    let outcome = state.flows.request_unlock(&tenant, &email, &meta).await;
-    if let Err(e @ FlowError::MailUnavailable) = outcome {
-        return Ok(screen.refused(jar, e, context! { email }).await);
-    }
-    Ok(screen.message(
-        "Check your email",
-        "If an account uses this address, we have sent it a link that unlocks it.",
-        StatusCode::OK,
-        None,
-    ))
+    super::recovery::request_link(state, name, meta, jar, form, EmailedLink::Unlock).await
 }
 
 pub(super) async fn unlock_submit(

@@ -116,11 +116,7 @@ pub async fn reconcile(
     owner_uid: &str,
 ) -> Result<ApiKeyStatus, ReconcileError> {
     let now = ctx.clock.now();
-    key.metadata
-        .name
-        .as_ref()
-        .ok_or(ReconcileError::MissingObjectKey(".metadata.name"))?;
-    let namespace = key.metadata.namespace.as_deref().unwrap_or("default");
+    let (_, namespace) = crate::object_key(&key.metadata)?;
     let generation = key.metadata.generation;
     let failed = |reason, message: String| ApiKeyStatus {
         conditions: vec![ready(false, reason, message, generation, now)],
