@@ -10,6 +10,30 @@ use std::borrow::Cow;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use keygate_core::tenant_settings::cookie_domain;
 
+/// Each tenant's session cookie on this gateway: the mode, and the gateway's public host
+/// (parsed once) that a shared cookie domain must contain. Routes, forward-auth and the pages
+/// share one.
+#[derive(Clone, Debug)]
+pub struct SessionCookies {
+    mode: CookieMode,
+    public_host: std::sync::Arc<str>,
+}
+
+impl SessionCookies {
+    /// Cookies named and flagged by `mode` for a gateway served at `public_url`.
+    pub fn new(mode: CookieMode, public_url: &str) -> Self {
+        Self {
+            mode,
+            public_host: cookie_domain::public_host(public_url).into(),
+        }
+    }
+
+    /// The session cookie of `tenant`, whose settings name `domain` (`sessions.cookieDomain`).
+    pub fn of(&self, tenant: &str, domain: Option<&str>) -> SessionCookie {
+        self.mode.session(tenant, domain, &self.public_host)
+    }
+}
+
 /// How the session cookie is named and flagged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CookieMode {
@@ -29,13 +53,13 @@ impl CookieMode {
     }
 
     /// The session cookie of `tenant`, whose settings name `domain` (`sessions.cookieDomain`),
-    /// on a gateway served at `public_url`. A domain that does not contain the public host
+    /// on a gateway whose public host is `public_host`. A domain that does not contain it
     /// (the operator refuses such a Tenant; a gateway with another public URL than the
     /// operator's could still meet one) is ignored: browsers would drop that cookie and every
     /// sign-in would loop, while the host-only cookie and the handoff keep working.
-    pub fn session(self, tenant: &str, domain: Option<&str>, public_url: &str) -> SessionCookie {
+    pub fn session(self, tenant: &str, domain: Option<&str>, public_host: &str) -> SessionCookie {
         let domain = domain
-            .filter(|d| cookie_domain::covers(d, &cookie_domain::public_host(public_url)))
+            .filter(|d| cookie_domain::covers(d, public_host))
             .map(str::to_owned);
         let name = match (&domain, self) {
             (None, mode) => Cow::Borrowed(mode.host_session_name()),
@@ -170,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_tenant_without_a_domain_keeps_the_host_only_cookie() {
-        let c = CookieMode::Host.session("acme", None, "https://auth.example.com");
+        let c = CookieMode::Host.session("acme", None, "auth.example.com");
         assert_eq!(c.name(), "__Host-keygate_session");
         let set = c
             .issue("v".into(), std::time::Duration::from_secs(60))
@@ -181,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_domain_cookie_is_secure_prefixed_per_tenant_with_its_domain() {
-        let c = CookieMode::Host.session("acme", Some("example.com"), "https://auth.example.com");
+        let c = CookieMode::Host.session("acme", Some("example.com"), "auth.example.com");
         assert_eq!(c.name(), "__Secure-keygate_session_acme");
         let set = c
             .issue("v".into(), std::time::Duration::from_secs(60))
@@ -218,7 +242,8 @@ mod tests {
 
     #[test]
     fn a_domain_outside_the_public_host_falls_back_to_the_host_cookie() {
-        let c = CookieMode::Host.session("acme", Some("example.org"), "https://auth.example.com");
+        let c = SessionCookies::new(CookieMode::Host, "https://auth.example.com:8443/base")
+            .of("acme", Some("example.org"));
         assert_eq!(c.name(), "__Host-keygate_session");
         assert_eq!(c.domain(), None);
     }

@@ -25,6 +25,8 @@ pub struct AppState {
     /// How the session cookie is named and flagged (pages set it; routes and forward-auth
     /// read it).
     pub cookie_mode: CookieMode,
+    /// Each tenant's session cookie (the public host parsed once).
+    pub session_cookies: crate::cookies::SessionCookies,
     /// The sign-in pages: CSRF, templates, workflows.
     pub pages: Arc<PagesState>,
     /// Forward-auth's caches and counters.
@@ -40,11 +42,8 @@ pub struct AppState {
 impl AppState {
     /// The session cookie of tenant `t` (host-only, or shared with its `sessions.cookieDomain`).
     pub fn session_cookie(&self, t: &crate::identity::LiveTenant) -> crate::cookies::SessionCookie {
-        self.cookie_mode.session(
-            t.name(),
-            t.settings.sessions.cookie_domain.as_deref(),
-            &self.public_url,
-        )
+        self.session_cookies
+            .of(t.name(), t.settings.sessions.cookie_domain.as_deref())
     }
 
     /// Starts building the state around `identity`; every setting has a production default.
@@ -100,6 +99,7 @@ impl AppStateBuilder {
     /// The state.
     pub fn build(self) -> AppState {
         let public_url: Arc<str> = self.identity.public_url().into();
+        let session_cookies = crate::cookies::SessionCookies::new(self.cookie_mode, &public_url);
         let pages = PagesState::new(
             self.identity.clone(),
             self.flows,
@@ -115,6 +115,7 @@ impl AppStateBuilder {
             public_url,
             trusted_proxies: self.trusted_proxies.into(),
             cookie_mode: self.cookie_mode,
+            session_cookies,
             pages: Arc::new(pages),
             forward_auth: Arc::new(forward_auth),
             http_metrics: crate::http_metrics::HttpMetricsLayer::new(&registry),

@@ -49,17 +49,10 @@ pub fn covers(domain: &str, host: &str) -> bool {
 /// The host of the gateway's public URL (`https://auth.example.com:8443/base` gives
 /// `auth.example.com`), lower-case, without port; an IPv6 literal keeps its brackets.
 pub fn public_host(public_url: &str) -> String {
-    let rest = public_url
-        .split_once("://")
-        .map_or(public_url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let host = if authority.starts_with('[') {
-        authority.split_inclusive(']').next().unwrap_or(authority)
-    } else {
-        authority.split(':').next().unwrap_or(authority)
-    };
-    host.to_ascii_lowercase()
+    url::Url::parse(public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

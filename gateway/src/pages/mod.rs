@@ -97,6 +97,7 @@ pub struct PagesState {
     flows: Arc<dyn AccountFlows>,
     public_url: Arc<str>,
     cookies: CookieMode,
+    session_cookies: crate::cookies::SessionCookies,
     csrf: csrf::Csrf,
     templates: Templates,
 }
@@ -116,6 +117,7 @@ impl PagesState {
                 identity.clock().clone(),
                 cookies,
             ),
+            session_cookies: crate::cookies::SessionCookies::new(cookies, &public_url),
             identity,
             flows,
             public_url,
@@ -126,11 +128,8 @@ impl PagesState {
 
     /// The session cookie of tenant `t` (host-only, or shared with its `sessions.cookieDomain`).
     fn session_cookie(&self, t: &LiveTenant) -> SessionCookie {
-        self.cookies.session(
-            t.name(),
-            t.settings.sessions.cookie_domain.as_deref(),
-            &self.public_url,
-        )
+        self.session_cookies
+            .of(t.name(), t.settings.sessions.cookie_domain.as_deref())
     }
 
     /// The live tenant by URL segment; a missing or disabled one is a 404.
