@@ -13,8 +13,8 @@ mod support;
 use keygate_gateway::cookies::CookieMode;
 use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::nginx::Nginx;
 use support::{Options, RequestExt, ada, client, free_port, grace, real, start};
 
 fn fa(gw: &support::Gateway, query: &str) -> String {
@@ -643,29 +643,6 @@ async fn a_revoked_session_is_refused_by_a_second_gateway_sharing_redis() {
 // ---------------------------------------------------------------------------------------
 // A real nginx, configured as ingress-nginx renders auth-url / auth-signin / auth-response-headers.
 
-/// An nginx process in a temp dir, killed on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// The auth location ingress-nginx renders for `auth-url: {url}` (abridged to what matters).
 fn auth_location(name: &str, gateway_host: &str, url: &str) -> String {
     format!(
@@ -721,9 +698,6 @@ fn protected_location(path: &str, auth: &str, upstream: u16) -> String {
 }
 
 fn start_nginx(port: u16, gateway_port: u16, tenant: &str, upstream: u16) -> Nginx {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()).expect(
-        "nginx is not installed: the edge tests need Debian's nginx (apt-get install -y nginx); .ci/run installs it",
-    );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let gw = format!("127.0.0.1:{gateway_port}");
@@ -755,7 +729,7 @@ http {{
   }}
 }}
 "#,
-        user = if running_as_root() { "user root;" } else { "" },
+        user = support::nginx::user_directive(),
         auth = auth_location(
             "/_external-auth-app",
             &gw,
@@ -769,33 +743,7 @@ http {{
         app = protected_location("/", "/_external-auth-app", upstream),
         admin = protected_location("/admin", "/_external-auth-admin", upstream),
     );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Nginx {
-        child,
-        port,
-        _dir: dir,
-    }
+    support::nginx::run(dir, &conf, port)
 }
 
 /// The app behind nginx: echoes the identity headers it received as JSON.

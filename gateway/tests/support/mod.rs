@@ -6,6 +6,7 @@
 pub mod env;
 pub mod identities;
 pub mod logs;
+pub mod nginx;
 pub mod real;
 pub mod smtp;
 pub mod tls;

@@ -4,9 +4,8 @@
 //! ignored), and nginx serving TLS for the gateway's host and the protected app hosts.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 /// A CA, a server certificate for `hosts` signed by it, and a `$HOME` whose NSS database
 /// trusts the CA.
@@ -87,20 +86,6 @@ impl Pki {
     }
 }
 
-/// nginx serving TLS, killed on drop.
-pub struct TlsNginx {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TlsNginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// What nginx serves on one port: the gateway's host proxied whole, and app hosts whose
 /// every path is checked by forward-auth (as ingress-nginx renders `auth-url`, with
 /// `auth-signin: https://$host/.keygate/callback?tenant=…`) except the handoff path, which
@@ -117,11 +102,7 @@ pub struct Sites<'a> {
     pub shared_cookie: bool,
 }
 
-pub fn start_nginx(pki: &Pki, port: u16, sites: &Sites) -> TlsNginx {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("nginx is not installed: apt-get install -y nginx (scripts/test installs it)");
+pub fn start_nginx(pki: &Pki, port: u16, sites: &Sites) -> super::nginx::Nginx {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let gw = format!("127.0.0.1:{}", sites.gateway_port);
@@ -132,7 +113,7 @@ pub fn start_nginx(pki: &Pki, port: u16, sites: &Sites) -> TlsNginx {
     );
     let t = sites.tenant;
     let up = sites.upstream_port;
-    let root = if nix_root() { "user root;" } else { "" };
+    let root = super::nginx::user_directive();
     let (handoff_route, signin) = if sites.shared_cookie {
         (
             String::new(),
@@ -203,40 +184,5 @@ http {{
         gateway_host = sites.gateway_host,
         apps = sites.app_hosts.join(" "),
     );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    TlsNginx {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
-fn nix_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+    super::nginx::run(dir, &conf, port)
 }
