@@ -339,10 +339,11 @@ impl Default for Tokens {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Mfa {
-    /// `"off"` (no second factor; quoted, as YAML reads a bare off as false), `optional`
-    /// (the default) or `required` (every local account must enrol before it can use the
-    /// tenant). This version has no second factor to enrol: `required` is refused (Ready=False,
-    /// reason NotSupported) and nothing is written, rather than serving the tenant without it.
+    /// `"off"` (no second factor is offered or asked; quoted, as YAML reads a bare off as
+    /// false), `optional` (the default: people may enrol a TOTP authenticator, and whoever
+    /// has one is asked for a code at sign-in) or `required` (password sign-in issues no
+    /// token or cookie until the person has used a second factor; a person without one is
+    /// sent to enrol one first).
     #[serde(default)]
     pub policy: MfaPolicy,
 }

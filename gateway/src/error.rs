@@ -174,6 +174,46 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "mail_unavailable",
             "This installation cannot send email; configure SMTP",
         ),
+        E::InvalidCode => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_code",
+            "Invalid second-factor code",
+        ),
+        E::SecondFactorLocked { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "second_factor_locked",
+            "Too many wrong codes; second factor temporarily locked",
+        ),
+        E::InvalidChallenge => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_mfa_token",
+            "Sign-in challenge unknown, used or expired",
+        ),
+        E::MfaDisabled => (
+            StatusCode::FORBIDDEN,
+            "mfa_disabled",
+            "Multi-factor authentication is off for this tenant",
+        ),
+        E::FactorExists => (
+            StatusCode::CONFLICT,
+            "factor_exists",
+            "An authenticator is already enrolled",
+        ),
+        E::NoSecondFactor => (
+            StatusCode::CONFLICT,
+            "no_second_factor",
+            "No second factor enrolled",
+        ),
+        E::StepUpRequired { .. } => (
+            StatusCode::FORBIDDEN,
+            "step_up_required",
+            "A recent step-up with a second factor is required",
+        ),
+        E::UpstreamStepUpRequired => (
+            StatusCode::FORBIDDEN,
+            "upstream_step_up_required",
+            "Sign in again through your identity provider",
+        ),
         E::Store(_) | E::Crypto(_) | E::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -230,10 +270,21 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Identity(
                 IdentityError::AccountLocked { retry_after }
-                | IdentityError::RateLimited { retry_after },
+                | IdentityError::RateLimited { retry_after }
+                | IdentityError::SecondFactorLocked { retry_after },
             ) => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            Self::Identity(IdentityError::StepUpRequired { max_age }) => {
+                // RFC 9470: the client knows what to ask for at the step-up endpoint.
+                let challenge = format!(
+                    "Bearer error=\"insufficient_user_authentication\", error_description=\"A recent step-up with a second factor is required\", acr_values=\"{}\", max_age={max_age}",
+                    crate::identity::ACR_MFA
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
             }
             Self::Identity(IdentityError::InvalidToken) => {

@@ -59,6 +59,8 @@ pub(crate) async fn metadata(
         // has no registered client-authentication method name, so none is listed.
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "userinfo_endpoint": format!("{issuer}/userinfo"),
+        // The levels a session (and so its tokens' `acr`) can reach (identity::levels).
+        "acr_values_supported": crate::identity::ACR_VALUES_SUPPORTED,
         // keygate extensions: where to sign in with a password, and the kid new tokens are
         // signed with (so operators can check that JWKS and issuance agree).
         "keygate_login_endpoint": format!("{issuer}/login"),

@@ -24,6 +24,9 @@ pub enum Reason {
     NotSupported,
     /// A Tenant's signing key opens under none of the configured master keys.
     SigningKeyUnreadable,
+    /// A second-factor secret (TOTP seed) of a Tenant's account opens under none of the
+    /// configured master keys.
+    FactorUnreadable,
 }
 
 impl Reason {
@@ -39,6 +42,7 @@ impl Reason {
             Self::SecretConflict,
             Self::NotSupported,
             Self::SigningKeyUnreadable,
+            Self::FactorUnreadable,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -56,6 +60,7 @@ impl Reason {
             Self::SecretConflict => "SecretConflict",
             Self::NotSupported => "NotSupported",
             Self::SigningKeyUnreadable => "SigningKeyUnreadable",
+            Self::FactorUnreadable => "FactorUnreadable",
         }
     }
 }

@@ -110,6 +110,9 @@ pub async fn reconcile(
             unreadable.to_string(),
         ));
     }
+    if let Err(unreadable) = sealing::reseal_factor_secrets(ctx, stored.id).await? {
+        return Ok(not_ready(Reason::FactorUnreadable, unreadable.to_string()));
+    }
     let active = ensure_signing_keys(ctx, stored.id, &rotation, now).await?;
 
     let issuer = ctx.issuer(name);
@@ -122,7 +125,7 @@ pub async fn reconcile(
             Reason::Reconciled,
             // Master-key rotation waits for this to name the new key (docs/operations.md).
             format!(
-                "tenant is live; its signing keys are sealed under master key `{}`",
+                "tenant is live; its signing keys and second-factor secrets are sealed under master key `{}`",
                 ctx.master_keys.active_id()
             ),
             generation,
@@ -143,14 +146,6 @@ fn judge(
     // lifetime, a cookie domain outside the public host) is refused here.
     let settings = settings::settings_of(&tenant.spec, &ctx.public_url)
         .map_err(|invalid| (Reason::InvalidSpec, invalid.to_string()))?;
-    // Serving a tenant that demands a second factor without one would be weaker than what
-    // its owner declared, so nothing is written until keygate can enforce it.
-    if settings.mfa.policy == keygate_core::tenant_settings::MfaPolicy::Required {
-        return Err((
-            Reason::NotSupported,
-            "mfa.policy `required` cannot be enforced: this keygate version has no second factor; use `optional` or `\"off\"`".into(),
-        ));
-    }
     Ok(settings)
 }
 

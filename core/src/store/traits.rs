@@ -318,6 +318,16 @@ pub trait SessionStore {
         now: DateTime<Utc>,
         idle_expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Step-up: records a fresh authentication on an active session (its methods, class and
+    /// time); `false` if absent, revoked or expired at `auth_time`.
+    async fn raise_session_authentication(
+        &self,
+        tenant: TenantId,
+        id: SessionId,
+        amr: &[String],
+        acr: Option<&str>,
+        auth_time: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Revokes a session and with it its refresh family; `false` if absent or already revoked.
     async fn revoke_session(
         &self,
@@ -385,6 +395,23 @@ pub trait MfaStore {
         tenant: TenantId,
         user: UserId,
     ) -> Result<Vec<Factor>, StoreError>;
+    /// A page of the tenant's factors ordered by id, after `after` (keyset pagination), at
+    /// most [`LIST_MAX`]: the operator re-seals their secrets under the active master key.
+    async fn factors_page(
+        &self,
+        tenant: TenantId,
+        after: Option<FactorId>,
+        limit: u32,
+    ) -> Result<Vec<Factor>, StoreError>;
+    /// Replaces a factor's sealed secret only if it is still `previous` (compare-and-set, so
+    /// a re-seal never overwrites a concurrent change); `false` if it changed or is absent.
+    async fn reseal_factor_secret(
+        &self,
+        tenant: TenantId,
+        id: FactorId,
+        previous: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
     /// Marks enrolment finished; `false` if absent.
     async fn confirm_factor(&self, tenant: TenantId, id: FactorId) -> Result<bool, StoreError>;
     /// Replaces the sealed secret (WebAuthn credential counters); `false` if absent.

@@ -280,6 +280,7 @@ pub async fn every_table_is_granted_to_its_role(owner: PgPool) {
         ("identity_providers", "keygate_operator", DML),
         ("lockout", "keygate_gateway", DML),
         ("mfa_factors", "keygate_gateway", DML),
+        ("mfa_factors", "keygate_operator", "SELECT"),
         ("one_time_tokens", "keygate_gateway", DML),
         ("password_history", "keygate_gateway", DML),
         ("refresh_tokens", "keygate_gateway", DML),

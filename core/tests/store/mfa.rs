@@ -170,3 +170,56 @@ pub async fn factor_lifecycle(db: &Db) {
         1
     );
 }
+
+/// The operator's re-seal pass reads factors page by page and replaces a secret only if it
+/// is still the one it read.
+pub async fn factors_paged_and_resealed_by_compare_and_set(db: &Db) {
+    let (first, tenant) = totp(db).await;
+    let ann = first.user_id;
+    let mut ids = vec![first.id];
+    for label in ["two", "three"] {
+        let f = db
+            .insert_factor(&NewFactor {
+                tenant_id: tenant,
+                user_id: ann,
+                kind: FactorKind::Totp,
+                label: label.into(),
+                secret: vec![7; 20],
+            })
+            .await
+            .unwrap();
+        ids.push(f.id);
+    }
+    ids.sort();
+    let page = db.factors_page(tenant, None, 2).await.unwrap();
+    assert_eq!(page.iter().map(|f| f.id).collect::<Vec<_>>(), ids[..2]);
+    let rest = db.factors_page(tenant, Some(page[1].id), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|f| f.id).collect::<Vec<_>>(), ids[2..]);
+    let other = tenant_named(db, "other").await;
+    assert!(db.factors_page(other, None, 10).await.unwrap().is_empty());
+
+    assert!(
+        db.reseal_factor_secret(tenant, first.id, &[42; 20], &[1; 30])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.reseal_factor_secret(tenant, first.id, &[42; 20], &[2; 30])
+            .await
+            .unwrap(),
+        "a secret changed meanwhile is left alone"
+    );
+    assert!(
+        !db.reseal_factor_secret(other, first.id, &[1; 30], &[2; 30])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.factor(tenant, first.id).await.unwrap().unwrap().secret,
+        vec![1; 30]
+    );
+}
+
+async fn tenant_named(db: &Db, name: &str) -> keygate_core::ids::TenantId {
+    tenant(&**db, name).await.id
+}

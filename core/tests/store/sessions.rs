@@ -374,3 +374,34 @@ pub async fn session_cookie_token_and_client(db: &Db) {
         .unwrap();
     assert!(!revoked.is_active(t(6)));
 }
+
+/// Step-up records a fresh authentication on an active session only.
+pub async fn step_up_raises_an_active_session_only(db: &Db) {
+    let acme = tenant(&**db, "acme").await;
+    let ann = user(&**db, acme.id, "ann@example.com").await;
+    let s = session(&**db, acme.id, ann.id).await;
+    let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
+    let at = s.auth_time + chrono::Duration::seconds(60);
+    assert!(
+        db.raise_session_authentication(acme.id, s.id, &amr, Some("urn:keygate:acr:mfa"), at)
+            .await
+            .unwrap()
+    );
+    let raised = db.session(acme.id, s.id).await.unwrap().unwrap();
+    assert_eq!(raised.amr, amr);
+    assert_eq!(raised.acr.as_deref(), Some("urn:keygate:acr:mfa"));
+    assert_eq!(raised.auth_time, at);
+    let other = tenant(&**db, "other").await;
+    assert!(
+        !db.raise_session_authentication(other.id, s.id, &amr, None, at)
+            .await
+            .unwrap()
+    );
+    db.revoke_session(acme.id, s.id, at).await.unwrap();
+    assert!(
+        !db.raise_session_authentication(acme.id, s.id, &amr, None, at)
+            .await
+            .unwrap(),
+        "a revoked session is not raised"
+    );
+}

@@ -2,12 +2,9 @@
 //! rule is unit-tested without HTTP.
 
 use super::requirements::Requirements;
-use crate::identity::{CredentialKind, Identity};
+use crate::identity::{ACR_MFA, CredentialKind, Identity, acr_satisfies, has_second_factor};
 use axum::http::Method;
 use chrono::{DateTime, Utc};
-
-/// Methods in `amr` that count as a second factor.
-const MFA_METHODS: &[&str] = &["mfa", "otp", "hwk", "swk", "sc"];
 
 /// Why an identity does not meet the requirements.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +41,14 @@ pub fn decide(
     if !req.scopes.iter().all(|s| id.scopes.contains(s)) {
         return Err(Refusal::Insufficient("scope"));
     }
-    let mfa_ok = !req.mfa || id.amr.iter().any(|m| MFA_METHODS.contains(&m.as_str()));
-    let acr_ok =
-        req.acr_values.is_empty() || id.acr.as_ref().is_some_and(|a| req.acr_values.contains(a));
+    let mfa_ok = !req.mfa || has_second_factor(&id.amr);
+    // Levels are ordered (identity::levels): a multi-factor session meets a request for
+    // password level; a value keygate does not know is met only by itself.
+    let acr_ok = req.acr_values.is_empty()
+        || req
+            .acr_values
+            .iter()
+            .any(|want| acr_satisfies(id.acr.as_deref(), want));
     let fresh_ok = req.max_age.is_none_or(|max| {
         id.auth_time.is_some_and(|t| {
             now.signed_duration_since(t).num_seconds() <= i64::try_from(max).unwrap_or(i64::MAX)
@@ -61,7 +63,7 @@ pub fn decide(
     }
     let mut acr_values = req.acr_values.clone();
     if !mfa_ok && acr_values.is_empty() {
-        acr_values.push("mfa".to_owned());
+        acr_values.push(ACR_MFA.to_owned());
     }
     Err(Refusal::StepUp {
         acr_values,
@@ -141,7 +143,7 @@ pub(crate) mod tests {
         assert_eq!(
             decide(&r, None, &id, Utc::now()),
             Err(Refusal::StepUp {
-                acr_values: vec!["mfa".into()],
+                acr_values: vec![ACR_MFA.into()],
                 max_age: Some(60)
             })
         );
@@ -154,5 +156,24 @@ pub(crate) mod tests {
             decide(&r, None, &id, Utc::now()),
             Err(Refusal::Insufficient(_))
         ));
+    }
+
+    #[test]
+    fn acr_levels_are_ordered() {
+        let mut id = person();
+        id.acr = Some(crate::identity::ACR_PASSWORD.into());
+        let mfa = req(&format!("tenant=acme&acr={ACR_MFA}"));
+        assert!(matches!(
+            decide(&mfa, None, &id, Utc::now()),
+            Err(Refusal::StepUp { .. })
+        ));
+        let pwd = req(&format!(
+            "tenant=acme&acr={}",
+            crate::identity::ACR_PASSWORD
+        ));
+        assert!(decide(&pwd, None, &id, Utc::now()).is_ok());
+        id.acr = Some(ACR_MFA.into());
+        assert!(decide(&mfa, None, &id, Utc::now()).is_ok());
+        assert!(decide(&pwd, None, &id, Utc::now()).is_ok(), "mfa meets pwd");
     }
 }

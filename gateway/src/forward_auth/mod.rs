@@ -277,12 +277,17 @@ async fn identify(
     // Read before any check: a revocation landing during this request moves it on.
     let epoch = revocations.epoch();
     let revoked = |id: &Identity| id.revocation_ids.iter().any(|r| revocations.contains(r));
+    // A changed-notice for the key or the session (grants edited, a step-up raised the
+    // session) makes the cached proof stale.
     let standing = |id: &Identity| {
         if revoked(id) {
             Standing::Revoked
         } else if id
             .api_key
-            .is_some_and(|k| revocations.contains(&changed_notice(&k.to_string())))
+            .map(|k| k.to_string())
+            .into_iter()
+            .chain(id.session_id.map(|s| s.to_string()))
+            .any(|changed| revocations.contains(&changed_notice(&changed)))
         {
             Standing::Changed
         } else {

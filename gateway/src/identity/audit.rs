@@ -31,6 +31,12 @@ pub(crate) mod kind {
     pub const ERASED: &str = "account.erased";
     pub const BOOTSTRAPPED: &str = "account.bootstrap_admin";
     pub const INVITED: &str = "account.invited";
+    pub const MFA_ENROLLED: &str = "mfa.enrolled";
+    pub const MFA_REMOVED: &str = "mfa.removed";
+    pub const MFA_FAILED: &str = "mfa.failed";
+    pub const MFA_LOCKED: &str = "mfa.locked";
+    pub const BACKUP_CODES_GENERATED: &str = "mfa.backup_codes_generated";
+    pub const STEP_UP: &str = "session.stepped_up";
 }
 
 impl IdentityService {

@@ -94,6 +94,37 @@ pub enum IdentityError {
     /// (no SMTP configured).
     #[error("this installation cannot send email; configure SMTP")]
     MailUnavailable,
+    /// A second-factor code (TOTP or backup code) is wrong, used already, or a replay.
+    #[error("invalid code")]
+    InvalidCode,
+    /// Too many wrong second-factor codes for this account; try again after `retry_after`.
+    #[error("second factor temporarily locked")]
+    SecondFactorLocked {
+        /// How long until codes are checked again.
+        retry_after: Duration,
+    },
+    /// The pending sign-in (`mfa_token`) is unknown, used or expired: sign in again.
+    #[error("invalid or expired sign-in challenge")]
+    InvalidChallenge,
+    /// The tenant's MFA policy is `off`: no factor can be enrolled.
+    #[error("MFA is off for this tenant")]
+    MfaDisabled,
+    /// The account has a confirmed authenticator of that kind already.
+    #[error("factor already enrolled")]
+    FactorExists,
+    /// The action needs a second factor the account does not have.
+    #[error("no second factor enrolled")]
+    NoSecondFactor,
+    /// The action needs a step-up with a second factor within the last `max_age` seconds.
+    #[error("step-up required")]
+    StepUpRequired {
+        /// How recent the step-up must be, in seconds.
+        max_age: u64,
+    },
+    /// The account has neither a local password nor a second factor: it can step up only
+    /// by signing in again through its upstream identity provider.
+    #[error("step-up through the upstream provider required")]
+    UpstreamStepUpRequired,
     /// A dependency (Redis) is down; the caller cannot tell valid from invalid.
     #[error("unavailable: {0}")]
     Unavailable(#[from] EphemeralError),

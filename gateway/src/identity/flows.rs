@@ -4,7 +4,12 @@
 //! Every workflow gets the request's facts ([`RequestMeta`]: client address, request id,
 //! user agent) for its rate limits, audit rows and session records.
 
-use super::{IdentityError, IdentityService, LiveTenant, PasswordSignIn, RequestMeta, SignUp};
+use super::challenge::SignInOutcome;
+use super::mfa::BackupCodes;
+use super::totp::TotpEnrolment;
+use super::{
+    IdentityError, IdentityService, LiveTenant, PasswordSignIn, RequestMeta, SignUp, SignedIn,
+};
 use async_trait::async_trait;
 
 /// A sign-in form as submitted.
@@ -43,6 +48,22 @@ impl std::fmt::Debug for BrowserSession {
     }
 }
 
+/// How a browser's password sign-in went on.
+#[derive(Clone, Debug)]
+pub enum BrowserSignIn {
+    /// Signed in: set the cookie. Backup codes come along when the sign-in enrolled the
+    /// account's first factor (show them once).
+    Session(BrowserSession, Option<BackupCodes>),
+    /// The password was right; ask for a second factor (or, with `enrol`, have the person
+    /// enrol one first) for the pending sign-in `token` (never logged).
+    SecondFactor {
+        /// The pending sign-in.
+        token: String,
+        /// Enrol an authenticator first.
+        enrol: bool,
+    },
+}
+
 /// Why a workflow refused; each maps to a message that never reveals whether an account exists.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FlowError {
@@ -79,18 +100,43 @@ pub enum FlowError {
     /// The flow needs email and this installation cannot send any.
     #[error("mail unavailable")]
     MailUnavailable,
+    /// A second-factor code is wrong, used already or a replay.
+    #[error("invalid code")]
+    InvalidCode,
+    /// The pending sign-in expired or was used: sign in again.
+    #[error("sign-in expired")]
+    SignInExpired,
+    /// The tenant offers no second factor.
+    #[error("MFA off")]
+    MfaDisabled,
 }
 
 /// The workflows behind the pages.
 #[async_trait]
 pub trait AccountFlows: Send + Sync + std::fmt::Debug {
-    /// Checks a password sign-in and opens a session.
+    /// Checks a password sign-in and opens a session, or the challenge of its second factor.
     async fn sign_in(
         &self,
         tenant: &LiveTenant,
         attempt: &SignInAttempt,
         meta: &RequestMeta,
-    ) -> Result<BrowserSession, FlowError>;
+    ) -> Result<BrowserSignIn, FlowError>;
+    /// A TOTP authenticator to enrol within the pending sign-in `token` (tenants that
+    /// require a second factor, for a person without one).
+    async fn begin_sign_in_enrolment(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<TotpEnrolment, FlowError>;
+    /// The second step of a sign-in: `code` for the pending sign-in `token`.
+    async fn complete_sign_in(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<BrowserSignIn, FlowError>;
     /// Registers an account (and sends the verification email). Succeeds silently when the
     /// email is taken, so registration does not reveal accounts.
     async fn sign_up(
@@ -183,6 +229,15 @@ impl From<IdentityError> for FlowError {
             | IdentityError::NotFound
             | IdentityError::WrongCurrentPassword => FlowError::InvalidCredentials,
             IdentityError::MailUnavailable => FlowError::MailUnavailable,
+            IdentityError::InvalidCode
+            | IdentityError::NoSecondFactor
+            | IdentityError::FactorExists => FlowError::InvalidCode,
+            IdentityError::SecondFactorLocked { .. } => FlowError::Locked,
+            IdentityError::InvalidChallenge => FlowError::SignInExpired,
+            IdentityError::MfaDisabled => FlowError::MfaDisabled,
+            IdentityError::StepUpRequired { .. } | IdentityError::UpstreamStepUpRequired => {
+                FlowError::InvalidCredentials
+            }
             IdentityError::Unavailable(_)
             | IdentityError::Store(_)
             | IdentityError::Crypto(_)
@@ -194,22 +249,9 @@ impl From<IdentityError> for FlowError {
     }
 }
 
-#[async_trait]
-impl AccountFlows for IdentityService {
-    async fn sign_in(
-        &self,
-        tenant: &LiveTenant,
-        attempt: &SignInAttempt,
-        meta: &RequestMeta,
-    ) -> Result<BrowserSession, FlowError> {
-        let req = PasswordSignIn {
-            email: attempt.email.clone(),
-            password: attempt.password.clone(),
-            browser: true,
-            device: attempt.device.clone(),
-            ..PasswordSignIn::default()
-        };
-        let done = IdentityService::sign_in(self, tenant.name(), req, meta).await?;
+impl IdentityService {
+    /// The cookie side of a browser sign-in.
+    fn browser_session(&self, done: SignedIn) -> Result<BrowserSignIn, FlowError> {
         let max_age = (done.session_expires_at - self.now())
             .to_std()
             .unwrap_or_default();
@@ -218,11 +260,60 @@ impl AccountFlows for IdentityService {
                 "a browser sign-in opened a session without a cookie".into(),
             ))
         })?;
-        Ok(BrowserSession {
-            cookie_value,
-            max_age,
-            device_cookie: Some(done.device_cookie),
-        })
+        Ok(BrowserSignIn::Session(
+            BrowserSession {
+                cookie_value,
+                max_age,
+                device_cookie: Some(done.device_cookie),
+            },
+            done.backup_codes,
+        ))
+    }
+}
+
+#[async_trait]
+impl AccountFlows for IdentityService {
+    async fn sign_in(
+        &self,
+        tenant: &LiveTenant,
+        attempt: &SignInAttempt,
+        meta: &RequestMeta,
+    ) -> Result<BrowserSignIn, FlowError> {
+        let req = PasswordSignIn {
+            email: attempt.email.clone(),
+            password: attempt.password.clone(),
+            browser: true,
+            device: attempt.device.clone(),
+            ..PasswordSignIn::default()
+        };
+        match IdentityService::sign_in(self, tenant.name(), req, meta).await? {
+            SignInOutcome::SignedIn(done) => self.browser_session(*done),
+            SignInOutcome::SecondFactor(c) => Ok(BrowserSignIn::SecondFactor {
+                token: c.token,
+                enrol: c.enrol,
+            }),
+        }
+    }
+
+    async fn begin_sign_in_enrolment(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<TotpEnrolment, FlowError> {
+        Ok(IdentityService::begin_sign_in_enrolment(self, tenant.name(), token, meta).await?)
+    }
+
+    async fn complete_sign_in(
+        &self,
+        tenant: &LiveTenant,
+        token: &str,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<BrowserSignIn, FlowError> {
+        let done =
+            IdentityService::complete_sign_in(self, tenant.name(), token, code, meta).await?;
+        self.browser_session(done)
     }
 
     async fn sign_up(

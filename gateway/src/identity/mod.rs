@@ -22,16 +22,19 @@ mod accounts;
 mod admin;
 mod audit;
 mod authenticator;
+mod challenge;
 mod device;
 mod error;
 mod flows;
 mod handoff;
 mod janitor;
+mod levels;
 mod loading_cache;
 mod lockout;
 mod mail;
 mod mailer;
 mod metrics;
+mod mfa;
 mod password;
 mod principal;
 mod recovery;
@@ -43,23 +46,33 @@ mod session_cookie;
 mod sessions;
 mod signer;
 mod signin;
+mod step_up;
 mod subjects;
 mod tenants;
 mod tokens;
+mod totp;
 mod unlock;
 mod upstream;
 mod usage;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
+pub use challenge::{CHALLENGE_TTL, SecondFactorChallenge, SignInOutcome};
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use error::IdentityError;
-pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
+pub use flows::{AccountFlows, BrowserSession, BrowserSignIn, FlowError, SignInAttempt};
 pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};
+pub use levels::{
+    ACR_MFA, ACR_PASSWORD, ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_satisfies,
+    has_second_factor,
+};
 pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};
+pub use mfa::{BACKUP_CODE_COUNT, BackupCodes, FactorInfo, MfaStatus, STEP_UP_FRESHNESS};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
 pub use signer::PublishedKeys;
+pub use step_up::{StepUpOffer, StepUpProof, SteppedUp};
 pub use tenants::{LiveTenant, is_tenant_name};
+pub use totp::TotpEnrolment;
 pub use unlock::{UNLOCK_TTL, Unlocked};
 pub use upstream::{UPSTREAM_TOKEN_TTL, UPSTREAM_TOKEN_TYP, UpstreamGrant};
 
@@ -269,6 +282,9 @@ pub struct SignedIn {
     pub session_expires_at: DateTime<Utc>,
     /// The signed-in person.
     pub principal: Principal,
+    /// The first backup codes, when this sign-in enrolled the account's first factor (shown
+    /// this once).
+    pub backup_codes: Option<mfa::BackupCodes>,
 }
 
 /// A registration.

@@ -3,6 +3,8 @@
 //! refresh-token family, an access token and a new device token.
 
 use super::audit::kind;
+use super::challenge::SignInOutcome;
+use super::levels::{AMR_PASSWORD, acr_of};
 use super::lockout::{lock_duration, time_left};
 use super::metrics::Grant;
 use super::principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE};
@@ -20,8 +22,6 @@ use keygate_core::store::{NewRefreshToken, NewSession, Session, SubjectFacts, Us
 use keygate_core::tenant_settings::EmailVerification;
 use serde_json::json;
 
-/// `acr` of a password-only sign-in.
-pub(crate) const ACR_PASSWORD: &str = "urn:keygate:acr:pwd";
 /// Longest password looked at; longer input is refused before hashing.
 pub(crate) const MAX_PASSWORD_BYTES: usize = 4096;
 /// Longest email accepted.
@@ -83,18 +83,19 @@ impl IdentityService {
         Ok(())
     }
 
-    /// Signs a person in with email and password and opens a session, in steps: admit the
-    /// attempt, check the password (with the lockout), check the account, then issue the
-    /// session and tokens. Every refusal after admission is audited before it is answered.
+    /// Signs a person in with email and password, in steps: admit the attempt, check the
+    /// password (with the lockout), check the account, then either issue the session and
+    /// tokens or, when a second factor is needed, open its challenge (`challenge.rs`).
+    /// Every refusal after admission is audited before it is answered.
     pub async fn sign_in(
         &self,
         tenant: &str,
         req: PasswordSignIn,
         meta: &RequestMeta,
-    ) -> Result<SignedIn, IdentityError> {
+    ) -> Result<SignInOutcome, IdentityError> {
         let result = self.password_sign_in(tenant, req, meta).await;
         self.inner.metrics.sign_in(&result);
-        if result.is_ok() {
+        if let Ok(SignInOutcome::SignedIn(_)) = result {
             self.inner.metrics.issued(Grant::Password);
         }
         result
@@ -106,7 +107,7 @@ impl IdentityService {
         tenant: &str,
         req: PasswordSignIn,
         meta: &RequestMeta,
-    ) -> Result<SignedIn, IdentityError> {
+    ) -> Result<SignInOutcome, IdentityError> {
         let t = self.tenant(tenant).await?;
         self.admit_sign_in(&t, &req, meta).await?;
         let (user, counted) = self.check_password(&t, &req, meta).await?;
@@ -116,7 +117,13 @@ impl IdentityService {
         if counted {
             self.deps().store.reset_lockout(t.row.id, user.id).await?;
         }
-        self.issue_sign_in(&t, &user, req, meta).await
+        if let Some(enrol) = self.second_factor_needed(&t, &user).await? {
+            let challenge = self.open_challenge(&t, &user, &req, enrol).await?;
+            return Ok(SignInOutcome::SecondFactor(challenge));
+        }
+        let amr = vec![AMR_PASSWORD.to_owned()];
+        let done = self.issue_sign_in(&t, &user, req, meta, amr).await?;
+        Ok(SignInOutcome::SignedIn(Box::new(done)))
     }
 
     /// Whether the tenant takes password sign-ins from this network, the input is of sane
@@ -319,13 +326,15 @@ impl IdentityService {
         })
     }
 
-    /// Opens the session of a successful sign-in, signs its access token and audits it.
-    async fn issue_sign_in(
+    /// Opens the session of a successful sign-in by methods `amr`, signs its access token
+    /// and audits it.
+    pub(super) async fn issue_sign_in(
         &self,
         t: &LiveTenant,
         user: &User,
         req: PasswordSignIn,
         meta: &RequestMeta,
+        amr: Vec<String>,
     ) -> Result<SignedIn, IdentityError> {
         let client_id = scopes::client_for_sign_in(req.client_id.as_deref())?;
         let (roles, permissions) = self.grants(t, user).await?;
@@ -338,8 +347,8 @@ impl IdentityService {
                 t,
                 user,
                 SessionGrant {
-                    amr: vec!["pwd".into()],
-                    acr: Some(ACR_PASSWORD.into()),
+                    acr: Some(acr_of(&amr).into()),
+                    amr: amr.clone(),
                     client_id: client_id.clone(),
                     scope: scope.clone(),
                     browser: req.browser,
@@ -360,7 +369,7 @@ impl IdentityService {
             kind::LOGIN_OK,
             Some(user.id),
             meta,
-            json!({"session": session.id, "amr": ["pwd"]}),
+            json!({"session": session.id, "amr": amr}),
         )
         .await?;
         Ok(SignedIn {
@@ -376,6 +385,7 @@ impl IdentityService {
             device_token,
             device_cookie,
             session_expires_at: session.absolute_expires_at,
+            backup_codes: None,
             principal: Principal::person(
                 t,
                 user,

@@ -1,7 +1,8 @@
-//! Server-rendered sign-in pages, usable without JavaScript: sign in, sign up, verify email,
-//! forgot / reset password, the emailed unlock of a locked account, sign out, the account
-//! page, the MFA and step-up prompts (which say that the tenant offers no second factor), and
-//! the handoff path `/.keygate/callback` that gives apps on other hosts their cookie
+//! Server-rendered sign-in pages, usable without JavaScript: sign in (with its second step,
+//! a TOTP or backup code, or the enrolment of a first authenticator where the tenant
+//! requires one), sign up, verify email, forgot / reset password, the emailed unlock of a
+//! locked account, sign out, the account page, step-up (`second_factor`), and the handoff
+//! path `/.keygate/callback` that gives apps on other hosts their cookie
 //! (`handoff`). Every form carries a CSRF token ([`csrf`]); the session cookie is
 //! `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/), the device cookie
 //! `__Host-keygate_device`. Tenant name
@@ -19,8 +20,8 @@
 
 pub mod csrf;
 mod handoff;
-mod prompts;
 mod recovery;
+mod second_factor;
 mod signin;
 mod signup;
 mod theme;
@@ -66,6 +67,14 @@ impl Templates {
             ("account.html", include_str!("templates/account.html")),
             ("locked.html", include_str!("templates/locked.html")),
             ("unlock.html", include_str!("templates/unlock.html")),
+            (
+                "second_factor.html",
+                include_str!("templates/second_factor.html"),
+            ),
+            (
+                "backup_codes.html",
+                include_str!("templates/backup_codes.html"),
+            ),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -198,6 +207,21 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
             "This is not available right now. Try again shortly.",
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        FlowError::InvalidCode => (
+            "code",
+            "That code is not right, or it was used already. Enter the current code from your app, or a backup code.",
+            StatusCode::UNAUTHORIZED,
+        ),
+        FlowError::SignInExpired => (
+            "code",
+            "This sign-in expired. Sign in again.",
+            StatusCode::UNAUTHORIZED,
+        ),
+        FlowError::MfaDisabled => (
+            "code",
+            "This organisation does not offer a second factor.",
+            StatusCode::FORBIDDEN,
+        ),
         FlowError::MailUnavailable => (
             "email",
             "This service cannot send email, so this is not available. Ask its administrator to configure email (SMTP).",
@@ -257,8 +281,14 @@ pub fn router() -> Router<AppState> {
             "/t/{tenant}/signout",
             get(form!(signin::SIGN_OUT, Prefill::ReturnUrl)).post(signin::signout_submit),
         )
-        .route("/t/{tenant}/mfa", get(prompts::no_second_factor))
-        .route("/t/{tenant}/step-up", get(prompts::no_second_factor))
+        .route(
+            "/t/{tenant}/mfa",
+            get(second_factor::mfa_page).post(second_factor::mfa_submit),
+        )
+        .route(
+            "/t/{tenant}/step-up",
+            get(second_factor::step_up_page).post(second_factor::step_up_submit),
+        )
 }
 
 fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
@@ -499,6 +529,9 @@ mod tests {
             (FlowError::InvalidLink, "token", 400),
             (FlowError::Unavailable, "email", 503),
             (FlowError::MailUnavailable, "email", 503),
+            (FlowError::InvalidCode, "code", 401),
+            (FlowError::SignInExpired, "code", 401),
+            (FlowError::MfaDisabled, "code", 403),
         ];
         for (error, field, status) in cases {
             let (f, text, s) = refusal(error.clone());

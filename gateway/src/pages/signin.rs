@@ -4,7 +4,7 @@
 use super::handoff::{checked_handoff, onwards};
 use super::{EmailPasswordForm, Errors, Page, Pages, checked_rd, csrf_ok, query_param};
 use crate::error::ApiError;
-use crate::identity::{DEVICE_TOKEN_TTL, SignInAttempt};
+use crate::identity::{BrowserSignIn, DEVICE_TOKEN_TTL, SignInAttempt};
 use crate::meta::Meta;
 use crate::return_url::signin_url;
 use crate::tenant_path::TenantName;
@@ -96,7 +96,13 @@ pub(super) async fn signin_submit(
             .map(|c| c.value().to_owned()),
     };
     let signed_in = match state.flows.sign_in(&tenant, &attempt, &meta).await {
-        Ok(signed_in) => signed_in,
+        Ok(BrowserSignIn::Session(signed_in, _)) => signed_in,
+        Ok(BrowserSignIn::SecondFactor { token, enrol }) => {
+            let pending = (token, enrol);
+            let page =
+                super::second_factor::challenge(&state, &tenant, jar, &meta, pending, rd, handoff);
+            return Ok(page.await);
+        }
         Err(e) => return Ok(screen.refused(jar, e, again).await),
     };
     let cookie = state

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod extract;
 pub mod login;
+pub mod mfa;
 pub mod oauth2;
 pub mod sessions;
 pub mod userinfo;
@@ -18,6 +19,7 @@ use axum::Router;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(login::router())
+        .merge(mfa::router())
         .merge(oauth2::router())
         .merge(userinfo::router())
         .merge(sessions::router())

@@ -22,6 +22,7 @@ mod janitor;
 mod mail;
 mod metadata;
 mod metrics;
+mod mfa;
 mod network;
 mod page_state;
 mod replicas;

@@ -14,8 +14,8 @@ use keygate_core::ephemeral::Ephemeral;
 use keygate_core::ids::{ApiKeyId, TenantId};
 use keygate_core::store::Tenant;
 use keygate_gateway::identity::{
-    AccountFlows, AuthError, Authenticator, BrowserSession, CredentialKind, FlowError, Identity,
-    LiveTenant, RequestMeta, SignInAttempt, UpstreamGrant,
+    AccountFlows, AuthError, Authenticator, BrowserSession, BrowserSignIn, CredentialKind,
+    FlowError, Identity, LiveTenant, RequestMeta, SignInAttempt, TotpEnrolment, UpstreamGrant,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -304,7 +304,7 @@ impl AccountFlows for TestIdentities {
         tenant: &LiveTenant,
         attempt: &SignInAttempt,
         _: &RequestMeta,
-    ) -> Result<BrowserSession, FlowError> {
+    ) -> Result<BrowserSignIn, FlowError> {
         if tenant.row.id != self.tenant_id {
             return Err(FlowError::InvalidCredentials);
         }
@@ -317,11 +317,31 @@ impl AccountFlows for TestIdentities {
             })
             .ok_or(FlowError::InvalidCredentials)?;
         let (cookie_value, _) = self.open_session(who);
-        Ok(BrowserSession {
-            cookie_value,
-            max_age: std::time::Duration::from_secs(3600),
-            device_cookie: None,
-        })
+        Ok(BrowserSignIn::Session(
+            BrowserSession {
+                cookie_value,
+                max_age: std::time::Duration::from_secs(3600),
+                device_cookie: None,
+            },
+            None,
+        ))
+    }
+    async fn begin_sign_in_enrolment(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<TotpEnrolment, FlowError> {
+        Err(FlowError::SignInExpired)
+    }
+    async fn complete_sign_in(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<BrowserSignIn, FlowError> {
+        Err(FlowError::SignInExpired)
     }
     async fn sign_up(
         &self,

@@ -112,7 +112,9 @@ pub async fn sign_in(
             &RequestMeta::default(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .signed_in()
+        .expect("no second factor asked");
     (done.tokens.access_token, done.session_id)
 }
 
@@ -135,7 +137,9 @@ pub async fn sign_in_browser(
             &RequestMeta::default(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .signed_in()
+        .expect("no second factor asked");
     let cookie = done
         .session_cookie
         .expect("a browser sign-in sets a cookie");

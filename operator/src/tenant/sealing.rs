@@ -62,3 +62,72 @@ pub async fn reseal_signing_keys(
     }
     Ok(Ok(resealed))
 }
+
+/// A TOTP seed no configured master key opens; the person cannot use that factor.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the second factor {factor} cannot be opened: {cause}. Add the master key that sealed it back to the master keys (KEYGATE_MASTER_KEYS), restart the operator and the gateway, and remove it only after every Tenant is Ready"
+)]
+pub struct UnreadableFactor {
+    /// The first factor that does not open.
+    pub factor: keygate_core::ids::FactorId,
+    /// Why (usually a master key that is no longer configured).
+    #[source]
+    pub cause: CryptoError,
+}
+
+/// How many factors one page of the re-seal pass reads.
+const FACTOR_PAGE: u32 = 500;
+
+/// Re-seals under the active master key every second-factor secret (TOTP seed) of `tenant`
+/// sealed under another one, page by page; returns how many were re-sealed, or the first
+/// factor no configured master key opens.
+pub async fn reseal_factor_secrets(
+    ctx: &Context,
+    tenant: TenantId,
+) -> Result<Result<usize, UnreadableFactor>, ReconcileError> {
+    let mut resealed = 0;
+    let mut after = None;
+    loop {
+        let page = ctx.store.factors_page(tenant, after, FACTOR_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        let full = page.len() == FACTOR_PAGE as usize;
+        for factor in page {
+            if !ctx.master_keys.needs_reseal(&factor.secret) {
+                continue;
+            }
+            let context = factor.seal_context();
+            let plain = match ctx.master_keys.open(&factor.secret, &context) {
+                Ok(plain) => plain,
+                Err(cause) => {
+                    return Ok(Err(UnreadableFactor {
+                        factor: factor.id,
+                        cause,
+                    }));
+                }
+            };
+            let sealed = ctx.master_keys.seal(&plain, &context)?;
+            // Compare-and-set: a factor re-enrolled meanwhile is left as it is.
+            if ctx
+                .store
+                .reseal_factor_secret(tenant, factor.id, &factor.secret, &sealed)
+                .await?
+            {
+                resealed += 1;
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    if resealed > 0 {
+        tracing::info!(
+            %tenant,
+            resealed,
+            master_key = ctx.master_keys.active_id(),
+            "second-factor secrets re-sealed under the active master key"
+        );
+    }
+    Ok(Ok(resealed))
+}

@@ -64,20 +64,19 @@ async fn tenant_apply_change_and_retain_on_delete(pool: PgPool) {
     );
     assert_eq!(stored.display_name, "demo tenant");
 
-    // A second factor keygate cannot enforce is refused, not served as if it were: the
-    // stored policy stays as it was.
+    // A required second factor is enforced by the gateway (sign-in sends a person without
+    // one to enrolment), so the operator stores the policy and the tenant is Ready.
     h.write(
         "tenant.yaml",
         &tenant("demo", "default", "  mfa:\n    policy: required\n"),
     );
     let view = h.sync().await;
-    let (state, reason, message) = ready(&view, "Tenant default/demo");
-    assert_eq!((state.as_str(), reason.as_str()), ("False", "NotSupported"));
-    assert!(message.contains("mfa.policy"), "{message}");
+    let (state, _, message) = ready(&view, "Tenant default/demo");
+    assert_eq!(state.as_str(), "True", "{message}");
     let stored = h.ctx.store.tenant_by_name("demo").await.unwrap().unwrap();
     assert_eq!(
         stored.settings.mfa.policy,
-        keygate_core::tenant_settings::MfaPolicy::Off
+        keygate_core::tenant_settings::MfaPolicy::Required
     );
 
     // Removing the manifest is a deletion; Retain (the default) disables and keeps data.

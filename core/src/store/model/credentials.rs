@@ -320,6 +320,20 @@ pub struct Factor {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The associated data a factor's secret is sealed with (`MasterKeys::seal`): the account it
+/// belongs to, so a ciphertext copied to another account's row does not open. The gateway
+/// seals with it, the operator re-seals with it.
+pub fn factor_seal_context(tenant: TenantId, user: UserId) -> String {
+    format!("mfa_factor:{tenant}:{user}")
+}
+
+impl Factor {
+    /// [`factor_seal_context`] of this factor.
+    pub fn seal_context(&self) -> String {
+        factor_seal_context(self.tenant_id, self.user_id)
+    }
+}
+
 /// A factor being enrolled (unconfirmed).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewFactor {

@@ -37,6 +37,30 @@ macro_rules! mfa_store {
                     Ok(Self::by_tenant_and(sql, tenant, user).fetch_all(&self.pool).await?)
                 }
 
+                async fn factors_page(&self, tenant: TenantId, after: Option<FactorId>, limit: u32) -> Result<Vec<Factor>, StoreError> {
+                    Ok(sqlx::query_as::<$db, Factor>(
+                        "SELECT * FROM mfa_factors WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                    )
+                    .bind(tenant)
+                    .bind(after)
+                    .bind(i64::from(limit.min($crate::store::LIST_MAX)))
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn reseal_factor_secret(&self, tenant: TenantId, id: FactorId, previous: &[u8], sealed: &[u8]) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE mfa_factors SET secret = $4 WHERE tenant_id = $1 AND id = $2 AND secret = $3",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(previous)
+                    .bind(sealed)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
                 async fn confirm_factor(&self, tenant: TenantId, id: FactorId) -> Result<bool, StoreError> {
                     let done = sqlx::query::<$db>(
                         "UPDATE mfa_factors SET confirmed = TRUE, updated_at = $3 WHERE tenant_id = $1 AND id = $2",

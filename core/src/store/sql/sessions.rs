@@ -60,6 +60,30 @@ macro_rules! session_store {
                     .await?)
                 }
 
+                async fn raise_session_authentication(
+                    &self,
+                    tenant: TenantId,
+                    id: SessionId,
+                    amr: &[String],
+                    acr: Option<&str>,
+                    auth_time: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE sessions SET amr = $3, acr = $4, auth_time = $5, updated_at = $6 \
+                         WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL \
+                           AND idle_expires_at > $5 AND absolute_expires_at > $5",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(Json(amr))
+                    .bind(acr)
+                    .bind(ts(auth_time))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
                 async fn touch_session(
                     &self,
                     tenant: TenantId,

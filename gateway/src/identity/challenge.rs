@@ -1,0 +1,239 @@
+//! The second step of a password sign-in. When the person has a confirmed second factor
+//! (and the tenant's policy is not `off`), or the tenant requires one, a right password
+//! opens no session: it yields a challenge — an opaque 256-bit token naming a pending
+//! sign-in kept in the ephemeral store for [`CHALLENGE_TTL`] (only the token's SHA-256 is a
+//! key) — and tokens and cookies are issued only once a code is accepted for it. A person
+//! without a factor in a tenant that requires one enrols a TOTP authenticator within the
+//! challenge first; its first code both confirms it and completes the sign-in.
+//!
+//! A wrong code leaves the challenge open (the second-factor lockout limits guessing); an
+//! accepted one consumes it, so a challenge completes one sign-in at most.
+
+use super::levels::{AMR_PASSWORD, amr_with};
+use super::metrics::Grant;
+use super::signin::admit_network;
+use super::tenants::LiveTenant;
+use super::totp::TotpEnrolment;
+use super::{IdentityError, IdentityService, PasswordSignIn, RequestMeta, SignedIn, hex};
+use chrono::{DateTime, Utc};
+use keygate_core::crypto::random::random_token;
+use keygate_core::crypto::sha256;
+use keygate_core::ids::UserId;
+use keygate_core::store::{FactorKind, User, UserStatus};
+use keygate_core::tenant_settings::MfaPolicy;
+use serde::{Deserialize, Serialize};
+
+/// How long a pending sign-in waits for its second factor.
+pub const CHALLENGE_TTL: chrono::Duration = chrono::Duration::minutes(5);
+
+/// A sign-in waiting for its second factor.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecondFactorChallenge {
+    /// Opaque token naming the pending sign-in (`mfa_token`); never logged.
+    pub token: String,
+    /// The person has no factor and the tenant requires one: enrol first.
+    pub enrol: bool,
+    /// Seconds until the challenge expires.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for SecondFactorChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecondFactorChallenge")
+            .field("enrol", &self.enrol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a password sign-in ended.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// Signed in: session, tokens, cookies.
+    SignedIn(Box<SignedIn>),
+    /// The password was right; a second factor is needed before anything is issued.
+    SecondFactor(SecondFactorChallenge),
+}
+
+impl SignInOutcome {
+    /// The sign-in, if no second factor was needed.
+    pub fn signed_in(self) -> Option<SignedIn> {
+        match self {
+            Self::SignedIn(done) => Some(*done),
+            Self::SecondFactor(_) => None,
+        }
+    }
+}
+
+/// What a pending sign-in remembers of the first step (no password).
+#[derive(Clone, Serialize, Deserialize)]
+struct Pending {
+    user_id: UserId,
+    client_id: Option<String>,
+    scope: Option<String>,
+    browser: bool,
+    device: Option<String>,
+    enrol: bool,
+    expires_at: DateTime<Utc>,
+}
+
+fn challenge_key(t: &LiveTenant, token: &str) -> String {
+    format!(
+        "mfa-challenge:{}:{}",
+        t.row.id,
+        hex(&sha256(token.as_bytes()))
+    )
+}
+
+impl IdentityService {
+    /// Whether `user`'s sign-in needs a second factor: `Some(false)` to check one,
+    /// `Some(true)` to enrol one first (the tenant requires it and there is none), `None`
+    /// when the password is enough.
+    pub(super) async fn second_factor_needed(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+    ) -> Result<Option<bool>, IdentityError> {
+        if t.settings.mfa.policy == MfaPolicy::Off {
+            return Ok(None);
+        }
+        if !self.confirmed_factors(t, user.id).await?.is_empty() {
+            return Ok(Some(false));
+        }
+        Ok((t.settings.mfa.policy == MfaPolicy::Required).then_some(true))
+    }
+
+    /// Opens the pending sign-in of `user` after a right password.
+    pub(super) async fn open_challenge(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+        req: &PasswordSignIn,
+        enrol: bool,
+    ) -> Result<SecondFactorChallenge, IdentityError> {
+        let token = random_token()?;
+        let pending = Pending {
+            user_id: user.id,
+            client_id: req.client_id.clone(),
+            scope: req.scope.clone(),
+            browser: req.browser,
+            device: req.device.clone(),
+            enrol,
+            expires_at: self.now() + CHALLENGE_TTL,
+        };
+        let value = serde_json::to_vec(&pending)
+            .map_err(|e| IdentityError::Internal(format!("pending sign-in: {e}")))?;
+        let ttl = CHALLENGE_TTL.to_std().unwrap_or_default();
+        self.deps()
+            .ephemeral
+            .put(&challenge_key(t, &token), &value, ttl)
+            .await?;
+        Ok(SecondFactorChallenge {
+            token,
+            enrol,
+            expires_in: ttl.as_secs(),
+        })
+    }
+
+    /// The pending sign-in `token` names, unexpired, and its account, still active.
+    async fn pending(&self, t: &LiveTenant, token: &str) -> Result<(Pending, User), IdentityError> {
+        if token.len() > 128 {
+            return Err(IdentityError::InvalidChallenge);
+        }
+        let bytes = self
+            .deps()
+            .ephemeral
+            .get(&challenge_key(t, token))
+            .await?
+            .ok_or(IdentityError::InvalidChallenge)?;
+        let pending: Pending =
+            serde_json::from_slice(&bytes).map_err(|_| IdentityError::InvalidChallenge)?;
+        if pending.expires_at <= self.now() {
+            return Err(IdentityError::InvalidChallenge);
+        }
+        let user = self
+            .deps()
+            .store
+            .user(t.row.id, pending.user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(IdentityError::InvalidChallenge)?;
+        Ok((pending, user))
+    }
+
+    /// Enrolment within a pending sign-in of a tenant that requires a second factor: a new
+    /// TOTP seed for the person to add to their app (confirmed by [`Self::complete_sign_in`]).
+    pub async fn begin_sign_in_enrolment(
+        &self,
+        tenant: &str,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<TotpEnrolment, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        admit_network(&t, meta)?;
+        let (pending, user) = self.pending(&t, token).await?;
+        if !pending.enrol {
+            return Err(IdentityError::FactorExists);
+        }
+        self.enrol_totp(&t, &user, None).await
+    }
+
+    /// The second step of a sign-in: checks `code` for the pending sign-in `token` (while
+    /// enrolling, the first code of the new authenticator, which confirms it), consumes the
+    /// challenge and opens the session. The answer carries the first backup codes when the
+    /// sign-in enrolled the account's first factor.
+    pub async fn complete_sign_in(
+        &self,
+        tenant: &str,
+        token: &str,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<SignedIn, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        admit_network(&t, meta)?;
+        let (pending, user) = self.pending(&t, token).await?;
+        let enrolling = if pending.enrol {
+            let factor = self
+                .deps()
+                .store
+                .factors_of_user(t.row.id, user.id)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|f| f.kind == FactorKind::Totp && !f.confirmed)
+                .ok_or(IdentityError::NoSecondFactor)?;
+            Some(factor.id)
+        } else {
+            None
+        };
+        let method = self
+            .verify_second_factor(&t, &user, code, enrolling, meta)
+            .await?;
+        // Single use: of two requests racing with right codes, one takes the challenge.
+        if self
+            .deps()
+            .ephemeral
+            .take(&challenge_key(&t, token))
+            .await?
+            .is_none()
+        {
+            return Err(IdentityError::InvalidChallenge);
+        }
+        let backup_codes = match enrolling {
+            Some(factor) => self.finish_enrolment(&t, &user, factor, meta).await?,
+            None => None,
+        };
+        let req = PasswordSignIn {
+            email: user.email.clone(),
+            client_id: pending.client_id,
+            scope: pending.scope,
+            browser: pending.browser,
+            device: pending.device,
+            ..PasswordSignIn::default()
+        };
+        let amr = amr_with(&[AMR_PASSWORD.to_owned()], method);
+        let mut done = self.issue_sign_in(&t, &user, req, meta, amr).await?;
+        self.inner.metrics.issued(Grant::Password);
+        done.backup_codes = backup_codes;
+        Ok(done)
+    }
+}
