@@ -139,7 +139,17 @@ async fn following_the_documented_master_key_rotation_keeps_tokens_issued(pool: 
     )
     .await;
     assert_eq!(status, 200);
-    assert!(verifies(&base, &token.unwrap()).await);
+    let token = token.unwrap();
+    assert!(verifies(&base, &token).await);
+    // The admin starts enrolling an authenticator: its seed is sealed under k1.
+    let enrolled = reqwest::Client::new()
+        .post(format!("{base}/t/demo/account/mfa/totp"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.status(), 200);
 
     // Steps 1-3: a new key with a new id, prepended; operator and gateway restarted.
     let both = format!("{},{}", k2, k1);
@@ -167,6 +177,16 @@ async fn following_the_documented_master_key_rotation_keeps_tokens_issued(pool: 
         "tokens are issued after the old master key is gone"
     );
     assert!(verifies(&base, &token.unwrap()).await);
+    // The TOTP seed was re-sealed too: the new key alone opens it.
+    let tenant = store.tenant_by_name("demo").await.unwrap().unwrap();
+    let factors = store.factors_page(tenant.id, None, 10).await.unwrap();
+    assert_eq!(factors.len(), 1);
+    let only_k2 = MasterKeys::parse(&k2).unwrap();
+    assert!(!only_k2.needs_reseal(&factors[0].secret));
+    let seed = only_k2
+        .open(&factors[0].secret, &factors[0].seal_context())
+        .unwrap();
+    assert_eq!(seed.len(), 20);
 }
 
 #[sqlx::test(migrations = false)]
