@@ -230,7 +230,8 @@ async fn step_up_is_an_rfc9470_challenge() {
         "{challenge}"
     );
     assert!(
-        challenge.contains("acr_values=\"mfa\"") && challenge.contains("max_age=300"),
+        challenge.contains("acr_values=\"urn:keygate:acr:mfa\"")
+            && challenge.contains("max_age=300"),
         "{challenge}"
     );
     let with_otp = gw.ids.token(&ada(), "sid-mfa2", 300, &["pwd", "otp"]);
@@ -474,8 +475,6 @@ async fn pages_carry_security_headers_csrf_and_accessible_errors() {
         "reset-password?token=abc",
         "verify-email?token=abc",
         "signout?rd=https%3A%2F%2Fapp.example.com%2F",
-        "mfa",
-        "step-up",
     ] {
         let r = http
             .get(format!("{}/t/{}/{path}", gw.url, gw.tenant.name))
@@ -487,6 +486,20 @@ async fn pages_carry_security_headers_csrf_and_accessible_errors() {
         assert!(
             html.contains("<h1 id=\"page-title\">") && html.contains("lang=\"en\""),
             "{path}"
+        );
+    }
+    // The second step and step-up need a pending sign-in or a session: sign in first.
+    for path in ["mfa", "step-up"] {
+        let r = http
+            .get(format!("{}/t/{}/{path}", gw.url, gw.tenant.name))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        let to = r.headers()["location"].to_str().unwrap();
+        assert!(
+            to.ends_with(&format!("/t/{}/signin", gw.tenant.name)),
+            "{to}"
         );
     }
     let r = http
