@@ -394,6 +394,7 @@ impl IdentityService {
         enrolling: Option<FactorId>,
         meta: &RequestMeta,
     ) -> Result<&'static str, IdentityError> {
+        self.limit_second_factor_attempts(t, meta).await?;
         if let Some(retry_after) = self.second_factor_locked(t, user.id).await? {
             return Err(IdentityError::SecondFactorLocked { retry_after });
         }
@@ -455,6 +456,23 @@ impl IdentityService {
             }
         }
         Ok(None)
+    }
+
+    /// The per-address budget of second-factor and step-up attempts (the sign-in budget,
+    /// counted apart), so one address cannot work through many accounts' codes.
+    pub(super) async fn limit_second_factor_attempts(
+        &self,
+        t: &LiveTenant,
+        meta: &RequestMeta,
+    ) -> Result<(), IdentityError> {
+        match meta.ip {
+            Some(ip) => {
+                let key = format!("{}:{ip}", t.row.id);
+                self.limit("second-factor-ip", &key, self.deps().limits.sign_in_per_ip)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     fn second_factor_keys(&self, t: &LiveTenant, user: UserId) -> (String, String) {

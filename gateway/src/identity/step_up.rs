@@ -162,6 +162,7 @@ impl IdentityService {
         if user.password_hash.is_none() {
             return Err(IdentityError::UpstreamStepUpRequired);
         }
+        self.limit_second_factor_attempts(t, meta).await?;
         if let Some(retry_after) = self.second_factor_locked(t, user.id).await? {
             return Err(IdentityError::SecondFactorLocked { retry_after });
         }

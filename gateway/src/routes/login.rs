@@ -257,7 +257,7 @@ impl std::fmt::Debug for LoginMfaRequest {
         (status = 403, description = "network_denied", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "no_second_factor (an enrolment challenge without an enrolled authenticator: call /login/mfa/totp first)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_body, invalid_request", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "second_factor_locked (Retry-After): 5 wrong codes lock for 5 min, 10 for 30 min, 15 for 2 h", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "second_factor_locked (Retry-After): 5 wrong codes lock for 5 min, 10 for 30 min, 15 for 2 h; rate_limited (too many attempts from this address)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn login_mfa(
     State(state): State<AppState>,
