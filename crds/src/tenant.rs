@@ -340,12 +340,18 @@ impl Default for Tokens {
 #[serde(rename_all = "camelCase")]
 pub struct Mfa {
     /// `"off"` (no second factor is offered or asked; quoted, as YAML reads a bare off as
-    /// false), `optional` (the default: people may enrol a TOTP authenticator, and whoever
-    /// has one is asked for a code at sign-in) or `required` (password sign-in issues no
-    /// token or cookie until the person has used a second factor; a person without one is
-    /// sent to enrol one first).
+    /// false), `optional` (the default: people may enrol a TOTP authenticator, security
+    /// keys and passkeys, and whoever has one is asked for it at sign-in) or `required`
+    /// (password sign-in issues no token or cookie until the person has used a second
+    /// factor; a person without one is sent to enrol one first).
     #[serde(default)]
     pub policy: MfaPolicy,
+    /// Whether a passkey alone signs a person in (`POST /t/{tenant}/login/passkey`): a
+    /// discoverable WebAuthn credential the person registered, verified on the device
+    /// (PIN or biometrics), without a password. Off by default; has no effect while
+    /// `policy` is `"off"` (no passkey can be registered or used then).
+    #[serde(default)]
+    pub passkey_sign_in: bool,
 }
 
 /// Whether a second factor is offered or enforced.

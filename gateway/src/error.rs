@@ -189,6 +189,21 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "invalid_mfa_token",
             "Sign-in challenge unknown, used or expired",
         ),
+        E::InvalidCeremony => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_ceremony",
+            "WebAuthn ceremony unknown, used or expired; start again",
+        ),
+        E::InvalidWebauthnResponse => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_webauthn_response",
+            "The security key or passkey answer was refused",
+        ),
+        E::PasskeySignInDisabled => (
+            StatusCode::FORBIDDEN,
+            "passkey_sign_in_disabled",
+            "Signing in with a passkey alone is off for this tenant",
+        ),
         E::MfaDisabled => (
             StatusCode::FORBIDDEN,
             "mfa_disabled",

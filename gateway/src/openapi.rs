@@ -3,7 +3,7 @@
 //! use it. A test fails when a route of the identity area or discovery is missing from it.
 
 use crate::AppState;
-use crate::routes::{accounts, login, mfa, oauth2, sessions, userinfo};
+use crate::routes::{accounts, login, mfa, oauth2, sessions, userinfo, webauthn};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -15,7 +15,9 @@ use utoipa::{Modify, OpenApi};
     info(title = "keygate", description = "Accounts, tokens and sessions of keygate tenants. Errors are RFC 9457 problems with a stable `code`; the OAuth endpoints answer RFC 6749 error JSON."),
     paths(
         login::login, login::login_mfa, login::login_mfa_enrol, login::logout,
-        mfa::status, mfa::enrol, mfa::confirm, mfa::remove, mfa::regenerate, mfa::step_up,
+        mfa::status, mfa::enrol, mfa::confirm, mfa::remove, mfa::rename, mfa::regenerate, mfa::step_up,
+        webauthn::register, webauthn::finish_register, webauthn::sign_in_options, webauthn::sign_in,
+        webauthn::step_up_options, webauthn::step_up, webauthn::passkey_options, webauthn::passkey,
         oauth2::token, oauth2::revoke, oauth2::introspect,
         userinfo::userinfo, userinfo::userinfo_post,
         sessions::list, sessions::revoke, sessions::logout_all,

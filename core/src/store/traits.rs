@@ -421,6 +421,25 @@ pub trait MfaStore {
         id: FactorId,
         secret: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Records an accepted WebAuthn assertion: the sealed credential with its new signature
+    /// counter replaces `previous` only if it is still that (compare-and-set, so of two
+    /// assertions racing on one credential only one advances it), and `last_used_at` is set;
+    /// `false` if it changed or is absent.
+    async fn record_factor_use(
+        &self,
+        tenant: TenantId,
+        id: FactorId,
+        previous: &[u8],
+        secret: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Renames a factor; `false` if absent.
+    async fn rename_factor(
+        &self,
+        tenant: TenantId,
+        id: FactorId,
+        label: &str,
+    ) -> Result<bool, StoreError>;
     /// Removes a factor; `false` if absent.
     async fn delete_factor(&self, tenant: TenantId, id: FactorId) -> Result<bool, StoreError>;
     /// TOTP replay guard: records `step` only if it is newer than the last accepted one, in

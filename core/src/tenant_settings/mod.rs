@@ -289,6 +289,9 @@ impl Default for Tokens {
 pub struct Mfa {
     /// Whether a second factor is off, offered or enforced.
     pub policy: MfaPolicy,
+    /// Whether a passkey alone (a discoverable WebAuthn credential with user verification)
+    /// signs a person in, without a password; needs a policy other than `off`.
+    pub passkey_sign_in: bool,
 }
 
 /// Whether a second factor is offered or enforced.

@@ -66,7 +66,7 @@ impl SignInOutcome {
 
 /// What a pending sign-in remembers of the first step (no password).
 #[derive(Clone, Serialize, Deserialize)]
-struct Pending {
+pub(super) struct Pending {
     user_id: UserId,
     client_id: Option<String>,
     scope: Option<String>,
@@ -74,6 +74,20 @@ struct Pending {
     device: Option<String>,
     enrol: bool,
     expires_at: DateTime<Utc>,
+}
+
+impl Pending {
+    /// The sign-in request this pending sign-in continues.
+    pub(super) fn into_request(self, user: &User) -> PasswordSignIn {
+        PasswordSignIn {
+            email: user.email.clone(),
+            client_id: self.client_id,
+            scope: self.scope,
+            browser: self.browser,
+            device: self.device,
+            ..PasswordSignIn::default()
+        }
+    }
 }
 
 fn challenge_key(t: &LiveTenant, token: &str) -> String {
@@ -135,7 +149,11 @@ impl IdentityService {
     }
 
     /// The pending sign-in `token` names, unexpired, and its account, still active.
-    async fn pending(&self, t: &LiveTenant, token: &str) -> Result<(Pending, User), IdentityError> {
+    pub(super) async fn pending_sign_in(
+        &self,
+        t: &LiveTenant,
+        token: &str,
+    ) -> Result<(Pending, User), IdentityError> {
         if token.len() > 128 {
             return Err(IdentityError::InvalidChallenge);
         }
@@ -160,6 +178,21 @@ impl IdentityService {
         Ok((pending, user))
     }
 
+    /// Consumes a pending sign-in once its second factor was accepted. Single use: of two
+    /// requests racing with right proofs, one takes the challenge.
+    pub(super) async fn take_pending_sign_in(
+        &self,
+        t: &LiveTenant,
+        token: &str,
+    ) -> Result<(), IdentityError> {
+        self.deps()
+            .ephemeral
+            .take(&challenge_key(t, token))
+            .await?
+            .map(|_| ())
+            .ok_or(IdentityError::InvalidChallenge)
+    }
+
     /// Enrolment within a pending sign-in of a tenant that requires a second factor: a new
     /// TOTP seed for the person to add to their app (confirmed by [`Self::complete_sign_in`]).
     pub async fn begin_sign_in_enrolment(
@@ -170,7 +203,7 @@ impl IdentityService {
     ) -> Result<TotpEnrolment, IdentityError> {
         let t = self.tenant(tenant).await?;
         admit_network(&t, meta)?;
-        let (pending, user) = self.pending(&t, token).await?;
+        let (pending, user) = self.pending_sign_in(&t, token).await?;
         if !pending.enrol {
             return Err(IdentityError::FactorExists);
         }
@@ -190,7 +223,7 @@ impl IdentityService {
     ) -> Result<SignedIn, IdentityError> {
         let t = self.tenant(tenant).await?;
         admit_network(&t, meta)?;
-        let (pending, user) = self.pending(&t, token).await?;
+        let (pending, user) = self.pending_sign_in(&t, token).await?;
         let enrolling = if pending.enrol {
             let factor = self
                 .deps()
@@ -208,30 +241,18 @@ impl IdentityService {
         let method = self
             .verify_second_factor(&t, &user, code, enrolling, meta)
             .await?;
-        // Single use: of two requests racing with right codes, one takes the challenge.
-        if self
-            .deps()
-            .ephemeral
-            .take(&challenge_key(&t, token))
-            .await?
-            .is_none()
-        {
-            return Err(IdentityError::InvalidChallenge);
-        }
+        self.take_pending_sign_in(&t, token).await?;
         let backup_codes = match enrolling {
-            Some(factor) => self.finish_enrolment(&t, &user, factor, meta).await?,
+            Some(factor) => {
+                self.finish_enrolment(&t, &user, factor, FactorKind::Totp, meta)
+                    .await?
+            }
             None => None,
         };
-        let req = PasswordSignIn {
-            email: user.email.clone(),
-            client_id: pending.client_id,
-            scope: pending.scope,
-            browser: pending.browser,
-            device: pending.device,
-            ..PasswordSignIn::default()
-        };
         let amr = amr_with(&[AMR_PASSWORD.to_owned()], method);
-        let mut done = self.issue_sign_in(&t, &user, req, meta, amr).await?;
+        let mut done = self
+            .issue_sign_in(&t, &user, pending.into_request(&user), meta, amr)
+            .await?;
         self.inner.metrics.issued(Grant::Password);
         done.backup_codes = backup_codes;
         Ok(done)

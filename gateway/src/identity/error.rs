@@ -106,6 +106,17 @@ pub enum IdentityError {
     /// The pending sign-in (`mfa_token`) is unknown, used or expired: sign in again.
     #[error("invalid or expired sign-in challenge")]
     InvalidChallenge,
+    /// A WebAuthn ceremony is unknown, used or expired: start it again.
+    #[error("invalid or expired WebAuthn ceremony")]
+    InvalidCeremony,
+    /// The authenticator's answer was refused: another origin or challenge, a bad
+    /// signature, no user verification, an unknown credential, or a signature counter that
+    /// did not advance (a cloned authenticator).
+    #[error("WebAuthn response refused")]
+    InvalidWebauthnResponse,
+    /// The tenant does not let a passkey sign in alone (`mfa.passkeySignIn`).
+    #[error("passkey sign-in is off for this tenant")]
+    PasskeySignInDisabled,
     /// The tenant's MFA policy is `off`: no factor can be enrolled.
     #[error("MFA is off for this tenant")]
     MfaDisabled,

@@ -231,9 +231,13 @@ impl From<IdentityError> for FlowError {
             IdentityError::MailUnavailable => FlowError::MailUnavailable,
             IdentityError::InvalidCode
             | IdentityError::NoSecondFactor
-            | IdentityError::FactorExists => FlowError::InvalidCode,
+            | IdentityError::FactorExists
+            | IdentityError::InvalidWebauthnResponse => FlowError::InvalidCode,
             IdentityError::SecondFactorLocked { .. } => FlowError::Locked,
-            IdentityError::InvalidChallenge => FlowError::SignInExpired,
+            IdentityError::InvalidChallenge | IdentityError::InvalidCeremony => {
+                FlowError::SignInExpired
+            }
+            IdentityError::PasskeySignInDisabled => FlowError::InvalidCredentials,
             IdentityError::MfaDisabled => FlowError::MfaDisabled,
             IdentityError::StepUpRequired { .. } | IdentityError::UpstreamStepUpRequired => {
                 FlowError::InvalidCredentials

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`ACR_PASSWORD`] | one factor: a password |
 //! | [`ACR_MFA`] | a password and a second factor (TOTP code or backup code) |
-//! | [`ACR_PHISHING_RESISTANT`] | reserved for a phishing-resistant authenticator (WebAuthn); not issued yet |
+//! | [`ACR_PHISHING_RESISTANT`] | a WebAuthn credential (security key or passkey) within a multi-factor proof: a password and the key, or a passkey verified on the device |
 //!
 //! The levels are ordered: a request for [`ACR_MFA`] is met by [`ACR_MFA`] or
 //! [`ACR_PHISHING_RESISTANT`]. An `acr` keygate does not know is met only by itself.
@@ -16,21 +16,31 @@
 pub const ACR_PASSWORD: &str = "urn:keygate:acr:pwd";
 /// `acr` of a sign-in with a password and a second factor.
 pub const ACR_MFA: &str = "urn:keygate:acr:mfa";
-/// `acr` of a phishing-resistant sign-in (WebAuthn); defined so requests can name it, issued
-/// once keygate has such an authenticator.
+/// `acr` of a phishing-resistant sign-in: a WebAuthn assertion, bound to keygate's origin,
+/// within a multi-factor proof.
 pub const ACR_PHISHING_RESISTANT: &str = "urn:keygate:acr:phr";
-/// The `acr` values a session can reach today (discovery's `acr_values_supported`).
-pub const ACR_VALUES_SUPPORTED: &[&str] = &[ACR_PASSWORD, ACR_MFA];
+/// The `acr` values a session can reach (discovery's `acr_values_supported`).
+pub const ACR_VALUES_SUPPORTED: &[&str] = &[ACR_PASSWORD, ACR_MFA, ACR_PHISHING_RESISTANT];
 
 /// `amr`: a password (RFC 8176).
 pub const AMR_PASSWORD: &str = "pwd";
 /// `amr`: a one-time password from an RFC 6238 authenticator (RFC 8176).
 pub const AMR_OTP: &str = "otp";
+/// `amr`: proof of possession of a hardware-bound key (RFC 8176): a WebAuthn credential
+/// that cannot leave its authenticator (not backup-eligible).
+pub const AMR_HWK: &str = "hwk";
+/// `amr`: proof of possession of a software-secured key (RFC 8176): a WebAuthn credential
+/// that may be synced between devices (backup-eligible passkeys).
+pub const AMR_SWK: &str = "swk";
+/// `amr`: the authenticator verified the person (PIN or biometrics; WebAuthn UV).
+pub const AMR_USER: &str = "user";
 /// `amr`: more than one factor was used (RFC 8176); a backup code counts as the second.
 pub const AMR_MFA: &str = "mfa";
 
 /// Methods that prove a second factor.
 const SECOND_FACTOR_METHODS: &[&str] = &["otp", "hwk", "swk", "sc", AMR_MFA];
+/// Methods that are phishing-resistant: proofs bound to keygate's origin.
+const PHISHING_RESISTANT_METHODS: &[&str] = &[AMR_HWK, AMR_SWK];
 
 /// Whether `amr` includes a second factor.
 pub fn has_second_factor(amr: &[String]) -> bool {
@@ -40,7 +50,13 @@ pub fn has_second_factor(amr: &[String]) -> bool {
 
 /// The `acr` a session with methods `amr` is at.
 pub fn acr_of(amr: &[String]) -> &'static str {
-    if has_second_factor(amr) {
+    let multi_factor = amr.iter().any(|m| m == AMR_MFA);
+    let phishing_resistant = amr
+        .iter()
+        .any(|m| PHISHING_RESISTANT_METHODS.contains(&m.as_str()));
+    if multi_factor && phishing_resistant {
+        ACR_PHISHING_RESISTANT
+    } else if has_second_factor(amr) {
         ACR_MFA
     } else {
         ACR_PASSWORD
@@ -99,6 +115,7 @@ mod tests {
         assert!(acr_satisfies(Some(ACR_MFA), ACR_MFA));
         assert!(!acr_satisfies(Some(ACR_PASSWORD), ACR_MFA));
         assert!(!acr_satisfies(Some(ACR_MFA), ACR_PHISHING_RESISTANT));
+        assert!(acr_satisfies(Some(ACR_PHISHING_RESISTANT), ACR_MFA));
         assert!(!acr_satisfies(None, ACR_PASSWORD));
         assert!(acr_satisfies(Some("urn:other"), "urn:other"));
         assert!(!acr_satisfies(Some(ACR_MFA), "urn:other"));
@@ -116,5 +133,17 @@ mod tests {
         // A password again adds nothing.
         assert_eq!(amr_with(&pwd, AMR_PASSWORD), pwd);
         assert_eq!(amr_with(&otp, AMR_PASSWORD), otp);
+    }
+
+    #[test]
+    fn a_webauthn_key_in_a_multi_factor_proof_is_phishing_resistant() {
+        // A password and a security key.
+        let key = amr_with(&v(&["pwd"]), AMR_HWK);
+        assert_eq!(key, v(&["pwd", "hwk", "mfa"]));
+        assert_eq!(acr_of(&key), ACR_PHISHING_RESISTANT);
+        // A passkey alone, verified on the device: possession and inherence or knowledge.
+        let passkey = amr_with(&[AMR_USER.to_owned()], AMR_SWK);
+        assert_eq!(passkey, v(&["user", "swk", "mfa"]));
+        assert_eq!(acr_of(&passkey), ACR_PHISHING_RESISTANT);
     }
 }

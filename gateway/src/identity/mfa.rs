@@ -53,7 +53,7 @@ pub struct FactorInfo {
     /// Factor id.
     #[schema(value_type = String)]
     pub id: FactorId,
-    /// `totp`.
+    /// `totp` or `webauthn` (a security key or passkey).
     pub kind: String,
     /// The name given at enrolment.
     pub label: String,
@@ -140,7 +140,7 @@ impl IdentityService {
         Ok((t, user))
     }
 
-    /// The person's confirmed TOTP factors.
+    /// The person's confirmed second factors (TOTP authenticators, security keys, passkeys).
     pub(super) async fn confirmed_factors(
         &self,
         t: &LiveTenant,
@@ -152,7 +152,7 @@ impl IdentityService {
             .factors_of_user(t.row.id, user)
             .await?
             .into_iter()
-            .filter(|f| f.confirmed && f.kind == FactorKind::Totp)
+            .filter(|f| f.confirmed)
             .collect())
     }
 
@@ -161,10 +161,8 @@ impl IdentityService {
         let (t, user) = self.person_of(p).await?;
         let d = self.deps();
         let factors = d.store.factors_of_user(t.row.id, user.id).await?;
-        let enabled = t.settings.mfa.policy != MfaPolicy::Off
-            && factors
-                .iter()
-                .any(|f| f.confirmed && f.kind == FactorKind::Totp);
+        let enabled =
+            t.settings.mfa.policy != MfaPolicy::Off && factors.iter().any(|f| f.confirmed);
         Ok(MfaStatus {
             policy: policy_label(t.settings.mfa.policy).into(),
             enabled,
@@ -264,7 +262,8 @@ impl IdentityService {
         }
         self.verify_second_factor(&t, &user, code, Some(factor), meta)
             .await?;
-        self.finish_enrolment(&t, &user, factor, meta).await
+        self.finish_enrolment(&t, &user, factor, FactorKind::Totp, meta)
+            .await
     }
 
     /// Marks an enrolled factor confirmed (its first code was just accepted), audits it,
@@ -274,6 +273,7 @@ impl IdentityService {
         t: &LiveTenant,
         user: &User,
         factor: FactorId,
+        kind: FactorKind,
         meta: &RequestMeta,
     ) -> Result<Option<BackupCodes>, IdentityError> {
         let d = self.deps();
@@ -285,7 +285,7 @@ impl IdentityService {
             kind::MFA_ENROLLED,
             Some(user.id),
             meta,
-            json!({"factor": factor, "kind": "totp"}),
+            json!({"factor": factor, "kind": kind.as_str()}),
         )
         .await?;
         if d.store.remaining_backup_codes(t.row.id, user.id).await? > 0 {

@@ -54,6 +54,7 @@ mod totp;
 mod unlock;
 mod upstream;
 mod usage;
+mod webauthn;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
 pub use challenge::{CHALLENGE_TTL, SecondFactorChallenge, SignInOutcome};
@@ -75,6 +76,7 @@ pub use tenants::{LiveTenant, is_tenant_name};
 pub use totp::TotpEnrolment;
 pub use unlock::{UNLOCK_TTL, Unlocked};
 pub use upstream::{UPSTREAM_TOKEN_TTL, UPSTREAM_TOKEN_TYP, UpstreamGrant};
+pub use webauthn::{CEREMONY_TTL, PasskeySignIn, WebauthnOptions, parse_credential};
 
 use chrono::{DateTime, Utc};
 use keygate_core::clock::Clock;

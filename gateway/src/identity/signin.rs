@@ -295,7 +295,7 @@ impl IdentityService {
 
     /// The account may sign in: active, verified when the tenant requires it, and with a
     /// new password set when it must change its password.
-    async fn check_account(
+    pub(super) async fn check_account(
         &self,
         t: &LiveTenant,
         user: User,

@@ -195,6 +195,21 @@ impl IdentityService {
         backup_codes: Option<BackupCodes>,
         meta: &RequestMeta,
     ) -> Result<SteppedUp, IdentityError> {
+        let mut stepped = self.raise_session_with(p, t, user, &[method], meta).await?;
+        stepped.backup_codes = backup_codes;
+        Ok(stepped)
+    }
+
+    /// [`Self::raise_session`] by several methods proven at once (a WebAuthn assertion
+    /// proves possession and user verification).
+    pub(super) async fn raise_session_with(
+        &self,
+        p: &Principal,
+        t: &LiveTenant,
+        user: &User,
+        methods: &[&str],
+        meta: &RequestMeta,
+    ) -> Result<SteppedUp, IdentityError> {
         let sid = p.session_id().ok_or(IdentityError::Forbidden)?;
         let d = self.deps();
         let now = self.now();
@@ -207,7 +222,9 @@ impl IdentityService {
             .await?
             .filter(|s| s.user_id == user.id && s.is_active(now))
             .ok_or(IdentityError::InvalidToken)?;
-        let amr = amr_with(&session.amr, method);
+        let amr = methods
+            .iter()
+            .fold(session.amr.clone(), |amr, m| amr_with(&amr, m));
         let acr = acr_of(&amr);
         if !d
             .store
@@ -252,7 +269,7 @@ impl IdentityService {
             access_token,
             token_type: "Bearer".into(),
             expires_in,
-            backup_codes,
+            backup_codes: None,
         })
     }
 }

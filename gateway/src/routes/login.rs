@@ -192,7 +192,7 @@ async fn login(
 }
 
 /// The tokens of a sign-in, and with `browser_session` its session and device cookies.
-async fn signed_in_response(
+pub(super) async fn signed_in_response(
     state: &AppState,
     tenant: &str,
     done: SignedIn,

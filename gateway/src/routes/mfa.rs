@@ -1,6 +1,7 @@
 //! The caller's second factors and step-up: `GET /t/{tenant}/account/mfa`, TOTP enrolment
-//! (`POST …/account/mfa/totp`, `POST …/account/mfa/totp/{factor}/confirm`), removal
-//! (`DELETE …/account/mfa/factors/{factor}`), backup codes (`POST …/account/mfa/backup-codes`)
+//! (`POST …/account/mfa/totp`, `POST …/account/mfa/totp/{factor}/confirm`), renaming and
+//! removal (`PATCH`/`DELETE …/account/mfa/factors/{factor}`; security keys and passkeys are
+//! registered through `routes/webauthn.rs`), backup codes (`POST …/account/mfa/backup-codes`)
 //! and `POST /t/{tenant}/account/step-up`. Removing a confirmed factor and regenerating
 //! backup codes need a step-up with a second factor in the last five minutes (403
 //! `step_up_required` with an RFC 9470 challenge otherwise).
@@ -28,7 +29,10 @@ pub fn router() -> Router<AppState> {
             "/t/{tenant}/account/mfa/totp/{factor}/confirm",
             post(confirm),
         )
-        .route("/t/{tenant}/account/mfa/factors/{factor}", delete(remove))
+        .route(
+            "/t/{tenant}/account/mfa/factors/{factor}",
+            delete(remove).patch(rename),
+        )
         .route("/t/{tenant}/account/mfa/backup-codes", post(regenerate))
         .route("/t/{tenant}/account/step-up", post(step_up))
 }
@@ -160,6 +164,31 @@ async fn remove(
     state
         .identity
         .remove_factor(&principal, factor, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A factor's new name.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// 1 to 64 characters.
+    pub label: String,
+}
+
+/// Renames a factor (an authenticator app, security key or passkey).
+#[utoipa::path(patch, path = "/t/{tenant}/account/mfa/factors/{factor}", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("factor" = String, Path, description = "Factor id")), security(("bearer" = [])), request_body = RenameRequest,
+    responses((status = 204, description = "Renamed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_request, invalid_body", body = crate::error::Problem, content_type = "application/problem+json")))]
+async fn rename(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((_tenant, factor)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RenameRequest>,
+) -> Result<StatusCode, ApiError> {
+    let factor = factor_id(&factor)?;
+    state
+        .identity
+        .rename_factor(&principal, factor, &body.label)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

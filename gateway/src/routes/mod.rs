@@ -11,6 +11,7 @@ pub mod mfa;
 pub mod oauth2;
 pub mod sessions;
 pub mod userinfo;
+pub mod webauthn;
 
 use crate::AppState;
 use axum::Router;
@@ -24,4 +25,5 @@ pub fn router() -> Router<AppState> {
         .merge(userinfo::router())
         .merge(sessions::router())
         .merge(accounts::router())
+        .merge(webauthn::router())
 }

@@ -34,3 +34,4 @@ mod tokens;
 mod upstream_token;
 mod verified_email;
 mod walks;
+mod webauthn;

@@ -434,8 +434,14 @@ impl Env {
 
 /// Verifies like any resource server would: JWKS over HTTP, `kid`, `typ`, issuer, audience, expiry.
 pub async fn verify_independently(url: &str, tenant: &str, token: &str) -> Value {
-    let issuer = format!("{url}/t/{tenant}");
-    let jwks: JwkSet = reqwest::get(format!("{issuer}/jwks.json"))
+    verify_issued_at(url, url, tenant, token).await
+}
+
+/// [`verify_independently`] for a gateway reached at `url` whose public URL (and so its
+/// issuers) is `public_url`.
+pub async fn verify_issued_at(url: &str, public_url: &str, tenant: &str, token: &str) -> Value {
+    let issuer = format!("{public_url}/t/{tenant}");
+    let jwks: JwkSet = reqwest::get(format!("{url}/t/{tenant}/jwks.json"))
         .await
         .unwrap()
         .json()

@@ -82,6 +82,7 @@ pub fn settings_of(spec: &TenantSpec, public_url: &str) -> Result<TenantSettings
                 keygate_crds::MfaPolicy::Optional => MfaPolicy::Optional,
                 keygate_crds::MfaPolicy::Required => MfaPolicy::Required,
             },
+            passkey_sign_in: spec.mfa.passkey_sign_in,
         },
         redirects: Redirects {
             allowed_origins: spec.redirects.allowed_origins.clone(),

@@ -86,6 +86,35 @@ macro_rules! mfa_store {
                     Ok(done.rows_affected() > 0)
                 }
 
+                async fn record_factor_use(&self, tenant: TenantId, id: FactorId, previous: &[u8], secret: &[u8], now: DateTime<Utc>) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE mfa_factors SET secret = $4, last_used_at = $5, updated_at = $6 \
+                         WHERE tenant_id = $1 AND id = $2 AND secret = $3",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(previous)
+                    .bind(secret)
+                    .bind(ts(now))
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn rename_factor(&self, tenant: TenantId, id: FactorId, label: &str) -> Result<bool, StoreError> {
+                    let done = sqlx::query::<$db>(
+                        "UPDATE mfa_factors SET label = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(label)
+                    .bind(self.now())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
                 async fn delete_factor(&self, tenant: TenantId, id: FactorId) -> Result<bool, StoreError> {
                     let done = sqlx::query::<$db>("DELETE FROM mfa_factors WHERE tenant_id = $1 AND id = $2")
                         .bind(tenant)
