@@ -35,6 +35,9 @@ pub struct SecondFactorChallenge {
     pub enrol: bool,
     /// Seconds until the challenge expires.
     pub expires_in: u64,
+    /// How it can be answered: `totp`, `webauthn` (a security key or passkey,
+    /// `/login/mfa/webauthn`), `backup_code`; `totp` alone while enrolling.
+    pub methods: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for SecondFactorChallenge {
@@ -124,6 +127,21 @@ impl IdentityService {
         req: &PasswordSignIn,
         enrol: bool,
     ) -> Result<SecondFactorChallenge, IdentityError> {
+        let mut methods = Vec::new();
+        if enrol {
+            methods.push("totp");
+        } else {
+            for f in self.confirmed_factors(t, user.id).await? {
+                let m = match f.kind {
+                    FactorKind::Totp => "totp",
+                    FactorKind::Webauthn => "webauthn",
+                };
+                if !methods.contains(&m) {
+                    methods.push(m);
+                }
+            }
+            methods.push("backup_code");
+        }
         let token = random_token()?;
         let pending = Pending {
             user_id: user.id,
@@ -145,6 +163,7 @@ impl IdentityService {
             token,
             enrol,
             expires_in: ttl.as_secs(),
+            methods,
         })
     }
 

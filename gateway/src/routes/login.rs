@@ -100,25 +100,20 @@ pub struct SecondFactorProblem {
     pub mfa_token: String,
     /// Seconds until `mfa_token` expires.
     pub expires_in: u64,
-    /// What a code may be: `totp` (six digits), `backup_code`.
+    /// How to answer: `totp` (six digits to `/login/mfa`), `webauthn` (a security key or
+    /// passkey through `/login/mfa/webauthn/options` and `/login/mfa/webauthn`),
+    /// `backup_code` (to `/login/mfa`).
     pub methods: Vec<&'static str>,
 }
 
 impl SecondFactorProblem {
     fn response(c: SecondFactorChallenge) -> Response {
-        let (code, title, methods) = if c.enrol {
-            (
-                "mfa_enrolment_required",
-                "Enrol a second factor to sign in",
-                vec!["totp"],
-            )
+        let (code, title) = if c.enrol {
+            ("mfa_enrolment_required", "Enrol a second factor to sign in")
         } else {
-            (
-                "mfa_required",
-                "A second factor is required",
-                vec!["totp", "backup_code"],
-            )
+            ("mfa_required", "A second factor is required")
         };
+        let methods = c.methods;
         let body = Self {
             kind: format!("https://keygate.dev/problems/{code}"),
             title,

@@ -115,6 +115,7 @@ async fn challenge(env: &Env) -> String {
         (StatusCode::FORBIDDEN, Some("mfa_required")),
         "{body}"
     );
+    assert_eq!(body["methods"], json!(["webauthn", "backup_code"]));
     body["mfa_token"].as_str().unwrap().to_owned()
 }
 
