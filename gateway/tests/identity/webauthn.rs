@@ -3,7 +3,8 @@
 //! registration, a key as the second factor of a sign-in (phishing-resistant level),
 //! replayed and cloned assertions and another origin refused, passkey-only sign-in where
 //! the tenant allows it and refused where it does not, a forward-auth `mfa=1` route
-//! admitting the person after a passkey step-up, and renaming and removing a key.
+//! admitting the person after a passkey step-up, and renaming and removing a key; and
+//! headless Chromium's virtual authenticator through the same API.
 
 use crate::support::env::{Env, PASSWORD, env_at, verify_issued_at};
 use keygate_core::crypto::signing::SigningAlgorithm;
@@ -449,4 +450,38 @@ async fn a_route_with_mfa_admits_the_person_after_a_passkey_step_up(pool: sqlx::
     assert_eq!(s, StatusCode::OK, "{stepped}");
     assert_eq!(stepped["acr"], ACR_PHR);
     assert_eq!(admin_check(&env, &cookie).await, StatusCode::OK);
+}
+
+/// Chromium's virtual authenticator registers a discoverable passkey through the API and
+/// signs in with it alone (`gateway/tests/browser/passkey-flow.mjs`; needs Debian
+/// `chromium` and `npm ci` in `gateway/tests/browser`).
+#[sqlx::test(migrations = false)]
+async fn chromium_registers_a_passkey_and_signs_in_with_it_alone(pool: sqlx::PgPool) {
+    let env = env_at(pool, "http://localhost:{port}").await;
+    let spec = json!({ "mfa": { "passkeySignIn": true } });
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, spec).await;
+    env.user(&t.row, "ada@example.com").await;
+    let port = env.url.rsplit(':').next().unwrap().to_owned();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        tokio::process::Command::new("node")
+            .arg(dir.join("passkey-flow.mjs"))
+            .env("KG_GATEWAY_URL", format!("http://localhost:{port}"))
+            .env("KG_TENANT", "acme")
+            .env("KG_EMAIL", "ada@example.com")
+            .env("KG_PASSWORD", PASSWORD)
+            .current_dir(&dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser run finished within 90 s")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("PASSKEY FLOW OK"),
+        "browser flow failed:\n{stdout}\n{stderr}"
+    );
 }

@@ -110,6 +110,7 @@ pub async fn env_mailing_through(
 
 /// A gateway on PostgreSQL and Redis whose public URL is `public_url` (tests of what depends
 /// on the gateway's host, such as a tenant's cookie domain); requests still go to `Env::url`.
+/// `{port}` in it is replaced by the port the gateway listens on.
 pub async fn env_at(pool: sqlx::PgPool, public_url: &str) -> Env {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
@@ -196,7 +197,9 @@ async fn serve_on(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let own_url = format!("http://{}", listener.local_addr().unwrap());
     // Replicas behind one load balancer share the public URL (and so the issuer).
-    let url = public_url.map_or_else(|| own_url.clone(), str::to_owned);
+    // `{port}` in a public URL names the port just bound (a host name for this socket).
+    let port = listener.local_addr().unwrap().port().to_string();
+    let url = public_url.map_or_else(|| own_url.clone(), |u| u.replace("{port}", &port));
     let mailer = Arc::new(MemoryMailer::new());
     let hasher = real::hasher();
     let identity = IdentityService::new(IdentityDeps {
