@@ -74,6 +74,7 @@ conformance!(
     sessions::session_cookie_token_and_client,
     sessions::step_up_raises_an_active_session_only,
     mfa::totp_step_refuses_replay_and_older_steps,
+    mfa::webauthn_use_is_a_compare_and_set_and_factors_rename,
     mfa::backup_codes_single_use,
     mfa::factor_lifecycle,
     mfa::factors_paged_and_resealed_by_compare_and_set,

@@ -63,6 +63,47 @@ pub async fn totp_step_refuses_replay_and_older_steps(db: &Db) {
     assert_eq!(accepted, 1);
 }
 
+pub async fn webauthn_use_is_a_compare_and_set_and_factors_rename(db: &Db) {
+    let acme = tenant(&**db, "acme").await;
+    let ann = user(&**db, acme.id, "ann@example.com").await;
+    let f = db
+        .insert_factor(&NewFactor {
+            tenant_id: acme.id,
+            user_id: ann.id,
+            kind: FactorKind::Webauthn,
+            label: "key".into(),
+            secret: vec![1; 8],
+        })
+        .await
+        .unwrap();
+    // Two assertions read the credential at counter 1; the first write wins.
+    assert!(
+        db.record_factor_use(acme.id, f.id, &[1; 8], &[2; 8], t(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.record_factor_use(acme.id, f.id, &[1; 8], &[3; 8], t(6))
+            .await
+            .unwrap(),
+        "a stale credential"
+    );
+    let now = db.factor(acme.id, f.id).await.unwrap().unwrap();
+    assert_eq!(now.secret, vec![2; 8]);
+    assert_eq!(now.last_used_at, Some(t(5)));
+    assert!(db.rename_factor(acme.id, f.id, "office").await.unwrap());
+    let now = db.factor(acme.id, f.id).await.unwrap().unwrap();
+    assert_eq!(now.label, "office");
+    // Another tenant reaches neither.
+    let other = tenant(&**db, "other").await;
+    assert!(
+        !db.record_factor_use(other.id, f.id, &[2; 8], &[4; 8], t(7))
+            .await
+            .unwrap()
+    );
+    assert!(!db.rename_factor(other.id, f.id, "x").await.unwrap());
+}
+
 pub async fn backup_codes_single_use(db: &Db) {
     let acme = tenant(&**db, "acme").await;
     let ann = user(&**db, acme.id, "ann@example.com").await;
