@@ -52,7 +52,7 @@ impl Drop for SmtpSink {
 }
 
 /// The peers' Python: `KEYGATE_TEST_PYTHON`, else the venv `scripts/test` creates.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("KEYGATE_TEST_PYTHON") {
         return p.into();
     }
