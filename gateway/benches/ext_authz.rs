@@ -201,14 +201,13 @@ fn main() {
             let (mut o_rps, mut b_rps, mut o_p99, mut b_p99, mut errors) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
             for round in 0..rounds {
-                let mut measure = |target: &str| load(target, request, seconds, concurrency, channels);
                 let (o, b) = if round % 2 == 0 {
-                    let o = measure(&ours).await;
-                    let b = measure(&bare).await;
+                    let o = load(&ours, request, seconds, concurrency, channels).await;
+                    let b = load(&bare, request, seconds, concurrency, channels).await;
                     (o, b)
                 } else {
-                    let b = measure(&bare).await;
-                    let o = measure(&ours).await;
+                    let b = load(&bare, request, seconds, concurrency, channels).await;
+                    let o = load(&ours, request, seconds, concurrency, channels).await;
                     (o, b)
                 };
                 errors += o.errors + b.errors;

@@ -12,7 +12,6 @@
 mod support;
 
 use keygate_core::crypto::random::random_token;
-use keygate_core::ephemeral::Ephemeral;
 use keygate_core::store::NewApiKey;
 use keygate_gateway::forward_auth::grpc::{self, ExtAuthz, GrpcSettings};
 use serde_json::{Value, json};
