@@ -51,7 +51,14 @@ fn start_dev_capturing(
     env: &[(&str, &str)],
 ) -> (Running, String, Lines) {
     let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--ext-authz-listen",
+            "127.0.0.1:0",
+            "--manifests",
+        ])
         .arg(manifests)
         .arg("--data-dir")
         .arg(data_dir)
@@ -302,7 +309,14 @@ fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
     let data = tempfile::tempdir().unwrap();
     let (_dev, _base) = start_dev(data.path());
     let out = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--ext-authz-listen",
+            "127.0.0.1:0",
+            "--manifests",
+        ])
         .arg(repo_root().join("examples/dev"))
         .arg("--data-dir")
         .arg(data.path())
@@ -323,7 +337,14 @@ fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
 fn dev_refuses_an_invalid_trusted_proxy_list() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--ext-authz-listen",
+            "127.0.0.1:0",
+            "--manifests",
+        ])
         .arg(repo_root().join("examples/dev"))
         .arg("--data-dir")
         .arg(data.path())
@@ -587,5 +608,99 @@ async fn dev_prints_mails_labelled_dev_only_and_never_logs_them() {
     assert!(
         !outside.iter().any(|l| l.contains(&token)),
         "the verification token reached the log"
+    );
+}
+
+/// `keygate dev` prints where its gRPC ext_authz service listens, and `keygate explain`
+/// asks the running gateway about a credential: every check with its outcome, exit status 0
+/// when the request would pass and 2 when not, refused without an admin credential.
+#[tokio::test]
+async fn explain_prints_each_check_of_the_live_decision() {
+    let manifests = dev_manifests();
+    std::fs::write(
+        manifests.path().join("apikey-explainer.yaml"),
+        "apiVersion: keygate.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: explainer\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  secretName: explainer-key\n  permissions: [\"keygate:admin\"]\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (_dev, url, lines) = start_dev_capturing(manifests.path(), data.path(), &[]);
+    let printed = Instant::now() + Duration::from_secs(10);
+    while !lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("ext_authz   gRPC on 127.0.0.1:"))
+    {
+        assert!(
+            Instant::now() < printed,
+            "keygate dev prints the gRPC address: {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key_of = |file: &str| {
+        let text =
+            std::fs::read_to_string(data.path().join(format!("secrets/default/{file}.yaml")))
+                .ok()?;
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("apiKey:"))
+            .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (demo, admin) = loop {
+        if let (Some(d), Some(a)) = (key_of("demo-api-key"), key_of("explainer-key")) {
+            break (d, a);
+        }
+        assert!(Instant::now() < deadline, "the keys' Secret files appear");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let explain = |requirements: &str, admin: &str| {
+        Command::new(BIN)
+            .args([
+                "explain",
+                "--gateway",
+                &url,
+                "--tenant",
+                "demo",
+                requirements,
+            ])
+            .env("KEYGATE_EXPLAIN_TOKEN", &demo)
+            .env("KEYGATE_ADMIN_TOKEN", admin)
+            .output()
+            .unwrap()
+    };
+    let ok = explain("role=viewer", &admin);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("allowed (allowed), HTTP 200, decision "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  role          pass  any of viewer; held viewer"),
+        "{text}"
+    );
+    assert!(text.contains("\n  credential    pass  ApiKey"), "{text}");
+    assert!(!text.contains(&demo), "the key is never printed");
+
+    let denied = explain("role=demo-admin&perm=users.write", &admin);
+    let text = String::from_utf8_lossy(&denied.stdout);
+    assert_eq!(denied.status.code(), Some(2), "{text}");
+    assert!(
+        text.starts_with("denied (missing_role), HTTP 403"),
+        "{text}"
+    );
+    assert!(text.contains("\n  role          fail  "), "{text}");
+    assert!(
+        text.contains("\n  perm          fail  "),
+        "every check is listed: {text}"
+    );
+
+    let refused = explain("role=viewer", &demo);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("keygate:admin"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }

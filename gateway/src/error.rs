@@ -140,7 +140,7 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "invalid_link",
             "Invalid or expired link",
         ),
-        E::InvalidToken => (
+        E::InvalidToken | E::ExpiredToken | E::RevokedToken => (
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "Invalid or missing credential",
@@ -287,7 +287,11 @@ impl IntoResponse for ApiError {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            Self::Identity(IdentityError::InvalidToken) => {
+            Self::Identity(
+                IdentityError::InvalidToken
+                | IdentityError::ExpiredToken
+                | IdentityError::RevokedToken,
+            ) => {
                 response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),

@@ -6,6 +6,7 @@
 //! which Traefik and Envoy relay to clients; every denial carries `nosniff`.
 
 use super::decision::Refusal;
+use super::reason::{DECISION_ID_HEADER, DecisionId, REASON_HEADER, Reason};
 use crate::error::problem_response;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +22,8 @@ pub enum Denial {
         realm: String,
         /// The tenant's name for people (in the problem's detail).
         display_name: String,
-        /// Whether a credential was presented (and refused).
-        presented: bool,
+        /// [`Reason::NoCredentials`], or why the presented credential was refused.
+        reason: Reason,
         /// Where to send a browser instead, if anywhere.
         sign_in: Option<String>,
     },
@@ -48,6 +49,17 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// The stable reason word of this denial (`X-Keygate-Reason`).
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::Unauthenticated { reason, .. } => *reason,
+            Self::Forbidden { refusal, .. } => refusal.reason(),
+            Self::NetworkDenied => Reason::IpDenied,
+            Self::Misconfigured => Reason::Misconfigured,
+            Self::Unavailable => Reason::Unavailable,
+        }
+    }
+
     /// The `outcome` label of the decisions counter.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -78,9 +90,9 @@ impl IntoResponse for Denial {
             Self::Unauthenticated {
                 realm,
                 display_name,
-                presented,
+                reason,
                 sign_in: None,
-            } => unauthenticated(&realm, &display_name, presented),
+            } => unauthenticated(&realm, &display_name, reason != Reason::NoCredentials),
             Self::Forbidden {
                 realm,
                 refusal,
@@ -115,6 +127,19 @@ impl IntoResponse for Denial {
         );
         response
     }
+}
+
+/// The denial's answer with its reason and decision id (`X-Keygate-Reason`,
+/// `X-Keygate-Decision-Id`), the form every adapter sends.
+pub fn respond(denial: Denial, id: DecisionId) -> Response {
+    let reason = denial.reason();
+    let mut response = denial.into_response();
+    let headers = response.headers_mut();
+    headers.insert(REASON_HEADER, HeaderValue::from_static(reason.as_str()));
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        headers.insert(DECISION_ID_HEADER, v);
+    }
+    response
 }
 
 /// `s` without the characters that would end or break a quoted challenge parameter.
@@ -166,7 +191,15 @@ fn unauthenticated(realm: &str, display_name: &str, presented: bool) -> Response
 fn forbidden(realm: &str, refusal: &Refusal) -> Response {
     let detail = match refusal {
         Refusal::Method => "This method is not allowed on this route".to_owned(),
-        Refusal::Insufficient(what) => format!("Missing {what}"),
+        Refusal::Insufficient(reason) => format!(
+            "Missing {}",
+            match reason {
+                Reason::MissingRole => "role",
+                Reason::MissingPermission => "permission",
+                Reason::MissingScope => "scope",
+                _ => "authentication strength",
+            }
+        ),
         Refusal::StepUp { .. } => "Sign in again with a stronger or more recent method".to_owned(),
     };
     let response = problem_response(
@@ -179,6 +212,7 @@ fn forbidden(realm: &str, refusal: &Refusal) -> Response {
         Refusal::StepUp {
             acr_values,
             max_age,
+            ..
         } => {
             let mut c = format!(
                 "Bearer realm=\"{}\", error=\"insufficient_user_authentication\", error_description=\"A stronger or more recent authentication is required\"",
@@ -216,7 +250,11 @@ mod tests {
         Denial::Unauthenticated {
             realm: "acme".into(),
             display_name: "Acme Corp".into(),
-            presented,
+            reason: if presented {
+                Reason::TokenInvalid
+            } else {
+                Reason::NoCredentials
+            },
             sign_in: sign_in.map(str::to_owned),
         }
     }
@@ -265,7 +303,7 @@ mod tests {
     fn missing_roles_are_a_403_without_a_challenge() {
         let d = Denial::Forbidden {
             realm: "acme".into(),
-            refusal: Refusal::Insufficient("role"),
+            refusal: Refusal::Insufficient(Reason::MissingRole),
             step_up: None,
         };
         assert_eq!(d.outcome(), "forbidden");
@@ -280,6 +318,7 @@ mod tests {
         let refusal = Refusal::StepUp {
             acr_values: vec!["mfa".into()],
             max_age: Some(60),
+            reason: Reason::MfaRequired,
         };
         let d = Denial::Forbidden {
             realm: "ac\"me".into(),

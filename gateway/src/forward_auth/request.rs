@@ -25,6 +25,9 @@ pub enum Proxy {
     Traefik,
     /// Envoy `ext_authz` HTTP: our answer goes to the client as it is.
     Envoy,
+    /// Envoy `ext_authz` gRPC (`envoy.service.auth.v3.Authorization/Check`): our answer, a
+    /// `DeniedHttpResponse`, goes to the client as it is.
+    EnvoyGrpc,
     /// Called directly (or by an unknown proxy): plain 401/403.
     Direct,
 }
@@ -32,7 +35,18 @@ pub enum Proxy {
 impl Proxy {
     /// Whether the proxy relays a 302 to the browser (nginx would turn it into a 500).
     pub fn relays_redirects(self) -> bool {
-        matches!(self, Self::Traefik | Self::Envoy)
+        matches!(self, Self::Traefik | Self::Envoy | Self::EnvoyGrpc)
+    }
+
+    /// The `proxy` label of the decisions counter.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Traefik => "traefik",
+            Self::Envoy => "envoy",
+            Self::EnvoyGrpc => "envoy_grpc",
+            Self::Direct => "direct",
+        }
     }
 }
 
@@ -52,18 +66,27 @@ pub struct Inbound<'a> {
 /// What the client's address is worked out from, kept so it is worked out only when
 /// needed (a tenant with network lists), not on every check.
 #[derive(Clone)]
-struct ClientFacts<'a> {
-    peer: Option<IpAddr>,
-    headers: &'a HeaderMap,
-    trusted_proxies: &'a [IpNet],
+enum ClientFacts<'a> {
+    /// An HTTP check: the peer and, from a trusted proxy, its forwarded headers.
+    Http {
+        peer: Option<IpAddr>,
+        headers: &'a HeaderMap,
+        trusted_proxies: &'a [IpNet],
+    },
+    /// Already known (a gRPC check: the address Envoy names, believed from trusted peers).
+    Known(Option<IpAddr>),
 }
 
 impl std::fmt::Debug for ClientFacts<'_> {
     // The headers carry credentials: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientFacts")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
+        match self {
+            Self::Http { peer, .. } => f
+                .debug_struct("ClientFacts")
+                .field("peer", peer)
+                .finish_non_exhaustive(),
+            Self::Known(ip) => f.debug_tuple("Known").field(ip).finish(),
+        }
     }
 }
 
@@ -86,8 +109,14 @@ impl Inbound<'_> {
     /// The client's address, by the gateway's one rule ([`crate::client_addr`]): the peer,
     /// or the right-most untrusted `X-Forwarded-For` hop from a trusted proxy.
     pub fn client_ip(&self) -> Option<IpAddr> {
-        let c = &self.client;
-        crate::client_addr::client_addr(c.peer, c.headers, c.trusted_proxies)
+        match &self.client {
+            ClientFacts::Http {
+                peer,
+                headers,
+                trusted_proxies,
+            } => crate::client_addr::client_addr(*peer, headers, trusted_proxies),
+            ClientFacts::Known(ip) => *ip,
+        }
     }
 
     /// URL of the original request, when known; validate before use (`safe_return_url`).
@@ -175,7 +204,7 @@ pub fn inbound<'a>(
     let wants_html =
         single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
     let from_trusted = trusted(peer, trusted_proxies);
-    let client = ClientFacts {
+    let client = ClientFacts::Http {
         peer,
         headers,
         trusted_proxies,
@@ -256,6 +285,38 @@ pub fn inbound<'a>(
         client,
         wants_html,
         original: Original::Unknown,
+    }
+}
+
+/// The original request of an Envoy gRPC check, from its `attributes.request.http`:
+/// `headers` (the client's, rebuilt as a map), the method, scheme, host (`:authority`) and
+/// path with query, and the client's address as the caller decided to believe it.
+pub fn envoy_grpc<'a>(
+    headers: &'a HeaderMap,
+    method: Option<Method>,
+    scheme: &'a str,
+    host: &'a str,
+    path_and_query: &'a str,
+    client_ip: Option<IpAddr>,
+) -> Inbound<'a> {
+    let wants_html =
+        single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
+    let scheme = if scheme == "https" { "https" } else { "http" };
+    let original = if host.is_empty() || path_and_query.is_empty() {
+        Original::Unknown
+    } else {
+        Original::Parts {
+            scheme,
+            host,
+            path_and_query,
+        }
+    };
+    Inbound {
+        proxy: Proxy::EnvoyGrpc,
+        method,
+        wants_html,
+        original,
+        client: ClientFacts::Known(client_ip),
     }
 }
 

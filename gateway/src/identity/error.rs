@@ -66,6 +66,16 @@ pub enum IdentityError {
     /// revoked or of another tenant.
     #[error("invalid token")]
     InvalidToken,
+    /// A bearer credential of this tenant past its lifetime. Answered exactly as
+    /// [`IdentityError::InvalidToken`] everywhere; only forward-auth names the difference
+    /// (its `token_expired`, `session_expired`, `api_key_expired` reasons).
+    #[error("expired token")]
+    ExpiredToken,
+    /// A bearer credential of this tenant that was ended (sign-out, revoke, rotation).
+    /// Answered exactly as [`IdentityError::InvalidToken`] everywhere but forward-auth's
+    /// reasons (`session_revoked`, `token_revoked`, `api_key_revoked`).
+    #[error("revoked token")]
+    RevokedToken,
     /// A refresh token (or other grant) is unknown, expired, revoked or reused.
     #[error("invalid grant")]
     InvalidGrant,

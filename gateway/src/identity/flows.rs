@@ -222,6 +222,8 @@ impl From<IdentityError> for FlowError {
             ),
             IdentityError::InvalidLink
             | IdentityError::InvalidToken
+            | IdentityError::ExpiredToken
+            | IdentityError::RevokedToken
             | IdentityError::InvalidGrant
             | IdentityError::InvalidScope => FlowError::InvalidLink,
             IdentityError::AccountSuspended

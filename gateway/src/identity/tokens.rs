@@ -86,7 +86,8 @@ pub(crate) async fn sign(
     Ok(token)
 }
 
-/// Verifies an access token of `tenant` at `now`; every failure is [`IdentityError::InvalidToken`].
+/// Verifies an access token of `tenant` at `now`; a failure is [`IdentityError::InvalidToken`],
+/// or [`IdentityError::ExpiredToken`] for a token of the tenant past its `exp`.
 pub(crate) async fn verify(
     signer: &SigningKeys,
     tenant: &LiveTenant,
@@ -124,11 +125,12 @@ pub(crate) async fn verify(
         .map_err(|_| IdentityError::InvalidToken)?;
     let claims = data.claims;
     let now = now.timestamp();
-    if claims.exp + LEEWAY_SECS <= now
-        || claims.nbf - LEEWAY_SECS > now
-        || claims.tenant != tenant.row.name
-    {
+    if claims.nbf - LEEWAY_SECS > now || claims.tenant != tenant.row.name {
         return Err(IdentityError::InvalidToken);
+    }
+    // Only a token that is otherwise this tenant's valid token is called expired.
+    if claims.exp + LEEWAY_SECS <= now {
+        return Err(IdentityError::ExpiredToken);
     }
     Ok(claims)
 }

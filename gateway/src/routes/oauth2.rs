@@ -60,7 +60,9 @@ impl From<IdentityError> for OAuthError {
             IdentityError::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant"),
             IdentityError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope"),
             IdentityError::TenantNotFound => (StatusCode::NOT_FOUND, "invalid_request"),
-            IdentityError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            IdentityError::InvalidToken
+            | IdentityError::ExpiredToken
+            | IdentityError::RevokedToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             IdentityError::NetworkDenied => (StatusCode::FORBIDDEN, "access_denied"),
             IdentityError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
             IdentityError::Unavailable(_) => {
