@@ -22,6 +22,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod authenticator;
+mod clients;
 mod device;
 mod error;
 mod flows;
@@ -51,6 +52,7 @@ mod upstream;
 mod usage;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
+pub use clients::{AuthenticatedClient, ClientCredentials, RegisteredClient};
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use error::IdentityError;
 pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
@@ -379,6 +381,7 @@ pub struct IdentityService {
 struct Inner {
     deps: IdentityDeps,
     tenants: tenants::LiveTenants,
+    clients: clients::ClientCache,
     signer: signer::SigningKeys,
     subjects: subjects::SubjectCache,
     families: subjects::FamilyCache,
@@ -400,6 +403,7 @@ impl IdentityService {
                 metrics,
                 deps,
                 tenants: tenants::LiveTenants::default(),
+                clients: clients::ClientCache::default(),
                 signer,
                 subjects: subjects::SubjectCache::default(),
                 families: subjects::FamilyCache::default(),
