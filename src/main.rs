@@ -48,8 +48,8 @@ enum Command {
         #[arg(long, env = "KEYGATE_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Run the operator: reconcile Tenant, IdentityProvider, Role and ApiKey resources into
-    /// the database and Secrets, from a manifest folder (`--manifests`) or the Kubernetes API.
+    /// Run the operator: reconcile Tenant, IdentityProvider, Role, ApiKey and OAuthClient
+    /// resources into the database and Secrets, from a manifest folder (`--manifests`) or the Kubernetes API.
     Operator {
         /// YAML config file; environment variables override it.
         #[arg(long, env = "KEYGATE_CONFIG")]

@@ -295,11 +295,17 @@ fn gateway_with_unreachable_database_exits_with_cause_and_fix() {
 }
 
 #[test]
-fn crds_subcommand_prints_all_four_kinds() {
+fn crds_subcommand_prints_all_five_kinds() {
     let out = Command::new(BIN).arg("crds").output().unwrap();
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
-    for kind in ["Tenant", "IdentityProvider", "Role", "ApiKey"] {
+    for kind in [
+        "Tenant",
+        "IdentityProvider",
+        "Role",
+        "ApiKey",
+        "OAuthClient",
+    ] {
         assert!(printed.contains(&format!("kind: {kind}")), "{kind} missing");
     }
 }

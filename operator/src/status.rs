@@ -27,6 +27,8 @@ pub enum Reason {
     /// A second-factor secret (TOTP seed) of a Tenant's account opens under none of the
     /// configured master keys.
     FactorUnreadable,
+    /// Another OAuthClient resource already holds this client id in the tenant.
+    ClientIdTaken,
 }
 
 impl Reason {
@@ -43,6 +45,7 @@ impl Reason {
             Self::NotSupported,
             Self::SigningKeyUnreadable,
             Self::FactorUnreadable,
+            Self::ClientIdTaken,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -61,6 +64,7 @@ impl Reason {
             Self::NotSupported => "NotSupported",
             Self::SigningKeyUnreadable => "SigningKeyUnreadable",
             Self::FactorUnreadable => "FactorUnreadable",
+            Self::ClientIdTaken => "ClientIdTaken",
         }
     }
 }

@@ -84,6 +84,13 @@ pub enum IdentityError {
     /// granted (RFC 6749 §3.3, §6).
     #[error("invalid scope")]
     InvalidScope,
+    /// The `client_id` names no registered client of the tenant, or the client failed to
+    /// authenticate (wrong, missing or extra secret; RFC 6749 §5.2 `invalid_client`, 401).
+    #[error("invalid client")]
+    InvalidClient,
+    /// The client is registered but not for this grant (RFC 6749 §5.2 `unauthorized_client`).
+    #[error("unauthorized client")]
+    UnauthorizedClient,
     /// The client's address is outside the tenant's `network.allow` list or inside its
     /// `network.deny` list (`keygate_core::tenant_settings::Network::permits`).
     #[error("network denied")]

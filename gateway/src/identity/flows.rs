@@ -225,7 +225,9 @@ impl From<IdentityError> for FlowError {
             | IdentityError::ExpiredToken
             | IdentityError::RevokedToken
             | IdentityError::InvalidGrant
-            | IdentityError::InvalidScope => FlowError::InvalidLink,
+            | IdentityError::InvalidScope
+            | IdentityError::InvalidClient
+            | IdentityError::UnauthorizedClient => FlowError::InvalidLink,
             IdentityError::AccountSuspended
             | IdentityError::Forbidden
             | IdentityError::NotFound

@@ -23,6 +23,7 @@ mod admin;
 mod audit;
 mod authenticator;
 mod challenge;
+mod clients;
 mod device;
 mod error;
 mod flows;
@@ -57,6 +58,7 @@ mod usage;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
 pub use challenge::{CHALLENGE_TTL, SecondFactorChallenge, SignInOutcome};
+pub use clients::{AuthenticatedClient, ClientCredentials, RegisteredClient};
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use error::IdentityError;
 pub use flows::{AccountFlows, BrowserSession, BrowserSignIn, FlowError, SignInAttempt};
@@ -395,6 +397,7 @@ pub struct IdentityService {
 struct Inner {
     deps: IdentityDeps,
     tenants: tenants::LiveTenants,
+    clients: clients::ClientCache,
     signer: signer::SigningKeys,
     subjects: subjects::SubjectCache,
     families: subjects::FamilyCache,
@@ -416,6 +419,7 @@ impl IdentityService {
                 metrics,
                 deps,
                 tenants: tenants::LiveTenants::default(),
+                clients: clients::ClientCache::default(),
                 signer,
                 subjects: subjects::SubjectCache::default(),
                 families: subjects::FamilyCache::default(),

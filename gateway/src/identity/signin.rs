@@ -146,7 +146,7 @@ impl IdentityService {
             ));
         }
         // An unknown client is refused before any password is looked at.
-        scopes::client_for_sign_in(req.client_id.as_deref())?;
+        self.registered_client(t, req.client_id.as_deref()).await?;
         if let Some(ip) = meta.ip {
             self.limit(
                 "signin-ip",
@@ -336,9 +336,13 @@ impl IdentityService {
         meta: &RequestMeta,
         amr: Vec<String>,
     ) -> Result<SignedIn, IdentityError> {
-        let client_id = scopes::client_for_sign_in(req.client_id.as_deref())?;
+        let client = self.registered_client(t, req.client_id.as_deref()).await?;
+        let client_id = client.client_id().to_owned();
         let (roles, permissions) = self.grants(t, user).await?;
-        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions) {
+        // Within the client's allowedScopes, and of those only what the person may have.
+        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions)
+            .and_then(|granted| client.check_scopes(Some(&granted)).map(|()| granted))
+        {
             Ok(scope) => scope,
             Err(e) => return self.refuse(t, user, meta, "invalid_scope", e).await,
         };
@@ -517,7 +521,16 @@ impl IdentityService {
         permissions: &[String],
     ) -> Result<(String, u64), IdentityError> {
         let now = self.now();
-        let ttl = t.settings.access_token_ttl();
+        // A client may shorten the tenant's lifetime, never lengthen it: revocations are
+        // remembered for the tenant's lifetime only.
+        let ttl = self
+            .registered_client(t, Some(client_id))
+            .await?
+            .registration()
+            .and_then(|c| c.lifetimes.access_token)
+            .map_or(t.settings.access_token_ttl(), |own| {
+                own.min(t.settings.access_token_ttl())
+            });
         let claims = AccessClaims {
             iss: t.issuer.clone(),
             sub: user.id.to_string(),

@@ -59,6 +59,8 @@ impl From<IdentityError> for OAuthError {
         let (status, error) = match &e {
             IdentityError::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant"),
             IdentityError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope"),
+            IdentityError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
+            IdentityError::UnauthorizedClient => (StatusCode::BAD_REQUEST, "unauthorized_client"),
             IdentityError::TenantNotFound => (StatusCode::NOT_FOUND, "invalid_request"),
             IdentityError::InvalidToken
             | IdentityError::ExpiredToken
@@ -90,9 +92,15 @@ impl IntoResponse for OAuthError {
         let mut response =
             (status, [(header::CACHE_CONTROL, "no-store")], Json(&self)).into_response();
         if status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 §5.2: a failed client authentication names the scheme it takes.
+            let challenge = if self.error == "invalid_client" {
+                "Basic realm=\"keygate\""
+            } else {
+                "Bearer error=\"invalid_token\""
+            };
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                HeaderValue::from_static(challenge),
             );
         }
         if let Some(secs) = self.retry_after
