@@ -147,6 +147,16 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
         ),
         E::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid grant"),
         E::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", "Invalid scope"),
+        E::UnauthorizedClient => (
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "The client may not use this grant",
+        ),
+        E::InvalidClient => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed",
+        ),
         E::NetworkDenied => (
             StatusCode::FORBIDDEN,
             "network_denied",

@@ -280,10 +280,16 @@ pub async fn the_operator_role_writes_declared_state_only(owner: PgPool) {
         [issued.id]
     );
     assert_eq!(
-        op.try_sql("UPDATE sessions SET idle_expires_at = now()").await,
+        op.try_sql("UPDATE sessions SET idle_expires_at = now()")
+            .await,
         Err(DENIED.to_owned())
     );
-    assert!(store.delete_oauth_client(tenant.id, client.id).await.unwrap());
+    assert!(
+        store
+            .delete_oauth_client(tenant.id, client.id)
+            .await
+            .unwrap()
+    );
     assert!(store.delete_tenant(tenant.id).await.unwrap());
     assert_eq!(db.raw.count("users", "tenant_id", tenant.id.0).await, 0);
     assert_eq!(db.raw.count("sessions", "tenant_id", tenant.id.0).await, 0);

@@ -52,7 +52,11 @@ pub async fn oauth_client_upsert_lookup_and_owner(db: &Db) {
         "oauth_clients_client_id",
     );
     assert_eq!(
-        db.oauth_client(acme.id, "app").await.unwrap().unwrap().redirect_uris,
+        db.oauth_client(acme.id, "app")
+            .await
+            .unwrap()
+            .unwrap()
+            .redirect_uris,
         changed.redirect_uris
     );
     // The same client id in another tenant is another client.
@@ -113,13 +117,24 @@ pub async fn client_secrets_rotate_with_grace(db: &Db) {
     let old = &secrets[1];
     assert!(old.is_usable(t(399)));
     assert!(!old.is_usable(t(400)));
-    assert!(db.client_secrets(globex.id, app.id).await.unwrap().is_empty());
-
-    assert!(db.revoke_client_secret(acme.id, s2.id, t(200)).await.unwrap());
-    assert!(!db.revoke_client_secret(acme.id, s2.id, t(201)).await.unwrap());
     assert!(
-        !db.client_secrets(acme.id, app.id).await.unwrap()[0].is_usable(t(200))
+        db.client_secrets(globex.id, app.id)
+            .await
+            .unwrap()
+            .is_empty()
     );
+
+    assert!(
+        db.revoke_client_secret(acme.id, s2.id, t(200))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.revoke_client_secret(acme.id, s2.id, t(201))
+            .await
+            .unwrap()
+    );
+    assert!(!db.client_secrets(acme.id, app.id).await.unwrap()[0].is_usable(t(200)));
 
     // Secrets go with their client.
     assert!(db.delete_oauth_client(acme.id, app.id).await.unwrap());
@@ -136,18 +151,60 @@ pub async fn client_sessions_revoked_by_client_id(db: &Db) {
         s.client_id = client.into();
         s
     };
-    let a1 = db.insert_session(&for_client(acme.id, ada.id, "app")).await.unwrap();
-    let a2 = db.insert_session(&for_client(acme.id, ada.id, "app")).await.unwrap();
-    let own = db.insert_session(&for_client(acme.id, ada.id, "keygate")).await.unwrap();
-    let other = db.insert_session(&for_client(globex.id, bob.id, "app")).await.unwrap();
+    let a1 = db
+        .insert_session(&for_client(acme.id, ada.id, "app"))
+        .await
+        .unwrap();
+    let a2 = db
+        .insert_session(&for_client(acme.id, ada.id, "app"))
+        .await
+        .unwrap();
+    let own = db
+        .insert_session(&for_client(acme.id, ada.id, "keygate"))
+        .await
+        .unwrap();
+    let other = db
+        .insert_session(&for_client(globex.id, bob.id, "app"))
+        .await
+        .unwrap();
     db.revoke_session(acme.id, a2.id, t(10)).await.unwrap();
 
-    let revoked = db.revoke_client_sessions(acme.id, "app", t(20)).await.unwrap();
-    assert_eq!(revoked, [a1.id], "only open sessions of that client in that tenant");
-    assert!(!db.session(acme.id, a1.id).await.unwrap().unwrap().is_active(t(21)));
-    assert!(db.session(acme.id, own.id).await.unwrap().unwrap().is_active(t(21)));
-    assert!(db.session(globex.id, other.id).await.unwrap().unwrap().is_active(t(21)));
-    assert!(db.revoke_client_sessions(acme.id, "app", t(30)).await.unwrap().is_empty());
+    let revoked = db
+        .revoke_client_sessions(acme.id, "app", t(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked,
+        [a1.id],
+        "only open sessions of that client in that tenant"
+    );
+    assert!(
+        !db.session(acme.id, a1.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(t(21))
+    );
+    assert!(
+        db.session(acme.id, own.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(t(21))
+    );
+    assert!(
+        db.session(globex.id, other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(t(21))
+    );
+    assert!(
+        db.revoke_client_sessions(acme.id, "app", t(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn redirect_uris_match_exactly_or_on_any_loopback_port(db: &Db) {

@@ -31,6 +31,9 @@ pub(crate) mod kind {
     pub const ERASED: &str = "account.erased";
     pub const BOOTSTRAPPED: &str = "account.bootstrap_admin";
     pub const INVITED: &str = "account.invited";
+    pub const AUTHORIZED: &str = "oauth.authorized";
+    pub const TOKEN_ISSUED: &str = "oauth.token_issued";
+    pub const CODE_REUSE: &str = "oauth.code_reuse_detected";
 }
 
 impl IdentityService {

@@ -74,6 +74,13 @@ pub enum IdentityError {
     /// granted (RFC 6749 §3.3, §6).
     #[error("invalid scope")]
     InvalidScope,
+    /// A client at the token, revocation or introspection endpoint is unknown, gave a wrong
+    /// secret, or authenticated by a method it did not register (RFC 6749 §5.2).
+    #[error("invalid client")]
+    InvalidClient,
+    /// The client may not use this grant (its `grantTypes`, RFC 6749 §5.2).
+    #[error("unauthorized client")]
+    UnauthorizedClient,
     /// The client's address is outside the tenant's `network.allow` list or inside its
     /// `network.deny` list (`keygate_core::tenant_settings::Network::permits`).
     #[error("network denied")]

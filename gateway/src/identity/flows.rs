@@ -177,7 +177,9 @@ impl From<IdentityError> for FlowError {
             IdentityError::InvalidLink
             | IdentityError::InvalidToken
             | IdentityError::InvalidGrant
-            | IdentityError::InvalidScope => FlowError::InvalidLink,
+            | IdentityError::InvalidScope
+            | IdentityError::InvalidClient
+            | IdentityError::UnauthorizedClient => FlowError::InvalidLink,
             IdentityError::AccountSuspended
             | IdentityError::Forbidden
             | IdentityError::NotFound

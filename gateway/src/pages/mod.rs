@@ -17,7 +17,9 @@
 //! is shown by `refusal`, the one place a [`FlowError`] becomes a field, a message and a
 //! status.
 
+pub(crate) mod authorize;
 pub mod csrf;
+pub(crate) mod end_session;
 mod handoff;
 mod prompts;
 mod recovery;
@@ -217,6 +219,8 @@ macro_rules! form {
 /// The pages, the stylesheet and the per-tenant theme.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(authorize::router())
+        .merge(end_session::router())
         .route("/assets/keygate.css", get(theme::stylesheet))
         .route("/t/{tenant}/theme.css", get(theme::theme))
         .route(

@@ -24,6 +24,7 @@ mod metadata;
 mod metrics;
 mod network;
 mod page_state;
+mod provider;
 mod replicas;
 mod scopes;
 mod sessions;

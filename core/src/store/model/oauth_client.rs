@@ -221,7 +221,8 @@ pub(crate) struct OAuthClientRow {
 }
 
 fn seconds(s: Option<i64>) -> Option<Duration> {
-    s.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs)
+    s.and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
 }
 
 impl TryFrom<OAuthClientRow> for OAuthClient {
