@@ -332,6 +332,14 @@ impl IdentityService {
                 "this client may not use the authorization code grant",
             ));
         }
+        // No consent page exists yet: a client that requires one gets no code rather than
+        // tokens nobody approved (docs/decisions.md, "OpenID Provider").
+        if client.consent_required {
+            return Err(auth.refuse(
+                "consent_required",
+                "this client requires a consent page, which this installation does not offer",
+            ));
+        }
         auth.scope = client
             .scope_for(req.scope.as_deref())
             .map_err(|_| auth.refuse("invalid_scope", "a scope is not allowed to this client"))?;

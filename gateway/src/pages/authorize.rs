@@ -99,10 +99,7 @@ pub(crate) async fn authorize_get(
     RawQuery(q): RawQuery,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
-    let params: AuthorizeParams = q
-        .as_deref()
-        .map(query_params)
-        .unwrap_or_default();
+    let params: AuthorizeParams = q.as_deref().map(query_params).unwrap_or_default();
     let after = query_param(&q, SIGNED_IN_AFTER).and_then(|v| v.parse().ok());
     authorize(state, name, meta, params, after, jar).await
 }
