@@ -53,10 +53,16 @@ async fn document(state: &AppState, name: &str) -> Result<serde_json::Value, Api
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "end_session_endpoint": format!("{issuer}/end-session"),
+        "device_authorization_endpoint": format!("{issuer}/oauth2/device_authorization"),
         "scopes_supported": ["openid", "profile", "email", "groups", "offline_access"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
         "subject_types_supported": ["public"],
         // ID tokens are signed with the tenant's key (`signing.algorithm`, RS256 by default).
         "id_token_signing_alg_values_supported": [tenant.settings.signing.algorithm.as_str()],

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "keygate", description = "Accounts, tokens and sessions of keygate tenants. Errors are RFC 9457 problems with a stable `code`; the OAuth endpoints answer RFC 6749 error JSON."),
     paths(
         login::login, login::logout,
-        oauth2::token, oauth2::revoke, oauth2::introspect,
+        oauth2::token, oauth2::revoke, oauth2::introspect, oauth2::device_authorization,
         userinfo::userinfo, userinfo::userinfo_post,
         sessions::list, sessions::revoke, sessions::logout_all,
         accounts::sign_up, accounts::verify_email, accounts::resend, accounts::request_reset,

@@ -34,6 +34,7 @@ pub(crate) mod kind {
     pub const AUTHORIZED: &str = "oauth.authorized";
     pub const TOKEN_ISSUED: &str = "oauth.token_issued";
     pub const CODE_REUSE: &str = "oauth.code_reuse_detected";
+    pub const DEVICE_DECIDED: &str = "oauth.device_decided";
 }
 
 impl IdentityService {

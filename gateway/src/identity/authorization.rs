@@ -9,11 +9,11 @@
 //! so presenting it again revokes that session (RFC 6749 §4.1.2).
 
 use super::audit::kind;
-use super::id_token::{self, IdClaims, PersonClaims};
 use super::metrics::Grant;
+use super::person_grant::PersonGrant;
 use super::relying_party::{ClientCredentials, GrantType, RelyingParty};
 use super::session_cookie::cookie_hash;
-use super::signin::{SessionGrant, admit_network};
+use super::signin::admit_network;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta, chrono_duration, hex};
 use chrono::{DateTime, Utc};
@@ -548,26 +548,23 @@ impl IdentityService {
         {
             return Err(IdentityError::InvalidGrant);
         }
-        let subject = self
-            .active_subject(&t, pending.user_id)
-            .await?
-            .ok_or(IdentityError::InvalidGrant)?;
-        let opened = self
-            .open_session(
+        let (issued, family) = self
+            .issue_to_person(
                 &t,
-                &subject.user,
-                SessionGrant {
-                    amr: pending.amr.clone(),
-                    acr: pending.acr.clone(),
-                    client_id: client.client_id.clone(),
-                    scope: pending.scope.clone(),
-                    browser: false,
-                    auth_time: Some(pending.auth_time),
+                &client,
+                PersonGrant {
+                    user_id: pending.user_id,
+                    browser_session: pending.session_id,
+                    auth_time: pending.auth_time,
+                    amr: pending.amr,
+                    acr: pending.acr,
+                    scope: pending.scope,
+                    nonce: pending.nonce,
+                    grant: Grant::AuthorizationCode,
                 },
                 meta,
             )
             .await?;
-        let family = opened.session.id;
         d.ephemeral
             .put(
                 &spent_key(&t, &code_hash),
@@ -575,61 +572,7 @@ impl IdentityService {
                 SPENT_CODE_TTL,
             )
             .await?;
-        let mut claims = self.person_claims(
-            &t,
-            &subject.user,
-            &opened.session,
-            &client.client_id,
-            &pending.scope,
-            &subject.roles,
-            &subject.permissions,
-        );
-        let ttl = client.access_token_ttl(&t);
-        claims.aud = client.audience(&t);
-        claims.exp = claims.iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-        let access_token = super::tokens::mint(&self.inner.signer, &t, &claims).await?;
-        let expires_in = ttl.as_secs();
-        let id_ttl = client.record.lifetimes.id_token.unwrap_or(ttl);
-        let id_token = if pending.scope.split_whitespace().any(|s| s == "openid") {
-            let now = self.now();
-            let claims = IdClaims {
-                iss: t.issuer.clone(),
-                sub: subject.user.id.to_string(),
-                aud: client.client_id.clone(),
-                azp: client.client_id.clone(),
-                exp: now.timestamp() + i64::try_from(id_ttl.as_secs()).unwrap_or(300),
-                iat: now.timestamp(),
-                auth_time: pending.auth_time.timestamp(),
-                nonce: pending.nonce.clone(),
-                acr: pending.acr.clone(),
-                amr: pending.amr.clone(),
-                sid: Some(pending.session_id.to_string()),
-                at_hash: None,
-                person: PersonClaims::of(&subject.user, &pending.scope),
-            };
-            Some(id_token::mint(&self.inner.signer, &t, claims, Some(&access_token)).await?)
-        } else {
-            None
-        };
-        self.audit(
-            &t,
-            kind::TOKEN_ISSUED,
-            Some(subject.user.id),
-            meta,
-            json!({"grant": "authorization_code", "client_id": client.client_id, "session": family}),
-        )
-        .await?;
-        self.inner.metrics.issued(Grant::AuthorizationCode);
-        Ok(IssuedTokens {
-            access_token,
-            token_type: "Bearer".into(),
-            expires_in,
-            refresh_token: client
-                .allows(GrantType::RefreshToken)
-                .then_some(opened.refresh_token),
-            scope: pending.scope,
-            id_token,
-        })
+        Ok(issued)
     }
 
     /// A code that is not pending: if it was redeemed before, revoke the session that

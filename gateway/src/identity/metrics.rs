@@ -40,6 +40,14 @@ impl Grant {
         (Self::ClientCredentials, "client_credentials"),
         (Self::DeviceCode, "device_code"),
     ];
+
+    /// The `grant` label (also the audit events' `grant`).
+    pub(super) fn label(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(g, _)| *g == self)
+            .map_or("unknown", |(_, l)| l)
+    }
 }
 
 /// The service's metric children, each resolved once so counting is one atomic add; `None`

@@ -26,6 +26,7 @@ mod authorization;
 mod client_grant;
 mod client_tokens;
 mod device;
+mod device_grant;
 mod error;
 mod flows;
 mod handoff;
@@ -38,6 +39,7 @@ mod mail;
 mod mailer;
 mod metrics;
 mod password;
+mod person_grant;
 mod principal;
 mod recovery;
 mod refresh;
@@ -62,6 +64,9 @@ pub use authorization::{
     AuthorizeRefusal, IssuedTokens, Prompt, SignInNeeded,
 };
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
+pub use device_grant::{
+    DEVICE_CODE_TTL, DEVICE_POLL_INTERVAL, DeviceAuthorization, DevicePoll, PendingDevice,
+};
 pub use error::IdentityError;
 pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
 pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};

@@ -19,6 +19,7 @@
 
 pub(crate) mod authorize;
 pub mod csrf;
+mod device;
 pub(crate) mod end_session;
 mod handoff;
 mod prompts;
@@ -68,6 +69,7 @@ impl Templates {
             ("account.html", include_str!("templates/account.html")),
             ("locked.html", include_str!("templates/locked.html")),
             ("unlock.html", include_str!("templates/unlock.html")),
+            ("device.html", include_str!("templates/device.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -221,6 +223,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(authorize::router())
         .merge(end_session::router())
+        .merge(device::router())
         .route("/assets/keygate.css", get(theme::stylesheet))
         .route("/t/{tenant}/theme.css", get(theme::theme))
         .route(

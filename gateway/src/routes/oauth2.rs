@@ -5,7 +5,7 @@
 use super::extract::{Authenticated, Meta};
 use crate::AppState;
 use crate::error::identity_parts;
-use crate::identity::{ClientCredentials, IdentityError, IssuedTokens, PresentedAuth};
+use crate::identity::{ClientCredentials, DevicePoll, IdentityError, IssuedTokens, PresentedAuth};
 use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
@@ -22,6 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/t/{tenant}/oauth2/token", post(token))
         .route("/t/{tenant}/oauth2/revoke", post(revoke))
         .route("/t/{tenant}/oauth2/introspect", post(introspect))
+        .route(
+            "/t/{tenant}/oauth2/device_authorization",
+            post(device_authorization),
+        )
 }
 
 /// An RFC 6749 §5.2 error answer.
@@ -155,6 +159,9 @@ pub struct TokenForm {
     /// A confidential client's secret (`client_secret_post`).
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// The device code (`urn:ietf:params:oauth:grant-type:device_code`).
+    #[serde(default)]
+    pub device_code: Option<String>,
 }
 
 /// RFC 6749 §5.1 success answer (with OpenID Connect's `id_token`).
@@ -259,12 +266,16 @@ fn required<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, OAuthError> {
     })
 }
 
+/// The device grant's `grant_type` (RFC 8628 §3.4).
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// RFC 6749 token endpoint: `authorization_code` (with PKCE), `refresh_token` (rotates the
-/// refresh token) and `client_credentials`.
+/// refresh token), `client_credentials` and the device grant (RFC 8628: while the person has
+/// not decided, `authorization_pending`, `slow_down`, `access_denied`, `expired_token`).
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/token", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Tokens", body = TokenResponse),
-        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type", body = OAuthError),
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type; for the device grant authorization_pending, slow_down, access_denied, expired_token", body = OAuthError),
         (status = 401, description = "invalid_client: unknown client, wrong secret, or another authentication method than registered", body = OAuthError),
         (status = 403, description = "access_denied: the client's address is outside the tenant's network lists; the refresh token stays unspent", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn token(
@@ -335,11 +346,40 @@ async fn token(
                 id_token: None,
             }
         }
+        DEVICE_GRANT => {
+            let creds = creds.ok_or_else(missing_client)?;
+            let device_code = required(form.device_code.as_deref(), "device_code")?;
+            let pending = |error, text: &str| {
+                OAuthError::new(StatusCode::BAD_REQUEST, error, text.to_owned())
+            };
+            match state
+                .identity
+                .poll_device(&tenant, &creds, device_code, &meta)
+                .await?
+            {
+                DevicePoll::Issued(tokens) => tokens.into(),
+                DevicePoll::Pending => {
+                    return Err(pending(
+                        "authorization_pending",
+                        "the person has not decided yet",
+                    ));
+                }
+                DevicePoll::SlowDown => {
+                    return Err(pending("slow_down", "poll no faster than the interval"));
+                }
+                DevicePoll::Denied => {
+                    return Err(pending("access_denied", "the person denied the request"));
+                }
+                DevicePoll::Expired => {
+                    return Err(pending("expired_token", "the device code expired"));
+                }
+            }
+        }
         _ => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "grant_type must be authorization_code, refresh_token or client_credentials",
+                "grant_type must be authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code",
             ));
         }
     };
@@ -510,4 +550,74 @@ impl From<crate::identity::Introspection> for IntrospectionResponse {
             jti: i.jti,
         }
     }
+}
+
+/// `POST /oauth2/device_authorization` parameters (RFC 8628 §3.1).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct DeviceAuthorizationForm {
+    /// The client (public clients by id alone; confidential ones may use HTTP Basic).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A confidential client's secret (`client_secret_post`).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Space-separated scopes within the client's `allowedScopes` (`openid` by default).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// RFC 8628 §3.2 answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceAuthorizationResponse {
+    /// Polled with at the token endpoint.
+    pub device_code: String,
+    /// What the person enters (`XXXX-XXXX`).
+    pub user_code: String,
+    /// Where the person enters it (`{issuer}/device`).
+    pub verification_uri: String,
+    /// The same with the code filled in.
+    pub verification_uri_complete: String,
+    /// Seconds until the codes expire.
+    pub expires_in: u64,
+    /// Seconds between polls.
+    pub interval: u64,
+}
+
+/// RFC 8628 device authorization: a device code to poll with and a user code for the person.
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/device_authorization", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
+    request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The codes", body = DeviceAuthorizationResponse),
+        (status = 400, description = "invalid_request, invalid_scope, unauthorized_client (the client may not use the device grant)", body = OAuthError),
+        (status = 401, description = "invalid_client", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError)))]
+async fn device_authorization(
+    State(state): State<AppState>,
+    tenant: Result<TenantName, crate::error::ApiError>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    form: Result<Form<DeviceAuthorizationForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let TenantName(tenant) = tenant.map_err(|_| IdentityError::TenantNotFound)?;
+    let Form(form) = form.map_err(|r| form_error(&r))?;
+    let creds = client_credentials(
+        &headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )?
+    .ok_or_else(|| OAuthError::from(IdentityError::InvalidClient))?;
+    let d = state
+        .identity
+        .authorize_device(&tenant, &creds, form.scope.as_deref(), &meta)
+        .await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(DeviceAuthorizationResponse {
+            device_code: d.device_code,
+            user_code: d.user_code,
+            verification_uri: d.verification_uri,
+            verification_uri_complete: d.verification_uri_complete,
+            expires_in: d.expires_in,
+            interval: d.interval,
+        }),
+    )
+        .into_response())
 }

@@ -63,7 +63,12 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
     assert_eq!(metadata["response_types_supported"], json!(["code"]));
     assert_eq!(
         metadata["grant_types_supported"],
-        json!(["authorization_code", "refresh_token", "client_credentials"])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ])
     );
     assert_eq!(metadata["subject_types_supported"], json!(["public"]));
     assert_eq!(
@@ -74,7 +79,10 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
         metadata["code_challenge_methods_supported"],
         json!(["S256"])
     );
-    for absent in ["device_authorization_endpoint", "registration_endpoint"] {
+    for absent in [
+        "registration_endpoint",
+        "pushed_authorization_request_endpoint",
+    ] {
         assert!(
             metadata.get(absent).is_none(),
             "{absent} listed: {metadata}"
@@ -84,6 +92,7 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
     for endpoint in [
         "authorization_endpoint",
         "end_session_endpoint",
+        "device_authorization_endpoint",
         "jwks_uri",
         "token_endpoint",
         "revocation_endpoint",

@@ -1,8 +1,11 @@
 //! keygate as an OpenID Provider, driven by an independent, OpenID-certified relying party:
 //! `openid-client` (npm) with Debian's chromium (playwright-core) for the person's part, run
-//! from `gateway/tests/oauth-client/provider-flow.mjs`. The script pauses once for this test to
+//! from `gateway/tests/oauth-client/provider-flow.mjs`: discovery, code with PKCE through the
+//! sign-in page, ID-token checks, userinfo, refresh, the device grant, RP-initiated logout,
+//! client credentials with introspection and revocation, and the refusals. The script pauses once for this test to
 //! move keygate's clock past a code's 60 s.
 
+use crate::support::RequestExt;
 use crate::support::env::*;
 use keygate_core::crypto::sha256;
 use keygate_core::crypto::signing::SigningAlgorithm;
@@ -41,7 +44,11 @@ pub async fn register_clients(
         token_endpoint_auth_method: ClientAuthMethod::None,
         redirect_uris: vec![REDIRECT.into()],
         post_logout_redirect_uris: vec![post_logout.into()],
-        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        grant_types: vec![
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::DeviceCode,
+        ],
         allowed_scopes: ["openid", "email", "profile", "groups", "offline_access"]
             .map(String::from)
             .to_vec(),
@@ -184,6 +191,11 @@ async fn an_independent_relying_party_signs_a_person_in_through_keygate(pool: sq
     assert_eq!(r["scope_outside_allowed"], "invalid_scope");
     assert_eq!(r["unregistered_redirect_uri"]["status"], 400);
     assert_eq!(r["unregistered_redirect_uri"]["location"], Value::Null);
+    assert_eq!(r["device_before_approval"], "authorization_pending");
+    assert_eq!(
+        r["device"],
+        json!({"sub": user.to_string(), "scope": "openid email", "has_refresh_token": true})
+    );
     assert_eq!(r["logout"], json!({"landed": true, "state": "bye"}));
     assert_eq!(r["after_logout_prompt_none"], "login_required");
     let cc = &r["client_credentials"];
@@ -195,4 +207,152 @@ async fn an_independent_relying_party_signs_a_person_in_through_keygate(pool: sq
     );
     assert_eq!(cc["after_revoke"], false);
     assert_eq!(r["wrong_secret"], "invalid_client");
+}
+
+/// `Location` of a redirect answer, parsed, with its query as pairs.
+fn location(r: &reqwest::Response) -> Option<(url::Url, Vec<(String, String)>)> {
+    let loc = r.headers().get("location")?.to_str().ok()?;
+    let u = url::Url::parse(loc).ok()?;
+    let q = u.query_pairs().into_owned().collect();
+    Some((u, q))
+}
+
+fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+}
+
+#[sqlx::test(migrations = false)]
+async fn clients_are_held_to_consent_rate_limits_and_grants(pool: sqlx::PgPool) {
+    let env = env_with_limits(
+        pool,
+        keygate_gateway::identity::RateLimits {
+            sign_in_per_ip: 1000,
+            oauth_per_client: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    register_clients(env.store.as_ref(), t.row.id, "http://127.0.0.1/out").await;
+    env.store
+        .upsert_oauth_client(&OAuthClientUpsert {
+            tenant_id: t.row.id,
+            owner_uid: "portal-uid".into(),
+            client_id: "portal".into(),
+            display_name: "Portal".into(),
+            client_type: ClientType::Public,
+            token_endpoint_auth_method: ClientAuthMethod::None,
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::AuthorizationCode],
+            allowed_scopes: vec!["openid".into()],
+            audience: vec![],
+            consent: ConsentMode::Required,
+            lifetimes: ClientLifetimes::default(),
+            generation: 1,
+        })
+        .await
+        .unwrap();
+    let authorize = |client: &str, extra: &str| {
+        format!(
+            "{}/t/acme/authorize?response_type=code&client_id={client}&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcallback&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256{extra}",
+            env.url
+        )
+    };
+
+    // A client that requires consent gets no code: no consent page exists.
+    let r = env.http.get(authorize("portal", "")).send().await.unwrap();
+    let (_, q) = location(&r).expect("a redirect to the client");
+    assert_eq!(param(&q, "error"), Some("consent_required"));
+    assert_eq!(param(&q, "state"), Some("s1"));
+    assert_eq!(
+        param(&q, "iss"),
+        Some(format!("{}/t/acme", env.url).as_str())
+    );
+
+    // An unknown client gets a page, never a redirect.
+    let r = env.http.get(authorize("nobody", "")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers().get("location").is_none());
+
+    // A browser without a session goes to the sign-in page, which returns to /authorize;
+    // prompt=none answers login_required instead.
+    let r = env.http.get(authorize("spa", "")).send().await.unwrap();
+    let (u, q) = location(&r).unwrap();
+    assert_eq!(u.path(), "/t/acme/signin");
+    assert!(param(&q, "rd").unwrap().contains("/t/acme/authorize?"));
+    let r = env
+        .http
+        .get(authorize("spa", "&prompt=none"))
+        .send()
+        .await
+        .unwrap();
+    let (_, q) = location(&r).unwrap();
+    assert_eq!(param(&q, "error"), Some("login_required"));
+
+    // The spa may not use client credentials; the machine client may, three times a minute
+    // here, and each grant is audited.
+    let spa = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[("grant_type", "client_credentials"), ("client_id", "spa")],
+            None,
+        )
+        .await;
+    assert_eq!(spa.0, StatusCode::BAD_REQUEST, "{}", spa.1);
+    assert_eq!(spa.1["error"], "unauthorized_client");
+    let grant = || async {
+        let r = env
+            .http
+            .post(format!("{}/t/acme/oauth2/token", env.url))
+            .basic_auth("reports", Some(SECRET))
+            .form_pairs(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    for _ in 0..3 {
+        let (s, body) = grant().await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], "orders.read");
+        assert!(body.get("refresh_token").is_none());
+    }
+    let (s, body) = grant().await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "slow_down");
+    let audited = env
+        .store
+        .query_audit(
+            t.row.id,
+            &keygate_core::store::AuditFilter {
+                kind: Some("oauth.token_issued".into()),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 3);
+    assert!(
+        audited
+            .iter()
+            .all(|e| e.data["grant"] == "client_credentials" && e.data["client_id"] == "reports")
+    );
+
+    // The secret must come the way the client registered: client_secret_post is refused for
+    // a client_secret_basic client.
+    let posted = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "reports"),
+                ("client_secret", SECRET),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(posted.0, StatusCode::UNAUTHORIZED, "{}", posted.1);
+    assert_eq!(posted.1["error"], "invalid_client");
 }

@@ -145,7 +145,25 @@ try {
   const foreignAnswer = await fetch(foreign.url, { redirect: 'manual' });
   results.unregistered_redirect_uri = { status: foreignAnswer.status, location: foreignAnswer.headers.get('location') };
 
-  // 6. RP-initiated logout with the ID token as hint, back to the registered URI; then the
+  // 6. The device grant: the device asks, the signed-in person approves on the code page
+  // (checked to wait first), the device's poll gets the tokens.
+  const device = await client.initiateDeviceAuthorization(pub, { scope: 'openid email' });
+  check(/^[A-Z]{4}-[A-Z]{4}$/.test(device.user_code), `user code ${device.user_code}`);
+  const early = await fetch(meta.token_endpoint, {
+    method: 'POST',
+    body: new URLSearchParams({
+      grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: device.device_code, client_id: env('KG_PUBLIC_CLIENT'),
+    }),
+  });
+  results.device_before_approval = (await early.json()).error;
+  await page.goto(device.verification_uri_complete);
+  await page.getByRole('button', { name: 'Approve' }).click();
+  await page.waitForLoadState();
+  check((await page.textContent('body')).includes('Device connected'), `device page: ${await page.textContent('body')}`);
+  const deviceTokens = await client.pollDeviceAuthorizationGrant(pub, device);
+  results.device = { sub: deviceTokens.claims()?.sub, scope: deviceTokens.scope, has_refresh_token: !!deviceTokens.refresh_token };
+
+  // 7. RP-initiated logout with the ID token as hint, back to the registered URI; then the
   // browser has no session (prompt=none says so).
   const done = await visit(client.buildEndSessionUrl(pub, {
     id_token_hint: tokens.id_token, post_logout_redirect_uri: postLogoutUri, state: 'bye',
@@ -158,7 +176,7 @@ try {
   await browser.close();
 }
 
-// 7. Client credentials for the confidential client (HTTP Basic), introspection and revocation
+// 8. Client credentials for the confidential client (HTTP Basic), introspection and revocation
 // by the same client, and a wrong secret.
 const conf = await client.discovery(issuer, env('KG_CONFIDENTIAL_CLIENT'), undefined,
   client.ClientSecretBasic(env('KG_CONFIDENTIAL_SECRET')), insecure);
