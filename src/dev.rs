@@ -222,6 +222,20 @@ fn print_next_steps(
             key.file.display()
         ));
     }
+    for client in &steps.oauth_clients {
+        match &client.secret_file {
+            Some(file) => lines.push(format!(
+                "  {}: client_id {}, its secret is in {}",
+                client.resource,
+                client.client_id,
+                file.display()
+            )),
+            None => lines.push(format!(
+                "  {}: client_id {} (public: no secret)",
+                client.resource, client.client_id
+            )),
+        }
+    }
     lines.push(format!(
         "  health      {public_url}/healthz and {public_url}/readyz"
     ));

@@ -147,15 +147,15 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
         ),
         E::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid grant"),
         E::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", "Invalid scope"),
-        E::UnauthorizedClient => (
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "The client may not use this grant",
-        ),
         E::InvalidClient => (
             StatusCode::UNAUTHORIZED,
             "invalid_client",
-            "Client authentication failed",
+            "Unknown client or client authentication failed",
+        ),
+        E::UnauthorizedClient => (
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "The client is not registered for this grant",
         ),
         E::NetworkDenied => (
             StatusCode::FORBIDDEN,

@@ -24,6 +24,8 @@ pub enum Reason {
     NotSupported,
     /// A Tenant's signing key opens under none of the configured master keys.
     SigningKeyUnreadable,
+    /// Another OAuthClient resource already holds this client id in the tenant.
+    ClientIdTaken,
 }
 
 impl Reason {
@@ -39,6 +41,7 @@ impl Reason {
             Self::SecretConflict,
             Self::NotSupported,
             Self::SigningKeyUnreadable,
+            Self::ClientIdTaken,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -56,6 +59,7 @@ impl Reason {
             Self::SecretConflict => "SecretConflict",
             Self::NotSupported => "NotSupported",
             Self::SigningKeyUnreadable => "SigningKeyUnreadable",
+            Self::ClientIdTaken => "ClientIdTaken",
         }
     }
 }

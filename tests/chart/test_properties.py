@@ -181,7 +181,7 @@ def test_operator_has_its_token_and_least_privilege_rbac():
     allowed = {(g, res, v) for rule in rules for g in rule["apiGroups"] for res in rule["resources"] for v in rule["verbs"]}
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
-    kinds = ["tenants", "identityproviders", "roles", "apikeys"]
+    kinds = ["tenants", "identityproviders", "roles", "apikeys", "oauthclients"]
     for k in kinds:
         assert {("keygate.dev", k, v) for v in ("get", "list", "watch", "patch", "update")} <= allowed
         assert ("keygate.dev", f"{k}/status", "patch") in allowed

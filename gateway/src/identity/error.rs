@@ -74,11 +74,11 @@ pub enum IdentityError {
     /// granted (RFC 6749 §3.3, §6).
     #[error("invalid scope")]
     InvalidScope,
-    /// A client at the token, revocation or introspection endpoint is unknown, gave a wrong
-    /// secret, or authenticated by a method it did not register (RFC 6749 §5.2).
+    /// The `client_id` names no registered client of the tenant, or the client failed to
+    /// authenticate (wrong, missing or extra secret; RFC 6749 §5.2 `invalid_client`, 401).
     #[error("invalid client")]
     InvalidClient,
-    /// The client may not use this grant (its `grantTypes`, RFC 6749 §5.2).
+    /// The client is registered but not for this grant (RFC 6749 §5.2 `unauthorized_client`).
     #[error("unauthorized client")]
     UnauthorizedClient,
     /// The client's address is outside the tenant's `network.allow` list or inside its

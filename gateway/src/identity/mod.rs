@@ -25,6 +25,7 @@ mod authenticator;
 mod authorization;
 mod client_grant;
 mod client_tokens;
+mod clients;
 mod device;
 mod device_grant;
 mod error;
@@ -63,6 +64,7 @@ pub use authorization::{
     AUTHORIZATION_CODE_TTL, Authorization, AuthorizationError, AuthorizationRequest,
     AuthorizeRefusal, IssuedTokens, Prompt, SignInNeeded,
 };
+pub use clients::{AuthenticatedClient, ClientCredentials, RegisteredClient};
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use device_grant::{
     DEVICE_CODE_TTL, DEVICE_POLL_INTERVAL, DeviceAuthorization, DevicePoll, PendingDevice,
@@ -74,7 +76,7 @@ pub use logout::{Logout, LogoutRequest};
 pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
-pub use relying_party::{ClientCredentials, GrantType, PresentedAuth};
+pub use relying_party::GrantType;
 pub use signer::PublishedKeys;
 pub use tenants::{LiveTenant, is_tenant_name};
 pub use unlock::{UNLOCK_TTL, Unlocked};
@@ -411,6 +413,7 @@ pub struct IdentityService {
 struct Inner {
     deps: IdentityDeps,
     tenants: tenants::LiveTenants,
+    clients: clients::ClientCache,
     signer: signer::SigningKeys,
     subjects: subjects::SubjectCache,
     families: subjects::FamilyCache,
@@ -432,6 +435,7 @@ impl IdentityService {
                 metrics,
                 deps,
                 tenants: tenants::LiveTenants::default(),
+                clients: clients::ClientCache::default(),
                 signer,
                 subjects: subjects::SubjectCache::default(),
                 families: subjects::FamilyCache::default(),

@@ -2,44 +2,13 @@
 //! whether a redirect URI is registered, which grants and scopes it may use, whether it must
 //! prove PKCE and ask for consent, and how it authenticates at the token endpoint.
 
+pub use super::clients::ClientCredentials;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService};
-use keygate_core::crypto::{constant_time_eq, sha256};
-use keygate_core::store::{ClientAuthMethod, ClientType, ConsentMode, OAuthClient};
+use keygate_core::store::{ClientType, ConsentMode, OAuthClient};
 use std::time::Duration;
 
 pub use keygate_core::store::GrantType;
-
-/// Where a request carried its client credentials.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PresentedAuth {
-    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
-    Basic,
-    /// `client_id` and `client_secret` in the form body.
-    Post,
-    /// Only `client_id`: a public client.
-    None,
-}
-
-/// The client credentials an endpoint was given.
-#[derive(Clone)]
-pub struct ClientCredentials {
-    /// `client_id`.
-    pub client_id: String,
-    /// `client_secret`, for confidential clients.
-    pub secret: Option<String>,
-    /// Where they came from.
-    pub method: PresentedAuth,
-}
-
-impl std::fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .field("method", &self.method)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A registered client as the OpenID Provider uses it (read from its OAuthClient row).
 #[derive(Clone, Debug, PartialEq)]
@@ -102,12 +71,14 @@ impl RelyingParty {
         Ok(granted.join(" "))
     }
 
-    /// Access-token lifetime for this client's tokens.
+    /// Access-token lifetime for this client's tokens: its own when shorter than the
+    /// tenant's, never longer (revocations are remembered for the tenant's lifetime only).
     pub fn access_token_ttl(&self, t: &LiveTenant) -> Duration {
+        let tenant = t.settings.access_token_ttl();
         self.record
             .lifetimes
             .access_token
-            .unwrap_or_else(|| t.settings.access_token_ttl())
+            .map_or(tenant, |own| own.min(tenant))
     }
 
     /// The `aud` of this client's access tokens: the tenant's, plus the client's own.
@@ -123,63 +94,46 @@ impl RelyingParty {
 }
 
 impl IdentityService {
-    /// The registered client `client_id` of tenant `t`, if there is one.
+    /// The registered client `client_id` of tenant `t`, if there is one (keygate's
+    /// built-in client is none: it has no redirect URIs or grants of its own).
     pub(crate) async fn relying_party(
         &self,
         t: &LiveTenant,
         client_id: &str,
     ) -> Result<Option<RelyingParty>, IdentityError> {
-        if client_id.is_empty() || client_id.len() > 256 {
+        if client_id.is_empty() {
             return Ok(None);
         }
-        let record = self.deps().store.oauth_client(t.row.id, client_id).await?;
-        Ok(record.map(RelyingParty::of))
+        match self.registered_client(t, Some(client_id)).await {
+            Ok(c) => Ok(c.registration().cloned().map(RelyingParty::of)),
+            Err(IdentityError::InvalidClient) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    /// The client that `credentials` prove: a confidential client by its secret (by the
-    /// method it registered), a public one by its id alone. Every failure is
-    /// `InvalidClient`, the same answer whether the client exists or not.
+    /// The registered client that `credentials` prove ([`IdentityService::authenticate_client`]:
+    /// by its registered method, secrets compared in constant time); the built-in client and
+    /// every failure are `InvalidClient`.
     pub(crate) async fn authenticate_relying_party(
         &self,
         t: &LiveTenant,
         credentials: &ClientCredentials,
     ) -> Result<RelyingParty, IdentityError> {
-        let client = self.relying_party(t, &credentials.client_id).await?;
-        let Some(client) = client else {
-            return Err(IdentityError::InvalidClient);
-        };
-        let method = client.record.token_endpoint_auth_method;
-        let secret = match (method, credentials.method, credentials.secret.as_deref()) {
-            (ClientAuthMethod::None, PresentedAuth::None, None) => return Ok(client),
-            (ClientAuthMethod::ClientSecretBasic, PresentedAuth::Basic, Some(s))
-            | (ClientAuthMethod::ClientSecretPost, PresentedAuth::Post, Some(s)) => s,
-            _ => return Err(IdentityError::InvalidClient),
-        };
-        let presented = sha256(secret.as_bytes());
-        let now = self.now();
-        let secrets = self
-            .deps()
-            .store
-            .client_secrets(t.row.id, client.record.id)
-            .await?;
-        // Every usable secret is compared, so the time taken does not say which matched.
-        let matched = secrets
-            .iter()
-            .filter(|s| s.is_usable(now))
-            .fold(false, |m, s| constant_time_eq(&s.hash, &presented) | m);
-        if matched && client.confidential {
-            Ok(client)
-        } else {
-            Err(IdentityError::InvalidClient)
-        }
+        let client = self.authenticate_client_of(t, credentials).await?;
+        client
+            .registration()
+            .cloned()
+            .map(RelyingParty::of)
+            .ok_or(IdentityError::InvalidClient)
     }
 }
 
 impl IdentityService {
-    /// `grant_type=refresh_token` from the client `credentials` name: keygate's built-in
-    /// client by its id alone (as before), a registered client authenticated as at every
-    /// grant and allowed the refresh grant. Without credentials the grant is refused
-    /// (`InvalidGrant`: the refresh token is bound to its client).
+    /// `grant_type=refresh_token` with the client credentials the request presented: a
+    /// client that sent a secret authenticates and refreshes through
+    /// [`IdentityService::refresh_for`]; otherwise the `client_id` alone, as
+    /// [`IdentityService::refresh`] takes it (public and built-in clients). Without
+    /// credentials the grant is refused (`InvalidGrant`: the token is bound to its client).
     pub async fn refresh_for_client(
         &self,
         tenant: &str,
@@ -188,30 +142,18 @@ impl IdentityService {
         credentials: Option<&ClientCredentials>,
         meta: &super::RequestMeta,
     ) -> Result<super::TokenSet, IdentityError> {
-        let Some(credentials) = credentials else {
-            return self.refresh(tenant, refresh_token, scope, None, meta).await;
-        };
-        // A registered client proves itself; any other `client_id` simply does not match
-        // the session's client, so the grant is refused and the token left unspent.
-        let t = self.tenant(tenant).await?;
-        if self
-            .relying_party(&t, &credentials.client_id)
-            .await?
-            .is_some()
-        {
-            let client = self.authenticate_relying_party(&t, credentials).await?;
-            if !client.allows(GrantType::RefreshToken) {
-                return Err(IdentityError::UnauthorizedClient);
+        match credentials {
+            Some(c) if c.basic.is_some() || c.client_secret.is_some() => {
+                let client = self.authenticate_client(tenant, c).await?;
+                self.refresh_for(tenant, refresh_token, scope, &client, meta)
+                    .await
             }
+            Some(c) => {
+                self.refresh(tenant, refresh_token, scope, c.client_id.as_deref(), meta)
+                    .await
+            }
+            None => self.refresh(tenant, refresh_token, scope, None, meta).await,
         }
-        self.refresh(
-            tenant,
-            refresh_token,
-            scope,
-            Some(&credentials.client_id),
-            meta,
-        )
-        .await
     }
 }
 
@@ -229,7 +171,7 @@ mod tests {
             client_id: "grafana".into(),
             display_name: "Grafana".into(),
             client_type: ClientType::Confidential,
-            token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
+            token_endpoint_auth_method: keygate_core::store::ClientAuthMethod::ClientSecretBasic,
             redirect_uris: vec!["https://grafana.example.com/login/generic_oauth".into()],
             post_logout_redirect_uris: vec![],
             grant_types: vec![GrantType::AuthorizationCode],

@@ -142,7 +142,7 @@ impl IdentityService {
             ));
         }
         // An unknown client is refused before any password is looked at.
-        scopes::client_for_sign_in(req.client_id.as_deref())?;
+        self.registered_client(t, req.client_id.as_deref()).await?;
         if let Some(ip) = meta.ip {
             self.limit(
                 "signin-ip",
@@ -330,9 +330,13 @@ impl IdentityService {
         req: PasswordSignIn,
         meta: &RequestMeta,
     ) -> Result<SignedIn, IdentityError> {
-        let client_id = scopes::client_for_sign_in(req.client_id.as_deref())?;
+        let client = self.registered_client(t, req.client_id.as_deref()).await?;
+        let client_id = client.client_id().to_owned();
         let (roles, permissions) = self.grants(t, user).await?;
-        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions) {
+        // Within the client's allowedScopes, and of those only what the person may have.
+        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions)
+            .and_then(|granted| client.check_scopes(Some(&granted)).map(|()| granted))
+        {
             Ok(scope) => scope,
             Err(e) => return self.refuse(t, user, meta, "invalid_scope", e).await,
         };
@@ -510,8 +514,18 @@ impl IdentityService {
         roles: &[String],
         permissions: &[String],
     ) -> Result<(String, u64), IdentityError> {
-        let claims = self.person_claims(t, user, session, client_id, scope, roles, permissions);
-        let ttl = t.settings.access_token_ttl();
+        let mut claims = self.person_claims(t, user, session, client_id, scope, roles, permissions);
+        // A client may shorten the tenant's lifetime, never lengthen it: revocations are
+        // remembered for the tenant's lifetime only.
+        let ttl = self
+            .registered_client(t, Some(client_id))
+            .await?
+            .registration()
+            .and_then(|c| c.lifetimes.access_token)
+            .map_or(t.settings.access_token_ttl(), |own| {
+                own.min(t.settings.access_token_ttl())
+            });
+        claims.exp = claims.iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         Ok((
             tokens::mint(&self.inner.signer, t, &claims).await?,
             ttl.as_secs(),

@@ -5,7 +5,7 @@
 use super::extract::{Authenticated, Meta};
 use crate::AppState;
 use crate::error::identity_parts;
-use crate::identity::{ClientCredentials, DevicePoll, IdentityError, IssuedTokens, PresentedAuth};
+use crate::identity::{ClientCredentials, DevicePoll, IdentityError, IssuedTokens};
 use crate::tenant_path::TenantName;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
@@ -95,7 +95,7 @@ impl IntoResponse for OAuthError {
         let mut response =
             (status, [(header::CACHE_CONTROL, "no-store")], Json(&self)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            // RFC 6749 §5.2: a client that failed to authenticate is told how to.
+            // RFC 6749 §5.2: a failed client authentication names the scheme it takes.
             let challenge = if self.error == "invalid_client" {
                 "Basic realm=\"keygate\""
             } else {
@@ -240,20 +240,24 @@ pub(crate) fn client_credentials(
             return Err(invalid());
         }
         return Ok(Some(ClientCredentials {
-            client_id: id,
-            secret: Some(decode(secret)),
-            method: PresentedAuth::Basic,
+            basic: Some((id, decode(secret))),
+            client_id: client_id.map(str::to_owned),
+            client_secret: None,
         }));
     }
     Ok(client_id.map(|id| ClientCredentials {
-        client_id: id.to_owned(),
-        secret: client_secret.map(str::to_owned),
-        method: if client_secret.is_some() {
-            PresentedAuth::Post
-        } else {
-            PresentedAuth::None
-        },
+        basic: None,
+        client_id: Some(id.to_owned()),
+        client_secret: client_secret.map(str::to_owned),
     }))
+}
+
+/// The client id credentials name (HTTP Basic's user, else the form's `client_id`).
+fn named_client(c: &ClientCredentials) -> Option<&str> {
+    c.basic
+        .as_ref()
+        .map(|(id, _)| id.as_str())
+        .or(c.client_id.as_deref())
 }
 
 fn required<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, OAuthError> {
@@ -433,7 +437,7 @@ async fn revoke(
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     )?;
-    match creds.filter(|c| c.client_id != "keygate") {
+    match creds.filter(|c| named_client(c) != Some("keygate")) {
         Some(c) => {
             state
                 .identity

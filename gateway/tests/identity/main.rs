@@ -15,6 +15,7 @@ mod admin;
 mod api;
 mod branding;
 mod client_address;
+mod clients;
 mod cookie_domain;
 mod devices;
 mod handoff;

@@ -10,6 +10,7 @@
 mod api_key;
 mod kubernetes;
 mod leader;
+mod oauth_client;
 mod role;
 mod run;
 mod support;
