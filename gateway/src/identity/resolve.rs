@@ -167,14 +167,32 @@ impl IdentityService {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(IdentityError::InvalidToken)?;
+        let own = match &caller.credential {
+            Credential::AccessToken { client_id, .. } => {
+                client_id == super::scopes::DEFAULT_CLIENT_ID
+            }
+            _ => true,
+        };
+        if !own {
+            let released = |s: &str| caller.has_scope(s);
+            return Ok(UserInfo {
+                sub: user.id.to_string(),
+                email: released("email").then(|| user.email.clone()),
+                email_verified: released("email").then_some(user.email_verified),
+                name: released("profile").then(|| user.display_name.clone()),
+                groups: released("groups").then(|| user.groups.clone()),
+                roles: None,
+                tenant: None,
+            });
+        }
         Ok(UserInfo {
             sub: user.id.to_string(),
-            email: user.email,
-            email_verified: user.email_verified,
-            name: user.display_name,
-            groups: user.groups,
-            roles: caller.roles.clone(),
-            tenant: caller.tenant.clone(),
+            email: Some(user.email),
+            email_verified: Some(user.email_verified),
+            name: Some(user.display_name),
+            groups: Some(user.groups),
+            roles: Some(caller.roles.clone()),
+            tenant: Some(caller.tenant.clone()),
         })
     }
 

@@ -11,14 +11,16 @@ use super::IdentityError;
 pub(crate) const DEFAULT_CLIENT_ID: &str = "keygate";
 /// Scope granted when none is asked for.
 pub(crate) const DEFAULT_SCOPE: &str = "openid";
-/// Scopes every person of a tenant may be granted (OpenID Connect Core §5.4, §11): they
-/// say what the token may read of the person, not what the person may do.
-pub(crate) const STANDARD_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+/// Scopes every person of a tenant may be granted (OpenID Connect Core §5.4, §11, and
+/// `groups`, which releases the local groups): they say what the token may read of the
+/// person, not what the person may do.
+pub(crate) const STANDARD_SCOPES: [&str; 5] =
+    ["openid", "profile", "email", "offline_access", "groups"];
 /// Longest `scope` parameter looked at.
 const MAX_SCOPE_BYTES: usize = 2048;
 
 /// Whether a person holding `permissions` may be granted scope `s`.
-fn grantable(s: &str, permissions: &[String]) -> bool {
+pub(super) fn grantable(s: &str, permissions: &[String]) -> bool {
     STANDARD_SCOPES.contains(&s) || permissions.iter().any(|p| p == s)
 }
 

@@ -39,6 +39,9 @@ pub(super) struct SessionGrant {
     pub scope: String,
     /// A browser session (cookie, session lifetimes) or a token client's.
     pub browser: bool,
+    /// When the person authenticated, if earlier than now (a code grant's session keeps
+    /// the browser sign-in's time).
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// A session just opened, with the secrets that exist only in this answer.
@@ -356,6 +359,7 @@ impl IdentityService {
                     client_id: client_id.clone(),
                     scope: scope.clone(),
                     browser: req.browser,
+                    auth_time: None,
                 },
                 meta,
             )
@@ -444,7 +448,7 @@ impl IdentityService {
                 ip: meta.ip.map(|ip| ip.to_string()),
                 amr: grant.amr,
                 acr: grant.acr,
-                auth_time: now,
+                auth_time: grant.auth_time.unwrap_or(now),
                 created_at: now,
                 idle_expires_at: (now + chrono_duration(idle)).min(absolute_expires_at),
                 absolute_expires_at,
@@ -520,7 +524,7 @@ impl IdentityService {
         roles: &[String],
         permissions: &[String],
     ) -> Result<(String, u64), IdentityError> {
-        let now = self.now();
+        let mut claims = self.person_claims(t, user, session, client_id, scope, roles, permissions);
         // A client may shorten the tenant's lifetime, never lengthen it: revocations are
         // remembered for the tenant's lifetime only.
         let ttl = self
@@ -531,7 +535,29 @@ impl IdentityService {
             .map_or(t.settings.access_token_ttl(), |own| {
                 own.min(t.settings.access_token_ttl())
             });
-        let claims = AccessClaims {
+        claims.exp = claims.iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        Ok((
+            tokens::mint(&self.inner.signer, t, &claims).await?,
+            ttl.as_secs(),
+        ))
+    }
+
+    /// The claims of an access token for `user` in `session`, by the tenant's lifetime and
+    /// audience (a registered client's overrides are applied by its grant).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn person_claims(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+        session: &Session,
+        client_id: &str,
+        scope: &str,
+        roles: &[String],
+        permissions: &[String],
+    ) -> AccessClaims {
+        let now = self.now();
+        let ttl = t.settings.access_token_ttl();
+        AccessClaims {
             iss: t.issuer.clone(),
             sub: user.id.to_string(),
             aud: t.audience.clone(),
@@ -550,11 +576,7 @@ impl IdentityService {
             auth_time: session.auth_time.timestamp(),
             email: Some(user.email.clone()),
             email_verified: Some(user.email_verified),
-        };
-        Ok((
-            tokens::mint(&self.inner.signer, t, &claims).await?,
-            ttl.as_secs(),
-        ))
+        }
     }
 
     /// How long a revocation must be remembered so every token it covers has expired.

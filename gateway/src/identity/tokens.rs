@@ -94,6 +94,27 @@ pub(crate) async fn verify(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<AccessClaims, IdentityError> {
+    verify_with(signer, tenant, token, now, true).await
+}
+
+/// [`verify`] without the audience check, for introspection and revocation by clients,
+/// whose tokens may carry their own audience (an OAuthClient's `audience`).
+pub(crate) async fn verify_for_any_audience(
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessClaims, IdentityError> {
+    verify_with(signer, tenant, token, now, false).await
+}
+
+async fn verify_with(
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
+    token: &str,
+    now: DateTime<Utc>,
+    tenant_audience: bool,
+) -> Result<AccessClaims, IdentityError> {
     if token.len() > 16 * 1024 {
         return Err(IdentityError::InvalidToken);
     }
@@ -119,7 +140,11 @@ pub(crate) async fn verify(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.set_issuer(&[tenant.issuer.as_str()]);
-    validation.set_audience(&tenant.audience);
+    if tenant_audience {
+        validation.set_audience(&tenant.audience);
+    } else {
+        validation.validate_aud = false;
+    }
     validation.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "sub", "aud"]);
     let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
         .map_err(|_| IdentityError::InvalidToken)?;

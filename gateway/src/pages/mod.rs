@@ -18,7 +18,10 @@
 //! is shown by `refusal`, the one place a [`FlowError`] becomes a field, a message and a
 //! status.
 
+pub(crate) mod authorize;
 pub mod csrf;
+mod device;
+pub(crate) mod end_session;
 mod handoff;
 mod recovery;
 mod second_factor;
@@ -75,6 +78,7 @@ impl Templates {
                 "backup_codes.html",
                 include_str!("templates/backup_codes.html"),
             ),
+            ("device.html", include_str!("templates/device.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -241,6 +245,9 @@ macro_rules! form {
 /// The pages, the stylesheet and the per-tenant theme.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(authorize::router())
+        .merge(end_session::router())
+        .merge(device::router())
         .route("/assets/keygate.css", get(theme::stylesheet))
         .route("/t/{tenant}/theme.css", get(theme::theme))
         .route(

@@ -26,7 +26,9 @@ pub(super) const SIGN_OUT: Page = Page {
 };
 
 /// `GET /t/{tenant}/signin` (and `/login`): a browser already signed in is sent on at once
-/// (single sign-on to a second app needs no second password); others get the form.
+/// (single sign-on to a second app needs no second password) unless `prompt=login` asks for
+/// the password again (the authorization endpoint's `prompt=login` and `max_age`); others get
+/// the form, its address prefilled from `login_hint`.
 pub(super) async fn signin_page(
     State(state): Pages,
     TenantName(name): TenantName,
@@ -36,7 +38,9 @@ pub(super) async fn signin_page(
     let tenant = state.live(&name).await?;
     let rd = checked_rd(&state, &tenant, query_param(&q, "rd").as_deref());
     let handoff = checked_handoff(query_param(&q, "handoff"));
-    if let Some(cookie) = jar.get(state.session_cookie(&tenant).name())
+    let again = query_param(&q, "prompt").as_deref() == Some("login");
+    if !again
+        && let Some(cookie) = jar.get(state.session_cookie(&tenant).name())
         && state
             .identity
             .resolve_from_session_cookie(tenant.name(), cookie.value())
@@ -46,9 +50,14 @@ pub(super) async fn signin_page(
         let cookie = cookie.value().to_owned();
         return Ok(onwards(&state, &tenant, &cookie, rd, handoff).await);
     }
+    let email: String = query_param(&q, "login_hint")
+        .unwrap_or_default()
+        .chars()
+        .take(320)
+        .collect();
     Ok(SIGN_IN
         .on(&state, &tenant)
-        .fresh(jar, context! { rd, handoff, email => "" })
+        .fresh(jar, context! { rd, handoff, email => email })
         .await)
 }
 

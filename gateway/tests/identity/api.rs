@@ -122,8 +122,8 @@ async fn bad_input_gets_documented_4xx_never_5xx(pool: sqlx::PgPool) {
             "/t/acme/oauth2/token",
             "application/x-www-form-urlencoded",
             b"grant_type=client_credentials".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
         ),
         (
             "/t/acme/oauth2/token",
@@ -206,6 +206,9 @@ fn routes_in_source() -> Vec<(String, String)> {
         .map(|e| e.unwrap().path())
         .collect();
     files.push(dir.join("oidc.rs"));
+    // The OpenID Provider's browser endpoints live with the pages.
+    files.push(dir.join("pages/authorize.rs"));
+    files.push(dir.join("pages/end_session.rs"));
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();

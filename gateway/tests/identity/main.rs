@@ -26,6 +26,7 @@ mod metrics;
 mod mfa;
 mod network;
 mod page_state;
+mod provider;
 mod replicas;
 mod scopes;
 mod sessions;
