@@ -24,6 +24,10 @@ pub enum Reason {
     NotSupported,
     /// A Tenant's signing key opens under none of the configured master keys.
     SigningKeyUnreadable,
+    /// An IdentityProvider's discovery document or keys could not be fetched.
+    ProviderUnreachable,
+    /// A Role names an IdentityProvider the tenant does not have.
+    ProviderNotFound,
 }
 
 impl Reason {
@@ -39,6 +43,8 @@ impl Reason {
             Self::SecretConflict,
             Self::NotSupported,
             Self::SigningKeyUnreadable,
+            Self::ProviderUnreachable,
+            Self::ProviderNotFound,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -56,6 +62,8 @@ impl Reason {
             Self::SecretConflict => "SecretConflict",
             Self::NotSupported => "NotSupported",
             Self::SigningKeyUnreadable => "SigningKeyUnreadable",
+            Self::ProviderUnreachable => "ProviderUnreachable",
+            Self::ProviderNotFound => "ProviderNotFound",
         }
     }
 }

@@ -31,6 +31,8 @@ pub(crate) mod kind {
     pub const ERASED: &str = "account.erased";
     pub const BOOTSTRAPPED: &str = "account.bootstrap_admin";
     pub const INVITED: &str = "account.invited";
+    /// An upstream identity was linked to the account (first sign-in, or claimed).
+    pub const IDENTITY_LINKED: &str = "account.identity_linked";
 }
 
 impl IdentityService {

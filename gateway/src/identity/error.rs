@@ -94,6 +94,9 @@ pub enum IdentityError {
     /// (no SMTP configured).
     #[error("this installation cannot send email; configure SMTP")]
     MailUnavailable,
+    /// An upstream identity provider's sign-in was refused (the text says why, plainly).
+    #[error("upstream sign-in refused: {0}")]
+    Federation(#[from] super::FederationRefusal),
     /// A dependency (Redis) is down; the caller cannot tell valid from invalid.
     #[error("unavailable: {0}")]
     Unavailable(#[from] EphemeralError),

@@ -4,7 +4,10 @@
 //! Every workflow gets the request's facts ([`RequestMeta`]: client address, request id,
 //! user agent) for its rate limits, audit rows and session records.
 
-use super::{IdentityError, IdentityService, LiveTenant, PasswordSignIn, RequestMeta, SignUp};
+use super::{
+    IdentityError, IdentityService, LiveTenant, PasswordSignIn, ProviderButton, RequestMeta,
+    SignUp, SsoCallback, SsoFinished, SsoStart, SsoStarted,
+};
 use async_trait::async_trait;
 
 /// A sign-in form as submitted.
@@ -79,6 +82,16 @@ pub enum FlowError {
     /// The flow needs email and this installation cannot send any.
     #[error("mail unavailable")]
     MailUnavailable,
+    /// An upstream sign-in was refused; its text is shown to the person as it is.
+    #[error("{0}")]
+    Upstream(super::FederationRefusal),
+    /// The upstream identity is linked to another account, or this account is linked to
+    /// another identity at that provider.
+    #[error("already linked")]
+    AlreadyLinked,
+    /// No such identity provider in this tenant.
+    #[error("unknown provider")]
+    UnknownProvider,
 }
 
 /// The workflows behind the pages.
@@ -145,6 +158,33 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         cookie_value: &str,
         meta: &RequestMeta,
     ) -> Result<(), FlowError>;
+    /// The tenant's upstream providers, for the sign-in page's buttons.
+    async fn providers(&self, tenant: &LiveTenant) -> Result<Vec<ProviderButton>, FlowError>;
+    /// Starts a sign-in at an upstream provider.
+    async fn sso_start(
+        &self,
+        tenant: &LiveTenant,
+        start: SsoStart,
+        meta: &RequestMeta,
+    ) -> Result<SsoStarted, FlowError>;
+    /// Finishes it with the provider's answer and the browser's binding cookie.
+    async fn sso_finish(
+        &self,
+        tenant: &LiveTenant,
+        provider: &str,
+        callback: SsoCallback,
+        binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<SsoFinished, FlowError>;
+    /// Links the upstream identity a link token stands for to the account the session
+    /// cookie names; answers the provider's name.
+    async fn claim_link(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+        link_token: &str,
+        meta: &RequestMeta,
+    ) -> Result<String, FlowError>;
 }
 
 impl From<IdentityError> for FlowError {
@@ -178,11 +218,15 @@ impl From<IdentityError> for FlowError {
             | IdentityError::InvalidToken
             | IdentityError::InvalidGrant
             | IdentityError::InvalidScope => FlowError::InvalidLink,
+            IdentityError::NotFound => FlowError::UnknownProvider,
             IdentityError::AccountSuspended
             | IdentityError::Forbidden
-            | IdentityError::NotFound
             | IdentityError::WrongCurrentPassword => FlowError::InvalidCredentials,
             IdentityError::MailUnavailable => FlowError::MailUnavailable,
+            IdentityError::Federation(r) => FlowError::Upstream(r),
+            IdentityError::Store(keygate_core::store::StoreError::Conflict { .. }) => {
+                FlowError::AlreadyLinked
+            }
             IdentityError::Unavailable(_)
             | IdentityError::Store(_)
             | IdentityError::Crypto(_)
@@ -298,5 +342,49 @@ impl AccountFlows for IdentityService {
             return Ok(());
         };
         Ok(IdentityService::sign_out(self, &principal, meta).await?)
+    }
+
+    async fn providers(&self, tenant: &LiveTenant) -> Result<Vec<ProviderButton>, FlowError> {
+        Ok(self.federated_providers(tenant.name()).await?)
+    }
+
+    async fn sso_start(
+        &self,
+        tenant: &LiveTenant,
+        start: SsoStart,
+        meta: &RequestMeta,
+    ) -> Result<SsoStarted, FlowError> {
+        Ok(IdentityService::sso_start(self, tenant.name(), start, meta).await?)
+    }
+
+    async fn sso_finish(
+        &self,
+        tenant: &LiveTenant,
+        provider: &str,
+        callback: SsoCallback,
+        binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<SsoFinished, FlowError> {
+        Ok(
+            IdentityService::sso_finish(self, tenant.name(), provider, callback, binding, meta)
+                .await?,
+        )
+    }
+
+    async fn claim_link(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+        link_token: &str,
+        meta: &RequestMeta,
+    ) -> Result<String, FlowError> {
+        let principal = self
+            .session_principal(tenant, cookie_value)
+            .await
+            .map_err(|_| FlowError::InvalidLink)?;
+        let user = principal.user_id.ok_or(FlowError::InvalidLink)?;
+        Ok(self
+            .claim_federated_link(tenant.name(), user, link_token, meta)
+            .await?)
     }
 }

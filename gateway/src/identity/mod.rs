@@ -24,6 +24,7 @@ mod audit;
 mod authenticator;
 mod device;
 mod error;
+mod federation;
 mod flows;
 mod handoff;
 mod janitor;
@@ -53,6 +54,11 @@ mod usage;
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use error::IdentityError;
+pub use federation::{
+    ACR_FEDERATED, FederatedIdentity, FederatedOutcome, FederatedSession, Federation,
+    FederationRefusal, LINK_TOKEN_TTL, ProviderButton, STATE_TTL, SsoCallback, SsoFinished,
+    SsoStart, SsoStarted,
+};
 pub use flows::{AccountFlows, BrowserSession, FlowError, SignInAttempt};
 pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};
 pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};
@@ -384,11 +390,18 @@ struct Inner {
     families: subjects::FamilyCache,
     usage: Arc<usage::ApiKeyUsage>,
     metrics: metrics::IdentityMetrics,
+    providers: federation::Providers,
 }
 
 impl IdentityService {
     /// The service over `deps`.
     pub fn new(deps: IdentityDeps) -> Self {
+        Self::with_federation(deps, Federation::default())
+    }
+
+    /// The service reaching upstream providers as `federation` says (`keygate dev` accepts
+    /// loopback `http://` issuers; tests point Google and GitHub at local peers).
+    pub fn with_federation(deps: IdentityDeps, federation: Federation) -> Self {
         let signer = signer::SigningKeys::new(
             deps.store.clone(),
             deps.master_keys.clone(),
@@ -404,6 +417,7 @@ impl IdentityService {
                 subjects: subjects::SubjectCache::default(),
                 families: subjects::FamilyCache::default(),
                 usage: Arc::default(),
+                providers: federation::Providers::new(federation),
             }),
         }
     }

@@ -39,6 +39,9 @@ pub(super) struct SessionGrant {
     pub scope: String,
     /// A browser session (cookie, session lifetimes) or a token client's.
     pub browser: bool,
+    /// When the person authenticated, if earlier than now (an upstream provider's
+    /// `auth_time`); `None` is now.
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// A session just opened, with the secrets that exist only in this answer.
@@ -343,6 +346,7 @@ impl IdentityService {
                     client_id: client_id.clone(),
                     scope: scope.clone(),
                     browser: req.browser,
+                    auth_time: None,
                 },
                 meta,
             )
@@ -430,7 +434,8 @@ impl IdentityService {
                 ip: meta.ip.map(|ip| ip.to_string()),
                 amr: grant.amr,
                 acr: grant.acr,
-                auth_time: now,
+                // Never in the future: a provider's clock ahead of ours proves no fresher login.
+                auth_time: grant.auth_time.map_or(now, |at| at.min(now)),
                 created_at: now,
                 idle_expires_at: (now + chrono_duration(idle)).min(absolute_expires_at),
                 absolute_expires_at,
@@ -471,7 +476,12 @@ impl IdentityService {
         let facts = SubjectFacts {
             email: user.email_verified.then(|| user.email.clone()),
             groups: user.groups.clone(),
-            idp_groups: Vec::new(),
+            // As the providers asserted them at the person's last sign-in through each link.
+            idp_groups: self
+                .deps()
+                .store
+                .idp_groups_of_user(t.row.id, user.id)
+                .await?,
         };
         let grants = self
             .deps()

@@ -23,6 +23,7 @@ mod prompts;
 mod recovery;
 mod signin;
 mod signup;
+mod sso;
 mod theme;
 mod unlock;
 
@@ -203,6 +204,20 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
             "This service cannot send email, so this is not available. Ask its administrator to configure email (SMTP).",
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        FlowError::Upstream(r) => {
+            let (status, _, _) = crate::error::federation_parts(&r);
+            return ("email", r.to_string(), status);
+        }
+        FlowError::AlreadyLinked => (
+            "email",
+            "That account from your identity provider is already linked to another account, or this account is already linked at that provider.",
+            StatusCode::CONFLICT,
+        ),
+        FlowError::UnknownProvider => (
+            "email",
+            "This organisation has no such sign-in option.",
+            StatusCode::NOT_FOUND,
+        ),
     };
     (field, text.to_owned(), status)
 }
@@ -257,6 +272,8 @@ pub fn router() -> Router<AppState> {
             "/t/{tenant}/signout",
             get(form!(signin::SIGN_OUT, Prefill::ReturnUrl)).post(signin::signout_submit),
         )
+        .route("/t/{tenant}/sso/{provider}/start", get(sso::start))
+        .route("/t/{tenant}/sso/{provider}/callback", get(sso::callback))
         .route("/t/{tenant}/mfa", get(prompts::no_second_factor))
         .route("/t/{tenant}/step-up", get(prompts::no_second_factor))
 }
@@ -363,6 +380,7 @@ impl Screen<'_> {
             errors,
             tenant => tenant_context(tenant),
             registration_open => tenant.settings.sign_in.registration != Registration::Closed,
+            password_sign_in => tenant.settings.sign_in.password,
             min_length => tenant.settings.password_policy.min_length,
             ..extra
         };
@@ -461,6 +479,9 @@ struct EmailPasswordForm {
     /// The app host's nonce hash of a handoff in progress (sign-in only).
     #[serde(default)]
     handoff: String,
+    /// A link token from an upstream sign-in to claim once signed in (sign-in only).
+    #[serde(default)]
+    link: String,
 }
 
 /// A form that carries a token from an emailed link (verify email, reset password).

@@ -17,6 +17,7 @@ mod branding;
 mod client_address;
 mod cookie_domain;
 mod devices;
+mod federation;
 mod handoff;
 mod janitor;
 mod mail;
