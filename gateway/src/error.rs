@@ -4,7 +4,6 @@
 use crate::identity::{FederationRefusal, IdentityError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keygate_core::store::StoreError;
 use serde::Serialize;
 
 /// Everything a handler can answer besides success.
@@ -178,7 +177,7 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
         E::Federation(r) => federation_parts(r),
         // A unique constraint: the row exists already (an upstream identity linked to
         // another account, a second link to one provider), which the caller can resolve.
-        E::Store(StoreError::Conflict { .. }) => (
+        E::Store(_) if e.is_conflict() => (
             StatusCode::CONFLICT,
             "conflict",
             "Conflicts with an existing record",

@@ -110,3 +110,12 @@ pub enum IdentityError {
     #[error("internal: {0}")]
     Internal(String),
 }
+
+impl IdentityError {
+    /// A unique constraint refused the write: the record exists already (an upstream
+    /// identity linked to another account, a second link to one provider). The caller can
+    /// resolve it, so adapters answer 409 rather than 500.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Conflict { .. }))
+    }
+}
