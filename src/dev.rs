@@ -142,7 +142,9 @@ pub async fn run(
         common.master_keys.clone(),
         &gw.public_url,
         clock.clone(),
-    );
+    )
+    // A local identity provider on loopback may speak plain HTTP in dev, and only there.
+    .allowing_loopback_http();
     // One revocation channel for both halves: a deleted or rotated-out API key the
     // operator revokes is refused by forward-auth's next check, not when its cache expires.
     let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new());
@@ -168,6 +170,7 @@ pub async fn run(
             ephemeral: Some(ephemeral),
             without_smtp: Some(Arc::new(TerminalMailer)),
             registry,
+            allow_loopback_http: true,
         },
     )
     .await?;

@@ -218,6 +218,8 @@ pub async fn serve_gateway(
 /// defaults.
 #[derive(Default)]
 pub struct GatewayExtras {
+    /// Accept plain-`http://` OIDC issuers on loopback hosts (`keygate dev` only).
+    pub allow_loopback_http: bool,
     /// Replaces the in-process store of rate windows and revocations (`keygate dev` shares
     /// one with its operator, so a revoked API key is refused at once).
     pub ephemeral: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
@@ -263,7 +265,13 @@ pub async fn gateway_state(
             ),
         }
     }
-    let identity = keygate_gateway::identity::IdentityService::new(identity);
+    let identity = keygate_gateway::identity::IdentityService::with_federation(
+        identity,
+        keygate_gateway::identity::Federation {
+            allow_loopback_http: extras.allow_loopback_http,
+            ..Default::default()
+        },
+    );
     // Building the state starts nothing: the first-admin bootstrap is started here.
     identity.spawn_bootstrap(gw.bootstrap.clone());
     Ok(keygate_gateway::AppState::builder(identity)

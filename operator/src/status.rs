@@ -29,6 +29,10 @@ pub enum Reason {
     FactorUnreadable,
     /// Another OAuthClient resource already holds this client id in the tenant.
     ClientIdTaken,
+    /// An IdentityProvider's discovery document or keys could not be fetched.
+    ProviderUnreachable,
+    /// A Role names an IdentityProvider the tenant does not have.
+    ProviderNotFound,
 }
 
 impl Reason {
@@ -46,6 +50,8 @@ impl Reason {
             Self::SigningKeyUnreadable,
             Self::FactorUnreadable,
             Self::ClientIdTaken,
+            Self::ProviderUnreachable,
+            Self::ProviderNotFound,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -65,6 +71,8 @@ impl Reason {
             Self::SigningKeyUnreadable => "SigningKeyUnreadable",
             Self::FactorUnreadable => "FactorUnreadable",
             Self::ClientIdTaken => "ClientIdTaken",
+            Self::ProviderUnreachable => "ProviderUnreachable",
+            Self::ProviderNotFound => "ProviderNotFound",
         }
     }
 }

@@ -312,6 +312,9 @@ pub struct ExternalIdentity {
     pub created_at: DateTime<Utc>,
     /// Last sign-in through this link.
     pub last_login_at: Option<DateTime<Utc>>,
+    /// Groups the provider asserted at the last sign-in through this link.
+    #[sqlx(json)]
+    pub groups: Vec<String>,
 }
 
 /// A new upstream link; unique per (IdP, subject) and per (user, IdP).
@@ -325,6 +328,8 @@ pub struct NewExternalIdentity {
     pub idp_id: IdpId,
     /// The provider's subject.
     pub subject: String,
+    /// Groups the provider asserted at this sign-in.
+    pub groups: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------

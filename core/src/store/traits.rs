@@ -123,13 +123,22 @@ pub trait IdentityLinkStore {
         tenant: TenantId,
         user: UserId,
     ) -> Result<Vec<ExternalIdentity>, StoreError>;
-    /// Records an SSO sign-in through a link; `false` if absent.
+    /// Records an SSO sign-in through a link with the groups the provider asserted this
+    /// time; `false` if absent.
     async fn touch_identity(
         &self,
         tenant: TenantId,
         id: uuid::Uuid,
         now: DateTime<Utc>,
+        groups: &[String],
     ) -> Result<bool, StoreError>;
+    /// (provider name, group) for every group the account's links hold, for `idpGroups`
+    /// role subjects.
+    async fn idp_groups_of_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// Removes the account's link to an IdP; `false` if there was none.
     async fn unlink_identity(
         &self,

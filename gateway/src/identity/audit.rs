@@ -41,6 +41,8 @@ pub(crate) mod kind {
     pub const TOKEN_ISSUED: &str = "oauth.token_issued";
     pub const CODE_REUSE: &str = "oauth.code_reuse_detected";
     pub const DEVICE_DECIDED: &str = "oauth.device_decided";
+    /// An upstream identity was linked to the account (first sign-in, or claimed).
+    pub const IDENTITY_LINKED: &str = "account.identity_linked";
 }
 
 impl IdentityService {

@@ -142,6 +142,9 @@ pub enum IdentityError {
     /// by signing in again through its upstream identity provider.
     #[error("step-up through the upstream provider required")]
     UpstreamStepUpRequired,
+    /// An upstream identity provider's sign-in was refused (the text says why, plainly).
+    #[error("upstream sign-in refused: {0}")]
+    Federation(#[from] super::FederationRefusal),
     /// A dependency (Redis) is down; the caller cannot tell valid from invalid.
     #[error("unavailable: {0}")]
     Unavailable(#[from] EphemeralError),
@@ -154,4 +157,13 @@ pub enum IdentityError {
     /// Anything else unexpected (logged, never sent).
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl IdentityError {
+    /// A unique constraint refused the write: the record exists already (an upstream
+    /// identity linked to another account, a second link to one provider). The caller can
+    /// resolve it, so adapters answer 409 rather than 500.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Conflict { .. }))
+    }
 }

@@ -30,6 +30,7 @@ mod clients;
 mod device;
 mod device_grant;
 mod error;
+mod federation;
 mod flows;
 mod handoff;
 mod id_token;
@@ -76,6 +77,11 @@ pub use device_grant::{
     DEVICE_CODE_TTL, DEVICE_POLL_INTERVAL, DeviceAuthorization, DevicePoll, PendingDevice,
 };
 pub use error::IdentityError;
+pub use federation::{
+    ACR_FEDERATED, FederatedIdentity, FederatedOutcome, FederatedSession, Federation,
+    FederationRefusal, LINK_TOKEN_TTL, ProviderButton, STATE_TTL, SsoCallback, SsoFinished,
+    SsoStart, SsoStarted,
+};
 pub use flows::{AccountFlows, BrowserSession, BrowserSignIn, FlowError, SignInAttempt};
 pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};
 pub use levels::{
@@ -435,11 +441,18 @@ struct Inner {
     families: subjects::FamilyCache,
     usage: Arc<usage::ApiKeyUsage>,
     metrics: metrics::IdentityMetrics,
+    providers: federation::Providers,
 }
 
 impl IdentityService {
     /// The service over `deps`.
     pub fn new(deps: IdentityDeps) -> Self {
+        Self::with_federation(deps, Federation::default())
+    }
+
+    /// The service reaching upstream providers as `federation` says (`keygate dev` accepts
+    /// loopback `http://` issuers; tests point Google and GitHub at local peers).
+    pub fn with_federation(deps: IdentityDeps, federation: Federation) -> Self {
         let signer = signer::SigningKeys::new(
             deps.store.clone(),
             deps.master_keys.clone(),
@@ -456,6 +469,7 @@ impl IdentityService {
                 subjects: subjects::SubjectCache::default(),
                 families: subjects::FamilyCache::default(),
                 usage: Arc::default(),
+                providers: federation::Providers::new(federation),
             }),
         }
     }

@@ -40,7 +40,7 @@ pub(super) struct SessionGrant {
     /// A browser session (cookie, session lifetimes) or a token client's.
     pub browser: bool,
     /// When the person authenticated, if earlier than now (a code grant's session keeps
-    /// the browser sign-in's time).
+    /// the browser sign-in's time, an upstream provider's `auth_time`); `None` is now.
     pub auth_time: Option<DateTime<Utc>>,
 }
 
@@ -448,7 +448,8 @@ impl IdentityService {
                 ip: meta.ip.map(|ip| ip.to_string()),
                 amr: grant.amr,
                 acr: grant.acr,
-                auth_time: grant.auth_time.unwrap_or(now),
+                // Never in the future: a provider's clock ahead of ours proves no fresher login.
+                auth_time: grant.auth_time.map_or(now, |at| at.min(now)),
                 created_at: now,
                 idle_expires_at: (now + chrono_duration(idle)).min(absolute_expires_at),
                 absolute_expires_at,
@@ -489,7 +490,12 @@ impl IdentityService {
         let facts = SubjectFacts {
             email: user.email_verified.then(|| user.email.clone()),
             groups: user.groups.clone(),
-            idp_groups: Vec::new(),
+            // As the providers asserted them at the person's last sign-in through each link.
+            idp_groups: self
+                .deps()
+                .store
+                .idp_groups_of_user(t.row.id, user.id)
+                .await?,
         };
         let grants = self
             .deps()
