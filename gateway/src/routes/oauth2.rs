@@ -154,7 +154,7 @@ pub struct TokenResponse {
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/token", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "A new pair", body = TokenResponse),
-        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type", body = OAuthError), (status = 403, description = "access_denied: the client's address is outside the tenant's network lists; the refresh token stays unspent", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type", body = OAuthError), (status = 404, description = "invalid_request: no such tenant", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError), (status = 403, description = "access_denied: the client's address is outside the tenant's network lists; the refresh token stays unspent", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn token(
     State(state): State<AppState>,
     tenant: Result<TenantName, crate::error::ApiError>,
@@ -227,7 +227,7 @@ pub struct TokenParam {
 /// RFC 7009 revocation: a refresh token ends its family, an access token its session.
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/revoke", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked, or unknown (the same answer)"), (status = 400, description = "invalid_request", body = OAuthError)))]
+    responses((status = 200, description = "Revoked, or unknown (the same answer)"), (status = 400, description = "invalid_request", body = OAuthError), (status = 404, description = "invalid_request: no such tenant", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn revoke(
     State(state): State<AppState>,
     tenant: Result<TenantName, crate::error::ApiError>,
@@ -288,7 +288,7 @@ pub struct IntrospectionResponse {
 /// of their tenant, people their own).
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Token state", body = IntrospectionResponse), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_token", body = OAuthError)))]
+    responses((status = 200, description = "Token state", body = IntrospectionResponse), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_token", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError)))]
 async fn introspect(
     State(state): State<AppState>,
     caller: Result<Authenticated, crate::error::ApiError>,
