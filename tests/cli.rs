@@ -8,6 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "cli/schemathesis.rs"]
+mod schemathesis;
+
 const BIN: &str = env!("CARGO_BIN_EXE_keygate");
 
 fn repo_root() -> &'static Path {

@@ -283,7 +283,7 @@ const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
     responses((status = 200, description = "Tokens", body = TokenResponse),
         (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type; for the device grant authorization_pending, slow_down, access_denied, expired_token", body = OAuthError),
         (status = 401, description = "invalid_client: unknown client, wrong secret, or another authentication method than registered", body = OAuthError),
-        (status = 403, description = "access_denied: the client's address is outside the tenant's network lists; the refresh token stays unspent", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
+        (status = 404, description = "invalid_request: no such tenant", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError), (status = 403, description = "access_denied: the client's address is outside the tenant's network lists; the refresh token stays unspent", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn token(
     State(state): State<AppState>,
     tenant: Result<TenantName, crate::error::ApiError>,
@@ -416,7 +416,7 @@ pub struct TokenParam {
 /// token itself is the authority, as before.
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/revoke", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked, or unknown or another client's (the same answer)"), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_client", body = OAuthError)))]
+    responses((status = 200, description = "Revoked, or unknown or another client's (the same answer)"), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_client", body = OAuthError), (status = 404, description = "invalid_request: no such tenant", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn revoke(
     State(state): State<AppState>,
     tenant: Result<TenantName, crate::error::ApiError>,
@@ -495,7 +495,7 @@ pub struct IntrospectionResponse {
 /// key (admins and API keys see every token of their tenant, people their own).
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Token state", body = IntrospectionResponse), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_client (client credentials) or invalid_token (bearer)", body = OAuthError)))]
+    responses((status = 200, description = "Token state", body = IntrospectionResponse), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_client (client credentials) or invalid_token (bearer)", body = OAuthError), (status = 404, description = "invalid_request: no such tenant", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError)))]
 async fn introspect(
     State(state): State<AppState>,
     tenant: Result<TenantName, crate::error::ApiError>,

@@ -77,6 +77,14 @@ async fn bad_input_gets_documented_4xx_never_5xx(pool: sqlx::PgPool) {
             "tenant_not_found",
         ),
         (
+            // Neither JSON nor a form: refused, not redirected to the HTML form.
+            "/t/acme/login",
+            "text/plain",
+            b"email=a@b.c".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
             "/t/acme/accounts",
             "application/json",
             b"[1,2]".to_vec(),
@@ -266,6 +274,18 @@ async fn openapi_describes_every_route(pool: sqlx::PgPool) {
                     || path.ends_with("/sessions")),
             "{method} {path} documents no error response"
         );
+        // What the shared extractors answer is documented wherever they run.
+        if path.contains("{tenant}") && !path.contains("/oauth2/introspect") {
+            assert!(op["responses"]["404"].is_object(), "{method} {path}: 404");
+        }
+        if op["requestBody"]["content"]["application/json"].is_object() {
+            for status in ["400", "413", "415", "422"] {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{method} {path}: {status}"
+                );
+            }
+        }
     }
     let documented: usize = doc["paths"]
         .as_object()
