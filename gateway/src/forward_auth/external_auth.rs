@@ -17,6 +17,11 @@
 //! sends only `Host`, the method, the path, `Content-Length` and `Authorization` unless
 //! `allowedHeaders` lists more, so `Cookie` (browser sessions), `X-API-Key` and `Accept`
 //! (to tell a browser) must be listed.
+//!
+//! The filter copies the answer's headers upstream, overwriting the client's copies of the
+//! same name, but leaves a client's header alone where the answer has none. So an allowed
+//! answer names every identity header, empty when it does not apply (no verified email, no
+//! `jwt=1`): a client cannot slip its own `X-Auth-Request-Email` past the check.
 
 use super::check::{self, Trace, Verdict};
 use super::reason::DecisionId;
@@ -25,12 +30,25 @@ use super::requirements::RequirementsError;
 use super::{Denial, http_answer};
 use crate::AppState;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The path every Gateway API dialect is served under.
 pub const PATH_PREFIX: &str = "/external-auth/";
+
+/// Every header an allowed answer may carry upstream: the ones of this identity are set, the
+/// others sent empty so they overwrite a client's copies.
+pub const IDENTITY_HEADERS: [&str; 7] = [
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-email-verified",
+    "x-auth-request-groups",
+    "x-keygate-tenant",
+    "x-keygate-subject",
+    super::UPSTREAM_JWT_HEADER,
+];
 
 /// A Gateway API check's path, taken apart.
 #[derive(Debug, PartialEq, Eq)]
@@ -124,7 +142,17 @@ pub(super) async fn http_check(State(state): State<Arc<AppState>>, request: Requ
     };
     let verdict = check::run(&state, &input, &mut Trace::off()).await;
     check::record(&state.forward_auth, path.proxy, &verdict);
-    http_answer(verdict)
+    let allowed = verdict.result.is_ok();
+    let mut response = http_answer(verdict);
+    if allowed {
+        let headers = response.headers_mut();
+        for name in IDENTITY_HEADERS {
+            if !headers.contains_key(name) {
+                headers.insert(HeaderName::from_static(name), HeaderValue::from_static(""));
+            }
+        }
+    }
+    response
 }
 
 #[cfg(test)]
