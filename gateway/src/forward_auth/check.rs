@@ -12,6 +12,7 @@
 
 use super::cache::{Lookup, ProvenIdentity, Standing};
 use super::decision::{self, Check, Refusal};
+use super::denial::SignIn;
 use super::reason::{DecisionId, Reason};
 use super::request::{self, Credential, Inbound};
 use super::requirements::{self, Requirements};
@@ -593,9 +594,16 @@ fn unauthenticated(
         );
         return Denial::Misconfigured;
     }
-    let sign_in = redirects(inbound).then(|| {
+    let how: Option<fn(String) -> SignIn> = if redirects(inbound) {
+        Some(SignIn::Redirect)
+    } else if inbound.proxy.hints_sign_in() {
+        Some(SignIn::Hint)
+    } else {
+        None
+    };
+    let sign_in = how.map(|how| {
         let rd = return_url(state, tenant, inbound);
-        match rd.as_deref() {
+        let url = match rd.as_deref() {
             Some(rd)
                 if return_url::needs_handoff(
                     rd,
@@ -607,7 +615,8 @@ fn unauthenticated(
             }
             _ => None,
         }
-        .unwrap_or_else(|| return_url::signin_url(&state.public_url, tenant.name(), rd.as_deref()))
+        .unwrap_or_else(|| return_url::signin_url(&state.public_url, tenant.name(), rd.as_deref()));
+        how(url)
     });
     Denial::Unauthenticated {
         realm: tenant.name().to_owned(),

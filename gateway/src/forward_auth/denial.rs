@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Denial {
     /// No credential, or one that did not check out: 401 with a Bearer challenge (naming
-    /// `invalid_token` when one was presented), or a 302 to `sign_in` when the caller is a
-    /// browser behind a proxy that relays redirects.
+    /// `invalid_token` when one was presented), or a 302 to sign in when the caller is a
+    /// browser behind a proxy that relays redirects, or a 401 whose challenge names the
+    /// sign-in URL behind a proxy that passes only 2xx, 401 and 403.
     Unauthenticated {
         /// The tenant's URL name (the challenge's realm).
         realm: String,
@@ -24,8 +25,8 @@ pub enum Denial {
         display_name: String,
         /// [`Reason::NoCredentials`], or why the presented credential was refused.
         reason: Reason,
-        /// Where to send a browser instead, if anywhere.
-        sign_in: Option<String>,
+        /// Where to send a browser, if anywhere, and how.
+        sign_in: Option<SignIn>,
     },
     /// The identity does not meet the route's requirements: 403, or a 302 to `step_up`
     /// when stronger sign-in would help a browser behind a proxy that relays redirects.
@@ -46,6 +47,17 @@ pub enum Denial {
     Misconfigured,
     /// A dependency is down and the credential could not be checked: 503.
     Unavailable,
+}
+
+/// Where a browser signs in, and how the proxy lets us say so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignIn {
+    /// A 302 to the URL (Traefik, Envoy, the Gateway API filter relay it).
+    Redirect(String),
+    /// A 401 whose challenge carries `sign_in_url="<URL>"`: NGINX Gateway Fabric turns any
+    /// status but 2xx, 401 and 403 into a 500, and nginx's `auth_request` relays only the
+    /// `WWW-Authenticate` header of a 401 to the client.
+    Hint(String),
 }
 
 impl Denial {
@@ -80,7 +92,7 @@ impl IntoResponse for Denial {
     fn into_response(self) -> Response {
         let mut response = match self {
             Self::Unauthenticated {
-                sign_in: Some(location),
+                sign_in: Some(SignIn::Redirect(location)),
                 ..
             }
             | Self::Forbidden {
@@ -91,8 +103,19 @@ impl IntoResponse for Denial {
                 realm,
                 display_name,
                 reason,
-                sign_in: None,
-            } => unauthenticated(&realm, &display_name, reason != Reason::NoCredentials),
+                sign_in,
+            } => {
+                let hint = match &sign_in {
+                    Some(SignIn::Hint(url)) => Some(url.as_str()),
+                    _ => None,
+                };
+                unauthenticated(
+                    &realm,
+                    &display_name,
+                    reason != Reason::NoCredentials,
+                    hint,
+                )
+            }
             Self::Forbidden {
                 realm,
                 refusal,
@@ -172,10 +195,20 @@ fn with_challenge(mut response: Response, challenge: &str) -> Response {
     response
 }
 
-fn unauthenticated(realm: &str, display_name: &str, presented: bool) -> Response {
+fn unauthenticated(
+    realm: &str,
+    display_name: &str,
+    presented: bool,
+    sign_in_hint: Option<&str>,
+) -> Response {
     let mut challenge = format!("Bearer realm=\"{}\"", quote(realm));
     if presented {
         challenge.push_str(", error=\"invalid_token\"");
+    }
+    if let Some(url) = sign_in_hint {
+        // An auth-param of our own (RFC 9110 §11.2 lets a scheme carry more): the one part
+        // of the answer nginx's `auth_request` passes on to the client.
+        challenge.push_str(&format!(", sign_in_url=\"{}\"", quote(url)));
     }
     let response = problem_response(
         StatusCode::UNAUTHORIZED,
@@ -255,7 +288,7 @@ mod tests {
             } else {
                 Reason::NoCredentials
             },
-            sign_in: sign_in.map(str::to_owned),
+            sign_in: sign_in.map(|s| SignIn::Redirect(s.to_owned())),
         }
     }
 
@@ -297,6 +330,25 @@ mod tests {
         assert_eq!(header(&r, header::CACHE_CONTROL), Some("no-store"));
         assert_eq!(header(&r, header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
         assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn behind_nginx_gateway_fabric_the_401_names_where_to_sign_in() {
+        let d = Denial::Unauthenticated {
+            realm: "acme".into(),
+            display_name: "Acme Corp".into(),
+            reason: Reason::SessionExpired,
+            sign_in: Some(SignIn::Hint("https://gw/t/acme/signin?rd=x\"y".into())),
+        };
+        let r = d.into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&r, header::WWW_AUTHENTICATE),
+            Some(
+                "Bearer realm=\"acme\", error=\"invalid_token\", sign_in_url=\"https://gw/t/acme/signin?rd=xy\""
+            )
+        );
+        assert!(r.headers().get(header::LOCATION).is_none());
     }
 
     #[test]

@@ -7,11 +7,13 @@ use super::reason::Reason;
 use super::request::Proxy;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
-const PROXIES: [Proxy; 5] = [
+const PROXIES: [Proxy; 7] = [
     Proxy::Nginx,
     Proxy::Traefik,
     Proxy::Envoy,
     Proxy::EnvoyGrpc,
+    Proxy::GatewayApi,
+    Proxy::NginxGatewayFabric,
     Proxy::Direct,
 ];
 const OUTCOMES: [&str; 7] = [

@@ -1,6 +1,7 @@
-//! Forward-auth: the check ingress-nginx (`auth-url`), Traefik (`ForwardAuth`) and Envoy
+//! Forward-auth: the check ingress-nginx (`auth-url`), Traefik (`ForwardAuth`), Envoy
 //! (`ext_authz`, HTTP at `/forward-auth`, gRPC `Authorization/Check` on its own port: see
-//! [`grpc`]) make before every request to a protected app.
+//! [`grpc`]) and the Gateway API `ExternalAuth` filter (HTTP at `/external-auth/…`, see
+//! [`external_auth`]) make before every request to a protected app.
 //!
 //! Every dialect is a thin adapter over one check ([`check::run`], which ends in
 //! [`decision::decide`]): the adapter reads what its proxy sent, the check decides, and the
@@ -17,6 +18,7 @@ pub mod check;
 pub mod decision;
 pub mod denial;
 pub mod explain;
+pub mod external_auth;
 pub mod grpc;
 mod metrics;
 pub mod reason;
@@ -84,7 +86,8 @@ impl ForwardAuthState {
     }
 }
 
-/// `/forward-auth`, `/forward-auth/` and `/forward-auth/{*path}` (Envoy), any method.
+/// `/forward-auth`, `/forward-auth/` and `/forward-auth/{*path}` (Envoy), and
+/// `/external-auth/{*path}` (the Gateway API filter), any method.
 ///
 /// The routes hold their own `Arc` of the state: axum clones a route's state on every
 /// request, and one reference count is cheaper on the hot path than every field of
@@ -94,6 +97,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
         .route("/forward-auth", any(http_check))
         .route("/forward-auth/", any(http_check))
         .route("/forward-auth/{*path}", any(http_check))
+        .route("/external-auth/{*path}", any(external_auth::http_check))
         .with_state(Arc::new(state.clone()))
         .merge(explain::router(state))
 }

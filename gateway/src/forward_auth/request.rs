@@ -1,6 +1,8 @@
 //! What the proxy tells us about the original request, normalized across ingress-nginx
-//! (`X-Original-*`), Traefik (`X-Forwarded-*`, only from trusted peers) and Envoy (original
-//! path appended to ours), plus the credential the client presented.
+//! (`X-Original-*`), Traefik (`X-Forwarded-*`, only from trusted peers), Envoy (original
+//! path appended to ours) and the Gateway API `ExternalAuth` filter (original path appended
+//! to the filter's path prefix, original `Host` and method), plus the credential the client
+//! presented.
 //!
 //! Nothing here fails: a header that is missing, repeated, not UTF-8 or absurd is treated as
 //! absent (for facts about the request) or as an invalid credential (for credentials), so
@@ -28,6 +30,12 @@ pub enum Proxy {
     /// Envoy `ext_authz` gRPC (`envoy.service.auth.v3.Authorization/Check`): our answer, a
     /// `DeniedHttpResponse`, goes to the client as it is.
     EnvoyGrpc,
+    /// The Gateway API `ExternalAuth` filter over HTTP (GEP-1494: Envoy Gateway, Cilium):
+    /// our answer goes to the client as it is.
+    GatewayApi,
+    /// NGINX Gateway Fabric's `ExternalAuth` filter: nginx `auth_request`, so only 2xx, 401
+    /// and 403 are understood; a browser is told where to sign in inside the 401.
+    NginxGatewayFabric,
     /// Called directly (or by an unknown proxy): plain 401/403.
     Direct,
 }
@@ -35,7 +43,16 @@ pub enum Proxy {
 impl Proxy {
     /// Whether the proxy relays a 302 to the browser (nginx would turn it into a 500).
     pub fn relays_redirects(self) -> bool {
-        matches!(self, Self::Traefik | Self::Envoy | Self::EnvoyGrpc)
+        matches!(
+            self,
+            Self::Traefik | Self::Envoy | Self::EnvoyGrpc | Self::GatewayApi
+        )
+    }
+
+    /// Whether a 401 carries where to sign in (`sign_in_url` in the challenge): the proxy
+    /// cannot relay a redirect, and has no sign-in URL of its own as ingress-nginx has.
+    pub fn hints_sign_in(self) -> bool {
+        self == Self::NginxGatewayFabric
     }
 
     /// The `proxy` label of the decisions counter.
@@ -45,6 +62,8 @@ impl Proxy {
             Self::Traefik => "traefik",
             Self::Envoy => "envoy",
             Self::EnvoyGrpc => "envoy_grpc",
+            Self::GatewayApi => "gateway_api",
+            Self::NginxGatewayFabric => "nginx_gateway_fabric",
             Self::Direct => "direct",
         }
     }
@@ -285,6 +304,44 @@ pub fn inbound<'a>(
         client,
         wants_html,
         original: Original::Unknown,
+    }
+}
+
+/// The original request of a Gateway API `ExternalAuth` check (`proxy` is
+/// [`Proxy::GatewayApi`] or [`Proxy::NginxGatewayFabric`]): the filter sends the original
+/// `Host`, method and path (`original`, after the filter's path prefix, with the query), and
+/// other headers only when its `allowedHeaders` lists them. The scheme is
+/// `X-Forwarded-Proto` when listed and `https` otherwise: a Gateway serving browsers serves
+/// HTTPS, and the return URL is checked against the tenant's allowed origins anyway.
+pub fn gateway_api<'a>(
+    proxy: Proxy,
+    headers: &'a HeaderMap,
+    own_method: &Method,
+    original: &'a str,
+    peer: Option<IpAddr>,
+    trusted_proxies: &'a [IpNet],
+) -> Inbound<'a> {
+    let wants_html =
+        single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
+    let scheme = single(headers, "x-forwarded-proto")
+        .filter(|p| *p == "http")
+        .unwrap_or("https");
+    let original =
+        single(headers, header::HOST.as_str()).map_or(Original::Unknown, |host| Original::Parts {
+            scheme,
+            host,
+            path_and_query: original,
+        });
+    Inbound {
+        proxy,
+        method: Some(own_method.clone()),
+        wants_html,
+        original,
+        client: ClientFacts::Http {
+            peer,
+            headers,
+            trusted_proxies,
+        },
     }
 }
 
