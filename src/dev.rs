@@ -95,7 +95,12 @@ fn claim_data_dir(manifests: &Path, data_dir: &Path) -> Result<std::fs::File, Fa
 }
 
 /// Runs dev mode until Ctrl-C.
-pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> Result<(), Fatal> {
+pub async fn run(
+    manifests: PathBuf,
+    listen: SocketAddr,
+    ext_authz_listen: String,
+    data_dir: PathBuf,
+) -> Result<(), Fatal> {
     let lock = claim_data_dir(&manifests, &data_dir)?;
     let master = dev_master_keys(&data_dir)?;
     let db_default = format!("sqlite:{}", data_dir.join("keygate.db").display());
@@ -110,6 +115,23 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     // first admin, the breached list); dev defaults fill what the environment leaves unset.
     let common = sources.common_with_defaults(Some(&db_default), Some(&master))?;
     let mut gw = sources.gateway(Some(&public_default), &listen.to_string())?;
+    let ext_authz = sources.ext_authz(&ext_authz_listen)?;
+    let grpc_settings = crate::startup::grpc_settings(&ext_authz)?;
+    let grpc = match ext_authz.listen {
+        Some(addr) => Some(crate::startup::GrpcListener {
+            listener: bind(addr).await?,
+            settings: grpc_settings,
+        }),
+        None => None,
+    };
+    let grpc_bound = match &grpc {
+        Some(g) => Some(
+            g.listener
+                .local_addr()
+                .map_err(|e| Fatal::Other(format!("cannot read the bound gRPC address: {e}")))?,
+        ),
+        None => None,
+    };
     // Dev keeps rate windows and revocations in this one process, even with a Redis URL set.
     gw.redis_url = None;
     init_logging(common.log_format, &common.log_filter);
@@ -120,7 +142,9 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
         common.master_keys.clone(),
         &gw.public_url,
         clock.clone(),
-    );
+    )
+    // A local identity provider on loopback may speak plain HTTP in dev, and only there.
+    .allowing_loopback_http();
     // One revocation channel for both halves: a deleted or rotated-out API key the
     // operator revokes is refused by forward-auth's next check, not when its cache expires.
     let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new());
@@ -146,13 +170,20 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
             ephemeral: Some(ephemeral),
             without_smtp: Some(Arc::new(TerminalMailer)),
             registry,
+            allow_loopback_http: true,
         },
     )
     .await?;
-    print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);
+    print_next_steps(
+        &gw.public_url,
+        grpc_bound,
+        &manifests,
+        &data_dir,
+        &next_steps,
+    );
     let _held_until_exit = lock;
     // The same background work as `keygate gateway` (revocation re-check, expiry sweep).
-    crate::startup::serve_gateway(listener, state).await;
+    crate::startup::serve_gateway(listener, grpc, state).await;
     Ok(())
 }
 
@@ -188,6 +219,7 @@ async fn start_operator(
 
 fn print_next_steps(
     public_url: &str,
+    grpc: Option<SocketAddr>,
     manifests: &Path,
     data_dir: &Path,
     steps: &keygate_operator::directory::NextSteps,
@@ -222,9 +254,29 @@ fn print_next_steps(
             key.file.display()
         ));
     }
+    for client in &steps.oauth_clients {
+        match &client.secret_file {
+            Some(file) => lines.push(format!(
+                "  {}: client_id {}, its secret is in {}",
+                client.resource,
+                client.client_id,
+                file.display()
+            )),
+            None => lines.push(format!(
+                "  {}: client_id {} (public: no secret)",
+                client.resource, client.client_id
+            )),
+        }
+    }
     lines.push(format!(
         "  health      {public_url}/healthz and {public_url}/readyz"
     ));
+    match grpc {
+        Some(addr) => lines.push(format!(
+            "  ext_authz   gRPC on {addr} (envoy.service.auth.v3.Authorization/Check; requirements in the route's context_extensions key `keygate`)"
+        )),
+        None => lines.push("  ext_authz   gRPC service off (KEYGATE_EXT_AUTHZ_LISTEN=off)".into()),
+    }
     if let (Some(tenant), Some(key)) = (steps.tenants.first(), steps.api_keys.first()) {
         lines.push("Try forward-auth as an ingress would, with the demo API key:".into());
         lines.push(format!(

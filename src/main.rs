@@ -2,6 +2,7 @@
 //! plus the tools around them (CRDs, migrations).
 
 mod dev;
+mod explain;
 mod logging;
 mod startup;
 
@@ -28,6 +29,13 @@ enum Command {
         /// Address to serve on.
         #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Address of the gRPC ext_authz service (Envoy's `Authorization/Check`), or `off`.
+        #[arg(
+            long,
+            env = "KEYGATE_EXT_AUTHZ_LISTEN",
+            default_value = "127.0.0.1:9191"
+        )]
+        ext_authz_listen: String,
         /// Where the SQLite database and the generated master key are kept.
         #[arg(long, default_value = ".keygate")]
         data_dir: PathBuf,
@@ -40,8 +48,8 @@ enum Command {
         #[arg(long, env = "KEYGATE_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Run the operator: reconcile Tenant, IdentityProvider, Role and ApiKey resources into
-    /// the database and Secrets, from a manifest folder (`--manifests`) or the Kubernetes API.
+    /// Run the operator: reconcile Tenant, IdentityProvider, Role, ApiKey and OAuthClient
+    /// resources into the database and Secrets, from a manifest folder (`--manifests`) or the Kubernetes API.
     Operator {
         /// YAML config file; environment variables override it.
         #[arg(long, env = "KEYGATE_CONFIG")]
@@ -50,6 +58,11 @@ enum Command {
         #[arg(long)]
         manifests: Option<PathBuf>,
     },
+    /// Explain a forward-auth decision: evaluate a route's requirements and a credential
+    /// against a running gateway (its live tenants, keys, sessions and revocations, through
+    /// the admin API) and print every check and its outcome. Exits 0 when the request would
+    /// pass, 2 when it would be denied, 1 on error.
+    Explain(explain::Args),
     /// Print the four CustomResourceDefinitions as YAML (pipe into `kubectl apply -f -`).
     Crds,
     /// Apply database migrations to KEYGATE_DATABASE_URL and exit (run once per upgrade).
@@ -74,6 +87,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Already printed with its reason; not an error.
+        Err(startup::Fatal::Denied) => ExitCode::from(2),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -86,8 +101,10 @@ async fn run(command: Command) -> Result<(), startup::Fatal> {
         Command::Dev {
             manifests,
             listen,
+            ext_authz_listen,
             data_dir,
-        } => dev::run(manifests, listen, data_dir).await,
+        } => dev::run(manifests, listen, ext_authz_listen, data_dir).await,
+        Command::Explain(args) => explain::run(args).await,
         Command::Gateway { config } => startup::gateway(config.as_deref()).await,
         Command::Operator { config, manifests } => {
             startup::operator(config.as_deref(), manifests).await

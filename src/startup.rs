@@ -3,8 +3,9 @@
 
 use crate::logging::init_logging;
 use keygate_core::clock::SystemClock;
-use keygate_core::config::{ConfigError, GatewayConfig, Sources};
+use keygate_core::config::{ConfigError, ExtAuthzConfig, GatewayConfig, Sources};
 use keygate_core::store::{self, Store};
+use keygate_gateway::forward_auth::grpc::{self, ExtAuthz, GrpcSettings};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub enum Fatal {
     /// The operator could not start or stopped early.
     #[error("{0}")]
     Operator(#[from] keygate_operator::RunError),
+    /// `keygate explain`: the request would be denied (exit status 2).
+    #[error("the request would be denied")]
+    Denied,
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -121,6 +125,8 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     let sources = Sources::from_process(config)?;
     let common = sources.common(None)?;
     let gw = sources.gateway(None, "0.0.0.0:8080")?;
+    let ext_authz = sources.ext_authz("0.0.0.0:9191")?;
+    let grpc_settings = grpc_settings(&ext_authz)?;
     init_logging(common.log_format, &common.log_filter);
     let store = open_store(common.database_url.expose(), false).await?;
     let clock: Arc<dyn keygate_core::clock::Clock> = Arc::new(SystemClock);
@@ -134,30 +140,86 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     )
     .await?;
     let listener = bind(gw.listen).await?;
-    tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
-    serve_gateway(listener, state).await;
+    let grpc = match ext_authz.listen {
+        Some(addr) => Some(GrpcListener {
+            listener: bind(addr).await?,
+            settings: grpc_settings,
+        }),
+        None => None,
+    };
+    tracing::info!(listen = %gw.listen, ext_authz = ?ext_authz.listen, public_url = %gw.public_url, "gateway serving");
+    serve_gateway(listener, grpc, state).await;
     Ok(())
+}
+
+/// The gRPC ext_authz service's settings, checked before anything starts (a host default
+/// with unreadable requirements would deny every request to that host).
+pub fn grpc_settings(config: &ExtAuthzConfig) -> Result<GrpcSettings, Fatal> {
+    GrpcSettings::new(
+        config.requirements_header.as_deref(),
+        &config.host_requirements,
+    )
+    .map_err(|e| {
+        Fatal::Other(format!(
+            "invalid ext_authz setting: {e}. Fix ext_authz_requirements_header / ext_authz_host_requirements in the config file"
+        ))
+    })
+}
+
+/// The gRPC ext_authz service's socket and settings.
+pub struct GrpcListener {
+    /// Bound before serving, so a taken port stops start-up with its cause.
+    pub listener: tokio::net::TcpListener,
+    /// Where requirements come from besides `context_extensions`.
+    pub settings: GrpcSettings,
 }
 
 /// Serves the gateway on `listener` until a shutdown signal, with its background work: the
 /// store re-check of revocations (Postgres as the fallback of Redis pub/sub: that is fast,
 /// this poll is certain) and the expiry sweep.
-pub async fn serve_gateway(listener: tokio::net::TcpListener, state: keygate_gateway::AppState) {
+pub async fn serve_gateway(
+    listener: tokio::net::TcpListener,
+    grpc: Option<GrpcListener>,
+    state: keygate_gateway::AppState,
+) {
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let _janitor = state.identity.spawn_janitor(JANITOR_EVERY);
+    // One signal stops both servers.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let grpc_task = grpc.map(|g| {
+        let service = ExtAuthz::new(state.clone(), g.settings);
+        let until = stopped(stopping.clone());
+        tokio::spawn(async move {
+            if let Err(e) = grpc::serve(g.listener, service, until).await {
+                tracing::error!(error = %e, "the gRPC ext_authz service stopped");
+            }
+        })
+    });
     keygate_gateway::server::serve(
         listener,
         keygate_gateway::app(state),
         keygate_gateway::server::ClientTimeouts::default(),
-        shutdown_signal(),
+        stopped(stopping),
     )
     .await;
+    if let Some(task) = grpc_task {
+        let _ = task.await;
+    }
 }
 
 /// What `keygate dev` hands the gateway beside its settings; `keygate gateway` uses the
 /// defaults.
 #[derive(Default)]
 pub struct GatewayExtras {
+    /// Accept plain-`http://` OIDC issuers on loopback hosts (`keygate dev` only).
+    pub allow_loopback_http: bool,
     /// Replaces the in-process store of rate windows and revocations (`keygate dev` shares
     /// one with its operator, so a revoked API key is refused at once).
     pub ephemeral: Option<Arc<dyn keygate_core::ephemeral::Ephemeral>>,
@@ -203,7 +265,13 @@ pub async fn gateway_state(
             ),
         }
     }
-    let identity = keygate_gateway::identity::IdentityService::new(identity);
+    let identity = keygate_gateway::identity::IdentityService::with_federation(
+        identity,
+        keygate_gateway::identity::Federation {
+            allow_loopback_http: extras.allow_loopback_http,
+            ..Default::default()
+        },
+    );
     // Building the state starts nothing: the first-admin bootstrap is started here.
     identity.spawn_bootstrap(gw.bootstrap.clone());
     Ok(keygate_gateway::AppState::builder(identity)

@@ -8,6 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "cli/schemathesis.rs"]
+mod schemathesis;
+
 const BIN: &str = env!("CARGO_BIN_EXE_keygate");
 
 fn repo_root() -> &'static Path {
@@ -50,8 +53,25 @@ fn start_dev_capturing(
     data_dir: &Path,
     env: &[(&str, &str)],
 ) -> (Running, String, Lines) {
+    start_dev_listening(manifests, data_dir, env, "127.0.0.1:0")
+}
+
+/// [`start_dev_capturing`] on the address `listen`.
+fn start_dev_listening(
+    manifests: &Path,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    listen: &str,
+) -> (Running, String, Lines) {
     let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .args([
+            "dev",
+            "--listen",
+            listen,
+            "--ext-authz-listen",
+            "127.0.0.1:0",
+            "--manifests",
+        ])
         .arg(manifests)
         .arg("--data-dir")
         .arg(data_dir)
@@ -288,11 +308,17 @@ fn gateway_with_unreachable_database_exits_with_cause_and_fix() {
 }
 
 #[test]
-fn crds_subcommand_prints_all_four_kinds() {
+fn crds_subcommand_prints_all_five_kinds() {
     let out = Command::new(BIN).arg("crds").output().unwrap();
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
-    for kind in ["Tenant", "IdentityProvider", "Role", "ApiKey"] {
+    for kind in [
+        "Tenant",
+        "IdentityProvider",
+        "Role",
+        "ApiKey",
+        "OAuthClient",
+    ] {
         assert!(printed.contains(&format!("kind: {kind}")), "{kind} missing");
     }
 }
@@ -302,7 +328,14 @@ fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
     let data = tempfile::tempdir().unwrap();
     let (_dev, _base) = start_dev(data.path());
     let out = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--ext-authz-listen",
+            "127.0.0.1:0",
+            "--manifests",
+        ])
         .arg(repo_root().join("examples/dev"))
         .arg("--data-dir")
         .arg(data.path())
@@ -323,7 +356,14 @@ fn a_second_dev_on_the_same_folder_is_refused_with_a_hint() {
 fn dev_refuses_an_invalid_trusted_proxy_list() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--manifests"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--ext-authz-listen",
+            "127.0.0.1:0",
+            "--manifests",
+        ])
         .arg(repo_root().join("examples/dev"))
         .arg("--data-dir")
         .arg(data.path())
@@ -588,4 +628,336 @@ async fn dev_prints_mails_labelled_dev_only_and_never_logs_them() {
         !outside.iter().any(|l| l.contains(&token)),
         "the verification token reached the log"
     );
+}
+
+/// `keygate dev` prints where its gRPC ext_authz service listens, and `keygate explain`
+/// asks the running gateway about a credential: every check with its outcome, exit status 0
+/// when the request would pass and 2 when not, refused without an admin credential.
+#[tokio::test]
+async fn explain_prints_each_check_of_the_live_decision() {
+    let manifests = dev_manifests();
+    std::fs::write(
+        manifests.path().join("apikey-explainer.yaml"),
+        "apiVersion: keygate.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: explainer\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  secretName: explainer-key\n  permissions: [\"keygate:admin\"]\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (_dev, url, lines) = start_dev_capturing(manifests.path(), data.path(), &[]);
+    let printed = Instant::now() + Duration::from_secs(10);
+    while !lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("ext_authz   gRPC on 127.0.0.1:"))
+    {
+        assert!(
+            Instant::now() < printed,
+            "keygate dev prints the gRPC address: {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key_of = |file: &str| {
+        let text =
+            std::fs::read_to_string(data.path().join(format!("secrets/default/{file}.yaml")))
+                .ok()?;
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("apiKey:"))
+            .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (demo, admin) = loop {
+        if let (Some(d), Some(a)) = (key_of("demo-api-key"), key_of("explainer-key")) {
+            break (d, a);
+        }
+        assert!(Instant::now() < deadline, "the keys' Secret files appear");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let explain = |requirements: &str, admin: &str| {
+        Command::new(BIN)
+            .args([
+                "explain",
+                "--gateway",
+                &url,
+                "--tenant",
+                "demo",
+                requirements,
+            ])
+            .env("KEYGATE_EXPLAIN_TOKEN", &demo)
+            .env("KEYGATE_ADMIN_TOKEN", admin)
+            .output()
+            .unwrap()
+    };
+    let ok = explain("role=viewer", &admin);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("allowed (allowed), HTTP 200, decision "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  role          pass  any of viewer; held viewer"),
+        "{text}"
+    );
+    assert!(text.contains("\n  credential    pass  ApiKey"), "{text}");
+    assert!(!text.contains(&demo), "the key is never printed");
+
+    let denied = explain("role=demo-admin&perm=users.write", &admin);
+    let text = String::from_utf8_lossy(&denied.stdout);
+    assert_eq!(denied.status.code(), Some(2), "{text}");
+    assert!(
+        text.starts_with("denied (missing_role), HTTP 403"),
+        "{text}"
+    );
+    assert!(text.contains("\n  role          fail  "), "{text}");
+    assert!(
+        text.contains("\n  perm          fail  "),
+        "every check is listed: {text}"
+    );
+
+    let refused = explain("role=viewer", &demo);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("keygate:admin"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// `oidc-provider` (npm) on plain HTTP on 127.0.0.1, with keygate registered as a client
+/// redirecting to `redirect`; returns it with its issuer.
+fn oidc_provider_http(dir: &Path, redirect: &str) -> (Running, String) {
+    let peer = repo_root().join("gateway/tests/oidc-provider");
+    assert!(
+        peer.join("node_modules/oidc-provider").is_dir(),
+        "oidc-provider is not installed: run scripts/test"
+    );
+    let config = dir.join("provider.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "clientId": "keygate-dev",
+            "clientSecret": "dev-client-secret-0123456789",
+            "redirectUris": [redirect],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut child = Command::new("node")
+        .arg(peer.join("provider.mjs"))
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(port) = line.strip_prefix("listening ") {
+                let _ = tx.send(port.trim().to_owned());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("oidc-provider prints its port");
+    (Running(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// Cookies by host, as a browser keeps them (ports do not separate hosts).
+#[derive(Default)]
+struct Jar(std::collections::HashMap<String, std::collections::BTreeMap<String, String>>);
+
+impl Jar {
+    fn host(url: &str) -> String {
+        url::Url::parse(url).unwrap().host_str().unwrap().to_owned()
+    }
+    fn header(&self, url: &str) -> String {
+        self.0
+            .get(&Self::host(url))
+            .map(|c| {
+                c.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    }
+    fn keep(&mut self, url: &str, r: &reqwest::Response) {
+        let cookies = self.0.entry(Self::host(url)).or_default();
+        for v in r.headers().get_all("set-cookie") {
+            let c = cookie::Cookie::parse(v.to_str().unwrap().to_owned()).unwrap();
+            if c.value().is_empty() || c.max_age().is_some_and(|a| a.is_zero()) {
+                cookies.remove(c.name());
+            } else {
+                cookies.insert(c.name().to_owned(), c.value().to_owned());
+            }
+        }
+    }
+}
+
+/// Sends a request as the browser, following redirects; returns the last URL and body.
+async fn browse(
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    mut url: String,
+    mut form: Option<Vec<(&str, &str)>>,
+) -> (u16, String, String) {
+    for _ in 0..20 {
+        let mut req = match form.take() {
+            Some(pairs) => {
+                let body: String = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(pairs)
+                    .finish();
+                http.post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            None => http.get(&url),
+        };
+        let cookies = jar.header(&url);
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies);
+        }
+        let r = req.send().await.unwrap();
+        jar.keep(&url, &r);
+        if !r.status().is_redirection() {
+            let status = r.status().as_u16();
+            return (status, url, r.text().await.unwrap());
+        }
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        url = url::Url::parse(&url)
+            .unwrap()
+            .join(&location)
+            .unwrap()
+            .to_string();
+    }
+    panic!("too many redirects from {url}");
+}
+
+fn form_action(page_url: &str, html: &str) -> String {
+    let at = html.find("action=\"").unwrap() + "action=\"".len();
+    let action = &html[at..at + html[at..].find('"').unwrap()];
+    url::Url::parse(page_url)
+        .unwrap()
+        .join(action)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn dev_signs_people_in_through_an_identity_provider_manifest_and_its_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let manifests = dev_manifests();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (_provider, issuer) =
+        oidc_provider_http(data.path(), &format!("{base}/t/demo/sso/corp/callback"));
+    std::fs::write(
+        manifests.path().join("identity-provider-corp.yaml"),
+        format!(
+            "apiVersion: keygate.dev/v1alpha1
+kind: IdentityProvider
+metadata:
+  name: corp
+  namespace: default
+spec:
+  tenantRef:
+    name: demo
+  displayName: Sign in with Corp
+  type: oidc
+  oidc:
+    issuer: {issuer}
+    clientId: keygate-dev
+    clientSecretRef:
+      name: corp-sso
+      key: client-secret
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: corp-sso
+  namespace: default
+stringData:
+  client-secret: dev-client-secret-0123456789
+"
+        ),
+    )
+    .unwrap();
+    let (_dev, url, _) = start_dev_listening(
+        manifests.path(),
+        data.path(),
+        &[],
+        &format!("127.0.0.1:{port}"),
+    );
+    assert_eq!(url, base);
+
+    // The status view says it is usable and which redirect URI to register.
+    let status = std::fs::read_to_string(data.path().join("status.yaml")).unwrap();
+    // Its own entry only: the lines below its key, up to the next resource.
+    let corp: String = status
+        .lines()
+        .skip_while(|l| !l.contains("IdentityProvider default/corp"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' ') || l.starts_with('-'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        corp.contains(&format!("{base}/t/demo/sso/corp/callback")),
+        "{status}"
+    );
+    assert!(corp.contains("True") && !corp.contains("False"), "{status}");
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut jar = Jar::default();
+    let (_, _, signin) = browse(&http, &mut jar, format!("{base}/t/demo/signin"), None).await;
+    assert!(signin.contains("/t/demo/sso/corp/start"), "{signin}");
+    let (status, page, login) = browse(
+        &http,
+        &mut jar,
+        format!("{base}/t/demo/sso/corp/start"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}: {login}");
+    let (_, page, consent) = browse(
+        &http,
+        &mut jar,
+        form_action(&page, &login),
+        Some(vec![
+            ("prompt", "login"),
+            ("login", "grace@example.com"),
+            ("password", "x"),
+        ]),
+    )
+    .await;
+    let (status, page, _) = browse(
+        &http,
+        &mut jar,
+        form_action(&page, &consent),
+        Some(vec![("prompt", "consent")]),
+    )
+    .await;
+    assert_eq!(
+        (status, page.as_str()),
+        (200, format!("{base}/t/demo/account").as_str())
+    );
+    let me: serde_json::Value = http
+        .get(format!("{base}/t/demo/userinfo"))
+        .header("cookie", jar.header(&base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "grace@example.com", "{me}");
 }

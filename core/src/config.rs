@@ -94,6 +94,13 @@ pub struct FileConfig {
     pub smtp_from: Option<String>,
     /// Comma-separated CIDRs of proxies whose forwarded headers are believed.
     pub trusted_proxies: Option<String>,
+    /// Listen address of the gRPC ext_authz service, or `off`.
+    pub ext_authz_listen: Option<String>,
+    /// A request header the proxy sets to a route's requirements, for gRPC checks whose
+    /// route has no `context_extensions` (off unless set).
+    pub ext_authz_requirements_header: Option<String>,
+    /// Requirements of gRPC checks by request host, when neither of the above names any.
+    pub ext_authz_host_requirements: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Looks up one environment variable; injectable so tests never touch the process environment.
@@ -137,7 +144,7 @@ impl Sources {
                     ConfigError::new(
                         "KEYGATE_CONFIG",
                         format!("{} is not a valid keygate config: {e}", path.display()),
-                        "Fix the file; allowed keys are public_url, listen, operator_listen, database_url, redis_url, master_keys, log_format, log, password_hashing, smtp_url, smtp_from, trusted_proxies",
+                        "Fix the file; allowed keys are public_url, listen, operator_listen, database_url, redis_url, master_keys, log_format, log, password_hashing, smtp_url, smtp_from, trusted_proxies, ext_authz_listen, ext_authz_requirements_header, ext_authz_host_requirements",
                     )
                 })?
             }
@@ -331,6 +338,51 @@ impl Sources {
         })
     }
 
+    /// The gRPC ext_authz service's settings: `KEYGATE_EXT_AUTHZ_LISTEN` (an address, or
+    /// `off`; `listen_default` when unset), `KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER`, and the
+    /// file's `ext_authz_host_requirements` (checked by the gateway at start-up).
+    pub fn ext_authz(&self, listen_default: &str) -> Result<ExtAuthzConfig, ConfigError> {
+        let off = self
+            .plain("KEYGATE_EXT_AUTHZ_LISTEN", &self.file.ext_authz_listen)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("off"));
+        let listen = if off {
+            None
+        } else {
+            Some(self.addr(
+                "KEYGATE_EXT_AUTHZ_LISTEN",
+                &self.file.ext_authz_listen,
+                listen_default,
+            )?)
+        };
+        let requirements_header = self
+            .plain(
+                "KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER",
+                &self.file.ext_authz_requirements_header,
+            )
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
+        if let Some(h) = &requirements_header
+            && !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError::new(
+                "KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER",
+                format!("`{h}` is not a header name"),
+                "Use a header name such as x-keygate-requirements, or leave it unset",
+            ));
+        }
+        Ok(ExtAuthzConfig {
+            listen,
+            requirements_header,
+            host_requirements: self
+                .file
+                .ext_authz_host_requirements
+                .clone()
+                .unwrap_or_default(),
+        })
+    }
+
     /// `KEYGATE_TRUSTED_PROXIES`: CIDRs (or single addresses) of the ingress proxies whose
     /// `X-Forwarded-*` / `X-Real-IP` headers forward-auth and rate limits believe.
     fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -488,6 +540,19 @@ pub struct GatewayConfig {
     pub bootstrap: Option<BootstrapAdmin>,
 }
 
+/// Settings of the gateway's gRPC ext_authz service (`envoy.service.auth.v3.Authorization`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtAuthzConfig {
+    /// Where it listens; `None` when turned off.
+    pub listen: Option<SocketAddr>,
+    /// A request header carrying a route's requirements when its check has no
+    /// `context_extensions` (the proxy must set it, replacing any client-sent copy).
+    pub requirements_header: Option<String>,
+    /// Requirements by request host (lower case, `:port` when not the default), used when
+    /// neither `context_extensions` nor the header names any.
+    pub host_requirements: std::collections::BTreeMap<String, String>,
+}
+
 /// Settings of the operator.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
@@ -547,6 +612,24 @@ mod tests {
         ]);
         let c = s.common_with_defaults(None, Some(&dev)).unwrap();
         assert_eq!(c.master_keys.active_id(), "mine", "the user's key wins");
+    }
+
+    #[test]
+    fn ext_authz_listens_by_default_and_can_be_turned_off() {
+        let c = sources(&[]).ext_authz("0.0.0.0:9191").unwrap();
+        assert_eq!(c.listen, Some("0.0.0.0:9191".parse().unwrap()));
+        let c = sources(&[("KEYGATE_EXT_AUTHZ_LISTEN", "OFF")])
+            .ext_authz("0.0.0.0:9191")
+            .unwrap();
+        assert_eq!(c.listen, None);
+        let err = sources(&[("KEYGATE_EXT_AUTHZ_LISTEN", "nine")])
+            .ext_authz("0.0.0.0:9191")
+            .unwrap_err();
+        assert_eq!(err.field, "KEYGATE_EXT_AUTHZ_LISTEN");
+        let err = sources(&[("KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER", "x bad")])
+            .ext_authz("0.0.0.0:9191")
+            .unwrap_err();
+        assert_eq!(err.field, "KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER");
     }
 
     #[test]

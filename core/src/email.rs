@@ -199,3 +199,69 @@ mod tests {
         }
     }
 }
+
+/// Properties over generated addresses: parsing never panics, what it accepts is a fixed
+/// point (normalising twice changes nothing) made only of the characters the syntax allows,
+/// and the case of the domain never makes two accounts of one address.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn address() -> impl Strategy<Value = String> {
+        (
+            "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}){0,2}",
+            // Single hyphens only: UTS #46 refuses `--` in the third and fourth places.
+            prop::collection::vec("[A-Za-z0-9]{1,4}(-[A-Za-z0-9]{1,4}){0,2}", 1..4),
+            "[A-Za-z][A-Za-z0-9]{1,6}",
+            prop::sample::select(vec!["", " ", "\t", "  "]),
+        )
+            .prop_map(|(local, labels, top, pad)| {
+                format!("{pad}{local}@{}.{top}{pad}", labels.join("."))
+            })
+    }
+
+    fn check_accepted(input: &str) -> Result<(), TestCaseError> {
+        let Ok(a) = EmailAddress::parse(input) else {
+            return Ok(());
+        };
+        let s = a.as_str();
+        prop_assert!(s.len() <= MAX_ADDRESS_OCTETS);
+        prop_assert!(s.is_ascii(), "{s:?}");
+        prop_assert_eq!(s.matches('@').count(), 1, "{}", s);
+        prop_assert!(
+            !s.bytes()
+                .any(|b| b.is_ascii_control() || b" ,;\"()<>[]\\".contains(&b)),
+            "{s:?} carries a character a header list or a log line could split on"
+        );
+        let (_, domain) = s.rsplit_once('@').unwrap();
+        prop_assert_eq!(domain, domain.to_ascii_lowercase());
+        prop_assert_eq!(EmailAddress::parse(s), Ok(a.clone()), "not idempotent");
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_refused_or_normalised_to_a_fixed_point(input in any::<String>()) {
+            check_accepted(&input)?;
+        }
+
+        #[test]
+        fn addresses_near_the_syntax_never_panic(
+            input in "[ a-zA-Z0-9.@+_\\-\u{e9}\u{17f}\u{fc}\u{3002},;\"\\[\\]]{0,40}",
+        ) {
+            check_accepted(&input)?;
+        }
+
+        #[test]
+        fn well_formed_addresses_are_accepted_whatever_the_domain_case(raw in address()) {
+            let a = EmailAddress::parse(&raw);
+            prop_assert!(a.is_ok(), "{raw:?}: {a:?}");
+            check_accepted(&raw)?;
+            let (local, domain) = raw.trim().rsplit_once('@').unwrap();
+            let shouting = format!("{local}@{}", domain.to_ascii_uppercase());
+            prop_assert_eq!(EmailAddress::parse(&shouting), a);
+        }
+    }
+}

@@ -56,4 +56,8 @@ typed_id!(
     FactorId,
     /// An audit event row.
     AuditId,
+    /// A registered OAuth client declared by an OAuthClient resource.
+    OAuthClientId,
+    /// One secret of a confidential OAuth client (the raw secret is never stored).
+    ClientSecretId,
 );

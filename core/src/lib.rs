@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod email;
 pub mod ephemeral;
+pub mod federation;
 pub mod ids;
 pub mod keyring;
 pub mod store;

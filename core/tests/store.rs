@@ -17,6 +17,8 @@ mod isolation;
 mod keys;
 #[path = "store/mfa.rs"]
 mod mfa;
+#[path = "store/oauth_clients.rs"]
+mod oauth_clients;
 #[path = "store/roles.rs"]
 mod roles;
 #[path = "store/sessions.rs"]
@@ -86,6 +88,10 @@ conformance!(
     keys::signing_keys_order_and_retirement,
     roles::roles_upsert_and_subject_matching,
     roles::idps_and_identity_links,
+    oauth_clients::oauth_client_upsert_lookup_and_owner,
+    oauth_clients::client_secrets_rotate_with_grace,
+    oauth_clients::client_sessions_revoked_by_client_id,
+    oauth_clients::redirect_uris_match_exactly_or_on_any_loopback_port,
 );
 
 #[sqlx::test(migrations = false)]

@@ -69,7 +69,7 @@ pub enum AdmissionError {
     /// No keygate CRD serves the object's `apiVersion` and `kind`.
     #[error(
         "no keygate CRD serves apiVersion {api_version:?} kind {kind:?}; \
-         this build serves {API_VERSION} Tenant, IdentityProvider, Role and ApiKey"
+         this build serves {API_VERSION} Tenant, IdentityProvider, Role, ApiKey and OAuthClient"
     )]
     NoCrd {
         /// The object's `apiVersion`, empty when absent.
@@ -119,6 +119,7 @@ pub fn admit(resource: &Resource) -> Result<(), AdmissionError> {
         Resource::IdentityProvider(r) => serde_json::to_value(r),
         Resource::Role(r) => serde_json::to_value(r),
         Resource::ApiKey(r) => serde_json::to_value(r),
+        Resource::OAuthClient(r) => serde_json::to_value(r),
     };
     let mut object = rendered.map_err(|source| AdmissionError::Render {
         kind: resource.kind(),

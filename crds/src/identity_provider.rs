@@ -10,8 +10,10 @@ use crate::{
     tenant::HTTP_URL_PATTERN,
 };
 
-/// An `https://` URL without query or fragment (OIDC issuers, SAML metadata URLs).
-pub const HTTPS_URL_PATTERN: &str = r"^https://[^\s?#]+$";
+/// An OIDC issuer: `https://`, or plain `http://` on a loopback host, which only `keygate dev`
+/// accepts (the operator in a cluster marks such a provider not Ready).
+pub const OIDC_ISSUER_PATTERN: &str =
+    r"^(https://[^\s?#]+|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?(/[^\s?#]*)?)$";
 
 /// A DNS domain such as `example.com`.
 pub const DOMAIN_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$";
@@ -30,8 +32,10 @@ pub const DOMAIN_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-
     category = "keygate",
     derive = "PartialEq",
     doc = "An upstream identity provider (OIDC, GitHub, Google or SAML) for a tenant. The \
-           operator validates it and stores it with its secret sealed; this version cannot \
-           sign people in through it, so it reports Ready=False with reason NotSupported.",
+           operator validates it, stores it with its secret sealed, and reports Ready once \
+           people can sign in through it (for OIDC and Google: once the provider's discovery \
+           document and keys were fetched); status.redirectUri is the URL to register at the \
+           provider. SAML providers report Ready=False with reason NotSupported.",
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef.name"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(
@@ -95,11 +99,15 @@ pub struct IdentityProviderSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 253), pattern(DOMAIN_PATTERN)))]
     pub allowed_email_domains: Vec<String>,
-    /// How an upstream account is matched to an existing local user: `none` (default, a new
-    /// user each time no link exists) or `verifiedEmail` (link to the local user with the same
-    /// email when the provider says the email is verified).
+    /// How a first sign-in meets an existing local account with the same email: `none`
+    /// (default: the person signs in locally once to link the two) or `verifiedEmail` (linked
+    /// at once when both the provider and the local account have the address verified).
     #[serde(default)]
     pub linking: Linking,
+    /// Secret key holding PEM CA certificates to trust for this provider besides the
+    /// platform's trust store (providers behind an internal CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Protocol of an identity provider.
@@ -143,8 +151,9 @@ pub enum Linking {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OidcSettings {
-    /// Issuer URL (`https://`); discovery is read from `{issuer}/.well-known/openid-configuration`.
-    #[schemars(length(max = 2048), pattern(HTTPS_URL_PATTERN))]
+    /// Issuer URL (`https://`; plain `http://` on loopback only under `keygate dev`); discovery
+    /// is read from `{issuer}/.well-known/openid-configuration`.
+    #[schemars(length(max = 2048), pattern(OIDC_ISSUER_PATTERN))]
     pub issuer: String,
     /// OAuth client id registered at the provider.
     #[schemars(length(min = 1, max = 512))]
@@ -263,6 +272,9 @@ pub struct IdentityProviderStatus {
     /// The `metadata.generation` the operator last applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The redirect (callback) URI to register at the provider for this keygate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
 }
 
 impl_conditions_status!(IdentityProviderStatus);

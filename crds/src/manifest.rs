@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use crate::{API_VERSION, ApiKey, Error, GROUP, IdentityProvider, Role, Tenant};
+use crate::{API_VERSION, ApiKey, Error, GROUP, IdentityProvider, OAuthClient, Role, Tenant};
 
 /// One keygate resource of any kind, as read from a manifest.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,10 +18,18 @@ pub enum Resource {
     Role(Role),
     /// An `ApiKey`.
     ApiKey(ApiKey),
+    /// An `OAuthClient`.
+    OAuthClient(OAuthClient),
 }
 
 /// The kinds [`load_manifests`] understands.
-const KINDS: [&str; 4] = ["Tenant", "IdentityProvider", "Role", "ApiKey"];
+const KINDS: [&str; 5] = [
+    "Tenant",
+    "IdentityProvider",
+    "Role",
+    "ApiKey",
+    "OAuthClient",
+];
 
 impl Resource {
     /// The resource's `kind`.
@@ -31,6 +39,7 @@ impl Resource {
             Self::IdentityProvider(_) => "IdentityProvider",
             Self::Role(_) => "Role",
             Self::ApiKey(_) => "ApiKey",
+            Self::OAuthClient(_) => "OAuthClient",
         }
     }
 
@@ -41,6 +50,7 @@ impl Resource {
             Self::IdentityProvider(r) => &r.metadata,
             Self::Role(r) => &r.metadata,
             Self::ApiKey(r) => &r.metadata,
+            Self::OAuthClient(r) => &r.metadata,
         }
     }
 
@@ -61,6 +71,7 @@ impl Resource {
             Self::IdentityProvider(r) => &r.spec.tenant_ref.name,
             Self::Role(r) => &r.spec.tenant_ref.name,
             Self::ApiKey(r) => &r.spec.tenant_ref.name,
+            Self::OAuthClient(r) => &r.spec.tenant_ref.name,
         }
     }
 }
@@ -122,6 +133,7 @@ fn read_document(value: Value, at: &Position) -> Result<Option<Resource>, Error>
         (API_VERSION, "IdentityProvider") => Resource::IdentityProvider(typed(value, &kind, at)?),
         (API_VERSION, "Role") => Resource::Role(typed(value, &kind, at)?),
         (API_VERSION, "ApiKey") => Resource::ApiKey(typed(value, &kind, at)?),
+        (API_VERSION, "OAuthClient") => Resource::OAuthClient(typed(value, &kind, at)?),
         _ => {
             return Err(Error::UnknownKind {
                 document: at.document,

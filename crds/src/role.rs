@@ -83,9 +83,9 @@ pub struct Subjects {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub groups: Vec<String>,
-    /// Groups as an upstream identity provider reports them. This version signs nobody in
-    /// through an IdentityProvider: a Role with idpGroups is refused (Ready=False, reason
-    /// NotSupported) and nothing is written.
+    /// Groups as an upstream identity provider reports them (its groups claim; GitHub: the
+    /// person's organizations), as of the person's last sign-in through it. A Role naming a
+    /// provider its tenant does not have is Ready=False, reason ProviderNotFound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub idp_groups: Vec<IdpGroup>,

@@ -246,7 +246,7 @@ fn every_cel_rule_compiles() {
     assert!(errors.is_empty(), "{errors:#?}");
     assert!(
         rules >= 15,
-        "expected the CEL rules of all four kinds, found {rules}"
+        "expected the CEL rules of all five kinds, found {rules}"
     );
 }
 
@@ -262,6 +262,12 @@ fn names_columns_and_subresources() {
         ),
         ("roles.keygate.dev", "Role", "kgrole", "Tenant"),
         ("apikeys.keygate.dev", "ApiKey", "kgkey", "Prefix"),
+        (
+            "oauthclients.keygate.dev",
+            "OAuthClient",
+            "kgclient",
+            "Client ID",
+        ),
     ];
     let crds = keygate_crds::crds();
     assert_eq!(crds.len(), expected.len());
@@ -383,12 +389,12 @@ fn every_example_is_accepted_by_the_judge_and_the_directory_source() {
         }
     }
     assert!(
-        count >= 4,
-        "expected at least the four resources of examples/dev, found {count}"
+        count >= 5,
+        "expected at least the five kinds' resources of examples/dev, found {count}"
     );
     assert_eq!(
         kinds_seen.len(),
-        4,
+        5,
         "examples cover every kind: {kinds_seen:?}"
     );
 }
@@ -446,6 +452,17 @@ fn dev_examples_hold_what_keygate_dev_expects() {
     };
     assert_eq!(key.spec.secret_name, "demo-api-key");
     assert_eq!(key.spec.roles, ["viewer"]);
+    // One public and one confidential client, ready to try.
+    let Resource::OAuthClient(spa) = find("OAuthClient", "demo-spa") else {
+        unreachable!()
+    };
+    assert_eq!(spa.spec.client_type, keygate_crds::ClientType::Public);
+    assert!(spa.spec.secret_name.is_none());
+    let Resource::OAuthClient(app) = find("OAuthClient", "demo-app") else {
+        unreachable!()
+    };
+    assert_eq!(app.spec.client_type, keygate_crds::ClientType::Confidential);
+    assert_eq!(app.spec.secret_name.as_deref(), Some("demo-app-oidc"));
     assert!(
         resources
             .iter()

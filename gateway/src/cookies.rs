@@ -120,6 +120,24 @@ impl CookieMode {
         cookie
     }
 
+    /// The name of the cookie binding an upstream sign-in in progress to the browser that
+    /// started it (SameSite=Lax: the provider's redirect back is a top-level navigation).
+    pub fn sso_binding_cookie(self) -> &'static str {
+        match self {
+            Self::Host => "__Host-keygate_sso",
+            Self::PlainHttpDev => "keygate_sso",
+        }
+    }
+
+    /// The binding cookie of an upstream sign-in, living as long as its state.
+    pub fn sso_binding(self, value: String, max_age: std::time::Duration) -> Cookie<'static> {
+        let mut cookie = self.cookie(self.sso_binding_cookie(), value);
+        cookie.set_max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ));
+        cookie
+    }
+
     /// Whether cookies carry `Secure`.
     pub fn secure(self) -> bool {
         self == Self::Host

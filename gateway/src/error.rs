@@ -1,7 +1,7 @@
 //! The one error type handlers return, mapped once to `application/problem+json`
 //! (RFC 9457) with a stable `code`. Internal causes are logged, never sent.
 
-use crate::identity::IdentityError;
+use crate::identity::{FederationRefusal, IdentityError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -140,13 +140,23 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "invalid_link",
             "Invalid or expired link",
         ),
-        E::InvalidToken => (
+        E::InvalidToken | E::ExpiredToken | E::RevokedToken => (
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "Invalid or missing credential",
         ),
         E::InvalidGrant => (StatusCode::BAD_REQUEST, "invalid_grant", "Invalid grant"),
         E::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", "Invalid scope"),
+        E::InvalidClient => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Unknown client or client authentication failed",
+        ),
+        E::UnauthorizedClient => (
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "The client is not registered for this grant",
+        ),
         E::NetworkDenied => (
             StatusCode::FORBIDDEN,
             "network_denied",
@@ -229,10 +239,75 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "upstream_step_up_required",
             "Sign in again through your identity provider",
         ),
+        E::Federation(r) => federation_parts(r),
+        // A unique constraint: the row exists already (an upstream identity linked to
+        // another account, a second link to one provider), which the caller can resolve.
+        E::Store(_) if e.is_conflict() => (
+            StatusCode::CONFLICT,
+            "conflict",
+            "Conflicts with an existing record",
+        ),
         E::Store(_) | E::Crypto(_) | E::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal error",
+        ),
+    }
+}
+
+/// Status, code and title of an upstream sign-in's refusal.
+pub fn federation_parts(r: &FederationRefusal) -> (StatusCode, &'static str, &'static str) {
+    use FederationRefusal as R;
+    match r {
+        R::ProviderError { .. } => (
+            StatusCode::FORBIDDEN,
+            "upstream_refused",
+            "The identity provider refused the sign-in",
+        ),
+        R::InvalidState => (
+            StatusCode::BAD_REQUEST,
+            "invalid_state",
+            "Unknown, used or expired sign-in",
+        ),
+        R::InvalidAnswer(_) => (
+            StatusCode::BAD_REQUEST,
+            "upstream_answer_invalid",
+            "The identity provider's answer failed validation",
+        ),
+        R::Unreachable(_) => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_unreachable",
+            "The identity provider cannot be reached",
+        ),
+        R::NoEmail => (
+            StatusCode::FORBIDDEN,
+            "upstream_no_email",
+            "The identity provider shared no verified email address",
+        ),
+        R::EmailDomainNotAllowed => (
+            StatusCode::FORBIDDEN,
+            "email_domain_not_allowed",
+            "Email domain not allowed",
+        ),
+        R::OrganizationNotAllowed => (
+            StatusCode::FORBIDDEN,
+            "organization_not_allowed",
+            "Organization not allowed",
+        ),
+        R::HostedDomainNotAllowed => (
+            StatusCode::FORBIDDEN,
+            "hosted_domain_not_allowed",
+            "Google Workspace domain not allowed",
+        ),
+        R::NewAccountsClosed => (
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "Registration is closed",
+        ),
+        R::ProviderUnusable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unusable",
+            "The identity provider is not usable right now",
         ),
     }
 }
@@ -273,6 +348,7 @@ impl IntoResponse for ApiError {
                 Some(d.clone())
             }
             Self::Identity(IdentityError::InvalidEmail(why)) => Some(format!("email: {why}")),
+            Self::Identity(IdentityError::Federation(r)) => Some(r.to_string()),
             Self::Body { detail, .. } => Some(detail.clone()),
             Self::NotATenantName => Some(
                 "a tenant name is a DNS label: 1 to 63 lower-case letters, digits or '-', \
@@ -302,7 +378,11 @@ impl IntoResponse for ApiError {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            Self::Identity(IdentityError::InvalidToken) => {
+            Self::Identity(
+                IdentityError::InvalidToken
+                | IdentityError::ExpiredToken
+                | IdentityError::RevokedToken,
+            ) => {
                 response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),

@@ -221,3 +221,144 @@ mod tests {
         );
     }
 }
+
+/// Properties over generated return URLs: whatever arrives as `rd=`, what is accepted is an
+/// http(s) URL without userinfo on an allowed origin, and accepting is a fixed point (the
+/// accepted URL is accepted again unchanged), so no second pass can move it elsewhere.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const GATEWAY: &str = "https://auth.example.com";
+
+    fn allowed() -> Vec<String> {
+        vec![
+            "https://app.example.com".into(),
+            "http://127.0.0.1:8081".into(),
+        ]
+    }
+
+    /// The origins a browser may be sent to: the allow-list and the gateway.
+    fn allowed_origins() -> Vec<String> {
+        allowed()
+            .iter()
+            .map(String::as_str)
+            .chain([GATEWAY])
+            .map(|o| Url::parse(o).unwrap().origin().ascii_serialization())
+            .collect()
+    }
+
+    /// Pieces that open-redirect tricks are made of, glued together in any combination.
+    fn tricky() -> impl Strategy<Value = String> {
+        let pick = |items: &'static [&'static str]| prop::sample::select(items);
+        (
+            pick(&[
+                "https:",
+                "http:",
+                "HTTPS:",
+                "javascript:",
+                "data:",
+                "ftp:",
+                "",
+                "/",
+            ]),
+            pick(&["//", "/", "///", "\\\\", "/\\", "\\/", "", "%2f%2f", "\t//"]),
+            pick(&[
+                "",
+                "user@",
+                "app.example.com@",
+                "user:pw@",
+                ":@",
+                "auth.example.com%40",
+            ]),
+            pick(&[
+                "app.example.com",
+                "APP.EXAMPLE.COM",
+                "auth.example.com",
+                "evil.example",
+                "app.example.com.evil.example",
+                "evil.example#app.example.com",
+                "evil.example?app.example.com",
+                "127.0.0.1",
+                "[::1]",
+                "\u{430}pp.example.com",
+                "app.example.com%2eevil.example",
+                "app.example.com\u{3002}evil.example",
+                "0x7f.1",
+                "2130706433",
+            ]),
+            pick(&["", ":443", ":8443", ":80", ":8081", ":0", ":"]),
+            pick(&[
+                "",
+                "/",
+                "/a?b=c",
+                "#x",
+                "/..//evil.example",
+                "@evil.example",
+                "/%0d%0aSet-Cookie:x",
+                "/\\evil.example",
+            ]),
+        )
+            .prop_map(|(a, b, c, d, e, f)| format!("{a}{b}{c}{d}{e}{f}"))
+    }
+
+    fn check(raw: &str) -> Result<(), TestCaseError> {
+        let Some(accepted) = safe_return_url(raw, &allowed(), GATEWAY) else {
+            return Ok(());
+        };
+        let url = Url::parse(&accepted).unwrap();
+        prop_assert!(
+            matches!(url.scheme(), "http" | "https"),
+            "{raw:?} -> {accepted}"
+        );
+        prop_assert!(
+            url.username().is_empty() && url.password().is_none(),
+            "{raw:?} -> {accepted}"
+        );
+        prop_assert!(
+            allowed_origins().contains(&url.origin().ascii_serialization()),
+            "{raw:?} left the allowed origins: {accepted}"
+        );
+        prop_assert_eq!(
+            safe_return_url(&accepted, &allowed(), GATEWAY),
+            Some(accepted.clone())
+        );
+        // The handoff URLs built from it stay on its origin.
+        let start = handoff_start_url(&accepted, "acme").unwrap();
+        prop_assert_eq!(
+            Url::parse(&start).unwrap().origin(),
+            url.origin(),
+            "{}",
+            start
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_refused_or_stays_on_an_allowed_origin(raw in any::<String>()) {
+            check(&raw)?;
+        }
+
+        #[test]
+        fn open_redirect_tricks_never_leave_the_allowed_origins(raw in tricky()) {
+            check(&raw)?;
+        }
+
+        #[test]
+        fn any_path_on_an_allowed_origin_is_kept_on_it(
+            origin in prop::sample::select(vec![
+                "https://app.example.com", "http://127.0.0.1:8081", GATEWAY, "",
+            ]),
+            path in "/[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]{0,40}",
+        ) {
+            prop_assume!(!(origin.is_empty() && path.starts_with("//")));
+            let raw = format!("{origin}{path}");
+            let accepted = safe_return_url(&raw, &allowed(), GATEWAY);
+            prop_assert!(accepted.is_some(), "{raw:?} was refused");
+            check(&raw)?;
+        }
+    }
+}

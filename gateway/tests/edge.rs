@@ -1,6 +1,7 @@
 //! The edge with the real things: forward-auth over HTTP as ingress-nginx (a real nginx with
 //! `auth_request`, configured as ingress-nginx renders `auth-url` / `auth-signin` /
-//! `auth-response-headers`), Traefik and Envoy call it; revocation seen by a second gateway
+//! `auth-response-headers`), Traefik, Envoy and the Gateway API `ExternalAuth` filter call
+//! it (with a real nginx as NGINX Gateway Fabric renders the filter: `edge/gateway_api.rs`); revocation seen by a second gateway
 //! through Redis; the sign-in pages in headless Chromium; bad input that must stay 4xx.
 //!
 //! Needs on the machine: `nginx` and `chromium` (Debian), Redis on 127.0.0.1:6379 (or
@@ -9,6 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
+
+#[path = "edge/gateway_api.rs"]
+mod gateway_api;
 
 use keygate_gateway::cookies::CookieMode;
 use reqwest::StatusCode;

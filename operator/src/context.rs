@@ -18,6 +18,8 @@ pub struct Context {
     pub public_url: String,
     /// Source of "now" (a manual clock in tests).
     pub clock: Arc<dyn Clock>,
+    /// Accept plain-`http://` OIDC issuers on loopback hosts (`keygate dev` only).
+    pub allow_loopback_http: bool,
     /// Reconcile counters and durations, registered in the registry `/metrics` serves;
     /// `None` leaves reconciles unmeasured.
     pub metrics: Option<Metrics>,
@@ -36,8 +38,15 @@ impl Context {
             master_keys,
             public_url: public_url.trim_end_matches('/').to_owned(),
             clock,
+            allow_loopback_http: false,
             metrics: None,
         }
+    }
+
+    /// Accepts plain-`http://` OIDC issuers on loopback hosts (`keygate dev`).
+    pub fn allowing_loopback_http(mut self) -> Self {
+        self.allow_loopback_http = true;
+        self
     }
 
     /// Counts reconciles in `metrics`.

@@ -10,7 +10,9 @@ use crate::file_cache::FileCache;
 use crate::orphans::{self, LiveSet};
 use crate::secrets::{self, DirectorySecrets};
 use crate::view::publish_view;
-pub use crate::view::{ApiKeySecretFile, NextSteps, Published, StatusView, TenantEndpoints};
+pub use crate::view::{
+    ApiKeySecretFile, NextSteps, OAuthClientEntry, Published, StatusView, TenantEndpoints,
+};
 use crate::{Context, ReconcileError, api_key};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -454,11 +456,17 @@ async fn clean_secret_files(
     live: &LiveSet,
 ) -> Result<(), ReconcileError> {
     for (namespace, name, secret) in secrets.owned() {
+        let client_secret = crate::oauth_client::is_client_secret(&secret);
         let annotations = secret.metadata.annotations.unwrap_or_default();
         let Some(owner) = annotations.get(api_key::ANNOTATION_OWNER_UID) else {
             continue;
         };
-        if live.api_keys.contains(owner) {
+        if live.api_keys.contains(owner) || live.oauth_clients.contains(owner) {
+            continue;
+        }
+        if client_secret {
+            // The client itself is removed by the orphan sweep; only its file goes here.
+            effects.secrets.delete(&namespace, &name).await?;
             continue;
         }
         let labels = secret.metadata.labels.unwrap_or_default();
@@ -475,7 +483,7 @@ fn kind_rank(resource: &Resource) -> u8 {
         Resource::Tenant(_) => 0,
         Resource::IdentityProvider(_) => 1,
         Resource::Role(_) => 2,
-        Resource::ApiKey(_) => 3,
+        Resource::ApiKey(_) | Resource::OAuthClient(_) => 3,
     }
 }
 
@@ -485,6 +493,7 @@ fn live_set_for<'a>(live: &'a mut LiveSet, resource: &Resource) -> &'a mut HashS
         Resource::IdentityProvider(_) => &mut live.identity_providers,
         Resource::Role(_) => &mut live.roles,
         Resource::ApiKey(_) => &mut live.api_keys,
+        Resource::OAuthClient(_) => &mut live.oauth_clients,
     }
 }
 

@@ -1,14 +1,24 @@
 //! IdentityProvider reconciler: validates the spec, reads the client secret (or SAML SP key)
-//! from the referenced Secret, and stores the provider with that secret sealed by the master
-//! keys. A missing Secret is a `SecretNotFound` condition naming it, never a crash loop.
+//! and the CA bundle from the referenced Secrets, and stores the provider's settings
+//! (`keygate_core::federation::ProviderSettings`, what the gateway signs people in with) with
+//! the secret sealed by the master keys. Ready only once the gateway could sign people in:
+//! for OpenID Connect and Google, once the discovery document and keys were fetched through
+//! the same client the gateway uses. A missing Secret is a `SecretNotFound` condition naming
+//! it, never a crash loop.
 
 use crate::effects::Effects;
 use crate::secrets::secret_value;
 use crate::status::{Blocked, Lookup, Reason, ready};
 use crate::{Context, ReconcileError, tenant};
+use keygate_core::federation::{
+    ClaimNames, Endpoints, GithubProtocol, GoogleProtocol, Linking, OidcProtocol, Protocol,
+    ProviderSettings, UpstreamHttp, callback_path, discover,
+};
 use keygate_core::ids::IdpId;
 use keygate_core::store::{IdpKind, IdpUpsert};
-use keygate_crds::{IdentityProvider, IdentityProviderStatus, ProviderType, SecretKeyRef};
+use keygate_crds::{
+    IdentityProvider, IdentityProviderSpec, IdentityProviderStatus, ProviderType, SecretKeyRef,
+};
 
 /// The associated data an IdP secret's ciphertext is bound to, so it cannot be moved to
 /// another provider's row. The gateway opens it with the same context.
@@ -26,9 +36,15 @@ pub async fn reconcile(
     let now = ctx.clock.now();
     let (name, namespace) = crate::object_key(&idp.metadata)?;
     let generation = idp.metadata.generation;
+    let redirect_uri = format!(
+        "{}{}",
+        ctx.public_url,
+        callback_path(&idp.spec.tenant_ref.name, name)
+    );
     let status = |ok: bool, reason, message: String| IdentityProviderStatus {
         conditions: vec![ready(ok, reason, message, generation, now)],
         observed_generation: generation,
+        redirect_uri: (idp.spec.provider_type != ProviderType::Saml).then(|| redirect_uri.clone()),
     };
 
     if let Err(refused) =
@@ -48,14 +64,34 @@ pub async fn reconcile(
             Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
         },
     };
+    let ca_bundle = match &idp.spec.ca_bundle_secret_ref {
+        None => None,
+        Some(reference) => match read_secret(effects, namespace, reference).await? {
+            Lookup::Found(pem) => match String::from_utf8(pem) {
+                Ok(pem) => Some(pem),
+                Err(_) => {
+                    let why = format!(
+                        "caBundleSecretRef {}/{} key {} is not PEM text",
+                        namespace, reference.name, reference.key
+                    );
+                    return Ok(status(false, Reason::InvalidSpec, why));
+                }
+            },
+            Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
+        },
+    };
     let kind = match idp.spec.provider_type {
         ProviderType::Oidc => IdpKind::Oidc,
         ProviderType::Github => IdpKind::Github,
         ProviderType::Google => IdpKind::Google,
         ProviderType::Saml => IdpKind::Saml,
     };
-    // The spec holds only references to secrets, never their values, so it is stored as is.
-    let config = serde_json::to_value(&idp.spec).map_err(ReconcileError::Serialize)?;
+    let settings = provider_settings(name, &idp.spec, ca_bundle);
+    let config = match &settings {
+        Some(settings) => serde_json::to_value(settings).map_err(ReconcileError::Serialize)?,
+        // SAML: the spec holds only references to secrets, so it is stored as is.
+        None => serde_json::to_value(&idp.spec).map_err(ReconcileError::Serialize)?,
+    };
     let existing = ctx.store.idp_by_name(stored_tenant.id, name).await?;
     let mut upsert = IdpUpsert {
         tenant_id: stored_tenant.id,
@@ -90,13 +126,111 @@ pub async fn reconcile(
         });
     }
     ctx.store.upsert_idp(&upsert).await?;
-    // Stored and checked, but nothing signs people in through it yet: Ready would promise
-    // a sign-in button that does not exist.
+    let Some(settings) = settings else {
+        // Stored and checked, but nothing signs people in through SAML yet: Ready would
+        // promise a sign-in button that does not work.
+        return Ok(status(
+            false,
+            Reason::NotSupported,
+            "the provider and its key are valid and stored, but this keygate version cannot sign people in through SAML".into(),
+        ));
+    };
+    let (ok, reason, message) = reachable(ctx, &settings).await;
     Ok(status(
-        false,
-        Reason::NotSupported,
-        "the provider and its secret are valid and stored, but this keygate version cannot sign people in through an upstream identity provider".into(),
+        ok,
+        reason,
+        if ok {
+            format!("{message}; register {redirect_uri} as its redirect URI")
+        } else {
+            message
+        },
     ))
+}
+
+/// Whether the gateway could sign people in through the provider now: the same HTTP client
+/// (platform trust store plus the CA bundle) fetches its discovery document and keys.
+async fn reachable(ctx: &Context, settings: &ProviderSettings) -> (bool, Reason, String) {
+    let endpoints = Endpoints::default();
+    let Some(issuer) = settings.issuer(&endpoints) else {
+        // GitHub publishes no discovery document: its endpoints are fixed.
+        return (
+            true,
+            Reason::Reconciled,
+            "people can sign in through GitHub".into(),
+        );
+    };
+    let http = match UpstreamHttp::new(settings.ca_bundle.as_deref()) {
+        Ok(http) => http,
+        Err(e) => return (false, Reason::InvalidSpec, e.to_string()),
+    };
+    match discover(&http, issuer, ctx.allow_loopback_http).await {
+        Ok(_) => (
+            true,
+            Reason::Reconciled,
+            format!("discovery document and keys of {issuer} fetched; people can sign in"),
+        ),
+        Err(e) => (false, Reason::ProviderUnreachable, format!("{issuer}: {e}")),
+    }
+}
+
+/// The settings the gateway signs people in with, from the spec; `None` for SAML.
+pub fn provider_settings(
+    name: &str,
+    spec: &IdentityProviderSpec,
+    ca_bundle: Option<String>,
+) -> Option<ProviderSettings> {
+    let protocol = match spec.provider_type {
+        ProviderType::Oidc => {
+            let o = spec.oidc.as_ref()?;
+            Protocol::Oidc(OidcProtocol {
+                issuer: o.issuer.trim_end_matches('/').to_owned(),
+                client_id: o.client_id.clone(),
+                scopes: o.scopes.clone(),
+                claims: ClaimNames {
+                    email: o.claim_mappings.email.clone(),
+                    name: o.claim_mappings.name.clone(),
+                    groups: o.claim_mappings.groups.clone(),
+                },
+            })
+        }
+        ProviderType::Google => {
+            let g = spec.google.as_ref()?;
+            Protocol::Google(GoogleProtocol {
+                client_id: g.client_id.clone(),
+                hosted_domain: g.hosted_domain.clone(),
+            })
+        }
+        ProviderType::Github => {
+            let g = spec.github.as_ref()?;
+            Protocol::Github(GithubProtocol {
+                client_id: g.client_id.clone(),
+                allowed_organizations: g.allowed_organizations.clone(),
+            })
+        }
+        ProviderType::Saml => return None,
+    };
+    let display_name = spec
+        .display_name
+        .clone()
+        .unwrap_or_else(|| match spec.provider_type {
+            ProviderType::Github => "Sign in with GitHub".to_owned(),
+            ProviderType::Google => "Sign in with Google".to_owned(),
+            _ => format!("Sign in with {name}"),
+        });
+    Some(ProviderSettings {
+        display_name,
+        protocol,
+        allowed_email_domains: spec
+            .allowed_email_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        linking: match spec.linking {
+            keygate_crds::Linking::None => Linking::None,
+            keygate_crds::Linking::VerifiedEmail => Linking::VerifiedEmail,
+        },
+        ca_bundle,
+    })
 }
 
 /// The Secret key the provider needs, if its type has one.

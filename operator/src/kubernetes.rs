@@ -1,7 +1,7 @@
 //! The Kubernetes source: one kube-runtime `Controller` per kind, each handing its objects
 //! through `finalizer()` to the same reconcile core the directory source uses. Status is
-//! written by server-side apply, Events go through kube's `Recorder`, ApiKey Secrets are
-//! applied with an ownerReference to their ApiKey and watched (`.owns()`), and the Secrets
+//! written by server-side apply, Events go through kube's `Recorder`, ApiKey and OAuthClient
+//! Secrets are applied with an ownerReference to their resource and watched (`.owns()`), and the Secrets
 //! IdentityProviders reference are watched so a changed client secret is picked up.
 
 use crate::effects::{Effects, Event, EventKind, EventSink, SecretError, SecretSource};
@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use keygate_crds::{ApiKey, FINALIZER, IdentityProvider, Resource as AnyResource, Role, Tenant};
+use keygate_crds::{
+    ApiKey, FINALIZER, IdentityProvider, OAuthClient, Resource as AnyResource, Role, Tenant,
+};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -35,7 +37,7 @@ const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay after failures.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// One of the four keygate kinds, as the generic controller code needs it.
+/// One of the five keygate kinds, as the generic controller code needs it.
 pub trait Kind:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
@@ -68,6 +70,7 @@ impl_kind!(Tenant);
 impl_kind!(IdentityProvider);
 impl_kind!(Role);
 impl_kind!(ApiKey);
+impl_kind!(OAuthClient);
 
 /// Secrets through the API server.
 #[derive(Clone)]
@@ -448,9 +451,10 @@ struct Caches {
     idps: Store<IdentityProvider>,
     roles: Store<Role>,
     keys: Store<ApiKey>,
+    clients: Store<OAuthClient>,
 }
 
-/// The four controllers of one watch scope (a namespace, or all of them when `ns` is
+/// The five controllers of one watch scope (a namespace, or all of them when `ns` is
 /// `None`): their caches, and the future that runs them until `stop` turns true.
 fn controllers(
     kc: &Arc<KubeContext>,
@@ -485,7 +489,10 @@ fn controllers(
         .graceful_shutdown_on(stopped());
     let roles = Controller::new(api::<Role>(&client, ns), watch_config.clone())
         .graceful_shutdown_on(stopped());
-    let keys = Controller::new(api::<ApiKey>(&client, ns), watch_config)
+    let keys = Controller::new(api::<ApiKey>(&client, ns), watch_config.clone())
+        .owns(api::<Secret>(&client, ns), owned_secrets.clone())
+        .graceful_shutdown_on(stopped());
+    let clients = Controller::new(api::<OAuthClient>(&client, ns), watch_config)
         .owns(api::<Secret>(&client, ns), owned_secrets)
         .graceful_shutdown_on(stopped());
     let caches = Caches {
@@ -493,8 +500,9 @@ fn controllers(
         idps: idp_store,
         roles: roles.store(),
         keys: keys.store(),
+        clients: clients.store(),
     };
-    let running = futures::future::join4(
+    let running = futures::future::join5(
         drain(tenants.run(reconcile::<Tenant>, error_policy::<Tenant>, kc.clone())),
         drain(idps.run(
             reconcile::<IdentityProvider>,
@@ -503,6 +511,11 @@ fn controllers(
         )),
         drain(roles.run(reconcile::<Role>, error_policy::<Role>, kc.clone())),
         drain(keys.run(reconcile::<ApiKey>, error_policy::<ApiKey>, kc.clone())),
+        drain(clients.run(
+            reconcile::<OAuthClient>,
+            error_policy::<OAuthClient>,
+            kc.clone(),
+        )),
     );
     (
         caches,
@@ -512,7 +525,7 @@ fn controllers(
     )
 }
 
-/// Runs the four controllers in each of `namespaces` (all namespaces when empty) and the
+/// Runs the five controllers in each of `namespaces` (all namespaces when empty) and the
 /// orphan sweep until `shutdown` resolves.
 pub async fn run(
     kc: Arc<KubeContext>,
@@ -564,6 +577,7 @@ async fn sweep_orphans(
             c.idps.wait_until_ready().await,
             c.roles.wait_until_ready().await,
             c.keys.wait_until_ready().await,
+            c.clients.wait_until_ready().await,
         ] {
             if ready.is_err() {
                 return;
@@ -581,6 +595,7 @@ async fn sweep_orphans(
             live.identity_providers.extend(uids(c.idps.state()));
             live.roles.extend(uids(c.roles.state()));
             live.api_keys.extend(uids(c.keys.state()));
+            live.oauth_clients.extend(uids(c.clients.state()));
         }
         match orphans::clean(&kc.ctx, &kc.effects, &live).await {
             Ok(cleaned) if cleaned != orphans::Cleaned::default() => {

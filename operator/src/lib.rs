@@ -1,4 +1,4 @@
-//! keygate-operator: reconciles Tenant, IdentityProvider, Role and ApiKey resources into the
+//! keygate-operator: reconciles Tenant, IdentityProvider, Role, ApiKey and OAuthClient resources into the
 //! store and Secrets. The reconcile functions (one module per kind) take a resource, the
 //! store and the [`Effects`] (Secrets, Events, revocations) and return the typed status to
 //! publish; the directory source (local runs, CI, `keygate dev`) and the Kubernetes source
@@ -14,6 +14,7 @@ pub mod identity_provider;
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
+pub mod oauth_client;
 pub mod orphans;
 pub mod parallel;
 pub mod reconcile;

@@ -65,6 +65,7 @@ pub fn kind_label(kind: &str) -> &'static str {
         "IdentityProvider" => "identityprovider",
         "Role" => "role",
         "ApiKey" => "apikey",
+        "OAuthClient" => "oauthclient",
         _ => "other",
     }
 }

@@ -3,7 +3,7 @@
 //! removed from the folder, a finalizer removed by hand, an operator that was down).
 
 use crate::effects::{Effects, KeysByOwner, all_api_keys};
-use crate::{Context, ReconcileError, api_key, tenant};
+use crate::{Context, ReconcileError, api_key, oauth_client, tenant};
 use keygate_core::store::LIST_MAX;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -19,6 +19,8 @@ pub struct LiveSet {
     pub roles: HashSet<String>,
     /// ApiKey resources.
     pub api_keys: HashSet<String>,
+    /// OAuthClient resources.
+    pub oauth_clients: HashSet<String>,
     /// The namespaces this view covers; rows of tenants elsewhere are left alone. `None`:
     /// every namespace.
     pub namespaces: Option<HashSet<String>>,
@@ -35,6 +37,8 @@ pub struct Cleaned {
     pub roles: u64,
     /// API keys revoked.
     pub api_keys: u64,
+    /// OAuth clients removed (their sessions revoked).
+    pub oauth_clients: u64,
 }
 
 /// Cleans every row whose owner is not in `live`. Only call it with a complete view of the
@@ -84,6 +88,12 @@ pub async fn clean(
             {
                 tracing::info!(tenant = %stored.name, identity_provider = %idp.name, "IdentityProvider no longer declared: provider removed");
                 cleaned.identity_providers += 1;
+            }
+        }
+        for client in ctx.store.list_oauth_clients(stored.id).await? {
+            if !live.oauth_clients.contains(&client.owner_uid) {
+                oauth_client::remove(ctx, effects, &stored, &client).await?;
+                cleaned.oauth_clients += 1;
             }
         }
         // Every key of the tenant, however many: one listing is capped.

@@ -4,10 +4,11 @@
 //! source.
 
 use crate::effects::Effects;
-use crate::{Context, ReconcileError, api_key, identity_provider, role, tenant};
+use crate::{Context, ReconcileError, api_key, identity_provider, oauth_client, role, tenant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use keygate_crds::{
-    ApiKeyStatus, ConditionsStatus, IdentityProviderStatus, Resource, RoleStatus, TenantStatus,
+    ApiKeyStatus, ConditionsStatus, IdentityProviderStatus, OAuthClientStatus, Resource,
+    RoleStatus, TenantStatus,
 };
 
 /// The status one reconcile produced, of the resource's own kind.
@@ -22,6 +23,8 @@ pub enum Status {
     Role(RoleStatus),
     /// An ApiKey's status (key prefix and the Secret holding the key, never the key).
     ApiKey(ApiKeyStatus),
+    /// An OAuthClient's status (client id and the Secret holding its secret, never the secret).
+    OAuthClient(OAuthClientStatus),
 }
 
 impl Status {
@@ -31,6 +34,7 @@ impl Status {
             Self::IdentityProvider(s) => s,
             Self::Role(s) => s,
             Self::ApiKey(s) => s,
+            Self::OAuthClient(s) => s,
         }
     }
 
@@ -40,6 +44,7 @@ impl Status {
             Self::IdentityProvider(s) => s,
             Self::Role(s) => s,
             Self::ApiKey(s) => s,
+            Self::OAuthClient(s) => s,
         }
     }
 
@@ -93,6 +98,9 @@ pub async fn apply(
         }
         Resource::Role(r) => Status::Role(role::reconcile(ctx, effects, r, uid).await?),
         Resource::ApiKey(k) => Status::ApiKey(api_key::reconcile(ctx, effects, k, uid).await?),
+        Resource::OAuthClient(c) => {
+            Status::OAuthClient(oauth_client::reconcile(ctx, effects, c, uid).await?)
+        }
     })
 }
 
@@ -108,6 +116,7 @@ pub async fn cleanup(
         Resource::IdentityProvider(i) => identity_provider::cleanup(ctx, effects, i, uid).await,
         Resource::Role(r) => role::cleanup(ctx, effects, r, uid).await,
         Resource::ApiKey(k) => api_key::cleanup(ctx, effects, k, uid).await,
+        Resource::OAuthClient(c) => oauth_client::cleanup(ctx, effects, c, uid).await,
     }
 }
 

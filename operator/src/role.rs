@@ -35,6 +35,19 @@ pub async fn reconcile(
             Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
         };
     let wanted = upsert(role, name, owner_uid, stored_tenant.id);
+    let mut missing = Vec::new();
+    for g in &role.spec.subjects.idp_groups {
+        let name = &g.identity_provider;
+        if !missing.contains(&name)
+            && ctx
+                .store
+                .idp_by_name(stored_tenant.id, name)
+                .await?
+                .is_none()
+        {
+            missing.push(name);
+        }
+    }
     let unchanged = match &effects.cache {
         Some(cache) => cache
             .roles(ctx.store.as_ref(), stored_tenant.id)
@@ -47,11 +60,25 @@ pub async fn reconcile(
     if !unchanged {
         ctx.store.upsert_role(&wanted).await?;
     }
-    let mut done = status(
-        true,
-        Reason::Reconciled,
-        "permissions and subjects are live".into(),
-    );
+    // Written all the same, so the binding is live the moment the provider appears.
+    let mut done = if missing.is_empty() {
+        status(
+            true,
+            Reason::Reconciled,
+            "permissions and subjects are live".into(),
+        )
+    } else {
+        let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+        status(
+            false,
+            Reason::ProviderNotFound,
+            format!(
+                "subjects.idpGroups name IdentityProvider `{}`, which tenant `{}` does not have: those groups bind nobody",
+                names.join("`, `"),
+                stored_tenant.name
+            ),
+        )
+    };
     if !role.spec.subjects.users.is_empty() {
         let verification = stored_tenant.settings.sign_in.email_verification;
         let warning = email_verification(verification, &stored_tenant.name, generation, now);
@@ -60,18 +87,11 @@ pub async fn reconcile(
     Ok(done)
 }
 
-/// Why the Role's subjects cannot be honoured by this version, if they cannot: upstream
-/// groups (nobody signs in through an IdentityProvider yet) and local groups other than
-/// [`ADMIN_GROUP`] (nothing puts an account in one). Such a Role would be `Ready` while it
-/// binds nobody, so it is refused and nothing is written.
+/// Why the Role's subjects cannot be honoured by this version, if they cannot: local groups
+/// other than [`ADMIN_GROUP`] (nothing puts an account in one). Such a Role would be `Ready`
+/// while it binds nobody, so it is refused and nothing is written.
 fn unsupported_subjects(role: &Role) -> Option<String> {
     let subjects = &role.spec.subjects;
-    if let Some(g) = subjects.idp_groups.first() {
-        return Some(format!(
-            "subjects.idpGroups (e.g. `{}` of `{}`) bind nobody: this keygate version cannot sign people in through an upstream identity provider; bind users by email",
-            g.group, g.identity_provider
-        ));
-    }
     let other: Vec<&str> = subjects
         .groups
         .iter()

@@ -27,6 +27,12 @@ pub enum Reason {
     /// A second-factor secret (TOTP seed) of a Tenant's account opens under none of the
     /// configured master keys.
     FactorUnreadable,
+    /// Another OAuthClient resource already holds this client id in the tenant.
+    ClientIdTaken,
+    /// An IdentityProvider's discovery document or keys could not be fetched.
+    ProviderUnreachable,
+    /// A Role names an IdentityProvider the tenant does not have.
+    ProviderNotFound,
 }
 
 impl Reason {
@@ -43,6 +49,9 @@ impl Reason {
             Self::NotSupported,
             Self::SigningKeyUnreadable,
             Self::FactorUnreadable,
+            Self::ClientIdTaken,
+            Self::ProviderUnreachable,
+            Self::ProviderNotFound,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -61,6 +70,9 @@ impl Reason {
             Self::NotSupported => "NotSupported",
             Self::SigningKeyUnreadable => "SigningKeyUnreadable",
             Self::FactorUnreadable => "FactorUnreadable",
+            Self::ClientIdTaken => "ClientIdTaken",
+            Self::ProviderUnreachable => "ProviderUnreachable",
+            Self::ProviderNotFound => "ProviderNotFound",
         }
     }
 }

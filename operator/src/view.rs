@@ -75,6 +75,19 @@ pub struct NextSteps {
     pub tenants: Vec<TenantEndpoints>,
     /// API keys and the Secret files that hold them.
     pub api_keys: Vec<ApiKeySecretFile>,
+    /// Registered OAuth clients, with the Secret file of a confidential one's secret.
+    pub oauth_clients: Vec<OAuthClientEntry>,
+}
+
+/// A Ready OAuthClient: its client id and, when confidential, where its secret was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthClientEntry {
+    /// `OAuthClient namespace/name`.
+    pub resource: String,
+    /// The `client_id` applications use.
+    pub client_id: String,
+    /// `<data_dir>/secrets/<namespace>/<secretName>.yaml` (confidential clients).
+    pub secret_file: Option<PathBuf>,
 }
 
 /// A tenant and the issuer URL its sign-in, discovery and JWKS live under.
@@ -98,7 +111,8 @@ pub struct ApiKeySecretFile {
 }
 
 impl DirectorySource {
-    /// The tenants with issuers and the API keys with Secret files in `view`.
+    /// The tenants with issuers, the API keys with Secret files and the Ready OAuth clients
+    /// in `view`.
     pub fn next_steps(&self, view: &StatusView) -> NextSteps {
         let mut steps = NextSteps::default();
         for (resource, published) in view.iter() {
@@ -121,6 +135,21 @@ impl DirectorySource {
                                 &published.namespace,
                                 secret,
                             ),
+                        });
+                    }
+                }
+                Status::OAuthClient(c) => {
+                    if let (Some(client_id), true) = (&c.client_id, published.status.is_ready()) {
+                        steps.oauth_clients.push(OAuthClientEntry {
+                            resource: resource.to_owned(),
+                            client_id: client_id.clone(),
+                            secret_file: c.secret_name.as_ref().map(|secret| {
+                                secrets::secret_path(
+                                    &self.secrets_dir,
+                                    &published.namespace,
+                                    secret,
+                                )
+                            }),
                         });
                     }
                 }

@@ -16,7 +16,7 @@ from conftest import CHART
 CRD_DIR = CHART / "crds"
 GROUP = "keygate.dev"
 VERSION = "v1alpha1"
-KINDS = {"Tenant": "tenants", "IdentityProvider": "identityproviders", "Role": "roles", "ApiKey": "apikeys"}
+KINDS = {"Tenant": "tenants", "IdentityProvider": "identityproviders", "Role": "roles", "ApiKey": "apikeys", "OAuthClient": "oauthclients"}
 
 # Keywords a structural schema may use for value validation under allOf/anyOf/oneOf/not.
 _COMBINATORS = ("allOf", "anyOf", "oneOf", "not")

@@ -181,7 +181,7 @@ def test_operator_has_its_token_and_least_privilege_rbac():
     allowed = {(g, res, v) for rule in rules for g in rule["apiGroups"] for res in rule["resources"] for v in rule["verbs"]}
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
-    kinds = ["tenants", "identityproviders", "roles", "apikeys"]
+    kinds = ["tenants", "identityproviders", "roles", "apikeys", "oauthclients"]
     for k in kinds:
         assert {("keygate.dev", k, v) for v in ("get", "list", "watch", "patch", "update")} <= allowed
         assert ("keygate.dev", f"{k}/status", "patch") in allowed
@@ -240,11 +240,16 @@ def test_network_policies(rendering: Rendering):
     gw = policies[GATEWAY]["spec"]
     assert gw["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
     assert set(gw["policyTypes"]) == {"Ingress", "Egress"}
-    # In: one rule, ingress controllers + Prometheus, on the HTTP port only.
+    # In: ingress controllers + Prometheus on the HTTP port; the gRPC ext_authz port (when
+    # served) from the ingress controllers and the Gateway API implementations, not Prometheus.
     np = values["networkPolicy"]
-    assert len(gw["ingress"]) == 1
+    grpc_on = values["gateway"]["extAuthz"]["enabled"]
+    assert len(gw["ingress"]) == (2 if grpc_on else 1)
     assert gw["ingress"][0]["from"] == np["ingressControllers"] + np["prometheus"] + np["extraIngressPeers"]
     assert gw["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    if grpc_on:
+        assert gw["ingress"][1]["from"] == np["ingressControllers"] + np["extAuthzPeers"] + np["extraIngressPeers"]
+        assert gw["ingress"][1]["ports"] == [{"port": "grpc", "protocol": "TCP"}]
     # Out: DNS first, then only the configured ports.
     assert gw["egress"][0]["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
     assert gw["egress"][0]["to"] == np["egress"]["dns"]
@@ -523,3 +528,33 @@ def test_migrations_can_be_turned_off():
     objs = objects_of(render({"migrations": {"enabled": False}}))
     assert not [o for o in objs if o["kind"] == "Job"]
     assert not [o for o in objs if o["metadata"]["name"] == MIGRATE]
+
+
+def test_grpc_ext_authz_port_is_exposed_or_off():
+    """The gRPC ext_authz port: named in the Deployment, the Service (HTTP/2 cleartext) and
+    the NetworkPolicy, and the gateway listens there; turned off, none of them and the
+    gateway listens nowhere for it."""
+    on = rendering_of("default")
+    svc = on.get("Service", GATEWAY)["spec"]["ports"]
+    grpc = [p for p in svc if p["name"] == "grpc"]
+    assert grpc == [{"name": "grpc", "port": 9191, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"}]
+    container = on.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "grpc", "containerPort": 9191, "protocol": "TCP"} in container["ports"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KEYGATE_EXT_AUTHZ_LISTEN"] == "0.0.0.0:9191"
+    assert "KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER" not in env
+
+    custom = Rendering("custom", render({"gateway": {"extAuthz": {"port": 9001, "requirementsHeader": "x-keygate-requirements"}}}))
+    container = custom.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KEYGATE_EXT_AUTHZ_LISTEN"] == "0.0.0.0:9001"
+    assert env["KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER"] == "x-keygate-requirements"
+    assert [p["port"] for p in custom.get("Service", GATEWAY)["spec"]["ports"] if p["name"] == "grpc"] == [9001]
+
+    off = Rendering("custom", render({"gateway": {"extAuthz": {"enabled": False}}}))
+    assert [p["name"] for p in off.get("Service", GATEWAY)["spec"]["ports"]] == ["http"]
+    container = off.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["KEYGATE_EXT_AUTHZ_LISTEN"] == "off"
+    ingress = off.get("NetworkPolicy", GATEWAY)["spec"]["ingress"]
+    assert all(p["port"] != "grpc" for rule in ingress for p in rule["ports"])

@@ -235,18 +235,20 @@ What the operator may do in the namespaces it watches. Cluster-wide (ClusterRole
 default; with operator.watchNamespaces, a Role in each of those namespaces only.
 */}}
 {{- define "keygate.operator.rules" -}}
-# The four keygate kinds: watch them, add and remove the keygate.dev/cleanup finalizer.
+# The five keygate kinds: watch them, add and remove the keygate.dev/cleanup finalizer.
 - apiGroups: ["keygate.dev"]
-  resources: ["tenants", "identityproviders", "roles", "apikeys"]
+  resources: ["tenants", "identityproviders", "roles", "apikeys", "oauthclients"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["keygate.dev"]
-  resources: ["tenants/status", "identityproviders/status", "roles/status", "apikeys/status"]
+  resources: ["tenants/status", "identityproviders/status", "roles/status", "apikeys/status", "oauthclients/status"]
   verbs: ["get", "patch", "update"]
-# Setting ownerReferences with blockOwnerDeletion on the Secrets it writes for ApiKeys.
+# Setting ownerReferences with blockOwnerDeletion on the Secrets it writes for ApiKeys and
+# OAuthClients.
 - apiGroups: ["keygate.dev"]
-  resources: ["tenants/finalizers", "identityproviders/finalizers", "roles/finalizers", "apikeys/finalizers"]
+  resources: ["tenants/finalizers", "identityproviders/finalizers", "roles/finalizers", "apikeys/finalizers", "oauthclients/finalizers"]
   verbs: ["update"]
-# Reads Secrets IdentityProviders reference; writes the Secrets holding ApiKey values.
+# Reads Secrets IdentityProviders reference; writes the Secrets holding ApiKey values and
+# OAuthClient secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]

@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod mac;
+pub mod oidc;
 pub mod password;
 pub mod random;
 pub mod signing;

@@ -71,6 +71,10 @@ pub const CONSTRAINTS: &[(&str, &str)] = &[
     ),
     ("roles_name", "roles.tenant_id, roles.name"),
     ("api_keys_prefix", "api_keys.prefix"),
+    (
+        "oauth_clients_client_id",
+        "oauth_clients.tenant_id, oauth_clients.client_id",
+    ),
     ("signing_keys_kid", "signing_keys.kid"),
     ("refresh_tokens_hash", "refresh_tokens.hash"),
     ("sessions_token_hash", "sessions.token_hash"),

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!             ┌──────────── Store (all capabilities + migrate/ping) ────────────┐
-//!  operator → TenantStore  IdpStore  RoleStore  ApiKeyStore  SigningKeyStore
+//!  operator → TenantStore  IdpStore  RoleStore  ApiKeyStore  OAuthClientStore  SigningKeyStore
 //!  gateway  → UserStore  CredentialStore  IdentityLinkStore  SessionStore
 //!             RefreshTokenStore  MfaStore  OneTimeTokenStore  LockoutStore  AuditLog
 //!             └── PgStore (postgres://) ──┬── SqliteStore (sqlite:) ──────────────┘
@@ -18,7 +18,7 @@
 //! - `audit_events` is append-only in the database itself (triggers), has no foreign keys
 //!   (erasure keeps the trail) and no PII columns; queries are capped at
 //!   [`AUDIT_QUERY_MAX`];
-//! - only hashes of refresh tokens, API keys, one-time tokens and backup codes are
+//! - only hashes of refresh tokens, API keys, OAuth client secrets, one-time tokens and backup codes are
 //!   stored; signing keys, TOTP seeds and IdP secrets arrive sealed.
 
 mod error;
@@ -58,6 +58,7 @@ pub trait Store:
     + IdpStore
     + RoleStore
     + ApiKeyStore
+    + OAuthClientStore
     + SigningKeyStore
     + SessionStore
     + RefreshTokenStore

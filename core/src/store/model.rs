@@ -62,11 +62,24 @@ macro_rules! labelled_enum {
     };
 }
 
+/// The rule every rotated secret follows (API keys, OAuth client secrets): usable unless
+/// revoked, and once superseded by a rotation only until its grace ends.
+fn rotation_allows(
+    revoked_at: Option<DateTime<Utc>>,
+    superseded_at: Option<DateTime<Utc>>,
+    grace_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    revoked_at.is_none() && (superseded_at.is_none() || grace_until.is_some_and(|g| now < g))
+}
+
 mod audit;
 mod credentials;
+mod oauth_client;
 
 pub use audit::*;
 pub use credentials::*;
+pub use oauth_client::*;
 
 // ---------------------------------------------------------------------------------------
 // Tenants
@@ -299,6 +312,9 @@ pub struct ExternalIdentity {
     pub created_at: DateTime<Utc>,
     /// Last sign-in through this link.
     pub last_login_at: Option<DateTime<Utc>>,
+    /// Groups the provider asserted at the last sign-in through this link.
+    #[sqlx(json)]
+    pub groups: Vec<String>,
 }
 
 /// A new upstream link; unique per (IdP, subject) and per (user, IdP).
@@ -312,6 +328,8 @@ pub struct NewExternalIdentity {
     pub idp_id: IdpId,
     /// The provider's subject.
     pub subject: String,
+    /// Groups the provider asserted at this sign-in.
+    pub groups: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@
 
 use super::StoreError;
 use super::model::*;
-use crate::ids::{ApiKeyId, FactorId, IdpId, RoleId, SessionId, TenantId, UserId};
+use crate::ids::{
+    ApiKeyId, ClientSecretId, FactorId, IdpId, OAuthClientId, RoleId, SessionId, TenantId, UserId,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -121,13 +123,22 @@ pub trait IdentityLinkStore {
         tenant: TenantId,
         user: UserId,
     ) -> Result<Vec<ExternalIdentity>, StoreError>;
-    /// Records an SSO sign-in through a link; `false` if absent.
+    /// Records an SSO sign-in through a link with the groups the provider asserted this
+    /// time; `false` if absent.
     async fn touch_identity(
         &self,
         tenant: TenantId,
         id: uuid::Uuid,
         now: DateTime<Utc>,
+        groups: &[String],
     ) -> Result<bool, StoreError>;
+    /// (provider name, group) for every group the account's links hold, for `idpGroups`
+    /// role subjects.
+    async fn idp_groups_of_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// Removes the account's link to an IdP; `false` if there was none.
     async fn unlink_identity(
         &self,
@@ -258,6 +269,66 @@ pub trait ApiKeyStore {
         id: ApiKeyId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
+
+/// Registered OAuth clients (OAuthClient resources) and their secrets (SHA-256 only).
+#[async_trait]
+pub trait OAuthClientStore {
+    /// Inserts or updates by (tenant, client id); a row of that client id held by another
+    /// `owner_uid` is `Conflict { constraint: "oauth_clients_client_id" }` and nothing
+    /// changes. An unchanged declaration writes nothing.
+    async fn upsert_oauth_client(&self, c: &OAuthClientUpsert) -> Result<OAuthClient, StoreError>;
+    /// Finds a client by the `client_id` requests name it by.
+    async fn oauth_client(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+    ) -> Result<Option<OAuthClient>, StoreError>;
+    /// The tenant's clients by client id (orphan cleanup, admin), at most [`LIST_MAX`].
+    async fn list_oauth_clients(&self, tenant: TenantId) -> Result<Vec<OAuthClient>, StoreError>;
+    /// Removes a client and its secrets; `false` if absent. Its sessions are revoked apart
+    /// ([`OAuthClientStore::revoke_client_sessions`]).
+    async fn delete_oauth_client(
+        &self,
+        tenant: TenantId,
+        id: OAuthClientId,
+    ) -> Result<bool, StoreError>;
+    /// Stores a secret; `NotFound` if the client is not in this tenant.
+    async fn insert_client_secret(
+        &self,
+        s: &NewClientSecret,
+    ) -> Result<ClientSecretRecord, StoreError>;
+    /// A client's secrets (current, in grace, revoked), newest first; the caller compares
+    /// hashes in constant time and checks [`ClientSecretRecord::is_usable`].
+    async fn client_secrets(
+        &self,
+        tenant: TenantId,
+        client: OAuthClientId,
+    ) -> Result<Vec<ClientSecretRecord>, StoreError>;
+    /// Marks a secret replaced by a rotation; it keeps working until `grace_until`. `false`
+    /// if absent, already superseded or revoked.
+    async fn supersede_client_secret(
+        &self,
+        tenant: TenantId,
+        id: ClientSecretId,
+        now: DateTime<Utc>,
+        grace_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Revokes one secret at once; `false` if absent or already revoked.
+    async fn revoke_client_secret(
+        &self,
+        tenant: TenantId,
+        id: ClientSecretId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every open session (and so refresh family) issued to `client_id`; returns
+    /// their ids so the revocations can be pushed to every gateway replica.
+    async fn revoke_client_sessions(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError>;
 }
 
 /// Token-signing keys (private part sealed).

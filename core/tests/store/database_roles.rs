@@ -258,6 +258,38 @@ pub async fn the_operator_role_writes_declared_state_only(owner: PgPool) {
     // A user and a session the gateway opened go with their tenant.
     let user = fixtures::user(&*db, tenant.id, "ada@example.com").await;
     fixtures::session(&*db, tenant.id, user.id).await;
+
+    // OAuth clients are declared state; deleting one revokes the sessions issued to it,
+    // the one thing the operator may change of a session.
+    let client = store
+        .upsert_oauth_client(&fixtures::oauth_client(tenant.id, "uid-app", "app"))
+        .await
+        .unwrap();
+    store
+        .insert_client_secret(&fixtures::client_secret(&client, "s1"))
+        .await
+        .unwrap();
+    let mut for_app = fixtures::new_session(tenant.id, user.id);
+    for_app.client_id = "app".into();
+    let issued = db.insert_session(&for_app).await.unwrap();
+    assert_eq!(
+        store
+            .revoke_client_sessions(tenant.id, "app", t(5))
+            .await
+            .unwrap(),
+        [issued.id]
+    );
+    assert_eq!(
+        op.try_sql("UPDATE sessions SET idle_expires_at = now()")
+            .await,
+        Err(DENIED.to_owned())
+    );
+    assert!(
+        store
+            .delete_oauth_client(tenant.id, client.id)
+            .await
+            .unwrap()
+    );
     assert!(store.delete_tenant(tenant.id).await.unwrap());
     assert_eq!(db.raw.count("users", "tenant_id", tenant.id.0).await, 0);
     assert_eq!(db.raw.count("sessions", "tenant_id", tenant.id.0).await, 0);
@@ -281,6 +313,10 @@ pub async fn every_table_is_granted_to_its_role(owner: PgPool) {
         ("lockout", "keygate_gateway", DML),
         ("mfa_factors", "keygate_gateway", DML),
         ("mfa_factors", "keygate_operator", "SELECT"),
+        ("oauth_client_secrets", "keygate_gateway", "SELECT"),
+        ("oauth_client_secrets", "keygate_operator", DML),
+        ("oauth_clients", "keygate_gateway", "SELECT"),
+        ("oauth_clients", "keygate_operator", DML),
         ("one_time_tokens", "keygate_gateway", DML),
         ("password_history", "keygate_gateway", DML),
         ("refresh_tokens", "keygate_gateway", DML),

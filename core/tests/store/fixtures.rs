@@ -252,3 +252,39 @@ pub fn assert_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, name: &str)
         other => panic!("expected Conflict {{ constraint: {name:?} }}, got {other:?}"),
     }
 }
+
+/// A confidential client `client_id` of `tenant`, declared by resource `owner`.
+pub fn oauth_client(tenant: TenantId, owner: &str, client_id: &str) -> OAuthClientUpsert {
+    OAuthClientUpsert {
+        tenant_id: tenant,
+        owner_uid: owner.into(),
+        client_id: client_id.into(),
+        display_name: format!("The {client_id} app"),
+        client_type: ClientType::Confidential,
+        token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
+        redirect_uris: vec![
+            "https://app.example.com/callback".into(),
+            "http://127.0.0.1/native".into(),
+        ],
+        post_logout_redirect_uris: vec!["https://app.example.com/".into()],
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        allowed_scopes: vec!["openid".into(), "email".into(), "orders.read".into()],
+        audience: vec!["https://api.example.com".into()],
+        consent: ConsentMode::Required,
+        lifetimes: ClientLifetimes {
+            access_token: Some(std::time::Duration::from_secs(300)),
+            ..ClientLifetimes::default()
+        },
+        generation: 1,
+    }
+}
+
+/// A secret of `client` whose hash is [`hash`]`(tag)`.
+pub fn client_secret(client: &OAuthClient, tag: &str) -> NewClientSecret {
+    NewClientSecret {
+        tenant_id: client.tenant_id,
+        oauth_client_id: client.id,
+        prefix: tag.into(),
+        hash: hash(tag),
+    }
+}

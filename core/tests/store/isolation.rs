@@ -51,6 +51,7 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
             user_id: ann.id,
             idp_id: idp.id,
             subject: "sub-ann".into(),
+            groups: vec![],
         })
         .await
         .unwrap();
@@ -109,7 +110,7 @@ pub async fn other_tenant_rows_invisible(db: &Db) {
             .is_none()
     );
     assert!(db.identities_of_user(b, ann.id).await.unwrap().is_empty());
-    assert!(!db.touch_identity(b, link.id, t0()).await.unwrap());
+    assert!(!db.touch_identity(b, link.id, t0(), &[]).await.unwrap());
     assert!(!db.unlink_identity(b, ann.id, idp.id).await.unwrap());
     assert!(db.idp(b, idp.id).await.unwrap().is_none());
     assert!(db.idp_by_name(b, "corp").await.unwrap().is_none());
@@ -305,6 +306,7 @@ pub async fn cross_tenant_references_refused(db: &Db) {
             user_id: ann.id,
             idp_id: idp_b.id,
             subject: "s".into(),
+            groups: vec![],
         })
         .await
         .map(|_| ())));

@@ -178,6 +178,7 @@ pub async fn idps_and_identity_links(db: &Db) {
             user_id: ann.id,
             idp_id: corp.id,
             subject: "sub-1".into(),
+            groups: vec![],
         })
         .await
         .unwrap();
@@ -186,6 +187,7 @@ pub async fn idps_and_identity_links(db: &Db) {
         user_id: bob.id,
         idp_id: corp.id,
         subject: "sub-1".into(),
+        groups: vec![],
     };
     assert_conflict(
         db.link_identity(&same_subject).await,
@@ -196,6 +198,7 @@ pub async fn idps_and_identity_links(db: &Db) {
         user_id: ann.id,
         idp_id: corp.id,
         subject: "sub-2".into(),
+        groups: vec![],
     };
     assert_conflict(
         db.link_identity(&second_at_idp).await,
@@ -206,6 +209,7 @@ pub async fn idps_and_identity_links(db: &Db) {
         user_id: ann.id,
         idp_id: gh.id,
         subject: "sub-1".into(),
+        groups: vec![],
     })
     .await
     .unwrap();
@@ -217,7 +221,11 @@ pub async fn idps_and_identity_links(db: &Db) {
             .unwrap(),
         link
     );
-    assert!(db.touch_identity(acme.id, link.id, t(60)).await.unwrap());
+    assert!(
+        db.touch_identity(acme.id, link.id, t(60), &[])
+            .await
+            .unwrap()
+    );
     assert_eq!(
         db.identity_by_subject(acme.id, corp.id, "sub-1")
             .await

@@ -129,6 +129,7 @@ pub async fn tenant_delete_cascades_but_keeps_audit(db: &Db) {
         user_id: u.id,
         idp_id: idp.id,
         subject: "sub-1".into(),
+        groups: vec![],
     })
     .await
     .unwrap();

@@ -218,6 +218,7 @@ pub async fn user_erasure_keeps_audit(db: &Db) {
         user_id: ann.id,
         idp_id: idp.id,
         subject: "sub-ann".into(),
+        groups: vec![],
     })
     .await
     .unwrap();

@@ -6,6 +6,7 @@
 //! which Traefik and Envoy relay to clients; every denial carries `nosniff`.
 
 use super::decision::Refusal;
+use super::reason::{DECISION_ID_HEADER, DecisionId, REASON_HEADER, Reason};
 use crate::error::problem_response;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,17 +15,18 @@ use axum::response::{IntoResponse, Response};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Denial {
     /// No credential, or one that did not check out: 401 with a Bearer challenge (naming
-    /// `invalid_token` when one was presented), or a 302 to `sign_in` when the caller is a
-    /// browser behind a proxy that relays redirects.
+    /// `invalid_token` when one was presented), or a 302 to sign in when the caller is a
+    /// browser behind a proxy that relays redirects, or a 401 whose challenge names the
+    /// sign-in URL behind a proxy that passes only 2xx, 401 and 403.
     Unauthenticated {
         /// The tenant's URL name (the challenge's realm).
         realm: String,
         /// The tenant's name for people (in the problem's detail).
         display_name: String,
-        /// Whether a credential was presented (and refused).
-        presented: bool,
-        /// Where to send a browser instead, if anywhere.
-        sign_in: Option<String>,
+        /// [`Reason::NoCredentials`], or why the presented credential was refused.
+        reason: Reason,
+        /// Where to send a browser, if anywhere, and how.
+        sign_in: Option<SignIn>,
     },
     /// The identity does not meet the route's requirements: 403, or a 302 to `step_up`
     /// when stronger sign-in would help a browser behind a proxy that relays redirects.
@@ -47,7 +49,29 @@ pub enum Denial {
     Unavailable,
 }
 
+/// Where a browser signs in, and how the proxy lets us say so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignIn {
+    /// A 302 to the URL (Traefik, Envoy, the Gateway API filter relay it).
+    Redirect(String),
+    /// A 401 whose challenge carries `sign_in_url="<URL>"`: NGINX Gateway Fabric turns any
+    /// status but 2xx, 401 and 403 into a 500, and nginx's `auth_request` relays only the
+    /// `WWW-Authenticate` header of a 401 to the client.
+    Hint(String),
+}
+
 impl Denial {
+    /// The stable reason word of this denial (`X-Keygate-Reason`).
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::Unauthenticated { reason, .. } => *reason,
+            Self::Forbidden { refusal, .. } => refusal.reason(),
+            Self::NetworkDenied => Reason::IpDenied,
+            Self::Misconfigured => Reason::Misconfigured,
+            Self::Unavailable => Reason::Unavailable,
+        }
+    }
+
     /// The `outcome` label of the decisions counter.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -68,7 +92,7 @@ impl IntoResponse for Denial {
     fn into_response(self) -> Response {
         let mut response = match self {
             Self::Unauthenticated {
-                sign_in: Some(location),
+                sign_in: Some(SignIn::Redirect(location)),
                 ..
             }
             | Self::Forbidden {
@@ -78,9 +102,20 @@ impl IntoResponse for Denial {
             Self::Unauthenticated {
                 realm,
                 display_name,
-                presented,
-                sign_in: None,
-            } => unauthenticated(&realm, &display_name, presented),
+                reason,
+                sign_in,
+            } => {
+                let hint = match &sign_in {
+                    Some(SignIn::Hint(url)) => Some(url.as_str()),
+                    _ => None,
+                };
+                unauthenticated(
+                    &realm,
+                    &display_name,
+                    reason != Reason::NoCredentials,
+                    hint,
+                )
+            }
             Self::Forbidden {
                 realm,
                 refusal,
@@ -117,6 +152,19 @@ impl IntoResponse for Denial {
     }
 }
 
+/// The denial's answer with its reason and decision id (`X-Keygate-Reason`,
+/// `X-Keygate-Decision-Id`), the form every adapter sends.
+pub fn respond(denial: Denial, id: DecisionId) -> Response {
+    let reason = denial.reason();
+    let mut response = denial.into_response();
+    let headers = response.headers_mut();
+    headers.insert(REASON_HEADER, HeaderValue::from_static(reason.as_str()));
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        headers.insert(DECISION_ID_HEADER, v);
+    }
+    response
+}
+
 /// `s` without the characters that would end or break a quoted challenge parameter.
 fn quote(s: &str) -> String {
     s.chars()
@@ -147,10 +195,20 @@ fn with_challenge(mut response: Response, challenge: &str) -> Response {
     response
 }
 
-fn unauthenticated(realm: &str, display_name: &str, presented: bool) -> Response {
+fn unauthenticated(
+    realm: &str,
+    display_name: &str,
+    presented: bool,
+    sign_in_hint: Option<&str>,
+) -> Response {
     let mut challenge = format!("Bearer realm=\"{}\"", quote(realm));
     if presented {
         challenge.push_str(", error=\"invalid_token\"");
+    }
+    if let Some(url) = sign_in_hint {
+        // An auth-param of our own (RFC 9110 §11.2 lets a scheme carry more): the one part
+        // of the answer nginx's `auth_request` passes on to the client.
+        challenge.push_str(&format!(", sign_in_url=\"{}\"", quote(url)));
     }
     let response = problem_response(
         StatusCode::UNAUTHORIZED,
@@ -166,7 +224,15 @@ fn unauthenticated(realm: &str, display_name: &str, presented: bool) -> Response
 fn forbidden(realm: &str, refusal: &Refusal) -> Response {
     let detail = match refusal {
         Refusal::Method => "This method is not allowed on this route".to_owned(),
-        Refusal::Insufficient(what) => format!("Missing {what}"),
+        Refusal::Insufficient(reason) => format!(
+            "Missing {}",
+            match reason {
+                Reason::MissingRole => "role",
+                Reason::MissingPermission => "permission",
+                Reason::MissingScope => "scope",
+                _ => "authentication strength",
+            }
+        ),
         Refusal::StepUp { .. } => "Sign in again with a stronger or more recent method".to_owned(),
     };
     let response = problem_response(
@@ -179,6 +245,7 @@ fn forbidden(realm: &str, refusal: &Refusal) -> Response {
         Refusal::StepUp {
             acr_values,
             max_age,
+            ..
         } => {
             let mut c = format!(
                 "Bearer realm=\"{}\", error=\"insufficient_user_authentication\", error_description=\"A stronger or more recent authentication is required\"",
@@ -216,8 +283,12 @@ mod tests {
         Denial::Unauthenticated {
             realm: "acme".into(),
             display_name: "Acme Corp".into(),
-            presented,
-            sign_in: sign_in.map(str::to_owned),
+            reason: if presented {
+                Reason::TokenInvalid
+            } else {
+                Reason::NoCredentials
+            },
+            sign_in: sign_in.map(|s| SignIn::Redirect(s.to_owned())),
         }
     }
 
@@ -262,10 +333,29 @@ mod tests {
     }
 
     #[test]
+    fn behind_nginx_gateway_fabric_the_401_names_where_to_sign_in() {
+        let d = Denial::Unauthenticated {
+            realm: "acme".into(),
+            display_name: "Acme Corp".into(),
+            reason: Reason::SessionExpired,
+            sign_in: Some(SignIn::Hint("https://gw/t/acme/signin?rd=x\"y".into())),
+        };
+        let r = d.into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&r, header::WWW_AUTHENTICATE),
+            Some(
+                "Bearer realm=\"acme\", error=\"invalid_token\", sign_in_url=\"https://gw/t/acme/signin?rd=xy\""
+            )
+        );
+        assert!(r.headers().get(header::LOCATION).is_none());
+    }
+
+    #[test]
     fn missing_roles_are_a_403_without_a_challenge() {
         let d = Denial::Forbidden {
             realm: "acme".into(),
-            refusal: Refusal::Insufficient("role"),
+            refusal: Refusal::Insufficient(Reason::MissingRole),
             step_up: None,
         };
         assert_eq!(d.outcome(), "forbidden");
@@ -280,6 +370,7 @@ mod tests {
         let refusal = Refusal::StepUp {
             acr_values: vec!["mfa".into()],
             max_age: Some(60),
+            reason: Reason::MfaRequired,
         };
         let d = Denial::Forbidden {
             realm: "ac\"me".into(),

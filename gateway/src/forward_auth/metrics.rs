@@ -3,10 +3,19 @@
 //! gateway is built with (served at `/metrics`), not a process-global one, so each test and
 //! each gateway in one process counts on its own.
 
+use super::reason::Reason;
 use super::request::Proxy;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
-const PROXIES: [&str; 4] = ["nginx", "traefik", "envoy", "direct"];
+const PROXIES: [Proxy; 7] = [
+    Proxy::Nginx,
+    Proxy::Traefik,
+    Proxy::Envoy,
+    Proxy::EnvoyGrpc,
+    Proxy::GatewayApi,
+    Proxy::NginxGatewayFabric,
+    Proxy::Direct,
+];
 const OUTCOMES: [&str; 7] = [
     "allow",
     "unauthenticated",
@@ -23,6 +32,7 @@ const SOURCES: [&str; 2] = ["cache", "resolver"];
 #[derive(Debug)]
 pub struct ForwardAuthMetrics {
     decisions: Vec<Vec<IntCounter>>,
+    reasons: Vec<IntCounter>,
     lookups: Vec<IntCounter>,
     misconfig_logs_suppressed: Option<IntCounter>,
 }
@@ -36,6 +46,12 @@ impl ForwardAuthMetrics {
             "keygate_forward_auth_decisions_total",
             "Forward-auth answers by proxy and outcome",
             &["proxy", "outcome"],
+        );
+        let reasons = counter(
+            registry,
+            "keygate_forward_auth_decision_reasons_total",
+            "Forward-auth decisions (HTTP and gRPC) by reason",
+            &["reason"],
         );
         let lookups = counter(
             registry,
@@ -59,9 +75,17 @@ impl ForwardAuthMetrics {
                         .map(|p| {
                             OUTCOMES
                                 .iter()
-                                .map(|o| vec.with_label_values(&[p, o]))
+                                .map(|o| vec.with_label_values(&[p.label(), o]))
                                 .collect()
                         })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            reasons: reasons
+                .map(|vec| {
+                    Reason::ALL
+                        .iter()
+                        .map(|r| vec.with_label_values(&[r.as_str()]))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -79,15 +103,19 @@ impl ForwardAuthMetrics {
     /// Counts one answer: `outcome` is `allow`, `unauthenticated`, `forbidden`,
     /// `network_denied`, `step_up`, `misconfigured` or `unavailable`.
     pub fn decision(&self, proxy: Proxy, outcome: &'static str) {
-        let p = match proxy {
-            Proxy::Nginx => 0,
-            Proxy::Traefik => 1,
-            Proxy::Envoy => 2,
-            Proxy::Direct => 3,
-        };
-        if let Some(o) = OUTCOMES.iter().position(|x| *x == outcome)
+        let p = PROXIES.iter().position(|x| *x == proxy);
+        if let Some(p) = p
+            && let Some(o) = OUTCOMES.iter().position(|x| *x == outcome)
             && let Some(c) = self.decisions.get(p).and_then(|row| row.get(o))
         {
+            c.inc();
+        }
+    }
+
+    /// Counts one decision by its reason.
+    pub fn reason(&self, reason: Reason) {
+        // `Reason::ALL` lists the variants in declaration order: the discriminant is the index.
+        if let Some(c) = self.reasons.get(reason as usize) {
             c.inc();
         }
     }
@@ -140,6 +168,15 @@ mod tests {
         metrics.decision(Proxy::Envoy, "allow");
         metrics.decision(Proxy::Nginx, "step_up");
         metrics.lookup("cache");
+        metrics.reason(Reason::MissingRole);
+        assert_eq!(
+            count(
+                &registry,
+                "keygate_forward_auth_decision_reasons_total",
+                &[("reason", "missing_role")]
+            ),
+            1
+        );
         let decisions = "keygate_forward_auth_decisions_total";
         assert_eq!(
             count(

@@ -1,6 +1,8 @@
 //! What the proxy tells us about the original request, normalized across ingress-nginx
-//! (`X-Original-*`), Traefik (`X-Forwarded-*`, only from trusted peers) and Envoy (original
-//! path appended to ours), plus the credential the client presented.
+//! (`X-Original-*`), Traefik (`X-Forwarded-*`, only from trusted peers), Envoy (original
+//! path appended to ours) and the Gateway API `ExternalAuth` filter (original path appended
+//! to the filter's path prefix, original `Host` and method), plus the credential the client
+//! presented.
 //!
 //! Nothing here fails: a header that is missing, repeated, not UTF-8 or absurd is treated as
 //! absent (for facts about the request) or as an invalid credential (for credentials), so
@@ -25,6 +27,15 @@ pub enum Proxy {
     Traefik,
     /// Envoy `ext_authz` HTTP: our answer goes to the client as it is.
     Envoy,
+    /// Envoy `ext_authz` gRPC (`envoy.service.auth.v3.Authorization/Check`): our answer, a
+    /// `DeniedHttpResponse`, goes to the client as it is.
+    EnvoyGrpc,
+    /// The Gateway API `ExternalAuth` filter over HTTP (GEP-1494: Envoy Gateway, Cilium):
+    /// our answer goes to the client as it is.
+    GatewayApi,
+    /// NGINX Gateway Fabric's `ExternalAuth` filter: nginx `auth_request`, so only 2xx, 401
+    /// and 403 are understood; a browser is told where to sign in inside the 401.
+    NginxGatewayFabric,
     /// Called directly (or by an unknown proxy): plain 401/403.
     Direct,
 }
@@ -32,7 +43,29 @@ pub enum Proxy {
 impl Proxy {
     /// Whether the proxy relays a 302 to the browser (nginx would turn it into a 500).
     pub fn relays_redirects(self) -> bool {
-        matches!(self, Self::Traefik | Self::Envoy)
+        matches!(
+            self,
+            Self::Traefik | Self::Envoy | Self::EnvoyGrpc | Self::GatewayApi
+        )
+    }
+
+    /// Whether a 401 carries where to sign in (`sign_in_url` in the challenge): the proxy
+    /// cannot relay a redirect, and has no sign-in URL of its own as ingress-nginx has.
+    pub fn hints_sign_in(self) -> bool {
+        self == Self::NginxGatewayFabric
+    }
+
+    /// The `proxy` label of the decisions counter.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Traefik => "traefik",
+            Self::Envoy => "envoy",
+            Self::EnvoyGrpc => "envoy_grpc",
+            Self::GatewayApi => "gateway_api",
+            Self::NginxGatewayFabric => "nginx_gateway_fabric",
+            Self::Direct => "direct",
+        }
     }
 }
 
@@ -52,18 +85,27 @@ pub struct Inbound<'a> {
 /// What the client's address is worked out from, kept so it is worked out only when
 /// needed (a tenant with network lists), not on every check.
 #[derive(Clone)]
-struct ClientFacts<'a> {
-    peer: Option<IpAddr>,
-    headers: &'a HeaderMap,
-    trusted_proxies: &'a [IpNet],
+enum ClientFacts<'a> {
+    /// An HTTP check: the peer and, from a trusted proxy, its forwarded headers.
+    Http {
+        peer: Option<IpAddr>,
+        headers: &'a HeaderMap,
+        trusted_proxies: &'a [IpNet],
+    },
+    /// Already known (a gRPC check: the address Envoy names, believed from trusted peers).
+    Known(Option<IpAddr>),
 }
 
 impl std::fmt::Debug for ClientFacts<'_> {
     // The headers carry credentials: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientFacts")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
+        match self {
+            Self::Http { peer, .. } => f
+                .debug_struct("ClientFacts")
+                .field("peer", peer)
+                .finish_non_exhaustive(),
+            Self::Known(ip) => f.debug_tuple("Known").field(ip).finish(),
+        }
     }
 }
 
@@ -86,8 +128,14 @@ impl Inbound<'_> {
     /// The client's address, by the gateway's one rule ([`crate::client_addr`]): the peer,
     /// or the right-most untrusted `X-Forwarded-For` hop from a trusted proxy.
     pub fn client_ip(&self) -> Option<IpAddr> {
-        let c = &self.client;
-        crate::client_addr::client_addr(c.peer, c.headers, c.trusted_proxies)
+        match &self.client {
+            ClientFacts::Http {
+                peer,
+                headers,
+                trusted_proxies,
+            } => crate::client_addr::client_addr(*peer, headers, trusted_proxies),
+            ClientFacts::Known(ip) => *ip,
+        }
     }
 
     /// URL of the original request, when known; validate before use (`safe_return_url`).
@@ -175,7 +223,7 @@ pub fn inbound<'a>(
     let wants_html =
         single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
     let from_trusted = trusted(peer, trusted_proxies);
-    let client = ClientFacts {
+    let client = ClientFacts::Http {
         peer,
         headers,
         trusted_proxies,
@@ -256,6 +304,76 @@ pub fn inbound<'a>(
         client,
         wants_html,
         original: Original::Unknown,
+    }
+}
+
+/// The original request of a Gateway API `ExternalAuth` check (`proxy` is
+/// [`Proxy::GatewayApi`] or [`Proxy::NginxGatewayFabric`]): the filter sends the original
+/// `Host`, method and path (`original`, after the filter's path prefix, with the query), and
+/// other headers only when its `allowedHeaders` lists them. The scheme is
+/// `X-Forwarded-Proto` when listed and `https` otherwise: a Gateway serving browsers serves
+/// HTTPS, and the return URL is checked against the tenant's allowed origins anyway.
+pub fn gateway_api<'a>(
+    proxy: Proxy,
+    headers: &'a HeaderMap,
+    own_method: &Method,
+    original: &'a str,
+    peer: Option<IpAddr>,
+    trusted_proxies: &'a [IpNet],
+) -> Inbound<'a> {
+    let wants_html =
+        single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
+    let scheme = single(headers, "x-forwarded-proto")
+        .filter(|p| *p == "http")
+        .unwrap_or("https");
+    let original =
+        single(headers, header::HOST.as_str()).map_or(Original::Unknown, |host| Original::Parts {
+            scheme,
+            host,
+            path_and_query: original,
+        });
+    Inbound {
+        proxy,
+        method: Some(own_method.clone()),
+        wants_html,
+        original,
+        client: ClientFacts::Http {
+            peer,
+            headers,
+            trusted_proxies,
+        },
+    }
+}
+
+/// The original request of an Envoy gRPC check, from its `attributes.request.http`:
+/// `headers` (the client's, rebuilt as a map), the method, scheme, host (`:authority`) and
+/// path with query, and the client's address as the caller decided to believe it.
+pub fn envoy_grpc<'a>(
+    headers: &'a HeaderMap,
+    method: Option<Method>,
+    scheme: &'a str,
+    host: &'a str,
+    path_and_query: &'a str,
+    client_ip: Option<IpAddr>,
+) -> Inbound<'a> {
+    let wants_html =
+        single(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/html"));
+    let scheme = if scheme == "https" { "https" } else { "http" };
+    let original = if host.is_empty() || path_and_query.is_empty() {
+        Original::Unknown
+    } else {
+        Original::Parts {
+            scheme,
+            host,
+            path_and_query,
+        }
+    };
+    Inbound {
+        proxy: Proxy::EnvoyGrpc,
+        method,
+        wants_html,
+        original,
+        client: ClientFacts::Known(client_ip),
     }
 }
 

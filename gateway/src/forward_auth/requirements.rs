@@ -222,3 +222,164 @@ mod tests {
         assert!(Requirements::parse(&"tenant=a&role=x".repeat(1000)).is_err());
     }
 }
+
+/// Properties over generated auth URLs: whatever a proxy's operator writes, parsing ends in
+/// requirements or an error (never a panic), every requirement set can be written and is read
+/// back exactly, and a mistake added to a valid URL is an error, never weaker requirements.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const METHODS: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    const MAX_AGE_LIMIT: u64 = 10 * 365 * 24 * 3600;
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._:/@-]{1,24}"
+    }
+
+    fn requirements() -> impl Strategy<Value = Requirements> {
+        (
+            "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?",
+            prop::collection::btree_set(name(), 0..4),
+            prop::collection::btree_set(name(), 0..4),
+            prop::collection::btree_set(name(), 0..4),
+            any::<bool>(),
+            prop::collection::vec(name(), 0..3),
+            prop::option::of(0..=MAX_AGE_LIMIT),
+            prop::collection::btree_set(prop::sample::select(&METHODS[..]), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(tenant, any_role, permissions, scopes, mfa, acr, max_age, methods, jwt)| {
+                    let mut acr_values: Vec<String> = Vec::new();
+                    for a in acr {
+                        if !acr_values.contains(&a) {
+                            acr_values.push(a);
+                        }
+                    }
+                    Requirements {
+                        tenant,
+                        any_role,
+                        permissions,
+                        scopes,
+                        mfa,
+                        acr_values,
+                        max_age,
+                        methods: methods
+                            .into_iter()
+                            .map(|m| Method::from_bytes(m.as_bytes()).unwrap())
+                            .collect(),
+                        upstream_jwt: jwt,
+                    }
+                },
+            )
+    }
+
+    /// `r` as the (key, value) pairs of an auth URL, lists either repeated or comma-joined.
+    fn pairs(r: &Requirements, commas: bool) -> Vec<(String, String)> {
+        let mut out = vec![("tenant".to_owned(), r.tenant.clone())];
+        let mut list = |key: &str, items: Vec<String>| {
+            if commas && !items.is_empty() {
+                out.push((key.to_owned(), items.join(",")));
+            } else {
+                out.extend(items.into_iter().map(|i| (key.to_owned(), i)));
+            }
+        };
+        list("role", r.any_role.iter().cloned().collect());
+        list("perm", r.permissions.iter().cloned().collect());
+        list("scope", r.scopes.iter().cloned().collect());
+        list("acr", r.acr_values.clone());
+        list(
+            "method",
+            r.methods
+                .iter()
+                .map(|m| m.as_str().to_lowercase())
+                .collect(),
+        );
+        if r.mfa {
+            out.push(("mfa".into(), "1".into()));
+        }
+        if r.upstream_jwt {
+            out.push(("jwt".into(), "true".into()));
+        }
+        if let Some(secs) = r.max_age {
+            out.push(("max_age".into(), secs.to_string()));
+        }
+        out
+    }
+
+    fn render(pairs: &[(String, String)]) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(query in any::<String>()) {
+            let _ = Requirements::parse(&query);
+        }
+
+        #[test]
+        fn known_keys_with_any_values_never_panic(
+            pairs in prop::collection::vec(
+                (prop::sample::select(&["tenant", "role", "perm", "scope", "mfa", "acr",
+                    "max_age", "method", "jwt", "x"][..]), any::<String>()),
+                0..8,
+            ),
+        ) {
+            let query = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+            if let Ok(r) = Requirements::parse(&query) {
+                prop_assert!(crate::identity::is_tenant_name(&r.tenant));
+                prop_assert!(r.max_age.is_none_or(|s| s <= MAX_AGE_LIMIT));
+            }
+        }
+
+        #[test]
+        fn every_requirement_set_reads_back_exactly_in_any_order(
+            (r, p) in (requirements(), any::<bool>()).prop_flat_map(|(r, commas)| {
+                let p = pairs(&r, commas);
+                (Just(r), Just(p).prop_shuffle())
+            }),
+        ) {
+            // `acr` values keep the order they are written in (the step-up challenge lists
+            // them in that order of preference); nothing else depends on order.
+            let mut expected = r;
+            expected.acr_values = p
+                .iter()
+                .filter(|(k, _)| k == "acr")
+                .flat_map(|(_, v)| v.split(','))
+                .map(str::to_owned)
+                .collect();
+            prop_assert_eq!(Requirements::parse(&render(&p)), Ok(expected));
+        }
+
+        #[test]
+        fn a_mistake_added_to_a_valid_url_is_an_error_never_weaker_rules(
+            r in requirements(),
+            mistake in prop_oneof![
+                ("[a-z_]{1,12}", "[a-z0-9]{0,8}")
+                    .prop_filter("an unknown key", |(k, _)| ![
+                        "tenant", "role", "perm", "scope", "mfa", "acr", "max_age", "method", "jwt"
+                    ].contains(&k.as_str())),
+                (prop::sample::select(&["role", "perm", "scope", "acr"][..]).prop_map(str::to_owned),
+                    "[a-z]{0,4}[<>\"';%()\\[\\]{}]+[a-z]{0,4}"),
+                Just(("mfa".to_owned(), "maybe".to_owned())),
+                Just(("method".to_owned(), "FETCH".to_owned())),
+                Just(("max_age".to_owned(), "-1".to_owned())),
+                // Longer than any generated tenant, so always another one.
+                Just(("tenant".to_owned(), "another-tenant-abcdefghij".to_owned())),
+            ],
+        ) {
+            let mut p = pairs(&r, false);
+            p.push(mistake);
+            prop_assert!(Requirements::parse(&render(&p)).is_err());
+        }
+    }
+}

@@ -37,6 +37,12 @@ pub(crate) mod kind {
     pub const MFA_LOCKED: &str = "mfa.locked";
     pub const BACKUP_CODES_GENERATED: &str = "mfa.backup_codes_generated";
     pub const STEP_UP: &str = "session.stepped_up";
+    pub const AUTHORIZED: &str = "oauth.authorized";
+    pub const TOKEN_ISSUED: &str = "oauth.token_issued";
+    pub const CODE_REUSE: &str = "oauth.code_reuse_detected";
+    pub const DEVICE_DECIDED: &str = "oauth.device_decided";
+    /// An upstream identity was linked to the account (first sign-in, or claimed).
+    pub const IDENTITY_LINKED: &str = "account.identity_linked";
 }
 
 impl IdentityService {

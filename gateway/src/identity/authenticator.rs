@@ -68,10 +68,18 @@ pub struct Identity {
 /// Why a credential did not check out.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
-    /// Not a valid credential of this tenant (bad signature, expired, unknown, revoked,
-    /// another tenant's): a 401.
+    /// Not a valid credential of this tenant (bad signature, unknown, another tenant's):
+    /// a 401.
     #[error("invalid credential")]
     Invalid,
+    /// A credential of this tenant past its lifetime: a 401 (`token_expired`,
+    /// `session_expired`, `api_key_expired`).
+    #[error("expired credential")]
+    Expired,
+    /// A credential of this tenant that was ended (sign-out, revoke, rotation): a 401
+    /// (`session_revoked`, `token_revoked`, `api_key_revoked`).
+    #[error("revoked credential")]
+    Revoked,
     /// A dependency is down; the caller cannot tell valid from invalid: a 503.
     #[error("credential check unavailable")]
     Unavailable,
@@ -113,6 +121,8 @@ impl From<IdentityError> for AuthError {
                 tracing::warn!(error = %e, "credential check failed");
                 AuthError::Unavailable
             }
+            IdentityError::ExpiredToken => AuthError::Expired,
+            IdentityError::RevokedToken => AuthError::Revoked,
             _ => AuthError::Invalid,
         }
     }

@@ -66,6 +66,16 @@ pub enum IdentityError {
     /// revoked or of another tenant.
     #[error("invalid token")]
     InvalidToken,
+    /// A bearer credential of this tenant past its lifetime. Answered exactly as
+    /// [`IdentityError::InvalidToken`] everywhere; only forward-auth names the difference
+    /// (its `token_expired`, `session_expired`, `api_key_expired` reasons).
+    #[error("expired token")]
+    ExpiredToken,
+    /// A bearer credential of this tenant that was ended (sign-out, revoke, rotation).
+    /// Answered exactly as [`IdentityError::InvalidToken`] everywhere but forward-auth's
+    /// reasons (`session_revoked`, `token_revoked`, `api_key_revoked`).
+    #[error("revoked token")]
+    RevokedToken,
     /// A refresh token (or other grant) is unknown, expired, revoked or reused.
     #[error("invalid grant")]
     InvalidGrant,
@@ -74,6 +84,13 @@ pub enum IdentityError {
     /// granted (RFC 6749 §3.3, §6).
     #[error("invalid scope")]
     InvalidScope,
+    /// The `client_id` names no registered client of the tenant, or the client failed to
+    /// authenticate (wrong, missing or extra secret; RFC 6749 §5.2 `invalid_client`, 401).
+    #[error("invalid client")]
+    InvalidClient,
+    /// The client is registered but not for this grant (RFC 6749 §5.2 `unauthorized_client`).
+    #[error("unauthorized client")]
+    UnauthorizedClient,
     /// The client's address is outside the tenant's `network.allow` list or inside its
     /// `network.deny` list (`keygate_core::tenant_settings::Network::permits`).
     #[error("network denied")]
@@ -136,6 +153,9 @@ pub enum IdentityError {
     /// by signing in again through its upstream identity provider.
     #[error("step-up through the upstream provider required")]
     UpstreamStepUpRequired,
+    /// An upstream identity provider's sign-in was refused (the text says why, plainly).
+    #[error("upstream sign-in refused: {0}")]
+    Federation(#[from] super::FederationRefusal),
     /// A dependency (Redis) is down; the caller cannot tell valid from invalid.
     #[error("unavailable: {0}")]
     Unavailable(#[from] EphemeralError),
@@ -148,4 +168,13 @@ pub enum IdentityError {
     /// Anything else unexpected (logged, never sent).
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl IdentityError {
+    /// A unique constraint refused the write: the record exists already (an upstream
+    /// identity linked to another account, a second link to one provider). The caller can
+    /// resolve it, so adapters answer 409 rather than 500.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Conflict { .. }))
+    }
 }

@@ -8,7 +8,8 @@ use super::challenge::SignInOutcome;
 use super::mfa::BackupCodes;
 use super::totp::TotpEnrolment;
 use super::{
-    IdentityError, IdentityService, LiveTenant, PasswordSignIn, RequestMeta, SignUp, SignedIn,
+    IdentityError, IdentityService, LiveTenant, PasswordSignIn, ProviderButton, RequestMeta,
+    SignUp, SignedIn, SsoCallback, SsoFinished, SsoStart, SsoStarted,
 };
 use async_trait::async_trait;
 
@@ -109,6 +110,16 @@ pub enum FlowError {
     /// The tenant offers no second factor.
     #[error("MFA off")]
     MfaDisabled,
+    /// An upstream sign-in was refused; its text is shown to the person as it is.
+    #[error("{0}")]
+    Upstream(super::FederationRefusal),
+    /// The upstream identity is linked to another account, or this account is linked to
+    /// another identity at that provider.
+    #[error("already linked")]
+    AlreadyLinked,
+    /// No such identity provider in this tenant.
+    #[error("unknown provider")]
+    UnknownProvider,
 }
 
 /// The workflows behind the pages.
@@ -191,6 +202,33 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         cookie_value: &str,
         meta: &RequestMeta,
     ) -> Result<(), FlowError>;
+    /// The tenant's upstream providers, for the sign-in page's buttons.
+    async fn providers(&self, tenant: &LiveTenant) -> Result<Vec<ProviderButton>, FlowError>;
+    /// Starts a sign-in at an upstream provider.
+    async fn sso_start(
+        &self,
+        tenant: &LiveTenant,
+        start: SsoStart,
+        meta: &RequestMeta,
+    ) -> Result<SsoStarted, FlowError>;
+    /// Finishes it with the provider's answer and the browser's binding cookie.
+    async fn sso_finish(
+        &self,
+        tenant: &LiveTenant,
+        provider: &str,
+        callback: SsoCallback,
+        binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<SsoFinished, FlowError>;
+    /// Links the upstream identity a link token stands for to the account the session
+    /// cookie names; answers the provider's name.
+    async fn claim_link(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+        link_token: &str,
+        meta: &RequestMeta,
+    ) -> Result<String, FlowError>;
 }
 
 impl From<IdentityError> for FlowError {
@@ -222,11 +260,15 @@ impl From<IdentityError> for FlowError {
             ),
             IdentityError::InvalidLink
             | IdentityError::InvalidToken
+            | IdentityError::ExpiredToken
+            | IdentityError::RevokedToken
             | IdentityError::InvalidGrant
-            | IdentityError::InvalidScope => FlowError::InvalidLink,
+            | IdentityError::InvalidScope
+            | IdentityError::InvalidClient
+            | IdentityError::UnauthorizedClient => FlowError::InvalidLink,
+            IdentityError::NotFound => FlowError::UnknownProvider,
             IdentityError::AccountSuspended
             | IdentityError::Forbidden
-            | IdentityError::NotFound
             | IdentityError::WrongCurrentPassword => FlowError::InvalidCredentials,
             IdentityError::MailUnavailable => FlowError::MailUnavailable,
             IdentityError::InvalidCode
@@ -241,6 +283,10 @@ impl From<IdentityError> for FlowError {
             IdentityError::MfaDisabled => FlowError::MfaDisabled,
             IdentityError::StepUpRequired { .. } | IdentityError::UpstreamStepUpRequired => {
                 FlowError::InvalidCredentials
+            }
+            IdentityError::Federation(r) => FlowError::Upstream(r),
+            IdentityError::Store(keygate_core::store::StoreError::Conflict { .. }) => {
+                FlowError::AlreadyLinked
             }
             IdentityError::Unavailable(_)
             | IdentityError::Store(_)
@@ -393,5 +439,49 @@ impl AccountFlows for IdentityService {
             return Ok(());
         };
         Ok(IdentityService::sign_out(self, &principal, meta).await?)
+    }
+
+    async fn providers(&self, tenant: &LiveTenant) -> Result<Vec<ProviderButton>, FlowError> {
+        Ok(self.federated_providers(tenant.name()).await?)
+    }
+
+    async fn sso_start(
+        &self,
+        tenant: &LiveTenant,
+        start: SsoStart,
+        meta: &RequestMeta,
+    ) -> Result<SsoStarted, FlowError> {
+        Ok(IdentityService::sso_start(self, tenant.name(), start, meta).await?)
+    }
+
+    async fn sso_finish(
+        &self,
+        tenant: &LiveTenant,
+        provider: &str,
+        callback: SsoCallback,
+        binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<SsoFinished, FlowError> {
+        Ok(
+            IdentityService::sso_finish(self, tenant.name(), provider, callback, binding, meta)
+                .await?,
+        )
+    }
+
+    async fn claim_link(
+        &self,
+        tenant: &LiveTenant,
+        cookie_value: &str,
+        link_token: &str,
+        meta: &RequestMeta,
+    ) -> Result<String, FlowError> {
+        let principal = self
+            .session_principal(tenant, cookie_value)
+            .await
+            .map_err(|_| FlowError::InvalidLink)?;
+        let user = principal.user_id.ok_or(FlowError::InvalidLink)?;
+        Ok(self
+            .claim_federated_link(tenant.name(), user, link_token, meta)
+            .await?)
     }
 }

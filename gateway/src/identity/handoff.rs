@@ -171,7 +171,12 @@ impl IdentityService {
             .await
         {
             Ok(p) if p.session_id() == Some(pending.session_id) => p,
-            Ok(_) | Err(IdentityError::InvalidToken) => return Err(IdentityError::InvalidLink),
+            Ok(_)
+            | Err(
+                IdentityError::InvalidToken
+                | IdentityError::ExpiredToken
+                | IdentityError::RevokedToken,
+            ) => return Err(IdentityError::InvalidLink),
             Err(e) => return Err(e),
         };
         let Credential::SessionCookie { expires_at, .. } = principal.credential else {

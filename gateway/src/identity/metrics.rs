@@ -23,6 +23,31 @@ pub(super) enum Grant {
     Password,
     /// A refresh token rotated (`grant_type=refresh_token`).
     RefreshToken,
+    /// An authorization code redeemed (`grant_type=authorization_code`).
+    AuthorizationCode,
+    /// A client for itself (`grant_type=client_credentials`).
+    ClientCredentials,
+    /// A device code redeemed (RFC 8628).
+    DeviceCode,
+}
+
+impl Grant {
+    /// The `grant` label.
+    const ALL: [(Self, &'static str); 5] = [
+        (Self::Password, "password"),
+        (Self::RefreshToken, "refresh_token"),
+        (Self::AuthorizationCode, "authorization_code"),
+        (Self::ClientCredentials, "client_credentials"),
+        (Self::DeviceCode, "device_code"),
+    ];
+
+    /// The `grant` label (also the audit events' `grant`).
+    pub(super) fn label(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(g, _)| *g == self)
+            .map_or("unknown", |(_, l)| l)
+    }
 }
 
 /// The service's metric children, each resolved once so counting is one atomic add; `None`
@@ -35,8 +60,8 @@ pub(super) struct IdentityMetrics(Option<Families>);
 struct Families {
     sign_ins: Vec<IntCounter>,
     lockouts: IntCounter,
-    tokens_password: IntCounter,
-    tokens_refresh: IntCounter,
+    /// Tokens issued, one child per [`Grant::ALL`] entry, in its order.
+    tokens: Vec<(Grant, IntCounter)>,
     refresh_reuse: IntCounter,
     redis_up: IntGauge,
     pool_open: IntGauge,
@@ -88,10 +113,10 @@ impl IdentityMetrics {
 
     /// Counts a token set issued by `grant`.
     pub(super) fn issued(&self, grant: Grant) {
-        match (&self.0, grant) {
-            (Some(f), Grant::Password) => f.tokens_password.inc(),
-            (Some(f), Grant::RefreshToken) => f.tokens_refresh.inc(),
-            (None, _) => {}
+        if let Some(f) = &self.0
+            && let Some((_, c)) = f.tokens.iter().find(|(g, _)| *g == grant)
+        {
+            c.inc();
         }
     }
 
@@ -135,7 +160,7 @@ impl Families {
         let tokens = IntCounterVec::new(
             Opts::new(
                 "keygate_tokens_issued_total",
-                "Token sets issued, by grant (password, refresh_token)",
+                "Token sets issued, by grant (password, refresh_token, authorization_code, client_credentials, device_code)",
             ),
             &["grant"],
         )?;
@@ -146,8 +171,10 @@ impl Families {
                 .iter()
                 .map(|o| sign_ins.with_label_values(&[o]))
                 .collect(),
-            tokens_password: tokens.with_label_values(&["password"]),
-            tokens_refresh: tokens.with_label_values(&["refresh_token"]),
+            tokens: Grant::ALL
+                .iter()
+                .map(|(g, label)| (*g, tokens.with_label_values(&[label])))
+                .collect(),
             lockouts: counter(
                 registry,
                 "keygate_account_lockouts_total",

@@ -22,23 +22,33 @@ mod accounts;
 mod admin;
 mod audit;
 mod authenticator;
+mod authorization;
 mod challenge;
+mod client_grant;
+mod client_tokens;
+mod clients;
 mod device;
+mod device_grant;
 mod error;
+mod federation;
 mod flows;
 mod handoff;
+mod id_token;
 mod janitor;
 mod levels;
 mod loading_cache;
 mod lockout;
+mod logout;
 mod mail;
 mod mailer;
 mod metrics;
 mod mfa;
 mod password;
+mod person_grant;
 mod principal;
 mod recovery;
 mod refresh;
+mod relying_party;
 mod resolve;
 mod revocation_sync;
 mod scopes;
@@ -57,19 +67,34 @@ mod usage;
 mod webauthn;
 
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
+pub use authorization::{
+    AUTHORIZATION_CODE_TTL, Authorization, AuthorizationError, AuthorizationRequest,
+    AuthorizeRefusal, IssuedTokens, Prompt, SignInNeeded,
+};
 pub use challenge::{CHALLENGE_TTL, SecondFactorChallenge, SignInOutcome};
+pub use clients::{AuthenticatedClient, ClientCredentials, RegisteredClient};
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
+pub use device_grant::{
+    DEVICE_CODE_TTL, DEVICE_POLL_INTERVAL, DeviceAuthorization, DevicePoll, PendingDevice,
+};
 pub use error::IdentityError;
+pub use federation::{
+    ACR_FEDERATED, FederatedIdentity, FederatedOutcome, FederatedSession, Federation,
+    FederationRefusal, LINK_TOKEN_TTL, ProviderButton, STATE_TTL, SsoCallback, SsoFinished,
+    SsoStart, SsoStarted,
+};
 pub use flows::{AccountFlows, BrowserSession, BrowserSignIn, FlowError, SignInAttempt};
 pub use handoff::{HANDOFF_CODE_TTL, HandoffTarget, HostSession, nonce_hash};
 pub use levels::{
     ACR_MFA, ACR_PASSWORD, ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_satisfies,
     has_second_factor,
 };
+pub use logout::{Logout, LogoutRequest};
 pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};
 pub use mfa::{BACKUP_CODE_COUNT, BackupCodes, FactorInfo, MfaStatus, STEP_UP_FRESHNESS};
 pub use password::BreachedList;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
+pub use relying_party::GrantType;
 pub use signer::PublishedKeys;
 pub use step_up::{StepUpOffer, StepUpProof, SteppedUp};
 pub use tenants::{LiveTenant, is_tenant_name};
@@ -188,6 +213,10 @@ pub struct RateLimits {
     /// Emails of one kind sent to one recipient per window (and reset or resend requests
     /// per address).
     pub emails_per_address: u64,
+    /// `/authorize` and `/oauth2/token` requests per address per window.
+    pub oauth_per_ip: u64,
+    /// `/authorize` and `/oauth2/token` requests per client per window.
+    pub oauth_per_client: u64,
     /// The window.
     pub window: Duration,
 }
@@ -199,6 +228,8 @@ impl Default for RateLimits {
             reset_per_ip: 10,
             resend_per_ip: 10,
             emails_per_address: 3,
+            oauth_per_ip: 600,
+            oauth_per_client: 1200,
             window: Duration::from_secs(60),
         }
     }
@@ -334,23 +365,32 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// OpenID Connect userinfo of a person (and the userinfo endpoint's answer).
+/// OpenID Connect userinfo of a person (and the userinfo endpoint's answer). keygate's own
+/// tokens (client `keygate`) see every field; a registered client's token sees `sub` and
+/// what its scopes release (`email`: `email`, `email_verified`; `profile`: `name`;
+/// `groups`: `groups`), as OpenID Connect Core §5.4 asks.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct UserInfo {
     /// User id.
     pub sub: String,
     /// Email.
-    pub email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// Whether the email is verified.
-    pub email_verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
     /// Display name.
-    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Local groups.
-    pub groups: Vec<String>,
-    /// Role names.
-    pub roles: Vec<String>,
-    /// Tenant name.
-    pub tenant: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// Role names (keygate's own tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Tenant name (keygate's own tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// RFC 7662 introspection answer.
@@ -397,16 +437,24 @@ pub struct IdentityService {
 struct Inner {
     deps: IdentityDeps,
     tenants: tenants::LiveTenants,
+    clients: clients::ClientCache,
     signer: signer::SigningKeys,
     subjects: subjects::SubjectCache,
     families: subjects::FamilyCache,
     usage: Arc<usage::ApiKeyUsage>,
     metrics: metrics::IdentityMetrics,
+    providers: federation::Providers,
 }
 
 impl IdentityService {
     /// The service over `deps`.
     pub fn new(deps: IdentityDeps) -> Self {
+        Self::with_federation(deps, Federation::default())
+    }
+
+    /// The service reaching upstream providers as `federation` says (`keygate dev` accepts
+    /// loopback `http://` issuers; tests point Google and GitHub at local peers).
+    pub fn with_federation(deps: IdentityDeps, federation: Federation) -> Self {
         let signer = signer::SigningKeys::new(
             deps.store.clone(),
             deps.master_keys.clone(),
@@ -418,10 +466,12 @@ impl IdentityService {
                 metrics,
                 deps,
                 tenants: tenants::LiveTenants::default(),
+                clients: clients::ClientCache::default(),
                 signer,
                 subjects: subjects::SubjectCache::default(),
                 families: subjects::FamilyCache::default(),
                 usage: Arc::default(),
+                providers: federation::Providers::new(federation),
             }),
         }
     }

@@ -5,6 +5,7 @@
 //! same new pair (kept sealed in the ephemeral store, keyed by the presented token's hash).
 
 use super::audit::kind;
+use super::clients::{AuthenticatedClient, RegisteredClient};
 use super::mail::Mail;
 use super::metrics::Grant;
 use super::scopes;
@@ -12,7 +13,7 @@ use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, RequestMeta, TokenSet, chrono_duration, hex};
 use keygate_core::crypto::{random::random_token, sha256};
 use keygate_core::ids::SessionId;
-use keygate_core::store::RotateOutcome;
+use keygate_core::store::{ClientType, GrantType, RotateOutcome};
 use serde_json::json;
 use std::time::Duration;
 
@@ -28,7 +29,10 @@ impl IdentityService {
     /// it (`InvalidScope`). The token is bound to its client: every refresh names the
     /// session's `client_id`, or it is `InvalidGrant` (RFC 6749 §6, §10.4), and so is a
     /// retry within the grace window; a refusal of an unspent token leaves it unspent. A
-    /// client outside the tenant's network lists is `NetworkDenied`.
+    /// client outside the tenant's network lists is `NetworkDenied`. The `client_id` must
+    /// name a registered client (`InvalidClient`) allowed the refresh grant
+    /// (`UnauthorizedClient`); a confidential client must authenticate, through
+    /// [`IdentityService::refresh_for`] (`InvalidClient` here).
     pub async fn refresh(
         &self,
         tenant: &str,
@@ -40,6 +44,47 @@ impl IdentityService {
         let t = self.tenant(tenant).await?;
         // Before the token is looked at, so a refused network leaves it unspent.
         super::signin::admit_network(&t, meta)?;
+        let Some(client_id) = client_id.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Err(IdentityError::InvalidGrant);
+        };
+        let client = self.registered_client(&t, Some(client_id)).await?;
+        if client
+            .registration()
+            .is_some_and(|c| c.client_type == ClientType::Confidential)
+        {
+            return Err(IdentityError::InvalidClient);
+        }
+        self.refresh_as(&t, refresh_token, scope, &client, meta)
+            .await
+    }
+
+    /// [`IdentityService::refresh`] for a client that authenticated at the token endpoint
+    /// ([`IdentityService::authenticate_client`]): how a confidential client refreshes.
+    pub async fn refresh_for(
+        &self,
+        tenant: &str,
+        refresh_token: &str,
+        scope: Option<&str>,
+        client: &AuthenticatedClient,
+        meta: &RequestMeta,
+    ) -> Result<TokenSet, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        super::signin::admit_network(&t, meta)?;
+        self.refresh_as(&t, refresh_token, scope, client, meta)
+            .await
+    }
+
+    async fn refresh_as(
+        &self,
+        t: &LiveTenant,
+        refresh_token: &str,
+        scope: Option<&str>,
+        client: &RegisteredClient,
+        meta: &RequestMeta,
+    ) -> Result<TokenSet, IdentityError> {
+        if !client.allows_grant(GrantType::RefreshToken) {
+            return Err(IdentityError::UnauthorizedClient);
+        }
         if refresh_token.is_empty() || refresh_token.len() > MAX_REFRESH_TOKEN_BYTES {
             return Err(IdentityError::InvalidGrant);
         }
@@ -47,13 +92,11 @@ impl IdentityService {
         let now = self.now();
         let presented = sha256(refresh_token.as_bytes());
         let asked = scope.map(str::trim).filter(|s| !s.is_empty());
-        let Some(client_id) = client_id.map(str::trim).filter(|c| !c.is_empty()) else {
-            return Err(IdentityError::InvalidGrant);
-        };
+        let client_id = client.client_id();
         // The client is checked by the rotation itself; a scope asked for needs the
         // session's scope, read before the token is spent.
         if asked.is_some() {
-            self.check_request_before_rotation(&t, &presented, asked, client_id)
+            self.check_request_before_rotation(t, &presented, asked, client_id)
                 .await?;
         }
         let next_raw = random_token()?;
@@ -73,11 +116,11 @@ impl IdentityService {
         {
             RotateOutcome::Rotated { next } => {
                 let pair = self
-                    .tokens_for_family(&t, next.session_id, next_raw, asked, client_id)
+                    .tokens_for_family(t, next.session_id, next_raw, asked, client_id)
                     .await?;
                 let grace = t.settings.refresh_reuse_grace();
                 if !grace.is_zero() {
-                    let key = grace_key(&t, &presented);
+                    let key = grace_key(t, &presented);
                     let plain = serde_json::to_vec(&pair)
                         .map_err(|e| IdentityError::Internal(e.to_string()))?;
                     let sealed = self.inner.signer.master_keys().seal(&plain, &key)?;
@@ -92,7 +135,7 @@ impl IdentityService {
                 let grace = chrono_duration(t.settings.refresh_reuse_grace());
                 if now - rotated_at <= grace
                     && !d.ephemeral.revocations().contains(&family.to_string())
-                    && let Some(pair) = self.grace_pair(&t, &presented).await?
+                    && let Some(pair) = self.grace_pair(t, &presented).await?
                 {
                     // The family must still be live: a revoke in between wins.
                     let Some(s) = d
@@ -109,7 +152,7 @@ impl IdentityService {
                         return Ok(pair);
                     }
                 }
-                self.reuse_detected(&t, family, meta).await?;
+                self.reuse_detected(t, family, meta).await?;
                 Err(IdentityError::InvalidGrant)
             }
             RotateOutcome::FamilyRevoked { .. }

@@ -61,7 +61,7 @@ impl IdentityService {
                 .as_deref()
                 .is_some_and(|s| revocations.contains(s))
         {
-            return Err(IdentityError::InvalidToken);
+            return Err(IdentityError::RevokedToken);
         }
         let user_id: UserId = claims
             .sub
@@ -115,12 +115,19 @@ impl IdentityService {
             .api_key_by_prefix(t.row.id, prefix)
             .await?
             .ok_or(IdentityError::InvalidToken)?;
-        if !constant_time_eq(&sha256(key.as_bytes()), &record.hash) || !record.is_usable(self.now())
-        {
+        if !constant_time_eq(&sha256(key.as_bytes()), &record.hash) {
             return Err(IdentityError::InvalidToken);
         }
+        // Past here the caller holds this tenant's real key: naming why it stopped working
+        // tells them nothing they could not see in the ApiKey's status.
+        if record.revoked_at.is_some() {
+            return Err(IdentityError::RevokedToken);
+        }
+        if !record.is_usable(self.now()) {
+            return Err(IdentityError::ExpiredToken);
+        }
         if d.ephemeral.revocations().contains(&record.id.to_string()) {
-            return Err(IdentityError::InvalidToken);
+            return Err(IdentityError::RevokedToken);
         }
         let grants = d.store.roles_by_names(t.row.id, &record.roles).await?;
         let mut permissions: Vec<String> = grants
@@ -160,14 +167,32 @@ impl IdentityService {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(IdentityError::InvalidToken)?;
+        let own = match &caller.credential {
+            Credential::AccessToken { client_id, .. } => {
+                client_id == super::scopes::DEFAULT_CLIENT_ID
+            }
+            _ => true,
+        };
+        if !own {
+            let released = |s: &str| caller.has_scope(s);
+            return Ok(UserInfo {
+                sub: user.id.to_string(),
+                email: released("email").then(|| user.email.clone()),
+                email_verified: released("email").then_some(user.email_verified),
+                name: released("profile").then(|| user.display_name.clone()),
+                groups: released("groups").then(|| user.groups.clone()),
+                roles: None,
+                tenant: None,
+            });
+        }
         Ok(UserInfo {
             sub: user.id.to_string(),
-            email: user.email,
-            email_verified: user.email_verified,
-            name: user.display_name,
-            groups: user.groups,
-            roles: caller.roles.clone(),
-            tenant: caller.tenant.clone(),
+            email: Some(user.email),
+            email_verified: Some(user.email_verified),
+            name: Some(user.display_name),
+            groups: Some(user.groups),
+            roles: Some(caller.roles.clone()),
+            tenant: Some(caller.tenant.clone()),
         })
     }
 

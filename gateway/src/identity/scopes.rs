@@ -2,7 +2,8 @@
 //! Forward-auth's `scope=` and every resource server trust the `scope` claim, so a scope is
 //! granted only when the tenant allows it to everyone (the OpenID Connect standard scopes)
 //! or the person holds it as a permission through a Role; anything else is refused with
-//! `invalid_scope` (RFC 6749 §5.2), never copied from the request.
+//! `invalid_scope` (RFC 6749 §5.2), never copied from the request. Which client may ask
+//! for which scopes at all (its `allowedScopes`) is `clients`' rule.
 
 use super::IdentityError;
 
@@ -10,25 +11,16 @@ use super::IdentityError;
 pub(crate) const DEFAULT_CLIENT_ID: &str = "keygate";
 /// Scope granted when none is asked for.
 pub(crate) const DEFAULT_SCOPE: &str = "openid";
-/// Scopes every person of a tenant may be granted (OpenID Connect Core §5.4, §11): they
-/// say what the token may read of the person, not what the person may do.
-pub(crate) const STANDARD_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+/// Scopes every person of a tenant may be granted (OpenID Connect Core §5.4, §11, and
+/// `groups`, which releases the local groups): they say what the token may read of the
+/// person, not what the person may do.
+pub(crate) const STANDARD_SCOPES: [&str; 5] =
+    ["openid", "profile", "email", "offline_access", "groups"];
 /// Longest `scope` parameter looked at.
 const MAX_SCOPE_BYTES: usize = 2048;
 
-/// The client a sign-in's tokens are issued to. Until OAuthClients exist, the only client a
-/// tenant has is its built-in one, so any other `client_id` names nothing registered.
-pub(super) fn client_for_sign_in(asked: Option<&str>) -> Result<String, IdentityError> {
-    match asked.map(str::trim).filter(|c| !c.is_empty()) {
-        None | Some(DEFAULT_CLIENT_ID) => Ok(DEFAULT_CLIENT_ID.into()),
-        Some(_) => Err(IdentityError::InvalidRequest(format!(
-            "client_id names no registered client of this tenant (its own is `{DEFAULT_CLIENT_ID}`)"
-        ))),
-    }
-}
-
 /// Whether a person holding `permissions` may be granted scope `s`.
-fn grantable(s: &str, permissions: &[String]) -> bool {
+pub(super) fn grantable(s: &str, permissions: &[String]) -> bool {
     STANDARD_SCOPES.contains(&s) || permissions.iter().any(|p| p == s)
 }
 
@@ -94,20 +86,6 @@ mod tests {
         assert_eq!(grant(Some("orders.write\tbilling.admin")), None);
         assert_eq!(grant(Some("openid \"x\"")), None);
         assert_eq!(grant(Some("openid ".repeat(400).as_str())), None);
-    }
-
-    #[test]
-    fn only_the_built_in_client_signs_in() {
-        assert_eq!(client_for_sign_in(None).ok().as_deref(), Some("keygate"));
-        assert_eq!(
-            client_for_sign_in(Some("")).ok().as_deref(),
-            Some("keygate")
-        );
-        assert_eq!(
-            client_for_sign_in(Some("keygate")).ok().as_deref(),
-            Some("keygate")
-        );
-        assert!(client_for_sign_in(Some("orders-spa")).is_err());
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl IdentityService {
                     .revocations()
                     .contains(&hot.session_id.to_string())
                 {
-                    return Err(IdentityError::InvalidToken);
+                    return Err(IdentityError::RevokedToken);
                 }
                 // An expired record is a miss: the ledger may know a later idle expiry.
                 hot.is_active(now).then_some(hot)
@@ -170,9 +170,12 @@ impl IdentityService {
                     .await?
                     .ok_or(IdentityError::InvalidToken)?;
                 if d.ephemeral.revocations().contains(&session.id.to_string())
-                    || !session.is_active(now)
+                    || session.revoked_at.is_some()
                 {
-                    return Err(IdentityError::InvalidToken);
+                    return Err(IdentityError::RevokedToken);
+                }
+                if !session.is_active(now) {
+                    return Err(IdentityError::ExpiredToken);
                 }
                 let hot = HotSession::of(&session);
                 self.write_hot(t, &token_hash, &hot).await;

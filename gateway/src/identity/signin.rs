@@ -39,6 +39,9 @@ pub(super) struct SessionGrant {
     pub scope: String,
     /// A browser session (cookie, session lifetimes) or a token client's.
     pub browser: bool,
+    /// When the person authenticated, if earlier than now (a code grant's session keeps
+    /// the browser sign-in's time, an upstream provider's `auth_time`); `None` is now.
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// A session just opened, with the secrets that exist only in this answer.
@@ -146,7 +149,7 @@ impl IdentityService {
             ));
         }
         // An unknown client is refused before any password is looked at.
-        scopes::client_for_sign_in(req.client_id.as_deref())?;
+        self.registered_client(t, req.client_id.as_deref()).await?;
         if let Some(ip) = meta.ip {
             self.limit(
                 "signin-ip",
@@ -336,9 +339,13 @@ impl IdentityService {
         meta: &RequestMeta,
         amr: Vec<String>,
     ) -> Result<SignedIn, IdentityError> {
-        let client_id = scopes::client_for_sign_in(req.client_id.as_deref())?;
+        let client = self.registered_client(t, req.client_id.as_deref()).await?;
+        let client_id = client.client_id().to_owned();
         let (roles, permissions) = self.grants(t, user).await?;
-        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions) {
+        // Within the client's allowedScopes, and of those only what the person may have.
+        let scope = match scopes::grant_for_sign_in(req.scope.as_deref(), &permissions)
+            .and_then(|granted| client.check_scopes(Some(&granted)).map(|()| granted))
+        {
             Ok(scope) => scope,
             Err(e) => return self.refuse(t, user, meta, "invalid_scope", e).await,
         };
@@ -352,6 +359,7 @@ impl IdentityService {
                     client_id: client_id.clone(),
                     scope: scope.clone(),
                     browser: req.browser,
+                    auth_time: None,
                 },
                 meta,
             )
@@ -440,7 +448,8 @@ impl IdentityService {
                 ip: meta.ip.map(|ip| ip.to_string()),
                 amr: grant.amr,
                 acr: grant.acr,
-                auth_time: now,
+                // Never in the future: a provider's clock ahead of ours proves no fresher login.
+                auth_time: grant.auth_time.map_or(now, |at| at.min(now)),
                 created_at: now,
                 idle_expires_at: (now + chrono_duration(idle)).min(absolute_expires_at),
                 absolute_expires_at,
@@ -481,7 +490,12 @@ impl IdentityService {
         let facts = SubjectFacts {
             email: user.email_verified.then(|| user.email.clone()),
             groups: user.groups.clone(),
-            idp_groups: Vec::new(),
+            // As the providers asserted them at the person's last sign-in through each link.
+            idp_groups: self
+                .deps()
+                .store
+                .idp_groups_of_user(t.row.id, user.id)
+                .await?,
         };
         let grants = self
             .deps()
@@ -516,9 +530,40 @@ impl IdentityService {
         roles: &[String],
         permissions: &[String],
     ) -> Result<(String, u64), IdentityError> {
+        let mut claims = self.person_claims(t, user, session, client_id, scope, roles, permissions);
+        // A client may shorten the tenant's lifetime, never lengthen it: revocations are
+        // remembered for the tenant's lifetime only.
+        let ttl = self
+            .registered_client(t, Some(client_id))
+            .await?
+            .registration()
+            .and_then(|c| c.lifetimes.access_token)
+            .map_or(t.settings.access_token_ttl(), |own| {
+                own.min(t.settings.access_token_ttl())
+            });
+        claims.exp = claims.iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        Ok((
+            tokens::mint(&self.inner.signer, t, &claims).await?,
+            ttl.as_secs(),
+        ))
+    }
+
+    /// The claims of an access token for `user` in `session`, by the tenant's lifetime and
+    /// audience (a registered client's overrides are applied by its grant).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn person_claims(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+        session: &Session,
+        client_id: &str,
+        scope: &str,
+        roles: &[String],
+        permissions: &[String],
+    ) -> AccessClaims {
         let now = self.now();
         let ttl = t.settings.access_token_ttl();
-        let claims = AccessClaims {
+        AccessClaims {
             iss: t.issuer.clone(),
             sub: user.id.to_string(),
             aud: t.audience.clone(),
@@ -537,11 +582,7 @@ impl IdentityService {
             auth_time: session.auth_time.timestamp(),
             email: Some(user.email.clone()),
             email_verified: Some(user.email_verified),
-        };
-        Ok((
-            tokens::mint(&self.inner.signer, t, &claims).await?,
-            ttl.as_secs(),
-        ))
+        }
     }
 
     /// How long a revocation must be remembered so every token it covers has expired.

@@ -86,12 +86,34 @@ pub(crate) async fn sign(
     Ok(token)
 }
 
-/// Verifies an access token of `tenant` at `now`; every failure is [`IdentityError::InvalidToken`].
+/// Verifies an access token of `tenant` at `now`; a failure is [`IdentityError::InvalidToken`],
+/// or [`IdentityError::ExpiredToken`] for a token of the tenant past its `exp`.
 pub(crate) async fn verify(
     signer: &SigningKeys,
     tenant: &LiveTenant,
     token: &str,
     now: DateTime<Utc>,
+) -> Result<AccessClaims, IdentityError> {
+    verify_with(signer, tenant, token, now, true).await
+}
+
+/// [`verify`] without the audience check, for introspection and revocation by clients,
+/// whose tokens may carry their own audience (an OAuthClient's `audience`).
+pub(crate) async fn verify_for_any_audience(
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessClaims, IdentityError> {
+    verify_with(signer, tenant, token, now, false).await
+}
+
+async fn verify_with(
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
+    token: &str,
+    now: DateTime<Utc>,
+    tenant_audience: bool,
 ) -> Result<AccessClaims, IdentityError> {
     if token.len() > 16 * 1024 {
         return Err(IdentityError::InvalidToken);
@@ -118,17 +140,22 @@ pub(crate) async fn verify(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.set_issuer(&[tenant.issuer.as_str()]);
-    validation.set_audience(&tenant.audience);
+    if tenant_audience {
+        validation.set_audience(&tenant.audience);
+    } else {
+        validation.validate_aud = false;
+    }
     validation.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "sub", "aud"]);
     let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
         .map_err(|_| IdentityError::InvalidToken)?;
     let claims = data.claims;
     let now = now.timestamp();
-    if claims.exp + LEEWAY_SECS <= now
-        || claims.nbf - LEEWAY_SECS > now
-        || claims.tenant != tenant.row.name
-    {
+    if claims.nbf - LEEWAY_SECS > now || claims.tenant != tenant.row.name {
         return Err(IdentityError::InvalidToken);
+    }
+    // Only a token that is otherwise this tenant's valid token is called expired.
+    if claims.exp + LEEWAY_SECS <= now {
+        return Err(IdentityError::ExpiredToken);
     }
     Ok(claims)
 }

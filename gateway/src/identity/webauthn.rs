@@ -139,7 +139,7 @@ struct Stored {
 
 impl IdentityService {
     /// The relying party: the public URL's host as RP id, its origin the one accepted.
-    fn relying_party(&self, t: &LiveTenant) -> Result<Webauthn, IdentityError> {
+    fn webauthn_party(&self, t: &LiveTenant) -> Result<Webauthn, IdentityError> {
         let public = Url::parse(self.public_url())
             .map_err(|e| IdentityError::Internal(format!("public URL: {e}")))?;
         let rp_id = public.host_str().unwrap_or_default().to_owned();
@@ -229,7 +229,7 @@ impl IdentityService {
             .map(|s| s.passkey.cred_id().clone())
             .collect::<Vec<_>>();
         let (ccr, state) = self
-            .relying_party(&t)?
+            .webauthn_party(&t)?
             .start_passkey_registration(user.id.0, &user.email, &user.email, Some(exclude))
             .map_err(|e| IdentityError::Internal(format!("webauthn: {e}")))?;
         let mut options = options_json(&ccr)?;
@@ -271,7 +271,7 @@ impl IdentityService {
             return Err(IdentityError::InvalidCeremony);
         }
         let passkey = self
-            .relying_party(&t)?
+            .webauthn_party(&t)?
             .finish_passkey_registration(credential, &pending.state)
             .map_err(|e| {
                 tracing::debug!(error = %e, "webauthn registration refused");
@@ -358,7 +358,7 @@ impl IdentityService {
             return Err(IdentityError::NoSecondFactor);
         }
         let (rcr, state) = self
-            .relying_party(t)?
+            .webauthn_party(t)?
             .start_passkey_authentication(&creds)
             .map_err(|e| IdentityError::Internal(format!("webauthn: {e}")))?;
         self.put_ceremony(
@@ -388,7 +388,7 @@ impl IdentityService {
             return Err(IdentityError::SecondFactorLocked { retry_after });
         }
         let checked = self
-            .relying_party(t)?
+            .webauthn_party(t)?
             .finish_passkey_authentication(credential, state);
         let outcome = match checked {
             Ok(res) => self.record_use(t, user, &res).await?,
@@ -571,7 +571,7 @@ impl IdentityService {
         Self::admit_passkey_sign_in(&t)?;
         self.limit_second_factor_attempts(&t, meta).await?;
         let (rcr, state) = self
-            .relying_party(&t)?
+            .webauthn_party(&t)?
             .start_discoverable_authentication()
             .map_err(|e| IdentityError::Internal(format!("webauthn: {e}")))?;
         let mut options = options_json(&rcr)?;
@@ -614,7 +614,7 @@ impl IdentityService {
         let pending: Discoverable = self
             .take_ceremony(&ceremony_key(&t, "passkey", ceremony))
             .await?;
-        let rp = self.relying_party(&t)?;
+        let rp = self.webauthn_party(&t)?;
         let refused = IdentityError::InvalidWebauthnResponse;
         let (user_id, cred_id) = rp
             .identify_discoverable_authentication(credential)

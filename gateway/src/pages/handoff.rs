@@ -89,7 +89,12 @@ pub(super) async fn onwards(
         .await
     {
         Ok(code) => code,
-        Err(IdentityError::InvalidToken | IdentityError::InvalidRequest(_)) => {
+        Err(
+            IdentityError::InvalidToken
+            | IdentityError::ExpiredToken
+            | IdentityError::RevokedToken
+            | IdentityError::InvalidRequest(_),
+        ) => {
             let again = signin_url(&state.public_url, tenant.name(), Some(&rd));
             return Redirect::to(&again).into_response();
         }

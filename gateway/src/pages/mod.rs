@@ -18,12 +18,16 @@
 //! is shown by `refusal`, the one place a [`FlowError`] becomes a field, a message and a
 //! status.
 
+pub(crate) mod authorize;
 pub mod csrf;
+mod device;
+pub(crate) mod end_session;
 mod handoff;
 mod recovery;
 mod second_factor;
 mod signin;
 mod signup;
+mod sso;
 mod theme;
 mod unlock;
 
@@ -75,6 +79,7 @@ impl Templates {
                 "backup_codes.html",
                 include_str!("templates/backup_codes.html"),
             ),
+            ("device.html", include_str!("templates/device.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -227,6 +232,20 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
             "This service cannot send email, so this is not available. Ask its administrator to configure email (SMTP).",
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        FlowError::Upstream(r) => {
+            let (status, _, _) = crate::error::federation_parts(&r);
+            return ("email", r.to_string(), status);
+        }
+        FlowError::AlreadyLinked => (
+            "email",
+            "That account from your identity provider is already linked to another account, or this account is already linked at that provider.",
+            StatusCode::CONFLICT,
+        ),
+        FlowError::UnknownProvider => (
+            "email",
+            "This organisation has no such sign-in option.",
+            StatusCode::NOT_FOUND,
+        ),
     };
     (field, text.to_owned(), status)
 }
@@ -241,6 +260,9 @@ macro_rules! form {
 /// The pages, the stylesheet and the per-tenant theme.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(authorize::router())
+        .merge(end_session::router())
+        .merge(device::router())
         .route("/assets/keygate.css", get(theme::stylesheet))
         .route("/t/{tenant}/theme.css", get(theme::theme))
         .route(
@@ -289,6 +311,8 @@ pub fn router() -> Router<AppState> {
             "/t/{tenant}/step-up",
             get(second_factor::step_up_page).post(second_factor::step_up_submit),
         )
+        .route("/t/{tenant}/sso/{provider}/start", get(sso::start))
+        .route("/t/{tenant}/sso/{provider}/callback", get(sso::callback))
 }
 
 fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
@@ -393,6 +417,7 @@ impl Screen<'_> {
             errors,
             tenant => tenant_context(tenant),
             registration_open => tenant.settings.sign_in.registration != Registration::Closed,
+            password_sign_in => tenant.settings.sign_in.password,
             min_length => tenant.settings.password_policy.min_length,
             ..extra
         };
@@ -491,6 +516,9 @@ struct EmailPasswordForm {
     /// The app host's nonce hash of a handoff in progress (sign-in only).
     #[serde(default)]
     handoff: String,
+    /// A link token from an upstream sign-in to claim once signed in (sign-in only).
+    #[serde(default)]
+    link: String,
 }
 
 /// A form that carries a token from an emailed link (verify email, reset password).

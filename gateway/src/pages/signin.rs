@@ -26,7 +26,9 @@ pub(super) const SIGN_OUT: Page = Page {
 };
 
 /// `GET /t/{tenant}/signin` (and `/login`): a browser already signed in is sent on at once
-/// (single sign-on to a second app needs no second password); others get the form.
+/// (single sign-on to a second app needs no second password) unless `prompt=login` asks for
+/// the password again (the authorization endpoint's `prompt=login` and `max_age`); others get
+/// the form, its address prefilled from `login_hint`.
 pub(super) async fn signin_page(
     State(state): Pages,
     TenantName(name): TenantName,
@@ -36,7 +38,9 @@ pub(super) async fn signin_page(
     let tenant = state.live(&name).await?;
     let rd = checked_rd(&state, &tenant, query_param(&q, "rd").as_deref());
     let handoff = checked_handoff(query_param(&q, "handoff"));
-    if let Some(cookie) = jar.get(state.session_cookie(&tenant).name())
+    let again = query_param(&q, "prompt").as_deref() == Some("login");
+    if !again
+        && let Some(cookie) = jar.get(state.session_cookie(&tenant).name())
         && state
             .identity
             .resolve_from_session_cookie(tenant.name(), cookie.value())
@@ -46,10 +50,62 @@ pub(super) async fn signin_page(
         let cookie = cookie.value().to_owned();
         return Ok(onwards(&state, &tenant, &cookie, rd, handoff).await);
     }
+    let email: String = query_param(&q, "login_hint")
+        .unwrap_or_default()
+        .chars()
+        .take(320)
+        .collect();
+    let link = checked_link(query_param(&q, "link"));
+    let providers = sign_in_options(&state, &tenant, rd.as_deref(), handoff.as_deref()).await;
     Ok(SIGN_IN
         .on(&state, &tenant)
-        .fresh(jar, context! { rd, handoff, email => "" })
+        .fresh(
+            jar,
+            context! { rd, handoff, link, providers, email => email },
+        )
         .await)
+}
+
+/// A link token as the identity service issues them (URL-safe base64); anything else is
+/// dropped before it reaches a page.
+fn checked_link(raw: Option<String>) -> Option<String> {
+    raw.filter(|l| {
+        !l.is_empty()
+            && l.len() <= 128
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// The tenant's upstream providers as buttons, each starting its sign-in with the same
+/// return URL and handoff. A failure to list them costs the buttons, not the page.
+async fn sign_in_options(
+    state: &super::PagesState,
+    tenant: &crate::identity::LiveTenant,
+    rd: Option<&str>,
+    handoff: Option<&str>,
+) -> Vec<minijinja::Value> {
+    let providers = match state.flows.providers(tenant).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the tenant's identity providers");
+            Vec::new()
+        }
+    };
+    providers
+        .into_iter()
+        .map(|p| {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(rd) = rd {
+                query.append_pair("rd", rd);
+            }
+            if let Some(h) = handoff {
+                query.append_pair("handoff", h);
+            }
+            let query = query.finish();
+            context! { name => p.name, query, label => p.display_name }
+        })
+        .collect()
 }
 
 pub(super) async fn signin_submit(
@@ -72,7 +128,9 @@ pub(super) async fn signin_submit(
         Some(form.rd.as_str()).filter(|r| !r.is_empty()),
     );
     let handoff = checked_handoff(Some(form.handoff.clone()));
-    let again = context! { rd, handoff, email => form.email.clone() };
+    let link = checked_link(Some(form.link.clone()));
+    let providers = sign_in_options(&state, &tenant, rd.as_deref(), handoff.as_deref()).await;
+    let again = context! { rd, handoff, link, providers, email => form.email.clone() };
     if !csrf_ok(&state, &jar, &form.csrf).await? {
         return Ok(screen.expired(jar, StatusCode::FORBIDDEN, again).await);
     }
@@ -108,6 +166,25 @@ pub(super) async fn signin_submit(
     let cookie = state
         .session_cookie(&tenant)
         .issue(signed_in.cookie_value.clone(), signed_in.max_age);
+    if let Some(link) = &link
+        && let Err(e) = state
+            .flows
+            .claim_link(&tenant, &signed_in.cookie_value, link, &meta)
+            .await
+    {
+        // Signed in all the same; the person learns why the link was not made.
+        let (_, text, status) = super::refusal(e);
+        let account = format!("{}/t/{}/account", state.public_url, tenant.name());
+        let page = screen.message(
+            "Not linked",
+            &format!(
+                "You are signed in, but your identity provider's account was not linked: {text}"
+            ),
+            status,
+            Some(("Continue", account)),
+        );
+        return Ok((jar.add(cookie), page).into_response());
+    }
     let next = onwards(&state, &tenant, &signed_in.cookie_value, rd, handoff).await;
     let mut jar = jar.add(cookie);
     if let Some(device) = signed_in.device_cookie {

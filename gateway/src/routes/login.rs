@@ -142,7 +142,7 @@ impl SecondFactorProblem {
 #[utoipa::path(post, path = "/t/{tenant}/login", tag = "sign-in", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = LoginResponse),
-        (status = 307, description = "Not JSON: sent on to the HTML sign-in form at /t/{tenant}/signin"),
+        (status = 307, description = "An HTML form post (application/x-www-form-urlencoded): sent on to the sign-in form at /t/{tenant}/signin"),
         (status = 400, description = "malformed_json, invalid_scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "invalid_credentials", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "mfa_required or mfa_enrolment_required (the password was right and a second factor is needed: the body is a SecondFactorProblem whose `mfa_token` goes to /t/{tenant}/login/mfa), email_not_verified, account_suspended, password_change_required, password_sign_in_disabled, network_denied (the client's address is outside the tenant's network lists)", body = SecondFactorProblem, content_type = "application/problem+json"),
         (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "payload_too_large", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_body, invalid_request, password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -153,16 +153,19 @@ async fn login(
     Meta(meta): Meta,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let is_json = request
+    // Only what an HTML form posts is sent on; anything else that is not JSON (no body, no
+    // content type, text) is refused 415 by the JSON extractor instead of being redirected
+    // to a form handler that cannot read it either.
+    let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.trim_start()
                 .to_ascii_lowercase()
-                .starts_with("application/json")
+                .starts_with("application/x-www-form-urlencoded")
         });
-    if !is_json {
+    if is_form {
         // The HTML sign-in form lives at /signin; 307 keeps the method and the body.
         return Ok(Redirect::temporary(&format!("/t/{tenant}/signin")).into_response());
     }

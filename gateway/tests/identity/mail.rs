@@ -360,6 +360,42 @@ async fn every_flow_over_a_real_relay_leaves_no_secret_in_trace_logs(pool: sqlx:
         .await;
     assert!(s.is_success(), "{s}: {body}");
 
+    // What an attacker sends is as secret as what the owner sends (a guessed password is
+    // often someone's real one, a forged token carries a real prefix), and failures are
+    // where a value would be logged "to help debugging".
+    let guess = "a-guess-that-is-someone-elses-password";
+    secrets.add("guessed password", guess);
+    let (s, _) = env.login("acme", "ada@example.com", guess).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = env.login("acme", "nobody@example.com", guess).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (prefix, _) = api_key.rsplit_once('_').unwrap();
+    let forged_key = format!("{prefix}_forgedSecretThatIsNotTheKeysOwn0123456789");
+    secrets.add("forged API key", &forged_key);
+    // One signature character changed (in the middle: the last one carries padding bits).
+    let at = access.rfind('.').unwrap() + 10;
+    let swap = if &access[at..=at] == "A" { "B" } else { "A" };
+    let forged_jwt = format!("{}{swap}{}", &access[..at], &access[at + 1..]);
+    secrets.add("tampered access token", &forged_jwt);
+    for (header, value) in [
+        ("x-api-key", forged_key.clone()),
+        ("authorization", format!("Bearer {forged_jwt}")),
+    ] {
+        let r = env
+            .http
+            .get(format!("{}/forward-auth?tenant=acme", env.url))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{header}");
+    }
+    let swap = if refresh.starts_with('A') { "B" } else { "A" };
+    let forged_refresh = format!("{swap}{}", &refresh[1..]);
+    secrets.add("forged refresh token", &forged_refresh);
+    let (s, _) = env.refresh("acme", &forged_refresh).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let logged = logs.logs();
     assert!(

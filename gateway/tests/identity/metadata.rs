@@ -1,6 +1,6 @@
-//! The authorization-server metadata (RFC 8414) read by an independent client library:
-//! `openid-client` (npm, OpenID-certified) finds it where the RFC puts it, checks it, and uses
-//! the token endpoint it names.
+//! The authorization-server metadata (RFC 8414, also served as OpenID Connect discovery) read
+//! by an independent client library: `openid-client` (npm, OpenID-certified) finds it where
+//! the RFC puts it, checks it, and uses the token endpoint it names.
 
 use crate::support::env::*;
 use keygate_core::crypto::signing::SigningAlgorithm;
@@ -59,15 +59,29 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
         json!({"token_type": "bearer", "has_access_token": true, "has_refresh_token": true})
     );
 
-    // Only what exists is listed: no authorization endpoint, no response types, no ID-token
-    // fields; and every endpoint listed answers.
-    assert!(metadata.get("authorization_endpoint").is_none());
-    assert_eq!(metadata["response_types_supported"], json!([]));
-    assert_eq!(metadata["grant_types_supported"], json!(["refresh_token"]));
+    // What OpenID Connect Discovery requires is there, and only what exists is listed.
+    assert_eq!(metadata["response_types_supported"], json!(["code"]));
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ])
+    );
+    assert_eq!(metadata["subject_types_supported"], json!(["public"]));
+    assert_eq!(
+        metadata["id_token_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
     for absent in [
-        "id_token_signing_alg_values_supported",
-        "subject_types_supported",
-        "claims_supported",
+        "registration_endpoint",
+        "pushed_authorization_request_endpoint",
     ] {
         assert!(
             metadata.get(absent).is_none(),
@@ -76,6 +90,9 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
     }
     let http = reqwest::Client::new();
     for endpoint in [
+        "authorization_endpoint",
+        "end_session_endpoint",
+        "device_authorization_endpoint",
         "jwks_uri",
         "token_endpoint",
         "revocation_endpoint",
@@ -91,7 +108,7 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
             "{endpoint} {url} does not exist"
         );
     }
-    // The issuer-relative form answers the same document; OIDC discovery does not exist.
+    // The issuer-relative form and OpenID Connect discovery answer the same document.
     let relative: Value = reqwest::get(format!(
         "{}/t/acme/.well-known/oauth-authorization-server",
         env.url
@@ -108,5 +125,7 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
     ))
     .await
     .unwrap();
-    assert_eq!(oidc.status(), StatusCode::NOT_FOUND);
+    assert_eq!(oidc.status(), StatusCode::OK);
+    let oidc: Value = oidc.json().await.unwrap();
+    assert_eq!(&oidc, metadata);
 }

@@ -1,5 +1,5 @@
 //! What a sign-in is granted (issue 14.1): scopes only when standard or held through a Role,
-//! only the tenant's own client, and refresh tokens bound to their client on every refresh,
+//! only registered clients, and refresh tokens bound to their client on every refresh,
 //! grace-window retries included. Forward-auth is asked as a proxy would ask it.
 
 use crate::support::env::{Env, PASSWORD, env, verify_independently};
@@ -64,7 +64,7 @@ async fn nobody_grants_themselves_a_scope_they_do_not_hold(pool: sqlx::PgPool) {
     )
     .await;
     assert_eq!(body["code"], "invalid_scope", "{s} {body}");
-    // Only the tenant's own client signs in: a made-up client_id is refused.
+    // Only registered clients sign in: a made-up client_id is refused.
     let (s, body) = login_with(
         &env,
         "mallory@example.com",
@@ -73,7 +73,7 @@ async fn nobody_grants_themselves_a_scope_they_do_not_hold(pool: sqlx::PgPool) {
     .await;
     assert_eq!(
         (s, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request")),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
         "{body}"
     );
 
@@ -150,6 +150,29 @@ async fn a_refresh_token_serves_only_its_own_client(pool: sqlx::PgPool) {
     let env = env(pool).await;
     let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
     env.user(&t.row, "rita@example.com").await;
+    // Another registered client, so that naming it is a wrong client, not an unknown one.
+    env.store
+        .upsert_oauth_client(&keygate_core::store::OAuthClientUpsert {
+            tenant_id: t.row.id,
+            owner_uid: "uid-billing-console".into(),
+            client_id: "billing-console".into(),
+            display_name: "Billing".into(),
+            client_type: keygate_core::store::ClientType::Public,
+            token_endpoint_auth_method: keygate_core::store::ClientAuthMethod::None,
+            redirect_uris: vec!["https://billing.example.com/cb".into()],
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec![
+                keygate_core::store::GrantType::AuthorizationCode,
+                keygate_core::store::GrantType::RefreshToken,
+            ],
+            allowed_scopes: vec!["openid".into()],
+            audience: Vec::new(),
+            consent: keygate_core::store::ConsentMode::Implicit,
+            lifetimes: keygate_core::store::ClientLifetimes::default(),
+            generation: 1,
+        })
+        .await
+        .unwrap();
     let (s, login) = login_with(&env, "rita@example.com", json!({})).await;
     assert_eq!(s, StatusCode::OK, "{login}");
     let first = login["refresh_token"].as_str().unwrap().to_owned();

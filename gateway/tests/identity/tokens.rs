@@ -354,8 +354,8 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
         (StatusCode::BAD_REQUEST, Some("invalid_scope")),
         "{err}"
     );
-    // Another client's id is refused (RFC 6749 §6: the token is bound to its client), and
-    // that does not spend the refresh token either; its own id is accepted.
+    // A client id nobody registered is refused (`invalid_client`), and that does not spend
+    // the refresh token either; its own id is accepted.
     let (s, err) = env
         .form(
             "/t/acme/oauth2/token",
@@ -369,7 +369,7 @@ async fn refresh_keeps_client_id_and_scope_and_never_widens_them(pool: sqlx::PgP
         .await;
     assert_eq!(
         (s, err["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
         "{err}"
     );
     let (s, own) = env

@@ -21,7 +21,7 @@ use keygate_core::store::{
 };
 use keygate_gateway::AppState;
 use keygate_gateway::identity::{
-    BreachedList, IdentityDeps, IdentityService, Mailer, MemoryMailer, RateLimits,
+    BreachedList, Federation, IdentityDeps, IdentityService, Mailer, MemoryMailer, RateLimits,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -103,7 +103,56 @@ pub async fn env_mailing_through(
     let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
     let proxies = trusted_proxies.iter().map(|n| n.parse().unwrap()).collect();
     serve_on(
-        store, ephemeral, clock, limits, master, None, proxies, mailer,
+        store,
+        ephemeral,
+        clock,
+        limits,
+        master,
+        None,
+        proxies,
+        mailer,
+        |_| Federation::default(),
+    )
+    .await
+}
+
+/// A gateway on PostgreSQL and Redis reaching upstream identity providers as `federation`
+/// says (Google and GitHub at local peers, loopback `http://` issuers accepted); also returns
+/// its identity service.
+pub async fn env_federated(pool: sqlx::PgPool, federation: Federation) -> (Env, IdentityService) {
+    env_federated_with(pool, |_| federation).await
+}
+
+/// [`env_federated`] whose federation settings are made once the gateway's URL is known
+/// (an upstream provider must register the gateway's callback before the gateway can point
+/// at it).
+pub async fn env_federated_with(
+    pool: sqlx::PgPool,
+    federation: impl FnOnce(&str) -> Federation,
+) -> (Env, IdentityService) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(
+        RedisEphemeral::connect(&redis_url(), &prefix)
+            .await
+            .expect("Redis"),
+    );
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    serve_on(
+        store,
+        ephemeral,
+        clock,
+        limits,
+        master,
+        None,
+        Vec::new(),
+        None,
+        federation,
     )
     .await
 }
@@ -176,6 +225,7 @@ pub async fn serve_with(
         public_url,
         Vec::new(),
         None,
+        |_| Federation::default(),
     )
     .await
 }
@@ -192,6 +242,7 @@ async fn serve_on(
     public_url: Option<&str>,
     trusted_proxies: Vec<ipnet::IpNet>,
     mailer_override: Option<Arc<dyn Mailer>>,
+    federation: impl FnOnce(&str) -> Federation,
 ) -> (Env, IdentityService) {
     store.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -202,18 +253,21 @@ async fn serve_on(
     let url = public_url.map_or_else(|| own_url.clone(), |u| u.replace("{port}", &port));
     let mailer = Arc::new(MemoryMailer::new());
     let hasher = real::hasher();
-    let identity = IdentityService::new(IdentityDeps {
-        store: store.clone(),
-        master_keys: master.clone(),
-        clock: clock.clone(),
-        ephemeral,
-        hasher: hasher.clone(),
-        mailer: mailer_override.unwrap_or_else(|| mailer.clone()),
-        public_url: url.clone(),
-        breached: BreachedList::default(),
-        limits,
-        registry: prometheus::Registry::new(),
-    });
+    let identity = IdentityService::with_federation(
+        IdentityDeps {
+            store: store.clone(),
+            master_keys: master.clone(),
+            clock: clock.clone(),
+            ephemeral,
+            hasher: hasher.clone(),
+            mailer: mailer_override.unwrap_or_else(|| mailer.clone()),
+            public_url: url.clone(),
+            breached: BreachedList::default(),
+            limits,
+            registry: prometheus::Registry::new(),
+        },
+        federation(&url),
+    );
     let state = AppState::builder(identity.clone())
         .trusted_proxies(trusted_proxies)
         .build();

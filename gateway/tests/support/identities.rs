@@ -409,4 +409,38 @@ impl AccountFlows for TestIdentities {
         }
         Ok(())
     }
+    // The edge tests' tenant has no upstream providers.
+    async fn providers(
+        &self,
+        _: &LiveTenant,
+    ) -> Result<Vec<keygate_gateway::identity::ProviderButton>, FlowError> {
+        Ok(Vec::new())
+    }
+    async fn sso_start(
+        &self,
+        _: &LiveTenant,
+        _: keygate_gateway::identity::SsoStart,
+        _: &RequestMeta,
+    ) -> Result<keygate_gateway::identity::SsoStarted, FlowError> {
+        Err(FlowError::UnknownProvider)
+    }
+    async fn sso_finish(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: keygate_gateway::identity::SsoCallback,
+        _: Option<&str>,
+        _: &RequestMeta,
+    ) -> Result<keygate_gateway::identity::SsoFinished, FlowError> {
+        Err(FlowError::UnknownProvider)
+    }
+    async fn claim_link(
+        &self,
+        _: &LiveTenant,
+        _: &str,
+        _: &str,
+        _: &RequestMeta,
+    ) -> Result<String, FlowError> {
+        Err(FlowError::InvalidLink)
+    }
 }

@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod real;
 pub mod smtp;
 pub mod tls;
+pub mod upstream;
 
 use identities::{Person, TestIdentities};
 use keygate_core::clock::SystemClock;

@@ -20,10 +20,11 @@ use keygate_crds::{ApiKey, ApiKeyStatus};
 mod raw;
 mod secret;
 
-pub use raw::{Generated, RawKey, generate, key_hash};
+pub use raw::{API_KEY_TAG, Generated, RawKey, generate, generate_tagged, key_hash};
 
-use secret::conflict_message;
-pub use secret::{owned_by, secret_for};
+use secret::api_key_conflict;
+pub(crate) use secret::conflict_message;
+pub use secret::{SecretOwner, owned_by, owned_by_resource, owned_secret, secret_for};
 
 /// The Secret data key holding the raw API key.
 pub const SECRET_KEY: &str = "apiKey";
@@ -97,7 +98,7 @@ fn from_time(t: &Time) -> Option<DateTime<Utc>> {
 
 /// Why a new key is issued; each has its own treatment of the previous key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Issue {
+pub(crate) enum Issue {
     /// No key yet.
     First,
     /// The Secret was deleted or altered: the old key is revoked at once.
@@ -160,7 +161,7 @@ pub async fn reconcile(
     {
         return Ok(failed(
             Reason::SecretConflict,
-            conflict_message(namespace, secret_name),
+            api_key_conflict(namespace, secret_name, key, owner_uid),
         ));
     }
 
@@ -207,17 +208,37 @@ fn why_issue(
     secret: Option<&k8s_openapi::api::core::v1::Secret>,
     now: DateTime<Utc>,
 ) -> Option<Issue> {
-    let Some(record) = current else {
+    why_issue_secret(
+        current.map(|r| (r.hash.as_slice(), r.created_at)),
+        secret,
+        SECRET_KEY,
+        key.spec.rotation.as_ref(),
+        now,
+    )
+}
+
+/// The rule every generated secret follows (API keys, OAuth client secrets): a new value
+/// is due when there is none (`current` is the live value's hash and issue time), when the
+/// Secret's `secret_key` no longer holds it, or when `rotation.every` has passed since it
+/// was issued.
+pub(crate) fn why_issue_secret(
+    current: Option<(&[u8], DateTime<Utc>)>,
+    secret: Option<&k8s_openapi::api::core::v1::Secret>,
+    secret_key: &str,
+    rotation: Option<&keygate_crds::Rotation>,
+    now: DateTime<Utc>,
+) -> Option<Issue> {
+    let Some((hash, issued_at)) = current else {
         return Some(Issue::First);
     };
     let holds_key = secret
-        .and_then(|s| secret_value(s, SECRET_KEY))
-        .is_some_and(|raw| constant_time_eq(&sha256(&raw), &record.hash));
+        .and_then(|s| secret_value(s, secret_key))
+        .is_some_and(|raw| constant_time_eq(&sha256(&raw), hash));
     if !holds_key {
         return Some(Issue::SecretLost);
     }
-    let rotation_due = key.spec.rotation.as_ref().is_some_and(|r| {
-        Duration::from_std(r.period()).is_ok_and(|every| record.created_at + every <= now)
+    let rotation_due = rotation.is_some_and(|r| {
+        Duration::from_std(r.period()).is_ok_and(|every| issued_at + every <= now)
     });
     rotation_due.then_some(Issue::Rotation)
 }

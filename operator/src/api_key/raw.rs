@@ -1,11 +1,16 @@
-//! The raw key itself: `kg_<prefix>_<secret>`, what the store keeps of it (the prefix and
-//! a SHA-256), and a `Debug` that never prints the secret part.
+//! The raw secrets the operator generates: `<tag>_<prefix>_<secret>` (`kg_…` for API keys,
+//! `kgcs_…` for OAuth client secrets), what the store keeps of one (the prefix and a
+//! SHA-256), and a `Debug` that never prints the secret part.
 
 use super::PREFIX_LEN;
 use crate::ReconcileError;
 use keygate_core::crypto::{random, sha256};
 
-/// A raw API key. Its `Debug` prints only the prefix, so a stray `{:?}` leaks nothing.
+/// The tag of API keys (`kg_<prefix>_<secret>`).
+pub const API_KEY_TAG: &str = "kg";
+
+/// A raw generated secret. Its `Debug` prints only the tag and prefix, so a stray `{:?}`
+/// leaks nothing.
 pub struct RawKey(String);
 
 impl RawKey {
@@ -17,18 +22,21 @@ impl RawKey {
 
 impl std::fmt::Debug for RawKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "RawKey({}…)",
-            self.0.get(..3 + PREFIX_LEN).unwrap_or("kg_")
-        )
+        // Up to the second `_`: the tag and the prefix, never the secret after them.
+        let public = self
+            .0
+            .match_indices('_')
+            .nth(1)
+            .and_then(|(at, _)| self.0.get(..at))
+            .unwrap_or("");
+        write!(f, "RawKey({public}…)")
     }
 }
 
-/// A new key: the raw value and what the store keeps of it.
+/// A new secret: the raw value and what the store keeps of it.
 #[derive(Debug)]
 pub struct Generated {
-    /// `kg_<prefix>_<secret>`.
+    /// `<tag>_<prefix>_<secret>`.
     pub raw: RawKey,
     /// The public lookup part.
     pub prefix: String,
@@ -36,11 +44,16 @@ pub struct Generated {
     pub hash: [u8; 32],
 }
 
-/// Generates `kg_<prefix>_<secret>`: a 12-symbol prefix (no `_` in its alphabet, so the key
-/// splits unambiguously) and 256 random bits.
+/// Generates an API key `kg_<prefix>_<secret>`.
 pub fn generate() -> Result<Generated, ReconcileError> {
+    generate_tagged(API_KEY_TAG)
+}
+
+/// Generates `<tag>_<prefix>_<secret>`: a 12-symbol prefix (no `_` in its alphabet, so the
+/// value splits unambiguously) and 256 random bits.
+pub fn generate_tagged(tag: &str) -> Result<Generated, ReconcileError> {
     let prefix = random::random_alphanumeric(PREFIX_LEN)?;
-    let raw = format!("kg_{prefix}_{}", random::random_token()?);
+    let raw = format!("{tag}_{prefix}_{}", random::random_token()?);
     let hash = key_hash(&raw);
     Ok(Generated {
         raw: RawKey(raw),
@@ -49,7 +62,7 @@ pub fn generate() -> Result<Generated, ReconcileError> {
     })
 }
 
-/// What the store keeps of a raw key: SHA-256 of the whole `kg_…` string.
+/// What the store keeps of a raw value: SHA-256 of the whole string.
 pub fn key_hash(raw: &str) -> [u8; 32] {
     sha256(raw.as_bytes())
 }

@@ -562,3 +562,203 @@ async fn a_refused_call_is_an_error_with_backoff_and_a_metric(pool: PgPool) {
             .map(|s| kube::runtime::controller::Action::requeue(StdDuration::from_secs(s)))
     );
 }
+
+const CLIENTS: &str = "/apis/keygate.dev/v1alpha1/namespaces/default/oauthclients";
+const CLIENT_SECRET: &str = "/api/v1/namespaces/default/secrets/grafana-oidc";
+
+fn kube_oauth_client() -> keygate_crds::OAuthClient {
+    let yaml = "apiVersion: keygate.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: grafana\n  namespace: default\nspec:\n  tenantRef:\n    name: demo\n  type: confidential\n  secretName: grafana-oidc\n  redirectUris: [\"https://grafana.example.com/login/generic_oauth\"]\n  rotation:\n    every: 24h\n    gracePeriod: 1h\n";
+    let mut client = parse(yaml, |r| match r {
+        AnyResource::OAuthClient(c) => Some(c),
+        _ => None,
+    });
+    client.metadata.uid = Some("6f1c8d9e-0000-4000-8000-0000000000c1".into());
+    client.metadata.generation = Some(3);
+    client.metadata.finalizers = Some(vec![keygate_crds::FINALIZER.into()]);
+    client
+}
+
+impl Api {
+    /// Answers every request up to and including the status patch of `status_path`: Events
+    /// are recorded (their reasons returned), the status is echoed back onto `object`.
+    async fn events_then_status(
+        &mut self,
+        status_path: &str,
+        object: &mut keygate_crds::OAuthClient,
+    ) -> (Vec<String>, serde_json::Value) {
+        let mut reasons = Vec::new();
+        loop {
+            let (request, send) =
+                tokio::time::timeout(StdDuration::from_secs(5), self.handle.next_request())
+                    .await
+                    .expect("a request")
+                    .expect("client dropped");
+            let uri = request.uri().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            if uri.starts_with(EVENTS) {
+                reasons.push(body["reason"].as_str().unwrap().to_owned());
+                Api::reply(send, 201, &body);
+                continue;
+            }
+            assert_eq!(uri, status_path, "after the Events, the status");
+            object.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
+            Api::reply(send, 200, &serde_json::to_value(&*object).unwrap());
+            return (reasons, body);
+        }
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn oauth_client_secret_owned_rotated_and_deletion_revokes_its_sessions(pool: PgPool) {
+    let h = Harness::postgres(pool).await;
+    h.write("tenant.yaml", &super::tenant("demo", "default", ""));
+    h.sync().await;
+    let tenant = h.tenant_id("demo").await;
+    let (kc, mut api) = context(&h);
+    let mut object = kube_oauth_client();
+    let status_path = format!("{CLIENTS}/grafana/status{SSA}");
+    let secret_patch = format!("{CLIENT_SECRET}{SSA}");
+
+    // First reconcile: the Secret name is looked up, then the owned Secret applied.
+    let task = tokio::spawn(reconcile(Arc::new(object.clone()), kc.clone()));
+    let (_, send) = api.expect(Method::GET, CLIENT_SECRET).await;
+    Api::reply(send, 404, &not_found());
+    let (secret, send) = api.expect(Method::PATCH, &secret_patch).await;
+    Api::reply(send, 200, &secret);
+    assert_eq!(
+        secret["metadata"]["ownerReferences"],
+        serde_json::json!([{
+            "apiVersion": "keygate.dev/v1alpha1", "kind": "OAuthClient", "name": "grafana",
+            "uid": "6f1c8d9e-0000-4000-8000-0000000000c1", "controller": true, "blockOwnerDeletion": true
+        }])
+    );
+    assert_eq!(
+        secret["metadata"]["labels"]["keygate.dev/oauth-client"],
+        "grafana"
+    );
+    let value = |secret: &serde_json::Value, key: &str| {
+        let raw: k8s_openapi::ByteString =
+            serde_json::from_value(secret["data"][key].clone()).unwrap();
+        String::from_utf8(raw.0).unwrap()
+    };
+    assert_eq!(value(&secret, "clientId"), "grafana");
+    let first = value(&secret, "clientSecret");
+    assert!(first.starts_with("kgcs_"));
+    let (reasons, status) = api.events_then_status(&status_path, &mut object).await;
+    assert_eq!(reasons, ["SecretIssued", "Reconciled"]);
+    assert_eq!(status["status"]["clientId"], "grafana");
+    assert_eq!(status["status"]["secretName"], "grafana-oidc");
+    assert_eq!(status["status"]["observedGeneration"], 3);
+    assert!(
+        !status
+            .to_string()
+            .contains(first.rsplit_once('_').unwrap().1)
+    );
+    task.await.unwrap().unwrap();
+
+    // Rotation due: a new secret in the Secret, the previous one accepted for the grace period.
+    h.clock.advance(Duration::hours(24));
+    let task = tokio::spawn(reconcile(Arc::new(object.clone()), kc.clone()));
+    let (_, send) = api.expect(Method::GET, CLIENT_SECRET).await;
+    Api::reply(send, 200, &secret);
+    let (rotated, send) = api.expect(Method::PATCH, &secret_patch).await;
+    Api::reply(send, 200, &rotated);
+    let second = value(&rotated, "clientSecret");
+    assert_ne!(second, first);
+    let (reasons, _) = api.events_then_status(&status_path, &mut object).await;
+    assert_eq!(reasons, ["SecretRotated"]);
+    task.await.unwrap().unwrap();
+    let stored = h
+        .ctx
+        .store
+        .oauth_client(tenant, "grafana")
+        .await
+        .unwrap()
+        .unwrap();
+    let secrets = h.ctx.store.client_secrets(tenant, stored.id).await.unwrap();
+    let usable = |raw: &str, at| {
+        let hash = keygate_core::crypto::sha256(raw.as_bytes());
+        secrets.iter().any(|s| s.is_usable(at) && s.hash == hash)
+    };
+    let now = h.clock.now_utc();
+    assert!(usable(&first, now) && usable(&second, now));
+    assert!(!usable(&first, now + Duration::hours(1)) && usable(&second, now + Duration::hours(1)));
+
+    // A session issued to the client; deletion revokes it everywhere and removes the Secret.
+    let user = h
+        .ctx
+        .store
+        .insert_user(&keygate_core::store::NewUser {
+            tenant_id: tenant,
+            email: "ada@example.com".into(),
+            display_name: "Ada".into(),
+            status: keygate_core::store::UserStatus::Active,
+            email_verified: true,
+            must_change_password: false,
+            password_hash: None,
+            groups: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let session = h
+        .ctx
+        .store
+        .insert_session(&keygate_core::store::NewSession {
+            tenant_id: tenant,
+            user_id: user.id,
+            user_agent: None,
+            ip: None,
+            amr: vec!["pwd".into()],
+            acr: None,
+            auth_time: now,
+            created_at: now,
+            idle_expires_at: now + Duration::hours(1),
+            absolute_expires_at: now + Duration::hours(8),
+            token_hash: None,
+            client_id: "grafana".into(),
+            scope: "openid".into(),
+        })
+        .await
+        .unwrap();
+    let mut deleting = object.clone();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_767_225_600).unwrap(),
+        ));
+    let task = tokio::spawn(reconcile(Arc::new(deleting.clone()), kc.clone()));
+    let (_, send) = api.expect(Method::GET, CLIENT_SECRET).await;
+    Api::reply(send, 200, &rotated);
+    let (_, send) = api
+        .expect(Method::DELETE, &format!("{CLIENT_SECRET}?"))
+        .await;
+    Api::reply(send, 200, &rotated);
+    let (patch, send) = api
+        .expect(Method::PATCH, &format!("{CLIENTS}/grafana?"))
+        .await;
+    assert_eq!(patch[1]["op"], "remove", "{patch}");
+    deleting.metadata.finalizers = None;
+    Api::reply(send, 200, &serde_json::to_value(&deleting).unwrap());
+    task.await.unwrap().unwrap();
+    assert!(
+        h.ctx
+            .store
+            .oauth_client(tenant, "grafana")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let revoked = h
+        .ctx
+        .store
+        .session(tenant, session.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!revoked.is_active(h.clock.now_utc()));
+    assert!(
+        h.revocations
+            .revocations()
+            .contains(&session.id.to_string())
+    );
+}

@@ -10,6 +10,7 @@
 mod api_key;
 mod kubernetes;
 mod leader;
+mod oauth_client;
 mod role;
 mod run;
 mod support;
@@ -434,9 +435,15 @@ async fn identity_provider_secret_from_the_folder_sealed_in_the_store(pool: PgPo
 
     h.write("secret.yaml", &idp_secret("s3cret-one"));
     let view = h.sync().await;
-    // Stored and sealed, but not Ready: nothing signs people in through it.
-    let (state, reason, _) = ready(&view, "IdentityProvider default/corp");
-    assert_eq!((state.as_str(), reason.as_str()), ("False", "NotSupported"));
+    // Stored and sealed, but not Ready: its issuer cannot be reached, so nobody could sign
+    // in through it. The status says why and names the redirect URI to register.
+    let (state, reason, message) = ready(&view, "IdentityProvider default/corp");
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "ProviderUnreachable"),
+        "{message}"
+    );
+    assert!(message.contains("https://idp.example.com"), "{message}");
     let row = h.ctx.store.idp_by_name(id, "corp").await.unwrap().unwrap();
     let sealed = row.client_secret.clone().unwrap();
     assert!(
@@ -448,7 +455,10 @@ async fn identity_provider_secret_from_the_folder_sealed_in_the_store(pool: PgPo
         &*h.ctx.master_keys.open(&sealed, &context).unwrap(),
         b"s3cret-one"
     );
-    assert_eq!(row.config["oidc"]["clientId"], "keygate");
+    // Stored as the settings the gateway signs people in with.
+    assert_eq!(row.config["protocol"]["type"], "oidc");
+    assert_eq!(row.config["protocol"]["clientId"], "keygate");
+    assert_eq!(row.config["protocol"]["issuer"], "https://idp.example.com");
 
     // Unchanged secret: the same ciphertext, nothing written.
     h.sync().await;

@@ -92,8 +92,9 @@ async fn the_shipped_dev_example_binds_emails_only_where_verification_is_require
     );
 }
 
-/// A Role whose subjects this version cannot match (upstream groups, local groups nobody can
-/// be put in) is refused rather than reported Ready while it binds nobody (issue 13).
+/// A Role whose local groups nobody can be in is refused rather than reported Ready while it
+/// binds nobody (issue 13); one naming an upstream provider's groups is written, and Ready
+/// only once its tenant has that provider (issue 16).
 #[sqlx::test(migrations = false)]
 async fn a_role_binding_groups_nobody_can_be_in_is_refused(pool: PgPool) {
     let h = Harness::postgres(pool).await;
@@ -110,23 +111,50 @@ async fn a_role_binding_groups_nobody_can_be_in_is_refused(pool: PgPool) {
             h.role_by_name(t.id, "ops").await.unwrap()
         }
     };
-    for (subjects, names) in [
-        (
-            "    idpGroups:\n      - identityProvider: corp\n        group: engineering\n",
-            "engineering",
-        ),
-        ("    groups: [keygate-admins, on-call]\n", "on-call"),
-    ] {
-        h.write("role.yaml", &with(subjects));
-        let view = h.sync().await;
-        let (status, reason, message) = ready(&view, "Role default/ops");
-        assert_eq!(
-            (status.as_str(), reason.as_str()),
-            ("False", "NotSupported")
-        );
-        assert!(message.contains(names), "{message}");
-        assert!(id(&h).await.is_none(), "nothing is written for {subjects}");
-    }
+    h.write(
+        "role.yaml",
+        &with("    groups: [keygate-admins, on-call]\n"),
+    );
+    let view = h.sync().await;
+    let (status, reason, message) = ready(&view, "Role default/ops");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotSupported")
+    );
+    assert!(message.contains("on-call"), "{message}");
+    assert!(id(&h).await.is_none(), "nothing is written");
+
+    // Upstream groups of a provider the tenant does not have: written, not Ready.
+    h.write(
+        "role.yaml",
+        &with("    idpGroups:\n      - identityProvider: corp\n        group: engineering\n"),
+    );
+    let view = h.sync().await;
+    let (status, reason, message) = ready(&view, "Role default/ops");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ProviderNotFound")
+    );
+    assert!(message.contains("`corp`"), "{message}");
+    let role = id(&h).await.expect("written");
+    assert!(
+        role.subjects
+            .contains(&keygate_core::store::RoleSubject::IdpGroup {
+                idp: "corp".into(),
+                group: "engineering".into(),
+            })
+    );
+    // Once the provider exists (stored, even while its issuer is unreachable), it is Ready.
+    h.write("idp.yaml", IDP);
+    h.write("secret.yaml", &idp_secret("s3cret"));
+    let view = h.sync().await;
+    let view = if ready(&view, "Role default/ops").0 == "True" {
+        view
+    } else {
+        // The Role may have been reconciled before the provider in that pass.
+        h.sync().await
+    };
+    assert_eq!(ready(&view, "Role default/ops").0, "True");
 
     // The one group accounts can be in is bound, with the users.
     h.write("role.yaml", &with("    groups: [keygate-admins]\n"));

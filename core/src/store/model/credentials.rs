@@ -49,9 +49,8 @@ pub struct ApiKeyRecord {
 impl ApiKeyRecord {
     /// Whether the key may authenticate at `now`: not revoked, not expired, not past its grace.
     pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none()
-            && self.expires_at.is_none_or(|e| now < e)
-            && (self.superseded_at.is_none() || self.grace_until.is_some_and(|g| now < g))
+        self.expires_at.is_none_or(|e| now < e)
+            && super::rotation_allows(self.revoked_at, self.superseded_at, self.grace_until, now)
     }
 
     /// When the key stops working by time alone: its expiry or, once superseded by a

@@ -203,13 +203,14 @@ macro_rules! identity_link_store {
             use $crate::store::sql::ts;
             use $crate::store::{ExternalIdentity, IdentityLinkStore, NewExternalIdentity, StoreError};
             use chrono::{DateTime, Utc};
+            use sqlx::types::Json;
 
             #[async_trait::async_trait]
             impl IdentityLinkStore for $store {
                 async fn link_identity(&self, l: &NewExternalIdentity) -> Result<ExternalIdentity, StoreError> {
                     Ok(sqlx::query_as::<$db, ExternalIdentity>(
-                        "INSERT INTO external_identities (id, tenant_id, user_id, idp_id, subject, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                        "INSERT INTO external_identities (id, tenant_id, user_id, idp_id, subject, created_at, groups) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
                     )
                     .bind(uuid::Uuid::now_v7())
                     .bind(l.tenant_id)
@@ -217,6 +218,7 @@ macro_rules! identity_link_store {
                     .bind(l.idp_id)
                     .bind(&l.subject)
                     .bind(self.now())
+                    .bind(Json(&l.groups))
                     .fetch_one(&self.pool)
                     .await?)
                 }
@@ -237,16 +239,33 @@ macro_rules! identity_link_store {
                     Ok(Self::by_tenant_and(sql, tenant, user).fetch_all(&self.pool).await?)
                 }
 
-                async fn touch_identity(&self, tenant: TenantId, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+                async fn touch_identity(&self, tenant: TenantId, id: uuid::Uuid, now: DateTime<Utc>, groups: &[String]) -> Result<bool, StoreError> {
                     let done = sqlx::query::<$db>(
-                        "UPDATE external_identities SET last_login_at = $3 WHERE tenant_id = $1 AND id = $2",
+                        "UPDATE external_identities SET last_login_at = $3, groups = $4 WHERE tenant_id = $1 AND id = $2",
                     )
                     .bind(tenant)
                     .bind(id)
                     .bind(ts(now))
+                    .bind(Json(groups))
                     .execute(&self.pool)
                     .await?;
                     Ok(done.rows_affected() > 0)
+                }
+
+                async fn idp_groups_of_user(&self, tenant: TenantId, user: UserId) -> Result<Vec<(String, String)>, StoreError> {
+                    let rows: Vec<(String, Json<Vec<String>>)> = sqlx::query_as::<$db, (String, Json<Vec<String>>)>(
+                        "SELECT p.name, e.groups FROM external_identities e \
+                         JOIN identity_providers p ON p.tenant_id = e.tenant_id AND p.id = e.idp_id \
+                         WHERE e.tenant_id = $1 AND e.user_id = $2 ORDER BY p.name",
+                    )
+                    .bind(tenant)
+                    .bind(user)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(rows
+                        .into_iter()
+                        .flat_map(|(idp, Json(groups))| groups.into_iter().map(move |g| (idp.clone(), g)))
+                        .collect())
                 }
 
                 async fn unlink_identity(&self, tenant: TenantId, user: UserId, idp: IdpId) -> Result<bool, StoreError> {

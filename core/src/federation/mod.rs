@@ -1,0 +1,36 @@
+//! Upstream identity providers as both roles need them: the typed provider settings the
+//! operator derives from an IdentityProvider spec and the gateway signs people in with, the
+//! HTTP client upstream calls go through (the provider's CA bundle plus the platform trust
+//! store, no redirects, bounded time and size), and OpenID Connect discovery (the operator
+//! fetches it to say whether a provider is Ready, the gateway to sign in).
+
+mod discovery;
+mod http;
+mod settings;
+
+pub use discovery::{Discovered, discover};
+pub use http::{HttpError, UpstreamHttp};
+pub use settings::{
+    ClaimNames, Endpoints, GithubEndpoints, GithubProtocol, GoogleProtocol, Linking, OidcProtocol,
+    Protocol, ProviderSettings, callback_path, check_issuer,
+};
+
+/// Why an upstream provider cannot be used; shown in its status and in the gateway's logs.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// The issuer or an endpoint is not a usable URL (or plain `http://` off loopback).
+    #[error("{0}")]
+    BadUrl(String),
+    /// The CA bundle holds no usable PEM certificate.
+    #[error("the CA bundle is not a PEM certificate list: {0}")]
+    CaBundle(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// The discovery document or the keys could not be fetched or read.
+    #[error("cannot read the provider's discovery document or keys: {0}")]
+    Discovery(String),
+    /// The provider publishes no signing key.
+    #[error("the provider's JWKS holds no key")]
+    NoKeys,
+}

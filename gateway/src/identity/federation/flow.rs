@@ -1,0 +1,296 @@
+//! The browser's round trip to a provider: [`IdentityService::sso_start`] keeps the
+//! sign-in's secrets server-side (PKCE verifier, nonce, where to go afterwards) under the
+//! hash of a random `state`, for at most [`STATE_TTL`], bound to the browser by a random
+//! value the pages set as a cookie; [`IdentityService::sso_finish`] takes them back exactly
+//! once, checks the browser, lets the protocol module verify the provider's answer, and
+//! hands the identity to the door.
+
+use super::{FederatedOutcome, FederationRefusal, github, hex, oidc};
+use crate::identity::{IdentityError, IdentityService, RequestMeta};
+use chrono::{DateTime, Utc};
+use keygate_core::crypto::{constant_time_eq, random::random_token, sha256};
+use keygate_core::federation::{Protocol, callback_path};
+use keygate_core::ids::IdpId;
+use openidconnect::PkceCodeChallenge;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+
+/// How long a started sign-in waits for the provider's answer.
+pub const STATE_TTL: Duration = Duration::from_secs(600);
+
+/// A sign-in to start.
+#[derive(Clone, Debug, Default)]
+pub struct SsoStart {
+    /// The IdentityProvider's name.
+    pub provider: String,
+    /// Where to send the browser afterwards (already checked against the tenant's allow-list).
+    pub return_to: Option<String>,
+    /// Ask the provider to authenticate the person again (`prompt=login`, `max_age=0`).
+    pub fresh: bool,
+    /// The app host's nonce hash of a cross-host handoff in progress, kept for afterwards.
+    pub handoff: Option<String>,
+}
+
+/// A started sign-in: where to send the browser, and the value of the cookie that binds
+/// the answer to this browser.
+#[derive(Clone)]
+pub struct SsoStarted {
+    /// The provider's authorization URL.
+    pub redirect: String,
+    /// The binding cookie's value (only its hash is stored).
+    pub binding: String,
+}
+
+impl std::fmt::Debug for SsoStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoStarted").finish_non_exhaustive()
+    }
+}
+
+/// The provider's answer at the callback, as sent.
+#[derive(Clone, Default, Deserialize)]
+pub struct SsoCallback {
+    /// Authorization code.
+    pub code: Option<String>,
+    /// The `state` keygate sent.
+    pub state: Option<String>,
+    /// OAuth error code, when the provider refused.
+    pub error: Option<String>,
+    /// Its description.
+    pub error_description: Option<String>,
+}
+
+impl std::fmt::Debug for SsoCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoCallback")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finished sign-in and where the browser goes next.
+#[derive(Clone, Debug)]
+pub struct SsoFinished {
+    /// Signed in, or a link to claim.
+    pub outcome: FederatedOutcome,
+    /// The return URL given at the start.
+    pub return_to: Option<String>,
+    /// The handoff given at the start.
+    pub handoff: Option<String>,
+}
+
+/// A started sign-in's secrets, kept under the hash of its `state`.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    tenant: uuid::Uuid,
+    idp: IdpId,
+    binding: String,
+    pkce: String,
+    nonce: String,
+    return_to: Option<String>,
+    handoff: Option<String>,
+    fresh_since: Option<DateTime<Utc>>,
+}
+
+fn state_key(state: &str) -> String {
+    format!("fed-state:{}", hex(&sha256(state.as_bytes())))
+}
+
+fn refused(r: FederationRefusal) -> IdentityError {
+    IdentityError::Federation(r)
+}
+
+impl IdentityService {
+    /// The URL providers redirect back to for `provider` of `tenant`.
+    pub fn sso_redirect_uri(&self, tenant: &str, provider: &str) -> String {
+        format!("{}{}", self.public_url(), callback_path(tenant, provider))
+    }
+
+    /// Starts a sign-in at a provider (rate-limited per address like password sign-ins).
+    pub async fn sso_start(
+        &self,
+        tenant: &str,
+        start: SsoStart,
+        meta: &RequestMeta,
+    ) -> Result<SsoStarted, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        crate::identity::signin::admit_network(&t, meta)?;
+        if let Some(ip) = meta.ip {
+            self.limit(
+                "sso-start-ip",
+                &format!("{}:{ip}", t.row.id),
+                self.deps().limits.sign_in_per_ip,
+            )
+            .await?;
+        }
+        let (row, live) = self.live_provider(&t, &start.provider).await?;
+        let state = random_token()?;
+        let nonce = random_token()?;
+        let binding = random_token()?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let redirect_uri = self.sso_redirect_uri(&t.row.name, &row.name);
+        let redirect = match &live.settings.protocol {
+            Protocol::Oidc(_) | Protocol::Google(_) => oidc::authorize_url(
+                &live,
+                oidc::Authorize {
+                    redirect: &redirect_uri,
+                    state: state.clone(),
+                    nonce: nonce.clone(),
+                    pkce: challenge,
+                    fresh: start.fresh,
+                },
+            )?,
+            Protocol::Github(_) => github::authorize_url(
+                &live,
+                &self.inner.providers.options().endpoints.github,
+                &redirect_uri,
+                state.clone(),
+                challenge,
+            )?,
+        };
+        let pending = Pending {
+            tenant: t.row.id.0,
+            idp: row.id,
+            binding: hex(&sha256(binding.as_bytes())),
+            pkce: verifier.secret().clone(),
+            nonce,
+            return_to: start.return_to,
+            handoff: start.handoff,
+            fresh_since: start.fresh.then(|| self.now()),
+        };
+        let bytes = serde_json::to_vec(&pending)
+            .map_err(|e| IdentityError::Internal(format!("sign-in state: {e}")))?;
+        self.deps()
+            .ephemeral
+            .put(&state_key(&state), &bytes, STATE_TTL)
+            .await?;
+        Ok(SsoStarted { redirect, binding })
+    }
+
+    /// Finishes a sign-in at the callback: the `state` is spent whatever happens, then the
+    /// browser (its binding cookie), the provider's answer and the identity are checked.
+    pub async fn sso_finish(
+        &self,
+        tenant: &str,
+        provider: &str,
+        callback: SsoCallback,
+        binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<SsoFinished, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        let result = self.finish(&t, provider, callback, binding, meta).await;
+        if let Err(IdentityError::Federation(r)) = &result
+            && !matches!(r, FederationRefusal::EmailDomainNotAllowed)
+        {
+            tracing::info!(tenant = %t.row.name, provider, refusal = %r, "upstream sign-in refused");
+        }
+        result
+    }
+
+    async fn finish(
+        &self,
+        t: &crate::identity::LiveTenant,
+        provider: &str,
+        callback: SsoCallback,
+        binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<SsoFinished, IdentityError> {
+        let state = callback
+            .state
+            .as_deref()
+            .filter(|s| !s.is_empty() && s.len() <= 512)
+            .ok_or(refused(FederationRefusal::InvalidState))?;
+        let raw = self
+            .deps()
+            .ephemeral
+            .take(&state_key(state))
+            .await?
+            .ok_or(refused(FederationRefusal::InvalidState))?;
+        let pending: Pending =
+            serde_json::from_slice(&raw).map_err(|_| refused(FederationRefusal::InvalidState))?;
+        let (row, live) = self.live_provider(t, provider).await?;
+        let same_browser = binding.is_some_and(|b| {
+            constant_time_eq(
+                hex(&sha256(b.as_bytes())).as_bytes(),
+                pending.binding.as_bytes(),
+            )
+        });
+        if pending.tenant != t.row.id.0 || pending.idp != row.id || !same_browser {
+            self.audit(
+                t,
+                crate::identity::audit::kind::LOGIN_FAILED,
+                None,
+                meta,
+                json!({"reason": "invalid_state", "provider": row.name}),
+            )
+            .await?;
+            return Err(refused(FederationRefusal::InvalidState));
+        }
+        if let Some(error) = callback.error {
+            return Err(refused(FederationRefusal::ProviderError {
+                error: error.chars().take(100).collect(),
+                description: callback
+                    .error_description
+                    .map(|d| d.chars().take(300).collect()),
+            }));
+        }
+        let code = callback
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| refused(FederationRefusal::InvalidAnswer("no code".into())))?;
+        let redirect_uri = self.sso_redirect_uri(&t.row.name, &row.name);
+        let identity = match &live.settings.protocol {
+            Protocol::Oidc(_) | Protocol::Google(_) => {
+                oidc::identity(
+                    &live,
+                    oidc::Finish {
+                        provider: &row.name,
+                        redirect: &redirect_uri,
+                        code,
+                        pkce_verifier: pending.pkce,
+                        nonce: pending.nonce,
+                        fresh_since: pending.fresh_since,
+                        clock: self.deps().clock.clone(),
+                    },
+                )
+                .await
+            }
+            Protocol::Github(_) => {
+                github::identity(
+                    &live,
+                    &self.inner.providers.options().endpoints.github,
+                    &row.name,
+                    &redirect_uri,
+                    code,
+                    pending.pkce,
+                )
+                .await
+            }
+        };
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(e) => {
+                let reason = match &e {
+                    IdentityError::Federation(r) => super::refusal_code(r),
+                    _ => "error",
+                };
+                self.audit(
+                    t,
+                    crate::identity::audit::kind::LOGIN_FAILED,
+                    None,
+                    meta,
+                    json!({"reason": reason, "provider": row.name}),
+                )
+                .await?;
+                return Err(e);
+            }
+        };
+        let outcome = self.sign_in_federated(&t.row.name, identity, meta).await?;
+        Ok(SsoFinished {
+            outcome,
+            return_to: pending.return_to,
+            handoff: pending.handoff,
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! OpenID Connect ID tokens (Core §2): signed with the tenant's active key (RS256 unless the
+//! tenant chose another algorithm), addressed to the client (`aud`, `azp`), typed `JWT` so
+//! the access-token verifier (`typ: at+jwt`) never takes one for a credential, and carrying
+//! what the sign-in proved (`auth_time`, `acr`, `amr`, `sid`) and the request asked
+//! (`nonce`, the claims of its scopes).
+
+use super::IdentityError;
+use super::signer::SigningKeys;
+use super::tenants::LiveTenant;
+use jsonwebtoken::{Algorithm, Header};
+use keygate_core::crypto::oidc::access_token_hash;
+use keygate_core::crypto::signing::SigningAlgorithm;
+use keygate_core::store::User;
+use serde::Serialize;
+
+/// The `typ` of ID tokens (OpenID Connect leaves it to the JWT default).
+pub(crate) const ID_TOKEN_TYP: &str = "JWT";
+
+/// The claims of an ID token.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    pub amr: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    #[serde(flatten)]
+    pub person: PersonClaims,
+}
+
+/// The claims about the person that the granted scopes release (Core §5.4), shared by ID
+/// tokens and userinfo.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct PersonClaims {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+}
+
+impl PersonClaims {
+    /// What `scope` releases of `user`: `email` the address and whether it was verified,
+    /// `profile` the display name (and the address as `preferred_username`), `groups` the
+    /// local groups.
+    pub fn of(user: &User, scope: &str) -> Self {
+        let has = |s: &str| scope.split_whitespace().any(|x| x == s);
+        Self {
+            email: has("email").then(|| user.email.clone()),
+            email_verified: has("email").then_some(user.email_verified),
+            name: has("profile").then(|| user.display_name.clone()),
+            preferred_username: has("profile").then(|| user.email.clone()),
+            groups: has("groups").then(|| user.groups.clone()),
+        }
+    }
+}
+
+/// The JOSE algorithm `key` signs with, as keygate names it (for `at_hash`).
+fn signing_algorithm(alg: Algorithm) -> SigningAlgorithm {
+    match alg {
+        Algorithm::ES256 => SigningAlgorithm::ES256,
+        Algorithm::EdDSA => SigningAlgorithm::EdDSA,
+        _ => SigningAlgorithm::RS256,
+    }
+}
+
+/// Signs `claims` with the tenant's active key, adding `at_hash` of `access_token` by that
+/// key's algorithm.
+pub(crate) async fn mint(
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
+    mut claims: IdClaims,
+    access_token: Option<&str>,
+) -> Result<String, IdentityError> {
+    let key = signer.active(tenant.row.id).await?;
+    claims.at_hash = access_token.map(|t| access_token_hash(signing_algorithm(key.algorithm), t));
+    let mut header = Header::new(key.algorithm);
+    header.typ = Some(ID_TOKEN_TYP.into());
+    header.kid = Some(key.kid.clone());
+    let token = jsonwebtoken::encode(&header, &claims, &key.key)
+        .map_err(keygate_core::crypto::CryptoError::from)?;
+    Ok(token)
+}

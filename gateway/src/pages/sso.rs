@@ -1,0 +1,130 @@
+//! Sign-in through an upstream provider: the start (a link from the sign-in page: sets the
+//! cookie that binds the answer to this browser, then sends it to the provider) and the
+//! callback (the provider's answer: signs in and sends the browser on, or to the sign-in
+//! form to claim a link to an existing account, or shows plainly why it was refused).
+
+use super::handoff::{checked_handoff, onwards};
+use super::signin::SIGN_IN;
+use super::{Pages, checked_rd, query_param};
+use crate::error::{ApiError, federation_parts};
+use crate::identity::{FederatedOutcome, FlowError, STATE_TTL, SsoCallback, SsoStart};
+use crate::meta::Meta;
+use crate::tenant_path::TenantName;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
+
+/// `GET /t/{tenant}/sso/{provider}/start?rd=…&fresh=1`.
+pub(super) async fn start(
+    State(state): Pages,
+    TenantName(name): TenantName,
+    Path((_, provider)): Path<(String, String)>,
+    Meta(meta): Meta,
+    RawQuery(q): RawQuery,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
+    let tenant = state.live(&name).await?;
+    let start = SsoStart {
+        provider,
+        return_to: checked_rd(&state, &tenant, query_param(&q, "rd").as_deref()),
+        fresh: query_param(&q, "fresh").is_some_and(|f| f == "1"),
+        handoff: checked_handoff(query_param(&q, "handoff")),
+    };
+    match state.flows.sso_start(&tenant, start, &meta).await {
+        Ok(started) => {
+            let cookie = state.cookies.sso_binding(started.binding, STATE_TTL);
+            Ok((jar.add(cookie), Redirect::to(&started.redirect)).into_response())
+        }
+        Err(e) => Ok(refused(&state, &tenant, e)),
+    }
+}
+
+/// `GET /t/{tenant}/sso/{provider}/callback?code=…&state=…` (or `error=…`).
+pub(super) async fn callback(
+    State(state): Pages,
+    TenantName(name): TenantName,
+    Path((_, provider)): Path<(String, String)>,
+    Meta(meta): Meta,
+    Query(answer): Query<SsoCallback>,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
+    let tenant = state.live(&name).await?;
+    let binding_name = state.cookies.sso_binding_cookie();
+    let binding = jar.get(binding_name).map(|c| c.value().to_owned());
+    let finished = state
+        .flows
+        .sso_finish(&tenant, &provider, answer, binding.as_deref(), &meta)
+        .await;
+    // The binding has done its work, whatever the outcome.
+    let jar = jar.remove(Cookie::build(binding_name).path("/"));
+    let finished = match finished {
+        Ok(f) => f,
+        Err(e) => return Ok((jar, refused(&state, &tenant, e)).into_response()),
+    };
+    match finished.outcome {
+        FederatedOutcome::SignedIn(session) => {
+            let cookie = state
+                .session_cookie(&tenant)
+                .issue(session.cookie_value.clone(), session.max_age);
+            let next = onwards(
+                &state,
+                &tenant,
+                &session.cookie_value,
+                finished.return_to,
+                finished.handoff,
+            )
+            .await;
+            Ok((jar.add(cookie), next).into_response())
+        }
+        FederatedOutcome::LinkRequired { link_token } => {
+            let mut url = format!(
+                "{}/t/{}/signin?link={}",
+                state.public_url,
+                tenant.name(),
+                urlencode(&link_token)
+            );
+            if let Some(rd) = finished.return_to {
+                url.push_str("&rd=");
+                url.push_str(&urlencode(&rd));
+            }
+            Ok((jar, Redirect::to(&url)).into_response())
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The message page of a refused upstream sign-in, with a way back to the sign-in page.
+fn refused(
+    state: &super::PagesState,
+    tenant: &crate::identity::LiveTenant,
+    e: FlowError,
+) -> Response {
+    let (title, text, status) = match e {
+        FlowError::Upstream(r) => {
+            let (status, _, title) = federation_parts(&r);
+            (title.to_owned(), r.to_string(), status)
+        }
+        FlowError::UnknownProvider => (
+            "Unknown sign-in option".to_owned(),
+            "This organisation has no such sign-in option.".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        FlowError::AlreadyLinked => (
+            "Already linked".to_owned(),
+            "This account from your identity provider is already linked to another account here, or your account here is already linked to another one of that provider.".to_owned(),
+            StatusCode::CONFLICT,
+        ),
+        other => {
+            let (_, text, status) = super::refusal(other);
+            ("Sign-in failed".to_owned(), text, status)
+        }
+    };
+    let back = format!("{}/t/{}/signin", state.public_url, tenant.name());
+    SIGN_IN
+        .on(state, tenant)
+        .message(&title, &text, status, Some(("Back to sign-in", back)))
+}

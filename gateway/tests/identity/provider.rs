@@ -1,0 +1,358 @@
+//! keygate as an OpenID Provider, driven by an independent, OpenID-certified relying party:
+//! `openid-client` (npm) with Debian's chromium (playwright-core) for the person's part, run
+//! from `gateway/tests/oauth-client/provider-flow.mjs`: discovery, code with PKCE through the
+//! sign-in page, ID-token checks, userinfo, refresh, the device grant, RP-initiated logout,
+//! client credentials with introspection and revocation, and the refusals. The script pauses once for this test to
+//! move keygate's clock past a code's 60 s.
+
+use crate::support::RequestExt;
+use crate::support::env::*;
+use keygate_core::crypto::sha256;
+use keygate_core::crypto::signing::SigningAlgorithm;
+use keygate_core::store::{
+    ClientAuthMethod, ClientLifetimes, ClientType, ConsentMode, GrantType, NewClientSecret,
+    OAuthClientUpsert, Store,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oauth-client")
+}
+
+/// The loopback callback the public client registers (any port matches, RFC 8252).
+const REDIRECT: &str = "http://127.0.0.1/callback";
+const SECRET: &str = "kgcs_reports_8c1f3d0f5e6b4a2d9c7e1b3a5f7d9e2c";
+
+/// Registers a public SPA client and a confidential machine client in `tenant`.
+/// `post_logout` is the one post-logout redirect URI of the public client.
+pub async fn register_clients(
+    store: &dyn Store,
+    tenant: keygate_core::ids::TenantId,
+    post_logout: &str,
+) {
+    let base = |client_id: &str| OAuthClientUpsert {
+        tenant_id: tenant,
+        owner_uid: uuid::Uuid::now_v7().to_string(),
+        client_id: client_id.into(),
+        display_name: client_id.into(),
+        client_type: ClientType::Public,
+        token_endpoint_auth_method: ClientAuthMethod::None,
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: vec![post_logout.into()],
+        grant_types: vec![
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::DeviceCode,
+        ],
+        allowed_scopes: ["openid", "email", "profile", "groups", "offline_access"]
+            .map(String::from)
+            .to_vec(),
+        audience: vec![],
+        consent: ConsentMode::Implicit,
+        lifetimes: ClientLifetimes::default(),
+        generation: 1,
+    };
+    store.upsert_oauth_client(&base("spa")).await.unwrap();
+    let machine = store
+        .upsert_oauth_client(&OAuthClientUpsert {
+            client_type: ClientType::Confidential,
+            token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            allowed_scopes: vec!["orders.read".into()],
+            ..base("reports")
+        })
+        .await
+        .unwrap();
+    store
+        .insert_client_secret(&NewClientSecret {
+            tenant_id: tenant,
+            oauth_client_id: machine.id,
+            prefix: "kgcs_reports".into(),
+            hash: sha256(SECRET.as_bytes()).to_vec(),
+        })
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_independent_relying_party_signs_a_person_in_through_keygate(pool: sqlx::PgPool) {
+    for dep in ["openid-client", "playwright-core"] {
+        assert!(
+            client_dir().join("node_modules").join(dep).exists(),
+            "{dep} is missing: run `npm ci` in gateway/tests/oauth-client (scripts/test does)"
+        );
+    }
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::RS256, json!({})).await;
+    let user = env.user(&t.row, "ada@example.com").await;
+    env.store
+        .update_user(
+            t.row.id,
+            user,
+            &keygate_core::store::UserPatch {
+                groups: Some(vec!["ops".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The relying party's port: free now, and the script listens on it at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let post_logout = format!("http://127.0.0.1:{port}/signed-out");
+    register_clients(env.store.as_ref(), t.row.id, &post_logout).await;
+
+    let mut child = tokio::process::Command::new("node")
+        .arg(client_dir().join("provider-flow.mjs"))
+        .env("KG_ISSUER", format!("{}/t/acme", env.url))
+        .env("KG_PUBLIC_CLIENT", "spa")
+        .env(
+            "KG_REDIRECT_URI",
+            format!("http://127.0.0.1:{port}/callback"),
+        )
+        .env("KG_POST_LOGOUT_URI", &post_logout)
+        .env("KG_CONFIDENTIAL_CLIENT", "reports")
+        .env("KG_CONFIDENTIAL_SECRET", SECRET)
+        .env("KG_MACHINE_SCOPE", "orders.read")
+        .env("KG_EMAIL", "ada@example.com")
+        .env("KG_PASSWORD", PASSWORD)
+        .current_dir(client_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let results = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["waiting"] == "clock" {
+                env.clock.advance(chrono::Duration::seconds(61));
+                stdin.write_all(b"go\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            } else if v.get("results").is_some() {
+                return Some(v["results"].clone());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the relying party finished within 120 s");
+    let Some(r) = results else {
+        let mut err = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err)
+            .await
+            .unwrap();
+        panic!("the relying party failed:\n{err}");
+    };
+
+    assert_eq!(r["discovered"]["issuer"], format!("{}/t/acme", env.url));
+    let id = &r["id_token"];
+    assert_eq!(id["sub"], user.to_string());
+    assert_eq!(id["aud"], "spa");
+    assert_eq!(id["nonce_ok"], true);
+    assert_eq!(id["has_at_hash"], true);
+    assert_eq!(id["has_auth_time"], true);
+    assert_eq!(id["has_sid"], true);
+    assert_eq!(id["amr"], json!(["pwd"]));
+    assert_eq!(id["acr"], "urn:keygate:acr:pwd");
+    assert_eq!(id["groups"], json!(["ops"]));
+    assert_eq!(r["userinfo"]["email"], "ada@example.com");
+    assert_eq!(r["userinfo"]["groups"], json!(["ops"]));
+    assert!(r["userinfo"].get("roles").is_none(), "{}", r["userinfo"]);
+    assert_eq!(
+        r["refreshed"],
+        json!({"has_access_token": true, "rotated": true})
+    );
+    assert_eq!(r["replay"], "invalid_grant");
+    assert_eq!(r["after_replay_refresh"], "invalid_grant");
+    assert_eq!(
+        r["after_replay_userinfo"],
+        StatusCode::UNAUTHORIZED.as_u16()
+    );
+    assert_eq!(r["pkce_mismatch"], "invalid_grant");
+    assert_eq!(r["expired"], "invalid_grant");
+    assert_eq!(r["public_without_pkce"], "invalid_request");
+    assert_eq!(r["scope_outside_allowed"], "invalid_scope");
+    assert_eq!(r["unregistered_redirect_uri"]["status"], 400);
+    assert_eq!(r["unregistered_redirect_uri"]["location"], Value::Null);
+    assert_eq!(r["device_before_approval"], "authorization_pending");
+    assert_eq!(
+        r["device"],
+        json!({"sub": user.to_string(), "scope": "openid email", "has_refresh_token": true})
+    );
+    assert_eq!(r["logout"], json!({"landed": true, "state": "bye"}));
+    assert_eq!(r["after_logout_prompt_none"], "login_required");
+    let cc = &r["client_credentials"];
+    assert_eq!(cc["scope"], "orders.read");
+    assert_eq!(cc["has_refresh_token"], false);
+    assert_eq!(
+        cc["introspected"],
+        json!({"active": true, "sub": "reports", "client_id": "reports"})
+    );
+    assert_eq!(cc["after_revoke"], false);
+    assert_eq!(r["wrong_secret"], "invalid_client");
+}
+
+/// `Location` of a redirect answer, parsed, with its query as pairs.
+fn location(r: &reqwest::Response) -> Option<(url::Url, Vec<(String, String)>)> {
+    let loc = r.headers().get("location")?.to_str().ok()?;
+    let u = url::Url::parse(loc).ok()?;
+    let q = u.query_pairs().into_owned().collect();
+    Some((u, q))
+}
+
+fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+}
+
+#[sqlx::test(migrations = false)]
+async fn clients_are_held_to_consent_rate_limits_and_grants(pool: sqlx::PgPool) {
+    let env = env_with_limits(
+        pool,
+        keygate_gateway::identity::RateLimits {
+            sign_in_per_ip: 1000,
+            oauth_per_client: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    register_clients(env.store.as_ref(), t.row.id, "http://127.0.0.1/out").await;
+    env.store
+        .upsert_oauth_client(&OAuthClientUpsert {
+            tenant_id: t.row.id,
+            owner_uid: "portal-uid".into(),
+            client_id: "portal".into(),
+            display_name: "Portal".into(),
+            client_type: ClientType::Public,
+            token_endpoint_auth_method: ClientAuthMethod::None,
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::AuthorizationCode],
+            allowed_scopes: vec!["openid".into()],
+            audience: vec![],
+            consent: ConsentMode::Required,
+            lifetimes: ClientLifetimes::default(),
+            generation: 1,
+        })
+        .await
+        .unwrap();
+    let authorize = |client: &str, extra: &str| {
+        format!(
+            "{}/t/acme/authorize?response_type=code&client_id={client}&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcallback&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256{extra}",
+            env.url
+        )
+    };
+
+    // A client that requires consent gets no code: no consent page exists.
+    let r = env.http.get(authorize("portal", "")).send().await.unwrap();
+    let (_, q) = location(&r).expect("a redirect to the client");
+    assert_eq!(param(&q, "error"), Some("consent_required"));
+    assert_eq!(param(&q, "state"), Some("s1"));
+    assert_eq!(
+        param(&q, "iss"),
+        Some(format!("{}/t/acme", env.url).as_str())
+    );
+
+    // An unknown client gets a page, never a redirect.
+    let r = env.http.get(authorize("nobody", "")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers().get("location").is_none());
+
+    // A browser without a session goes to the sign-in page, which returns to /authorize;
+    // prompt=none answers login_required instead.
+    let r = env.http.get(authorize("spa", "")).send().await.unwrap();
+    let (u, q) = location(&r).unwrap();
+    assert_eq!(u.path(), "/t/acme/signin");
+    assert!(param(&q, "rd").unwrap().contains("/t/acme/authorize?"));
+    let r = env
+        .http
+        .get(authorize("spa", "&prompt=none"))
+        .send()
+        .await
+        .unwrap();
+    let (_, q) = location(&r).unwrap();
+    assert_eq!(param(&q, "error"), Some("login_required"));
+
+    // The spa may not use client credentials; the machine client may, three times a minute
+    // here, and each grant is audited.
+    let spa = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[("grant_type", "client_credentials"), ("client_id", "spa")],
+            None,
+        )
+        .await;
+    assert_eq!(spa.0, StatusCode::BAD_REQUEST, "{}", spa.1);
+    assert_eq!(spa.1["error"], "unauthorized_client");
+    let grant = || async {
+        let r = env
+            .http
+            .post(format!("{}/t/acme/oauth2/token", env.url))
+            .basic_auth("reports", Some(SECRET))
+            .form_pairs(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    for _ in 0..3 {
+        let (s, body) = grant().await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], "orders.read");
+        assert!(body.get("refresh_token").is_none());
+    }
+    let (s, body) = grant().await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "slow_down");
+    let audited = env
+        .store
+        .query_audit(
+            t.row.id,
+            &keygate_core::store::AuditFilter {
+                kind: Some("oauth.token_issued".into()),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 3);
+    assert!(
+        audited
+            .iter()
+            .all(|e| e.data["grant"] == "client_credentials" && e.data["client_id"] == "reports")
+    );
+
+    // The secret must come the way the client registered: client_secret_post is refused for
+    // a client_secret_basic client.
+    let posted = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "reports"),
+                ("client_secret", SECRET),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(posted.0, StatusCode::UNAUTHORIZED, "{}", posted.1);
+    assert_eq!(posted.1["error"], "invalid_client");
+}
