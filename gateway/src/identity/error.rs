@@ -100,10 +100,26 @@ pub enum IdentityError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Every password-hashing thread is busy and the queue in front of them is full; try
+    /// again after `retry_after` (the hash was refused, not queued).
+    #[error("password hashing at capacity")]
+    Busy {
+        /// About how long until the queue has drained.
+        retry_after: Duration,
+    },
     /// A cryptographic operation failed.
     #[error("crypto: {0}")]
-    Crypto(#[from] CryptoError),
+    Crypto(#[source] CryptoError),
     /// Anything else unexpected (logged, never sent).
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<CryptoError> for IdentityError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Busy { retry_after } => Self::Busy { retry_after },
+            other => Self::Crypto(other),
+        }
+    }
 }

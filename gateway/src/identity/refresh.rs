@@ -29,6 +29,7 @@ impl IdentityService {
     /// session's `client_id`, or it is `InvalidGrant` (RFC 6749 §6, §10.4), and so is a
     /// retry within the grace window; a refusal of an unspent token leaves it unspent. A
     /// client outside the tenant's network lists is `NetworkDenied`.
+    #[tracing::instrument(name = "identity.refresh", level = "debug", skip_all)]
     pub async fn refresh(
         &self,
         tenant: &str,

@@ -86,6 +86,7 @@ impl IdentityService {
     /// Signs a person in with email and password and opens a session, in steps: admit the
     /// attempt, check the password (with the lockout), check the account, then issue the
     /// session and tokens. Every refusal after admission is audited before it is answered.
+    #[tracing::instrument(name = "identity.sign_in", level = "debug", skip_all)]
     pub async fn sign_in(
         &self,
         tenant: &str,

@@ -25,6 +25,7 @@ mod metrics;
 mod network;
 mod page_state;
 mod replicas;
+mod request_ids;
 mod scopes;
 mod sessions;
 mod signin;
