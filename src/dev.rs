@@ -152,7 +152,7 @@ pub async fn run(manifests: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> R
     print_next_steps(&gw.public_url, &manifests, &data_dir, &next_steps);
     let _held_until_exit = lock;
     // The same background work as `keygate gateway` (revocation re-check, expiry sweep).
-    crate::startup::serve_gateway(listener, state).await;
+    crate::startup::serve_gateway(listener, state, gw.shutdown_drain).await;
     Ok(())
 }
 

@@ -135,23 +135,35 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
     .await?;
     let listener = bind(gw.listen).await?;
     tracing::info!(listen = %gw.listen, public_url = %gw.public_url, "gateway serving");
-    serve_gateway(listener, state).await;
+    serve_gateway(listener, state, gw.shutdown_drain).await;
     Ok(())
 }
 
 /// Serves the gateway on `listener` until a shutdown signal, with its background work: the
 /// store re-check of revocations (Postgres as the fallback of Redis pub/sub: that is fast,
-/// this poll is certain) and the expiry sweep.
-pub async fn serve_gateway(listener: tokio::net::TcpListener, state: keygate_gateway::AppState) {
+/// this poll is certain) and the expiry sweep. After the signal, requests in flight have
+/// `drain` to finish; then pending API-key last-use times are written and it returns.
+pub async fn serve_gateway(
+    listener: tokio::net::TcpListener,
+    state: keygate_gateway::AppState,
+    drain: Duration,
+) {
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let _janitor = state.identity.spawn_janitor(JANITOR_EVERY);
+    let identity = state.identity.clone();
     keygate_gateway::server::serve(
         listener,
         keygate_gateway::app(state),
-        keygate_gateway::server::ClientTimeouts::default(),
+        keygate_gateway::server::ClientTimeouts {
+            drain,
+            ..keygate_gateway::server::ClientTimeouts::default()
+        },
         shutdown_signal(),
     )
     .await;
+    // Bounded: a store that does not answer must not hold the exit past the grace period.
+    let _ = tokio::time::timeout(Duration::from_secs(2), identity.flush_api_key_usage()).await;
+    tracing::info!("stopped");
 }
 
 /// What `keygate dev` hands the gateway beside its settings; `keygate gateway` uses the

@@ -4,10 +4,9 @@
 //!
 //! Why threads of our own instead of tokio's blocking pool: argon2's `hash_password`
 //! allocates its m KiB of memory (19 MiB at OWASP's parameters) on every call, on whichever
-//! blocking thread runs it. After glibc has freed one such mmapped block it raises its mmap
-//! threshold above that size, so later blocks come from the calling thread's arena and stay
-//! resident there after they are freed: resident memory grew by about one block for every
-//! blocking thread that ever hashed. Here each of a fixed number of threads allocates its
+//! blocking thread runs it, and tokio starts new blocking threads freely. glibc kept the
+//! freed blocks in those threads' arenas: 64 concurrent verifications that way left about
+//! 700 MiB resident (docs/decisions.md). Here each of a fixed number of threads allocates its
 //! block once (on its first hash) and reuses it through argon2's
 //! `hash_password_into_with_memory`, so hashing holds at most `threads × m` KiB; and a hash
 //! that finds the queue full is refused with [`CryptoError::Busy`] at once instead of
