@@ -18,6 +18,7 @@ mod client_address;
 mod cookie_domain;
 mod devices;
 mod handoff;
+mod hashing;
 mod janitor;
 mod mail;
 mod metadata;
