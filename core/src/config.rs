@@ -834,6 +834,46 @@ mod tests {
     }
 
     #[test]
+    fn hashing_pool_and_shutdown_drain_are_whole_numbers_with_defaults() {
+        let g = sources(&[("KEYGATE_PUBLIC_URL", "https://a")])
+            .gateway(None, "0.0.0.0:8080")
+            .unwrap();
+        assert!(g.hash_pool.threads >= 1);
+        assert_eq!(
+            g.hash_pool.queue,
+            g.hash_pool.threads * HashPool::QUEUE_PER_THREAD
+        );
+        assert_eq!(g.shutdown_drain, Duration::from_secs(20));
+        let g = sources(&[
+            ("KEYGATE_PUBLIC_URL", "https://a"),
+            ("KEYGATE_PASSWORD_HASH_THREADS", "3"),
+            ("KEYGATE_PASSWORD_HASH_QUEUE", "0"),
+            ("KEYGATE_SHUTDOWN_DRAIN_SECONDS", "45"),
+        ])
+        .gateway(None, "0.0.0.0:8080")
+        .unwrap();
+        assert_eq!(
+            g.hash_pool,
+            HashPool {
+                threads: 3,
+                queue: 0
+            }
+        );
+        assert_eq!(g.shutdown_drain, Duration::from_secs(45));
+        for (key, bad) in [
+            ("KEYGATE_PASSWORD_HASH_THREADS", "0"),
+            ("KEYGATE_PASSWORD_HASH_THREADS", "two"),
+            ("KEYGATE_PASSWORD_HASH_QUEUE", "-1"),
+            ("KEYGATE_SHUTDOWN_DRAIN_SECONDS", "0"),
+        ] {
+            let e = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), (key, bad)])
+                .gateway(None, "0.0.0.0:8080")
+                .unwrap_err();
+            assert_eq!(e.field, key, "{bad}");
+        }
+    }
+
+    #[test]
     fn trusted_proxies_are_cidrs_or_addresses() {
         let s = sources(&[
             ("KEYGATE_PUBLIC_URL", "https://a"),

@@ -81,7 +81,7 @@ pub struct LoginResponse {
         (status = 400, description = "malformed_json, invalid_scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "invalid_credentials", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "email_not_verified, account_suspended, password_change_required, password_sign_in_disabled, network_denied (the client's address is outside the tenant's network lists)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "payload_too_large", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_body, invalid_request, password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "account_locked, rate_limited (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 429, description = "account_locked, rate_limited (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable; overloaded: every password-hashing thread is busy and the queue is full (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
