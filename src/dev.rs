@@ -183,7 +183,7 @@ pub async fn run(
     );
     let _held_until_exit = lock;
     // The same background work as `keygate gateway` (revocation re-check, expiry sweep).
-    crate::startup::serve_gateway(listener, grpc, state).await;
+    crate::startup::serve_gateway(listener, grpc, state, gw.shutdown_drain).await;
     Ok(())
 }
 

@@ -148,7 +148,7 @@ pub async fn gateway(config: Option<&Path>) -> Result<(), Fatal> {
         None => None,
     };
     tracing::info!(listen = %gw.listen, ext_authz = ?ext_authz.listen, public_url = %gw.public_url, "gateway serving");
-    serve_gateway(listener, grpc, state).await;
+    serve_gateway(listener, grpc, state, gw.shutdown_drain).await;
     Ok(())
 }
 
@@ -176,14 +176,17 @@ pub struct GrpcListener {
 
 /// Serves the gateway on `listener` until a shutdown signal, with its background work: the
 /// store re-check of revocations (Postgres as the fallback of Redis pub/sub: that is fast,
-/// this poll is certain) and the expiry sweep.
+/// this poll is certain) and the expiry sweep. After the signal, requests in flight have
+/// `drain` to finish; then pending API-key last-use times are written and it returns.
 pub async fn serve_gateway(
     listener: tokio::net::TcpListener,
     grpc: Option<GrpcListener>,
     state: keygate_gateway::AppState,
+    drain: Duration,
 ) {
     let _revocation_sync = state.identity.spawn_revocation_sync(Duration::from_secs(2));
     let _janitor = state.identity.spawn_janitor(JANITOR_EVERY);
+    let identity = state.identity.clone();
     // One signal stops both servers.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -205,13 +208,19 @@ pub async fn serve_gateway(
     keygate_gateway::server::serve(
         listener,
         keygate_gateway::app(state),
-        keygate_gateway::server::ClientTimeouts::default(),
+        keygate_gateway::server::ClientTimeouts {
+            drain,
+            ..keygate_gateway::server::ClientTimeouts::default()
+        },
         stopped(stopping),
     )
     .await;
     if let Some(task) = grpc_task {
         let _ = task.await;
     }
+    // Bounded: a store that does not answer must not hold the exit past the grace period.
+    let _ = tokio::time::timeout(Duration::from_secs(2), identity.flush_api_key_usage()).await;
+    tracing::info!("stopped");
 }
 
 /// What `keygate dev` hands the gateway beside its settings; `keygate gateway` uses the

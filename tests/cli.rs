@@ -961,3 +961,151 @@ stringData:
         .unwrap();
     assert_eq!(me["email"], "grace@example.com", "{me}");
 }
+
+/// The resident memory of process `pid` in MiB (`VmRSS`).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib / 1024.0
+}
+
+/// `rounds` sign-ins of unknown accounts (each runs a full argon2id verification), `at_once`
+/// at a time, each from its own forwarded address so the per-address budget never refuses
+/// one; every one must be answered 401.
+async fn unknown_sign_ins(http: &reqwest::Client, base: &str, rounds: usize, at_once: usize) {
+    for batch in 0..rounds.div_ceil(at_once) {
+        let calls: Vec<_> = (0..at_once)
+            .map(|i| {
+                let n = batch * at_once + i;
+                tokio::spawn(
+                    http.post(format!("{base}/t/demo/login"))
+                        .header("X-Forwarded-For", format!("198.51.100.{}", n % 250 + 1))
+                        .json(&serde_json::json!({
+                            "email": format!("nobody{n}@example.com"),
+                            "password": "not-a-real-password-7",
+                        }))
+                        .send(),
+                )
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().status(), 401);
+        }
+    }
+}
+
+/// Issue 19: memory of `keygate dev` under sign-ins is bounded by its hashing threads
+/// (each keeps one 19 MiB argon2id block) and does not grow with the number of sign-ins.
+/// Generous bounds, not a measurement: the point is that a second round adds nothing.
+#[tokio::test]
+async fn dev_memory_stays_bounded_across_many_sign_ins() {
+    let data = tempfile::tempdir().unwrap();
+    let (dev, base) = start_dev_with(
+        data.path(),
+        &[
+            ("KEYGATE_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("KEYGATE_PASSWORD_HASH_THREADS", "2"),
+        ],
+    );
+    let pid = dev.0.id();
+    let http = reqwest::Client::new();
+    let idle = rss_mib(pid);
+    unknown_sign_ins(&http, &base, 30, 8).await;
+    let first = rss_mib(pid);
+    unknown_sign_ins(&http, &base, 30, 8).await;
+    let second = rss_mib(pid);
+    eprintln!("RSS {idle:.1} MiB idle, {first:.1} after 30 sign-ins, {second:.1} after 60");
+    // Two hashing threads hold 2 × 19 MiB; allow as much again for everything else.
+    assert!(
+        first < idle + 80.0,
+        "RSS {idle:.0} MiB idle, {first:.0} MiB after 30 sign-ins"
+    );
+    assert!(
+        second < first + 20.0,
+        "RSS kept growing: {first:.0} MiB after 30 sign-ins, {second:.0} MiB after 60"
+    );
+}
+
+/// SIGTERM with sign-ins in flight: they are answered, and the process exits on its own
+/// (status 0) well within the drain, after which nothing accepts connections.
+#[tokio::test]
+async fn dev_finishes_requests_in_flight_on_sigterm_and_exits() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const SIGN_INS: usize = 48;
+    let data = tempfile::tempdir().unwrap();
+    let (mut dev, base) = start_dev_with(
+        data.path(),
+        &[
+            ("KEYGATE_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("KEYGATE_PASSWORD_HASH_THREADS", "1"),
+            ("KEYGATE_SHUTDOWN_DRAIN_SECONDS", "20"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    // Many sign-ins queue on one hashing thread: most are still waiting when SIGTERM comes.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..SIGN_INS)
+        .map(|n| {
+            let request = http
+                .post(format!("{base}/t/demo/login"))
+                .header("X-Forwarded-For", format!("198.51.100.{}", n + 1))
+                .json(&serde_json::json!({
+                    "email": format!("nobody{n}@example.com"),
+                    "password": "not-a-real-password-7",
+                }));
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let status = request.send().await.map(|r| r.status().as_u16());
+                answered.fetch_add(1, Ordering::SeqCst);
+                status
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while answered.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no sign-in answered"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &dev.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let at_signal = answered.load(Ordering::SeqCst);
+    assert!(
+        at_signal < SIGN_INS,
+        "every sign-in was answered before SIGTERM: nothing was in flight"
+    );
+    let sent = Instant::now();
+    for call in calls {
+        let status = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("a sign-in in flight is answered")
+            .unwrap();
+        assert_eq!(status.unwrap(), 401);
+    }
+    let status = loop {
+        if let Some(status) = dev.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(25),
+            "keygate dev still running 25 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        reqwest::get(format!("{base}/healthz")).await.is_err(),
+        "still accepting after exit"
+    );
+    eprintln!("{at_signal} of {SIGN_INS} sign-ins answered when SIGTERM was sent");
+}

@@ -3,11 +3,16 @@
 //! Secrets) or the config file — never from command-line flags, which leak into `ps`.
 
 use crate::crypto::envelope::MasterKeys;
-use crate::crypto::password::HashParams;
+use crate::crypto::password::{HashParams, HashPool};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Seconds requests in flight may take to finish after SIGTERM: the chart's default grace
+/// period (30 s) less its preStop delay (5 s) less a margin for the process to exit.
+pub const DEFAULT_SHUTDOWN_DRAIN_SECONDS: usize = 20;
 
 mod identity;
 pub use identity::{BootstrapAdmin, Smtp};
@@ -331,6 +336,15 @@ impl Sources {
             public_url,
             redis_url,
             password_hashing,
+            hash_pool: self.hash_pool()?,
+            shutdown_drain: Duration::from_secs(
+                u64::try_from(self.count(
+                    "KEYGATE_SHUTDOWN_DRAIN_SECONDS",
+                    DEFAULT_SHUTDOWN_DRAIN_SECONDS,
+                    1..=3600,
+                )?)
+                .unwrap_or(u64::MAX),
+            ),
             smtp: self.smtp()?,
             trusted_proxies: self.trusted_proxies()?,
             breached_passwords_file: self.breached_passwords_file()?,
@@ -381,6 +395,43 @@ impl Sources {
                 .clone()
                 .unwrap_or_default(),
         })
+    }
+
+    /// `KEYGATE_PASSWORD_HASH_THREADS` (default: the cores) and `KEYGATE_PASSWORD_HASH_QUEUE`
+    /// (default: 64 per thread).
+    fn hash_pool(&self) -> Result<HashPool, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = self.count("KEYGATE_PASSWORD_HASH_THREADS", cores, 1..=256)?;
+        let queue = self.count(
+            "KEYGATE_PASSWORD_HASH_QUEUE",
+            threads * HashPool::QUEUE_PER_THREAD,
+            0..=100_000,
+        )?;
+        Ok(HashPool { threads, queue })
+    }
+
+    /// A whole number from the environment within `range`, or `default` when unset.
+    fn count(
+        &self,
+        env_key: &str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, ConfigError> {
+        let Some(raw) = self.env(env_key) else {
+            return Ok(default);
+        };
+        match raw.trim().parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::new(
+                env_key,
+                format!(
+                    "`{raw}` is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+                format!("Leave it unset for the default ({default})"),
+            )),
+        }
     }
 
     /// `KEYGATE_TRUSTED_PROXIES`: CIDRs (or single addresses) of the ingress proxies whose
@@ -529,6 +580,13 @@ pub struct GatewayConfig {
     pub redis_url: Option<Secret>,
     /// argon2id parameters for new password hashes.
     pub password_hashing: HashParams,
+    /// Hashing threads and the queue in front of them (`KEYGATE_PASSWORD_HASH_THREADS`,
+    /// `KEYGATE_PASSWORD_HASH_QUEUE`).
+    pub hash_pool: HashPool,
+    /// How long requests in flight may finish after SIGTERM before their connections are
+    /// closed (`KEYGATE_SHUTDOWN_DRAIN_SECONDS`); keep it below the pod's grace period
+    /// minus its preStop delay.
+    pub shutdown_drain: Duration,
     /// Outgoing mail; `None` logs emails instead of sending them.
     pub smtp: Option<Smtp>,
     /// Proxies whose forwarded headers are believed (`KEYGATE_TRUSTED_PROXIES`); empty: none.
@@ -855,6 +913,46 @@ mod tests {
             ),
         ] {
             assert_eq!(g(&vars).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn hashing_pool_and_shutdown_drain_are_whole_numbers_with_defaults() {
+        let g = sources(&[("KEYGATE_PUBLIC_URL", "https://a")])
+            .gateway(None, "0.0.0.0:8080")
+            .unwrap();
+        assert!(g.hash_pool.threads >= 1);
+        assert_eq!(
+            g.hash_pool.queue,
+            g.hash_pool.threads * HashPool::QUEUE_PER_THREAD
+        );
+        assert_eq!(g.shutdown_drain, Duration::from_secs(20));
+        let g = sources(&[
+            ("KEYGATE_PUBLIC_URL", "https://a"),
+            ("KEYGATE_PASSWORD_HASH_THREADS", "3"),
+            ("KEYGATE_PASSWORD_HASH_QUEUE", "0"),
+            ("KEYGATE_SHUTDOWN_DRAIN_SECONDS", "45"),
+        ])
+        .gateway(None, "0.0.0.0:8080")
+        .unwrap();
+        assert_eq!(
+            g.hash_pool,
+            HashPool {
+                threads: 3,
+                queue: 0
+            }
+        );
+        assert_eq!(g.shutdown_drain, Duration::from_secs(45));
+        for (key, bad) in [
+            ("KEYGATE_PASSWORD_HASH_THREADS", "0"),
+            ("KEYGATE_PASSWORD_HASH_THREADS", "two"),
+            ("KEYGATE_PASSWORD_HASH_QUEUE", "-1"),
+            ("KEYGATE_SHUTDOWN_DRAIN_SECONDS", "0"),
+        ] {
+            let e = sources(&[("KEYGATE_PUBLIC_URL", "https://a"), (key, bad)])
+                .gateway(None, "0.0.0.0:8080")
+                .unwrap_err();
+            assert_eq!(e.field, key, "{bad}");
         }
     }
 

@@ -179,6 +179,11 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
             "unavailable",
             "Service unavailable",
         ),
+        E::Busy { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too many sign-ins at once; try again shortly",
+        ),
         E::MailUnavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "mail_unavailable",
@@ -340,7 +345,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.parts();
-        if status.is_server_error() {
+        // A refusal at hashing capacity is counted (keygate_password_hash_rejected_total),
+        // not logged: under overload one line per refusal would flood the log.
+        if status.is_server_error() && !matches!(self, Self::Identity(IdentityError::Busy { .. })) {
             tracing::error!(error = %self, code, "request failed");
         }
         let detail = match &self {
@@ -362,7 +369,8 @@ impl IntoResponse for ApiError {
             Self::Identity(
                 IdentityError::AccountLocked { retry_after }
                 | IdentityError::RateLimited { retry_after }
-                | IdentityError::SecondFactorLocked { retry_after },
+                | IdentityError::SecondFactorLocked { retry_after }
+                | IdentityError::Busy { retry_after },
             ) => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);

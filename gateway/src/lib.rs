@@ -4,7 +4,7 @@
 //! Dependencies run one way: the adapters (`routes`, `pages`, `forward_auth`, `oidc`,
 //! `health`) → [`identity`] → the store. Adapters never see the store, and `identity`
 //! imports no adapter (the tests below check both); adapters do not import each other,
-//! only the leaf modules they share ([`client_addr`], [`meta`], [`cookies`],
+//! only the leaf modules they share ([`client_addr`], [`meta`], [`request_id`], [`cookies`],
 //! [`return_url`], [`tenant_path`], [`error`]). Each response format turns errors into HTTP in one place: problem+json ([`error::ApiError`]), OAuth (`routes::oauth2::OAuthError`),
 //! forward-auth ([`forward_auth::Denial`]) and the pages (`pages::refusal`).
 
@@ -19,6 +19,7 @@ pub mod meta;
 mod oidc;
 pub mod openapi;
 pub mod pages;
+pub mod request_id;
 pub mod return_url;
 pub mod routes;
 mod security_headers;
@@ -32,6 +33,12 @@ use axum::Router;
 
 /// Largest request body any route accepts; bigger bodies get 413 before a handler runs.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Longest a handler may take once the request has arrived; past it the request is
+/// answered 503 and its work dropped. Below the shutdown drain
+/// (`KEYGATE_SHUTDOWN_DRAIN_SECONDS`, 20 s by default), so a request accepted before
+/// SIGTERM ends, one way or the other, before the drain does.
+pub const MAX_REQUEST_TIME: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The whole gateway: every area's router merged over one state.
 pub fn app(state: AppState) -> Router {
@@ -47,8 +54,17 @@ pub fn app(state: AppState) -> Router {
         // stays outside the page-header layers, which would cost every check on the hot path.
         .merge(forward_auth::router(&state))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Outermost, so every answer is counted (a 413 from the body limit too).
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            MAX_REQUEST_TIME,
+        ))
+        // Counts every answer (a 413 from the body limit, a 503 from the time limit too).
         .layer(http_metrics)
+        // Outermost: every answer carries the request id and every log line its span.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::tag,
+        ))
         .with_state(state)
 }
 

@@ -1,10 +1,11 @@
 //! The facts about a request that workflows record (rate limits, audit rows, session
 //! records): the client address by the one rule of [`crate::client_addr`], the request id
-//! and the user agent. A leaf module: the JSON routes and the sign-in pages both use it.
+//! of [`crate::request_id`] and the user agent. A leaf module: the JSON routes and the sign-in pages both use it.
 
 use crate::AppState;
 use crate::client_addr::{client_addr, peer};
 use crate::identity::RequestMeta;
+use crate::request_id::RequestId;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -27,8 +28,12 @@ impl FromRequestParts<AppState> for Meta {
                 &parts.headers,
                 &state.trusted_proxies,
             ),
-            request_id: header_str(&parts.headers, "x-request-id")
-                .map(|v| v.chars().take(128).collect()),
+            // The id `request_id::tag` settled (a trusted proxy's, or a fresh one), never
+            // the client's header as sent.
+            request_id: parts
+                .extensions
+                .get::<RequestId>()
+                .map(|id| id.0.to_string()),
             user_agent: header_str(&parts.headers, header::USER_AGENT.as_str())
                 .map(|v| v.chars().take(512).collect()),
         }))

@@ -1,8 +1,10 @@
 //! Serving the gateway's router on a TCP listener with the limits a public server needs: a
 //! client must send its request head within [`ClientTimeouts::header_read`] and its body
 //! within [`ClientTimeouts::body`], so half-sent requests cannot hold connections (and the
-//! memory behind them) open. axum's own `serve` sets neither, hence this loop over hyper's
-//! connection builder.
+//! memory behind them) open; a request head (line and headers) larger than
+//! [`MAX_HEAD_BYTES`] is answered 431 before any handler runs. axum's own `serve` sets none
+//! of these, hence this loop over hyper's connection builder. On shutdown it stops
+//! accepting, lets requests in flight finish for [`ClientTimeouts::drain`], then returns.
 
 use axum::Router;
 use axum::body::Body;
@@ -18,9 +20,10 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 
-/// How long in-flight requests may finish after shutdown was asked for (a rolling update's
-/// grace period is 30 s by default).
-const DRAIN: Duration = Duration::from_secs(25);
+/// Largest request head (request line and headers) read, HTTP/1 and HTTP/2 alike: far above
+/// what browsers and proxies send (nginx's default buffers hold 32 KiB), far below hyper's
+/// ~400 KiB default. Bigger heads are answered 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long a client may take to send a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +33,9 @@ pub struct ClientTimeouts {
     pub header_read: Duration,
     /// To send the whole body (every body keygate reads is at most 64 KiB).
     pub body: Duration,
+    /// After shutdown was asked for, how long requests in flight may finish before their
+    /// connections are closed (`KEYGATE_SHUTDOWN_DRAIN_SECONDS`).
+    pub drain: Duration,
 }
 
 impl Default for ClientTimeouts {
@@ -37,13 +43,14 @@ impl Default for ClientTimeouts {
         Self {
             header_read: Duration::from_secs(10),
             body: Duration::from_secs(10),
+            drain: Duration::from_secs(20),
         }
     }
 }
 
-/// Serves `app` on `tcp` until `shutdown` resolves, then lets requests in flight finish for
-/// up to 25 s. Each request carries its peer address as axum's `ConnectInfo<SocketAddr>`;
-/// accepted connections send at once (`TCP_NODELAY`).
+/// Serves `app` on `tcp` until `shutdown` resolves, then stops accepting and lets requests
+/// in flight finish for up to `timeouts.drain`. Each request carries its peer address as
+/// axum's `ConnectInfo<SocketAddr>`; accepted connections send at once (`TCP_NODELAY`).
 pub async fn serve(
     tcp: TcpListener,
     app: Router,
@@ -55,8 +62,12 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -93,10 +104,12 @@ pub async fn serve(
             }
         });
     }
+    // The listener closes here: new connections are refused while the others drain.
+    drop(tcp);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => {
-            tracing::warn!("requests still in flight after {}s of shutdown; closing their connections", DRAIN.as_secs());
+        () = tokio::time::sleep(timeouts.drain) => {
+            tracing::warn!("requests still in flight after {}s of shutdown; closing their connections", timeouts.drain.as_secs());
         }
     }
 }
@@ -128,6 +141,7 @@ mod tests {
         let timeouts = ClientTimeouts {
             header_read: LIMIT,
             body: LIMIT,
+            drain: LIMIT,
         };
         tokio::spawn(serve(tcp, app, timeouts, async {
             let _ = stopped.await;
@@ -175,6 +189,67 @@ mod tests {
             after >= LIMIT / 2 && after < LIMIT * 4,
             "closed after {after:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_the_limit_is_answered_431() {
+        let (addr, _stop) = server().await;
+        let big = "a".repeat(super::MAX_HEAD_BYTES);
+        let request = format!("GET /peer HTTP/1.1\r\nHost: gateway\r\nX-Big: {big}\r\n\r\n");
+        let (answer, _) = send_and_wait_for_close(addr, request.as_bytes()).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "{}",
+            answer.lines().next().unwrap_or_default()
+        );
+        // A head well under the limit still passes.
+        let fine = format!(
+            "GET /peer HTTP/1.1\r\nHost: gateway\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(16 * 1024)
+        );
+        let (answer, _) = send_and_wait_for_close(addr, fine.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn on_shutdown_a_request_in_flight_finishes_and_new_connections_are_refused() {
+        let app = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        );
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let timeouts = ClientTimeouts {
+            drain: Duration::from_secs(5),
+            ..ClientTimeouts::default()
+        };
+        let server = tokio::spawn(serve(tcp, app, timeouts, async {
+            let _ = stopped.await;
+        }));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.send(()).unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("done"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returns once the request in flight is done")
+            .unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
     }
 
     #[tokio::test]

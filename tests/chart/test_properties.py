@@ -317,6 +317,29 @@ def test_gateway_rolls_without_losing_capacity(rendering: Rendering):
     assert {"name": "KEYGATE_LISTEN", "value": "0.0.0.0:8080"} in c["env"]
 
 
+def test_shutdown_drain_fits_the_grace_period(rendering: Rendering):
+    """SIGTERM comes after the preStop sleep; the gateway then drains for what it is told and
+    must exit before Kubernetes kills it at the end of the grace period."""
+    spec = rendering.get("Deployment", GATEWAY)["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    grace = spec["terminationGracePeriodSeconds"]
+    pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    drain = int(env["KEYGATE_SHUTDOWN_DRAIN_SECONDS"])
+    assert drain >= 1
+    assert pre_stop + drain + 5 == grace, (pre_stop, drain, grace)
+    values = rendering.values()["gateway"]
+    assert grace == values["terminationGracePeriodSeconds"]
+
+
+def test_shutdown_values_follow_each_other_and_too_short_a_grace_is_refused():
+    r = Rendering("longer", render({"gateway": {"terminationGracePeriodSeconds": 90, "preStopSleepSeconds": 10}}))
+    c = r.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "KEYGATE_SHUTDOWN_DRAIN_SECONDS", "value": "75"} in c["env"]
+    with pytest.raises(Exception, match="must exceed gateway.preStopSleepSeconds"):
+        render({"gateway": {"terminationGracePeriodSeconds": 10, "preStopSleepSeconds": 5}})
+
+
 def test_hpa_toggles(rendering: Rendering):
     values = rendering.values()["gateway"]
     dep = rendering.get("Deployment", GATEWAY)

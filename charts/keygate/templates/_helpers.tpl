@@ -259,3 +259,18 @@ default; with operator.watchNamespaces, a Role in each of those namespaces only.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/*
+Seconds the gateway lets requests in flight finish after SIGTERM: the grace period less the
+preStop sleep (Kubernetes counts both against terminationGracePeriodSeconds) less 5 s for the
+process to exit. Refuses a grace period too short to leave at least 1 s.
+*/}}
+{{- define "keygate.gateway.shutdownDrainSeconds" -}}
+{{- $grace := int .Values.gateway.terminationGracePeriodSeconds -}}
+{{- $preStop := int .Values.gateway.preStopSleepSeconds -}}
+{{- $drain := sub (sub $grace $preStop) 5 -}}
+{{- if lt $drain 1 -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%d) must exceed gateway.preStopSleepSeconds (%d) by at least 6 s, or requests in flight are killed at shutdown" $grace $preStop) -}}
+{{- end -}}
+{{- $drain -}}
+{{- end -}}

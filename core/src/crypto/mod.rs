@@ -28,6 +28,14 @@ pub enum CryptoError {
     /// Password hashing parameters or a stored hash were unusable.
     #[error("password hashing failed: {0}")]
     Password(String),
+    /// Every password-hashing thread is busy and the queue in front of them is full: the
+    /// request is refused rather than queued without bound (each waiting hash would need
+    /// its own argon2id memory sooner or later).
+    #[error("password hashing is at capacity; retry in {} s", retry_after.as_secs())]
+    Busy {
+        /// About how long the queue takes to drain.
+        retry_after: std::time::Duration,
+    },
     /// JWT encoding or key parsing failed.
     #[error("token signing failed: {0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),

@@ -35,6 +35,7 @@ pub(super) fn parse_email(email: &str) -> Result<String, IdentityError> {
 impl IdentityService {
     /// Registers an account per the tenant's registration mode and sends the verification
     /// email. When the email is taken the answer is the same (the owner gets a notice).
+    #[tracing::instrument(name = "identity.sign_up", level = "debug", skip_all)]
     pub async fn sign_up(
         &self,
         tenant: &str,
@@ -246,6 +247,7 @@ impl IdentityService {
 
     /// Invites `email` to the admin's tenant (for `registration: invite`): a single-use
     /// token, valid seven days, mailed to the address; signing up with it verifies the email.
+    #[tracing::instrument(name = "identity.invite", level = "debug", skip_all)]
     pub async fn invite(
         &self,
         admin: &Principal,
@@ -282,6 +284,7 @@ impl IdentityService {
     }
 
     /// Consumes an email-verification token (single use, expiring) and marks the email verified.
+    #[tracing::instrument(name = "identity.verify_email", level = "debug", skip_all)]
     pub async fn verify_email(
         &self,
         tenant: &str,
@@ -347,6 +350,7 @@ impl IdentityService {
 
     /// Sends a new verification email if the account exists and is unverified; answers the
     /// same either way.
+    #[tracing::instrument(name = "identity.resend_verification", level = "debug", skip_all)]
     pub async fn resend_verification(
         &self,
         tenant: &str,

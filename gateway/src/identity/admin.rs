@@ -12,6 +12,7 @@ use serde_json::json;
 impl IdentityService {
     /// Suspends (`true`) or reactivates an account of the admin's tenant; suspension ends
     /// every session at once.
+    #[tracing::instrument(name = "identity.set_suspended", level = "debug", skip_all)]
     pub async fn set_suspended(
         &self,
         admin: &Principal,
@@ -58,6 +59,7 @@ impl IdentityService {
 
     /// GDPR erasure of an account (by itself or an admin): the account, factors, sessions,
     /// refresh families, history and identities go; audit rows stay with the bare user id.
+    #[tracing::instrument(name = "identity.erase_user", level = "debug", skip_all)]
     pub async fn erase_user(
         &self,
         caller: &Principal,
@@ -90,6 +92,7 @@ impl IdentityService {
 
     /// Creates the tenant's first admin (verified, in [`ADMIN_GROUP`], must change the
     /// password at first sign-in); does nothing if the email has an account already.
+    #[tracing::instrument(name = "identity.bootstrap_admin", level = "debug", skip_all)]
     pub async fn bootstrap_admin(
         &self,
         tenant: &str,

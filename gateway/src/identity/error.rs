@@ -162,9 +162,16 @@ pub enum IdentityError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Every password-hashing thread is busy and the queue in front of them is full; try
+    /// again after `retry_after` (the hash was refused, not queued).
+    #[error("password hashing at capacity")]
+    Busy {
+        /// About how long until the queue has drained.
+        retry_after: Duration,
+    },
     /// A cryptographic operation failed.
     #[error("crypto: {0}")]
-    Crypto(#[from] CryptoError),
+    Crypto(#[source] CryptoError),
     /// Anything else unexpected (logged, never sent).
     #[error("internal: {0}")]
     Internal(String),
@@ -176,5 +183,14 @@ impl IdentityError {
     /// resolve it, so adapters answer 409 rather than 500.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Store(StoreError::Conflict { .. }))
+    }
+}
+
+impl From<CryptoError> for IdentityError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Busy { retry_after } => Self::Busy { retry_after },
+            other => Self::Crypto(other),
+        }
     }
 }

@@ -98,6 +98,9 @@ pub enum FlowError {
     /// A dependency is down.
     #[error("unavailable")]
     Unavailable,
+    /// Too many password hashes are waiting; try again after the given time.
+    #[error("busy")]
+    Busy(std::time::Duration),
     /// The flow needs email and this installation cannot send any.
     #[error("mail unavailable")]
     MailUnavailable,
@@ -288,6 +291,7 @@ impl From<IdentityError> for FlowError {
             IdentityError::Store(keygate_core::store::StoreError::Conflict { .. }) => {
                 FlowError::AlreadyLinked
             }
+            IdentityError::Busy { retry_after } => FlowError::Busy(retry_after),
             IdentityError::Unavailable(_)
             | IdentityError::Store(_)
             | IdentityError::Crypto(_)

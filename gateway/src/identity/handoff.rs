@@ -100,6 +100,7 @@ impl IdentityService {
     /// Issues a one-time code that hands the session behind `session_cookie` (the gateway
     /// host's cookie) to `target`'s host. `InvalidToken` when the cookie names no live
     /// session; `InvalidRequest` when the nonce hash is not one.
+    #[tracing::instrument(name = "identity.issue_handoff", level = "debug", skip_all)]
     pub async fn issue_handoff(
         &self,
         t: &LiveTenant,
@@ -146,6 +147,7 @@ impl IdentityService {
     /// holding the nonce cookie `nonce`: a child cookie of the session for that host.
     /// Every refusal (unknown, used, expired, another host, another browser, the session
     /// ended) is `InvalidLink`, and the code is spent either way.
+    #[tracing::instrument(name = "identity.redeem_handoff", level = "debug", skip_all)]
     pub async fn redeem_handoff(
         &self,
         code: &str,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 impl IdentityService {
     /// One sweep at the service's "now"; `None` when another replica is sweeping.
+    #[tracing::instrument(name = "identity.sweep_expired_once", level = "debug", skip_all)]
     pub async fn sweep_expired_once(&self) -> Result<Option<Swept>, IdentityError> {
         Ok(self.deps().store.sweep_expired(self.now()).await?)
     }

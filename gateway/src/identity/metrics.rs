@@ -95,6 +95,7 @@ impl IdentityMetrics {
                 IdentityError::Unavailable(_)
                 | IdentityError::Store(_)
                 | IdentityError::Crypto(_)
+                | IdentityError::Busy { .. }
                 | IdentityError::Internal(_),
             ) => 5,
             Err(_) => 4,

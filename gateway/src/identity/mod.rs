@@ -106,7 +106,7 @@ pub use webauthn::{CEREMONY_TTL, PasskeySignIn, WebauthnOptions, parse_credentia
 use chrono::{DateTime, Utc};
 use keygate_core::clock::Clock;
 use keygate_core::crypto::envelope::MasterKeys;
-use keygate_core::crypto::password::{HashParams, PasswordHasher};
+use keygate_core::crypto::password::{HashParams, HashPool, PasswordHasher};
 use keygate_core::ephemeral::{Ephemeral, RevocationSet};
 use keygate_core::ids::{ApiKeyId, SessionId, TenantId, UserId};
 use keygate_core::store::Store;
@@ -125,7 +125,7 @@ pub struct IdentityDeps {
     pub clock: Arc<dyn Clock>,
     /// Rate windows, revocations pushed to every replica.
     pub ephemeral: Arc<dyn Ephemeral>,
-    /// argon2id on a bounded blocking pool.
+    /// argon2id on a fixed pool of hashing threads behind a bounded queue.
     pub hasher: PasswordHasher,
     /// Verification, reset, invite and alert emails ([`NoMailer`] when none can be sent).
     pub mailer: Arc<dyn Mailer>,
@@ -141,26 +141,44 @@ pub struct IdentityDeps {
 
 impl IdentityDeps {
     /// Production defaults around the given store: in-process ephemeral state, OWASP
-    /// argon2id parameters on as many lanes as cores, no mail transport.
+    /// argon2id parameters on one hashing thread per core, no mail transport.
     pub fn new(
         store: Arc<dyn Store>,
         master_keys: MasterKeys,
         public_url: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, IdentityError> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self {
+        let hasher = PasswordHasher::with_pool(HashParams::default(), HashPool::per_core())?;
+        Ok(Self::with_hasher(
+            store,
+            master_keys,
+            public_url,
+            clock,
+            hasher,
+        ))
+    }
+
+    /// The defaults of [`Self::new`] around a hasher already made (starting a pool only to
+    /// replace it would cost a hash and a memory block).
+    fn with_hasher(
+        store: Arc<dyn Store>,
+        master_keys: MasterKeys,
+        public_url: &str,
+        clock: Arc<dyn Clock>,
+        hasher: PasswordHasher,
+    ) -> Self {
+        Self {
             store,
             master_keys,
             clock,
             ephemeral: Arc::new(keygate_core::ephemeral::MemoryEphemeral::new()),
-            hasher: PasswordHasher::new(HashParams::default(), cores)?,
+            hasher,
             mailer: Arc::new(NoMailer),
             public_url: public_url.trim_end_matches('/').to_owned(),
             breached: BreachedList::default(),
             limits: RateLimits::default(),
             registry: prometheus::Registry::new(),
-        })
+        }
     }
 }
 
@@ -175,9 +193,8 @@ impl IdentityDeps {
         config: &keygate_core::config::GatewayConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, IdentityError> {
-        let mut deps = Self::new(store, master_keys, &config.public_url, clock)?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        deps.hasher = PasswordHasher::new(config.password_hashing, cores)?;
+        let hasher = PasswordHasher::with_pool(config.password_hashing, config.hash_pool)?;
+        let mut deps = Self::with_hasher(store, master_keys, &config.public_url, clock, hasher);
         if let Some(url) = &config.redis_url {
             deps.ephemeral = Arc::new(
                 keygate_core::ephemeral::RedisEphemeral::connect(url.expose(), "kg:").await?,
@@ -461,6 +478,11 @@ impl IdentityService {
             deps.clock.clone(),
         );
         let metrics = metrics::IdentityMetrics::new(&deps.registry);
+        if let Err(e) = deps.hasher.metrics().register(&deps.registry) {
+            // Two services over one registry (tests, a second gateway in one process): the
+            // first one's hashing pool is the one exported.
+            tracing::debug!(error = %e, "password hashing metrics not registered");
+        }
         Self {
             inner: Arc::new(Inner {
                 metrics,

@@ -16,6 +16,7 @@ const RESET_TTL: chrono::Duration = chrono::Duration::hours(1);
 
 impl IdentityService {
     /// Sends a reset link if the account exists; answers the same either way.
+    #[tracing::instrument(name = "identity.request_password_reset", level = "debug", skip_all)]
     pub async fn request_password_reset(
         &self,
         tenant: &str,
@@ -91,6 +92,7 @@ impl IdentityService {
 
     /// Consumes a reset token (single use, expiring), sets the new password, ends every
     /// session of the account and clears its lockout.
+    #[tracing::instrument(name = "identity.reset_password", level = "debug", skip_all)]
     pub async fn reset_password(
         &self,
         tenant: &str,
@@ -138,6 +140,7 @@ impl IdentityService {
 
     /// Changes the calling person's password (current password required); their other
     /// sessions end.
+    #[tracing::instrument(name = "identity.change_password", level = "debug", skip_all)]
     pub async fn change_password(
         &self,
         caller: &Principal,

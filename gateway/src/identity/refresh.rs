@@ -33,6 +33,7 @@ impl IdentityService {
     /// name a registered client (`InvalidClient`) allowed the refresh grant
     /// (`UnauthorizedClient`); a confidential client must authenticate, through
     /// [`IdentityService::refresh_for`] (`InvalidClient` here).
+    #[tracing::instrument(name = "identity.refresh", level = "debug", skip_all)]
     pub async fn refresh(
         &self,
         tenant: &str,

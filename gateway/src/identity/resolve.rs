@@ -19,6 +19,7 @@ fn ts(secs: i64) -> DateTime<Utc> {
 impl IdentityService {
     /// Verifies a bearer access token of tenant `tenant` (signature against the published
     /// keys, `typ`, issuer, audience, expiry) and checks its session was not revoked.
+    #[tracing::instrument(name = "identity.resolve_from_access_token", level = "debug", skip_all)]
     pub async fn resolve_from_access_token(
         &self,
         tenant: &str,
@@ -29,6 +30,7 @@ impl IdentityService {
     }
 
     /// Checks an API key `kg_<prefix>_<secret>` of tenant `tenant` (SHA-256, constant time).
+    #[tracing::instrument(name = "identity.resolve_from_api_key", level = "debug", skip_all)]
     pub async fn resolve_from_api_key(
         &self,
         tenant: &str,
@@ -39,6 +41,11 @@ impl IdentityService {
     }
 
     /// Resolves the session cookie's value (an opaque 256-bit token) of tenant `tenant`.
+    #[tracing::instrument(
+        name = "identity.resolve_from_session_cookie",
+        level = "debug",
+        skip_all
+    )]
     pub async fn resolve_from_session_cookie(
         &self,
         tenant: &str,
@@ -198,6 +205,7 @@ impl IdentityService {
 
     /// RFC 7662 introspection of an access or refresh token of the caller's tenant. Only
     /// admins and API keys may introspect others' tokens; a person may introspect their own.
+    #[tracing::instrument(name = "identity.introspect", level = "debug", skip_all)]
     pub async fn introspect(
         &self,
         caller: &Principal,

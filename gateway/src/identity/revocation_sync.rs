@@ -18,6 +18,7 @@ const LOCAL_TTL: StdDuration = StdDuration::from_secs(24 * 3600);
 impl IdentityService {
     /// One pass: adds sessions revoked since `since` to this replica's revocation set and
     /// returns how many it saw.
+    #[tracing::instrument(name = "identity.sync_revocations_once", level = "debug", skip_all)]
     pub async fn sync_revocations_once(
         &self,
         since: DateTime<Utc>,

@@ -8,6 +8,7 @@ use serde_json::json;
 
 impl IdentityService {
     /// The calling person's active sessions, newest first.
+    #[tracing::instrument(name = "identity.list_sessions", level = "debug", skip_all)]
     pub async fn list_sessions(
         &self,
         caller: &Principal,
@@ -39,6 +40,7 @@ impl IdentityService {
     }
 
     /// Revokes one of the caller's sessions; another person's session answers `NotFound`.
+    #[tracing::instrument(name = "identity.revoke_session", level = "debug", skip_all)]
     pub async fn revoke_session(
         &self,
         caller: &Principal,
@@ -69,6 +71,7 @@ impl IdentityService {
     }
 
     /// Ends the session behind the caller's credential (sign-out).
+    #[tracing::instrument(name = "identity.sign_out", level = "debug", skip_all)]
     pub async fn sign_out(
         &self,
         caller: &Principal,
@@ -81,6 +84,7 @@ impl IdentityService {
     }
 
     /// Logout-all: revokes every session of the calling person; returns how many.
+    #[tracing::instrument(name = "identity.logout_all", level = "debug", skip_all)]
     pub async fn logout_all(
         &self,
         caller: &Principal,
@@ -120,6 +124,7 @@ impl IdentityService {
 
     /// RFC 7009: revokes a refresh token (its whole family) or an access token (its `jti`
     /// and session). Unknown, invalid or foreign tokens are silently accepted, as the RFC asks.
+    #[tracing::instrument(name = "identity.revoke_token", level = "debug", skip_all)]
     pub async fn revoke_token(
         &self,
         tenant: &str,

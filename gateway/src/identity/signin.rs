@@ -90,6 +90,7 @@ impl IdentityService {
     /// password (with the lockout), check the account, then either issue the session and
     /// tokens or, when a second factor is needed, open its challenge (`challenge.rs`).
     /// Every refusal after admission is audited before it is answered.
+    #[tracing::instrument(name = "identity.sign_in", level = "debug", skip_all)]
     pub async fn sign_in(
         &self,
         tenant: &str,

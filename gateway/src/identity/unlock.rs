@@ -47,6 +47,7 @@ fn unlock_key(tenant: &super::LiveTenant, token: &str) -> String {
 impl IdentityService {
     /// Sends an unlock link if the account exists and is active (locked or not: a browser's
     /// device lock is not visible from here); answers the same either way.
+    #[tracing::instrument(name = "identity.request_unlock", level = "debug", skip_all)]
     pub async fn request_unlock(
         &self,
         tenant: &str,
@@ -83,6 +84,7 @@ impl IdentityService {
 
     /// Spends an unlock link (single use, [`UNLOCK_TTL`]): clears the account's lockout and
     /// issues a device token, merged into the `presented` device cookie for browsers.
+    #[tracing::instrument(name = "identity.unlock", level = "debug", skip_all)]
     pub async fn unlock(
         &self,
         tenant: &str,

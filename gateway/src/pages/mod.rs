@@ -227,6 +227,11 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
             "This organisation does not offer a second factor.",
             StatusCode::FORBIDDEN,
         ),
+        FlowError::Busy(_) => (
+            "email",
+            "Too many people are signing in right now. Try again in a few seconds.",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
         FlowError::MailUnavailable => (
             "email",
             "This service cannot send email, so this is not available. Ask its administrator to configure email (SMTP).",
@@ -445,8 +450,17 @@ impl Screen<'_> {
 
     /// The form again, showing why the workflow refused ([`refusal`]).
     async fn refused(&self, jar: CookieJar, e: FlowError, extra: Value) -> Response {
+        let retry_after = match &e {
+            FlowError::Busy(after) => Some(after.as_secs().max(1)),
+            _ => None,
+        };
         let (field, text, status) = refusal(e);
-        self.invalid(jar, status, field, text, extra).await
+        let mut page = self.invalid(jar, status, field, text, extra).await;
+        if let Some(secs) = retry_after {
+            page.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        page
     }
 
     /// The form again with one field's error.
@@ -560,6 +574,11 @@ mod tests {
             (FlowError::InvalidCode, "code", 401),
             (FlowError::SignInExpired, "code", 401),
             (FlowError::MfaDisabled, "code", 403),
+            (
+                FlowError::Busy(std::time::Duration::from_secs(2)),
+                "email",
+                503,
+            ),
         ];
         for (error, field, status) in cases {
             let (f, text, s) = refusal(error.clone());

@@ -99,7 +99,7 @@ pub struct ChangePassword {
 #[utoipa::path(post, path = "/t/{tenant}/accounts", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = SignUpRequest,
     responses((status = 202, description = "Accepted (a verification email follows)", body = Accepted),
         (status = 400, description = "malformed_json", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "registration_closed, invite_required", body = crate::error::Problem, content_type = "application/problem+json"), (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid_body, invalid_email, password_policy, password_breached", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "mail_unavailable: this installation cannot send email (no SMTP configured)", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "invalid_body, invalid_email, password_policy, password_breached", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "mail_unavailable: this installation cannot send email (no SMTP configured); overloaded: every password-hashing thread is busy and the queue is full (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn sign_up(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
@@ -166,7 +166,7 @@ async fn request_reset(
 
 /// Consumes a reset token (single use, 1 h), sets the password, ends every session.
 #[utoipa::path(post, path = "/t/{tenant}/accounts/password-reset/confirm", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = ResetConfirm,
-    responses((status = 204, description = "Password set"), (status = 400, description = "invalid_link", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Password set"), (status = 400, description = "invalid_link", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "overloaded: every password-hashing thread is busy and the queue is full (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn confirm_reset(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
@@ -236,7 +236,7 @@ async fn confirm_unlock(
 /// Changes the caller's password (current password required); other sessions end.
 #[utoipa::path(post, path = "/t/{tenant}/account/password", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = ChangePassword, security(("bearer" = [])),
     responses((status = 204, description = "Changed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "wrong_current_password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "overloaded: every password-hashing thread is busy and the queue is full (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn change_password(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

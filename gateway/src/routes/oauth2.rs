@@ -58,7 +58,7 @@ impl OAuthError {
 impl From<IdentityError> for OAuthError {
     fn from(e: IdentityError) -> Self {
         let (status, _, title) = identity_parts(&e);
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(e, IdentityError::Busy { .. }) {
             tracing::error!(error = %e, "oauth request failed");
         }
         let (status, error) = match &e {
@@ -72,14 +72,16 @@ impl From<IdentityError> for OAuthError {
             | IdentityError::RevokedToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             IdentityError::NetworkDenied => (StatusCode::FORBIDDEN, "access_denied"),
             IdentityError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
-            IdentityError::Unavailable(_) => {
+            IdentityError::Unavailable(_) | IdentityError::Busy { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
             }
             _ if status.is_server_error() => (status, "server_error"),
             _ => (StatusCode::BAD_REQUEST, "invalid_request"),
         };
         let retry_after = match e {
-            IdentityError::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            IdentityError::RateLimited { retry_after } | IdentityError::Busy { retry_after } => {
+                Some(retry_after.as_secs().max(1))
+            }
             _ => None,
         };
         Self {

@@ -190,6 +190,15 @@ async fn a_flow_moves_every_documented_series(pool: sqlx::PgPool) {
         );
     }
     assert_eq!(moved("keygate_account_lockouts_total", &[]), 1.0);
+    // Every sign-in that reached a password check waited for a hashing thread once; none
+    // was refused, and none is waiting now.
+    assert!(
+        moved("keygate_password_hash_wait_seconds_count", &[]) >= 7.0,
+        "{after}"
+    );
+    assert_eq!(moved("keygate_password_hash_rejected_total", &[]), 0.0);
+    assert_eq!(value(&after, "keygate_password_hash_queue_depth", &[]), 0.0);
+    assert_eq!(value(&after, "keygate_password_hash_threads", &[]), 2.0);
     assert_eq!(
         moved("keygate_tokens_issued_total", &[("grant", "password")]),
         2.0

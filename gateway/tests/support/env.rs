@@ -112,6 +112,7 @@ pub async fn env_mailing_through(
         proxies,
         mailer,
         |_| Federation::default(),
+        None,
     )
     .await
 }
@@ -153,8 +154,42 @@ pub async fn env_federated_with(
         Vec::new(),
         None,
         federation,
+        None,
     )
     .await
+}
+
+/// A gateway on PostgreSQL and Redis whose passwords are hashed by `hasher` (tests of the
+/// hashing pool's limits), behind the test process as a trusted proxy.
+pub async fn env_hashing_on(pool: sqlx::PgPool, hasher: PasswordHasher) -> Env {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(
+        RedisEphemeral::connect(&redis_url(), &prefix)
+            .await
+            .expect("Redis"),
+    );
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    let proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    serve_on(
+        store,
+        ephemeral,
+        clock,
+        limits,
+        master,
+        None,
+        proxies,
+        None,
+        |_| Federation::default(),
+        Some(hasher),
+    )
+    .await
+    .0
 }
 
 /// A gateway on PostgreSQL and Redis whose public URL is `public_url` (tests of what depends
@@ -226,12 +261,14 @@ pub async fn serve_with(
         Vec::new(),
         None,
         |_| Federation::default(),
+        None,
     )
     .await
 }
 
 /// [`serve_with`], believing forwarded headers from peers in `trusted_proxies`, mailing
-/// through `mailer_override` (default: the memory outbox).
+/// through `mailer_override` (default: the memory outbox), hashing on `hasher_override`
+/// (default: cheap parameters on two threads).
 #[allow(clippy::too_many_arguments)]
 async fn serve_on(
     store: Arc<dyn Store>,
@@ -243,6 +280,7 @@ async fn serve_on(
     trusted_proxies: Vec<ipnet::IpNet>,
     mailer_override: Option<Arc<dyn Mailer>>,
     federation: impl FnOnce(&str) -> Federation,
+    hasher_override: Option<PasswordHasher>,
 ) -> (Env, IdentityService) {
     store.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -252,7 +290,7 @@ async fn serve_on(
     let port = listener.local_addr().unwrap().port().to_string();
     let url = public_url.map_or_else(|| own_url.clone(), |u| u.replace("{port}", &port));
     let mailer = Arc::new(MemoryMailer::new());
-    let hasher = real::hasher();
+    let hasher = hasher_override.unwrap_or_else(real::hasher);
     let identity = IdentityService::with_federation(
         IdentityDeps {
             store: store.clone(),
