@@ -128,13 +128,21 @@ async fn dev_serves_metadata_and_a_usable_jwks_for_the_demo_tenant() {
         .await
         .unwrap();
     assert_eq!(discovery["issuer"], format!("{base}/t/demo"));
-    // No OpenID Connect discovery document while keygate issues no ID tokens.
-    let oidc = http
+    // Each tenant is an OpenID Provider: the discovery document names the same issuer and
+    // the authorization endpoint the metadata does.
+    let oidc: serde_json::Value = http
         .get(format!("{base}/t/demo/.well-known/openid-configuration"))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(oidc.status(), 404);
+    assert_eq!(oidc["issuer"], discovery["issuer"]);
+    assert_eq!(
+        oidc["authorization_endpoint"],
+        format!("{base}/t/demo/authorize")
+    );
     assert_eq!(discovery["jwks_uri"], format!("{base}/t/demo/jwks.json"));
     let kid = discovery["keygate_signing_kid"]
         .as_str()
