@@ -69,7 +69,7 @@ pub(crate) async fn end_session_get(
 /// RP-initiated logout (form POST).
 #[utoipa::path(post, path = "/t/{tenant}/end-session", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = EndSessionParams, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 302, description = "As for GET"), (status = 400, description = "As for GET")))]
+    responses((status = 302, description = "As for GET"), (status = 200, description = "As for GET: no hint, the sign-out page asks the person to confirm"), (status = 400, description = "As for GET")))]
 pub(crate) async fn end_session_post(
     state: Pages,
     name: TenantName,

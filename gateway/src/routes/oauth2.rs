@@ -495,7 +495,7 @@ pub struct IntrospectionResponse {
 /// RFC 7662 introspection, for a confidential client with its credentials (HTTP Basic or
 /// `client_secret_post`: tokens issued to it) or a caller with a bearer access token or API
 /// key (admins and API keys see every token of their tenant, people their own).
-#[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security((), ("bearer" = [])),
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Token state", body = IntrospectionResponse), (status = 400, description = "invalid_request", body = OAuthError), (status = 401, description = "invalid_client (client credentials) or invalid_token (bearer)", body = OAuthError), (status = 404, description = "invalid_request: no such tenant", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError)))]
 async fn introspect(
@@ -513,13 +513,16 @@ async fn introspect(
     )?;
     if let Some(creds) = creds {
         let TenantName(tenant) = tenant.map_err(|_| IdentityError::TenantNotFound)?;
-        let token = form.token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            OAuthError::new(
+        let Some(token) = form.token.filter(|t| !t.is_empty()) else {
+            // RFC 7662 §2.1: the caller is authenticated before anything else is looked at,
+            // so a wrong secret is 401 whatever else is missing.
+            state.identity.authenticate_client(&tenant, &creds).await?;
+            return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "token is required",
-            )
-        })?;
+            ));
+        };
         let i = state
             .identity
             .introspect_for_client(&tenant, &creds, &token, form.token_type_hint.as_deref())
@@ -596,7 +599,7 @@ pub struct DeviceAuthorizationResponse {
     request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The codes", body = DeviceAuthorizationResponse),
         (status = 400, description = "invalid_request, invalid_scope, unauthorized_client (the client may not use the device grant)", body = OAuthError),
-        (status = 401, description = "invalid_client", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError)))]
+        (status = 401, description = "invalid_client", body = OAuthError), (status = 404, description = "invalid_request: no such tenant", body = OAuthError), (status = 413, description = "invalid_request: the body is over the size limit", body = OAuthError), (status = 429, description = "slow_down", body = OAuthError), (status = 503, description = "temporarily_unavailable", body = OAuthError)))]
 async fn device_authorization(
     State(state): State<AppState>,
     tenant: Result<TenantName, crate::error::ApiError>,
