@@ -148,9 +148,11 @@ impl IdentityService {
         WebauthnBuilder::new(&rp_id, &origin)
             .map(|b| b.rp_name(t.display_name()).timeout(CEREMONY_TTL))
             .and_then(WebauthnBuilder::build)
+            // A deployment setting, not a fault: say what to change instead of answering 500.
             .map_err(|e| {
-                IdentityError::Internal(format!(
-                    "WebAuthn needs a public URL with a domain name (not an address): {e}"
+                IdentityError::InvalidRequest(format!(
+                    "security keys and passkeys need the gateway's public URL to be a host name \
+                     (such as localhost or auth.example.com), not an IP address ({e})"
                 ))
             })
     }
