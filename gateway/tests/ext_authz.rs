@@ -218,7 +218,7 @@ async fn envoy_grpc_checks_from_an_independent_client_and_explain_agrees() {
     let challenge = header(a, "www-authenticate");
     assert!(
         challenge.contains("error=\"insufficient_user_authentication\"")
-            && challenge.contains("acr_values=\"mfa\"")
+            && challenge.contains("acr_values=\"urn:keygate:acr:mfa\"")
             && challenge.contains("max_age=300"),
         "{a}"
     );
