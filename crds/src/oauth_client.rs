@@ -81,7 +81,8 @@ pub const FIRST_PARTY_CLIENT_ID: &str = "keygate";
 pub struct OAuthClientSpec {
     /// The Tenant (same namespace) whose OpenID Provider the client uses. Immutable.
     pub tenant_ref: TenantRef,
-    /// Name shown to people on the consent page; the resource name when unset.
+    /// Name shown to people on keygate's pages (the device approval page); the resource name
+    /// when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200))]
     pub display_name: Option<String>,
@@ -140,8 +141,9 @@ pub struct OAuthClientSpec {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub audience: Vec<String>,
-    /// `implicit` (default: no consent page, for the platform's own applications) or
-    /// `required` (people confirm what the client gets; remembered per person and scopes).
+    /// `implicit` (default: a signed-in person goes straight back to the client). `required` is
+    /// accepted but keygate shows no consent page yet, so such a client is refused at
+    /// `/authorize` with `consent_required`.
     #[serde(default)]
     pub consent: Consent,
     /// The client's own token lifetimes, to shorten the tenant's; the tenant's apply where unset.
@@ -200,7 +202,7 @@ pub enum Consent {
     /// No consent page.
     #[default]
     Implicit,
-    /// A consent page.
+    /// Refused at `/authorize` (`consent_required`) until keygate has a consent page.
     Required,
 }
 
