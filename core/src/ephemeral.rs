@@ -6,6 +6,12 @@
 //! (forward-auth, token resolution) asks that set without a network round trip. Redis
 //! pub/sub pushes each revocation to every replica, and after a (re)connect the set is
 //! re-synced from Redis so nothing revoked while disconnected is missed.
+//!
+//! While Redis is unreachable a replica keeps working on its own: rate-limit windows are
+//! counted in the replica (per-replica limits instead of refusing every request), and a
+//! revocation is applied locally and queued, then written and published once Redis is back,
+//! so every replica still hears of it (session revocations also reach them sooner through
+//! the store, the gateway's `revocation_sync`).
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -26,6 +32,8 @@ pub enum EphemeralError {
 #[async_trait]
 pub trait Ephemeral: Send + Sync + std::fmt::Debug {
     /// Counts one hit in `key`'s fixed window of length `window`; returns the hits so far.
+    /// When the shared backend is unreachable, the hit is counted in this replica's own
+    /// window instead of failing (a per-replica limit during an outage).
     async fn hit(&self, key: &str, window: Duration) -> Result<u64, EphemeralError>;
     /// Stores `value` under `key` for `ttl`, replacing any previous value.
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError>;
@@ -34,6 +42,9 @@ pub trait Ephemeral: Send + Sync + std::fmt::Debug {
     /// Reads and deletes `key` atomically: the value can be used once.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
     /// Revokes `id` (a session id, an API-key id, a token hash) on every replica for `ttl`.
+    /// This replica refuses it at once; when the shared backend is unreachable the
+    /// revocation is queued and delivered to the others once it is back, so an outage does
+    /// not fail the call.
     async fn revoke(&self, id: &str, ttl: Duration) -> Result<(), EphemeralError>;
     /// This replica's view of revocations, answered locally.
     fn revocations(&self) -> &RevocationSet;
@@ -242,11 +253,22 @@ const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Reconnect attempts per failed call before it reports the error.
 const REDIS_CONNECT_RETRIES: usize = 1;
 
+/// Most revocations kept waiting for Redis to come back; past it the oldest are dropped
+/// (session revocations still reach every replica through the store).
+const PENDING_CAP: usize = 10_000;
+
+/// Revocations made while Redis was unreachable: (id, remembered until), written to Redis
+/// and published by the listener once it has reconnected.
+type Pending = Arc<Mutex<Vec<(String, Instant)>>>;
+
 /// Redis-backed ephemeral state shared by all gateway replicas.
 pub struct RedisEphemeral {
     manager: redis::aio::ConnectionManager,
     prefix: String,
     revoked: RevocationSet,
+    /// Rate-limit windows counted in this replica while Redis is unreachable.
+    local: MemoryEphemeral,
+    pending: Pending,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -278,11 +300,13 @@ impl RedisEphemeral {
             .set_max_delay(Duration::from_millis(200));
         let manager = client.get_connection_manager_with_config(config).await?;
         let revoked = RevocationSet::default();
+        let pending = Pending::default();
         let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
         let listener = tokio::spawn(listen(
             client,
             prefix.to_owned(),
             revoked.clone(),
+            pending.clone(),
             synced_tx,
         ));
         // Serve only once the first resync is done, so a fresh replica knows earlier revocations.
@@ -291,6 +315,8 @@ impl RedisEphemeral {
             manager,
             prefix: prefix.to_owned(),
             revoked,
+            local: MemoryEphemeral::new(),
+            pending,
             listener,
         })
     }
@@ -304,17 +330,19 @@ fn revocation_channel(prefix: &str) -> String {
     format!("{prefix}revocations")
 }
 
-/// Subscribes to revocations, re-syncing the local set after every (re)connect.
+/// Subscribes to revocations, re-syncing the local set after every (re)connect (and
+/// delivering the revocations queued while Redis was away).
 async fn listen(
     client: redis::Client,
     prefix: String,
     set: RevocationSet,
+    pending: Pending,
     synced: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut synced = Some(synced);
     let mut backoff = Duration::from_millis(200);
     loop {
-        match subscribe_and_sync(&client, &prefix, &set).await {
+        match subscribe_and_sync(&client, &prefix, &set, &pending).await {
             Ok(mut pubsub) => {
                 backoff = Duration::from_millis(200);
                 if let Some(tx) = synced.take() {
@@ -342,11 +370,13 @@ async fn subscribe_and_sync(
     client: &redis::Client,
     prefix: &str,
     set: &RevocationSet,
+    pending: &Pending,
 ) -> Result<redis::aio::PubSub, EphemeralError> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(revocation_channel(prefix)).await?;
     // Subscribed first, then read what exists: a revocation in between is seen twice, never lost.
     let mut conn = client.get_multiplexed_async_connection().await?;
+    deliver_pending(&mut conn, prefix, pending).await?;
     let pattern = format!("{prefix}rev:*");
     let keys: Vec<String> = {
         let mut iter: redis::AsyncIter<String> =
@@ -370,6 +400,52 @@ async fn subscribe_and_sync(
     Ok(pubsub)
 }
 
+/// Writes and publishes the revocations queued while Redis was unreachable; those it could
+/// not deliver stay queued for the next reconnect.
+async fn deliver_pending(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    pending: &Pending,
+) -> Result<(), EphemeralError> {
+    let queued = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+    let now = Instant::now();
+    let mut left = queued.into_iter().filter(|(_, until)| *until > now);
+    while let Some((id, until)) = left.next() {
+        let ttl = until.saturating_duration_since(now);
+        if let Err(e) = publish_revocation(conn, prefix, &id, ttl).await {
+            let mut queue = pending.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push((id, until));
+            queue.extend(left);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Remembers `id` as revoked in Redis for `ttl` and tells every replica.
+async fn publish_revocation<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    prefix: &str,
+    id: &str,
+    ttl: Duration,
+) -> Result<(), EphemeralError> {
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(format!("{prefix}rev:{id}"))
+        .arg(1)
+        .arg("EX")
+        .arg(secs(ttl))
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(revocation_channel(prefix))
+        .arg(format!("{id}|{}", secs(ttl)))
+        .ignore()
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
 fn secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
@@ -377,19 +453,25 @@ fn secs(d: Duration) -> u64 {
 #[async_trait]
 impl Ephemeral for RedisEphemeral {
     async fn hit(&self, key: &str, window: Duration) -> Result<u64, EphemeralError> {
-        let key = self.key("rl", key);
+        let shared = self.key("rl", key);
         let mut conn = self.manager.clone();
-        let (count,): (u64,) = redis::pipe()
+        let counted: Result<(u64,), _> = redis::pipe()
             .atomic()
-            .incr(&key, 1u64)
+            .incr(&shared, 1u64)
             .cmd("EXPIRE")
-            .arg(&key)
+            .arg(&shared)
             .arg(secs(window))
             .arg("NX")
             .ignore()
             .query_async(&mut conn)
-            .await?;
-        Ok(count)
+            .await;
+        match counted {
+            Ok((count,)) => Ok(count),
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis unreachable; counting a rate limit in this replica");
+                self.local.hit(key, window).await
+            }
+        }
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
@@ -424,20 +506,18 @@ impl Ephemeral for RedisEphemeral {
         // Local first: this replica refuses the id even if Redis is slow to echo it back.
         self.revoked.insert(id, ttl);
         let mut conn = self.manager.clone();
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(self.key("rev", id))
-            .arg(1)
-            .arg("EX")
-            .arg(secs(ttl))
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(revocation_channel(&self.prefix))
-            .arg(format!("{id}|{}", secs(ttl)))
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
+        if let Err(e) = publish_revocation(&mut conn, &self.prefix, id, ttl).await {
+            tracing::warn!(error = %e, "Redis unreachable; revocation queued until it is back");
+            let mut queue = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.len() >= PENDING_CAP {
+                let now = Instant::now();
+                queue.retain(|(_, until)| *until > now);
+                if queue.len() >= PENDING_CAP {
+                    queue.remove(0);
+                }
+            }
+            queue.push((id.to_owned(), Instant::now() + ttl));
+        }
         Ok(())
     }
 

@@ -74,6 +74,7 @@ conformance!(
     sessions::session_revoke_revokes_family,
     sessions::session_expiry_and_janitor,
     sessions::session_cookie_token_and_client,
+    sessions::open_session_writes_all_or_nothing,
     sessions::step_up_raises_an_active_session_only,
     mfa::totp_step_refuses_replay_and_older_steps,
     mfa::webauthn_use_is_a_compare_and_set_and_factors_rename,

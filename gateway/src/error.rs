@@ -247,6 +247,12 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
         E::Federation(r) => federation_parts(r),
         // A unique constraint: the row exists already (an upstream identity linked to
         // another account, a second link to one provider), which the caller can resolve.
+        // The database is unreachable: the request may succeed unchanged once it is back.
+        E::Store(_) if e.is_unavailable() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        ),
         E::Store(_) if e.is_conflict() => (
             StatusCode::CONFLICT,
             "conflict",
@@ -365,17 +371,13 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let mut response = problem_response(status, code, title, detail);
+        if let Self::Identity(e) = &self
+            && let Some(retry_after) = e.retry_after()
+            && let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         match &self {
-            Self::Identity(
-                IdentityError::AccountLocked { retry_after }
-                | IdentityError::RateLimited { retry_after }
-                | IdentityError::SecondFactorLocked { retry_after }
-                | IdentityError::Busy { retry_after },
-            ) => {
-                if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-            }
             Self::Identity(IdentityError::StepUpRequired { max_age }) => {
                 // RFC 9470: the client knows what to ask for at the step-up endpoint.
                 let challenge = format!(

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Counts every request by route and status (registered once per state, so building
     /// the router twice from one state does not register twice).
     pub(crate) http_metrics: crate::http_metrics::HttpMetricsLayer,
+    /// Whether `/readyz` answers ready: it rides out store outages shorter than its grace.
+    pub(crate) readiness: Arc<crate::health::Readiness>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             identity,
             trusted_proxies: Vec::new(),
             cookie_mode: CookieMode::Host,
+            readiness_grace: crate::health::READINESS_GRACE,
         }
     }
 }
@@ -66,6 +69,7 @@ pub struct AppStateBuilder {
     flows: Arc<dyn AccountFlows>,
     trusted_proxies: Vec<IpNet>,
     cookie_mode: CookieMode,
+    readiness_grace: std::time::Duration,
 }
 
 impl AppStateBuilder {
@@ -96,6 +100,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// How long the store may be unreachable before `/readyz` says not ready
+    /// ([`crate::health::READINESS_GRACE`] by default; tests shorten it).
+    pub fn readiness_grace(mut self, grace: std::time::Duration) -> Self {
+        self.readiness_grace = grace;
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let public_url: Arc<str> = self.identity.public_url().into();
@@ -120,6 +131,7 @@ impl AppStateBuilder {
             forward_auth: Arc::new(forward_auth),
             http_metrics: crate::http_metrics::HttpMetricsLayer::new(&registry),
             registry,
+            readiness: Arc::new(crate::health::Readiness::new(self.readiness_grace)),
         }
     }
 }

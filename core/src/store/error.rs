@@ -140,3 +140,30 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
         StoreError::Migrate(e)
     }
 }
+
+impl StoreError {
+    /// The database could not be reached or dropped the connection (refused, reset, timed
+    /// out waiting for a connection, shutting down): an outage the caller may retry after,
+    /// not a fault of the request or the data.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => {
+                // SQLSTATE class 08 (connection exception), 57P01–57P03 (the server is
+                // shutting down, crashed or not yet accepting connections).
+                db.code().is_some_and(|c| {
+                    c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")
+                })
+            }
+            _ => false,
+        }
+    }
+}

@@ -364,6 +364,18 @@ pub trait SessionStore {
     /// Opens a session; `NotFound` if the account is not in this tenant,
     /// `Conflict { constraint: "sessions_token_hash" }` if the token hash exists.
     async fn insert_session(&self, s: &NewSession) -> Result<Session, StoreError>;
+    /// Opens session `id` with the first token of its refresh family (`refresh_hash`, issued
+    /// at `s.created_at`, good until `refresh_expires_at`) and, if given, the audit event of
+    /// the sign-in, in one transaction: a failure (the database gone mid-way) leaves none of
+    /// them, so no session exists that nobody was handed. Errors as [`Self::insert_session`].
+    async fn open_session(
+        &self,
+        id: SessionId,
+        s: &NewSession,
+        refresh_hash: &[u8],
+        refresh_expires_at: DateTime<Utc>,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<Session, StoreError>;
     /// Finds a session by id (whatever its state; check [`Session::is_active`]).
     async fn session(&self, tenant: TenantId, id: SessionId)
     -> Result<Option<Session>, StoreError>;

@@ -405,3 +405,61 @@ pub async fn step_up_raises_an_active_session_only(db: &Db) {
         "a revoked session is not raised"
     );
 }
+
+/// A sign-in's session, first refresh token and audit event are written together or not at
+/// all: a refresh token that cannot be stored (its hash taken) leaves no session and no
+/// event behind.
+pub async fn open_session_writes_all_or_nothing(db: &Db) {
+    let acme = tenant(&**db, "acme").await;
+    let ann = user(&**db, acme.id, "ann@example.com").await;
+    let id = keygate_core::ids::SessionId::new();
+    let audit = event(acme.id, "login.succeeded", Some(ann.id), t(0));
+    let opened = db
+        .open_session(
+            id,
+            &new_session(acme.id, ann.id),
+            &hash("first"),
+            t(3600),
+            Some(&audit),
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.id, id);
+    let first = db
+        .refresh_token(acme.id, &hash("first"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.session_id, first.expires_at), (id, t(3600)));
+    assert_eq!(first.issued_at, opened.created_at);
+    let events = db
+        .query_audit(acme.id, &AuditFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+
+    let failed = keygate_core::ids::SessionId::new();
+    assert_conflict(
+        db.open_session(
+            failed,
+            &new_session(acme.id, ann.id),
+            &hash("first"),
+            t(3600),
+            Some(&audit),
+        )
+        .await,
+        "refresh_tokens_hash",
+    );
+    assert!(
+        db.session(acme.id, failed).await.unwrap().is_none(),
+        "no session left behind"
+    );
+    assert_eq!(
+        db.query_audit(acme.id, &AuditFilter::default(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "no audit event left behind"
+    );
+}

@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 const SHARDS: usize = 16;
+/// How long an identity served through an outage is reused before the identity service is
+/// asked again.
+const OUTAGE_RETRY: chrono::Duration = chrono::Duration::seconds(5);
 /// Most identities kept per shard; past it expired entries are swept, then the shard is cleared.
 const SHARD_CAP: usize = 16_384;
 
@@ -68,6 +71,9 @@ pub struct CachedIdentity {
     pub valid_until: DateTime<Utc>,
     /// The revocation-set epoch at which the identity was last found unrevoked.
     checked_epoch: AtomicU64,
+    /// Past this it is not served even while the identity service cannot be asked (the
+    /// first `valid_until` plus the outage limit).
+    outage_limit: DateTime<Utc>,
 }
 
 /// What the revocation set says of a cached identity once its epoch moved.
@@ -157,6 +163,28 @@ impl VerifiedCache {
             .map(|c| c.identity.clone())
     }
 
+    /// The identity proven for `key` before, though past its re-check, while its credential
+    /// is unexpired at `now`, the entry is no older than the outage limit past its re-check,
+    /// and `standing` finds it unchanged: what a check answers from while the store cannot
+    /// be asked (revocations still apply; they reach this replica through Redis).
+    /// It is then reused as a hit for [`OUTAGE_RETRY`] before the service is asked again, so
+    /// an outage costs one wait per credential and interval, not one per request.
+    pub fn last_known(
+        &self,
+        key: &[u8; 32],
+        now: DateTime<Utc>,
+        standing: impl Fn(&Identity) -> Standing,
+    ) -> Option<Arc<ProvenIdentity>> {
+        let mut shard = self.shard(key).write().ok()?;
+        let c = shard.get_mut(key)?;
+        let id = &c.identity.identity;
+        if id.expires_at <= now || c.outage_limit <= now || standing(id) != Standing::Unchanged {
+            return None;
+        }
+        c.valid_until = (now + OUTAGE_RETRY).min(c.outage_limit).min(id.expires_at);
+        Some(c.identity.clone())
+    }
+
     /// Remembers `identity` for `key` until `valid_until`; it was found unrevoked at `epoch`.
     pub fn insert(
         &self,
@@ -175,12 +203,15 @@ impl VerifiedCache {
                 shard.clear();
             }
         }
+        let limit = chrono::Duration::from_std(crate::identity::OUTAGE_STALE_LIMIT)
+            .unwrap_or(chrono::Duration::zero());
         shard.insert(
             key,
             CachedIdentity {
                 identity,
                 valid_until,
                 checked_epoch: AtomicU64::new(epoch),
+                outage_limit: valid_until + limit,
             },
         );
     }

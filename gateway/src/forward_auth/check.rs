@@ -484,8 +484,26 @@ async fn identify(
         Credential::Session(v) => fa.authenticator.session(tenant, v).await,
         Credential::HostSession(v) => fa.authenticator.host_session(tenant, v).await,
         Credential::Malformed => return Err(AuthError::Invalid),
-    }
-    .inspect_err(|_| fa.upstream_tokens.remove(&key))?;
+    };
+    let identity = match identity {
+        Ok(identity) => identity,
+        // The store (or Redis) cannot be asked: a credential proven before keeps working
+        // until its own expiry, within the outage limit, unless it was revoked meanwhile.
+        Err(AuthError::Unavailable) => match fa.verified.last_known(&key, now, standing) {
+            Some(id) => {
+                fa.metrics.lookup("outage");
+                trace.note("identity", Outcome::Pass, || {
+                    described(&id.identity, "cache, kept through an outage")
+                });
+                return Ok((key, id));
+            }
+            None => return Err(AuthError::Unavailable),
+        },
+        Err(e) => {
+            fa.upstream_tokens.remove(&key);
+            return Err(e);
+        }
+    };
     // Belt and braces: an authenticator must never hand us another tenant's identity.
     if identity.tenant_id != tenant.row.id {
         fa.upstream_tokens.remove(&key);

@@ -25,7 +25,7 @@ const OUTCOMES: [&str; 7] = [
     "misconfigured",
     "unavailable",
 ];
-const SOURCES: [&str; 2] = ["cache", "resolver"];
+const SOURCES: [&str; 3] = ["cache", "resolver", "outage"];
 
 /// Forward-auth's counters, every (proxy, outcome) child resolved once so the hot path only
 /// increments.
@@ -127,7 +127,8 @@ impl ForwardAuthMetrics {
         }
     }
 
-    /// Counts one identity lookup: `cache` or `resolver`.
+    /// Counts one identity lookup: `cache`, `resolver`, or `outage` (the resolver could not
+    /// answer and an identity proven before did).
     pub fn lookup(&self, source: &'static str) {
         if let Some(i) = SOURCES.iter().position(|x| *x == source)
             && let Some(c) = self.lookups.get(i)

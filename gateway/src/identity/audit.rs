@@ -55,7 +55,21 @@ impl IdentityService {
         meta: &RequestMeta,
         data: Value,
     ) -> Result<(), IdentityError> {
-        let event = NewAuditEvent {
+        let event = self.audit_event(tenant, kind, actor, meta, data);
+        self.deps().store.append_audit(&event).await?;
+        Ok(())
+    }
+
+    /// The event [`Self::audit`] appends, for a write that records it in its own transaction.
+    pub(super) fn audit_event(
+        &self,
+        tenant: &LiveTenant,
+        kind: &str,
+        actor: Option<UserId>,
+        meta: &RequestMeta,
+        data: Value,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
             tenant_id: tenant.row.id,
             at: self.now(),
             kind: kind.to_owned(),
@@ -63,8 +77,6 @@ impl IdentityService {
             ip: meta.ip.map(|ip| ip.to_string()),
             request_id: meta.request_id.clone(),
             data,
-        };
-        self.deps().store.append_audit(&event).await?;
-        Ok(())
+        }
     }
 }

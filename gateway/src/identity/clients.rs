@@ -153,9 +153,15 @@ impl ClientCache {
         client_id: &str,
     ) -> Result<Option<Arc<OAuthClient>>, IdentityError> {
         self.entries
-            .get(&format!("{}/{client_id}", t.row.id), || async {
-                Ok::<_, IdentityError>(store.oauth_client(t.row.id, client_id).await?.map(Arc::new))
-            })
+            .get_through_outage(
+                &format!("{}/{client_id}", t.row.id),
+                || async {
+                    Ok::<_, IdentityError>(
+                        store.oauth_client(t.row.id, client_id).await?.map(Arc::new),
+                    )
+                },
+                IdentityError::is_unavailable,
+            )
             .await
     }
 }

@@ -177,7 +177,34 @@ pub enum IdentityError {
     Internal(String),
 }
 
+/// What a dependency outage (the store or Redis unreachable) asks clients to wait before
+/// trying again: about how long a database failover or a Redis restart takes.
+pub const OUTAGE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 impl IdentityError {
+    /// A dependency is down (the store unreachable, Redis where there is no fallback): the
+    /// request may succeed later unchanged, so adapters answer 503 with `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Store(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+
+    /// How long the client should wait before trying again, for the refusals that say so
+    /// (rate limits, lockouts, a full hashing queue, a dependency outage).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::AccountLocked { retry_after }
+            | Self::RateLimited { retry_after }
+            | Self::SecondFactorLocked { retry_after }
+            | Self::Busy { retry_after } => Some(*retry_after),
+            e if e.is_unavailable() => Some(OUTAGE_RETRY_AFTER),
+            _ => None,
+        }
+    }
+
     /// A unique constraint refused the write: the record exists already (an upstream
     /// identity linked to another account, a second link to one provider). The caller can
     /// resolve it, so adapters answer 409 rather than 500.

@@ -5,15 +5,23 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+/// How long past its expiry a value loaded from the store is still served while the store
+/// is unreachable (forward-auth, discovery and token checks keep working through an outage
+/// this long; past it they answer 503 like the rest).
+pub const OUTAGE_STALE_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 struct Slot<V> {
     loaded_at: Instant,
     value: V,
     /// A caller is reloading this slot; the others may use the stale value meanwhile.
     reloading: AtomicBool,
+    /// A reload failed for an outage: serve the last value without trying again until then,
+    /// so an outage costs one wait per `ttl`, not one per request.
+    retry_at: Mutex<Option<Instant>>,
 }
 
 /// Values by name, loaded on demand and reloaded by one caller at a time.
@@ -72,7 +80,25 @@ impl<V: Clone> LoadingCache<V> {
     /// The value for `name`: cached, or from `load` (whose errors are passed on and not
     /// cached). A stale value is served for at most one more `ttl`, and only while another
     /// caller's reload is under way.
+    #[cfg(test)]
     pub(crate) async fn get<E, F, Fut>(&self, name: &str, load: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        self.get_through_outage(name, load, |_| false).await
+    }
+
+    /// [`LoadingCache::get`], except that when the reload fails with an error `outage`
+    /// calls an outage (the store unreachable), the last value loaded is served for up to
+    /// [`OUTAGE_STALE_LIMIT`] past its expiry: nothing can change it while the store is
+    /// down, and serving it keeps working the requests that need nothing else.
+    pub(crate) async fn get_through_outage<E, F, Fut>(
+        &self,
+        name: &str,
+        load: F,
+        outage: impl Fn(&E) -> bool,
+    ) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
@@ -87,12 +113,39 @@ impl<V: Clone> LoadingCache<V> {
             armed: claimed,
         };
         let loaded = load().await;
-        if let Ok(value) = &loaded {
-            // The new slot starts unclaimed; a failed load leaves the claim to `Drop`.
-            claim.armed = false;
-            self.store(name, value.clone());
+        match &loaded {
+            Ok(value) => {
+                // The new slot starts unclaimed; a failed load leaves the claim to `Drop`.
+                claim.armed = false;
+                self.store(name, value.clone());
+            }
+            Err(e) if outage(e) => {
+                if let Some(stale) = self.last_known(name) {
+                    return Ok(stale);
+                }
+            }
+            Err(_) => {}
         }
         loaded
+    }
+
+    /// The value last loaded for `name`, if it is younger than `ttl` + [`OUTAGE_STALE_LIMIT`];
+    /// the slot is served without a reload for another `ttl`.
+    fn last_known(&self, name: &str) -> Option<V> {
+        let slots = self.slots.read().ok()?;
+        let slot = slots.get(name)?;
+        if slot.loaded_at.elapsed() >= self.ttl + OUTAGE_STALE_LIMIT {
+            return None;
+        }
+        *slot.retry_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + self.ttl);
+        Some(slot.value.clone())
+    }
+
+    /// Whether a failed reload said to serve the slot as it is for now.
+    fn waiting_out_outage(&self, slot: &Slot<V>) -> bool {
+        let retry_at = slot.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        retry_at.is_some_and(|at| Instant::now() < at)
+            && slot.loaded_at.elapsed() < self.ttl + OUTAGE_STALE_LIMIT
     }
 
     fn find(&self, name: &str) -> Found<V> {
@@ -103,7 +156,7 @@ impl<V: Clone> LoadingCache<V> {
             return Found::Load { claimed: false };
         };
         let age = slot.loaded_at.elapsed();
-        if age < self.ttl {
+        if age < self.ttl || self.waiting_out_outage(slot) {
             return Found::Use(slot.value.clone());
         }
         let someone_else = slot.reloading.swap(true, Ordering::AcqRel);
@@ -132,6 +185,7 @@ impl<V: Clone> LoadingCache<V> {
                 loaded_at: Instant::now(),
                 value,
                 reloading: AtomicBool::new(false),
+                retry_at: Mutex::new(None),
             },
         );
     }
@@ -214,6 +268,43 @@ mod tests {
             Err("down")
         );
         assert_eq!(cache.get("a", || async { Ok::<u32, &str>(3) }).await, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn an_outage_serves_the_last_value_and_other_errors_do_not() {
+        let cache = LoadingCache::<u32>::new(Duration::from_millis(20), 10);
+        let outage = |e: &&str| *e == "down";
+        assert_eq!(cache.get("a", || async { Ok::<u32, &str>(1) }).await, Ok(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            cache
+                .get_through_outage("a", || async { Err::<u32, &str>("down") }, outage)
+                .await,
+            Ok(1),
+            "the store is down: the last value is served"
+        );
+        assert_eq!(
+            cache
+                .get_through_outage("a", || async { Err::<u32, &str>("corrupt") }, outage)
+                .await,
+            Ok(1),
+            "within a ttl of the failed reload nobody tries again"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            cache
+                .get_through_outage("a", || async { Err::<u32, &str>("corrupt") }, outage)
+                .await,
+            Err("corrupt"),
+            "any other error is passed on"
+        );
+        assert_eq!(
+            cache
+                .get_through_outage("b", || async { Err::<u32, &str>("down") }, outage)
+                .await,
+            Err("down"),
+            "nothing known: the outage is passed on"
+        );
     }
 
     #[tokio::test]

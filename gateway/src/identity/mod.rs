@@ -77,7 +77,7 @@ pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use device_grant::{
     DEVICE_CODE_TTL, DEVICE_POLL_INTERVAL, DeviceAuthorization, DevicePoll, PendingDevice,
 };
-pub use error::IdentityError;
+pub use error::{IdentityError, OUTAGE_RETRY_AFTER};
 pub use federation::{
     ACR_FEDERATED, FederatedIdentity, FederatedOutcome, FederatedSession, Federation,
     FederationRefusal, LINK_TOKEN_TTL, ProviderButton, STATE_TTL, SsoCallback, SsoFinished,
@@ -89,6 +89,7 @@ pub use levels::{
     ACR_MFA, ACR_PASSWORD, ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_satisfies,
     has_second_factor,
 };
+pub use loading_cache::OUTAGE_STALE_LIMIT;
 pub use logout::{Logout, LogoutRequest};
 pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};
 pub use mfa::{BACKUP_CODE_COUNT, BackupCodes, FactorInfo, MfaStatus, STEP_UP_FRESHNESS};

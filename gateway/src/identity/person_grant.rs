@@ -58,6 +58,7 @@ impl IdentityService {
                     scope: g.scope.clone(),
                     browser: false,
                     auth_time: Some(g.auth_time),
+                    login_audit: None,
                 },
                 meta,
             )

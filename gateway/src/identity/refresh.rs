@@ -125,7 +125,12 @@ impl IdentityService {
                     let plain = serde_json::to_vec(&pair)
                         .map_err(|e| IdentityError::Internal(e.to_string()))?;
                     let sealed = self.inner.signer.master_keys().seal(&plain, &key)?;
-                    d.ephemeral.put(&key, &sealed, grace).await?;
+                    // The token is spent already: failing now would lose the pair the
+                    // client needs. Without the entry a retry of this token is refused (503
+                    // while Redis is down), never taken for reuse.
+                    if let Err(e) = d.ephemeral.put(&key, &sealed, grace).await {
+                        tracing::warn!(error = %e, "cannot keep a refresh retry pair; answering without it");
+                    }
                 }
                 self.inner.metrics.issued(Grant::RefreshToken);
                 Ok(pair)

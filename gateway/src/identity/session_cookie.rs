@@ -102,14 +102,18 @@ impl IdentityService {
         }
     }
 
-    /// Drops `session`'s hot record (revocation; the revocation set refuses it meanwhile).
+    /// Drops `session`'s hot record (revocation). Best effort: the revocation set is asked
+    /// before a record is trusted, so one left behind while Redis is down refuses nobody's
+    /// revocation; it ends with its TTL.
     pub(super) async fn forget_hot_session(
         &self,
         t: &LiveTenant,
         session: &Session,
     ) -> Result<(), IdentityError> {
-        if let Some(token_hash) = &session.token_hash {
-            self.deps().ephemeral.take(&hot_key(t, token_hash)).await?;
+        if let Some(token_hash) = &session.token_hash
+            && let Err(e) = self.deps().ephemeral.take(&hot_key(t, token_hash)).await
+        {
+            tracing::warn!(error = %e, "cannot drop a revoked session's hot record; the revocation set refuses it");
         }
         Ok(())
     }

@@ -58,6 +58,9 @@ struct Entry {
     active: Option<Arc<SigningKey>>,
     published: HashMap<String, Arc<VerifyingKey>>,
     document: Arc<PublishedKeys>,
+    /// A reload failed for a store outage: the set is served as it is until then, so the
+    /// outage costs one wait per [`TTL`], not one per token.
+    retry_at: Option<Instant>,
 }
 
 /// Per-tenant key sets.
@@ -137,7 +140,22 @@ impl SigningKeys {
         let now = self.clock.now();
         self.entry(tenant).filter(|e| {
             let entry = lock(e);
-            entry.loaded.elapsed() < TTL && entry.changes_at.is_none_or(|at| now < at)
+            let current =
+                entry.loaded.elapsed() < TTL && entry.changes_at.is_none_or(|at| now < at);
+            current || entry.retry_at.is_some_and(|at| Instant::now() < at)
+        })
+    }
+
+    /// Whether keys loaded for `tenant` are young enough to serve through a store outage;
+    /// if so, they are served without a reload for another [`TTL`].
+    fn last_known(&self, tenant: TenantId) -> bool {
+        self.entry(tenant).is_some_and(|e| {
+            let mut entry = lock(&e);
+            let usable = entry.loaded.elapsed() < TTL + super::loading_cache::OUTAGE_STALE_LIMIT;
+            if usable {
+                entry.retry_at = Some(Instant::now() + TTL);
+            }
+            usable
         })
     }
 
@@ -145,7 +163,16 @@ impl SigningKeys {
         if self.fresh_entry(tenant).is_some() {
             return Ok(());
         }
-        let records = self.store.signing_keys(tenant).await?;
+        let records = match self.store.signing_keys(tenant).await {
+            Ok(records) => records,
+            // The store is down: keep signing and verifying with the keys last loaded (no
+            // rotation can be written meanwhile), up to the outage limit.
+            Err(e) if e.is_unavailable() && self.last_known(tenant) => {
+                tracing::warn!(error = %e, "store unreachable; using the signing keys last loaded");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let now = self.clock.now();
         let mut published = HashMap::new();
         let records_published = keyring::published(&records, now);
@@ -185,6 +212,7 @@ impl SigningKeys {
             active,
             published,
             document,
+            retry_at: None,
         };
         lock(&self.entries).insert(tenant, Arc::new(Mutex::new(entry)));
         Ok(())

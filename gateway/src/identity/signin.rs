@@ -18,7 +18,8 @@ use super::{
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{random::random_token, sha256};
 use keygate_core::email::EmailAddress;
-use keygate_core::store::{NewRefreshToken, NewSession, Session, SubjectFacts, User, UserStatus};
+use keygate_core::ids::SessionId;
+use keygate_core::store::{NewSession, Session, SubjectFacts, User, UserStatus};
 use keygate_core::tenant_settings::EmailVerification;
 use serde_json::json;
 
@@ -42,6 +43,10 @@ pub(super) struct SessionGrant {
     /// When the person authenticated, if earlier than now (a code grant's session keeps
     /// the browser sign-in's time, an upstream provider's `auth_time`); `None` is now.
     pub auth_time: Option<DateTime<Utc>>,
+    /// The data of the sign-in's `login.succeeded` audit event (the session id is added),
+    /// written in the same transaction as the session: a sign-in is recorded exactly when
+    /// its session exists.
+    pub login_audit: Option<serde_json::Value>,
 }
 
 /// A session just opened, with the secrets that exist only in this answer.
@@ -361,6 +366,7 @@ impl IdentityService {
                     scope: scope.clone(),
                     browser: req.browser,
                     auth_time: None,
+                    login_audit: Some(json!({"amr": amr})),
                 },
                 meta,
             )
@@ -373,14 +379,6 @@ impl IdentityService {
         let (access_token, expires_in) = self
             .access_token(t, user, &session, &client_id, &scope, &roles, &permissions)
             .await?;
-        self.audit(
-            t,
-            kind::LOGIN_OK,
-            Some(user.id),
-            meta,
-            json!({"session": session.id, "amr": amr}),
-        )
-        .await?;
         Ok(SignedIn {
             tokens: TokenSet {
                 access_token,
@@ -436,40 +434,47 @@ impl IdentityService {
         } else {
             None
         };
+        let id = SessionId::new();
+        let raw = random_token()?;
+        let audit = grant.login_audit.map(|mut data| {
+            if let Some(map) = data.as_object_mut() {
+                map.insert("session".into(), json!(id));
+            }
+            self.audit_event(t, kind::LOGIN_OK, Some(user.id), meta, data)
+        });
+        let refresh_expires_at =
+            (now + chrono_duration(t.settings.refresh_idle_ttl())).min(absolute_expires_at);
+        let new = NewSession {
+            tenant_id: t.row.id,
+            user_id: user.id,
+            user_agent: meta
+                .user_agent
+                .as_ref()
+                .map(|u| u.chars().take(512).collect()),
+            ip: meta.ip.map(|ip| ip.to_string()),
+            amr: grant.amr,
+            acr: grant.acr,
+            // Never in the future: a provider's clock ahead of ours proves no fresher login.
+            auth_time: grant.auth_time.map_or(now, |at| at.min(now)),
+            created_at: now,
+            idle_expires_at: (now + chrono_duration(idle)).min(absolute_expires_at),
+            absolute_expires_at,
+            token_hash: cookie.as_ref().map(|c| sha256(c.as_bytes()).to_vec()),
+            client_id: grant.client_id,
+            scope: grant.scope,
+        };
+        // One transaction: the session, its first refresh token and the sign-in's audit event
+        // exist together or not at all (the store gone mid-way leaves nothing behind).
         let session = self
             .deps()
             .store
-            .insert_session(&NewSession {
-                tenant_id: t.row.id,
-                user_id: user.id,
-                user_agent: meta
-                    .user_agent
-                    .as_ref()
-                    .map(|u| u.chars().take(512).collect()),
-                ip: meta.ip.map(|ip| ip.to_string()),
-                amr: grant.amr,
-                acr: grant.acr,
-                // Never in the future: a provider's clock ahead of ours proves no fresher login.
-                auth_time: grant.auth_time.map_or(now, |at| at.min(now)),
-                created_at: now,
-                idle_expires_at: (now + chrono_duration(idle)).min(absolute_expires_at),
-                absolute_expires_at,
-                token_hash: cookie.as_ref().map(|c| sha256(c.as_bytes()).to_vec()),
-                client_id: grant.client_id,
-                scope: grant.scope,
-            })
-            .await?;
-        let raw = random_token()?;
-        self.deps()
-            .store
-            .insert_refresh_token(&NewRefreshToken {
-                hash: sha256(raw.as_bytes()).to_vec(),
-                tenant_id: t.row.id,
-                session_id: session.id,
-                issued_at: now,
-                expires_at: (now + chrono_duration(t.settings.refresh_idle_ttl()))
-                    .min(absolute_expires_at),
-            })
+            .open_session(
+                id,
+                &new,
+                &sha256(raw.as_bytes()),
+                refresh_expires_at,
+                audit.as_ref(),
+            )
             .await?;
         self.put_hot_session(t, &session).await;
         Ok(OpenedSession {

@@ -98,20 +98,26 @@ impl LiveTenants {
             return Err(IdentityError::TenantNotFound);
         }
         self.entries
-            .get(name, || async {
-                let row = store.tenant_by_name(name).await.map_err(|e| match e {
-                    // Settings the store refuses to read are a misconfiguration of this
-                    // tenant (forward-auth denies it as such), not an outage of the store.
-                    e @ keygate_core::store::StoreError::InvalidTenantSettings { .. } => {
-                        IdentityError::Internal(e.to_string())
-                    }
-                    e => IdentityError::from(e),
-                })?;
-                Ok::<_, IdentityError>(match row {
-                    Some(row) if !row.disabled => Some(Arc::new(LiveTenant::new(row, public_url))),
-                    _ => None,
-                })
-            })
+            .get_through_outage(
+                name,
+                || async {
+                    let row = store.tenant_by_name(name).await.map_err(|e| match e {
+                        // Settings the store refuses to read are a misconfiguration of this
+                        // tenant (forward-auth denies it as such), not an outage of the store.
+                        e @ keygate_core::store::StoreError::InvalidTenantSettings { .. } => {
+                            IdentityError::Internal(e.to_string())
+                        }
+                        e => IdentityError::from(e),
+                    })?;
+                    Ok::<_, IdentityError>(match row {
+                        Some(row) if !row.disabled => {
+                            Some(Arc::new(LiveTenant::new(row, public_url)))
+                        }
+                        _ => None,
+                    })
+                },
+                IdentityError::is_unavailable,
+            )
             .await?
             .ok_or(IdentityError::TenantNotFound)
     }

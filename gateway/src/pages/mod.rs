@@ -452,6 +452,7 @@ impl Screen<'_> {
     async fn refused(&self, jar: CookieJar, e: FlowError, extra: Value) -> Response {
         let retry_after = match &e {
             FlowError::Busy(after) => Some(after.as_secs().max(1)),
+            FlowError::Unavailable => Some(crate::identity::OUTAGE_RETRY_AFTER.as_secs()),
             _ => None,
         };
         let (field, text, status) = refusal(e);

@@ -72,18 +72,19 @@ impl From<IdentityError> for OAuthError {
             | IdentityError::RevokedToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             IdentityError::NetworkDenied => (StatusCode::FORBIDDEN, "access_denied"),
             IdentityError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
-            IdentityError::Unavailable(_) | IdentityError::Busy { .. } => {
+            IdentityError::Busy { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
             }
+            e if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             _ if status.is_server_error() => (status, "server_error"),
             _ => (StatusCode::BAD_REQUEST, "invalid_request"),
         };
         let retry_after = match e {
-            IdentityError::RateLimited { retry_after } | IdentityError::Busy { retry_after } => {
-                Some(retry_after.as_secs().max(1))
-            }
+            IdentityError::RateLimited { .. } | IdentityError::Busy { .. } => e.retry_after(),
+            ref e if e.is_unavailable() => e.retry_after(),
             _ => None,
-        };
+        }
+        .map(|d| d.as_secs().max(1));
         Self {
             error,
             error_description: Some(title.into()),

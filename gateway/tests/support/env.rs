@@ -266,6 +266,33 @@ pub async fn serve_with(
     .await
 }
 
+/// [`serve_with`] whose `/readyz` says not ready once the store has been unreachable for
+/// `readiness_grace` (fault tests shorten the production grace).
+pub async fn serve_graced(
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    clock: Arc<ManualClock>,
+    limits: RateLimits,
+    master: MasterKeys,
+    public_url: Option<&str>,
+    readiness_grace: std::time::Duration,
+) -> (Env, IdentityService) {
+    serve_on_graced(
+        store,
+        ephemeral,
+        clock,
+        limits,
+        master,
+        public_url,
+        Vec::new(),
+        None,
+        |_| Federation::default(),
+        None,
+        Some(readiness_grace),
+    )
+    .await
+}
+
 /// [`serve_with`], believing forwarded headers from peers in `trusted_proxies`, mailing
 /// through `mailer_override` (default: the memory outbox), hashing on `hasher_override`
 /// (default: cheap parameters on two threads).
@@ -281,6 +308,37 @@ async fn serve_on(
     mailer_override: Option<Arc<dyn Mailer>>,
     federation: impl FnOnce(&str) -> Federation,
     hasher_override: Option<PasswordHasher>,
+) -> (Env, IdentityService) {
+    serve_on_graced(
+        store,
+        ephemeral,
+        clock,
+        limits,
+        master,
+        public_url,
+        trusted_proxies,
+        mailer_override,
+        federation,
+        hasher_override,
+        None,
+    )
+    .await
+}
+
+/// [`serve_on`] with the readiness grace given (default: the production one).
+#[allow(clippy::too_many_arguments)]
+async fn serve_on_graced(
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    clock: Arc<ManualClock>,
+    limits: RateLimits,
+    master: MasterKeys,
+    public_url: Option<&str>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    mailer_override: Option<Arc<dyn Mailer>>,
+    federation: impl FnOnce(&str) -> Federation,
+    hasher_override: Option<PasswordHasher>,
+    readiness_grace: Option<std::time::Duration>,
 ) -> (Env, IdentityService) {
     store.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -306,9 +364,11 @@ async fn serve_on(
         },
         federation(&url),
     );
-    let state = AppState::builder(identity.clone())
-        .trusted_proxies(trusted_proxies)
-        .build();
+    let mut builder = AppState::builder(identity.clone()).trusted_proxies(trusted_proxies);
+    if let Some(grace) = readiness_grace {
+        builder = builder.readiness_grace(grace);
+    }
+    let state = builder.build();
     let app = keygate_gateway::app(state);
     let task = tokio::spawn(async move {
         let _ = axum::serve(

@@ -7,37 +7,90 @@ macro_rules! session_store {
         const _: () = {
             use $crate::ids::{SessionId, TenantId, UserId};
             use $crate::store::sql::ts;
-            use $crate::store::{NewSession, Session, SessionStore, StoreError};
+            use $crate::ids::AuditId;
+            use $crate::store::{NewAuditEvent, NewSession, Session, SessionStore, StoreError};
             use chrono::{DateTime, Utc};
             use sqlx::types::Json;
+
+            const INSERT_SESSION: &str =
+                "INSERT INTO sessions (id, tenant_id, user_id, user_agent, ip, amr, acr, auth_time, \
+                     created_at, last_seen_at, idle_expires_at, absolute_expires_at, updated_at, \
+                     token_hash, client_id, scope) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15) RETURNING *";
+
+            impl $store {
+                /// [`INSERT_SESSION`] bound for session `id`.
+                fn bind_session<'q>(
+                    &self,
+                    id: SessionId,
+                    s: &'q NewSession,
+                ) -> sqlx::query::QueryAs<'q, $db, Session, <$db as sqlx::Database>::Arguments> {
+                    sqlx::query_as::<$db, Session>(INSERT_SESSION)
+                        .bind(id)
+                        .bind(s.tenant_id)
+                        .bind(s.user_id)
+                        .bind(&s.user_agent)
+                        .bind(&s.ip)
+                        .bind(Json(&s.amr))
+                        .bind(&s.acr)
+                        .bind(ts(s.auth_time))
+                        .bind(ts(s.created_at))
+                        .bind(ts(s.idle_expires_at))
+                        .bind(ts(s.absolute_expires_at))
+                        .bind(self.now())
+                        .bind(&s.token_hash)
+                        .bind(&s.client_id)
+                        .bind(&s.scope)
+                }
+            }
 
             #[async_trait::async_trait]
             impl SessionStore for $store {
                 async fn insert_session(&self, s: &NewSession) -> Result<Session, StoreError> {
-                    Ok(sqlx::query_as::<$db, Session>(
-                        "INSERT INTO sessions (id, tenant_id, user_id, user_agent, ip, amr, acr, auth_time, \
-                             created_at, last_seen_at, idle_expires_at, absolute_expires_at, updated_at, \
-                             token_hash, client_id, scope) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15) RETURNING *",
-                    )
-                    .bind(SessionId::new())
-                    .bind(s.tenant_id)
-                    .bind(s.user_id)
-                    .bind(&s.user_agent)
-                    .bind(&s.ip)
-                    .bind(Json(&s.amr))
-                    .bind(&s.acr)
-                    .bind(ts(s.auth_time))
-                    .bind(ts(s.created_at))
-                    .bind(ts(s.idle_expires_at))
-                    .bind(ts(s.absolute_expires_at))
-                    .bind(self.now())
-                    .bind(&s.token_hash)
-                    .bind(&s.client_id)
-                    .bind(&s.scope)
-                    .fetch_one(&self.pool)
-                    .await?)
+                    Ok(self.bind_session(SessionId::new(), s).fetch_one(&self.pool).await?)
                 }
+
+                async fn open_session(
+                    &self,
+                    id: SessionId,
+                    s: &NewSession,
+                    refresh_hash: &[u8],
+                    refresh_expires_at: DateTime<Utc>,
+                    audit: Option<&NewAuditEvent>,
+                ) -> Result<Session, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let session = self.bind_session(id, s).fetch_one(&mut *tx).await?;
+                    sqlx::query::<$db>(
+                        "INSERT INTO refresh_tokens (hash, tenant_id, session_id, issued_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(refresh_hash)
+                    .bind(s.tenant_id)
+                    .bind(id)
+                    .bind(ts(s.created_at))
+                    .bind(ts(refresh_expires_at))
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(e) = audit {
+                        sqlx::query::<$db>(
+                            "INSERT INTO audit_events (id, tenant_id, at, kind, actor_user_id, ip, request_id, data) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(AuditId::new())
+                        .bind(e.tenant_id)
+                        .bind(ts(e.at))
+                        .bind(&e.kind)
+                        .bind(e.actor_user_id)
+                        .bind(&e.ip)
+                        .bind(&e.request_id)
+                        .bind(Json(&e.data))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(session)
+                }
+
 
                 async fn session_by_token_hash(&self, tenant: TenantId, token_hash: &[u8]) -> Result<Option<Session>, StoreError> {
                     Ok(Self::by_tenant_and::<Session, _>("SELECT * FROM sessions WHERE tenant_id = $1 AND token_hash = $2", tenant, token_hash).fetch_optional(&self.pool).await?)

@@ -495,18 +495,11 @@ impl IdentityService {
                     scope: scopes::grant_for_sign_in(None, &permissions)?,
                     browser: true,
                     auth_time,
+                    login_audit: Some(json!({"amr": [AMR_FEDERATED], "provider": idp.name})),
                 },
                 meta,
             )
             .await?;
-        self.audit(
-            t,
-            kind::LOGIN_OK,
-            Some(user.id),
-            meta,
-            json!({"session": opened.session.id, "amr": [AMR_FEDERATED], "provider": idp.name}),
-        )
-        .await?;
         let cookie_value = opened.cookie.ok_or_else(|| {
             IdentityError::Internal("a browser sign-in opened a session without a cookie".into())
         })?;
