@@ -3,7 +3,9 @@
 
 mod dev;
 mod explain;
+mod kube_config;
 mod logging;
+mod login;
 mod startup;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +65,13 @@ enum Command {
     /// the admin API) and print every check and its outcome. Exits 0 when the request would
     /// pass, 2 when it would be denied, 1 on error.
     Explain(explain::Args),
+    /// kubectl's credential plugin (client.authentication.k8s.io/v1): signs a person in to a
+    /// tenant as an OAuthClient and prints an ExecCredential holding their ID token. Tokens
+    /// are cached under $XDG_CACHE_HOME/keygate and refreshed; see docs/kubectl.md.
+    Login(login::Args),
+    /// Print the kubeconfig user entry running `keygate login`, and the API server's
+    /// AuthenticationConfiguration trusting the tenant's ID tokens for a client.
+    KubeConfig(kube_config::Args),
     /// Print the four CustomResourceDefinitions as YAML (pipe into `kubectl apply -f -`).
     Crds,
     /// Apply database migrations to KEYGATE_DATABASE_URL and exit (run once per upgrade).
@@ -105,6 +114,12 @@ async fn run(command: Command) -> Result<(), startup::Fatal> {
             data_dir,
         } => dev::run(manifests, listen, ext_authz_listen, data_dir).await,
         Command::Explain(args) => explain::run(args).await,
+        Command::Login(args) => login::run(args)
+            .await
+            .map_err(|e| startup::Fatal::Other(e.to_string())),
+        Command::KubeConfig(args) => {
+            kube_config::run(&args).map_err(|e| startup::Fatal::Other(e.to_string()))
+        }
         Command::Gateway { config } => startup::gateway(config.as_deref()).await,
         Command::Operator { config, manifests } => {
             startup::operator(config.as_deref(), manifests).await

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "cli/kubectl.rs"]
+mod kubectl;
 #[path = "cli/schemathesis.rs"]
 mod schemathesis;
 

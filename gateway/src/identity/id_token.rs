@@ -97,3 +97,57 @@ pub(crate) async fn mint(
         .map_err(keygate_core::crypto::CryptoError::from)?;
     Ok(token)
 }
+
+/// What the ID token of a refresh is made of.
+pub(crate) struct Refresh<'a> {
+    /// The client's registration; `None` for the built-in client.
+    pub client: Option<&'a keygate_core::store::OAuthClient>,
+    /// The refresh family (its `auth_time`, `acr`, `amr`).
+    pub session: &'a keygate_core::store::Session,
+    /// The person.
+    pub user: &'a User,
+    /// The scope of the refreshed access token.
+    pub scope: &'a str,
+    /// The access token issued beside it (for `at_hash`) and its lifetime.
+    pub access_token: &'a str,
+    /// The access token's lifetime: the ID token's unless the client sets its own.
+    pub access_ttl: std::time::Duration,
+}
+
+/// The ID token of a refresh (OpenID Connect Core §12.2) for a registered client whose
+/// grant still holds `openid`: the same `iss`, `sub`, `aud` and `azp`, the original
+/// `auth_time`, `acr` and `amr`, no `nonce` (none was sent), and no `sid` (the browser
+/// session it was approved in is not recorded on the refresh family). `None` for the
+/// built-in client, which never receives ID tokens.
+pub(crate) async fn refreshed(
+    signer: &SigningKeys,
+    tenant: &LiveTenant,
+    r: Refresh<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, IdentityError> {
+    let Some(client) = r
+        .client
+        .filter(|_| r.scope.split_whitespace().any(|s| s == "openid"))
+    else {
+        return Ok(None);
+    };
+    let ttl = client.lifetimes.id_token.unwrap_or(r.access_ttl);
+    let claims = IdClaims {
+        iss: tenant.issuer.clone(),
+        sub: r.user.id.to_string(),
+        aud: client.client_id.clone(),
+        azp: client.client_id.clone(),
+        exp: now.timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(300),
+        iat: now.timestamp(),
+        auth_time: r.session.auth_time.timestamp(),
+        nonce: None,
+        acr: r.session.acr.clone(),
+        amr: r.session.amr.clone(),
+        sid: None,
+        at_hash: None,
+        person: PersonClaims::of(r.user, r.scope),
+    };
+    mint(signer, tenant, claims, Some(r.access_token))
+        .await
+        .map(Some)
+}

@@ -305,6 +305,11 @@ pub struct TokenSet {
     pub refresh_token: String,
     /// Granted scopes, space-separated.
     pub scope: String,
+    /// A fresh ID token, when a registered client refreshes a grant that holds `openid`
+    /// (OpenID Connect Core §12.2): how a relying party such as `keygate login` renews the ID
+    /// token kubectl presents without another sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl std::fmt::Debug for TokenSet {

@@ -117,7 +117,7 @@ impl IdentityService {
         {
             RotateOutcome::Rotated { next } => {
                 let pair = self
-                    .tokens_for_family(t, next.session_id, next_raw, asked, client_id)
+                    .tokens_for_family(t, next.session_id, next_raw, asked, client)
                     .await?;
                 let grace = t.settings.refresh_reuse_grace();
                 if !grace.is_zero() {
@@ -201,15 +201,17 @@ impl IdentityService {
         narrowed_scope(&granted_scope, asked_scope).map(|_| ())
     }
 
-    /// Mints the access token of a freshly rotated family and slides the session's idle expiry.
+    /// Mints the access token of a freshly rotated family (and, for a registered client's
+    /// `openid` grant, a new ID token) and slides the session's idle expiry.
     async fn tokens_for_family(
         &self,
         t: &LiveTenant,
         family: SessionId,
         refresh_token: String,
         asked_scope: Option<&str>,
-        client_id: &str,
+        client: &RegisteredClient,
     ) -> Result<TokenSet, IdentityError> {
+        let client_id = client.client_id();
         let d = self.deps();
         let now = self.now();
         // The rotation that just succeeded checked in the store that the session is live;
@@ -261,12 +263,27 @@ impl IdentityService {
                 &subject.permissions,
             )
             .await?;
+        let id_token = super::id_token::refreshed(
+            &self.inner.signer,
+            t,
+            super::id_token::Refresh {
+                client: client.registration(),
+                session: &session,
+                user,
+                scope: &scope,
+                access_token: &access_token,
+                access_ttl: Duration::from_secs(expires_in),
+            },
+            now,
+        )
+        .await?;
         Ok(TokenSet {
             access_token,
             token_type: "Bearer".into(),
             expires_in,
             refresh_token,
             scope,
+            id_token,
         })
     }
 

@@ -386,6 +386,7 @@ impl IdentityService {
                 expires_in,
                 refresh_token: opened.refresh_token,
                 scope: scope.clone(),
+                id_token: None,
             },
             session_id: session.id,
             session_cookie: opened.cookie,

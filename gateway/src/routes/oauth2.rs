@@ -184,7 +184,8 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     /// Granted scopes.
     pub scope: String,
-    /// The ID token, when `openid` was granted to an authorization code.
+    /// The ID token, when `openid` was granted to a registered client (authorization code,
+    /// device code, refresh).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
 }
@@ -352,7 +353,7 @@ async fn token(
                 expires_in: pair.expires_in,
                 refresh_token: Some(pair.refresh_token),
                 scope: pair.scope,
-                id_token: None,
+                id_token: pair.id_token,
             }
         }
         DEVICE_GRANT => {
