@@ -10,7 +10,7 @@
 //! in the ephemeral store and judged on the service's clock; a success clears it.
 
 use super::audit::kind;
-use super::levels::{ACR_MFA, ACR_PASSWORD, AMR_MFA, AMR_OTP, has_second_factor};
+use super::levels::{AMR_MFA, AMR_OTP};
 use super::lockout::{lock_duration, time_left};
 use super::mail::SecurityChange;
 use super::tenants::LiveTenant;
@@ -323,34 +323,6 @@ impl IdentityService {
         )
         .await?;
         Ok(codes)
-    }
-
-    /// Refuses a sensitive change to the caller's account (a factor's removal, new backup
-    /// codes, a password change, removing a link) unless they authenticated within
-    /// [`STEP_UP_FRESHNESS`] (a sign-in or a step-up), with a second factor when the account
-    /// has a confirmed one: the proof must be as strong as the account can give.
-    pub(super) async fn require_recent_authentication(
-        &self,
-        p: &Principal,
-        t: &LiveTenant,
-        user: UserId,
-    ) -> Result<(), IdentityError> {
-        let needs_second_factor = !self.confirmed_factors(t, user).await?.is_empty();
-        let fresh = p
-            .auth_time()
-            .is_some_and(|at| self.now() - at <= STEP_UP_FRESHNESS);
-        if fresh && (!needs_second_factor || has_second_factor(p.amr())) {
-            return Ok(());
-        }
-        Err(IdentityError::StepUpRequired {
-            max_age: STEP_UP_FRESHNESS.num_seconds().unsigned_abs(),
-            acr: if needs_second_factor {
-                ACR_MFA
-            } else {
-                ACR_PASSWORD
-            },
-            tenant: t.name().to_owned(),
-        })
     }
 
     /// Replaces the caller's backup codes with a new set (shown this once); needs a

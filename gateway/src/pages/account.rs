@@ -1,7 +1,8 @@
 //! `GET /t/{tenant}/account`: the account page of the person signed in on this browser —
 //! their sessions, second factors (authenticator apps, passkeys and security keys), backup
 //! codes, linked identity providers and a password change, each with its form (the actions
-//! are in `account_actions`). A browser that is not signed in is sent to sign in and back.
+//! are in `account_actions`). A browser that is not signed in is sent to sign in, which
+//! lands on this page.
 
 use super::second_factor::signed_in;
 use super::{Page, Pages, PagesState};
@@ -43,8 +44,8 @@ pub(super) async fn account(
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
     let Some((principal, _)) = signed_in(&state, &tenant, &jar).await else {
-        let back = account_url(&state, &tenant);
-        let signin = signin_url(&state.public_url, tenant.name(), Some(&back));
+        // Signing in without a return URL lands on this page.
+        let signin = signin_url(&state.public_url, tenant.name(), None);
         return Ok(Redirect::to(&signin).into_response());
     };
     let extra = overview(&state, &tenant, &principal).await?;

@@ -66,11 +66,7 @@ pub(super) async fn submit(
         return Ok(screen.message("Not done", text, StatusCode::FORBIDDEN, back));
     }
     let Some((principal, _)) = signed_in(&state, &tenant, &jar).await else {
-        let signin = signin_url(
-            &state.public_url,
-            tenant.name(),
-            Some(&account_url(&state, &tenant)),
-        );
+        let signin = signin_url(&state.public_url, tenant.name(), None);
         return Ok(Redirect::to(&signin).into_response());
     };
     match act(&state, &principal, &action, &form, &meta).await {
