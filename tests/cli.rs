@@ -450,7 +450,7 @@ async fn dev_believes_forwarded_addresses_only_from_trusted_proxies() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let sessions: serde_json::Value = http
-        .get(format!("{base}/t/demo/sessions"))
+        .get(format!("{base}/t/demo/me/sessions"))
         .bearer_auth(&token)
         .send()
         .await

@@ -237,7 +237,12 @@ pub fn identity_parts(e: &IdentityError) -> (StatusCode, &'static str, &'static 
         E::StepUpRequired { .. } => (
             StatusCode::FORBIDDEN,
             "step_up_required",
-            "A recent step-up with a second factor is required",
+            "A recent step-up is required",
+        ),
+        E::LastSignInMethod => (
+            StatusCode::CONFLICT,
+            "last_sign_in_method",
+            "The last way to sign in cannot be removed",
         ),
         E::UpstreamStepUpRequired => (
             StatusCode::FORBIDDEN,
@@ -378,15 +383,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         match &self {
-            Self::Identity(IdentityError::StepUpRequired { max_age }) => {
-                // RFC 9470: the client knows what to ask for at the step-up endpoint.
-                let challenge = format!(
-                    "Bearer error=\"insufficient_user_authentication\", error_description=\"A recent step-up with a second factor is required\", acr_values=\"{}\", max_age={max_age}",
-                    crate::identity::ACR_MFA
-                );
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
+            Self::Identity(IdentityError::StepUpRequired {
+                max_age,
+                acr,
+                tenant,
+            }) => {
+                return step_up_response(response, *max_age, acr, tenant);
             }
             Self::Identity(
                 IdentityError::InvalidToken
@@ -402,6 +404,58 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The body of a 403 `step_up_required`: the problem with RFC 9470's challenge as
+/// extension members, so a client that reads only the body knows where to step up.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StepUpProblem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short human summary.
+    pub title: &'static str,
+    /// 403.
+    pub status: u16,
+    /// `step_up_required`.
+    pub code: &'static str,
+    /// RFC 9470's error code: `insufficient_user_authentication`.
+    pub error: &'static str,
+    /// The level to reach (`urn:keygate:acr:mfa` when the account has a second factor,
+    /// `urn:keygate:acr:pwd` otherwise).
+    pub acr_values: &'static str,
+    /// How recent the authentication must be, in seconds.
+    pub max_age: u64,
+    /// The endpoint that raises the session: `POST` a password or code there (or use the
+    /// `/t/{tenant}/step-up` page in a browser).
+    pub step_up_uri: String,
+}
+
+/// The step-up refusal: RFC 9470's `WWW-Authenticate` challenge and the same in the body.
+fn step_up_response(refusal: Response, max_age: u64, acr: &'static str, tenant: &str) -> Response {
+    let status = refusal.status();
+    let body = StepUpProblem {
+        kind: "https://keygate.dev/problems/step_up_required".into(),
+        title: "A recent step-up is required",
+        status: status.as_u16(),
+        code: "step_up_required",
+        error: "insufficient_user_authentication",
+        acr_values: acr,
+        max_age,
+        step_up_uri: format!("/t/{tenant}/me/step-up"),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    let challenge = format!(
+        "Bearer error=\"insufficient_user_authentication\", error_description=\"A recent step-up is required\", acr_values=\"{acr}\", max_age={max_age}"
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
 }
 
 /// Builds a problem+json response; also used by extractors' rejections.

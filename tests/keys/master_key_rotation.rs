@@ -143,7 +143,7 @@ async fn following_the_documented_master_key_rotation_keeps_tokens_issued(pool: 
     assert!(verifies(&base, &token).await);
     // The admin starts enrolling an authenticator: its seed is sealed under k1.
     let enrolled = reqwest::Client::new()
-        .post(format!("{base}/t/demo/account/mfa/totp"))
+        .post(format!("{base}/t/demo/me/mfa/totp"))
         .bearer_auth(&token)
         .json(&serde_json::json!({}))
         .send()

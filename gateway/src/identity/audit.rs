@@ -43,6 +43,10 @@ pub(crate) mod kind {
     pub const DEVICE_DECIDED: &str = "oauth.device_decided";
     /// An upstream identity was linked to the account (first sign-in, or claimed).
     pub const IDENTITY_LINKED: &str = "account.identity_linked";
+    /// The person removed an upstream identity's link from their account.
+    pub const IDENTITY_UNLINKED: &str = "account.identity_unlinked";
+    /// The person ended every session but the one they used.
+    pub const OTHER_SESSIONS_ENDED: &str = "session.others_ended";
 }
 
 impl IdentityService {

@@ -143,12 +143,21 @@ pub enum IdentityError {
     /// The action needs a second factor the account does not have.
     #[error("no second factor enrolled")]
     NoSecondFactor,
-    /// The action needs a step-up with a second factor within the last `max_age` seconds.
+    /// The action needs a recent authentication (a sign-in or step-up within the last
+    /// `max_age` seconds, with a second factor when the account has one).
     #[error("step-up required")]
     StepUpRequired {
         /// How recent the step-up must be, in seconds.
         max_age: u64,
+        /// The level the step-up must reach (`urn:keygate:acr:mfa` or `…:pwd`).
+        acr: &'static str,
+        /// The tenant whose step-up endpoint proves it.
+        tenant: String,
     },
+    /// Removing this would leave the account without any way to sign in (no password and
+    /// no other linked provider).
+    #[error("the last way to sign in cannot be removed")]
+    LastSignInMethod,
     /// The account has neither a local password nor a second factor: it can step up only
     /// by signing in again through its upstream identity provider.
     #[error("step-up through the upstream provider required")]

@@ -284,9 +284,9 @@ impl From<IdentityError> for FlowError {
             }
             IdentityError::PasskeySignInDisabled => FlowError::InvalidCredentials,
             IdentityError::MfaDisabled => FlowError::MfaDisabled,
-            IdentityError::StepUpRequired { .. } | IdentityError::UpstreamStepUpRequired => {
-                FlowError::InvalidCredentials
-            }
+            IdentityError::StepUpRequired { .. }
+            | IdentityError::UpstreamStepUpRequired
+            | IdentityError::LastSignInMethod => FlowError::InvalidCredentials,
             IdentityError::Federation(r) => FlowError::Upstream(r),
             IdentityError::Store(keygate_core::store::StoreError::Conflict { .. }) => {
                 FlowError::AlreadyLinked

@@ -44,6 +44,53 @@ pub(super) enum Mail<'a> {
     RegistrationAttempt,
     /// A reused refresh token ended a session.
     SessionEnded,
+    /// The account's security settings changed (the person is told, so a change they did
+    /// not make does not go unnoticed).
+    SecurityAlert(SecurityChange),
+}
+
+/// A change to an account's security that its owner is told about by mail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityChange {
+    /// A second factor (an authenticator app) was added.
+    FactorAdded,
+    /// A second factor (an authenticator app, security key or passkey) was removed.
+    FactorRemoved,
+    /// A passkey or security key was registered.
+    PasskeyAdded,
+    /// A new set of backup codes replaced the old one.
+    BackupCodesRegenerated,
+    /// The password was changed.
+    PasswordChanged,
+    /// A sign-in through an upstream identity provider was unlinked.
+    IdentityUnlinked,
+}
+
+impl SecurityChange {
+    /// A stable short name (the mail budget's bucket, so one change's alerts cannot use up
+    /// another's).
+    fn label(self) -> &'static str {
+        match self {
+            Self::FactorAdded => "factor-added",
+            Self::FactorRemoved => "factor-removed",
+            Self::PasskeyAdded => "passkey-added",
+            Self::BackupCodesRegenerated => "backup-codes",
+            Self::PasswordChanged => "password-changed",
+            Self::IdentityUnlinked => "identity-unlinked",
+        }
+    }
+
+    /// What happened, as the mail's subject says it.
+    fn subject(self) -> &'static str {
+        match self {
+            Self::FactorAdded => "an authenticator app was added to your account",
+            Self::FactorRemoved => "a second factor was removed from your account",
+            Self::PasskeyAdded => "a passkey or security key was added to your account",
+            Self::BackupCodesRegenerated => "new backup codes were created for your account",
+            Self::PasswordChanged => "your password was changed",
+            Self::IdentityUnlinked => "a linked sign-in was removed from your account",
+        }
+    }
 }
 
 impl Mail<'_> {
@@ -59,6 +106,7 @@ impl Mail<'_> {
                 "someone tried to register with your address",
             ),
             Self::SessionEnded => ("session_ended", "a session was ended for your safety"),
+            Self::SecurityAlert(change) => ("security_alert", change.subject()),
         }
     }
 
@@ -68,7 +116,7 @@ impl Mail<'_> {
             | Self::Reset { link, code }
             | Self::Invite { link, code }
             | Self::Unlock { link, code } => (link, code),
-            Self::RegistrationAttempt | Self::SessionEnded => ("", ""),
+            Self::RegistrationAttempt | Self::SessionEnded | Self::SecurityAlert(_) => ("", ""),
         }
     }
 }
@@ -100,6 +148,14 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("mail/session_ended.html"),
         ),
         ("session_ended.txt", include_str!("mail/session_ended.txt")),
+        (
+            "security_alert.html",
+            include_str!("mail/security_alert.html"),
+        ),
+        (
+            "security_alert.txt",
+            include_str!("mail/security_alert.txt"),
+        ),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // Covered by the unit tests below; a broken template fails the mail, logged.
@@ -134,7 +190,9 @@ pub(super) fn render(t: &LiveTenant, to: &str, mail: Mail<'_>) -> Result<Email, 
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let subject = format!("{tenant_name}: {subject_tail}");
-    let ctx = context! { tenant_name, logo_url, primary, link, code, subject };
+    let account_url = format!("{}/account", t.issuer);
+    let change = subject_tail;
+    let ctx = context! { tenant_name, logo_url, primary, link, code, subject, change, account_url };
     let part = |ext: &str| {
         TEMPLATES
             .get_template(&format!("{name}.{ext}"))
@@ -167,7 +225,10 @@ impl IdentityService {
     /// kind so that a stranger's sign-ups with an address cannot use up the mails its owner
     /// needs (a reset link).
     pub(super) fn send_later(&self, t: &LiveTenant, to: &str, mail: Mail<'_>) {
-        let bucket = format!("mail-to-{}", mail.parts().0);
+        let bucket = match mail {
+            Mail::SecurityAlert(change) => format!("mail-to-alert-{}", change.label()),
+            _ => format!("mail-to-{}", mail.parts().0),
+        };
         let email = match render(t, to, mail) {
             Ok(email) => email,
             Err(e) => {
@@ -198,6 +259,13 @@ impl IdentityService {
                 tracing::warn!(error = %e, "email not sent");
             }
         });
+    }
+}
+
+impl IdentityService {
+    /// Tells the account's owner, by mail, that its security settings changed.
+    pub(super) fn alert(&self, t: &LiveTenant, to: &str, change: SecurityChange) {
+        self.send_later(t, to, Mail::SecurityAlert(change));
     }
 }
 
@@ -247,6 +315,7 @@ mod tests {
             Mail::Unlock { link, code: "abc" },
             Mail::RegistrationAttempt,
             Mail::SessionEnded,
+            Mail::SecurityAlert(SecurityChange::PasswordChanged),
         ] {
             let e = render(&t, "ada@example.com", mail).unwrap();
             assert!(e.subject.starts_with("Acme <Corp>: "), "{}", e.subject);

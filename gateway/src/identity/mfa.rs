@@ -10,8 +10,9 @@
 //! in the ephemeral store and judged on the service's clock; a success clears it.
 
 use super::audit::kind;
-use super::levels::{AMR_MFA, AMR_OTP, has_second_factor};
+use super::levels::{AMR_MFA, AMR_OTP};
 use super::lockout::{lock_duration, time_left};
+use super::mail::SecurityChange;
 use super::tenants::LiveTenant;
 use super::totp::{self, TotpEnrolment};
 use super::{IdentityError, IdentityService, Principal, RequestMeta, hex};
@@ -27,8 +28,8 @@ use serde_json::json;
 
 /// How many backup codes a set has.
 pub const BACKUP_CODE_COUNT: usize = 10;
-/// How recent a step-up with a second factor must be for removing a factor or regenerating
-/// backup codes.
+/// How recent an authentication must be for the sensitive changes of self-service
+/// (removing a factor, new backup codes, a password change, removing a linked identity).
 pub const STEP_UP_FRESHNESS: chrono::Duration = chrono::Duration::minutes(5);
 /// Backup-code alphabet: Crockford's base32 in lower case (no i, l, o, u); a byte modulo 32
 /// is unbiased.
@@ -65,7 +66,7 @@ pub struct FactorInfo {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-/// A person's second factors (`GET /t/{tenant}/account/mfa`).
+/// A person's second factors (`GET /t/{tenant}/me/mfa`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MfaStatus {
     /// The tenant's policy: `off`, `optional` or `required`.
@@ -288,6 +289,11 @@ impl IdentityService {
             json!({"factor": factor, "kind": kind.as_str()}),
         )
         .await?;
+        let change = match kind {
+            FactorKind::Webauthn => SecurityChange::PasskeyAdded,
+            FactorKind::Totp => SecurityChange::FactorAdded,
+        };
+        self.alert(t, &user.email, change);
         if d.store.remaining_backup_codes(t.row.id, user.id).await? > 0 {
             return Ok(None);
         }
@@ -319,21 +325,6 @@ impl IdentityService {
         Ok(codes)
     }
 
-    /// Refuses an action that changes the caller's second factors unless they proved a
-    /// second factor within [`STEP_UP_FRESHNESS`] (a sign-in or a step-up).
-    fn require_fresh_step_up(&self, p: &Principal) -> Result<(), IdentityError> {
-        let fresh = p
-            .auth_time()
-            .is_some_and(|at| self.now() - at <= STEP_UP_FRESHNESS);
-        if fresh && has_second_factor(p.amr()) {
-            Ok(())
-        } else {
-            Err(IdentityError::StepUpRequired {
-                max_age: STEP_UP_FRESHNESS.num_seconds().unsigned_abs(),
-            })
-        }
-    }
-
     /// Replaces the caller's backup codes with a new set (shown this once); needs a
     /// confirmed factor and a fresh step-up.
     pub async fn regenerate_backup_codes(
@@ -345,8 +336,10 @@ impl IdentityService {
         if self.confirmed_factors(&t, user.id).await?.is_empty() {
             return Err(IdentityError::NoSecondFactor);
         }
-        self.require_fresh_step_up(p)?;
-        Ok(BackupCodes(self.store_backup_codes(&t, &user, meta).await?))
+        self.require_recent_authentication(p, &t, user.id).await?;
+        let codes = self.store_backup_codes(&t, &user, meta).await?;
+        self.alert(&t, &user.email, SecurityChange::BackupCodesRegenerated);
+        Ok(BackupCodes(codes))
     }
 
     /// Removes one of the caller's factors; needs a fresh step-up when it is confirmed. The
@@ -366,7 +359,7 @@ impl IdentityService {
             .filter(|f| f.user_id == user.id)
             .ok_or(IdentityError::NotFound)?;
         if f.confirmed {
-            self.require_fresh_step_up(p)?;
+            self.require_recent_authentication(p, &t, user.id).await?;
         }
         d.store.delete_factor(t.row.id, factor).await?;
         if self.confirmed_factors(&t, user.id).await?.is_empty() {
@@ -379,7 +372,11 @@ impl IdentityService {
             meta,
             json!({"factor": factor, "kind": f.kind.as_str()}),
         )
-        .await
+        .await?;
+        if f.confirmed {
+            self.alert(&t, &user.email, SecurityChange::FactorRemoved);
+        }
+        Ok(())
     }
 
     /// Checks a second-factor `code` of `user`: six digits against the confirmed TOTP

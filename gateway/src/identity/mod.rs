@@ -36,6 +36,7 @@ mod handoff;
 mod id_token;
 mod janitor;
 mod levels;
+mod linked;
 mod loading_cache;
 mod lockout;
 mod logout;
@@ -89,6 +90,7 @@ pub use levels::{
     ACR_MFA, ACR_PASSWORD, ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_satisfies,
     has_second_factor,
 };
+pub use linked::LinkedIdentity;
 pub use loading_cache::OUTAGE_STALE_LIMIT;
 pub use logout::{Logout, LogoutRequest};
 pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};

@@ -135,11 +135,17 @@ impl IdentityService {
         d.store.reset_lockout(t.row.id, user.id).await?;
         self.revoke_all_sessions(&t, user.id).await?;
         self.audit(&t, kind::RESET_DONE, Some(user.id), meta, json!({}))
-            .await
+            .await?;
+        self.alert(
+            &t,
+            &user.email,
+            super::mail::SecurityChange::PasswordChanged,
+        );
+        Ok(())
     }
 
-    /// Changes the calling person's password (current password required); their other
-    /// sessions end.
+    /// Changes the calling person's password (current password and a recent authentication
+    /// required); their other sessions end and they are told by mail.
     #[tracing::instrument(name = "identity.change_password", level = "debug", skip_all)]
     pub async fn change_password(
         &self,
@@ -164,6 +170,8 @@ impl IdentityService {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(IdentityError::InvalidToken)?;
+        self.require_recent_authentication(caller, &t, user.id)
+            .await?;
         let ok = match &user.password_hash {
             Some(h) => d.hasher.verify(current, h).await?,
             None => d.hasher.verify_dummy(current).await?,
@@ -192,7 +200,13 @@ impl IdentityService {
             }
         }
         self.audit(&t, kind::PASSWORD_CHANGED, Some(user.id), meta, json!({}))
-            .await
+            .await?;
+        self.alert(
+            &t,
+            &user.email,
+            super::mail::SecurityChange::PasswordChanged,
+        );
+        Ok(())
     }
 
     /// Applies the policy (length, email, breached list, no reuse of the last N) and stores

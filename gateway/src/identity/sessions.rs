@@ -104,6 +104,41 @@ impl IdentityService {
         Ok(count)
     }
 
+    /// Ends every session of the calling person except the one they are using; returns how
+    /// many ended.
+    #[tracing::instrument(name = "identity.end_other_sessions", level = "debug", skip_all)]
+    pub async fn end_other_sessions(
+        &self,
+        caller: &Principal,
+        meta: &RequestMeta,
+    ) -> Result<u64, IdentityError> {
+        let user = caller.user_id.ok_or(IdentityError::Forbidden)?;
+        let current = caller.session_id().ok_or(IdentityError::Forbidden)?;
+        let t = self.tenant(&caller.tenant).await?;
+        let now = self.now();
+        let mut ended = 0;
+        for s in self
+            .deps()
+            .store
+            .active_sessions_of_user(t.row.id, user, now)
+            .await?
+        {
+            if s.id != current {
+                self.end_session(&t, s.id, now).await?;
+                ended += 1;
+            }
+        }
+        self.audit(
+            &t,
+            kind::OTHER_SESSIONS_ENDED,
+            Some(user),
+            meta,
+            json!({"sessions": ended}),
+        )
+        .await?;
+        Ok(ended)
+    }
+
     /// Revokes every open session of an account, in the store and on every replica.
     pub(super) async fn revoke_all_sessions(
         &self,

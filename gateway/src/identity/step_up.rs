@@ -15,13 +15,16 @@
 //! session on the revocation channel makes every replica's forward-auth prove it again.
 
 use super::audit::kind;
-use super::levels::{AMR_OTP, AMR_PASSWORD, acr_of, amr_with};
+use super::levels::{
+    ACR_MFA, ACR_PASSWORD, AMR_OTP, AMR_PASSWORD, acr_of, amr_with, has_second_factor,
+};
 use super::mfa::BackupCodes;
+use super::mfa::STEP_UP_FRESHNESS;
 use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::ephemeral::changed_notice;
-use keygate_core::ids::FactorId;
+use keygate_core::ids::{FactorId, UserId};
 use keygate_core::store::User;
 use keygate_core::tenant_settings::MfaPolicy;
 use serde_json::json;
@@ -93,6 +96,34 @@ impl std::fmt::Debug for SteppedUp {
 }
 
 impl IdentityService {
+    /// Refuses a sensitive change to the caller's account (a factor's removal, new backup
+    /// codes, a password change, removing a link) unless they authenticated within
+    /// [`STEP_UP_FRESHNESS`] (a sign-in or a step-up), with a second factor when the account
+    /// has a confirmed one: the proof must be as strong as the account can give.
+    pub(super) async fn require_recent_authentication(
+        &self,
+        p: &Principal,
+        t: &LiveTenant,
+        user: UserId,
+    ) -> Result<(), IdentityError> {
+        let needs_second_factor = !self.confirmed_factors(t, user).await?.is_empty();
+        let fresh = p
+            .auth_time()
+            .is_some_and(|at| self.now() - at <= STEP_UP_FRESHNESS);
+        if fresh && (!needs_second_factor || has_second_factor(p.amr())) {
+            return Ok(());
+        }
+        Err(IdentityError::StepUpRequired {
+            max_age: STEP_UP_FRESHNESS.num_seconds().unsigned_abs(),
+            acr: if needs_second_factor {
+                ACR_MFA
+            } else {
+                ACR_PASSWORD
+            },
+            tenant: t.name().to_owned(),
+        })
+    }
+
     /// What the caller can step up with.
     pub async fn step_up_offer(&self, p: &Principal) -> Result<StepUpOffer, IdentityError> {
         let (t, user) = self.person_of(p).await?;

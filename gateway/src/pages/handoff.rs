@@ -8,28 +8,22 @@
 //! app host: GET /.keygate/callback?code         → child cookie (app host), nonce cleared → 302 rd
 //! ```
 
-use super::{Page, Pages, PagesState, checked_rd, query_param};
+use super::account::ACCOUNT;
+use super::{Pages, PagesState, checked_rd, query_param};
 use crate::error::ApiError;
 use crate::identity::{HandoffTarget, IdentityError, LiveTenant, nonce_hash};
 use crate::meta::Meta;
 use crate::return_url::{
     authority, handoff_callback_url, handoff_start_url, needs_handoff, signin_url,
 };
-use crate::tenant_path::TenantName;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use keygate_core::crypto::random::random_token;
-use minijinja::context;
 
 /// How long a browser may take to sign in before the app host's nonce cookie is gone.
 const NONCE_MAX_AGE: cookie::time::Duration = cookie::time::Duration::minutes(15);
-
-pub(super) const ACCOUNT: Page = Page {
-    template: "account.html",
-    title: "Your account",
-};
 
 /// The `handoff` parameter of the sign-in page if it is a nonce hash; anything else is dropped.
 pub(super) fn checked_handoff(raw: Option<String>) -> Option<String> {
@@ -186,28 +180,4 @@ pub(super) async fn callback(
     Ok(no_store(
         (jar.add(cookie), Redirect::to(&target)).into_response(),
     ))
-}
-
-/// `GET /t/{tenant}/account`: who is signed in on this browser, with a sign-out button; a
-/// browser that is not signed in is sent to sign in.
-pub(super) async fn account(
-    State(state): Pages,
-    TenantName(name): TenantName,
-    jar: CookieJar,
-) -> Result<Response, ApiError> {
-    let tenant = state.live(&name).await?;
-    let signed_in = match jar.get(state.session_cookie(&tenant).name()) {
-        Some(c) => state
-            .identity
-            .resolve_from_session_cookie(tenant.name(), c.value())
-            .await
-            .ok(),
-        None => None,
-    };
-    let Some(principal) = signed_in else {
-        let signin = signin_url(&state.public_url, tenant.name(), None);
-        return Ok(Redirect::to(&signin).into_response());
-    };
-    let extra = context! { email => principal.email };
-    Ok(ACCOUNT.on(&state, &tenant).fresh(jar, extra).await)
 }

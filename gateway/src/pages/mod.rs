@@ -1,7 +1,8 @@
 //! Server-rendered sign-in pages, usable without JavaScript: sign in (with its second step,
 //! a TOTP or backup code, or the enrolment of a first authenticator where the tenant
 //! requires one), sign up, verify email, forgot / reset password, the emailed unlock of a
-//! locked account, sign out, the account page, step-up (`second_factor`), and the handoff
+//! locked account, sign out, the account page (sessions, factors, backup codes, linked
+//! identities and the password, each with its form), step-up (`second_factor`), and the handoff
 //! path `/.keygate/callback` that gives apps on other hosts their cookie
 //! (`handoff`). Every form carries a CSRF token ([`csrf`]); the session cookie is
 //! `__Host-keygate_session` (Secure, HttpOnly, SameSite=Lax, Path=/), the device cookie
@@ -18,6 +19,8 @@
 //! is shown by `refusal`, the one place a [`FlowError`] becomes a field, a message and a
 //! status.
 
+mod account;
+mod account_actions;
 pub(crate) mod authorize;
 pub mod csrf;
 mod device;
@@ -276,7 +279,11 @@ pub fn router() -> Router<AppState> {
         )
         // POST /login is the JSON sign-in (routes::login); it sends form posts on to /signin with a 307.
         .route("/t/{tenant}/login", get(signin::signin_page))
-        .route("/t/{tenant}/account", get(handoff::account))
+        .route("/t/{tenant}/account", get(account::account))
+        .route(
+            "/t/{tenant}/account/{action}",
+            axum::routing::post(account_actions::submit),
+        )
         .route(crate::return_url::HANDOFF_PATH, get(handoff::callback))
         .route(
             "/t/{tenant}/signup",

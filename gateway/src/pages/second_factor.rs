@@ -310,7 +310,7 @@ fn wants_second_factor(acr_values: &str) -> bool {
 }
 
 /// The person signed in on this browser, if any.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &PagesState,
     tenant: &LiveTenant,
     jar: &CookieJar,

@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/t/{tenant}/accounts/unlock", post(request_unlock))
         .route("/t/{tenant}/accounts/unlock/confirm", post(confirm_unlock))
-        .route("/t/{tenant}/account/password", post(change_password))
+        .route("/t/{tenant}/me/password", post(change_password))
         .route("/t/{tenant}/users/{user}/suspend", post(suspend))
         .route("/t/{tenant}/users/{user}/reactivate", post(reactivate))
         .route("/t/{tenant}/users/{user}", delete(erase))
@@ -233,9 +233,10 @@ async fn confirm_unlock(
     ))
 }
 
-/// Changes the caller's password (current password required); other sessions end.
-#[utoipa::path(post, path = "/t/{tenant}/account/password", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = ChangePassword, security(("bearer" = [])),
-    responses((status = 204, description = "Changed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "wrong_current_password", body = crate::error::Problem, content_type = "application/problem+json"),
+/// Changes the caller's password (current password and a recent authentication required);
+/// other sessions end and the person is told by mail.
+#[utoipa::path(post, path = "/t/{tenant}/me/password", tag = "accounts", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), request_body = ChangePassword, security(("bearer" = [])),
+    responses((status = 204, description = "Changed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "wrong_current_password; step_up_required (body StepUpProblem: no authentication within the last 5 minutes, with a second factor when the account has one)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "password_policy, password_breached, password_reused", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "overloaded: every password-hashing thread is busy and the queue is full (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn change_password(
     State(state): State<AppState>,

@@ -1,10 +1,11 @@
-//! The caller's second factors and step-up: `GET /t/{tenant}/account/mfa`, TOTP enrolment
-//! (`POST …/account/mfa/totp`, `POST …/account/mfa/totp/{factor}/confirm`), renaming and
-//! removal (`PATCH`/`DELETE …/account/mfa/factors/{factor}`; security keys and passkeys are
-//! registered through `routes/webauthn.rs`), backup codes (`POST …/account/mfa/backup-codes`)
-//! and `POST /t/{tenant}/account/step-up`. Removing a confirmed factor and regenerating
+//! The caller's second factors and step-up: `GET /t/{tenant}/me/mfa`, TOTP enrolment
+//! (`POST …/me/mfa/totp`, `POST …/me/mfa/totp/{factor}/confirm`), renaming and
+//! removal (`PATCH`/`DELETE …/me/mfa/factors/{factor}`; security keys and passkeys are
+//! registered through `routes/webauthn.rs`), backup codes (`POST …/me/mfa/backup-codes`)
+//! and `POST /t/{tenant}/me/step-up`. Removing a confirmed factor and regenerating
 //! backup codes need a step-up with a second factor in the last five minutes (403
-//! `step_up_required` with an RFC 9470 challenge otherwise).
+//! `step_up_required` with an RFC 9470 challenge otherwise). Passkeys and security keys are
+//! factors of kind `webauthn`: listed, renamed and removed here like authenticator apps.
 
 use super::extract::{ApiJson, Authenticated, Meta};
 use crate::AppState;
@@ -23,18 +24,15 @@ use serde::{Deserialize, Serialize};
 /// MFA and step-up routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/t/{tenant}/account/mfa", get(status))
-        .route("/t/{tenant}/account/mfa/totp", post(enrol))
+        .route("/t/{tenant}/me/mfa", get(status))
+        .route("/t/{tenant}/me/mfa/totp", post(enrol))
+        .route("/t/{tenant}/me/mfa/totp/{factor}/confirm", post(confirm))
         .route(
-            "/t/{tenant}/account/mfa/totp/{factor}/confirm",
-            post(confirm),
-        )
-        .route(
-            "/t/{tenant}/account/mfa/factors/{factor}",
+            "/t/{tenant}/me/mfa/factors/{factor}",
             delete(remove).patch(rename),
         )
-        .route("/t/{tenant}/account/mfa/backup-codes", post(regenerate))
-        .route("/t/{tenant}/account/step-up", post(step_up))
+        .route("/t/{tenant}/me/mfa/backup-codes", post(regenerate))
+        .route("/t/{tenant}/me/step-up", post(step_up))
 }
 
 /// An authenticator to add: scan `qr_svg` or open `otpauth_uri`, or type `secret`.
@@ -70,7 +68,7 @@ fn factor_id(raw: &str) -> Result<FactorId, ApiError> {
 }
 
 /// The caller's factors and remaining backup codes.
-#[utoipa::path(get, path = "/t/{tenant}/account/mfa", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+#[utoipa::path(get, path = "/t/{tenant}/me/mfa", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
     responses((status = 200, description = "Factors and backup codes", body = MfaStatus), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden (API keys have no factors), network_denied", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn status(
     State(state): State<AppState>,
@@ -89,7 +87,7 @@ pub struct EnrolRequest {
 }
 
 /// Starts enrolling a TOTP authenticator (one per account; an unconfirmed one is replaced).
-#[utoipa::path(post, path = "/t/{tenant}/account/mfa/totp", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = EnrolRequest,
+#[utoipa::path(post, path = "/t/{tenant}/me/mfa/totp", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = EnrolRequest,
     responses((status = 200, description = "The authenticator to add; confirm it with a first code", body = TotpEnrolmentResponse), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "mfa_disabled (the tenant's mfa.policy is off), forbidden", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "factor_exists", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_request, invalid_body", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn enrol(
     State(state): State<AppState>,
@@ -129,7 +127,7 @@ pub struct BackupCodesResponse {
 
 /// Confirms an authenticator with its first code; the first factor of an account comes
 /// with its backup codes.
-#[utoipa::path(post, path = "/t/{tenant}/account/mfa/totp/{factor}/confirm", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("factor" = String, Path, description = "Factor id from the enrolment")), security(("bearer" = [])), request_body = CodeRequest,
+#[utoipa::path(post, path = "/t/{tenant}/me/mfa/totp/{factor}/confirm", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("factor" = String, Path, description = "Factor id from the enrolment")), security(("bearer" = [])), request_body = CodeRequest,
     responses((status = 200, description = "Confirmed", body = BackupCodesResponse), (status = 401, description = "invalid_token, invalid_code", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "factor_exists (already confirmed)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "second_factor_locked (Retry-After)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn confirm(
     State(state): State<AppState>,
@@ -152,8 +150,8 @@ async fn confirm(
 
 /// Removes a factor; a confirmed one needs a recent step-up. Removing the last one removes
 /// the backup codes too.
-#[utoipa::path(delete, path = "/t/{tenant}/account/mfa/factors/{factor}", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("factor" = String, Path, description = "Factor id")), security(("bearer" = [])),
-    responses((status = 204, description = "Removed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "step_up_required (WWW-Authenticate: an RFC 9470 challenge; step up at /t/{tenant}/account/step-up)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/t/{tenant}/me/mfa/factors/{factor}", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("factor" = String, Path, description = "Factor id")), security(("bearer" = [])),
+    responses((status = 204, description = "Removed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "step_up_required: no authentication within the last 5 minutes (with a second factor); the body and WWW-Authenticate carry an RFC 9470 challenge naming the step-up endpoint (the body is a StepUpProblem)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn remove(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -177,7 +175,7 @@ pub struct RenameRequest {
 }
 
 /// Renames a factor (an authenticator app, security key or passkey).
-#[utoipa::path(patch, path = "/t/{tenant}/account/mfa/factors/{factor}", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("factor" = String, Path, description = "Factor id")), security(("bearer" = [])), request_body = RenameRequest,
+#[utoipa::path(patch, path = "/t/{tenant}/me/mfa/factors/{factor}", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), ("factor" = String, Path, description = "Factor id")), security(("bearer" = [])), request_body = RenameRequest,
     responses((status = 204, description = "Renamed"), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_request, invalid_body", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn rename(
     State(state): State<AppState>,
@@ -194,8 +192,8 @@ async fn rename(
 }
 
 /// Replaces the backup codes with a new set; needs a recent step-up.
-#[utoipa::path(post, path = "/t/{tenant}/account/mfa/backup-codes", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
-    responses((status = 200, description = "The new codes (the old ones no longer work)", body = BackupCodesResponse), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "step_up_required (WWW-Authenticate: an RFC 9470 challenge)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "no_second_factor", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/t/{tenant}/me/mfa/backup-codes", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+    responses((status = 200, description = "The new codes (the old ones no longer work)", body = BackupCodesResponse), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "step_up_required: no authentication with a second factor within the last 5 minutes; the body and WWW-Authenticate carry an RFC 9470 challenge naming the step-up endpoint (the body is a StepUpProblem)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "no_second_factor", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn regenerate(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -225,7 +223,7 @@ pub struct StepUpRequest {
     /// The account's password (raises `auth_time`, not the level).
     #[serde(default)]
     pub password: Option<String>,
-    /// An unconfirmed authenticator from `POST /t/{tenant}/account/mfa/totp` that `code`
+    /// An unconfirmed authenticator from `POST /t/{tenant}/me/mfa/totp` that `code`
     /// confirms.
     #[serde(default)]
     pub factor_id: Option<String>,
@@ -240,7 +238,7 @@ impl std::fmt::Debug for StepUpRequest {
 /// Proves the caller again within their session: raises its `auth_time`, `amr` and `acr`
 /// (everywhere at once, forward-auth included) and answers an access token that carries
 /// them. Wrong proofs count towards the second-factor lockout.
-#[utoipa::path(post, path = "/t/{tenant}/account/step-up", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = StepUpRequest,
+#[utoipa::path(post, path = "/t/{tenant}/me/step-up", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = StepUpRequest,
     responses((status = 200, description = "The session is raised", body = SteppedUp), (status = 401, description = "invalid_token, invalid_code, invalid_credentials (wrong password)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden (API keys), mfa_disabled, upstream_step_up_required (no password and no second factor: sign in again through the identity provider), network_denied", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_request (give exactly one of code or password)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "second_factor_locked (Retry-After): 5 failures lock for 5 min, 10 for 30 min, 15 for 2 h; rate_limited (too many attempts from this address)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn step_up(
     State(state): State<AppState>,

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod extract;
+pub mod identities;
 pub mod login;
 pub mod mfa;
 pub mod oauth2;
@@ -26,4 +27,5 @@ pub fn router() -> Router<AppState> {
         .merge(sessions::router())
         .merge(accounts::router())
         .merge(webauthn::router())
+        .merge(identities::router())
 }

@@ -3,9 +3,9 @@
 //! `mfa_token` or session names it, a `ceremony_id`), the second takes the browser's
 //! `PublicKeyCredential` as JSON (binary fields base64url, as `toJSON()` gives them).
 //!
-//! - registration: `POST /t/{tenant}/account/mfa/webauthn`, `…/account/mfa/webauthn/finish`
+//! - registration: `POST /t/{tenant}/me/mfa/webauthn`, `…/me/mfa/webauthn/finish`
 //! - sign-in second factor: `POST /t/{tenant}/login/mfa/webauthn/options`, `…/login/mfa/webauthn`
-//! - step-up: `POST /t/{tenant}/account/step-up/webauthn/options`, `…/account/step-up/webauthn`
+//! - step-up: `POST /t/{tenant}/me/step-up/webauthn/options`, `…/me/step-up/webauthn`
 //! - passkey-only sign-in (tenant `mfa.passkeySignIn`): `POST /t/{tenant}/login/passkey/options`,
 //!   `…/login/passkey`
 
@@ -29,21 +29,18 @@ use serde_json::Value;
 /// WebAuthn routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/t/{tenant}/account/mfa/webauthn", post(register))
-        .route(
-            "/t/{tenant}/account/mfa/webauthn/finish",
-            post(finish_register),
-        )
+        .route("/t/{tenant}/me/mfa/webauthn", post(register))
+        .route("/t/{tenant}/me/mfa/webauthn/finish", post(finish_register))
         .route(
             "/t/{tenant}/login/mfa/webauthn/options",
             post(sign_in_options),
         )
         .route("/t/{tenant}/login/mfa/webauthn", post(sign_in))
         .route(
-            "/t/{tenant}/account/step-up/webauthn/options",
+            "/t/{tenant}/me/step-up/webauthn/options",
             post(step_up_options),
         )
-        .route("/t/{tenant}/account/step-up/webauthn", post(step_up))
+        .route("/t/{tenant}/me/step-up/webauthn", post(step_up))
         .route("/t/{tenant}/login/passkey/options", post(passkey_options))
         .route("/t/{tenant}/login/passkey", post(passkey))
 }
@@ -63,7 +60,7 @@ pub struct RegisterRequest {
 
 /// Starts registering a security key or passkey (user verification required; a
 /// discoverable credential where the authenticator can make one).
-#[utoipa::path(post, path = "/t/{tenant}/account/mfa/webauthn", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = RegisterRequest,
+#[utoipa::path(post, path = "/t/{tenant}/me/mfa/webauthn", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = RegisterRequest,
     responses((status = 200, description = "Options for navigator.credentials.create() and the ceremony_id", body = WebauthnOptions), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "mfa_disabled, forbidden", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_request (label, or ten keys already), invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn register(
     State(state): State<AppState>,
@@ -100,7 +97,7 @@ pub struct RegisteredResponse {
 }
 
 /// Finishes a registration: the key becomes a second factor of the account.
-#[utoipa::path(post, path = "/t/{tenant}/account/mfa/webauthn/finish", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = FinishRegisterRequest,
+#[utoipa::path(post, path = "/t/{tenant}/me/mfa/webauthn/finish", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = FinishRegisterRequest,
     responses((status = 200, description = "Registered", body = RegisteredResponse), (status = 401, description = "invalid_token, invalid_ceremony (unknown, used or expired), invalid_webauthn_response (another origin or challenge, no user verification, a bad attestation)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "factor_exists (this credential is registered already)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_request (not a PublicKeyCredential), invalid_body", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn finish_register(
     State(state): State<AppState>,
@@ -190,7 +187,7 @@ async fn sign_in(
 }
 
 /// Options for a step-up with a registered key (one pending per session).
-#[utoipa::path(post, path = "/t/{tenant}/account/step-up/webauthn/options", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
+#[utoipa::path(post, path = "/t/{tenant}/me/step-up/webauthn/options", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])),
     responses((status = 200, description = "Options for navigator.credentials.get()", body = WebauthnOptions), (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden (API keys), mfa_disabled", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "no_second_factor", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn step_up_options(
     State(state): State<AppState>,
@@ -217,7 +214,7 @@ impl std::fmt::Debug for StepUpAssertion {
 
 /// Raises the caller's session with a security key or passkey: `auth_time` now, `amr`
 /// gains `hwk`/`swk` and `user`, `acr` becomes `urn:keygate:acr:phr`.
-#[utoipa::path(post, path = "/t/{tenant}/account/step-up/webauthn", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = StepUpAssertion,
+#[utoipa::path(post, path = "/t/{tenant}/me/step-up/webauthn", tag = "mfa", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = StepUpAssertion,
     responses((status = 200, description = "The session is raised", body = SteppedUp), (status = 401, description = "invalid_token, invalid_ceremony, invalid_webauthn_response", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden, mfa_disabled, network_denied", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid_request, invalid_body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "second_factor_locked (Retry-After), rate_limited", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn step_up(
     State(state): State<AppState>,

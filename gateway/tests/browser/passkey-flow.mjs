@@ -49,12 +49,12 @@ try {
     const login = await post(`/t/${tenant}/login`, { email, password });
     if (login.status !== 200) return { step: 'login', login };
     const token = login.body.access_token;
-    const begun = await post(`/t/${tenant}/account/mfa/webauthn`, { label: 'Chromium' }, token);
+    const begun = await post(`/t/${tenant}/me/mfa/webauthn`, { label: 'Chromium' }, token);
     if (begun.status !== 200) return { step: 'options', begun };
     const created = await navigator.credentials.create({
       publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(begun.body.options.publicKey),
     });
-    const done = await post(`/t/${tenant}/account/mfa/webauthn/finish`,
+    const done = await post(`/t/${tenant}/me/mfa/webauthn/finish`,
       { ceremony_id: begun.body.ceremony_id, credential: created.toJSON() }, token);
     if (done.status !== 200) return { step: 'finish', done };
     // Passkey alone: the options name no credential; the authenticator finds its own.

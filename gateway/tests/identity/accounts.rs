@@ -126,7 +126,7 @@ async fn reset_and_verification_tokens_are_single_use_and_expire(pool: sqlx::PgP
     let access = login2["access_token"].as_str().unwrap();
     let change = |current: &str, new: &str| {
         env.http
-            .post(format!("{}/t/acme/account/password", env.url))
+            .post(format!("{}/t/acme/me/password", env.url))
             .bearer_auth(access)
             .json(&json!({"current_password": current, "new_password": new}))
             .send()

@@ -194,7 +194,7 @@ async fn bad_input_gets_documented_4xx_never_5xx(pool: sqlx::PgPool) {
         let (got, c) = code(post_raw(path, ct, body).await.unwrap()).await;
         assert_eq!((got, c.as_str()), (status, expected), "{path} {ct}");
     }
-    for path in ["/t/acme/userinfo", "/t/acme/sessions"] {
+    for path in ["/t/acme/userinfo", "/t/acme/me/sessions"] {
         let r = env
             .http
             .get(format!("{}{path}", env.url))

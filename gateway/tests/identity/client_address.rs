@@ -240,7 +240,7 @@ async fn page_flows_record_the_client_address_and_request_id(pool: sqlx::PgPool)
     // The session records the address and the browser.
     let list: Value = env
         .http
-        .get(format!("{}/t/acme/sessions", env.url))
+        .get(format!("{}/t/acme/me/sessions", env.url))
         .header("cookie", &session)
         .send()
         .await

@@ -137,7 +137,7 @@ async fn a_shared_domain_cookie_signs_in_every_host_under_it_and_sign_out_clears
     // The JSON API reads it as well.
     assert_eq!(
         env.http
-            .get(format!("{}/t/acme/sessions", env.url))
+            .get(format!("{}/t/acme/me/sessions", env.url))
             .header("cookie", &cookie)
             .send()
             .await

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 const SESSION: &str = "__Host-keygate_session";
 
-fn oidc(issuer: &str, ca: Option<&str>) -> ProviderSettings {
+pub(crate) fn oidc(issuer: &str, ca: Option<&str>) -> ProviderSettings {
     ProviderSettings {
         display_name: "Sign in with Corp".into(),
         protocol: Protocol::Oidc(OidcProtocol {
@@ -37,7 +37,7 @@ fn oidc(issuer: &str, ca: Option<&str>) -> ProviderSettings {
 }
 
 /// Stores a provider as the operator would: its settings, its client secret sealed to its row.
-async fn provider(env: &Env, tenant: &Tenant, name: &str, settings: ProviderSettings) {
+pub(crate) async fn provider(env: &Env, tenant: &Tenant, name: &str, settings: ProviderSettings) {
     let kind = match settings.protocol {
         Protocol::Oidc(_) => IdpKind::Oidc,
         Protocol::Google(_) => IdpKind::Google,

@@ -24,6 +24,7 @@ mod handoff;
 mod hashing;
 mod janitor;
 mod mail;
+mod me;
 mod metadata;
 mod metrics;
 mod mfa;

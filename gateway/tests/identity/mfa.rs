@@ -17,7 +17,7 @@ const ACR_MFA: &str = "urn:keygate:acr:mfa";
 const APP: &str = "https://app.test";
 
 /// The TOTP code of base32 `secret` at `at`, from pyotp.
-fn code_at(secret: &str, at: DateTime<Utc>) -> String {
+pub(crate) fn code_at(secret: &str, at: DateTime<Utc>) -> String {
     let out = std::process::Command::new(python())
         .args([
             "-c",
@@ -35,7 +35,7 @@ fn code_at(secret: &str, at: DateTime<Utc>) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-async fn post(env: &Env, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(env: &Env, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
     let r = env
         .http
         .post(format!("{}{path}", env.url))
@@ -49,7 +49,7 @@ async fn post(env: &Env, path: &str, bearer: &str, body: Value) -> (StatusCode, 
 }
 
 /// A tenant `acme` with `extra` in its spec and Ada in it.
-async fn tenant(pool: sqlx::PgPool, extra: Value) -> Env {
+pub(crate) async fn tenant(pool: sqlx::PgPool, extra: Value) -> Env {
     let env = env(pool).await;
     let mut spec = json!({ "redirects": { "allowedOrigins": [APP] } });
     if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
@@ -63,8 +63,8 @@ async fn tenant(pool: sqlx::PgPool, extra: Value) -> Env {
 }
 
 /// Ada enrols an authenticator with a password-only token: (base32 secret, backup codes).
-async fn enrol(env: &Env, token: &str) -> (String, Vec<String>) {
-    let (s, e) = post(env, "/t/acme/account/mfa/totp", token, json!({})).await;
+pub(crate) async fn enrol(env: &Env, token: &str) -> (String, Vec<String>) {
+    let (s, e) = post(env, "/t/acme/me/mfa/totp", token, json!({})).await;
     assert_eq!(s, StatusCode::OK, "{e}");
     assert!(
         e["otpauth_uri"]
@@ -75,7 +75,7 @@ async fn enrol(env: &Env, token: &str) -> (String, Vec<String>) {
     assert!(e["qr_svg"].as_str().unwrap().contains("<svg"));
     let secret = e["secret"].as_str().unwrap().to_owned();
     let factor = e["factor_id"].as_str().unwrap();
-    let path = format!("/t/acme/account/mfa/totp/{factor}/confirm");
+    let path = format!("/t/acme/me/mfa/totp/{factor}/confirm");
     let (s, wrong) = post(env, &path, token, json!({"code": "000000"})).await;
     assert_eq!(
         (s, wrong["code"].as_str()),
@@ -90,7 +90,7 @@ async fn enrol(env: &Env, token: &str) -> (String, Vec<String>) {
 }
 
 /// A password-only sign-in's access token (before any factor).
-async fn password_token(env: &Env) -> String {
+pub(crate) async fn password_token(env: &Env) -> String {
     let (s, body) = env.login("acme", "ada@example.com", PASSWORD).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
@@ -207,10 +207,7 @@ async fn a_backup_code_works_once(pool: sqlx::PgPool) {
         (StatusCode::UNAUTHORIZED, Some("invalid_code"))
     );
     let (s, status) = env
-        .get(
-            "/t/acme/account/mfa",
-            done["access_token"].as_str().unwrap(),
-        )
+        .get("/t/acme/me/mfa", done["access_token"].as_str().unwrap())
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(status["backup_codes_remaining"], 9);
@@ -298,7 +295,7 @@ async fn step_up_failures_lock_on_the_schedule(pool: sqlx::PgPool) {
     for failure in 1..=15i64 {
         let (s, body) = post(
             &env,
-            "/t/acme/account/step-up",
+            "/t/acme/me/step-up",
             &token,
             json!({"code": "000000"}),
         )
@@ -318,7 +315,7 @@ async fn step_up_failures_lock_on_the_schedule(pool: sqlx::PgPool) {
         // Locked: even the right code is not looked at, and does not count.
         let r = env
             .http
-            .post(format!("{}/t/acme/account/step-up", env.url))
+            .post(format!("{}/t/acme/me/step-up", env.url))
             .bearer_auth(&token)
             .json(&json!({"code": code_at(&secret, env.clock.now())}))
             .send()
@@ -344,7 +341,7 @@ async fn step_up_failures_lock_on_the_schedule(pool: sqlx::PgPool) {
     // Past the last lock, the right code steps up and clears the count.
     let (s, done) = post(
         &env,
-        "/t/acme/account/step-up",
+        "/t/acme/me/step-up",
         &token,
         json!({"code": code_at(&secret, env.clock.now())}),
     )
@@ -352,7 +349,7 @@ async fn step_up_failures_lock_on_the_schedule(pool: sqlx::PgPool) {
     assert_eq!(s, StatusCode::OK, "{done}");
     let (s, body) = post(
         &env,
-        "/t/acme/account/step-up",
+        "/t/acme/me/step-up",
         &token,
         json!({"code": "000000"}),
     )
@@ -372,9 +369,9 @@ async fn removing_a_factor_needs_a_fresh_step_up(pool: sqlx::PgPool) {
     let env = tenant(pool, json!({})).await;
     let token = password_token(&env).await;
     let (secret, _) = enrol(&env, &token).await;
-    let (_, status) = env.get("/t/acme/account/mfa", &token).await;
+    let (_, status) = env.get("/t/acme/me/mfa", &token).await;
     let factor = status["factors"][0]["id"].as_str().unwrap().to_owned();
-    let path = format!("/t/acme/account/mfa/factors/{factor}");
+    let path = format!("/t/acme/me/mfa/factors/{factor}");
     let r = env
         .http
         .delete(format!("{}{path}", env.url))
@@ -389,14 +386,14 @@ async fn removing_a_factor_needs_a_fresh_step_up(pool: sqlx::PgPool) {
         "{challenge_header}"
     );
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "step_up_required");
-    let (s, _) = post(&env, "/t/acme/account/mfa/backup-codes", &token, json!({})).await;
+    let (s, _) = post(&env, "/t/acme/me/mfa/backup-codes", &token, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "regenerating codes needs it too");
 
     // A step-up with a code raises the session; its new token may remove the factor.
     env.clock.advance(Duration::seconds(30));
     let (s, stepped) = post(
         &env,
-        "/t/acme/account/step-up",
+        "/t/acme/me/step-up",
         &token,
         json!({"code": code_at(&secret, env.clock.now())}),
     )
@@ -404,7 +401,7 @@ async fn removing_a_factor_needs_a_fresh_step_up(pool: sqlx::PgPool) {
     assert_eq!(s, StatusCode::OK, "{stepped}");
     assert_eq!(stepped["acr"], ACR_MFA);
     let raised = stepped["access_token"].as_str().unwrap();
-    let (s, fresh) = post(&env, "/t/acme/account/mfa/backup-codes", raised, json!({})).await;
+    let (s, fresh) = post(&env, "/t/acme/me/mfa/backup-codes", raised, json!({})).await;
     assert_eq!(
         (s, fresh["backup_codes"].as_array().map(Vec::len)),
         (StatusCode::OK, Some(10))
@@ -420,7 +417,7 @@ async fn removing_a_factor_needs_a_fresh_step_up(pool: sqlx::PgPool) {
     // No factor left: the password alone signs in again, and no backup code remains.
     let (s, _) = env.login("acme", "ada@example.com", PASSWORD).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, status) = env.get("/t/acme/account/mfa", raised).await;
+    let (_, status) = env.get("/t/acme/me/mfa", raised).await;
     assert_eq!(status["backup_codes_remaining"], 0);
 }
 

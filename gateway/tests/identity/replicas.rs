@@ -54,7 +54,7 @@ async fn a_revocation_reaches_a_replica_redis_did_not_tell(pool: sqlx::PgPool) {
 
     let r = a
         .http
-        .delete(format!("{}/t/acme/sessions/{sid}", a.url))
+        .delete(format!("{}/t/acme/me/sessions/{sid}", a.url))
         .bearer_auth(&token)
         .send()
         .await

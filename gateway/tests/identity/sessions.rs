@@ -41,7 +41,7 @@ async fn browser_sessions_use_a_host_cookie_and_refuse_cross_site_changes(pool: 
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let r = env
         .http
-        .get(format!("{}/t/acme/sessions", env.url))
+        .get(format!("{}/t/acme/me/sessions", env.url))
         .header("cookie", &cookie)
         .send()
         .await
@@ -50,7 +50,7 @@ async fn browser_sessions_use_a_host_cookie_and_refuse_cross_site_changes(pool: 
     let post = |origin: Option<&str>| {
         let mut req = env
             .http
-            .post(format!("{}/t/acme/sessions/logout-all", env.url))
+            .post(format!("{}/t/acme/me/sessions/logout-all", env.url))
             .header("cookie", &cookie);
         if let Some(o) = origin {
             req = req.header("origin", o);
@@ -65,7 +65,7 @@ async fn browser_sessions_use_a_host_cookie_and_refuse_cross_site_changes(pool: 
     assert_eq!(post(Some(&env.url)).await.unwrap().status(), StatusCode::OK);
     let r = env
         .http
-        .get(format!("{}/t/acme/sessions", env.url))
+        .get(format!("{}/t/acme/me/sessions", env.url))
         .header("cookie", &cookie)
         .send()
         .await
@@ -89,7 +89,7 @@ async fn another_persons_session_and_tokens_are_out_of_reach(pool: sqlx::PgPool)
     let amy_sid = amy["session_id"].as_str().unwrap();
     let r = env
         .http
-        .delete(format!("{}/t/acme/sessions/{amy_sid}", env.url))
+        .delete(format!("{}/t/acme/me/sessions/{amy_sid}", env.url))
         .bearer_auth(ben_token)
         .send()
         .await
@@ -306,7 +306,7 @@ async fn a_hot_record_miss_falls_back_to_the_ledger_and_a_revoke_deletes_it(pool
     let sid = body["session_id"].as_str().unwrap();
     let r = env
         .http
-        .delete(format!("{}/t/acme/sessions/{sid}", env.url))
+        .delete(format!("{}/t/acme/me/sessions/{sid}", env.url))
         .bearer_auth(body["access_token"].as_str().unwrap())
         .send()
         .await

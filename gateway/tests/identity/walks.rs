@@ -108,7 +108,7 @@ async fn full_walk_sign_up_to_logout_all(pool: sqlx::PgPool) {
     let (_, login) = env.login("walk", email, PASSWORD).await;
     let access = login["access_token"].as_str().unwrap().to_owned();
     let sid = login["session_id"].as_str().unwrap().to_owned();
-    let (s, list) = env.get("/t/walk/sessions", &access).await;
+    let (s, list) = env.get("/t/walk/me/sessions", &access).await;
     assert_eq!(s, StatusCode::OK);
     assert!(
         list["sessions"]
@@ -119,7 +119,7 @@ async fn full_walk_sign_up_to_logout_all(pool: sqlx::PgPool) {
     );
     let r = env
         .http
-        .delete(format!("{}/t/walk/sessions/{sid}", env.url))
+        .delete(format!("{}/t/walk/me/sessions/{sid}", env.url))
         .bearer_auth(&access)
         .send()
         .await
@@ -135,7 +135,7 @@ async fn full_walk_sign_up_to_logout_all(pool: sqlx::PgPool) {
     let (_, b) = env.login("walk", email, PASSWORD).await;
     let (s, out) = env
         .form(
-            "/t/walk/sessions/logout-all",
+            "/t/walk/me/sessions/logout-all",
             &[],
             a["access_token"].as_str(),
         )

@@ -64,7 +64,7 @@ struct Registered {
 async fn register(env: &Env, token: &str, key: &mut SoftToken) -> (Registered, Value) {
     let (s, begun) = post(
         env,
-        "/t/acme/account/mfa/webauthn",
+        "/t/acme/me/mfa/webauthn",
         Some(token),
         json!({"label": "Blue key"}),
     )
@@ -85,7 +85,7 @@ async fn register(env: &Env, token: &str, key: &mut SoftToken) -> (Registered, V
     let credential_id = credential.id.clone();
     let (s, done) = post(
         env,
-        "/t/acme/account/mfa/webauthn/finish",
+        "/t/acme/me/mfa/webauthn/finish",
         Some(token),
         json!({"ceremony_id": begun["ceremony_id"], "credential": credential}),
     )
@@ -157,7 +157,7 @@ async fn a_security_key_signs_in_as_a_phishing_resistant_second_factor(pool: sql
     // A copy of the key as it is now: a clone made before the key is used.
     let clone_bytes = key.to_cbor().unwrap();
 
-    let (_, status) = env.get("/t/acme/account/mfa", &token).await;
+    let (_, status) = env.get("/t/acme/me/mfa", &token).await;
     assert_eq!(status["enabled"], true);
     assert_eq!(status["factors"][0]["kind"], "webauthn");
     assert_eq!(status["factors"][0]["label"], "Blue key");
@@ -233,7 +233,7 @@ async fn a_security_key_signs_in_as_a_phishing_resistant_second_factor(pool: sql
     let fresh_token = body["access_token"].as_str().unwrap();
 
     // Rename, then remove: a fresh step-up is needed, and the sign-in just now is one.
-    let path = format!("/t/acme/account/mfa/factors/{}", reg.factor_id);
+    let path = format!("/t/acme/me/mfa/factors/{}", reg.factor_id);
     let r = env
         .http
         .patch(format!("{}{path}", env.url))
@@ -243,7 +243,7 @@ async fn a_security_key_signs_in_as_a_phishing_resistant_second_factor(pool: sql
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (_, status) = env.get("/t/acme/account/mfa", &token).await;
+    let (_, status) = env.get("/t/acme/me/mfa", &token).await;
     assert_eq!(status["factors"][0]["label"], "Office key");
     assert!(status["factors"][0]["last_used_at"].is_string(), "{status}");
     let delete = |bearer: String| {
@@ -414,7 +414,7 @@ async fn a_route_with_mfa_admits_the_person_after_a_passkey_step_up(pool: sqlx::
 
     let (s, begun) = post(
         &env,
-        "/t/acme/account/step-up/webauthn/options",
+        "/t/acme/me/step-up/webauthn/options",
         Some(&token),
         json!({}),
     )
@@ -424,7 +424,7 @@ async fn a_route_with_mfa_admits_the_person_after_a_passkey_step_up(pool: sqlx::
     let elsewhere = assert_with(&mut key, "https://login.auth.test", &begun["options"]);
     let (s, _) = post(
         &env,
-        "/t/acme/account/step-up/webauthn",
+        "/t/acme/me/step-up/webauthn",
         Some(&token),
         json!({ "credential": elsewhere }),
     )
@@ -434,7 +434,7 @@ async fn a_route_with_mfa_admits_the_person_after_a_passkey_step_up(pool: sqlx::
 
     let (_, begun) = post(
         &env,
-        "/t/acme/account/step-up/webauthn/options",
+        "/t/acme/me/step-up/webauthn/options",
         Some(&token),
         json!({}),
     )
@@ -442,7 +442,7 @@ async fn a_route_with_mfa_admits_the_person_after_a_passkey_step_up(pool: sqlx::
     let credential = assert_with(&mut key, PUBLIC, &begun["options"]);
     let (s, stepped) = post(
         &env,
-        "/t/acme/account/step-up/webauthn",
+        "/t/acme/me/step-up/webauthn",
         Some(&token),
         json!({ "credential": credential }),
     )

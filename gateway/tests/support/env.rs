@@ -715,10 +715,10 @@ impl Env {
         (status, set_cookies, r.text().await.unwrap())
     }
 
-    /// `GET /t/{tenant}/sessions` with only the session cookie `value`.
+    /// `GET /t/{tenant}/me/sessions` with only the session cookie `value`.
     pub async fn with_cookie(&self, tenant: &str, value: &str) -> StatusCode {
         self.http
-            .get(format!("{}/t/{tenant}/sessions", self.url))
+            .get(format!("{}/t/{tenant}/me/sessions", self.url))
             .header("cookie", format!("__Host-keygate_session={value}"))
             .send()
             .await
