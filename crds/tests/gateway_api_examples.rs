@@ -245,8 +245,9 @@ fn every_folder_points_at_the_ports_and_paths_keygate_serves() {
         all_refs += refs.len();
         for (at, port) in &refs {
             // gRPC ext_authz: Envoy Gateway's `extAuth.grpc`, kgateway's GatewayExtension,
-            // Contour's ExtensionService; everything else is HTTP.
-            let grpc = at.contains("grpc") || at.starts_with("ExtensionService");
+            // Istio's `envoyExtAuthzGrpc`, Contour's ExtensionService; everything else is HTTP.
+            let grpc =
+                at.to_ascii_lowercase().contains("grpc") || at.starts_with("ExtensionService");
             let expected = if grpc { grpc_port } else { http_port };
             assert_eq!(*port, expected, "{folder}: {at} names port {port}");
         }
@@ -329,17 +330,37 @@ fn vendor_resources_carry_requirements_where_their_proxy_reads_them() {
             .unwrap()
             .starts_with("tenant=acme&")
     );
-    // Istio: the AuthorizationPolicy's provider is one the mesh config defines.
+    // Istio: a gRPC and an HTTP provider in the mesh config, neither failing open; the
+    // AuthorizationPolicy names the gRPC one, whose requirements keygate takes by host from
+    // the chart values beside the manifests (Istio sends no context extensions).
     let mesh = &find("istio", "ConfigMap")[0]["data"]["mesh"];
+    let providers = mesh["extensionProviders"].as_array().unwrap();
+    for kind in ["envoyExtAuthzGrpc", "envoyExtAuthzHttp"] {
+        let p = providers
+            .iter()
+            .find(|p| p[kind].is_object())
+            .unwrap_or_else(|| panic!("istio: no {kind} provider"));
+        assert_eq!(p[kind]["failOpen"], false, "{kind}");
+        assert_eq!(p[kind]["service"], SERVICE_HOST, "{kind}");
+    }
     let policy = &find("istio", "AuthorizationPolicy")[0];
     assert_eq!(policy["spec"]["action"], "CUSTOM");
-    let provider = mesh["extensionProviders"]
-        .as_array()
-        .unwrap()
+    let provider = providers
         .iter()
         .find(|p| p["name"] == policy["spec"]["provider"]["name"])
         .expect("the policy's provider is in the mesh config");
-    assert_eq!(provider["envoyExtAuthzHttp"]["failOpen"], false);
+    assert!(provider["envoyExtAuthzGrpc"].is_object(), "{provider}");
+    let values = fs::read_to_string(examples().join("istio/helm/keygate-values.yaml")).unwrap();
+    let values: Value = serde_saphyr::from_str(&values).unwrap();
+    let hosts = &values["gateway"]["extAuthz"]["hostRequirements"];
+    let hosts_in_policy = &policy["spec"]["rules"][0]["to"][0]["operation"]["hosts"];
+    for host in hosts_in_policy.as_array().unwrap() {
+        let requirements = hosts[host.as_str().unwrap()].as_str();
+        assert!(
+            requirements.is_some_and(|r| r.starts_with("tenant=acme&")),
+            "istio: no requirements for {host} in helm/keygate-values.yaml"
+        );
+    }
     // Traefik: the route's ExtensionRef names the ForwardAuth Middleware, which uses the
     // Traefik dialect (requirements in the query).
     let middleware = &find("traefik", "Middleware")[0];

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 description of the JSON and OAuth endpoints, generated from the handlers'
 //! annotations and served at `/openapi.json`, so integrators and fuzzers (schemathesis) can
-//! use it. A test fails when a route of the identity area or discovery is missing from it.
+//! use it. A test fails when a route of the identity area, discovery or forward-auth's
+//! explain route (`keygate explain`) is missing from it.
 
 use crate::AppState;
 use crate::routes::{accounts, identities, login, mfa, oauth2, sessions, userinfo, webauthn};
@@ -14,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "keygate", description = "Accounts, tokens and sessions of keygate tenants. Errors are RFC 9457 problems with a stable `code`; the OAuth endpoints answer RFC 6749 error JSON."),
+    info(title = "keygate", description = "Accounts, tokens and sessions of keygate tenants, and the explanation of a forward-auth decision. Errors are RFC 9457 problems with a stable `code`; the OAuth endpoints answer RFC 6749 error JSON."),
     paths(
         login::login, login::login_mfa, login::login_mfa_enrol, login::logout,
         mfa::status, mfa::enrol, mfa::confirm, mfa::remove, mfa::rename, mfa::regenerate, mfa::step_up,
@@ -30,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         crate::oidc::metadata, crate::oidc::metadata_relative, crate::oidc::openid_configuration, crate::oidc::jwks,
         crate::pages::authorize::authorize_get, crate::pages::authorize::authorize_post,
         crate::pages::end_session::end_session_get, crate::pages::end_session::end_session_post,
+        crate::forward_auth::explain::explain,
     ),
     components(schemas(crate::error::Problem, crate::error::StepUpProblem, oauth2::OAuthError)),
     modifiers(&BearerAuth, &SharedRejections),

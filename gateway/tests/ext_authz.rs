@@ -288,21 +288,27 @@ async fn envoy_grpc_checks_from_an_independent_client_and_explain_agrees() {
         "keygate_forward_auth_decisions_total{outcome=\"misconfigured\",proxy=\"envoy_grpc\"} 5\n"
     ));
 
-    // Golden: the explain API (what `keygate explain` prints) decides every expressible
-    // case as the live check did.
+    // Golden: the explain API (what `keygate explain` prints) decides every case a request
+    // to it can describe as the live check did: the same reason, status, identity headers
+    // and challenge, and a failed step exactly when the request is denied. The others are
+    // malformed messages or name no requirements of this tenant (explain's path names it).
+    let inexpressible = [
+        "no_attributes",
+        "no_http",
+        "no_requirements",
+        "unknown_tenant",
+        "garbage",
+    ];
     let admin = admin_key(&gw).await;
     let http = client();
+    let mut explained = Vec::new();
     for case in &cases {
         let name = case["name"].as_str().unwrap();
-        if case["no_http"] == true {
-            continue; // not a request explain can describe
+        if inexpressible.contains(&name) {
+            continue;
         }
-        let Some(requirements) = case["context_extensions"]["keygate"].as_str() else {
-            continue;
-        };
-        let Some(extra) = requirements.strip_prefix(&format!("tenant={t}")) else {
-            continue;
-        };
+        let requirements = case["context_extensions"]["keygate"].as_str().unwrap();
+        let extra = requirements.strip_prefix(&format!("tenant={t}")).unwrap();
         let headers = &case["headers"];
         let auth = headers["authorization"]
             .as_str()
@@ -338,17 +344,56 @@ async fn envoy_grpc_checks_from_an_independent_client_and_explain_agrees() {
         assert_eq!(e["reason"], live_reason, "{name}: {e}");
         let live_status = live["status"].as_i64().unwrap_or(200);
         assert_eq!(e["status"], live_status, "{name}: {e}");
-        let steps = e["steps"].as_array().unwrap();
-        assert!(!steps.is_empty(), "{name}: every check is listed");
-        if live_reason == "missing_role" {
-            assert!(
-                steps
-                    .iter()
-                    .any(|s| s["step"] == "role" && s["outcome"] == "fail"),
-                "{e}"
+        assert_eq!(e["allowed"], live["code"] == 0, "{name}: {e}");
+        // What the client (denied) or the upstream (allowed) would have been told.
+        let compared: &[&str] = if live["code"] == 0 {
+            &[
+                "x-auth-request-user",
+                "x-auth-request-email",
+                "x-auth-request-groups",
+                "x-keygate-tenant",
+                "x-keygate-subject",
+            ]
+        } else {
+            &["www-authenticate", "location", "x-keygate-reason"]
+        };
+        for h in compared {
+            assert_eq!(
+                e["headers"][h].as_str().unwrap_or(""),
+                header(live, h),
+                "{name}: {h}: {e}"
             );
         }
+        let steps = e["steps"].as_array().unwrap();
+        assert!(!steps.is_empty(), "{name}: every check is listed");
+        let failed: Vec<&str> = steps
+            .iter()
+            .filter(|s| s["outcome"] == "fail")
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(failed.is_empty(), live["code"] == 0, "{name}: {e}");
+        // The step that decided it.
+        let deciding = match live_reason {
+            "missing_role" => Some("role"),
+            "mfa_required" => Some("mfa"),
+            "method_not_allowed" => Some("method"),
+            "misconfigured" => Some("requirements"),
+            "session_revoked" | "session_invalid" | "token_invalid" | "api_key_invalid" => {
+                Some("identity")
+            }
+            "no_credentials" => Some("credential"),
+            _ => None,
+        };
+        if let Some(step) = deciding {
+            assert!(failed.contains(&step), "{name}: {step} failed: {e}");
+        }
+        explained.push(name);
     }
+    assert_eq!(
+        explained.len() + inexpressible.len(),
+        cases.len(),
+        "every case is explained or named inexpressible: {explained:?}"
+    );
 
     // Only admins may explain.
     let r = http

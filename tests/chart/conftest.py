@@ -76,6 +76,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "rbac": {"aggregateToDefaultRoles": False},
     },
+    # Istio's gRPC provider: requirements by host in the gateway's config file.
+    "ext-authz-host-requirements": {
+        "gateway": {"extAuthz": {"hostRequirements": {"demo.example.com": "tenant=acme&role=orders-reader", "shop.example.com:8443": "tenant=acme"}}},
+    },
     # Everything tuned the way a production values file might.
     "production": {
         "image": {"digest": "sha256:" + "ab" * 32},

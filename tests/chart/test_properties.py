@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from conftest import REPO, Rendering, pod_templates, render, rendering_of, objects_of
 
@@ -574,6 +575,10 @@ def test_grpc_ext_authz_port_is_exposed_or_off():
     assert env["KEYGATE_EXT_AUTHZ_REQUIREMENTS_HEADER"] == "x-keygate-requirements"
     assert [p["port"] for p in custom.get("Service", GATEWAY)["spec"]["ports"] if p["name"] == "grpc"] == [9001]
 
+    # No host defaults: no config file.
+    assert not on.find("ConfigMap", f"{GATEWAY}-config")
+    assert "KEYGATE_CONFIG" not in {e["name"] for e in on.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]["env"]}
+
     off = Rendering("custom", render({"gateway": {"extAuthz": {"enabled": False}}}))
     assert [p["name"] for p in off.get("Service", GATEWAY)["spec"]["ports"]] == ["http"]
     container = off.get("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
@@ -581,3 +586,31 @@ def test_grpc_ext_authz_port_is_exposed_or_off():
     assert {e["name"]: e.get("value") for e in container["env"]}["KEYGATE_EXT_AUTHZ_LISTEN"] == "off"
     ingress = off.get("NetworkPolicy", GATEWAY)["spec"]["ingress"]
     assert all(p["port"] != "grpc" for rule in ingress for p in rule["ports"])
+
+
+def test_grpc_host_requirements_reach_the_gateway_config_file():
+    """gateway.extAuthz.hostRequirements (for proxies that send neither context extensions
+    nor a header, such as Istio's envoyExtAuthzGrpc) become the gateway's config file:
+    a ConfigMap mounted read-only, named by KEYGATE_CONFIG, its checksum on the pods so a
+    change rolls them; the values file of examples/gateway-api/istio renders so."""
+    values = yaml.safe_load((REPO / "examples/gateway-api/istio/helm/keygate-values.yaml").read_text())
+    hosts = values["gateway"]["extAuthz"]["hostRequirements"]
+    assert hosts == {"demo.example.com": "tenant=acme&role=orders-reader"}
+    r = Rendering("istio", render(values))
+    config = yaml.safe_load(r.get("ConfigMap", f"{GATEWAY}-config")["data"]["config.yaml"])
+    assert config == {"ext_authz_host_requirements": hosts}
+    pod = r.get("Deployment", GATEWAY)["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KEYGATE_CONFIG"] == "/etc/keygate/config.yaml"
+    assert {"name": "config", "mountPath": "/etc/keygate", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "config", "configMap": {"name": f"{GATEWAY}-config"}} in pod["spec"]["volumes"]
+    # The Gateway's Envoy pods (in `demo`) may reach the gRPC port.
+    grpc_rule = [rule for rule in r.get("NetworkPolicy", GATEWAY)["spec"]["ingress"] if rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "demo"}}} in grpc_rule[0]["from"]
+    checksum = pod["metadata"]["annotations"]["checksum/config"]
+    other = Rendering("istio2", render({"gateway": {"extAuthz": {"hostRequirements": {"demo.example.com": "tenant=acme"}}}}))
+    assert other.get("Deployment", GATEWAY)["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != checksum
+    # The gRPC service off: nothing reads the defaults, so nothing is rendered.
+    off = Rendering("off", render({"gateway": {"extAuthz": {"enabled": False, "hostRequirements": hosts}}}))
+    assert not off.find("ConfigMap", f"{GATEWAY}-config")

@@ -21,6 +21,8 @@ Names. Kubernetes names are at most 63 characters where they end up in labels or
 {{- define "keygate.gateway.name" -}}{{ include "keygate.fullname" . }}-gateway{{- end -}}
 {{- define "keygate.operator.name" -}}{{ include "keygate.fullname" . }}-operator{{- end -}}
 {{- define "keygate.migrate.name" -}}{{ include "keygate.fullname" . }}-migrate{{- end -}}
+{{- /* "true" when the gateway gets a config file (gateway-config.yaml), else empty. */}}
+{{- define "keygate.gateway.configFile" -}}{{ if and .Values.gateway.extAuthz.enabled .Values.gateway.extAuthz.hostRequirements }}true{{ end }}{{- end -}}
 
 {{- define "keygate.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}

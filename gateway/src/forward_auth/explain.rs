@@ -14,10 +14,10 @@ use super::request;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::IdentityError;
+use crate::routes::extract::ApiJson;
 use crate::tenant_path::TenantName;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What to explain: a route's requirements and the request it would see.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
     /// The route's requirements without `tenant=` (the path names the tenant), e.g.
@@ -50,11 +50,12 @@ pub struct ExplainRequest {
     pub browser: bool,
     /// The client's address, checked against the tenant's network lists.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = "ip", example = "203.0.113.9")]
     pub client_ip: Option<IpAddr>,
 }
 
 /// What the check decided and how.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     /// This evaluation's decision id.
     pub decision_id: String,
@@ -78,18 +79,21 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
         .with_state(Arc::new(state.clone()))
 }
 
+/// Runs one forward-auth check of the tenant against the live gateway with every step
+/// traced (`keygate explain`). Admins only.
+#[utoipa::path(post, path = "/t/{tenant}/forward-auth/explain", tag = "forward-auth", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")), security(("bearer" = [])), request_body = ExplainRequest,
+    responses((status = 200, description = "The decision the proxies would get, with each step (also when the request would be denied)", body = Explanation),
+        (status = 403, description = "forbidden (the caller is not an admin of the tenant: keygate:admin)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_body, invalid_request (a token, cookie or method that cannot be sent in an HTTP header)", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn explain(
     State(state): State<Arc<AppState>>,
     TenantName(tenant): TenantName,
     headers: HeaderMap,
-    body: Result<Json<ExplainRequest>, JsonRejection>,
+    // Read after the caller is known to be an admin: a stranger learns nothing from the body.
+    body: Result<ApiJson<ExplainRequest>, ApiError>,
 ) -> Result<Json<Explanation>, ApiError> {
     admin(&state, &tenant, &headers).await?;
-    let Json(body) = body.map_err(|e| ApiError::Body {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        code: "invalid_body",
-        detail: e.body_text().chars().take(300).collect(),
-    })?;
+    let ApiJson(body) = body?;
     let live = state.identity.tenant(&tenant).await?;
     let mut facts = HeaderMap::new();
     let bad = |what: &str| {

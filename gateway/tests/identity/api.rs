@@ -206,7 +206,7 @@ async fn bad_input_gets_documented_4xx_never_5xx(pool: sqlx::PgPool) {
     }
 }
 
-/// Every `.route(…)` of the identity routers and discovery, read from the source, as (method, path).
+/// Every `.route(…)` of the identity routers, discovery and the explain route, read from the source, as (method, path).
 fn routes_in_source() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files: Vec<_> = std::fs::read_dir(dir.join("routes"))
@@ -217,6 +217,8 @@ fn routes_in_source() -> Vec<(String, String)> {
     // The OpenID Provider's browser endpoints live with the pages.
     files.push(dir.join("pages/authorize.rs"));
     files.push(dir.join("pages/end_session.rs"));
+    // Forward-auth's admin route (what `keygate explain` asks).
+    files.push(dir.join("forward_auth/explain.rs"));
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
