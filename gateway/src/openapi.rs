@@ -3,7 +3,7 @@
 //! use it. A test fails when a route of the identity area or discovery is missing from it.
 
 use crate::AppState;
-use crate::routes::{accounts, login, mfa, oauth2, sessions, userinfo, webauthn};
+use crate::routes::{accounts, consents, login, mfa, oauth2, sessions, userinfo, webauthn};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::path::Operation;
@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
         webauthn::step_up_options, webauthn::step_up, webauthn::passkey_options, webauthn::passkey,
         oauth2::token, oauth2::revoke, oauth2::introspect, oauth2::device_authorization,
         userinfo::userinfo, userinfo::userinfo_post,
-        sessions::list, sessions::revoke, sessions::logout_all,
+        sessions::list, sessions::revoke, sessions::logout_all, consents::list, consents::revoke,
         accounts::sign_up, accounts::verify_email, accounts::resend, accounts::request_reset,
         accounts::confirm_reset, accounts::change_password, accounts::suspend, accounts::reactivate, accounts::erase,
         accounts::invite, accounts::request_unlock, accounts::confirm_unlock,
