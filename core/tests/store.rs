@@ -11,6 +11,8 @@ mod fixtures;
 
 #[path = "store/audit.rs"]
 mod audit;
+#[path = "store/consents.rs"]
+mod consents;
 #[path = "store/isolation.rs"]
 mod isolation;
 #[path = "store/keys.rs"]
@@ -93,6 +95,7 @@ conformance!(
     oauth_clients::client_secrets_rotate_with_grace,
     oauth_clients::client_sessions_revoked_by_client_id,
     oauth_clients::redirect_uris_match_exactly_or_on_any_loopback_port,
+    consents::consent_is_remembered_widened_and_revoked_with_sessions,
 );
 
 #[sqlx::test(migrations = false)]

@@ -141,9 +141,10 @@ pub struct OAuthClientSpec {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub audience: Vec<String>,
-    /// `implicit` (default: a signed-in person goes straight back to the client). `required` is
-    /// accepted but keygate shows no consent page yet, so such a client is refused at
-    /// `/authorize` with `consent_required`.
+    /// `implicit` (default: a signed-in person goes straight back to the client) or
+    /// `required`: a consent page shows the client's display name and the scopes it asks
+    /// for; the approval is remembered per person and client, a new scope asks again, and
+    /// the person can withdraw it (`DELETE /t/{tenant}/me/consents/{clientId}`).
     #[serde(default)]
     pub consent: Consent,
     /// The client's own token lifetimes, to shorten the tenant's; the tenant's apply where unset.
@@ -202,7 +203,7 @@ pub enum Consent {
     /// No consent page.
     #[default]
     Implicit,
-    /// Refused at `/authorize` (`consent_required`) until keygate has a consent page.
+    /// A consent page, remembered per person, client and scopes.
     Required,
 }
 

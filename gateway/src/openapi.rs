@@ -4,7 +4,7 @@
 //! explain route (`keygate explain`) is missing from it.
 
 use crate::AppState;
-use crate::routes::{accounts, identities, login, mfa, oauth2, sessions, userinfo, webauthn};
+use crate::routes::{accounts, consents, identities, login, mfa, oauth2, sessions, userinfo, webauthn};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::path::Operation;
@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         userinfo::userinfo, userinfo::userinfo_post,
         sessions::list, sessions::revoke, sessions::logout_all, sessions::end_others,
         identities::list, identities::unlink,
+        consents::list, consents::revoke,
         accounts::sign_up, accounts::verify_email, accounts::resend, accounts::request_reset,
         accounts::confirm_reset, accounts::change_password, accounts::suspend, accounts::reactivate, accounts::erase,
         accounts::invite, accounts::request_unlock, accounts::confirm_unlock,

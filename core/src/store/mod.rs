@@ -4,7 +4,7 @@
 //! ```text
 //!             ┌──────────── Store (all capabilities + migrate/ping) ────────────┐
 //!  operator → TenantStore  IdpStore  RoleStore  ApiKeyStore  OAuthClientStore  SigningKeyStore
-//!  gateway  → UserStore  CredentialStore  IdentityLinkStore  SessionStore
+//!  gateway  → UserStore  CredentialStore  IdentityLinkStore  SessionStore  ConsentStore
 //!             RefreshTokenStore  MfaStore  OneTimeTokenStore  LockoutStore  AuditLog
 //!             └── PgStore (postgres://) ──┬── SqliteStore (sqlite:) ──────────────┘
 //!                                         └ one SQL text for both: sql/*.rs macros
@@ -59,6 +59,7 @@ pub trait Store:
     + RoleStore
     + ApiKeyStore
     + OAuthClientStore
+    + ConsentStore
     + SigningKeyStore
     + SessionStore
     + RefreshTokenStore

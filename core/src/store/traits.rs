@@ -331,6 +331,45 @@ pub trait OAuthClientStore {
     ) -> Result<Vec<SessionId>, StoreError>;
 }
 
+/// What people approved for clients that ask for consent (the consent page's memory).
+#[async_trait]
+pub trait ConsentStore {
+    /// The consent `user` gave `client_id`, if any.
+    async fn consent(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+    ) -> Result<Option<Consent>, StoreError>;
+    /// Records an approval of `scopes`: added to the scopes approved before; `granted_at`
+    /// moves to `now` when a scope is new. `NotFound` if the person or client is not in
+    /// this tenant.
+    async fn grant_consent(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+        scopes: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Consent, StoreError>;
+    /// The person's consents, most recently granted first, at most [`LIST_MAX`].
+    async fn consents_of_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<Consent>, StoreError>;
+    /// Withdraws a consent and, in the same transaction, revokes every open session (and
+    /// so refresh family) of the person issued to that client. Answers whether a consent
+    /// was forgotten and the revoked sessions' ids, for the revocation set of every replica.
+    async fn revoke_consent(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, Vec<SessionId>), StoreError>;
+}
+
 /// Token-signing keys (private part sealed).
 #[async_trait]
 pub trait SigningKeyStore {

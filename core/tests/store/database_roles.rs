@@ -317,6 +317,7 @@ pub async fn every_table_is_granted_to_its_role(owner: PgPool) {
         ("oauth_client_secrets", "keygate_operator", DML),
         ("oauth_clients", "keygate_gateway", "SELECT"),
         ("oauth_clients", "keygate_operator", DML),
+        ("oauth_consents", "keygate_gateway", DML),
         ("one_time_tokens", "keygate_gateway", DML),
         ("password_history", "keygate_gateway", DML),
         ("refresh_tokens", "keygate_gateway", DML),

@@ -41,6 +41,12 @@ pub(crate) mod kind {
     pub const TOKEN_ISSUED: &str = "oauth.token_issued";
     pub const CODE_REUSE: &str = "oauth.code_reuse_detected";
     pub const DEVICE_DECIDED: &str = "oauth.device_decided";
+    /// A person approved a client's scopes on the consent page.
+    pub const CONSENT_GRANTED: &str = "oauth.consent_granted";
+    /// A person denied a client on the consent page.
+    pub const CONSENT_DENIED: &str = "oauth.consent_denied";
+    /// A person withdrew a consent (and the client's sessions of theirs were revoked).
+    pub const CONSENT_REVOKED: &str = "oauth.consent_revoked";
     /// An upstream identity was linked to the account (first sign-in, or claimed).
     pub const IDENTITY_LINKED: &str = "account.identity_linked";
     /// The person removed an upstream identity's link from their account.

@@ -10,7 +10,7 @@
 
 use super::audit::kind;
 use super::metrics::Grant;
-use super::person_grant::PersonGrant;
+use super::person_grant::{IssuedTokens, PersonGrant};
 use super::relying_party::{ClientCredentials, GrantType, RelyingParty};
 use super::session_cookie::cookie_hash;
 use super::signin::admit_network;
@@ -65,7 +65,7 @@ pub struct AuthorizationRequest {
 }
 
 /// The `prompt` values (OpenID Connect Core §3.1.2.1).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prompt {
     /// Show nothing; fail if the person would have to act.
     pub none: bool,
@@ -75,8 +75,8 @@ pub struct Prompt {
     pub consent: bool,
 }
 
-/// A checked authorization request.
-#[derive(Clone, Debug)]
+/// A checked authorization request (kept in the ephemeral store while the consent page waits).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Authorization {
     /// The registered client.
     pub client_id: String,
@@ -122,6 +122,12 @@ pub enum AuthorizeRefusal {
     NoRedirect(&'static str),
     /// Tell the client at its redirect URI.
     ToClient(AuthorizationError),
+    /// The address or the client is over its `/authorize` budget: a page (429 with
+    /// `Retry-After`), not a redirect, so a flood is not bounced onto the client.
+    RateLimited {
+        /// When the window ends.
+        retry_after: Duration,
+    },
 }
 
 /// What the browser's sign-in state means for a request.
@@ -144,6 +150,20 @@ impl Authorization {
             error,
             description: description.into(),
         })
+    }
+
+    /// Every scope must be one `person` may be granted (an OpenID Connect standard scope or
+    /// a permission they hold), else `invalid_scope`.
+    pub(super) fn check_grantable(&self, person: &Principal) -> Result<(), AuthorizeRefusal> {
+        if self
+            .scope
+            .split_whitespace()
+            .all(|s| super::scopes::grantable(s, &person.permissions))
+        {
+            Ok(())
+        } else {
+            Err(self.refuse("invalid_scope", "a scope is not one this person may grant"))
+        }
     }
 
     /// Whether the person behind `session` (the browser's session, if any) must sign in
@@ -217,32 +237,6 @@ fn bounded(v: Option<&String>) -> Result<Option<String>, &'static str> {
     }
 }
 
-/// Tokens issued at the token endpoint (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
-#[derive(Clone, PartialEq, Eq)]
-pub struct IssuedTokens {
-    /// The RFC 9068 JWT.
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    /// Opaque refresh token, when the client may use the refresh grant.
-    pub refresh_token: Option<String>,
-    /// Granted scopes.
-    pub scope: String,
-    /// The ID token, when `openid` was granted.
-    pub id_token: Option<String>,
-}
-
-impl std::fmt::Debug for IssuedTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedTokens")
-            .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
-}
-
 impl IdentityService {
     /// Checks an authorization request of tenant `tenant` before anyone signs in: a
     /// registered client and redirect URI (else nothing is redirected), then `code` as the
@@ -313,10 +307,9 @@ impl IdentityService {
         }
         if let Err(e) = self.limit_oauth(t, &client.client_id, meta).await {
             return Err(match e {
-                IdentityError::RateLimited { .. } => auth.refuse(
-                    "temporarily_unavailable",
-                    "too many requests; try again shortly",
-                ),
+                IdentityError::RateLimited { retry_after } => {
+                    AuthorizeRefusal::RateLimited { retry_after }
+                }
                 _ => auth.refuse("temporarily_unavailable", "try again shortly"),
             });
         }
@@ -330,14 +323,6 @@ impl IdentityService {
             return Err(auth.refuse(
                 "unauthorized_client",
                 "this client may not use the authorization code grant",
-            ));
-        }
-        // No consent page exists yet: a client that requires one gets no code rather than
-        // tokens nobody approved (docs/decisions.md, "OpenID Provider").
-        if client.consent_required {
-            return Err(auth.refuse(
-                "consent_required",
-                "this client requires a consent page, which this installation does not offer",
             ));
         }
         auth.scope = client
@@ -407,7 +392,7 @@ impl IdentityService {
     }
 
     /// Counts one `/authorize` or `/token` request against the per-address and per-client
-    /// budgets.
+    /// budgets (a request refused by the first does not count against the second).
     pub(super) async fn limit_oauth(
         &self,
         t: &LiveTenant,
@@ -451,13 +436,7 @@ impl IdentityService {
         else {
             return Err(auth.refuse("login_required", "no signed-in person"));
         };
-        for s in auth.scope.split_whitespace() {
-            if !super::scopes::grantable(s, &person.permissions) {
-                return Err(
-                    auth.refuse("invalid_scope", "a scope is not one this person may grant")
-                );
-            }
-        }
+        auth.check_grantable(person)?;
         let code = random_token().map_err(|e| unavailable(e.into()))?;
         let pending = PendingCode {
             tenant_id: t.row.id,

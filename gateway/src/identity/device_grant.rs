@@ -319,6 +319,7 @@ impl IdentityService {
         let t = self.tenant(tenant).await?;
         admit_network(&t, meta)?;
         let client = self.authenticate_relying_party(&t, credentials).await?;
+        self.limit_oauth(&t, &client.client_id, meta).await?;
         if !client.allows(GrantType::DeviceCode) {
             return Err(IdentityError::UnauthorizedClient);
         }

@@ -27,6 +27,7 @@ mod challenge;
 mod client_grant;
 mod client_tokens;
 mod clients;
+mod consent;
 mod device;
 mod device_grant;
 mod error;
@@ -70,10 +71,11 @@ mod webauthn;
 pub use authenticator::{AuthError, Authenticator, CredentialKind, Identity};
 pub use authorization::{
     AUTHORIZATION_CODE_TTL, Authorization, AuthorizationError, AuthorizationRequest,
-    AuthorizeRefusal, IssuedTokens, Prompt, SignInNeeded,
+    AuthorizeRefusal, Prompt, SignInNeeded,
 };
 pub use challenge::{CHALLENGE_TTL, SecondFactorChallenge, SignInOutcome};
 pub use clients::{AuthenticatedClient, ClientCredentials, RegisteredClient};
+pub use consent::{CONSENT_TICKET_TTL, ConsentInfo, ConsentNeeded, ConsentPrompt};
 pub use device::{DEVICE_FAILURE_BUDGET, DEVICE_LOCK, DEVICE_TOKEN_TTL};
 pub use device_grant::{
     DEVICE_CODE_TTL, DEVICE_POLL_INTERVAL, DeviceAuthorization, DevicePoll, PendingDevice,
@@ -96,6 +98,7 @@ pub use logout::{Logout, LogoutRequest};
 pub use mailer::{Email, MailError, Mailer, MemoryMailer, NoMailer, SmtpMailer};
 pub use mfa::{BACKUP_CODE_COUNT, BackupCodes, FactorInfo, MfaStatus, STEP_UP_FRESHNESS};
 pub use password::BreachedList;
+pub use person_grant::IssuedTokens;
 pub use principal::{ADMIN_GROUP, ADMIN_PERMISSION, ADMIN_ROLE, Credential, Principal};
 pub use relying_party::GrantType;
 pub use signer::PublishedKeys;

@@ -9,10 +9,36 @@ use super::metrics::Grant;
 use super::relying_party::{GrantType, RelyingParty};
 use super::signin::SessionGrant;
 use super::tenants::LiveTenant;
-use super::{IdentityError, IdentityService, IssuedTokens, RequestMeta};
+use super::{IdentityError, IdentityService, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::ids::{SessionId, UserId};
 use serde_json::json;
+
+/// Tokens issued at the token endpoint (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedTokens {
+    /// The RFC 9068 JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque refresh token, when the client may use the refresh grant.
+    pub refresh_token: Option<String>,
+    /// Granted scopes.
+    pub scope: String,
+    /// The ID token, when `openid` was granted.
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the person authorized, and how they had signed in.
 pub(super) struct PersonGrant {

@@ -71,26 +71,48 @@ impl RelyingParty {
         Ok(granted.join(" "))
     }
 
-    /// Access-token lifetime for this client's tokens: its own when shorter than the
-    /// tenant's, never longer (revocations are remembered for the tenant's lifetime only).
+    /// Access-token lifetime for this client's tokens ([`access_token_ttl`]).
     pub fn access_token_ttl(&self, t: &LiveTenant) -> Duration {
-        let tenant = t.settings.access_token_ttl();
-        self.record
-            .lifetimes
-            .access_token
-            .map_or(tenant, |own| own.min(tenant))
+        access_token_ttl(t, Some(&self.record))
     }
 
-    /// The `aud` of this client's access tokens: the tenant's, plus the client's own.
+    /// The `aud` of this client's access tokens ([`audience`]).
     pub fn audience(&self, t: &LiveTenant) -> Vec<String> {
-        let mut aud = t.audience.clone();
-        for a in &self.record.audience {
-            if !aud.contains(a) {
-                aud.push(a.clone());
-            }
-        }
-        aud
+        audience(t, Some(&self.record))
     }
+}
+
+// The rules below are the one place a registered client's overrides are read, so a token
+// minted by a refresh follows the same ones as the grant that opened its family. `None` is
+// keygate's built-in client, which has the tenant's.
+
+/// Access-token lifetime for a client's tokens: its own when shorter than the tenant's,
+/// never longer (revocations are remembered for the tenant's lifetime only).
+pub(super) fn access_token_ttl(t: &LiveTenant, client: Option<&OAuthClient>) -> Duration {
+    let tenant = t.settings.access_token_ttl();
+    client
+        .and_then(|c| c.lifetimes.access_token)
+        .map_or(tenant, |own| own.min(tenant))
+}
+
+/// The `aud` of a client's access tokens: the tenant's, plus the client's own.
+pub(super) fn audience(t: &LiveTenant, client: Option<&OAuthClient>) -> Vec<String> {
+    let mut aud = t.audience.clone();
+    for a in client.map(|c| c.audience.as_slice()).unwrap_or_default() {
+        if !aud.contains(a) {
+            aud.push(a.clone());
+        }
+    }
+    aud
+}
+
+/// Absolute lifetime of a client's refresh tokens (its session): its own when shorter than
+/// the tenant's refresh lifetime, never longer.
+pub(super) fn refresh_absolute_ttl(t: &LiveTenant, client: Option<&OAuthClient>) -> Duration {
+    let tenant = t.settings.refresh_absolute_ttl();
+    client
+        .and_then(|c| c.lifetimes.refresh_token)
+        .map_or(tenant, |own| own.min(tenant))
 }
 
 impl IdentityService {
@@ -142,6 +164,21 @@ impl IdentityService {
         credentials: Option<&ClientCredentials>,
         meta: &super::RequestMeta,
     ) -> Result<super::TokenSet, IdentityError> {
+        // A registered client's refreshes count against the OAuth budgets like its other
+        // token requests. Keygate's own client is not counted: its refreshes are people's
+        // JSON sign-in sessions, which a whole organisation behind one address shares.
+        let named = credentials.and_then(|c| {
+            c.basic
+                .as_ref()
+                .map(|(id, _)| id.as_str())
+                .or(c.client_id.as_deref())
+        });
+        if let Some(client_id) =
+            named.filter(|c| !c.is_empty() && *c != super::scopes::DEFAULT_CLIENT_ID)
+        {
+            let t = self.tenant(tenant).await?;
+            self.limit_oauth(&t, client_id, meta).await?;
+        }
         match credentials {
             Some(c) if c.basic.is_some() || c.client_secret.is_some() => {
                 let client = self.authenticate_client(tenant, c).await?;

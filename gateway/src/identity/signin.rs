@@ -424,9 +424,12 @@ impl IdentityService {
                 t.settings.session_absolute_lifetime(),
             )
         } else {
+            // A registered client's own (shorter) refresh lifetime bounds the family: every
+            // token rotated from it expires with the session.
+            let client = self.registered_client(t, Some(&grant.client_id)).await?;
             (
                 t.settings.refresh_idle_ttl(),
-                t.settings.refresh_absolute_ttl(),
+                super::relying_party::refresh_absolute_ttl(t, client.registration()),
             )
         };
         let absolute_expires_at = now + chrono_duration(absolute);
@@ -538,16 +541,10 @@ impl IdentityService {
         permissions: &[String],
     ) -> Result<(String, u64), IdentityError> {
         let mut claims = self.person_claims(t, user, session, client_id, scope, roles, permissions);
-        // A client may shorten the tenant's lifetime, never lengthen it: revocations are
-        // remembered for the tenant's lifetime only.
-        let ttl = self
-            .registered_client(t, Some(client_id))
-            .await?
-            .registration()
-            .and_then(|c| c.lifetimes.access_token)
-            .map_or(t.settings.access_token_ttl(), |own| {
-                own.min(t.settings.access_token_ttl())
-            });
+        // The client's overrides, as its first grant applied them (a refresh mints here).
+        let client = self.registered_client(t, Some(client_id)).await?;
+        let ttl = super::relying_party::access_token_ttl(t, client.registration());
+        claims.aud = super::relying_party::audience(t, client.registration());
         claims.exp = claims.iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         Ok((
             tokens::mint(&self.inner.signer, t, &claims).await?,

@@ -2,13 +2,15 @@
 //! as OpenID Connect Core §3.1.2.1 asks): checks the request with the identity service,
 //! sends a browser without a fitting session through keygate's own sign-in page (which
 //! returns here), and answers the client at its registered redirect URI with a code or an
-//! error (with `iss`, RFC 9207). A request whose client or redirect URI cannot be trusted is
-//! answered with a page, never a redirect.
+//! error (with `iss`, RFC 9207), through the consent page (`consent`) when the person has
+//! not approved what the client asks. A request whose client or redirect URI cannot be
+//! trusted, or that is over its rate limit, is answered with a page, never a redirect.
 
 use super::{Page, Pages, PagesState, query_param};
 use crate::error::ApiError;
 use crate::identity::{
-    AuthorizationError, AuthorizationRequest, AuthorizeRefusal, LiveTenant, SignInNeeded,
+    Authorization, AuthorizationError, AuthorizationRequest, AuthorizeRefusal, ConsentNeeded,
+    LiveTenant, Principal, RequestMeta, SignInNeeded,
 };
 use crate::meta::Meta;
 use crate::return_url::signin_url;
@@ -90,7 +92,9 @@ impl From<&AuthorizeParams> for AuthorizationRequest {
 /// Authorization endpoint: a code at the client's redirect URI, or a sign-in first.
 #[utoipa::path(get, path = "/t/{tenant}/authorize", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)"), AuthorizeParams),
     responses((status = 302, description = "To the client's redirect URI with `code`, `state` and `iss` (or `error`), or to the sign-in page, which returns here"),
+        (status = 200, description = "An HTML page: the consent page, when the person has not approved these scopes for this client (or `prompt=consent`); it posts to `/t/{tenant}/authorize/consent`"),
         (status = 400, description = "An HTML page: the client is not registered or the redirect URI is not one of its own (never redirected)"),
+        (status = 429, description = "An HTML page with `Retry-After`: the address or the client is over its `/authorize` budget (never redirected)"),
         (status = 404, description = "tenant_not_found", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn authorize_get(
     state: Pages,
@@ -107,7 +111,7 @@ pub(crate) async fn authorize_get(
 /// The same request as a form post.
 #[utoipa::path(post, path = "/t/{tenant}/authorize", tag = "oauth2", params(("tenant" = String, Path, description = "Tenant name (its URL segment)")),
     request_body(content = AuthorizeParams, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 302, description = "As for GET"), (status = 400, description = "An HTML page, as for GET")))]
+    responses((status = 302, description = "As for GET"), (status = 200, description = "The consent page, as for GET"), (status = 400, description = "An HTML page, as for GET"), (status = 429, description = "An HTML page with `Retry-After`, as for GET")))]
 pub(crate) async fn authorize_post(
     state: Pages,
     name: TenantName,
@@ -196,9 +200,28 @@ async fn authorize(
     let Some(person) = person else {
         return Ok(to_sign_in(&state, &tenant, &params, None, false));
     };
+    match state.identity.consent_needed(&tenant, &auth, &person).await {
+        Ok(ConsentNeeded::No) => {}
+        Ok(ConsentNeeded::Ask) => {
+            return Ok(super::consent::ask(&state, &tenant, jar, &auth, &person).await);
+        }
+        Err(refusal) => return Ok(refused(&state, &tenant, refusal)),
+    }
+    Ok(issue_and_return(&state, &tenant, &auth, &person, &meta).await)
+}
+
+/// Issues the code of `auth` for `person` and sends the browser back to the client with it
+/// (`code`, `state`, `iss`), or with the refusal.
+pub(super) async fn issue_and_return(
+    state: &PagesState,
+    tenant: &LiveTenant,
+    auth: &Authorization,
+    person: &Principal,
+    meta: &RequestMeta,
+) -> Response {
     match state
         .identity
-        .issue_authorization_code(&name, &auth, &person, &meta)
+        .issue_authorization_code(tenant.name(), auth, person, meta)
         .await
     {
         Ok(code) => {
@@ -211,12 +234,12 @@ async fn authorize(
                 }
                 pairs.append_pair("iss", &tenant.issuer);
             }
-            Ok(match answer {
+            match answer {
                 Some(u) => no_store(Redirect::to(u.as_str()).into_response()),
                 None => ApiError::Unavailable.into_response(),
-            })
+            }
         }
-        Err(refusal) => Ok(refused(&state, &tenant, refusal)),
+        Err(refusal) => refused(state, tenant, refusal),
     }
 }
 
@@ -286,10 +309,25 @@ fn to_sign_in(
     no_store(Redirect::to(&target).into_response())
 }
 
-/// A refusal: a page when nothing can be trusted, else the client's redirect URI with
-/// `error`, `error_description`, `state` and `iss`.
-fn refused(state: &PagesState, tenant: &LiveTenant, refusal: AuthorizeRefusal) -> Response {
+/// A refusal: a page when nothing can be trusted or the request is over its rate limit,
+/// else the client's redirect URI with `error`, `error_description`, `state` and `iss`.
+pub(super) fn refused(
+    state: &PagesState,
+    tenant: &LiveTenant,
+    refusal: AuthorizeRefusal,
+) -> Response {
     match refusal {
+        AuthorizeRefusal::RateLimited { retry_after } => {
+            let mut page = REFUSED.on(state, tenant).message(
+                "Too many requests",
+                "Too many sign-in requests came from your network or for this application. Wait a minute and try again.",
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+            );
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
+            no_store(page)
+        }
         AuthorizeRefusal::NoRedirect(text) => {
             REFUSED
                 .on(state, tenant)

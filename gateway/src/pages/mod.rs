@@ -22,6 +22,7 @@
 mod account;
 mod account_actions;
 pub(crate) mod authorize;
+mod consent;
 pub mod csrf;
 mod device;
 pub(crate) mod end_session;
@@ -83,6 +84,7 @@ impl Templates {
                 include_str!("templates/backup_codes.html"),
             ),
             ("device.html", include_str!("templates/device.html")),
+            ("consent.html", include_str!("templates/consent.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // Covered by the page tests; a broken template renders as a 500 with this logged.
@@ -269,6 +271,7 @@ macro_rules! form {
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(authorize::router())
+        .merge(consent::router())
         .merge(end_session::router())
         .merge(device::router())
         .route("/assets/keygate.css", get(theme::stylesheet))

@@ -5,6 +5,7 @@
 //! [`IdentityService`]: crate::identity::IdentityService
 
 pub mod accounts;
+pub mod consents;
 pub mod extract;
 pub mod identities;
 pub mod login;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(oauth2::router())
         .merge(userinfo::router())
         .merge(sessions::router())
+        .merge(consents::router())
         .merge(accounts::router())
         .merge(webauthn::router())
         .merge(identities::router())

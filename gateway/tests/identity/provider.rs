@@ -260,14 +260,41 @@ async fn clients_are_held_to_consent_rate_limits_and_grants(pool: sqlx::PgPool) 
         )
     };
 
-    // A client that requires consent gets no code: no consent page exists.
-    let r = env.http.get(authorize("portal", "")).send().await.unwrap();
+    // A client that requires consent: a signed-in person who has not approved it gets the
+    // consent page, naming the client and the scopes; prompt=none cannot ask.
+    env.user(&t.row, "ada@example.com").await;
+    let (_, cookie) = env.browser_login("acme", "ada@example.com").await;
+    let cookie = format!("__Host-keygate_session={cookie}");
+    let r = env
+        .http
+        .get(authorize("portal", "&prompt=none"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     let (_, q) = location(&r).expect("a redirect to the client");
     assert_eq!(param(&q, "error"), Some("consent_required"));
     assert_eq!(param(&q, "state"), Some("s1"));
     assert_eq!(
         param(&q, "iss"),
         Some(format!("{}/t/acme", env.url).as_str())
+    );
+    let r = env
+        .http
+        .get(authorize("portal", ""))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Portal") && html.contains("<code>openid</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("action=\"/t/acme/authorize/consent\""),
+        "{html}"
     );
 
     // An unknown client gets a page, never a redirect.
@@ -355,4 +382,331 @@ async fn clients_are_held_to_consent_rate_limits_and_grants(pool: sqlx::PgPool) 
         .await;
     assert_eq!(posted.0, StatusCode::UNAUTHORIZED, "{}", posted.1);
     assert_eq!(posted.1["error"], "invalid_client");
+}
+
+/// A PKCE verifier and its S256 challenge.
+const VERIFIER: &str = "keygate-test-verifier-0123456789-abcdefghijkl";
+const CHALLENGE: &str = "MypwXCytIPa74jVpagKlHMm2xd6mj4cDkFevzTF96G0";
+const CALLBACK: &str = "http://127.0.0.1:4000/callback";
+
+/// A public client of `tenant` with the code and refresh grants, redirecting to [`REDIRECT`].
+fn public_client(tenant: keygate_core::ids::TenantId, client_id: &str) -> OAuthClientUpsert {
+    OAuthClientUpsert {
+        tenant_id: tenant,
+        owner_uid: format!("{client_id}-uid"),
+        client_id: client_id.into(),
+        display_name: client_id.into(),
+        client_type: ClientType::Public,
+        token_endpoint_auth_method: ClientAuthMethod::None,
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        allowed_scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        audience: vec![],
+        consent: ConsentMode::Implicit,
+        lifetimes: ClientLifetimes::default(),
+        generation: 1,
+    }
+}
+
+/// `/t/acme/authorize` for `client` with PKCE ([`CHALLENGE`]) and `extra` parameters.
+fn authorize_url(env: &Env, client: &str, extra: &str) -> String {
+    format!(
+        "{}/t/acme/authorize?response_type=code&client_id={client}&redirect_uri={}&state=s1&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+        env.url,
+        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_relying_party_gets_a_code_only_after_the_person_consents(pool: sqlx::PgPool) {
+    for dep in ["openid-client", "playwright-core"] {
+        assert!(
+            client_dir().join("node_modules").join(dep).exists(),
+            "{dep} is missing: run `npm ci` in gateway/tests/oauth-client (scripts/test does)"
+        );
+    }
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    let user = env.user(&t.row, "ada@example.com").await;
+    env.store
+        .upsert_oauth_client(&OAuthClientUpsert {
+            display_name: "Portal of Acme".into(),
+            consent: ConsentMode::Required,
+            ..public_client(t.row.id, "portal")
+        })
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new("node")
+        .arg(client_dir().join("consent-flow.mjs"))
+        .env("KG_ISSUER", format!("{}/t/acme", env.url))
+        .env("KG_CLIENT", "portal")
+        .env("KG_CLIENT_NAME", "Portal of Acme")
+        .env(
+            "KG_REDIRECT_URI",
+            format!("http://127.0.0.1:{port}/callback"),
+        )
+        .env("KG_EMAIL", "ada@example.com")
+        .env("KG_PASSWORD", PASSWORD)
+        .current_dir(client_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut listed = Value::Null;
+    let results = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["waiting"] == "revoke" {
+                listed = withdraw_consent(&env, "portal").await;
+                stdin.write_all(b"go\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            } else if v.get("results").is_some() {
+                return Some(v["results"].clone());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the relying party finished within 120 s");
+    let Some(r) = results else {
+        let mut err = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err)
+            .await
+            .unwrap();
+        panic!("the relying party failed:\n{err}");
+    };
+
+    let page = |scopes: &[&str]| json!({"names_client": true, "scopes": scopes});
+    assert_eq!(
+        r["deny"],
+        json!({"page": page(&["openid", "email"]), "error": "access_denied", "state_ok": true})
+    );
+    assert_eq!(
+        r["approve"],
+        json!({"page": page(&["openid", "email"]), "sub": user.to_string(),
+            "email": "ada@example.com", "scope": "openid email"})
+    );
+    assert_eq!(r["remembered"], json!({"page": null, "has_code": true}));
+    assert_eq!(
+        r["new_scope"],
+        json!({"page": page(&["openid", "email", "profile"]), "has_code": true})
+    );
+    assert_eq!(
+        r["prompt_consent"],
+        json!({"page": page(&["openid"]), "has_code": true})
+    );
+    assert_eq!(listed["client_id"], "portal");
+    assert_eq!(listed["display_name"], "Portal of Acme");
+    assert_eq!(listed["scopes"], json!(["openid", "email", "profile"]));
+    assert_eq!(r["refresh_after_revoke"], "invalid_grant");
+    assert_eq!(r["prompt_none_after_revoke"], "consent_required");
+    assert_eq!(
+        r["page_after_revoke"],
+        json!({"page": page(&["openid"]), "has_code": true})
+    );
+    let kinds = env.audit_kinds(&t.row).await;
+    for kind in [
+        "oauth.consent_denied",
+        "oauth.consent_granted",
+        "oauth.consent_revoked",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+}
+
+/// As the person (a token of keygate's own sign-in): lists the consents, withdraws the one
+/// to `client`, and checks that it is gone and cannot be withdrawn twice. Returns what the
+/// list said of `client` before.
+async fn withdraw_consent(env: &Env, client: &str) -> Value {
+    let (status, login) = env.login("acme", "ada@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (status, list) = env.get("/t/acme/me/consents", &token).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let entry = list["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == client)
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(entry["granted_at"].is_string(), "{list}");
+    let delete = || async {
+        env.http
+            .delete(format!("{}/t/acme/me/consents/{client}", env.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(delete().await, StatusCode::NO_CONTENT);
+    assert_eq!(delete().await, StatusCode::NOT_FOUND);
+    let (_, list) = env.get("/t/acme/me/consents", &token).await;
+    assert_eq!(list["consents"], json!([]));
+    let anonymous = env
+        .http
+        .get(format!("{}/t/acme/me/consents", env.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    entry
+}
+
+#[sqlx::test(migrations = false)]
+async fn refreshed_tokens_keep_the_clients_audience_and_lifetimes(pool: sqlx::PgPool) {
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    env.user(&t.row, "ada@example.com").await;
+    env.store
+        .upsert_oauth_client(&OAuthClientUpsert {
+            audience: vec!["https://ledger.example".into()],
+            lifetimes: ClientLifetimes {
+                access_token: Some(Duration::from_secs(120)),
+                id_token: None,
+                refresh_token: Some(Duration::from_secs(600)),
+            },
+            ..public_client(t.row.id, "ledger")
+        })
+        .await
+        .unwrap();
+    let (_, cookie) = env.browser_login("acme", "ada@example.com").await;
+    let r = env
+        .http
+        .get(authorize_url(&env, "ledger", "&scope=openid"))
+        .header("cookie", format!("__Host-keygate_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let (_, q) = location(&r).expect("a redirect with the code");
+    let code = param(&q, "code").expect("a code").to_owned();
+    let (status, first) = env
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CALLBACK),
+                ("code_verifier", VERIFIER),
+                ("client_id", "ledger"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let rules = |claims: &Value| {
+        (
+            claims["aud"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a == "https://ledger.example")),
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        )
+    };
+    let token = first["access_token"].as_str().unwrap();
+    let claims = verify_independently(&env.url, "acme", token).await;
+    assert_eq!(rules(&claims), (true, 120), "{claims}");
+
+    // A refresh mints by the same rules as the code grant did.
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let (status, second) = env
+        .refresh_as("acme", refresh, &[("client_id", "ledger")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["expires_in"], 120);
+    let token = second["access_token"].as_str().unwrap();
+    let claims = verify_independently(&env.url, "acme", token).await;
+    assert_eq!(rules(&claims), (true, 120), "{claims}");
+
+    // The client's 10-minute refresh lifetime ends the family, long before the tenant's.
+    env.clock.advance(chrono::Duration::seconds(300));
+    let refresh = second["refresh_token"].as_str().unwrap();
+    let (status, third) = env
+        .refresh_as("acme", refresh, &[("client_id", "ledger")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    env.clock.advance(chrono::Duration::seconds(301));
+    let refresh = third["refresh_token"].as_str().unwrap();
+    let (status, refused) = env
+        .refresh_as("acme", refresh, &[("client_id", "ledger")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"], "invalid_grant");
+}
+
+#[sqlx::test(migrations = false)]
+async fn authorize_and_refresh_answer_429_past_the_per_client_and_per_address_budgets(
+    pool: sqlx::PgPool,
+) {
+    let env = env_with_limits(
+        pool,
+        keygate_gateway::identity::RateLimits {
+            sign_in_per_ip: 1000,
+            oauth_per_ip: 5,
+            oauth_per_client: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    for client in ["spa", "portal"] {
+        env.store
+            .upsert_oauth_client(&public_client(t.row.id, client))
+            .await
+            .unwrap();
+    }
+    let shared = &env;
+    let get = |client: &'static str| {
+        let url = authorize_url(shared, client, "");
+        async move { shared.http.get(url).send().await.unwrap() }
+    };
+    // Three requests naming the spa pass (to the sign-in page); the fourth is over the
+    // client's budget: a page with Retry-After, never a redirect to the client.
+    for _ in 0..3 {
+        assert_eq!(get("spa").await.status(), StatusCode::SEE_OTHER);
+    }
+    let over = get("spa").await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.headers().get("location").is_none());
+    let retry: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(over.text().await.unwrap().contains("Too many requests"));
+    // Another client still has budget; this address has five requests a window in all.
+    assert_eq!(get("portal").await.status(), StatusCode::SEE_OTHER);
+    let over = get("portal").await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.headers().get("location").is_none());
+    // The token endpoint counts refreshes too: OAuth error JSON, 429, Retry-After.
+    let r = env
+        .http
+        .post(format!("{}/t/acme/oauth2/token", env.url))
+        .form_pairs(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "not-a-token"),
+            ("client_id", "portal"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "slow_down", "{body}");
 }

@@ -337,3 +337,31 @@ pub struct NewClientSecret {
     /// SHA-256 of the raw secret.
     pub hash: Vec<u8>,
 }
+
+/// What a person approved for a client with `consent: required` on the consent page: the
+/// union of the scopes of every approval, so a request within them skips the page.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Consent {
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// The person.
+    pub user_id: crate::ids::UserId,
+    /// The client's `client_id`.
+    pub client_id: String,
+    /// The client's display name (read with the consent, for the person's list).
+    pub display_name: String,
+    /// Every scope approved, in the order first approved.
+    #[sqlx(json)]
+    pub scopes: Vec<String>,
+    /// When the person last approved a scope not approved before.
+    pub granted_at: DateTime<Utc>,
+}
+
+impl Consent {
+    /// Whether every scope of `scope` (space-separated) was approved.
+    pub fn covers(&self, scope: &str) -> bool {
+        scope
+            .split_whitespace()
+            .all(|s| self.scopes.iter().any(|a| a == s))
+    }
+}

@@ -16,6 +16,7 @@
 
 pub(super) mod api_keys;
 pub(super) mod audit;
+pub(super) mod consents;
 pub(super) mod idps;
 pub(super) mod mfa;
 pub(super) mod oauth_clients;
@@ -207,6 +208,7 @@ macro_rules! impl_store {
         $crate::store::sql::roles::role_store!($store, $db);
         $crate::store::sql::api_keys::api_key_store!($store, $db);
         $crate::store::sql::oauth_clients::oauth_client_store!($store, $db);
+        $crate::store::sql::consents::consent_store!($store, $db);
         $crate::store::sql::signing_keys::signing_key_store!($store, $db);
         $crate::store::sql::sessions::session_store!($store, $db);
         $crate::store::sql::sessions::refresh_token_store!($store, $db);
