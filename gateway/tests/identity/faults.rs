@@ -141,7 +141,7 @@ async fn redis_down_sign_in_refresh_and_revocations_keep_working(pool: sqlx::PgP
     assert_eq!(userinfo(&b, token).await, StatusCode::OK);
     let r = a
         .http
-        .delete(format!("{}/t/acme/sessions/{sid}", a.url))
+        .delete(format!("{}/t/acme/me/sessions/{sid}", a.url))
         .bearer_auth(token)
         .send()
         .await
