@@ -33,6 +33,8 @@ pub struct Verdict {
     pub id: DecisionId,
     /// The tenant the requirements named, when it was found.
     pub tenant: Option<Arc<LiveTenant>>,
+    /// The kind of credential presented (a [`super::metrics::CREDENTIALS`] label).
+    pub credential: &'static str,
     /// Let through, or why not.
     pub result: Result<Allowed, Denial>,
 }
@@ -129,13 +131,23 @@ pub struct Input<'a> {
 
 /// One check; counts nothing and logs only misconfigurations (see [`record`]).
 pub async fn run(state: &AppState, input: &Input<'_>, trace: &mut Trace) -> Verdict {
-    let mut tenant = None;
-    let result = authorize(state, input, trace, &mut tenant).await;
+    let mut found = Found {
+        tenant: None,
+        credential: "none",
+    };
+    let result = authorize(state, input, trace, &mut found).await;
     Verdict {
         id: DecisionId::next(),
-        tenant,
+        tenant: found.tenant,
+        credential: found.credential,
         result,
     }
+}
+
+/// What a check learnt on the way, whether or not it allowed.
+struct Found {
+    tenant: Option<Arc<LiveTenant>>,
+    credential: &'static str,
 }
 
 /// Counts a live decision by proxy, outcome and reason, and logs it: denials at INFO with
@@ -143,7 +155,7 @@ pub async fn run(state: &AppState, input: &Input<'_>, trace: &mut Trace) -> Verd
 /// at DEBUG.
 pub fn record(fa: &ForwardAuthState, proxy: request::Proxy, verdict: &Verdict) {
     let reason = verdict.reason();
-    fa.metrics.reason(reason);
+    fa.metrics.reason(reason, verdict.credential);
     let tenant = verdict.tenant.as_ref().map_or("", |t| t.name());
     match &verdict.result {
         Ok(allowed) => {
@@ -173,7 +185,7 @@ async fn authorize(
     state: &AppState,
     input: &Input<'_>,
     trace: &mut Trace,
-    found: &mut Option<Arc<LiveTenant>>,
+    found: &mut Found,
 ) -> Result<Allowed, Denial> {
     let fa = &state.forward_auth;
     let raw = input.requirements;
@@ -197,7 +209,7 @@ async fn authorize(
         }
     };
     trace.note("tenant", Outcome::Pass, || tenant.name().to_owned());
-    *found = Some(tenant.clone());
+    found.tenant = Some(tenant.clone());
     // Before the credential is looked at; the address is worked out only for a tenant with
     // network lists, so the common check does not pay for it.
     let network = &tenant.settings.network;
@@ -231,6 +243,7 @@ async fn authorize(
             Reason::NoCredentials,
         ));
     };
+    found.credential = credential.label();
     trace.note(
         "credential",
         if credential == Credential::Malformed {

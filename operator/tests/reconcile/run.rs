@@ -1,5 +1,6 @@
 //! `keygate_operator::run` with the manifest-folder source: it reconciles, counts in the
-//! registry it was given (not a process-wide one), serves that registry on `/metrics`,
+//! registry it was given (not a process-wide one), serves that registry on `/metrics` (every
+//! series the operations page names for the operator moves, a failing database included),
 //! writes `status.yaml` under the data folder, and returns when shutdown resolves.
 
 use super::*;
@@ -35,12 +36,13 @@ async fn folder_config(
     dir: &std::path::Path,
     registry: &prometheus::Registry,
     redis_url: Option<keygate_core::config::Secret>,
-) -> (RunConfig, Arc<dyn Store>) {
+) -> (RunConfig, Arc<dyn Store>, sqlx::SqlitePool) {
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.join("keygate.db").display());
     let store = SqliteStore::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
+    let pool = store.pool().clone();
     let store: Arc<dyn Store> = Arc::new(store);
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port().await).parse().unwrap();
     let config = RunConfig {
@@ -59,14 +61,34 @@ async fn folder_config(
         source: Source::Directory(manifests),
         registry: registry.clone(),
     };
-    (config, store)
+    (config, store, pool)
+}
+
+/// The operator's `/metrics` page.
+async fn scrape(listen: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// The value of the one sample of the scrape named exactly `series` (name and labels).
+fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 #[tokio::test]
 async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let registry = prometheus::Registry::new();
-    let (config, _) = folder_config(dir.path(), &registry, None).await;
+    let (config, _, pool) = folder_config(dir.path(), &registry, None).await;
     let listen = config.operator.listen;
     std::fs::write(
         dir.path().join("manifests/tenant.yaml"),
@@ -101,18 +123,43 @@ async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdow
         "{status}"
     );
 
-    let mut stream = tokio::net::TcpStream::connect(listen).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response = scrape(listen).await;
+    let reconciled = r#"keygate_operator_reconcile_duration_seconds_count{kind="tenant"}"#;
+    assert_eq!(sample(&response, reconciled), 1.0, "{response}");
+    let stored = r#"keygate_store_call_duration_seconds_count{operation="upsert_tenant"}"#;
+    assert!(sample(&response, stored) >= 1.0, "{response}");
+    // The folder source reconciles without a Lease: never the leader.
+    assert_eq!(sample(&response, "keygate_operator_leader"), 0.0);
+    assert_eq!(sample(&response, "keygate_db_pool_waits_total"), 0.0);
+
+    // The database goes away and the tenant changes: its reconcile fails, and says where.
+    pool.close().await;
+    std::fs::write(
+        dir.path().join("manifests/tenant.yaml"),
+        tenant("demo", "default", "  mfa:\n    policy: required\n"),
+    )
+    .unwrap();
+    let failed = r#"keygate_operator_reconcile_errors_total{error="store",kind="tenant"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let response = loop {
+        let response = scrape(listen).await;
+        if sample(&response, failed) >= 1.0 {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "{response}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert!(
-        response.contains("keygate_operator_reconciles_total{kind=\"tenant\"}"),
+        sample(
+            &response,
+            "keygate_operator_reconciles_total{kind=\"tenant\"}"
+        ) >= 2.0,
         "{response}"
     );
-
+    assert!(
+        response.contains("keygate_store_errors_total{operation="),
+        "{response}"
+    );
     stop.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), running)
         .await
@@ -133,7 +180,7 @@ async fn run_on_a_folder_pushes_api_key_revocations_to_the_gateways_redis() {
     let gateway = RedisEphemeral::connect(&redis, "kg:").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let registry = prometheus::Registry::new();
-    let (config, store) = folder_config(
+    let (config, store, _) = folder_config(
         dir.path(),
         &registry,
         Some(keygate_core::config::Secret::new(redis)),
