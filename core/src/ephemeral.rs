@@ -13,8 +13,12 @@
 //! so every replica still hears of it (session revocations also reach them sooner through
 //! the store, the gateway's `revocation_sync`).
 
+mod instrumented;
+pub use instrumented::{InstrumentedEphemeral, RedisMetrics};
+
 use async_trait::async_trait;
 use futures::StreamExt;
+use prometheus::{Histogram, HistogramOpts, HistogramVec};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -64,7 +68,7 @@ pub fn changed_notice(id: &str) -> String {
 /// It also counts insertions ([`RevocationSet::epoch`]): a caller that found an identity
 /// unrevoked at epoch `e` knows it is still unrevoked while the epoch is `e`, so a cache of
 /// proven identities skips the lookup (and its lock) until something is revoked.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RevocationSet(Arc<Revoked>);
 
 #[derive(Debug, Default)]
@@ -72,6 +76,60 @@ struct Revoked {
     ids: RwLock<HashMap<String, Instant>>,
     epoch: AtomicU64,
     pushed: AtomicU64,
+    /// Revocations this replica published and has not yet heard back, with when.
+    published: Mutex<HashMap<String, Instant>>,
+    lag: Option<Lag>,
+}
+
+/// Most published revocations waiting for their echo; past it, those older than a minute
+/// (their echo is lost: Redis was down) are dropped.
+const PUBLISHED_MAX: usize = 1024;
+
+/// How late revocations reached this replica, by the path that brought them.
+#[derive(Clone, Debug)]
+struct Lag {
+    family: HistogramVec,
+    channel: Histogram,
+    store: Histogram,
+}
+
+impl Lag {
+    fn new() -> Result<Self, prometheus::Error> {
+        let family = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_revocation_lag_seconds",
+                "How late a revocation reached this replica, by path (channel: from publishing to hearing it on the Redis channel; store: from the revocation to the store re-check applying one the channel missed)",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["path"],
+        )?;
+        Ok(Self {
+            channel: family.with_label_values(&["channel"]),
+            store: family.with_label_values(&["store"]),
+            family,
+        })
+    }
+}
+
+/// The path a revocation took to this replica, for [`RevocationSet::observe_lag`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LagPath {
+    /// The Redis channel.
+    Channel,
+    /// The store re-check (the fallback when the channel lost it).
+    Store,
+}
+
+impl Default for RevocationSet {
+    fn default() -> Self {
+        let lag = Lag::new()
+            .inspect_err(|e| tracing::warn!(error = %e, "revocation lag histogram not made"))
+            .ok();
+        Self(Arc::new(Revoked {
+            lag,
+            ..Revoked::default()
+        }))
+    }
 }
 
 impl RevocationSet {
@@ -103,6 +161,41 @@ impl RevocationSet {
     pub fn insert_pushed(&self, id: &str, ttl: Duration) {
         self.insert(id, ttl);
         self.0.pushed.fetch_add(1, Ordering::Relaxed);
+        let sent = self.0.published.lock().ok().and_then(|mut p| p.remove(id));
+        if let Some(sent) = sent {
+            self.observe_lag(LagPath::Channel, sent.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Notes that this replica is publishing a revocation of `id` now, so hearing it back on
+    /// the channel measures the channel's delay ([`LagPath::Channel`]).
+    pub fn publishing(&self, id: &str) {
+        if let Ok(mut published) = self.0.published.lock() {
+            if published.len() >= PUBLISHED_MAX {
+                published.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+            }
+            if published.len() < PUBLISHED_MAX {
+                published.insert(id.to_owned(), Instant::now());
+            }
+        }
+    }
+
+    /// Records that a revocation reached this replica `seconds` after it was made.
+    pub fn observe_lag(&self, path: LagPath, seconds: f64) {
+        if let Some(lag) = &self.0.lag {
+            match path {
+                LagPath::Channel => lag.channel.observe(seconds),
+                LagPath::Store => lag.store.observe(seconds),
+            }
+        }
+    }
+
+    /// Registers the lag histogram (`keygate_revocation_lag_seconds`) in `registry`.
+    pub fn register(&self, registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+        match &self.0.lag {
+            Some(lag) => registry.register(Box::new(lag.family.clone())),
+            None => Ok(()),
+        }
     }
 
     /// How many revocation messages arrived over the channel (Redis pub/sub; a replica also
@@ -505,6 +598,7 @@ impl Ephemeral for RedisEphemeral {
     async fn revoke(&self, id: &str, ttl: Duration) -> Result<(), EphemeralError> {
         // Local first: this replica refuses the id even if Redis is slow to echo it back.
         self.revoked.insert(id, ttl);
+        self.revoked.publishing(id);
         let mut conn = self.manager.clone();
         if let Err(e) = publish_revocation(&mut conn, &self.prefix, id, ttl).await {
             tracing::warn!(error = %e, "Redis unreachable; revocation queued until it is back");

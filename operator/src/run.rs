@@ -9,7 +9,7 @@ use keygate_core::clock::SystemClock;
 use keygate_core::config::{OperatorConfig, Secret};
 use keygate_core::crypto::envelope::MasterKeys;
 use keygate_core::ephemeral::{Ephemeral, EphemeralError, RedisEphemeral};
-use keygate_core::store::Store;
+use keygate_core::store::{InstrumentedStore, Store, StoreMetrics};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,8 +86,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let metrics = Metrics::register(&config.registry).map_err(RunError::Metrics)?;
-    let ctx = Context::new(
+    // Store calls are timed and counted on the same registry, as the gateway's are.
+    let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(
         config.store.clone(),
+        StoreMetrics::register(&config.registry),
+    ));
+    let ctx = Context::new(
+        store,
         config.master_keys.clone(),
         &config.operator.public_url,
         Arc::new(SystemClock),

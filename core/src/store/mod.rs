@@ -22,6 +22,7 @@
 //!   stored; signing keys, TOTP seeds and IdP secrets arrive sealed.
 
 mod error;
+mod instrumented;
 mod model;
 mod postgres;
 mod sql;
@@ -29,6 +30,7 @@ mod sqlite;
 mod traits;
 
 pub use error::{CONSTRAINTS, StoreError};
+pub use instrumented::{InstrumentedStore, StoreMetrics};
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

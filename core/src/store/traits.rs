@@ -465,12 +465,13 @@ pub trait SessionStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
     /// Across tenants, for re-syncing the revocation set: sessions revoked at or after
-    /// `since` that have not reached their absolute expiry by `now`.
+    /// `since` that have not reached their absolute expiry by `now`, with when each was
+    /// revoked (so a replica can tell how late it learnt of it).
     async fn revoked_sessions_since(
         &self,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<(TenantId, SessionId)>, StoreError>;
+    ) -> Result<Vec<(TenantId, SessionId, DateTime<Utc>)>, StoreError>;
     /// Janitor across tenants: removes sessions (and families) past absolute expiry.
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -246,7 +246,10 @@ pub async fn session_revoke_revokes_family(db: &Db) {
         RotateOutcome::FamilyRevoked { family: s2.id }
     );
 
-    let mut since = db.revoked_sessions_since(t(6), t(9)).await.unwrap();
+    let revoked = db.revoked_sessions_since(t(6), t(9)).await.unwrap();
+    // Each row says when it was revoked: at or after `since`, never after `now`.
+    assert!(revoked.iter().all(|(_, _, at)| *at >= t(6) && *at <= t(9)));
+    let mut since: Vec<_> = revoked.into_iter().map(|(t, s, _)| (t, s)).collect();
     since.sort();
     let mut expected = vec![(acme.id, s2.id), (acme.id, s3.id)];
     expected.sort();

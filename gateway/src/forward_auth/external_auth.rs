@@ -117,6 +117,7 @@ pub(super) async fn http_check(State(state): State<Arc<AppState>>, request: Requ
             let verdict = Verdict {
                 id: DecisionId::next(),
                 tenant: None,
+                credential: "none",
                 result: Err(Denial::Misconfigured),
             };
             check::record(&state.forward_auth, Proxy::Direct, &verdict);

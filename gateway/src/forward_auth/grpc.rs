@@ -201,6 +201,7 @@ impl ExtAuthz {
         let verdict = Verdict {
             id: super::reason::DecisionId::next(),
             tenant: None,
+            credential: "none",
             result: Err(super::Denial::Misconfigured),
         };
         check::record(fa, Proxy::EnvoyGrpc, &verdict);

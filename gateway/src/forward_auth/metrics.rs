@@ -6,6 +6,7 @@
 use super::reason::Reason;
 use super::request::Proxy;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use std::sync::OnceLock;
 
 const PROXIES: [Proxy; 7] = [
     Proxy::Nginx,
@@ -26,13 +27,26 @@ const OUTCOMES: [&str; 7] = [
     "unavailable",
 ];
 const SOURCES: [&str; 3] = ["cache", "resolver", "outage"];
+/// The `credential` label: what the request presented ([`super::request::Credential::label`]),
+/// `none` when it presented nothing or the check ended before credentials were read.
+pub const CREDENTIALS: [&str; 6] = [
+    "none",
+    "access_token",
+    "api_key",
+    "session",
+    "host_session",
+    "malformed",
+];
 
 /// Forward-auth's counters, every (proxy, outcome) child resolved once so the hot path only
 /// increments.
 #[derive(Debug)]
 pub struct ForwardAuthMetrics {
     decisions: Vec<Vec<IntCounter>>,
-    reasons: Vec<IntCounter>,
+    reasons: Option<IntCounterVec>,
+    /// One slot per (reason, credential), made on first use: most pairs never happen (no
+    /// `api_key_invalid` from a cookie), so they are not exported as empty series.
+    reason_children: Vec<OnceLock<IntCounter>>,
     lookups: Vec<IntCounter>,
     misconfig_logs_suppressed: Option<IntCounter>,
 }
@@ -50,8 +64,8 @@ impl ForwardAuthMetrics {
         let reasons = counter(
             registry,
             "keygate_forward_auth_decision_reasons_total",
-            "Forward-auth decisions (HTTP and gRPC) by reason",
-            &["reason"],
+            "Forward-auth decisions (HTTP and gRPC) by reason and the kind of credential presented",
+            &["reason", "credential"],
         );
         let lookups = counter(
             registry,
@@ -81,14 +95,10 @@ impl ForwardAuthMetrics {
                         .collect()
                 })
                 .unwrap_or_default(),
-            reasons: reasons
-                .map(|vec| {
-                    Reason::ALL
-                        .iter()
-                        .map(|r| vec.with_label_values(&[r.as_str()]))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            reason_children: (0..Reason::ALL.len() * CREDENTIALS.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            reasons,
             lookups: lookups
                 .map(|vec| {
                     SOURCES
@@ -112,11 +122,21 @@ impl ForwardAuthMetrics {
         }
     }
 
-    /// Counts one decision by its reason.
-    pub fn reason(&self, reason: Reason) {
+    /// Counts one decision by its reason and the credential presented (one of
+    /// [`CREDENTIALS`]).
+    pub fn reason(&self, reason: Reason, credential: &'static str) {
+        let Some(family) = &self.reasons else { return };
+        let (kind, label) = CREDENTIALS
+            .iter()
+            .enumerate()
+            .find(|(_, c)| **c == credential)
+            .map_or((0, "none"), |(i, c)| (i, *c));
         // `Reason::ALL` lists the variants in declaration order: the discriminant is the index.
-        if let Some(c) = self.reasons.get(reason as usize) {
-            c.inc();
+        let slot = (reason as usize) * CREDENTIALS.len() + kind;
+        if let Some(child) = self.reason_children.get(slot) {
+            child
+                .get_or_init(|| family.with_label_values(&[reason.as_str(), label]))
+                .inc();
         }
     }
 
@@ -169,15 +189,20 @@ mod tests {
         metrics.decision(Proxy::Envoy, "allow");
         metrics.decision(Proxy::Nginx, "step_up");
         metrics.lookup("cache");
-        metrics.reason(Reason::MissingRole);
+        metrics.reason(Reason::MissingRole, "api_key");
+        metrics.reason(Reason::MissingRole, "api_key");
+        metrics.reason(Reason::NoCredentials, "none");
+        let reasons = "keygate_forward_auth_decision_reasons_total";
+        let missing_role = [("reason", "missing_role"), ("credential", "api_key")];
+        assert_eq!(count(&registry, reasons, &missing_role), 2);
         assert_eq!(
-            count(
-                &registry,
-                "keygate_forward_auth_decision_reasons_total",
-                &[("reason", "missing_role")]
-            ),
+            count(&registry, reasons, &[("reason", "no_credentials")]),
             1
         );
+        // Pairs that never happened are not exported.
+        let families = registry.gather();
+        let family = families.iter().find(|f| f.name() == reasons).unwrap();
+        assert_eq!(family.get_metric().len(), 2);
         let decisions = "keygate_forward_auth_decisions_total";
         assert_eq!(
             count(

@@ -183,6 +183,19 @@ pub enum Credential<'a> {
     Malformed,
 }
 
+impl Credential<'_> {
+    /// The kind of credential as a metric label (one of [`super::metrics::CREDENTIALS`]).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::AccessToken(_) => "access_token",
+            Self::ApiKey(_) => "api_key",
+            Self::Session(_) => "session",
+            Self::HostSession(_) => "host_session",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
 impl std::fmt::Debug for Credential<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -113,9 +113,9 @@ use chrono::{DateTime, Utc};
 use keygate_core::clock::Clock;
 use keygate_core::crypto::envelope::MasterKeys;
 use keygate_core::crypto::password::{HashParams, HashPool, PasswordHasher};
-use keygate_core::ephemeral::{Ephemeral, RevocationSet};
+use keygate_core::ephemeral::{Ephemeral, InstrumentedEphemeral, RedisMetrics, RevocationSet};
 use keygate_core::ids::{ApiKeyId, SessionId, TenantId, UserId};
-use keygate_core::store::Store;
+use keygate_core::store::{InstrumentedStore, Store, StoreMetrics};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -482,7 +482,19 @@ impl IdentityService {
 
     /// The service reaching upstream providers as `federation` says (`keygate dev` accepts
     /// loopback `http://` issuers; tests point Google and GitHub at local peers).
-    pub fn with_federation(deps: IdentityDeps, federation: Federation) -> Self {
+    pub fn with_federation(mut deps: IdentityDeps, federation: Federation) -> Self {
+        // Every store and Redis call of the service is traced, timed and counted here, once.
+        deps.store = Arc::new(InstrumentedStore::new(
+            deps.store,
+            StoreMetrics::register(&deps.registry),
+        ));
+        if let Err(e) = deps.ephemeral.revocations().register(&deps.registry) {
+            tracing::debug!(error = %e, "revocation lag metrics not registered");
+        }
+        deps.ephemeral = Arc::new(InstrumentedEphemeral::new(
+            deps.ephemeral,
+            RedisMetrics::register(&deps.registry),
+        ));
         let signer = signer::SigningKeys::new(
             deps.store.clone(),
             deps.master_keys.clone(),

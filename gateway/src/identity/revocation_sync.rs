@@ -6,6 +6,7 @@
 
 use super::{IdentityError, IdentityService};
 use chrono::{DateTime, Duration, Utc};
+use keygate_core::ephemeral::LagPath;
 use std::time::Duration as StdDuration;
 
 /// How far back the first pass looks: longer than any access token lives.
@@ -17,17 +18,34 @@ const LOCAL_TTL: StdDuration = StdDuration::from_secs(24 * 3600);
 
 impl IdentityService {
     /// One pass: adds sessions revoked since `since` to this replica's revocation set and
-    /// returns how many it saw.
+    /// returns how many it saw. Each one the set did not hold yet (the channel missed it)
+    /// counts in `keygate_revocation_lag_seconds{path="store"}` with how late it came.
     #[tracing::instrument(name = "identity.sync_revocations_once", level = "debug", skip_all)]
     pub async fn sync_revocations_once(
         &self,
         since: DateTime<Utc>,
     ) -> Result<usize, IdentityError> {
+        self.sync_revocations(since, true).await
+    }
+
+    /// [`sync_revocations_once`](Self::sync_revocations_once); `measure` is false on a
+    /// replica's first pass, which learns revocations made before it started (no lag).
+    async fn sync_revocations(
+        &self,
+        since: DateTime<Utc>,
+        measure: bool,
+    ) -> Result<usize, IdentityError> {
         let d = self.deps();
-        let revoked = d.store.revoked_sessions_since(since, self.now()).await?;
+        let now = self.now();
+        let revoked = d.store.revoked_sessions_since(since, now).await?;
         let set = d.ephemeral.revocations();
-        for (_, session) in &revoked {
-            set.insert(&session.to_string(), LOCAL_TTL);
+        for (_, session, revoked_at) in &revoked {
+            let id = session.to_string();
+            if measure && !set.contains(&id) {
+                let late = (now - *revoked_at).to_std().unwrap_or_default();
+                set.observe_lag(LagPath::Store, late.as_secs_f64());
+            }
+            set.insert(&id, LOCAL_TTL);
         }
         Ok(revoked.len())
     }
@@ -39,10 +57,11 @@ impl IdentityService {
         let service = self.clone();
         Some(handle.spawn(async move {
             let mut since = service.now() - FIRST_LOOKBACK;
+            let mut first = true;
             loop {
                 let started = service.now();
-                match service.sync_revocations_once(since).await {
-                    Ok(_) => since = started - OVERLAP,
+                match service.sync_revocations(since, !first).await {
+                    Ok(_) => (since, first) = (started - OVERLAP, false),
                     Err(e) => tracing::warn!(error = %e, "revocation resync from the store failed; retrying"),
                 }
                 tokio::time::sleep(every).await;

@@ -1,16 +1,25 @@
 //! `/metrics` after a real flow: sign-ins (ok, wrong password, locked, rate-limited), a
-//! refresh, a refresh-token reuse and forward-auth allow/deny over HTTP on PostgreSQL and
-//! Redis move every series `docs/operations.md` tells operators to alert on; and every
-//! gateway metric that page names is in the scrape, and every family in the scrape is on
-//! that page (the docs check themselves).
+//! refresh, a refresh-token reuse, forward-auth allow/deny, a revocation the channel missed
+//! and a wait for a database connection, over HTTP on PostgreSQL and Redis, move every
+//! series `docs/operations.md` tells operators to alert on; an outage of a throwaway Redis
+//! and a closed database pool move the error series; and every gateway metric that page
+//! names is in the scrape, and every family in the scrape is on that page (the docs check
+//! themselves).
 
-use crate::support::env::{PASSWORD, env_with_limits};
-use chrono::Duration;
+use crate::support::env::{PASSWORD, env_mailing_through, serve_with};
+use crate::support::free_port;
+use chrono::{Duration, Utc};
+use keygate_core::clock::{Clock, ManualClock};
+use keygate_core::crypto::envelope::MasterKeys;
 use keygate_core::crypto::signing::SigningAlgorithm;
+use keygate_core::ephemeral::{Ephemeral, RedisEphemeral};
+use keygate_core::ids::SessionId;
+use keygate_core::store::{PgStore, Store};
 use keygate_gateway::identity::RateLimits;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Sign-in attempts one address may make per window in this test: the ninth is refused.
 const BUDGET: u64 = 8;
@@ -88,14 +97,11 @@ async fn forward_auth(env: &crate::support::env::Env, bearer: Option<&str>) -> S
 
 #[sqlx::test(migrations = false)]
 async fn a_flow_moves_every_documented_series(pool: sqlx::PgPool) {
-    let env = env_with_limits(
-        pool,
-        RateLimits {
-            sign_in_per_ip: BUDGET,
-            ..RateLimits::default()
-        },
-    )
-    .await;
+    let limits = RateLimits {
+        sign_in_per_ip: BUDGET,
+        ..RateLimits::default()
+    };
+    let (env, identity) = env_mailing_through(pool.clone(), limits, &[], None).await;
     let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
     env.user(&t.row, "ada@example.com").await;
     env.user(&t.row, "bob@example.com").await;
@@ -136,10 +142,42 @@ async fn a_flow_moves_every_documented_series(pool: sqlx::PgPool) {
     assert_eq!(forward_auth(&env, Some(token)).await, StatusCode::OK);
     assert_eq!(forward_auth(&env, None).await, StatusCode::UNAUTHORIZED);
 
+    // A session revoked in the store behind Redis' back (a lost message) reaches this
+    // replica through the store re-check, 3 s after it was revoked.
+    let sid: SessionId = second["session_id"].as_str().unwrap().parse().unwrap();
+    let revoked_at = env.clock.now();
+    assert!(
+        env.store
+            .revoke_session(t.row.id, sid, revoked_at)
+            .await
+            .unwrap()
+    );
+    env.clock.advance(Duration::seconds(3));
+    let since = revoked_at - Duration::seconds(10);
+    assert_eq!(identity.sync_revocations_once(since).await.unwrap(), 2);
+    // Already applied: a second pass does not count it again.
+    identity.sync_revocations_once(since).await.unwrap();
+    // Every connection of the pool held: the next store call waits for one.
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        drop(held);
+    };
+    let (waited, ()) = tokio::join!(identity.sync_revocations_once(since), release);
+    assert_eq!(waited.unwrap(), 2);
+
     // The reuse revoked ada's first session through Redis, whose channel echoes it back.
     let mut after = scrape(&env).await;
     for _ in 0..100 {
-        if value(&after, "keygate_revocations_received_total", &[]) >= 1.0 {
+        if value(
+            &after,
+            "keygate_revocation_lag_seconds_count",
+            &[("path", "channel")],
+        ) >= 1.0
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -211,6 +249,11 @@ async fn a_flow_moves_every_documented_series(pool: sqlx::PgPool) {
     let decisions = "keygate_forward_auth_decisions_total";
     assert_eq!(moved(decisions, &[("outcome", "allow")]), 2.0);
     assert_eq!(moved(decisions, &[("outcome", "unauthenticated")]), 1.0);
+    let reasons = "keygate_forward_auth_decision_reasons_total";
+    let allowed = [("reason", "allowed"), ("credential", "access_token")];
+    assert_eq!(moved(reasons, &allowed), 2.0);
+    let bare = [("reason", "no_credentials"), ("credential", "none")];
+    assert_eq!(moved(reasons, &bare), 1.0);
     let lookups = "keygate_forward_auth_identity_lookups_total";
     assert_eq!(moved(lookups, &[("source", "resolver")]), 1.0);
     assert_eq!(moved(lookups, &[("source", "cache")]), 1.0);
@@ -219,13 +262,55 @@ async fn a_flow_moves_every_documented_series(pool: sqlx::PgPool) {
         "{after}"
     );
     assert_eq!(value(&after, "keygate_redis_up", &[]), 1.0);
+    let lag = "keygate_revocation_lag_seconds";
+    let store_path = [("path", "store")];
+    assert_eq!(moved(&format!("{lag}_count"), &store_path), 1.0);
+    let late = moved(&format!("{lag}_sum"), &store_path);
+    assert!((late - 3.0).abs() < 0.001, "{late}\n{after}");
+    // The echo of its own publication comes back over loopback within a second.
+    let channel = [("path", "channel")];
+    let channel_seconds = moved(&format!("{lag}_sum"), &channel);
+    assert!((0.0..1.0).contains(&channel_seconds), "{after}");
+    // Redis: every sign-in counted a rate window there; the reuse published a revocation.
+    let redis = "keygate_redis_command_duration_seconds_count";
+    assert!(moved(redis, &[("operation", "hit")]) >= 9.0, "{after}");
+    assert!(moved(redis, &[("operation", "revoke")]) >= 1.0);
+    assert_eq!(moved("keygate_redis_errors_total", &[]), 0.0);
+    // The store: each sign-in looked the account up, each token set opened or rotated in it.
+    let store = "keygate_store_call_duration_seconds_count";
+    assert!(
+        moved(store, &[("operation", "user_by_email")]) >= 2.0,
+        "{after}"
+    );
+    assert_eq!(moved(store, &[("operation", "insert_session")]), 2.0);
+    assert_eq!(moved(store, &[("operation", "rotate_refresh_token")]), 2.0);
+    assert_eq!(moved("keygate_store_errors_total", &[]), 0.0);
+    assert!(moved("keygate_db_pool_waits_total", &[]) >= 1.0, "{after}");
     let open = value(&after, "keygate_db_pool_connections", &[]);
     let max = value(&after, "keygate_db_pool_max_connections", &[]);
     assert!(open >= 1.0 && open <= max, "{after}");
     assert!(value(&after, "keygate_db_pool_idle_connections", &[]) <= open);
 
+    // The database goes away: a tenant not yet cached cannot be read.
+    pool.close().await;
+    let r = env
+        .http
+        .get(format!(
+            "{}/t/other/.well-known/openid-configuration",
+            env.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let last = scrape(&env).await;
+    let failed = [("operation", "tenant_by_name")];
+    let errors = "keygate_store_errors_total";
+    assert_eq!(value(&last, errors, &failed), 1.0, "{last}");
+    assert_eq!(value(&last, errors, &[]), 1.0);
+
     // The page and the scrape name the same gateway metrics.
-    let exported = families(&after);
+    let exported = families(&last);
     let is_exported = |name: &str| {
         exported.iter().any(|(n, kind)| {
             n == name
@@ -242,7 +327,7 @@ async fn a_flow_moves_every_documented_series(pool: sqlx::PgPool) {
         .collect();
     assert!(
         missing.is_empty(),
-        "documented but not exported: {missing:?}\n{after}"
+        "documented but not exported: {missing:?}\n{last}"
     );
     let undocumented: Vec<_> = exported
         .iter()
@@ -252,4 +337,63 @@ async fn a_flow_moves_every_documented_series(pool: sqlx::PgPool) {
         undocumented.is_empty(),
         "exported but not documented: {undocumented:?}"
     );
+}
+
+/// A `redis-server` of the test's own on a free port, and an ephemeral store on it.
+async fn throwaway_redis(dir: &std::path::Path) -> (std::process::Child, Arc<dyn Ephemeral>) {
+    let port = free_port();
+    let redis = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match RedisEphemeral::connect(&url, "kgtest:").await {
+            Ok(e) => return (redis, Arc::new(e)),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "redis-server: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn redis_failures_are_counted_as_they_happen(pool: sqlx::PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut redis, ephemeral) = throwaway_redis(dir.path()).await;
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
+    let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
+    let limits = RateLimits::default();
+    let (env, _) = serve_with(store, ephemeral, clock, limits, master, None).await;
+    let t = env.tenant("acme", SigningAlgorithm::EdDSA, json!({})).await;
+    env.user(&t.row, "ada@example.com").await;
+    let (s, _) = env.login("acme", "ada@example.com", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    let before = scrape(&env).await;
+    assert_eq!(value(&before, "keygate_redis_errors_total", &[]), 0.0);
+    assert_eq!(value(&before, "keygate_redis_up", &[]), 1.0);
+
+    // Redis goes away: the sign-in's rate window cannot be counted there.
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let (s, _) = env.login("acme", "ada@example.com", PASSWORD).await;
+    assert!(s.is_server_error() || s == StatusCode::OK, "{s}");
+
+    let after = scrape(&env).await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    assert!(
+        moved("keygate_redis_errors_total", &[("operation", "hit")]) >= 1.0,
+        "{after}"
+    );
+    // This scrape's PING failed too, and says so.
+    assert!(moved("keygate_redis_errors_total", &[("operation", "ping")]) >= 1.0);
+    assert_eq!(value(&after, "keygate_redis_up", &[]), 0.0);
 }

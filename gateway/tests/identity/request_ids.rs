@@ -91,6 +91,13 @@ async fn a_trusted_proxys_request_id_is_returned_logged_and_audited(pool: sqlx::
         lines.iter().any(|l| l.contains("sqlx")),
         "no log line of the request names its id:\n{logs}"
     );
+    // Each store call runs in a span of its own, named by its operation.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("store{op=") && l.contains("sqlx")),
+        "no store span around the request's queries:\n{logs}"
+    );
     // A good sign-in still works, and its id is a fresh one.
     let r = env
         .http

@@ -1,5 +1,6 @@
 //! `keygate_operator::run` with the manifest-folder source: it reconciles, counts in the
-//! registry it was given (not a process-wide one), serves that registry on `/metrics`,
+//! registry it was given (not a process-wide one), serves that registry on `/metrics` (the
+//! reconcile and store series move),
 //! writes `status.yaml` under the data folder, and returns when shutdown resolves.
 
 use super::*;
@@ -62,6 +63,26 @@ async fn folder_config(
     (config, store)
 }
 
+/// The operator's `/metrics` page.
+async fn scrape(listen: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// The value of the one sample of the scrape named exactly `series` (name and labels).
+fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 #[tokio::test]
 async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,17 +122,14 @@ async fn run_reconciles_a_folder_counts_in_its_own_registry_and_stops_on_shutdow
         "{status}"
     );
 
-    let mut stream = tokio::net::TcpStream::connect(listen).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(
-        response.contains("keygate_operator_reconciles_total{kind=\"tenant\"}"),
-        "{response}"
-    );
+    let response = scrape(listen).await;
+    let reconciled = r#"keygate_operator_reconcile_duration_seconds_count{kind="tenant"}"#;
+    assert_eq!(sample(&response, reconciled), 1.0, "{response}");
+    let stored = r#"keygate_store_call_duration_seconds_count{operation="upsert_tenant"}"#;
+    assert!(sample(&response, stored) >= 1.0, "{response}");
+    // The folder source reconciles without a Lease: never the leader.
+    assert_eq!(sample(&response, "keygate_operator_leader"), 0.0);
+    assert_eq!(sample(&response, "keygate_db_pool_waits_total"), 0.0);
 
     stop.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), running)

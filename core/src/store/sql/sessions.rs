@@ -171,9 +171,9 @@ macro_rules! session_store {
                     self.stamp_rows(sql, tenant, user, now).await
                 }
 
-                async fn revoked_sessions_since(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<(TenantId, SessionId)>, StoreError> {
-                    Ok(sqlx::query_as::<$db, (TenantId, SessionId)>(
-                        "SELECT tenant_id, id FROM sessions \
+                async fn revoked_sessions_since(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<(TenantId, SessionId, DateTime<Utc>)>, StoreError> {
+                    Ok(sqlx::query_as::<$db, (TenantId, SessionId, DateTime<Utc>)>(
+                        "SELECT tenant_id, id, revoked_at FROM sessions \
                          WHERE revoked_at IS NOT NULL AND revoked_at >= $1 AND absolute_expires_at > $2 \
                          ORDER BY revoked_at, id",
                     )

@@ -41,6 +41,8 @@ pub struct Verdict {
     pub id: DecisionId,
     /// The tenant the requirements named, when it was found.
     pub tenant: Option<Arc<LiveTenant>>,
+    /// The kind of credential presented (a [`super::metrics::CREDENTIALS`] label).
+    pub credential: &'static str,
     /// Let through, or why not.
     pub result: Result<Allowed, Denial>,
 }
@@ -77,13 +79,23 @@ pub struct Input<'a> {
 
 /// One check; counts nothing and logs only misconfigurations (see [`record`]).
 pub async fn run(state: &AppState, input: &Input<'_>, trace: &mut Trace) -> Verdict {
-    let mut tenant = None;
-    let result = authorize(state, input, trace, &mut tenant).await;
+    let mut found = Found {
+        tenant: None,
+        credential: "none",
+    };
+    let result = authorize(state, input, trace, &mut found).await;
     Verdict {
         id: DecisionId::next(),
-        tenant,
+        tenant: found.tenant,
+        credential: found.credential,
         result,
     }
+}
+
+/// What a check learnt on the way, whether or not it allowed.
+struct Found {
+    tenant: Option<Arc<LiveTenant>>,
+    credential: &'static str,
 }
 
 /// Counts a live decision by proxy, outcome and reason, and logs it: denials at INFO with
@@ -91,7 +103,7 @@ pub async fn run(state: &AppState, input: &Input<'_>, trace: &mut Trace) -> Verd
 /// at DEBUG.
 pub fn record(fa: &ForwardAuthState, proxy: request::Proxy, verdict: &Verdict) {
     let reason = verdict.reason();
-    fa.metrics.reason(reason);
+    fa.metrics.reason(reason, verdict.credential);
     let tenant = verdict.tenant.as_ref().map_or("", |t| t.name());
     match &verdict.result {
         Ok(allowed) => {
@@ -117,20 +129,21 @@ pub fn record(fa: &ForwardAuthState, proxy: request::Proxy, verdict: &Verdict) {
     }
 }
 
-/// The steps in order; `found` learns the tenant as soon as it is known (the log and the
-/// metrics name it even when a later step denies).
+/// The steps in order; `found` learns the tenant and the credential's kind as soon as they
+/// are known (the log and the metrics name them even when a later step denies).
 async fn authorize(
     state: &AppState,
     input: &Input<'_>,
     trace: &mut Trace,
-    found: &mut Option<Arc<LiveTenant>>,
+    found: &mut Found,
 ) -> Result<Allowed, Denial> {
     let requirements = requirements(state, input.requirements, trace)?;
     let tenant = tenant(state, &requirements, input.requirements, trace).await?;
-    *found = Some(tenant.clone());
+    found.tenant = Some(tenant.clone());
     network(&tenant, &input.inbound, trace)?;
     let now = state.clock.now();
     let credential = credential(state, &tenant, input, trace)?;
+    found.credential = credential.label();
     let (key, proven) = match identify::identify(state, &tenant, &credential, now, trace).await {
         Ok(found) => found,
         Err(e) => {
