@@ -4,7 +4,9 @@
 //! explain route (`keygate explain`) is missing from it.
 
 use crate::AppState;
-use crate::routes::{accounts, consents, identities, login, mfa, oauth2, sessions, userinfo, webauthn};
+use crate::routes::{
+    accounts, consents, identities, login, mfa, oauth2, sessions, userinfo, webauthn,
+};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::path::Operation;

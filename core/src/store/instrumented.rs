@@ -231,6 +231,12 @@ instrument! {
         revoke_client_secret(tenant: TenantId, id: ClientSecretId, now: DateTime<Utc>) -> bool;
         revoke_client_sessions(tenant: TenantId, client_id: &str, now: DateTime<Utc>) -> Vec<SessionId>;
     }
+    ConsentStore {
+        consent(tenant: TenantId, user: UserId, client_id: &str) -> Option<Consent>;
+        grant_consent(tenant: TenantId, user: UserId, client_id: &str, scopes: &[String], now: DateTime<Utc>) -> Consent;
+        consents_of_user(tenant: TenantId, user: UserId) -> Vec<Consent>;
+        revoke_consent(tenant: TenantId, user: UserId, client_id: &str, now: DateTime<Utc>) -> (bool, Vec<SessionId>);
+    }
     SigningKeyStore {
         insert_signing_key(k: &SigningKeyRecord) -> ();
         signing_keys(tenant: TenantId) -> Vec<SigningKeyRecord>;
@@ -240,6 +246,7 @@ instrument! {
     }
     SessionStore {
         insert_session(s: &NewSession) -> Session;
+        open_session(id: SessionId, s: &NewSession, refresh_hash: &[u8], refresh_expires_at: DateTime<Utc>, audit: Option<&NewAuditEvent>) -> Session;
         session(tenant: TenantId, id: SessionId) -> Option<Session>;
         session_by_token_hash(tenant: TenantId, token_hash: &[u8]) -> Option<Session>;
         active_sessions_of_user(tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Vec<Session>;
