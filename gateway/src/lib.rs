@@ -15,6 +15,7 @@ pub mod forward_auth;
 mod health;
 mod http_metrics;
 pub mod identity;
+pub mod json_body;
 pub mod meta;
 mod oidc;
 pub mod openapi;

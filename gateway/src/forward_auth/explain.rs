@@ -14,7 +14,7 @@ use super::request;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::IdentityError;
-use crate::routes::extract::ApiJson;
+use crate::json_body::ApiJson;
 use crate::tenant_path::TenantName;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
