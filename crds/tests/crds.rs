@@ -336,6 +336,7 @@ fn is_keygate(document: &Value) -> bool {
         .is_some_and(|v| v.starts_with("keygate.dev/"))
 }
 
+/// The manifests under `dir`; a `helm/` folder holds chart values files, not manifests.
 fn yaml_files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -343,7 +344,9 @@ fn yaml_files_under(dir: &Path) -> Vec<PathBuf> {
         for entry in fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                pending.push(path);
+                if path.file_name().is_some_and(|n| n != "helm") {
+                    pending.push(path);
+                }
             } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
                 files.push(path);
             }
