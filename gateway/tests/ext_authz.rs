@@ -280,7 +280,7 @@ async fn envoy_grpc_checks_from_an_independent_client_and_explain_agrees() {
         .unwrap();
     assert!(
         metrics.contains(
-            "keygate_forward_auth_decision_reasons_total{reason=\"session_revoked\"} 1\n"
+            "keygate_forward_auth_decision_reasons_total{credential=\"session\",reason=\"session_revoked\"} 1\n"
         ),
         "{metrics}"
     );
