@@ -18,6 +18,7 @@ mod client_address;
 mod clients;
 mod cookie_domain;
 mod devices;
+mod federated_step_up;
 mod federation;
 mod handoff;
 mod hashing;

@@ -40,7 +40,7 @@ use std::time::Duration;
 /// `acr` of a sign-in through an upstream provider.
 pub const ACR_FEDERATED: &str = "urn:keygate:acr:fed";
 /// `amr` value of a sign-in through an upstream provider.
-const AMR_FEDERATED: &str = "fed";
+pub(crate) const AMR_FEDERATED: &str = "fed";
 /// How long a link token (claim an upstream identity after signing in locally) lives.
 pub const LINK_TOKEN_TTL: Duration = Duration::from_secs(600);
 /// Longest list of upstream groups kept per link; more are cut (a group claim is no
@@ -101,6 +101,9 @@ pub enum FederatedOutcome {
         /// Single-use, [`LINK_TOKEN_TTL`]; only its hash is stored.
         link_token: String,
     },
+    /// A step-up: the browser's session was raised by a fresh sign-in at the provider; its
+    /// cookie stays as it is.
+    SteppedUp,
 }
 
 /// A browser session opened by an upstream sign-in.
@@ -173,6 +176,18 @@ pub enum FederationRefusal {
     /// The provider's settings are unusable (the operator reports why in its status).
     #[error("this identity provider is not usable right now")]
     ProviderUnusable,
+    /// A fresh sign-in was needed and the provider did not say when the person authenticated
+    /// (GitHub never does), so it proves nothing fresh.
+    #[error(
+        "this identity provider cannot confirm that you just signed in; use another way to confirm it is you"
+    )]
+    FreshnessUnknown,
+    /// A step-up came back signed in as another account of the provider than the one linked
+    /// to the session's person.
+    #[error(
+        "you signed in at the identity provider as someone else; sign in there with the account linked to this one"
+    )]
+    NotTheSamePerson,
 }
 
 /// What a link token stands for, kept in the ephemeral store under its hash.
@@ -474,6 +489,58 @@ impl IdentityService {
         Ok(idp.name)
     }
 
+    /// Finishes a step-up through `idp`: `identity` (verified, and fresh: its `auth_time` is
+    /// no older than the step-up's start) must be the link of `user`, the session's person;
+    /// then the link's groups are refreshed and `session` is raised (`auth_time` now, `fed`
+    /// among its methods). Another person's identity is audited and refused.
+    async fn raise_through_upstream(
+        &self,
+        t: &LiveTenant,
+        idp: &IdentityProvider,
+        session: SessionId,
+        user: UserId,
+        identity: FederatedIdentity,
+        meta: &RequestMeta,
+    ) -> Result<FederatedOutcome, IdentityError> {
+        let d = self.deps();
+        let link = d
+            .store
+            .identity_by_subject(t.row.id, idp.id, &identity.subject)
+            .await?
+            .filter(|l| l.user_id == user);
+        let Some(link) = link else {
+            self.audit(
+                t,
+                kind::MFA_FAILED,
+                Some(user),
+                meta,
+                json!({"reason": "upstream_other_person", "provider": idp.name, "session": session}),
+            )
+            .await?;
+            return Err(IdentityError::Federation(
+                FederationRefusal::NotTheSamePerson,
+            ));
+        };
+        let person = d
+            .store
+            .user(t.row.id, user)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(IdentityError::AccountSuspended)?;
+        d.store
+            .touch_identity(
+                t.row.id,
+                link.id,
+                self.now(),
+                &kept_groups(&identity.groups),
+            )
+            .await?;
+        self.inner.subjects.forget(t.row.id, user);
+        self.raise_session_by(t, &person, session, &[AMR_FEDERATED], meta)
+            .await?;
+        Ok(FederatedOutcome::SteppedUp)
+    }
+
     /// Opens the browser session of an upstream sign-in.
     async fn open_federated_session(
         &self,
@@ -535,6 +602,8 @@ fn refusal_code(r: &FederationRefusal) -> &'static str {
         FederationRefusal::HostedDomainNotAllowed => "hosted_domain",
         FederationRefusal::NewAccountsClosed => "new_accounts_closed",
         FederationRefusal::ProviderUnusable => "provider_unusable",
+        FederationRefusal::FreshnessUnknown => "freshness_unknown",
+        FederationRefusal::NotTheSamePerson => "not_the_same_person",
     }
 }
 
