@@ -136,8 +136,10 @@ impl IdentityService {
             .filter(|idp| links.iter().any(|l| l.idp_id == idp.id))
             .filter_map(|idp| {
                 let settings: ProviderSettings = serde_json::from_value(idp.config).ok()?;
-                let fresh_capable = !matches!(settings.protocol, Protocol::Github(_));
-                fresh_capable.then(|| ProviderButton {
+                if matches!(settings.protocol, Protocol::Github(_)) {
+                    return None;
+                }
+                Some(ProviderButton {
                     name: idp.name,
                     display_name: settings.display_name,
                 })

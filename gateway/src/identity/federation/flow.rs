@@ -5,7 +5,7 @@
 //! once, checks the browser, lets the protocol module verify the provider's answer, and
 //! hands the identity to the door.
 
-use super::{FederatedOutcome, FederationRefusal, github, hex, oidc};
+use super::{FederatedIdentity, FederatedOutcome, FederationRefusal, github, hex, oidc};
 use crate::identity::{IdentityError, IdentityService, Principal, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{constant_time_eq, random::random_token, sha256};
@@ -350,5 +350,57 @@ impl IdentityService {
             return Err(IdentityError::NotFound);
         }
         Ok(PendingStepUp { session, user })
+    }
+
+    /// Finishes a step-up through `idp`: `identity` (verified, and fresh: its `auth_time` is
+    /// no older than the step-up's start) must be the link of `user`, the session's person;
+    /// then the link's groups are refreshed and `session` is raised (`auth_time` now, `fed`
+    /// among its methods). Another person's identity is audited and refused.
+    async fn raise_through_upstream(
+        &self,
+        t: &crate::identity::LiveTenant,
+        idp: &keygate_core::store::IdentityProvider,
+        session: SessionId,
+        user: UserId,
+        identity: FederatedIdentity,
+        meta: &RequestMeta,
+    ) -> Result<FederatedOutcome, IdentityError> {
+        let d = self.deps();
+        let link = d
+            .store
+            .identity_by_subject(t.row.id, idp.id, &identity.subject)
+            .await?
+            .filter(|l| l.user_id == user);
+        let Some(link) = link else {
+            self.audit(
+                t,
+                crate::identity::audit::kind::MFA_FAILED,
+                Some(user),
+                meta,
+                json!({"reason": "upstream_other_person", "provider": idp.name, "session": session}),
+            )
+            .await?;
+            return Err(IdentityError::Federation(
+                FederationRefusal::NotTheSamePerson,
+            ));
+        };
+        let person = d
+            .store
+            .user(t.row.id, user)
+            .await?
+            .filter(|u| u.status == keygate_core::store::UserStatus::Active)
+            .ok_or(IdentityError::AccountSuspended)?;
+        d.store
+            .touch_identity(
+                t.row.id,
+                link.id,
+                self.now(),
+                &super::kept_groups(&identity.groups),
+            )
+            .await?;
+        self.inner.subjects.forget(t.row.id, user);
+        self.raise_session_by(t, &person, session, &[super::AMR_FEDERATED], meta)
+            .await?;
+        Ok(FederatedOutcome::SteppedUp)
     }
 }

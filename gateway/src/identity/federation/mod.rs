@@ -489,58 +489,6 @@ impl IdentityService {
         Ok(idp.name)
     }
 
-    /// Finishes a step-up through `idp`: `identity` (verified, and fresh: its `auth_time` is
-    /// no older than the step-up's start) must be the link of `user`, the session's person;
-    /// then the link's groups are refreshed and `session` is raised (`auth_time` now, `fed`
-    /// among its methods). Another person's identity is audited and refused.
-    async fn raise_through_upstream(
-        &self,
-        t: &LiveTenant,
-        idp: &IdentityProvider,
-        session: SessionId,
-        user: UserId,
-        identity: FederatedIdentity,
-        meta: &RequestMeta,
-    ) -> Result<FederatedOutcome, IdentityError> {
-        let d = self.deps();
-        let link = d
-            .store
-            .identity_by_subject(t.row.id, idp.id, &identity.subject)
-            .await?
-            .filter(|l| l.user_id == user);
-        let Some(link) = link else {
-            self.audit(
-                t,
-                kind::MFA_FAILED,
-                Some(user),
-                meta,
-                json!({"reason": "upstream_other_person", "provider": idp.name, "session": session}),
-            )
-            .await?;
-            return Err(IdentityError::Federation(
-                FederationRefusal::NotTheSamePerson,
-            ));
-        };
-        let person = d
-            .store
-            .user(t.row.id, user)
-            .await?
-            .filter(|u| u.status == UserStatus::Active)
-            .ok_or(IdentityError::AccountSuspended)?;
-        d.store
-            .touch_identity(
-                t.row.id,
-                link.id,
-                self.now(),
-                &kept_groups(&identity.groups),
-            )
-            .await?;
-        self.inner.subjects.forget(t.row.id, user);
-        self.raise_session_by(t, &person, session, &[AMR_FEDERATED], meta)
-            .await?;
-        Ok(FederatedOutcome::SteppedUp)
-    }
-
     /// Opens the browser session of an upstream sign-in.
     async fn open_federated_session(
         &self,
