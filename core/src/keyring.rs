@@ -38,16 +38,26 @@ pub fn published(keys: &[SigningKeyRecord], now: DateTime<Utc>) -> Vec<&SigningK
     out
 }
 
-/// The newest published key of `algorithm` that signs at `now`.
+/// The newest published key of `algorithm` that signs at `now`. A key whose retirement is
+/// scheduled signs nothing more: a token it signed could outlive its place in JWKS.
 pub fn active_of(
     keys: &[SigningKeyRecord],
     algorithm: SigningAlgorithm,
     now: DateTime<Utc>,
 ) -> Option<&SigningKeyRecord> {
+    signing(keys, now)
+        .filter(|k| k.algorithm == algorithm.as_str())
+        .max_by_key(|k| k.activates_at)
+}
+
+/// Published, activated keys not scheduled to retire: the ones that may sign at `now`.
+fn signing(
+    keys: &[SigningKeyRecord],
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = &SigningKeyRecord> {
     published(keys, now)
         .into_iter()
-        .filter(|k| k.algorithm == algorithm.as_str() && k.activates_at <= now)
-        .max_by_key(|k| k.activates_at)
+        .filter(move |k| k.activates_at <= now && k.retires_at.is_none())
 }
 
 /// A published key of `algorithm` that will start signing later (that chain's "next" key).
@@ -74,9 +84,7 @@ pub fn active(
     now: DateTime<Utc>,
 ) -> Option<&SigningKeyRecord> {
     active_of(keys, primary, now).or_else(|| {
-        published(keys, now)
-            .into_iter()
-            .filter(|k| k.activates_at <= now)
+        signing(keys, now)
             .max_by_key(|k| (k.algorithm != ID_TOKEN_BASELINE.as_str(), k.activates_at))
     })
 }
