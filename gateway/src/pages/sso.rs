@@ -4,18 +4,22 @@
 //! form to claim a link to an existing account, or shows plainly why it was refused).
 
 use super::handoff::{checked_handoff, onwards};
+use super::second_factor::signed_in;
 use super::signin::SIGN_IN;
 use super::{Pages, checked_rd, query_param};
 use crate::error::{ApiError, federation_parts};
 use crate::identity::{FederatedOutcome, FlowError, STATE_TTL, SsoCallback, SsoStart};
 use crate::meta::Meta;
+use crate::return_url::signin_url;
 use crate::tenant_path::TenantName;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 
-/// `GET /t/{tenant}/sso/{provider}/start?rd=…&fresh=1`.
+/// `GET /t/{tenant}/sso/{provider}/start?rd=…&fresh=1` (a sign-in), or `…&step_up=1` (the
+/// signed-in person proves themselves again at the provider they are linked to; a browser
+/// not signed in is sent to sign in).
 pub(super) async fn start(
     State(state): Pages,
     TenantName(name): TenantName,
@@ -25,11 +29,24 @@ pub(super) async fn start(
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
+    let return_to = checked_rd(&state, &tenant, query_param(&q, "rd").as_deref());
+    let step_up = if query_param(&q, "step_up").is_some_and(|f| f == "1") {
+        match signed_in(&state, &tenant, &jar).await {
+            Some((principal, _)) => Some(principal),
+            None => {
+                let target = signin_url(&state.public_url, tenant.name(), return_to.as_deref());
+                return Ok(Redirect::to(&target).into_response());
+            }
+        }
+    } else {
+        None
+    };
     let start = SsoStart {
         provider,
-        return_to: checked_rd(&state, &tenant, query_param(&q, "rd").as_deref()),
+        return_to,
         fresh: query_param(&q, "fresh").is_some_and(|f| f == "1"),
         handoff: checked_handoff(query_param(&q, "handoff")),
+        step_up,
     };
     match state.flows.sso_start(&tenant, start, &meta).await {
         Ok(started) => {
@@ -76,6 +93,33 @@ pub(super) async fn callback(
             )
             .await;
             Ok((jar.add(cookie), next).into_response())
+        }
+        FederatedOutcome::SteppedUp => {
+            // The session this browser holds was raised; it goes on with the same cookie.
+            let session = jar
+                .get(state.session_cookie(&tenant).name())
+                .map(|c| c.value().to_owned());
+            let next = match session {
+                Some(cookie) => {
+                    onwards(
+                        &state,
+                        &tenant,
+                        &cookie,
+                        finished.return_to,
+                        finished.handoff,
+                    )
+                    .await
+                }
+                None => {
+                    let target = signin_url(
+                        &state.public_url,
+                        tenant.name(),
+                        finished.return_to.as_deref(),
+                    );
+                    Redirect::to(&target).into_response()
+                }
+            };
+            Ok((jar, next).into_response())
         }
         FederatedOutcome::LinkRequired { link_token } => {
             let mut url = format!(

@@ -19,6 +19,7 @@ mod clients;
 mod cookie_domain;
 mod devices;
 mod faults;
+mod federated_step_up;
 mod federation;
 mod handoff;
 mod hashing;

@@ -324,3 +324,73 @@ async fn an_invalid_client_spec_says_why_and_writes_nothing(pool: PgPool) {
     assert!(message.contains("default/taken"), "{message}");
     assert!(h.ctx.store.oauth_client(id, "app").await.unwrap().is_none());
 }
+
+#[sqlx::test(migrations = false)]
+async fn an_id_token_algorithm_the_tenant_keeps_no_keys_of_is_refused(pool: PgPool) {
+    use keygate_core::crypto::signing::SigningAlgorithm;
+    let h = Harness::postgres(pool).await;
+    h.write(
+        "tenant.yaml",
+        &tenant("demo", "default", "  signing:\n    algorithm: ES256\n"),
+    );
+    h.write(
+        "legacy.yaml",
+        &client(
+            "legacy",
+            "  type: public\n  redirectUris: [\"http://127.0.0.1/callback\"]\n  idTokenSignedResponseAlg: RS256\n",
+        ),
+    );
+    h.write(
+        "edwards.yaml",
+        &client(
+            "edwards",
+            "  type: public\n  redirectUris: [\"http://127.0.0.1/callback\"]\n  idTokenSignedResponseAlg: EdDSA\n",
+        ),
+    );
+    let view = h.sync().await;
+    let id = h.tenant_id("demo").await;
+
+    // RS256 is kept beside ES256 for ID tokens: the client is registered with it.
+    assert_eq!(ready(&view, "OAuthClient default/legacy").0, "True");
+    let legacy = h
+        .ctx
+        .store
+        .oauth_client(id, "legacy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        legacy.id_token_signed_response_alg,
+        Some(SigningAlgorithm::RS256)
+    );
+    let mut kept: Vec<_> = h
+        .ctx
+        .store
+        .signing_keys(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.algorithm)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["ES256", "RS256"]);
+
+    // EdDSA is not: refused with the reason and what to do, nothing stored.
+    let (state, reason, message) = ready(&view, "OAuthClient default/edwards");
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "SigningAlgorithmUnavailable")
+    );
+    assert!(
+        message.contains("EdDSA") && message.contains("ES256 and RS256"),
+        "{message}"
+    );
+    assert!(
+        h.ctx
+            .store
+            .oauth_client(id, "edwards")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -5,12 +5,12 @@
 //! once, checks the browser, lets the protocol module verify the provider's answer, and
 //! hands the identity to the door.
 
-use super::{FederatedOutcome, FederationRefusal, github, hex, oidc};
-use crate::identity::{IdentityError, IdentityService, RequestMeta};
+use super::{FederatedIdentity, FederatedOutcome, FederationRefusal, github, hex, oidc};
+use crate::identity::{IdentityError, IdentityService, Principal, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{constant_time_eq, random::random_token, sha256};
 use keygate_core::federation::{Protocol, callback_path};
-use keygate_core::ids::IdpId;
+use keygate_core::ids::{IdpId, SessionId, UserId};
 use openidconnect::PkceCodeChallenge;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -30,6 +30,10 @@ pub struct SsoStart {
     pub fresh: bool,
     /// The app host's nonce hash of a cross-host handoff in progress, kept for afterwards.
     pub handoff: Option<String>,
+    /// A step-up of this signed-in person's session (an account without a local password
+    /// proving itself again): the sign-in is fresh, must come back as the same person, and
+    /// raises this session instead of opening another.
+    pub step_up: Option<Principal>,
 }
 
 /// A started sign-in: where to send the browser, and the value of the cookie that binds
@@ -91,6 +95,15 @@ struct Pending {
     return_to: Option<String>,
     handoff: Option<String>,
     fresh_since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    step_up: Option<PendingStepUp>,
+}
+
+/// The session a started step-up raises, and whose it is.
+#[derive(Serialize, Deserialize)]
+struct PendingStepUp {
+    session: SessionId,
+    user: UserId,
 }
 
 fn state_key(state: &str) -> String {
@@ -125,6 +138,11 @@ impl IdentityService {
             .await?;
         }
         let (row, live) = self.live_provider(&t, &start.provider).await?;
+        let step_up = match &start.step_up {
+            Some(p) => Some(self.step_up_through(&t, &row, p).await?),
+            None => None,
+        };
+        let fresh = start.fresh || step_up.is_some();
         let state = random_token()?;
         let nonce = random_token()?;
         let binding = random_token()?;
@@ -138,7 +156,7 @@ impl IdentityService {
                     state: state.clone(),
                     nonce: nonce.clone(),
                     pkce: challenge,
-                    fresh: start.fresh,
+                    fresh,
                 },
             )?,
             Protocol::Github(_) => github::authorize_url(
@@ -157,7 +175,8 @@ impl IdentityService {
             nonce,
             return_to: start.return_to,
             handoff: start.handoff,
-            fresh_since: start.fresh.then(|| self.now()),
+            fresh_since: fresh.then(|| self.now()),
+            step_up,
         };
         let bytes = serde_json::to_vec(&pending)
             .map_err(|e| IdentityError::Internal(format!("sign-in state: {e}")))?;
@@ -286,11 +305,102 @@ impl IdentityService {
                 return Err(e);
             }
         };
-        let outcome = self.sign_in_federated(&t.row.name, identity, meta).await?;
+        if pending.fresh_since.is_some() && identity.auth_time.is_none() {
+            // A provider that cannot say when the person authenticated (GitHub) proves no
+            // fresh sign-in: refused rather than taken as one.
+            return Err(refused(FederationRefusal::FreshnessUnknown));
+        }
+        let outcome = match pending.step_up {
+            Some(s) => {
+                self.raise_through_upstream(t, &row, s.session, s.user, identity, meta)
+                    .await?
+            }
+            None => self.sign_in_federated(&t.row.name, identity, meta).await?,
+        };
         Ok(SsoFinished {
             outcome,
             return_to: pending.return_to,
             handoff: pending.handoff,
         })
+    }
+}
+
+impl IdentityService {
+    /// The session a step-up through `idp` raises: the caller's, who must be a person
+    /// linked to `idp` (another provider's account proves nothing about this one).
+    async fn step_up_through(
+        &self,
+        t: &crate::identity::LiveTenant,
+        idp: &keygate_core::store::IdentityProvider,
+        p: &Principal,
+    ) -> Result<PendingStepUp, IdentityError> {
+        let session = p.session_id().ok_or(IdentityError::Forbidden)?;
+        let user = p.user_id.ok_or(IdentityError::Forbidden)?;
+        if p.tenant_id != t.row.id {
+            return Err(IdentityError::Forbidden);
+        }
+        let linked = self
+            .deps()
+            .store
+            .identities_of_user(t.row.id, user)
+            .await?
+            .iter()
+            .any(|l| l.idp_id == idp.id);
+        if !linked {
+            return Err(IdentityError::NotFound);
+        }
+        Ok(PendingStepUp { session, user })
+    }
+
+    /// Finishes a step-up through `idp`: `identity` (verified, and fresh: its `auth_time` is
+    /// no older than the step-up's start) must be the link of `user`, the session's person;
+    /// then the link's groups are refreshed and `session` is raised (`auth_time` now, `fed`
+    /// among its methods). Another person's identity is audited and refused.
+    async fn raise_through_upstream(
+        &self,
+        t: &crate::identity::LiveTenant,
+        idp: &keygate_core::store::IdentityProvider,
+        session: SessionId,
+        user: UserId,
+        identity: FederatedIdentity,
+        meta: &RequestMeta,
+    ) -> Result<FederatedOutcome, IdentityError> {
+        let d = self.deps();
+        let link = d
+            .store
+            .identity_by_subject(t.row.id, idp.id, &identity.subject)
+            .await?
+            .filter(|l| l.user_id == user);
+        let Some(link) = link else {
+            self.audit(
+                t,
+                crate::identity::audit::kind::MFA_FAILED,
+                Some(user),
+                meta,
+                json!({"reason": "upstream_other_person", "provider": idp.name, "session": session}),
+            )
+            .await?;
+            return Err(IdentityError::Federation(
+                FederationRefusal::NotTheSamePerson,
+            ));
+        };
+        let person = d
+            .store
+            .user(t.row.id, user)
+            .await?
+            .filter(|u| u.status == keygate_core::store::UserStatus::Active)
+            .ok_or(IdentityError::AccountSuspended)?;
+        d.store
+            .touch_identity(
+                t.row.id,
+                link.id,
+                self.now(),
+                &super::kept_groups(&identity.groups),
+            )
+            .await?;
+        self.inner.subjects.forget(t.row.id, user);
+        self.raise_session_by(t, &person, session, &[super::AMR_FEDERATED], meta)
+            .await?;
+        Ok(FederatedOutcome::SteppedUp)
     }
 }

@@ -40,7 +40,7 @@ use std::time::Duration;
 /// `acr` of a sign-in through an upstream provider.
 pub const ACR_FEDERATED: &str = "urn:keygate:acr:fed";
 /// `amr` value of a sign-in through an upstream provider.
-const AMR_FEDERATED: &str = "fed";
+pub(crate) const AMR_FEDERATED: &str = "fed";
 /// How long a link token (claim an upstream identity after signing in locally) lives.
 pub const LINK_TOKEN_TTL: Duration = Duration::from_secs(600);
 /// Longest list of upstream groups kept per link; more are cut (a group claim is no
@@ -101,6 +101,9 @@ pub enum FederatedOutcome {
         /// Single-use, [`LINK_TOKEN_TTL`]; only its hash is stored.
         link_token: String,
     },
+    /// A step-up: the browser's session was raised by a fresh sign-in at the provider; its
+    /// cookie stays as it is.
+    SteppedUp,
 }
 
 /// A browser session opened by an upstream sign-in.
@@ -173,6 +176,18 @@ pub enum FederationRefusal {
     /// The provider's settings are unusable (the operator reports why in its status).
     #[error("this identity provider is not usable right now")]
     ProviderUnusable,
+    /// A fresh sign-in was needed and the provider did not say when the person authenticated
+    /// (GitHub never does), so it proves nothing fresh.
+    #[error(
+        "this identity provider cannot confirm that you just signed in; use another way to confirm it is you"
+    )]
+    FreshnessUnknown,
+    /// A step-up came back signed in as another account of the provider than the one linked
+    /// to the session's person.
+    #[error(
+        "you signed in at the identity provider as someone else; sign in there with the account linked to this one"
+    )]
+    NotTheSamePerson,
 }
 
 /// What a link token stands for, kept in the ephemeral store under its hash.
@@ -528,6 +543,8 @@ fn refusal_code(r: &FederationRefusal) -> &'static str {
         FederationRefusal::HostedDomainNotAllowed => "hosted_domain",
         FederationRefusal::NewAccountsClosed => "new_accounts_closed",
         FederationRefusal::ProviderUnusable => "provider_unusable",
+        FederationRefusal::FreshnessUnknown => "freshness_unknown",
+        FederationRefusal::NotTheSamePerson => "not_the_same_person",
     }
 }
 
