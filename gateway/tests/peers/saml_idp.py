@@ -35,6 +35,7 @@ from saml2.authn_context import PASSWORD
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from saml2.server import Server
 
 KEY, CERT, SP_METADATA_URL = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -103,6 +104,9 @@ def answer(idp, query):
         },
         sign_assertion=flaw != "unsigned",
         sign_response=False,
+        # pysaml2 signs with RSA-SHA1 unless told otherwise, which keygate refuses.
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
     )
     xml = str(response)
     if flaw == "tampered":
