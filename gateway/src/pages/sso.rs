@@ -1,7 +1,10 @@
 //! Sign-in through an upstream provider: the start (a link from the sign-in page: sets the
 //! cookie that binds the answer to this browser, then sends it to the provider) and the
 //! callback (the provider's answer: signs in and sends the browser on, or to the sign-in
-//! form to claim a link to an existing account, or shows plainly why it was refused).
+//! form to claim a link to an existing account, or shows plainly why it was refused). A SAML
+//! IdP answers at the assertion consumer service (`acs`, a form POST from the IdP's page, so
+//! no CSRF token: the signed assertion, its `InResponseTo` and the binding cookie are the
+//! proof), and keygate's service-provider metadata is served for the IdP's administrator.
 
 use super::handoff::{checked_handoff, onwards};
 use super::second_factor::signed_in;
@@ -12,8 +15,8 @@ use crate::identity::{FederatedOutcome, FlowError, STATE_TTL, SsoCallback, SsoSt
 use crate::meta::Meta;
 use crate::return_url::signin_url;
 use crate::tenant_path::TenantName;
-use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, RawForm, RawQuery, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 
@@ -50,7 +53,13 @@ pub(super) async fn start(
     };
     match state.flows.sso_start(&tenant, start, &meta).await {
         Ok(started) => {
-            let cookie = state.cookies.sso_binding(started.binding, STATE_TTL);
+            let cookie = if started.cross_site_post {
+                state
+                    .cookies
+                    .sso_binding_cross_site(started.binding, STATE_TTL)
+            } else {
+                state.cookies.sso_binding(started.binding, STATE_TTL)
+            };
             Ok((jar.add(cookie), Redirect::to(&started.redirect)).into_response())
         }
         Err(e) => Ok(refused(&state, &tenant, e)),
@@ -64,6 +73,56 @@ pub(super) async fn callback(
     Path((_, provider)): Path<(String, String)>,
     Meta(meta): Meta,
     Query(answer): Query<SsoCallback>,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
+    finish(state, name, provider, meta, answer, jar).await
+}
+
+/// `POST /t/{tenant}/sso/{provider}/acs` with `SAMLResponse` and `RelayState` (HTTP-POST
+/// binding).
+pub(super) async fn acs(
+    State(state): Pages,
+    TenantName(name): TenantName,
+    Path((_, provider)): Path<(String, String)>,
+    Meta(meta): Meta,
+    jar: CookieJar,
+    RawForm(form): RawForm,
+) -> Result<Response, ApiError> {
+    let mut answer = SsoCallback::default();
+    for (key, value) in form_urlencoded::parse(&form) {
+        match key.as_ref() {
+            "SAMLResponse" => answer.saml_response = Some(value.into_owned()),
+            "RelayState" => answer.state = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    finish(state, name, provider, meta, answer, jar).await
+}
+
+/// `GET /t/{tenant}/sso/{provider}/saml/metadata`: keygate's SAML service-provider metadata.
+pub(super) async fn saml_metadata(
+    State(state): Pages,
+    TenantName(name): TenantName,
+    Path((_, provider)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = state.live(&name).await?;
+    match state.flows.saml_metadata(&tenant, &provider).await {
+        Ok(xml) => Ok((
+            [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+            xml,
+        )
+            .into_response()),
+        Err(e) => Ok(refused(&state, &tenant, e)),
+    }
+}
+
+/// The provider's answer, from the callback or the assertion consumer service.
+async fn finish(
+    state: std::sync::Arc<super::PagesState>,
+    name: String,
+    provider: String,
+    meta: crate::identity::RequestMeta,
+    answer: SsoCallback,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;

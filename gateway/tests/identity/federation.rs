@@ -42,6 +42,7 @@ pub(crate) async fn provider(env: &Env, tenant: &Tenant, name: &str, settings: P
         Protocol::Oidc(_) => IdpKind::Oidc,
         Protocol::Google(_) => IdpKind::Google,
         Protocol::Github(_) => IdpKind::Github,
+        Protocol::Saml(_) => IdpKind::Saml,
     };
     let mut upsert = IdpUpsert {
         tenant_id: tenant.id,

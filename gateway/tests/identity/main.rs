@@ -34,6 +34,7 @@ mod page_state;
 mod provider;
 mod replicas;
 mod request_ids;
+mod saml;
 mod scopes;
 mod sessions;
 mod signin;

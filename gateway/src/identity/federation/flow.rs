@@ -5,11 +5,11 @@
 //! once, checks the browser, lets the protocol module verify the provider's answer, and
 //! hands the identity to the door.
 
-use super::{FederatedIdentity, FederatedOutcome, FederationRefusal, github, hex, oidc};
+use super::{FederatedIdentity, FederatedOutcome, FederationRefusal, github, hex, oidc, saml};
 use crate::identity::{IdentityError, IdentityService, Principal, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{constant_time_eq, random::random_token, sha256};
-use keygate_core::federation::{Protocol, callback_path};
+use keygate_core::federation::{Protocol, callback_path, saml_acs_path};
 use keygate_core::ids::{IdpId, SessionId, UserId};
 use openidconnect::PkceCodeChallenge;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,9 @@ pub struct SsoStarted {
     pub redirect: String,
     /// The binding cookie's value (only its hash is stored).
     pub binding: String,
+    /// The answer comes back as a cross-site form POST (SAML), which a SameSite=Lax cookie
+    /// does not accompany.
+    pub cross_site_post: bool,
 }
 
 impl std::fmt::Debug for SsoStarted {
@@ -63,6 +66,10 @@ pub struct SsoCallback {
     pub error: Option<String>,
     /// Its description.
     pub error_description: Option<String>,
+    /// A SAML IdP's `SAMLResponse` (base64), taken from the assertion consumer service's
+    /// form POST only, never from a query.
+    #[serde(skip)]
+    pub saml_response: Option<String>,
 }
 
 impl std::fmt::Debug for SsoCallback {
@@ -97,6 +104,9 @@ struct Pending {
     fresh_since: Option<DateTime<Utc>>,
     #[serde(default)]
     step_up: Option<PendingStepUp>,
+    /// The ID of the AuthnRequest sent (SAML): the answer's `InResponseTo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    saml_request: Option<String>,
 }
 
 /// The session a started step-up raises, and whose it is.
@@ -118,6 +128,11 @@ impl IdentityService {
     /// The URL providers redirect back to for `provider` of `tenant`.
     pub fn sso_redirect_uri(&self, tenant: &str, provider: &str) -> String {
         format!("{}{}", self.public_url(), callback_path(tenant, provider))
+    }
+
+    /// The assertion consumer service URL of SAML provider `provider` of `tenant`.
+    pub fn saml_acs_url(&self, tenant: &str, provider: &str) -> String {
+        format!("{}{}", self.public_url(), saml_acs_path(tenant, provider))
     }
 
     /// Starts a sign-in at a provider (rate-limited per address like password sign-ins).
@@ -148,6 +163,10 @@ impl IdentityService {
         let binding = random_token()?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let redirect_uri = self.sso_redirect_uri(&t.row.name, &row.name);
+        // An XML ID (NCName): a letter or `_` first.
+        let saml_request = matches!(live.settings.protocol, Protocol::Saml(_))
+            .then(|| random_token().map(|r| format!("_{r}")))
+            .transpose()?;
         let redirect = match &live.settings.protocol {
             Protocol::Oidc(_) | Protocol::Google(_) => oidc::authorize_url(
                 &live,
@@ -166,6 +185,13 @@ impl IdentityService {
                 state.clone(),
                 challenge,
             )?,
+            Protocol::Saml(_) => saml::authn_redirect(
+                &live,
+                &self.saml_acs_url(&t.row.name, &row.name),
+                saml_request.as_deref().unwrap_or_default(),
+                &state,
+                fresh,
+            )?,
         };
         let pending = Pending {
             tenant: t.row.id.0,
@@ -177,6 +203,7 @@ impl IdentityService {
             handoff: start.handoff,
             fresh_since: fresh.then(|| self.now()),
             step_up,
+            saml_request,
         };
         let bytes = serde_json::to_vec(&pending)
             .map_err(|e| IdentityError::Internal(format!("sign-in state: {e}")))?;
@@ -184,7 +211,11 @@ impl IdentityService {
             .ephemeral
             .put(&state_key(&state), &bytes, STATE_TTL)
             .await?;
-        Ok(SsoStarted { redirect, binding })
+        Ok(SsoStarted {
+            redirect,
+            binding,
+            cross_site_post: pending.saml_request.is_some(),
+        })
     }
 
     /// Finishes a sign-in at the callback: the `state` is spent whatever happens, then the
@@ -254,39 +285,7 @@ impl IdentityService {
                     .map(|d| d.chars().take(300).collect()),
             }));
         }
-        let code = callback
-            .code
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| refused(FederationRefusal::InvalidAnswer("no code".into())))?;
-        let redirect_uri = self.sso_redirect_uri(&t.row.name, &row.name);
-        let identity = match &live.settings.protocol {
-            Protocol::Oidc(_) | Protocol::Google(_) => {
-                oidc::identity(
-                    &live,
-                    oidc::Finish {
-                        provider: &row.name,
-                        redirect: &redirect_uri,
-                        code,
-                        pkce_verifier: pending.pkce,
-                        nonce: pending.nonce,
-                        fresh_since: pending.fresh_since,
-                        clock: self.deps().clock.clone(),
-                    },
-                )
-                .await
-            }
-            Protocol::Github(_) => {
-                github::identity(
-                    &live,
-                    &self.inner.providers.options().endpoints.github,
-                    &row.name,
-                    &redirect_uri,
-                    code,
-                    pending.pkce,
-                )
-                .await
-            }
-        };
+        let identity = self.answer(t, &row.name, &live, callback, &pending).await;
         let identity = match identity {
             Ok(identity) => identity,
             Err(e) => {
@@ -322,6 +321,108 @@ impl IdentityService {
             return_to: pending.return_to,
             handoff: pending.handoff,
         })
+    }
+
+    /// The identity in the provider's answer, checked by its protocol module.
+    async fn answer(
+        &self,
+        t: &crate::identity::LiveTenant,
+        provider: &str,
+        live: &super::providers::LiveProvider,
+        callback: SsoCallback,
+        pending: &Pending,
+    ) -> Result<FederatedIdentity, IdentityError> {
+        let code = || {
+            callback
+                .code
+                .clone()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| refused(FederationRefusal::InvalidAnswer("no code".into())))
+        };
+        let redirect_uri = self.sso_redirect_uri(&t.row.name, provider);
+        match &live.settings.protocol {
+            Protocol::Oidc(_) | Protocol::Google(_) => {
+                oidc::identity(
+                    live,
+                    oidc::Finish {
+                        provider,
+                        redirect: &redirect_uri,
+                        code: code()?,
+                        pkce_verifier: pending.pkce.clone(),
+                        nonce: pending.nonce.clone(),
+                        fresh_since: pending.fresh_since,
+                        clock: self.deps().clock.clone(),
+                    },
+                )
+                .await
+            }
+            Protocol::Github(_) => {
+                github::identity(
+                    live,
+                    &self.inner.providers.options().endpoints.github,
+                    provider,
+                    &redirect_uri,
+                    code()?,
+                    pending.pkce.clone(),
+                )
+                .await
+            }
+            Protocol::Saml(_) => {
+                let (Some(response), Some(request_id)) = (
+                    callback.saml_response.as_deref(),
+                    pending.saml_request.as_deref(),
+                ) else {
+                    return Err(refused(FederationRefusal::InvalidAnswer(
+                        "no SAMLResponse was posted".into(),
+                    )));
+                };
+                let checked = saml::check(
+                    live,
+                    saml::Finish {
+                        provider,
+                        acs: &self.saml_acs_url(&t.row.name, provider),
+                        response,
+                        request_id,
+                        fresh_since: pending.fresh_since,
+                        now: self.now(),
+                    },
+                )?;
+                self.first_use_of_assertion(t, live, &checked).await?;
+                Ok(checked.identity)
+            }
+        }
+    }
+
+    /// Refuses an assertion whose ID was seen before at this IdP (on any replica: the count
+    /// lives in the shared ephemeral store until the assertion expires).
+    async fn first_use_of_assertion(
+        &self,
+        t: &crate::identity::LiveTenant,
+        live: &super::providers::LiveProvider,
+        checked: &saml::Checked,
+    ) -> Result<(), IdentityError> {
+        let issuer = live
+            .saml
+            .as_ref()
+            .map(|m| m.entity_id.as_str())
+            .unwrap_or("");
+        let key = format!(
+            "saml-assertion:{}:{}",
+            t.row.id,
+            hex(&sha256(
+                format!("{issuer}\n{}", checked.assertion_id).as_bytes()
+            ))
+        );
+        let remaining = (checked.valid_until - self.now())
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        if self.deps().ephemeral.hit(&key, remaining).await? > 1 {
+            return Err(refused(FederationRefusal::InvalidAnswer(
+                "this assertion was used before (replay)".into(),
+            )));
+        }
+        Ok(())
     }
 }
 

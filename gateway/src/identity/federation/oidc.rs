@@ -143,7 +143,9 @@ pub(super) fn authorize_url(
                 request = request.add_extra_param("hd", hd.clone());
             }
         }
-        Protocol::Github(_) => return Err(IdentityError::Internal("GitHub is no OIDC".into())),
+        Protocol::Github(_) | Protocol::Saml(_) => {
+            return Err(IdentityError::Internal("not OpenID Connect".into()));
+        }
     }
     if a.fresh {
         request = request
