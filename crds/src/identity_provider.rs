@@ -34,8 +34,9 @@ pub const DOMAIN_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-
     doc = "An upstream identity provider (OIDC, GitHub, Google or SAML) for a tenant. The \
            operator validates it, stores it with its secret sealed, and reports Ready once \
            people can sign in through it (for OIDC and Google: once the provider's discovery \
-           document and keys were fetched); status.redirectUri is the URL to register at the \
-           provider. SAML providers report Ready=False with reason NotSupported.",
+           document and keys were fetched; for SAML once the IdP metadata with a signing \
+           certificate was read); status.redirectUri (OAuth and OIDC) or status.spEntityId, \
+           status.acsUrl and status.spMetadataUrl (SAML) are what to register at the provider.",
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef.name"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(
@@ -236,13 +237,9 @@ pub struct SamlSettings {
     /// keygate's SAML service-provider entity id at this IdP.
     #[schemars(length(min = 1, max = 1024))]
     pub entity_id: String,
-    /// Which SAML attributes carry email, name and groups.
+    /// Which SAML attributes (by Name or FriendlyName) carry email, name and groups.
     #[serde(default)]
     pub attribute_mapping: ClaimMappings,
-    /// Secret key holding the PEM private key (and certificate) keygate signs AuthnRequests
-    /// with; unsigned requests when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sp_key_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Where the SAML IdP metadata comes from; exactly one of `inline` and `url`.
@@ -255,7 +252,8 @@ pub struct SamlMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 262144))]
     pub inline: Option<String>,
-    /// URL of the IdP's metadata.
+    /// URL of the IdP's metadata (`https://`; plain `http://` on loopback only under `keygate
+    /// dev`), fetched with the provider's CA bundle and read again every 15 minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), pattern(HTTP_URL_PATTERN))]
     pub url: Option<String>,
@@ -272,9 +270,19 @@ pub struct IdentityProviderStatus {
     /// The `metadata.generation` the operator last applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The redirect (callback) URI to register at the provider for this keygate.
+    /// The redirect (callback) URI to register at the provider for this keygate (OAuth and
+    /// OIDC providers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<String>,
+    /// keygate's service-provider entity id to register at a SAML IdP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp_entity_id: Option<String>,
+    /// The assertion consumer service URL (HTTP-POST) to register at a SAML IdP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acs_url: Option<String>,
+    /// keygate's service-provider metadata for a SAML IdP to import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp_metadata_url: Option<String>,
 }
 
 impl_conditions_status!(IdentityProviderStatus);

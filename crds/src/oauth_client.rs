@@ -11,6 +11,7 @@ use crate::{
     api_key::{Rotation, SCOPE_PATTERN},
     common::{DNS_SUBDOMAIN_PATTERN, TenantRef, conditions_schema, impl_conditions_status},
     duration::GoDuration,
+    tenant::SigningAlgorithm,
 };
 
 /// A redirect URI keygate may send a browser to: `https://`, or plain `http://` to a
@@ -150,6 +151,13 @@ pub struct OAuthClientSpec {
     /// The client's own token lifetimes, to shorten the tenant's; the tenant's apply where unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetimes: Option<Lifetimes>,
+    /// The algorithm of the client's ID tokens (OpenID Connect's
+    /// `id_token_signed_response_alg`): `RS256`, which every tenant keeps a key of for this,
+    /// or the tenant's own `signing.algorithm`; any other is refused (`Ready=False`, reason
+    /// `SigningAlgorithmUnavailable`). Unset: the tenant's algorithm. Access tokens always use
+    /// the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<SigningAlgorithm>,
 }
 
 fn default_grant_types() -> Vec<GrantType> {

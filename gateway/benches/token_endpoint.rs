@@ -201,6 +201,7 @@ async fn setup(store: &Arc<dyn Store>, master: &MasterKeys, hash: &str) {
                 audience: vec![],
                 consent: ConsentMode::Implicit,
                 lifetimes: ClientLifetimes::default(),
+                id_token_signed_response_alg: None,
                 generation: 1,
             })
             .await

@@ -138,6 +138,22 @@ impl CookieMode {
         cookie
     }
 
+    /// The binding cookie of a SAML sign-in: the IdP answers with a cross-site form POST,
+    /// which a SameSite=Lax cookie does not accompany, so this one is SameSite=None (and
+    /// Secure). On plain-HTTP `keygate dev` it stays Lax (browsers refuse SameSite=None
+    /// without Secure): there the IdP must be on the same site (e.g. both on `localhost`).
+    pub fn sso_binding_cross_site(
+        self,
+        value: String,
+        max_age: std::time::Duration,
+    ) -> Cookie<'static> {
+        let mut cookie = self.sso_binding(value, max_age);
+        if self.secure() {
+            cookie.set_same_site(SameSite::None);
+        }
+        cookie
+    }
+
     /// Whether cookies carry `Secure`.
     pub fn secure(self) -> bool {
         self == Self::Host

@@ -325,6 +325,16 @@ pub fn federation_parts(r: &FederationRefusal) -> (StatusCode, &'static str, &'s
             "provider_unusable",
             "The identity provider is not usable right now",
         ),
+        R::FreshnessUnknown => (
+            StatusCode::FORBIDDEN,
+            "upstream_freshness_unknown",
+            "The identity provider cannot confirm a fresh sign-in",
+        ),
+        R::NotTheSamePerson => (
+            StatusCode::FORBIDDEN,
+            "upstream_other_person",
+            "Signed in as someone else at the identity provider",
+        ),
     }
 }
 

@@ -64,8 +64,15 @@ async fn document(state: &AppState, name: &str) -> Result<serde_json::Value, Api
             "urn:ietf:params:oauth:grant-type:device_code",
         ],
         "subject_types_supported": ["public"],
-        // ID tokens are signed with the tenant's key (`signing.algorithm`, RS256 by default).
-        "id_token_signing_alg_values_supported": [tenant.settings.signing.algorithm.as_str()],
+        // ID tokens are signed with the tenant's algorithm (`signing.algorithm`, RS256 by
+        // default), or with RS256, which every tenant keeps a key of, for a client that
+        // registered it (`idTokenSignedResponseAlg`).
+        "id_token_signing_alg_values_supported": keygate_core::keyring::algorithms(
+            tenant.settings.signing.algorithm
+        )
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>(),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -81,8 +88,8 @@ async fn document(state: &AppState, name: &str) -> Result<serde_json::Value, Api
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
-        // keygate extensions: where to sign in with a password, and the kid new tokens are
-        // signed with (so operators can check that JWKS and issuance agree).
+        // keygate extensions: where to sign in with a password, and the kid new access
+        // tokens are signed with (so operators can check that JWKS and issuance agree).
         "keygate_login_endpoint": format!("{issuer}/login"),
         "keygate_signing_kid": &keys.active_kid,
     }))

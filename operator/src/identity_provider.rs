@@ -1,10 +1,11 @@
-//! IdentityProvider reconciler: validates the spec, reads the client secret (or SAML SP key)
-//! and the CA bundle from the referenced Secrets, and stores the provider's settings
+//! IdentityProvider reconciler: validates the spec, reads the client secret and the CA bundle
+//! from the referenced Secrets, and stores the provider's settings
 //! (`keygate_core::federation::ProviderSettings`, what the gateway signs people in with) with
 //! the secret sealed by the master keys. Ready only once the gateway could sign people in:
-//! for OpenID Connect and Google, once the discovery document and keys were fetched through
-//! the same client the gateway uses. A missing Secret is a `SecretNotFound` condition naming
-//! it, never a crash loop.
+//! for OpenID Connect and Google, once the discovery document and keys were fetched, for SAML
+//! once the IdP metadata with a signing certificate was read, through the same client the
+//! gateway uses. The status names what to register at the provider. A missing Secret is a
+//! `SecretNotFound` condition naming it, never a crash loop.
 
 use crate::effects::Effects;
 use crate::secrets::secret_value;
@@ -12,7 +13,8 @@ use crate::status::{Blocked, Lookup, Reason, ready};
 use crate::{Context, ReconcileError, tenant};
 use keygate_core::federation::{
     ClaimNames, Endpoints, GithubProtocol, GoogleProtocol, Linking, OidcProtocol, Protocol,
-    ProviderSettings, UpstreamHttp, callback_path, discover,
+    ProviderSettings, SamlMetadataSource, SamlProtocol, UpstreamHttp, callback_path, discover,
+    load_metadata, saml_acs_path, saml_metadata_path,
 };
 use keygate_core::ids::IdpId;
 use keygate_core::store::{IdpKind, IdpUpsert};
@@ -36,15 +38,23 @@ pub async fn reconcile(
     let now = ctx.clock.now();
     let (name, namespace) = crate::object_key(&idp.metadata)?;
     let generation = idp.metadata.generation;
-    let redirect_uri = format!(
-        "{}{}",
-        ctx.public_url,
-        callback_path(&idp.spec.tenant_ref.name, name)
-    );
+    let tenant_name = &idp.spec.tenant_ref.name;
+    let redirect_uri = format!("{}{}", ctx.public_url, callback_path(tenant_name, name));
+    let saml = idp.spec.saml.as_ref();
+    let acs_url = format!("{}{}", ctx.public_url, saml_acs_path(tenant_name, name));
     let status = |ok: bool, reason, message: String| IdentityProviderStatus {
         conditions: vec![ready(ok, reason, message, generation, now)],
         observed_generation: generation,
         redirect_uri: (idp.spec.provider_type != ProviderType::Saml).then(|| redirect_uri.clone()),
+        sp_entity_id: saml.map(|s| s.entity_id.clone()),
+        acs_url: saml.map(|_| acs_url.clone()),
+        sp_metadata_url: saml.map(|_| {
+            format!(
+                "{}{}",
+                ctx.public_url,
+                saml_metadata_path(tenant_name, name)
+            )
+        }),
     };
 
     if let Err(refused) =
@@ -86,12 +96,15 @@ pub async fn reconcile(
         ProviderType::Google => IdpKind::Google,
         ProviderType::Saml => IdpKind::Saml,
     };
-    let settings = provider_settings(name, &idp.spec, ca_bundle);
-    let config = match &settings {
-        Some(settings) => serde_json::to_value(settings).map_err(ReconcileError::Serialize)?,
-        // SAML: the spec holds only references to secrets, so it is stored as is.
-        None => serde_json::to_value(&idp.spec).map_err(ReconcileError::Serialize)?,
+    let Some(settings) = provider_settings(name, &idp.spec, ca_bundle) else {
+        // The CRD's rules demand the block; a manifest that slipped past them is refused.
+        let why = format!(
+            "type {} needs its settings block",
+            idp.spec.provider_type.as_str()
+        );
+        return Ok(status(false, Reason::InvalidSpec, why));
     };
+    let config = serde_json::to_value(&settings).map_err(ReconcileError::Serialize)?;
     let existing = ctx.store.idp_by_name(stored_tenant.id, name).await?;
     let mut upsert = IdpUpsert {
         tenant_id: stored_tenant.id,
@@ -126,30 +139,39 @@ pub async fn reconcile(
         });
     }
     ctx.store.upsert_idp(&upsert).await?;
-    let Some(settings) = settings else {
-        // Stored and checked, but nothing signs people in through SAML yet: Ready would
-        // promise a sign-in button that does not work.
-        return Ok(status(
-            false,
-            Reason::NotSupported,
-            "the provider and its key are valid and stored, but this keygate version cannot sign people in through SAML".into(),
-        ));
-    };
     let (ok, reason, message) = reachable(ctx, &settings).await;
-    Ok(status(
-        ok,
-        reason,
-        if ok {
-            format!("{message}; register {redirect_uri} as its redirect URI")
-        } else {
-            message
-        },
-    ))
+    let message = match (ok, &settings.protocol) {
+        (false, _) => message,
+        (true, Protocol::Saml(p)) => format!(
+            "{message}; register entity id {} with assertion consumer service {acs_url} at the IdP",
+            p.entity_id
+        ),
+        (true, _) => format!("{message}; register {redirect_uri} as its redirect URI"),
+    };
+    Ok(status(ok, reason, message))
 }
 
 /// Whether the gateway could sign people in through the provider now: the same HTTP client
-/// (platform trust store plus the CA bundle) fetches its discovery document and keys.
+/// (platform trust store plus the CA bundle) fetches its discovery document and keys, or its
+/// SAML metadata (which must name a signing certificate).
 async fn reachable(ctx: &Context, settings: &ProviderSettings) -> (bool, Reason, String) {
+    let http = match UpstreamHttp::new(settings.ca_bundle.as_deref()) {
+        Ok(http) => http,
+        Err(e) => return (false, Reason::InvalidSpec, e.to_string()),
+    };
+    if let Protocol::Saml(p) = &settings.protocol {
+        return match load_metadata(&http, &p.metadata, ctx.allow_loopback_http).await {
+            Ok(m) => (
+                true,
+                Reason::Reconciled,
+                format!(
+                    "IdP metadata of {} read ({} signing certificate(s)); people can sign in",
+                    m.entity_id, m.signing_certs
+                ),
+            ),
+            Err(e) => (false, Reason::ProviderUnreachable, e.to_string()),
+        };
+    }
     let endpoints = Endpoints::default();
     let Some(issuer) = settings.issuer(&endpoints) else {
         // GitHub publishes no discovery document: its endpoints are fixed.
@@ -158,10 +180,6 @@ async fn reachable(ctx: &Context, settings: &ProviderSettings) -> (bool, Reason,
             Reason::Reconciled,
             "people can sign in through GitHub".into(),
         );
-    };
-    let http = match UpstreamHttp::new(settings.ca_bundle.as_deref()) {
-        Ok(http) => http,
-        Err(e) => return (false, Reason::InvalidSpec, e.to_string()),
     };
     match discover(&http, issuer, ctx.allow_loopback_http).await {
         Ok(_) => (
@@ -173,7 +191,8 @@ async fn reachable(ctx: &Context, settings: &ProviderSettings) -> (bool, Reason,
     }
 }
 
-/// The settings the gateway signs people in with, from the spec; `None` for SAML.
+/// The settings the gateway signs people in with, from the spec; `None` when the block its
+/// type needs is missing.
 pub fn provider_settings(
     name: &str,
     spec: &IdentityProviderSpec,
@@ -207,7 +226,23 @@ pub fn provider_settings(
                 allowed_organizations: g.allowed_organizations.clone(),
             })
         }
-        ProviderType::Saml => return None,
+        ProviderType::Saml => {
+            let s = spec.saml.as_ref()?;
+            let metadata = match (&s.metadata.inline, &s.metadata.url) {
+                (Some(xml), _) => SamlMetadataSource::Inline(xml.clone()),
+                (None, Some(url)) => SamlMetadataSource::Url(url.clone()),
+                (None, None) => return None,
+            };
+            Protocol::Saml(SamlProtocol {
+                metadata,
+                entity_id: s.entity_id.clone(),
+                attributes: ClaimNames {
+                    email: s.attribute_mapping.email.clone(),
+                    name: s.attribute_mapping.name.clone(),
+                    groups: s.attribute_mapping.groups.clone(),
+                },
+            })
+        }
     };
     let display_name = spec
         .display_name
@@ -233,16 +268,10 @@ pub fn provider_settings(
     })
 }
 
-/// The Secret key the provider needs, if its type has one.
+/// The Secret key the provider needs, if its type has one (SAML needs none: keygate sends
+/// unsigned AuthnRequests).
 pub fn secret_ref(idp: &IdentityProvider) -> Option<&SecretKeyRef> {
-    match idp.spec.provider_type {
-        ProviderType::Saml => idp
-            .spec
-            .saml
-            .as_ref()
-            .and_then(|s| s.sp_key_secret_ref.as_ref()),
-        _ => idp.spec.client_secret_ref(),
-    }
+    idp.spec.client_secret_ref()
 }
 
 /// Reads one key of a Secret; [`Lookup::Blocked`] names what is missing.

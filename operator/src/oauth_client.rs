@@ -17,6 +17,8 @@ use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use keygate_core::crypto::signing::SigningAlgorithm;
+use keygate_core::keyring;
 use keygate_core::store::{
     ClientAuthMethod, ClientLifetimes, ClientSecretRecord, ClientType, ConsentMode, GrantType,
     NewClientSecret, OAuthClientUpsert, StoreError, Tenant,
@@ -61,6 +63,9 @@ pub async fn reconcile(
             Lookup::Found(t) => t,
             Lookup::Blocked(why) => return Ok(failed(why.reason(), why.to_string())),
         };
+    if let Some(why) = unavailable_algorithm(client, &stored_tenant) {
+        return Ok(failed(Reason::SigningAlgorithmUnavailable, why));
+    }
     let owner = secret_owner(client, owner_uid);
 
     // Read the Secret before anything is written: one that is not ours is never
@@ -224,8 +229,36 @@ fn declared(
             keygate_crds::Consent::Required => ConsentMode::Required,
         },
         lifetimes,
+        id_token_signed_response_alg: spec.id_token_signed_response_alg.map(signing_algorithm),
         generation: generation.unwrap_or(0),
     }
+}
+
+/// keygate's name of an algorithm a resource names.
+fn signing_algorithm(alg: keygate_crds::SigningAlgorithm) -> SigningAlgorithm {
+    match alg {
+        keygate_crds::SigningAlgorithm::RS256 => SigningAlgorithm::RS256,
+        keygate_crds::SigningAlgorithm::ES256 => SigningAlgorithm::ES256,
+        keygate_crds::SigningAlgorithm::EdDSA => SigningAlgorithm::EdDSA,
+    }
+}
+
+/// Why the client's `idTokenSignedResponseAlg` cannot be served by `tenant`'s keys (it
+/// keeps keys of its own algorithm and of RS256 only), if it cannot.
+fn unavailable_algorithm(client: &OAuthClient, tenant: &Tenant) -> Option<String> {
+    let asked = signing_algorithm(client.spec.id_token_signed_response_alg?);
+    let primary = tenant.settings.signing.algorithm;
+    let kept = keyring::algorithms(primary);
+    (!kept.contains(&asked)).then(|| {
+        format!(
+            "idTokenSignedResponseAlg {} is not available: tenant `{}` signs with {} and keeps keys of {} only; choose one of those (or leave it unset for {}), or change the tenant's signing.algorithm; nothing was changed",
+            asked.as_str(),
+            tenant.name,
+            primary.as_str(),
+            kept.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" and "),
+            primary.as_str(),
+        )
+    })
 }
 
 fn secret_owner<'a>(client: &'a OAuthClient, owner_uid: &'a str) -> SecretOwner<'a> {

@@ -1,5 +1,5 @@
 //! Secrets for the directory source: the `v1 Secret` manifests that sit beside the keygate
-//! manifests (IdP client secrets, SAML keys), and the Secrets the operator writes for API
+//! manifests (IdP client secrets), and the Secrets the operator writes for API
 //! keys, one file per Secret under `<secrets dir>/<namespace>/<name>.yaml`, mode 0600.
 
 use crate::effects::{SecretError, SecretSource};

@@ -33,6 +33,8 @@ pub enum Reason {
     ProviderUnreachable,
     /// A Role names an IdentityProvider the tenant does not have.
     ProviderNotFound,
+    /// An OAuthClient asks for ID tokens of an algorithm its tenant keeps no keys of.
+    SigningAlgorithmUnavailable,
 }
 
 impl Reason {
@@ -52,6 +54,7 @@ impl Reason {
             Self::ClientIdTaken,
             Self::ProviderUnreachable,
             Self::ProviderNotFound,
+            Self::SigningAlgorithmUnavailable,
         ]
         .into_iter()
         .find(|r| r.as_str() == word)
@@ -73,6 +76,7 @@ impl Reason {
             Self::ClientIdTaken => "ClientIdTaken",
             Self::ProviderUnreachable => "ProviderUnreachable",
             Self::ProviderNotFound => "ProviderNotFound",
+            Self::SigningAlgorithmUnavailable => "SigningAlgorithmUnavailable",
         }
     }
 }

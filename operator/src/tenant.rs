@@ -1,5 +1,6 @@
 //! Tenant reconciler: upserts the tenant and its policies, keeps its signing keys rotating
-//! (next key published before it signs; old key kept until its last token expired).
+//! (next key published before it signs; old key kept until its last token expired), one
+//! chain per algorithm: the tenant's, and RS256 for ID tokens when the tenant's is another.
 
 use crate::status::{Blocked, Lookup, Reason, ready};
 use crate::{Context, ReconcileError};
@@ -15,7 +16,8 @@ pub mod settings;
 /// How a tenant's signing keys rotate, from its settings (`signing`, `tokens`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RotationPolicy {
-    /// Algorithm of new keys; an active key of another algorithm is replaced.
+    /// The tenant's algorithm (access tokens); an active key of another algorithm is
+    /// replaced, except the RS256 key kept for ID tokens ([`keyring::algorithms`]).
     pub algorithm: SigningAlgorithm,
     /// How long a key signs before the next one is due.
     pub rotate_every: Duration,
@@ -221,55 +223,78 @@ pub async fn parent(
     })
 }
 
-/// Makes sure the tenant has an active key of `algorithm`, schedules the next one when the
-/// active key is due (or of the wrong algorithm), retires replaced keys, and returns the
-/// active key id. Running it twice in a row changes nothing the second time.
+/// Makes sure the tenant has an active key of each algorithm it signs with
+/// ([`keyring::algorithms`]: its own, and RS256 for ID tokens when its own is another),
+/// schedules a chain's next key when its active key is due (or the chain has none yet),
+/// retires replaced keys, and returns the kid that signs access tokens. Running it twice in
+/// a row changes nothing the second time.
 pub async fn ensure_signing_keys(
     ctx: &Context,
     tenant: keygate_core::ids::TenantId,
     policy: &RotationPolicy,
     now: DateTime<Utc>,
 ) -> Result<String, ReconcileError> {
-    let algorithm = policy.algorithm;
+    let wanted = keyring::algorithms(policy.algorithm);
     let mut keys = ctx.store.signing_keys(tenant).await?;
-    if keyring::active(&keys, now).is_none() {
-        // No key signs yet (new tenant): the first key must sign at once.
-        let record = new_key(ctx, tenant, algorithm, now, now)?;
-        ctx.store.insert_signing_key(&record).await?;
-        keys.push(record);
+    // No key signs yet (a new tenant): its first keys sign at once, nobody can have cached
+    // its JWKS. Otherwise a chain's new key is published a lead ahead, like any rotation.
+    let first = keyring::active(&keys, policy.algorithm, now).is_none();
+    for &algorithm in &wanted {
+        let due = match keyring::active_of(&keys, algorithm, now) {
+            Some(active) => active.activates_at + policy.rotate_every <= now,
+            None => true,
+        };
+        if due && keyring::next_of(&keys, algorithm, now).is_none() {
+            let activates_at = if first {
+                now
+            } else {
+                now + policy.publish_lead
+            };
+            let record = new_key(ctx, tenant, algorithm, now, activates_at)?;
+            ctx.store.insert_signing_key(&record).await?;
+            keys.push(record);
+        }
     }
-    let Some(active) = keyring::active(&keys, now).cloned() else {
+    let Some(active) = keyring::active(&keys, policy.algorithm, now).cloned() else {
         return Err(ReconcileError::NoActiveSigningKey);
     };
-    let due =
-        active.activates_at + policy.rotate_every <= now || active.algorithm != algorithm.as_str();
-    if due && keyring::next(&keys, now).is_none() {
-        let record = new_key(ctx, tenant, algorithm, now, now + policy.publish_lead)?;
-        ctx.store.insert_signing_key(&record).await?;
-        keys.push(record);
-    }
-    // Every key superseded by a later-activated one retires once its tokens have expired.
-    for key in &keys {
-        if key.retires_at.is_some() {
-            continue;
-        }
-        let successor = keys
-            .iter()
-            .filter(|k| k.activates_at > key.activates_at && k.activates_at <= now)
-            .map(|k| k.activates_at)
-            .min();
-        if let Some(replaced_at) = successor {
-            ctx.store
-                .set_signing_key_retires_at(
-                    tenant,
-                    &key.kid,
-                    replaced_at + policy.keep_after_retire,
-                )
-                .await?;
-        }
+    for (kid, replaced_at) in replaced(&keys, &wanted, policy.algorithm, now) {
+        ctx.store
+            .set_signing_key_retires_at(tenant, &kid, replaced_at + policy.keep_after_retire)
+            .await?;
     }
     ctx.store.delete_retired_signing_keys(now).await?;
     Ok(active.kid)
+}
+
+/// The keys that stopped signing and are not yet retiring, with the moment they stopped: a
+/// key superseded by a later-activated key of its own algorithm, then; a key of an algorithm
+/// the tenant no longer signs with, once a key of the tenant's algorithm signs (at `now` at
+/// the latest, since the tenant's algorithm may have an older key that took over at once).
+fn replaced(
+    keys: &[SigningKeyRecord],
+    wanted: &[SigningAlgorithm],
+    primary: SigningAlgorithm,
+    now: DateTime<Utc>,
+) -> Vec<(String, DateTime<Utc>)> {
+    let primary_signs = keyring::active_of(keys, primary, now).is_some();
+    keys.iter()
+        .filter(|key| key.retires_at.is_none())
+        .filter_map(|key| {
+            let kept = wanted.iter().any(|a| a.as_str() == key.algorithm);
+            let successor = keys
+                .iter()
+                .filter(|k| k.algorithm == key.algorithm)
+                .filter(|k| k.activates_at > key.activates_at && k.activates_at <= now)
+                .map(|k| k.activates_at)
+                .min();
+            match successor {
+                Some(at) => Some((key.kid.clone(), at)),
+                None if !kept && primary_signs => Some((key.kid.clone(), now)),
+                None => None,
+            }
+        })
+        .collect()
 }
 
 fn new_key(

@@ -18,6 +18,15 @@ def test_multi_stage_release_build():
     assert stages[1][0].startswith("gcr.io/distroless/cc-debian12:nonroot")
 
 
+def test_the_runtime_image_carries_the_saml_libraries():
+    # samael links libxmlsec1, libxmlsec1-openssl and libxml2: the build stage installs their
+    # development packages and hands every library the binary links (ldd) to the runtime.
+    for pkg in ("libxmlsec1-dev", "libxml2-dev", "libclang-common-14-dev"):
+        assert pkg in DOCKERFILE, pkg
+    assert "ldd /out/keygate" in DOCKERFILE
+    assert re.search(r"^COPY --from=build /out/rootfs/ /$", DOCKERFILE, re.M)
+
+
 def test_runtime_user_and_entrypoint_match_the_chart():
     assert re.search(r"^USER 65532:65532$", DOCKERFILE, re.M)
     assert 'ENTRYPOINT ["/usr/local/bin/keygate"]' in DOCKERFILE

@@ -3,7 +3,8 @@
 //! changes, the next key is in `/jwks.json` at least `signing.publishLead` before any token
 //! carries its kid; tokens of the old key verify (against the published JWKS, as an
 //! application would) until they expire; the old key leaves the JWKS after the last token it
-//! signed has expired.
+//! signed has expired. A tenant whose algorithm is not RS256 keeps an RS256 key for ID tokens
+//! beside its own, rotated, published and retired by the same rules.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -139,6 +140,15 @@ impl World {
             .collect()
     }
 
+    /// The kid of the one stored key of `alg`.
+    async fn kid_of(&self, alg: &str) -> String {
+        let tenant = self.store.tenant_by_name("demo").await.unwrap().unwrap().id;
+        let keys = self.store.signing_keys(tenant).await.unwrap();
+        let of: Vec<_> = keys.iter().filter(|k| k.algorithm == alg).collect();
+        assert_eq!(of.len(), 1, "one {alg} key: {keys:?}");
+        of[0].kid.clone()
+    }
+
     async fn publishes(&self, kid: &str) -> bool {
         self.jwks().await.iter().any(|(k, _)| k == kid)
     }
@@ -223,13 +233,14 @@ fn alg(token: &str) -> jsonwebtoken::Algorithm {
     jsonwebtoken::decode_header(token).unwrap().alg
 }
 
-/// From the reconcile that creates the next key: it is published at once, tokens keep the
-/// old kid for `lead`, the first token with the new kid is issued no earlier than `lead`
+/// From the reconcile that creates the next key (of `alg`, the tenant's algorithm): it is
+/// published at once, tokens keep the old kid for `lead`, the first token with the new kid is issued no earlier than `lead`
 /// after publication; the old key's last token verifies until it expires, and the old key
 /// leaves the JWKS when it retires (after that expiry). Returns the new key's first token.
 async fn walk_rotation(
     w: &World,
     next: &keygate_crds::Tenant,
+    alg: &str,
     old: &str,
     lead: Duration,
 ) -> String {
@@ -241,7 +252,7 @@ async fn walk_rotation(
         .unwrap();
     let new = keys
         .iter()
-        .find(|k| k.kid != old)
+        .find(|k| k.kid != old && k.algorithm == alg)
         .expect("the next key")
         .kid
         .clone();
@@ -314,8 +325,12 @@ async fn walk_rotation(
         .signing_keys(w.store.tenant_by_name("demo").await.unwrap().unwrap().id)
         .await
         .unwrap();
+    // The RS256 chain kept for ID tokens is not this walk's concern.
     assert_eq!(
-        rows.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        rows.iter()
+            .filter(|k| k.algorithm != "RS256" || alg == "RS256")
+            .map(|k| k.kid.as_str())
+            .collect::<Vec<_>>(),
         [new.as_str()]
     );
     assert!(w.verify(&w.token().await).await.is_ok());
@@ -339,10 +354,11 @@ async fn rotate_every_publishes_the_next_key_a_lead_ahead_and_retires_the_old_on
     w.clock.advance(Duration::hours(24) - Duration::seconds(1));
     assert_eq!(w.reconcile(&spec).await, old);
     let tenant_id = w.store.tenant_by_name("demo").await.unwrap().unwrap().id;
-    assert_eq!(w.store.signing_keys(tenant_id).await.unwrap().len(), 1);
+    // The ES256 key and the RS256 key kept for ID tokens; no next key yet.
+    assert_eq!(w.store.signing_keys(tenant_id).await.unwrap().len(), 2);
     w.clock.advance(Duration::seconds(1));
     // The default lead: one hour (docs/decisions.md).
-    walk_rotation(&w, &spec, &old, Duration::hours(1)).await;
+    walk_rotation(&w, &spec, "ES256", &old, Duration::hours(1)).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -353,10 +369,18 @@ async fn an_algorithm_change_publishes_the_new_key_a_lead_ahead(pool: PgPool) {
     assert_eq!(alg(&token), jsonwebtoken::Algorithm::ES256);
 
     let eddsa = tenant(2, "    algorithm: EdDSA\n");
-    let first_new = walk_rotation(&w, &eddsa, &old, Duration::hours(1)).await;
+    let rs256 = w.kid_of("RS256").await;
+    let first_new = walk_rotation(&w, &eddsa, "EdDSA", &old, Duration::hours(1)).await;
     assert_eq!(alg(&first_new), jsonwebtoken::Algorithm::EdDSA);
-    let published = w.jwks().await;
-    assert_eq!(published, [(kid(&first_new), "EdDSA".to_owned())]);
+    // The ES256 key is gone; the RS256 key kept for ID tokens stays, unchanged.
+    let mut published = w.jwks().await;
+    published.sort();
+    let mut expected = vec![
+        (kid(&first_new), "EdDSA".to_owned()),
+        (rs256, "RS256".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(published, expected);
 }
 
 #[sqlx::test(migrations = false)]
@@ -368,7 +392,7 @@ async fn the_publish_lead_is_the_tenants_setting(pool: PgPool) {
     );
     let old = w.reconcile(&spec).await;
     w.clock.advance(Duration::hours(1));
-    walk_rotation(&w, &spec, &old, Duration::minutes(10)).await;
+    walk_rotation(&w, &spec, "ES256", &old, Duration::minutes(10)).await;
 
     // A lead longer than the rotation is refused, and nothing changes.
     let status = keygate_operator::tenant::reconcile(
@@ -393,4 +417,126 @@ async fn the_publish_lead_is_the_tenants_setting(pool: PgPool) {
         "{}",
         ready.message
     );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_es256_tenant_keeps_an_rs256_key_for_id_tokens_on_the_same_schedule(pool: PgPool) {
+    let w = World::new(pool).await;
+    let spec = tenant(1, "    algorithm: ES256\n    rotateEvery: 24h\n");
+    let es = w.reconcile(&spec).await;
+    let rs = w.kid_of("RS256").await;
+    // Both sign from the start (a new tenant), both are published, discovery lists both;
+    // access tokens keep the tenant's algorithm.
+    let mut published = w.jwks().await;
+    published.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        published,
+        [
+            (es.clone(), "ES256".to_owned()),
+            (rs.clone(), "RS256".to_owned())
+        ]
+    );
+    let discovery: Value = w
+        .http
+        .get(format!(
+            "{}/t/demo/.well-known/openid-configuration",
+            w.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256", "RS256"])
+    );
+    assert_eq!(discovery["keygate_signing_kid"], es.as_str());
+    assert_eq!(kid(&w.token().await), es);
+
+    // At rotateEvery the RS256 chain rotates too: its next key is published a lead ahead,
+    // and the old one retires once the ES256 rule would retire it.
+    w.clock.advance(Duration::hours(24));
+    assert_eq!(w.reconcile(&spec).await, es);
+    let tenant_id = w.store.tenant_by_name("demo").await.unwrap().unwrap().id;
+    let keys = w.store.signing_keys(tenant_id).await.unwrap();
+    let next_rs = keys
+        .iter()
+        .find(|k| k.algorithm == "RS256" && k.kid != rs)
+        .expect("the next RS256 key");
+    // The store keeps microseconds.
+    assert_eq!(
+        next_rs.activates_at.timestamp_micros(),
+        (w.now() + Duration::hours(1)).timestamp_micros()
+    );
+    w.until_published(&next_rs.kid).await;
+    let next_rs = next_rs.kid.clone();
+    w.clock.advance(Duration::hours(1));
+    w.reconcile(&spec).await;
+    let keys = w.store.signing_keys(tenant_id).await.unwrap();
+    let old_rs = keys.iter().find(|k| k.kid == rs).unwrap();
+    let retires = old_rs.retires_at.expect("the replaced RS256 key retires");
+    // Access-token lifetime (5 minutes by default) plus the lead.
+    assert_eq!(
+        retires.timestamp_micros(),
+        (w.now() + Duration::minutes(5) + Duration::hours(1)).timestamp_micros()
+    );
+    assert!(w.publishes(&rs).await && w.publishes(&next_rs).await);
+    w.clock.advance(retires - w.now());
+    w.until_withdrawn(&rs).await;
+    assert!(w.publishes(&next_rs).await);
+}
+
+#[sqlx::test(migrations = false)]
+async fn switching_between_rs256_and_another_algorithm_keeps_one_rs256_key(pool: PgPool) {
+    let w = World::new(pool).await;
+    let es = w.reconcile(&tenant(1, "    algorithm: ES256\n")).await;
+    let rs = w.kid_of("RS256").await;
+
+    // To RS256: the RS256 key, published all along, signs at once; the ES256 key retires
+    // after its last token expired.
+    let to_rs = tenant(2, "    algorithm: RS256\n");
+    assert_eq!(w.reconcile(&to_rs).await, rs);
+    let tenant_id = w.store.tenant_by_name("demo").await.unwrap().unwrap().id;
+    let keys = w.store.signing_keys(tenant_id).await.unwrap();
+    assert_eq!(keys.len(), 2, "no new key: {keys:?}");
+    let retires = keys.iter().find(|k| k.kid == es).unwrap().retires_at;
+    assert_eq!(
+        retires.map(|r| r.timestamp_micros()),
+        Some((w.now() + Duration::minutes(5) + Duration::hours(1)).timestamp_micros())
+    );
+    // The gateway follows once its tenant cache (5 s, real time) reloads the algorithm.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let token = w.token().await;
+        if alg(&token) == jsonwebtoken::Algorithm::RS256 {
+            assert_eq!(kid(&token), rs);
+            break;
+        }
+        assert_eq!(
+            kid(&token),
+            es,
+            "only the ES256 key signs before the switch"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still ES256 after 15 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Back to ES256: a new ES256 key a lead ahead; the RS256 key stays for ID tokens.
+    let to_es = tenant(3, "    algorithm: ES256\n");
+    assert_eq!(
+        w.reconcile(&to_es).await,
+        rs,
+        "RS256 signs until the new key activates"
+    );
+    w.clock.advance(Duration::hours(1));
+    let new_es = w.reconcile(&to_es).await;
+    assert_ne!(new_es, es);
+    let keys = w.store.signing_keys(tenant_id).await.unwrap();
+    let kept = keys.iter().find(|k| k.kid == rs).unwrap();
+    assert_eq!(kept.retires_at, None, "the RS256 key is kept for ID tokens");
 }

@@ -2,17 +2,21 @@
 //! operator derives from an IdentityProvider spec and the gateway signs people in with, the
 //! HTTP client upstream calls go through (the provider's CA bundle plus the platform trust
 //! store, no redirects, bounded time and size), and OpenID Connect discovery (the operator
-//! fetches it to say whether a provider is Ready, the gateway to sign in).
+//! fetches it to say whether a provider is Ready, the gateway to sign in), and SAML IdP
+//! metadata (the same two uses).
 
 mod discovery;
 mod http;
+mod saml;
 mod settings;
 
 pub use discovery::{Discovered, discover};
 pub use http::{HttpError, UpstreamHttp};
+pub use saml::{IdpMetadata, load_metadata, parse_metadata};
 pub use settings::{
     ClaimNames, Endpoints, GithubEndpoints, GithubProtocol, GoogleProtocol, Linking, OidcProtocol,
-    Protocol, ProviderSettings, callback_path, check_issuer,
+    Protocol, ProviderSettings, SamlMetadataSource, SamlProtocol, callback_path, check_issuer,
+    check_url, saml_acs_path, saml_metadata_path,
 };
 
 /// Why an upstream provider cannot be used; shown in its status and in the gateway's logs.
@@ -33,4 +37,7 @@ pub enum FederationError {
     /// The provider publishes no signing key.
     #[error("the provider's JWKS holds no key")]
     NoKeys,
+    /// SAML metadata could not be fetched, or is not usable (the text says why).
+    #[error("cannot use the IdP's SAML metadata: {0}")]
+    Metadata(String),
 }

@@ -35,6 +35,33 @@ pub enum Protocol {
     Google(GoogleProtocol),
     /// GitHub: OAuth 2 plus its REST API for the person, emails and organizations.
     Github(GithubProtocol),
+    /// A SAML 2.0 identity provider, keygate its service provider.
+    Saml(SamlProtocol),
+}
+
+/// A SAML 2.0 identity provider.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SamlProtocol {
+    /// Where the IdP's metadata comes from.
+    pub metadata: SamlMetadataSource,
+    /// keygate's service-provider entity id at this IdP (the AuthnRequest's `Issuer`, the
+    /// audience its assertions must name).
+    pub entity_id: String,
+    /// Which attributes carry email, name and groups.
+    #[serde(default)]
+    pub attributes: ClaimNames,
+}
+
+/// The IdP metadata document, or where to fetch it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum SamlMetadataSource {
+    /// The XML itself.
+    Inline(String),
+    /// Fetched from this URL (and again when the gateway's copy is older than its refresh
+    /// period).
+    Url(String),
 }
 
 /// A generic OpenID Connect provider.
@@ -162,16 +189,17 @@ impl ProviderSettings {
         match &self.protocol {
             Protocol::Oidc(o) => Some(&o.issuer),
             Protocol::Google(_) => Some(&endpoints.google_issuer),
-            Protocol::Github(_) => None,
+            Protocol::Github(_) | Protocol::Saml(_) => None,
         }
     }
 
-    /// The OAuth client id.
+    /// The OAuth client id (for SAML, keygate's entity id).
     pub fn client_id(&self) -> &str {
         match &self.protocol {
             Protocol::Oidc(o) => &o.client_id,
             Protocol::Google(g) => &g.client_id,
             Protocol::Github(g) => &g.client_id,
+            Protocol::Saml(s) => &s.entity_id,
         }
     }
 }
@@ -182,19 +210,38 @@ pub fn callback_path(tenant: &str, provider: &str) -> String {
     format!("/t/{tenant}/sso/{provider}/callback")
 }
 
+/// The path (below the public URL) of a SAML provider's assertion consumer service.
+pub fn saml_acs_path(tenant: &str, provider: &str) -> String {
+    format!("/t/{tenant}/sso/{provider}/acs")
+}
+
+/// The path (below the public URL) of keygate's service-provider metadata for a SAML provider.
+pub fn saml_metadata_path(tenant: &str, provider: &str) -> String {
+    format!("/t/{tenant}/sso/{provider}/saml/metadata")
+}
+
 /// Refuses an issuer that is no absolute `https://` URL; plain `http://` passes only for a
 /// loopback host and only when `allow_loopback_http` (`keygate dev`, tests).
 pub fn check_issuer(issuer: &str, allow_loopback_http: bool) -> Result<url::Url, FederationError> {
-    let url = url::Url::parse(issuer)
-        .map_err(|e| FederationError::BadUrl(format!("issuer `{issuer}` is no URL: {e}")))?;
+    check_url("issuer", issuer, allow_loopback_http)
+}
+
+/// [`check_issuer`] for any upstream URL; `what` names it in the message.
+pub fn check_url(
+    what: &str,
+    raw: &str,
+    allow_loopback_http: bool,
+) -> Result<url::Url, FederationError> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| FederationError::BadUrl(format!("{what} `{raw}` is no URL: {e}")))?;
     match url.scheme() {
         "https" => Ok(url),
         "http" if allow_loopback_http && is_loopback(&url) => Ok(url),
         "http" => Err(FederationError::BadUrl(format!(
-            "issuer `{issuer}` is plain http://, which only `keygate dev` accepts, and only on loopback"
+            "{what} `{raw}` is plain http://, which only `keygate dev` accepts, and only on loopback"
         ))),
         _ => Err(FederationError::BadUrl(format!(
-            "issuer `{issuer}` is not an https:// URL"
+            "{what} `{raw}` is not an https:// URL"
         ))),
     }
 }

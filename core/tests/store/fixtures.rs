@@ -275,6 +275,7 @@ pub fn oauth_client(tenant: TenantId, owner: &str, client_id: &str) -> OAuthClie
             access_token: Some(std::time::Duration::from_secs(300)),
             ..ClientLifetimes::default()
         },
+        id_token_signed_response_alg: None,
         generation: 1,
     }
 }

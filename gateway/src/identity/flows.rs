@@ -223,6 +223,9 @@ pub trait AccountFlows: Send + Sync + std::fmt::Debug {
         binding: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<SsoFinished, FlowError>;
+    /// keygate's SAML service-provider metadata for a SAML provider (XML).
+    async fn saml_metadata(&self, tenant: &LiveTenant, provider: &str)
+    -> Result<String, FlowError>;
     /// Links the upstream identity a link token stands for to the account the session
     /// cookie names; answers the provider's name.
     async fn claim_link(
@@ -470,6 +473,14 @@ impl AccountFlows for IdentityService {
             IdentityService::sso_finish(self, tenant.name(), provider, callback, binding, meta)
                 .await?,
         )
+    }
+
+    async fn saml_metadata(
+        &self,
+        tenant: &LiveTenant,
+        provider: &str,
+    ) -> Result<String, FlowError> {
+        Ok(self.saml_sp_metadata(tenant.name(), provider).await?)
     }
 
     async fn claim_link(

@@ -1,5 +1,6 @@
-//! OpenID Connect ID tokens (Core §2): signed with the tenant's active key (RS256 unless the
-//! tenant chose another algorithm), addressed to the client (`aud`, `azp`), typed `JWT` so
+//! OpenID Connect ID tokens (Core §2): signed with the algorithm the client registered
+//! (`idTokenSignedResponseAlg`: RS256, which every tenant keeps a key of, or the tenant's
+//! own), else with the tenant's active key like its access tokens; addressed to the client (`aud`, `azp`), typed `JWT` so
 //! the access-token verifier (`typ: at+jwt`) never takes one for a credential, and carrying
 //! what the sign-in proved (`auth_time`, `acr`, `amr`, `sid`) and the request asked
 //! (`nonce`, the claims of its scopes).
@@ -80,15 +81,33 @@ fn signing_algorithm(alg: Algorithm) -> SigningAlgorithm {
     }
 }
 
-/// Signs `claims` with the tenant's active key, adding `at_hash` of `access_token` by that
-/// key's algorithm.
+/// Signs `claims` for a client that registered `asked` as its ID-token algorithm (the
+/// tenant's active key of that algorithm) or nothing (the key that signs the tenant's access
+/// tokens), adding `at_hash` of `access_token` by that key's algorithm.
 pub(crate) async fn mint(
     signer: &SigningKeys,
     tenant: &LiveTenant,
+    asked: Option<SigningAlgorithm>,
     mut claims: IdClaims,
     access_token: Option<&str>,
 ) -> Result<String, IdentityError> {
-    let key = signer.active(tenant.row.id).await?;
+    let key = match asked {
+        None => {
+            signer
+                .active(tenant.row.id, tenant.settings.signing.algorithm)
+                .await?
+        }
+        // The operator refuses a client asking an algorithm the tenant keeps no keys of; a
+        // chain's first key may still wait for its publish lead (a tenant that changed its
+        // algorithm), and an ID token of another algorithm would fail the client's check.
+        Some(alg) => signer.active_of(tenant.row.id, alg).await?.ok_or_else(|| {
+            IdentityError::Internal(format!(
+                "tenant `{}` has no active {} signing key for ID tokens yet",
+                tenant.row.name,
+                alg.as_str()
+            ))
+        })?,
+    };
     claims.at_hash = access_token.map(|t| access_token_hash(signing_algorithm(key.algorithm), t));
     let mut header = Header::new(key.algorithm);
     header.typ = Some(ID_TOKEN_TYP.into());

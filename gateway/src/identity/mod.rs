@@ -561,12 +561,15 @@ impl IdentityService {
     }
 
     /// What `tenant` publishes: its JWKS document (rendered once per load) and the kid new
-    /// tokens are signed with, from the same cache signing uses.
+    /// access tokens are signed with, from the same cache signing uses.
     pub async fn published_keys(
         &self,
         tenant: &LiveTenant,
-    ) -> Result<Arc<PublishedKeys>, IdentityError> {
-        self.inner.signer.published(tenant.row.id).await
+    ) -> Result<PublishedKeys, IdentityError> {
+        self.inner
+            .signer
+            .published(tenant.row.id, tenant.settings.signing.algorithm)
+            .await
     }
 
     /// Notes that API key `key` of `tenant` was used now; written to the store in batches.

@@ -121,7 +121,16 @@ impl IdentityService {
                 at_hash: None,
                 person: PersonClaims::of(&subject.user, &g.scope),
             };
-            Some(id_token::mint(&self.inner.signer, t, claims, Some(&access_token)).await?)
+            Some(
+                id_token::mint(
+                    &self.inner.signer,
+                    t,
+                    client.record.id_token_signed_response_alg,
+                    claims,
+                    Some(&access_token),
+                )
+                .await?,
+            )
         } else {
             None
         };

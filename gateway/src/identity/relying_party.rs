@@ -216,6 +216,7 @@ mod tests {
             audience: vec![],
             consent: ConsentMode::Implicit,
             lifetimes: ClientLifetimes::default(),
+            id_token_signed_response_alg: None,
             generation: 1,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),

@@ -1,11 +1,13 @@
-//! The tenant's signing keys in usable form: the active private key (unsealed with the
-//! master keys), every published public key by kid, and the JWKS document rendered once per
+//! The tenant's signing keys in usable form: the active private keys (unsealed with the
+//! master keys: the tenant's algorithm's, and the RS256 one kept for ID tokens), every
+//! published public key by kid, and the JWKS document rendered once per
 //! load. Loaded from the shared store with [`keygate_core::keyring`] (so every replica
 //! publishes and signs with the same keys) and cached briefly; parsed keys are kept by kid,
 //! since a kid's material never changes. This is the one signing-key cache of the gateway:
 //! JWKS, discovery, signing and verification all read it.
 
 use super::IdentityError;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use keygate_core::clock::Clock;
@@ -13,7 +15,7 @@ use keygate_core::crypto::envelope::MasterKeys;
 use keygate_core::crypto::signing::{self, SigningAlgorithm};
 use keygate_core::ids::TenantId;
 use keygate_core::keyring;
-use keygate_core::store::Store;
+use keygate_core::store::{SigningKeyRecord, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,12 +44,12 @@ pub(crate) struct VerifyingKey {
     pub key: DecodingKey,
 }
 
-/// What a tenant publishes: the JWKS document and the key new tokens are signed with.
+/// What a tenant publishes: the JWKS document and the key access tokens are signed with.
 #[derive(Debug)]
 pub struct PublishedKeys {
     /// The JWKS document (`{"keys": [...]}`, public parts only), rendered once per load.
     pub jwks: axum::body::Bytes,
-    /// Kid of the key that signs now, if any.
+    /// Kid of the key that signs access tokens now, if any.
     pub active_kid: Option<String>,
 }
 
@@ -55,9 +57,10 @@ struct Entry {
     loaded: Instant,
     /// The next instant at which the keyring's answer changes (a key activates or retires).
     changes_at: Option<chrono::DateTime<chrono::Utc>>,
-    active: Option<Arc<SigningKey>>,
+    /// Every key of the tenant as loaded; the keyring picks the signing key from them.
+    records: Vec<SigningKeyRecord>,
     published: HashMap<String, Arc<VerifyingKey>>,
-    document: Arc<PublishedKeys>,
+    jwks: axum::body::Bytes,
     /// A reload failed for a store outage: the set is served as it is until then, so the
     /// outage costs one wait per [`TTL`], not one per token.
     retry_at: Option<Instant>,
@@ -101,12 +104,61 @@ impl SigningKeys {
         &self.master_keys
     }
 
-    /// The tenant's active signing key; `Internal` if it has none yet.
-    pub async fn active(&self, tenant: TenantId) -> Result<Arc<SigningKey>, IdentityError> {
+    /// The key that signs access tokens (and every token but an ID token of another
+    /// algorithm) for a tenant whose algorithm is `primary` ([`keyring::active`]); `Internal`
+    /// if it has none yet.
+    pub async fn active(
+        &self,
+        tenant: TenantId,
+        primary: SigningAlgorithm,
+    ) -> Result<Arc<SigningKey>, IdentityError> {
+        self.pick(tenant, |records, now| {
+            keyring::active(records, primary, now)
+        })
+        .await?
+        .ok_or_else(|| IdentityError::Internal("tenant has no active signing key yet".into()))
+    }
+
+    /// The tenant's active key of exactly `algorithm` (an ID token a client asked that
+    /// algorithm for), if it has one.
+    pub async fn active_of(
+        &self,
+        tenant: TenantId,
+        algorithm: SigningAlgorithm,
+    ) -> Result<Option<Arc<SigningKey>>, IdentityError> {
+        self.pick(tenant, |records, now| {
+            keyring::active_of(records, algorithm, now)
+        })
+        .await
+    }
+
+    async fn pick(
+        &self,
+        tenant: TenantId,
+        rule: impl Fn(&[SigningKeyRecord], DateTime<Utc>) -> Option<&SigningKeyRecord>,
+    ) -> Result<Option<Arc<SigningKey>>, IdentityError> {
         self.refresh(tenant).await?;
-        self.entry(tenant)
-            .and_then(|e| lock(&e).active.clone())
-            .ok_or_else(|| IdentityError::Internal("tenant has no active signing key yet".into()))
+        let now = self.clock.now();
+        let Some(entry) = self.entry(tenant) else {
+            return Ok(None);
+        };
+        // A parsed key is reused by kid; only a key not parsed yet has its ciphertext copied.
+        let sealed = {
+            let entry = lock(&entry);
+            let Some(record) = rule(&entry.records, now) else {
+                return Ok(None);
+            };
+            if let Some(parsed) = lock(&self.parsed_signing).get(&record.kid) {
+                return Ok(Some(parsed.clone()));
+            }
+            (
+                record.kid.clone(),
+                record.algorithm.clone(),
+                record.private_key.clone(),
+            )
+        };
+        let (kid, algorithm, sealed) = sealed;
+        Ok(Some(self.signing_key(&kid, &algorithm, &sealed)?))
     }
 
     /// A published key by kid; `None` for unknown or retired kids.
@@ -121,14 +173,26 @@ impl SigningKeys {
             .and_then(|e| lock(&e).published.get(kid).cloned()))
     }
 
-    /// The JWKS document and active kid of the tenant.
-    pub async fn published(&self, tenant: TenantId) -> Result<Arc<PublishedKeys>, IdentityError> {
-        if let Some(e) = self.fresh_entry(tenant) {
-            return Ok(lock(&e).document.clone());
+    /// The JWKS document of the tenant and the kid its access tokens are signed with, for a
+    /// tenant whose algorithm is `primary`.
+    pub async fn published(
+        &self,
+        tenant: TenantId,
+        primary: SigningAlgorithm,
+    ) -> Result<PublishedKeys, IdentityError> {
+        if self.fresh_entry(tenant).is_none() {
+            self.refresh(tenant).await?;
         }
-        self.refresh(tenant).await?;
+        let now = self.clock.now();
         self.entry(tenant)
-            .map(|e| lock(&e).document.clone())
+            .map(|e| {
+                let entry = lock(&e);
+                PublishedKeys {
+                    jwks: entry.jwks.clone(),
+                    active_kid: keyring::active(&entry.records, primary, now)
+                        .map(|k| k.kid.clone()),
+                }
+            })
             .ok_or_else(|| IdentityError::Internal("signing keys vanished after loading".into()))
     }
 
@@ -189,17 +253,6 @@ impl SigningKeys {
                 }
             }
         }
-        let active_record = keyring::active(&records, now);
-        let document = Arc::new(PublishedKeys {
-            jwks: axum::body::Bytes::from(jwks.to_string()),
-            active_kid: active_record.map(|k| k.kid.clone()),
-        });
-        let active = match active_record {
-            Some(record) => {
-                Some(self.signing_key(&record.kid, &record.algorithm, &record.private_key)?)
-            }
-            None => None,
-        };
         let changes_at = records
             .iter()
             .flat_map(|k| [Some(k.activates_at), k.retires_at])
@@ -209,15 +262,14 @@ impl SigningKeys {
         let entry = Entry {
             loaded: Instant::now(),
             changes_at,
-            active,
+            records,
             published,
-            document,
+            jwks: axum::body::Bytes::from(jwks.to_string()),
             retry_at: None,
         };
         lock(&self.entries).insert(tenant, Arc::new(Mutex::new(entry)));
         Ok(())
     }
-
     fn verifying_key(
         &self,
         kid: &str,

@@ -5,9 +5,10 @@
 //! first code is the proof).
 //!
 //! Accounts with neither a local password nor a second factor (signed in through an
-//! upstream provider only) cannot prove anything here: [`StepUpOffer::Upstream`] and
-//! [`IdentityError::UpstreamStepUpRequired`] are the hook where a fresh upstream sign-in
-//! that raises this session plugs in.
+//! upstream provider only) cannot prove anything here: [`StepUpOffer::Upstream`] names the
+//! providers they are linked to, and a fresh sign-in at one of them (`prompt=login`,
+//! `max_age=0`, its `auth_time` no older than the step-up's start; `federation::flow`)
+//! raises this session.
 //!
 //! Wrong proofs count towards the second-factor lockout (`mfa.rs`: 5 → 5 min, 10 → 30 min,
 //! 15 → 2 h), and while it holds nothing is checked. A raised session reaches every check
@@ -15,6 +16,7 @@
 //! session on the revocation channel makes every replica's forward-auth prove it again.
 
 use super::audit::kind;
+use super::federation::{ACR_FEDERATED, AMR_FEDERATED, ProviderButton};
 use super::levels::{
     ACR_MFA, ACR_PASSWORD, AMR_OTP, AMR_PASSWORD, acr_of, amr_with, has_second_factor,
 };
@@ -24,6 +26,7 @@ use super::tenants::LiveTenant;
 use super::{IdentityError, IdentityService, Principal, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::ephemeral::changed_notice;
+use keygate_core::federation::{Protocol, ProviderSettings};
 use keygate_core::ids::{FactorId, UserId};
 use keygate_core::store::User;
 use keygate_core::tenant_settings::MfaPolicy;
@@ -34,7 +37,7 @@ use serde_json::json;
 const CHANGED_NOTICE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a step-up can ask this person for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepUpOffer {
     /// A code from their authenticator app (or a backup code).
     Code,
@@ -43,8 +46,15 @@ pub enum StepUpOffer {
         /// The tenant's MFA policy is not `off`.
         can_enrol: bool,
     },
-    /// Neither: the account signs in through an upstream provider only.
-    Upstream,
+    /// Neither: the account signs in through upstream providers only, and proves itself by
+    /// a fresh sign-in at one of `providers` (those it is linked to that can say when the
+    /// person authenticated); `can_enrol` as for a password.
+    Upstream {
+        /// The linked providers, as the sign-in page shows them.
+        providers: Vec<ProviderButton>,
+        /// The tenant's MFA policy is not `off`.
+        can_enrol: bool,
+    },
 }
 
 /// What the person proves.
@@ -136,7 +146,36 @@ impl IdentityService {
                 can_enrol: policy != MfaPolicy::Off,
             });
         }
-        Ok(StepUpOffer::Upstream)
+        Ok(StepUpOffer::Upstream {
+            providers: self.fresh_capable_links(&t, user.id).await?,
+            can_enrol: policy != MfaPolicy::Off,
+        })
+    }
+
+    /// The providers `user` is linked to that can be asked for a fresh sign-in (OpenID
+    /// Connect ones: GitHub never says when the person authenticated).
+    async fn fresh_capable_links(
+        &self,
+        t: &LiveTenant,
+        user: keygate_core::ids::UserId,
+    ) -> Result<Vec<ProviderButton>, IdentityError> {
+        let d = self.deps();
+        let links = d.store.identities_of_user(t.row.id, user).await?;
+        let idps = d.store.list_idps(t.row.id).await?;
+        Ok(idps
+            .into_iter()
+            .filter(|idp| links.iter().any(|l| l.idp_id == idp.id))
+            .filter_map(|idp| {
+                let settings: ProviderSettings = serde_json::from_value(idp.config).ok()?;
+                if matches!(settings.protocol, Protocol::Github(_)) {
+                    return None;
+                }
+                Some(ProviderButton {
+                    name: idp.name,
+                    display_name: settings.display_name,
+                })
+            })
+            .collect())
     }
 
     /// Raises the caller's session with `proof`.
@@ -242,6 +281,20 @@ impl IdentityService {
         meta: &RequestMeta,
     ) -> Result<SteppedUp, IdentityError> {
         let sid = p.session_id().ok_or(IdentityError::Forbidden)?;
+        self.raise_session_by(t, user, sid, methods, meta).await
+    }
+
+    /// Raises session `sid` of `user` by `methods` proven now (`auth_time` now, the methods
+    /// added to its `amr`, `acr` recomputed); a session that is gone, revoked or another
+    /// person's is `InvalidToken`.
+    pub(super) async fn raise_session_by(
+        &self,
+        t: &LiveTenant,
+        user: &User,
+        sid: keygate_core::ids::SessionId,
+        methods: &[&str],
+        meta: &RequestMeta,
+    ) -> Result<SteppedUp, IdentityError> {
         let d = self.deps();
         let now = self.now();
         if d.ephemeral.revocations().contains(&sid.to_string()) {
@@ -256,7 +309,12 @@ impl IdentityService {
         let amr = methods
             .iter()
             .fold(session.amr.clone(), |amr, m| amr_with(&amr, m));
-        let acr = acr_of(&amr);
+        // An upstream sign-in alone is no password: such a session keeps the federated level.
+        let acr = if amr.iter().all(|m| m == AMR_FEDERATED) {
+            ACR_FEDERATED
+        } else {
+            acr_of(&amr)
+        };
         if !d
             .store
             .raise_session_authentication(t.row.id, sid, &amr, Some(acr), now)

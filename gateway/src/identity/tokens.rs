@@ -77,7 +77,9 @@ pub(crate) async fn sign(
     typ: &str,
     claims: &impl Serialize,
 ) -> Result<String, IdentityError> {
-    let key = signer.active(tenant.row.id).await?;
+    let key = signer
+        .active(tenant.row.id, tenant.settings.signing.algorithm)
+        .await?;
     let mut header = Header::new(key.algorithm);
     header.typ = Some(typ.into());
     header.kid = Some(key.kid.clone());

@@ -45,7 +45,7 @@ use axum::Router;
 use axum::extract::{FromRef, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum_extra::extract::cookie::CookieJar;
 use keygate_core::crypto::envelope::MacPurpose;
 use keygate_core::tenant_settings::Registration;
@@ -328,6 +328,11 @@ pub fn router() -> Router<AppState> {
         )
         .route("/t/{tenant}/sso/{provider}/start", get(sso::start))
         .route("/t/{tenant}/sso/{provider}/callback", get(sso::callback))
+        .route("/t/{tenant}/sso/{provider}/acs", post(sso::acs))
+        .route(
+            "/t/{tenant}/sso/{provider}/saml/metadata",
+            get(sso::saml_metadata),
+        )
 }
 
 fn query_param(raw: &Option<String>, key: &str) -> Option<String> {

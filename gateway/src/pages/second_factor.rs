@@ -13,7 +13,7 @@ use super::{Errors, Page, Pages, PagesState, checked_rd, csrf_ok, query_param, r
 use crate::error::ApiError;
 use crate::identity::{
     ACR_PASSWORD, BackupCodes, BrowserSignIn, DEVICE_TOKEN_TTL, FlowError, LiveTenant, Principal,
-    StepUpOffer, StepUpProof, TotpEnrolment, acr_satisfies,
+    ProviderButton, StepUpOffer, StepUpProof, TotpEnrolment, acr_satisfies,
 };
 use crate::meta::Meta;
 use crate::return_url::signin_url;
@@ -77,6 +77,8 @@ struct Ask {
     hidden: BTreeMap<&'static str, String>,
     qr: Option<String>,
     secret: Option<String>,
+    /// The upstream providers a person without a password steps up through.
+    providers: Vec<Value>,
 }
 
 impl Ask {
@@ -87,7 +89,25 @@ impl Ask {
             hidden: BTreeMap::new(),
             qr: None,
             secret: None,
+            providers: Vec::new(),
         }
+    }
+
+    /// A fresh sign-in at one of `providers` (a link each, starting a step-up that comes
+    /// back to `rd`).
+    fn upstream(mut self, providers: Vec<ProviderButton>, rd: Option<&str>) -> Self {
+        self.providers = providers
+            .into_iter()
+            .map(|p| {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                query.append_pair("step_up", "1");
+                if let Some(rd) = rd {
+                    query.append_pair("rd", rd);
+                }
+                context! { name => p.name, query => query.finish(), label => p.display_name }
+            })
+            .collect();
+        self
     }
 
     /// Shows an enrolment: its QR code and key, carried along for a second try.
@@ -116,6 +136,7 @@ impl Ask {
             hidden => self.hidden,
             qr => self.qr,
             secret => self.secret,
+            providers => self.providers,
             action,
             rd,
             handoff,
@@ -309,7 +330,7 @@ fn wants_second_factor(acr_values: &str) -> bool {
         .any(|want| !acr_satisfies(Some(ACR_PASSWORD), want))
 }
 
-/// The person signed in on this browser, if any.
+/// The person signed in on this browser, if any, and the session cookie's value.
 pub(super) async fn signed_in(
     state: &PagesState,
     tenant: &LiveTenant,
@@ -328,6 +349,7 @@ pub(super) async fn signed_in(
 }
 
 const STEP_UP_INTRO: &str = "This page needs you to confirm it is you.";
+const UPSTREAM_INTRO: &str = "This page needs you to confirm it is you: sign in again at your organisation's identity provider.";
 
 /// `GET /t/{tenant}/step-up?rd&acr_values&max_age`: asks the signed-in person for what
 /// their account can prove (a browser not signed in is sent to sign in).
@@ -354,7 +376,10 @@ pub(super) async fn step_up_page(
     };
     let ask = match offer {
         StepUpOffer::Code => Ask::new("code", STEP_UP_INTRO),
-        StepUpOffer::Password { can_enrol: true } if wants_second_factor(&acr_values) => {
+        StepUpOffer::Password { can_enrol: true }
+        | StepUpOffer::Upstream {
+            can_enrol: true, ..
+        } if wants_second_factor(&acr_values) => {
             match state.identity.begin_totp_enrolment(&principal, None).await {
                 Ok(e) => Ask::new("enrol", "This page needs two-step verification.")
                     .enrolling(Some(qr_data_uri(&e)), e.secret.clone())
@@ -363,7 +388,9 @@ pub(super) async fn step_up_page(
             }
         }
         StepUpOffer::Password { .. } => Ask::new("password", STEP_UP_INTRO),
-        StepUpOffer::Upstream => Ask::new("upstream", STEP_UP_INTRO),
+        StepUpOffer::Upstream { providers, .. } => {
+            Ask::new("upstream", UPSTREAM_INTRO).upstream(providers, rd.as_deref())
+        }
     };
     let action = format!("/t/{}/step-up", tenant.name());
     let ctx = ask

@@ -56,7 +56,10 @@ pub(super) async fn signin_page(
         .take(320)
         .collect();
     let link = checked_link(query_param(&q, "link"));
-    let providers = sign_in_options(&state, &tenant, rd.as_deref(), handoff.as_deref()).await;
+    // Asked to sign in again: the providers are asked for a fresh sign-in too, and their
+    // answer must say so (`auth_time`), so an account without a password is not waved through.
+    let providers =
+        sign_in_options(&state, &tenant, rd.as_deref(), handoff.as_deref(), again).await;
     Ok(SIGN_IN
         .on(&state, &tenant)
         .fresh(
@@ -78,12 +81,14 @@ fn checked_link(raw: Option<String>) -> Option<String> {
 }
 
 /// The tenant's upstream providers as buttons, each starting its sign-in with the same
-/// return URL and handoff. A failure to list them costs the buttons, not the page.
+/// return URL and handoff, and asking for a `fresh` one when the page was. A failure to list
+/// them costs the buttons, not the page.
 async fn sign_in_options(
     state: &super::PagesState,
     tenant: &crate::identity::LiveTenant,
     rd: Option<&str>,
     handoff: Option<&str>,
+    fresh: bool,
 ) -> Vec<minijinja::Value> {
     let providers = match state.flows.providers(tenant).await {
         Ok(p) => p,
@@ -101,6 +106,9 @@ async fn sign_in_options(
             }
             if let Some(h) = handoff {
                 query.append_pair("handoff", h);
+            }
+            if fresh {
+                query.append_pair("fresh", "1");
             }
             let query = query.finish();
             context! { name => p.name, query, label => p.display_name }
@@ -129,7 +137,8 @@ pub(super) async fn signin_submit(
     );
     let handoff = checked_handoff(Some(form.handoff.clone()));
     let link = checked_link(Some(form.link.clone()));
-    let providers = sign_in_options(&state, &tenant, rd.as_deref(), handoff.as_deref()).await;
+    let providers =
+        sign_in_options(&state, &tenant, rd.as_deref(), handoff.as_deref(), false).await;
     let again = context! { rd, handoff, link, providers, email => form.email.clone() };
     if !csrf_ok(&state, &jar, &form.csrf).await? {
         return Ok(screen.expired(jar, StatusCode::FORBIDDEN, again).await);

@@ -1,21 +1,28 @@
 //! Sign-in through an upstream provider: the start (a link from the sign-in page: sets the
 //! cookie that binds the answer to this browser, then sends it to the provider) and the
 //! callback (the provider's answer: signs in and sends the browser on, or to the sign-in
-//! form to claim a link to an existing account, or shows plainly why it was refused).
+//! form to claim a link to an existing account, or shows plainly why it was refused). A SAML
+//! IdP answers at the assertion consumer service (`acs`, a form POST from the IdP's page, so
+//! no CSRF token: the signed assertion, its `InResponseTo` and the binding cookie are the
+//! proof), and keygate's service-provider metadata is served for the IdP's administrator.
 
 use super::handoff::{checked_handoff, onwards};
+use super::second_factor::signed_in;
 use super::signin::SIGN_IN;
 use super::{Pages, checked_rd, query_param};
 use crate::error::{ApiError, federation_parts};
 use crate::identity::{FederatedOutcome, FlowError, STATE_TTL, SsoCallback, SsoStart};
 use crate::meta::Meta;
+use crate::return_url::signin_url;
 use crate::tenant_path::TenantName;
-use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, RawForm, RawQuery, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 
-/// `GET /t/{tenant}/sso/{provider}/start?rd=…&fresh=1`.
+/// `GET /t/{tenant}/sso/{provider}/start?rd=…&fresh=1` (a sign-in), or `…&step_up=1` (the
+/// signed-in person proves themselves again at the provider they are linked to; a browser
+/// not signed in is sent to sign in).
 pub(super) async fn start(
     State(state): Pages,
     TenantName(name): TenantName,
@@ -25,15 +32,34 @@ pub(super) async fn start(
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
+    let return_to = checked_rd(&state, &tenant, query_param(&q, "rd").as_deref());
+    let step_up = if query_param(&q, "step_up").is_some_and(|f| f == "1") {
+        match signed_in(&state, &tenant, &jar).await {
+            Some((principal, _)) => Some(principal),
+            None => {
+                let target = signin_url(&state.public_url, tenant.name(), return_to.as_deref());
+                return Ok(Redirect::to(&target).into_response());
+            }
+        }
+    } else {
+        None
+    };
     let start = SsoStart {
         provider,
-        return_to: checked_rd(&state, &tenant, query_param(&q, "rd").as_deref()),
+        return_to,
         fresh: query_param(&q, "fresh").is_some_and(|f| f == "1"),
         handoff: checked_handoff(query_param(&q, "handoff")),
+        step_up,
     };
     match state.flows.sso_start(&tenant, start, &meta).await {
         Ok(started) => {
-            let cookie = state.cookies.sso_binding(started.binding, STATE_TTL);
+            let cookie = if started.cross_site_post {
+                state
+                    .cookies
+                    .sso_binding_cross_site(started.binding, STATE_TTL)
+            } else {
+                state.cookies.sso_binding(started.binding, STATE_TTL)
+            };
             Ok((jar.add(cookie), Redirect::to(&started.redirect)).into_response())
         }
         Err(e) => Ok(refused(&state, &tenant, e)),
@@ -47,6 +73,56 @@ pub(super) async fn callback(
     Path((_, provider)): Path<(String, String)>,
     Meta(meta): Meta,
     Query(answer): Query<SsoCallback>,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
+    finish(state, name, provider, meta, answer, jar).await
+}
+
+/// `POST /t/{tenant}/sso/{provider}/acs` with `SAMLResponse` and `RelayState` (HTTP-POST
+/// binding).
+pub(super) async fn acs(
+    State(state): Pages,
+    TenantName(name): TenantName,
+    Path((_, provider)): Path<(String, String)>,
+    Meta(meta): Meta,
+    jar: CookieJar,
+    RawForm(form): RawForm,
+) -> Result<Response, ApiError> {
+    let mut answer = SsoCallback::default();
+    for (key, value) in form_urlencoded::parse(&form) {
+        match key.as_ref() {
+            "SAMLResponse" => answer.saml_response = Some(value.into_owned()),
+            "RelayState" => answer.state = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    finish(state, name, provider, meta, answer, jar).await
+}
+
+/// `GET /t/{tenant}/sso/{provider}/saml/metadata`: keygate's SAML service-provider metadata.
+pub(super) async fn saml_metadata(
+    State(state): Pages,
+    TenantName(name): TenantName,
+    Path((_, provider)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = state.live(&name).await?;
+    match state.flows.saml_metadata(&tenant, &provider).await {
+        Ok(xml) => Ok((
+            [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+            xml,
+        )
+            .into_response()),
+        Err(e) => Ok(refused(&state, &tenant, e)),
+    }
+}
+
+/// The provider's answer, from the callback or the assertion consumer service.
+async fn finish(
+    state: std::sync::Arc<super::PagesState>,
+    name: String,
+    provider: String,
+    meta: crate::identity::RequestMeta,
+    answer: SsoCallback,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let tenant = state.live(&name).await?;
@@ -76,6 +152,33 @@ pub(super) async fn callback(
             )
             .await;
             Ok((jar.add(cookie), next).into_response())
+        }
+        FederatedOutcome::SteppedUp => {
+            // The session this browser holds was raised; it goes on with the same cookie.
+            let session = jar
+                .get(state.session_cookie(&tenant).name())
+                .map(|c| c.value().to_owned());
+            let next = match session {
+                Some(cookie) => {
+                    onwards(
+                        &state,
+                        &tenant,
+                        &cookie,
+                        finished.return_to,
+                        finished.handoff,
+                    )
+                    .await
+                }
+                None => {
+                    let target = signin_url(
+                        &state.public_url,
+                        tenant.name(),
+                        finished.return_to.as_deref(),
+                    );
+                    Redirect::to(&target).into_response()
+                }
+            };
+            Ok((jar, next).into_response())
         }
         FederatedOutcome::LinkRequired { link_token } => {
             let mut url = format!(

@@ -60,6 +60,7 @@ async fn register(
                 access_token: Some(std::time::Duration::from_secs(120)),
                 ..ClientLifetimes::default()
             },
+            id_token_signed_response_alg: None,
             generation: 1,
         })
         .await

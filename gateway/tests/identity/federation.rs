@@ -42,6 +42,7 @@ pub(crate) async fn provider(env: &Env, tenant: &Tenant, name: &str, settings: P
         Protocol::Oidc(_) => IdpKind::Oidc,
         Protocol::Google(_) => IdpKind::Google,
         Protocol::Github(_) => IdpKind::Github,
+        Protocol::Saml(_) => IdpKind::Saml,
     };
     let mut upsert = IdpUpsert {
         tenant_id: tenant.id,
@@ -62,11 +63,11 @@ pub(crate) async fn provider(env: &Env, tenant: &Tenant, name: &str, settings: P
     env.store.upsert_idp(&upsert).await.unwrap();
 }
 
-fn callback(env: &Env, name: &str) -> String {
+pub(super) fn callback(env: &Env, name: &str) -> String {
     format!("{}/t/acme/sso/{name}/callback", env.url)
 }
 
-fn start(env: &Env, name: &str) -> String {
+pub(super) fn start(env: &Env, name: &str) -> String {
     format!("{}/t/acme/sso/{name}/start", env.url)
 }
 
@@ -106,6 +107,7 @@ async fn an_oidc_sign_in_creates_the_person_with_groups_that_reach_roles_and_its
     let op = oidc_provider(ProviderOptions {
         redirect_uris: vec![callback(&env, "corp")],
         google: false,
+        ignore_reauthentication: false,
     });
     // Trusted through the provider's own CA bundle: the system store does not know it.
     provider(&env, &acme, "corp", oidc(&op.issuer, Some(&op.ca_pem))).await;
@@ -185,6 +187,7 @@ async fn a_tampered_state_or_an_answer_in_another_browser_is_refused(pool: sqlx:
     let op = oidc_provider(ProviderOptions {
         redirect_uris: vec![callback(&env, "corp")],
         google: false,
+        ignore_reauthentication: false,
     });
     provider(&env, &acme, "corp", oidc(&op.issuer, Some(&op.ca_pem))).await;
     let browser = Browser::new(Some(&op.ca_pem));
@@ -226,6 +229,7 @@ async fn emails_outside_the_allowed_domains_and_expired_id_tokens_are_refused(po
     let op = oidc_provider(ProviderOptions {
         redirect_uris: vec![callback(&env, "corp")],
         google: false,
+        ignore_reauthentication: false,
     });
     let mut settings = oidc(&op.issuer, Some(&op.ca_pem));
     settings.allowed_email_domains = vec!["example.com".into()];
@@ -319,6 +323,7 @@ async fn an_existing_account_is_joined_by_verified_email_or_claimed_after_a_loca
     let op = oidc_provider(ProviderOptions {
         redirect_uris: vec![callback(&env, "corp"), callback(&env, "trusted")],
         google: false,
+        ignore_reauthentication: false,
     });
     provider(&env, &acme, "corp", oidc(&op.issuer, Some(&op.ca_pem))).await;
     let mut trusted = oidc(&op.issuer, Some(&op.ca_pem));
@@ -436,6 +441,7 @@ async fn the_google_preset_admits_only_its_hosted_domain(pool: sqlx::PgPool) {
         let p = oidc_provider(ProviderOptions {
             redirect_uris: vec![format!("{url}/t/acme/sso/google/callback")],
             google: true,
+            ignore_reauthentication: false,
         });
         let federation = Federation {
             endpoints: Endpoints {

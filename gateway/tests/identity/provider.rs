@@ -55,6 +55,7 @@ pub async fn register_clients(
         audience: vec![],
         consent: ConsentMode::Implicit,
         lifetimes: ClientLifetimes::default(),
+        id_token_signed_response_alg: None,
         generation: 1,
     };
     store.upsert_oauth_client(&base("spa")).await.unwrap();
@@ -249,6 +250,7 @@ async fn clients_are_held_to_consent_rate_limits_and_grants(pool: sqlx::PgPool) 
             audience: vec![],
             consent: ConsentMode::Required,
             lifetimes: ClientLifetimes::default(),
+            id_token_signed_response_alg: None,
             generation: 1,
         })
         .await
@@ -405,6 +407,7 @@ fn public_client(tenant: keygate_core::ids::TenantId, client_id: &str) -> OAuthC
         audience: vec![],
         consent: ConsentMode::Implicit,
         lifetimes: ClientLifetimes::default(),
+        id_token_signed_response_alg: None,
         generation: 1,
     }
 }
@@ -709,4 +712,116 @@ async fn authorize_and_refresh_answer_429_past_the_per_client_and_per_address_bu
     assert!(r.headers().get("retry-after").is_some());
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "slow_down", "{body}");
+}
+
+/// Runs `script` (in gateway/tests/oauth-client) with `vars`; its `results` line.
+async fn relying_party(script: &str, vars: &[(&str, String)]) -> Value {
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(client_dir().join(script))
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .current_dir(client_dir())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the relying party finished within 120 s")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v.get("results").cloned())
+        .unwrap_or_else(|| {
+            panic!(
+                "the relying party failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_client_that_registered_rs256_gets_rs256_id_tokens_from_an_es256_tenant(
+    pool: sqlx::PgPool,
+) {
+    let env = env(pool).await;
+    let t = env.tenant("acme", SigningAlgorithm::ES256, json!({})).await;
+    // The RS256 key the operator keeps beside the tenant's ES256 key (tests/keys proves it).
+    let rs256 = env.signing_key(&t.row, SigningAlgorithm::RS256).await;
+    env.user(&t.row, "ada@example.com").await;
+    let client = |client_id: &str, alg| OAuthClientUpsert {
+        tenant_id: t.row.id,
+        owner_uid: uuid::Uuid::now_v7().to_string(),
+        client_id: client_id.into(),
+        display_name: client_id.into(),
+        client_type: ClientType::Public,
+        token_endpoint_auth_method: ClientAuthMethod::None,
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![GrantType::AuthorizationCode],
+        allowed_scopes: vec!["openid".into(), "email".into()],
+        audience: vec![],
+        consent: ConsentMode::Implicit,
+        lifetimes: ClientLifetimes::default(),
+        id_token_signed_response_alg: alg,
+        generation: 1,
+    };
+    for c in [
+        client("legacy", Some(SigningAlgorithm::RS256)),
+        client("modern", None),
+    ] {
+        env.store.upsert_oauth_client(&c).await.unwrap();
+    }
+    let port = crate::support::free_port();
+    let r = relying_party(
+        "id-token-alg.mjs",
+        &[
+            ("KG_ISSUER", format!("{}/t/acme", env.url)),
+            ("KG_RS256_CLIENT", "legacy".into()),
+            ("KG_DEFAULT_CLIENT", "modern".into()),
+            (
+                "KG_REDIRECT_URI",
+                format!("http://127.0.0.1:{port}/callback"),
+            ),
+            ("KG_EMAIL", "ada@example.com".into()),
+            ("KG_PASSWORD", PASSWORD.into()),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        r["id_token_signing_alg_values_supported"],
+        json!(["ES256", "RS256"])
+    );
+    let mut published: Vec<(String, String)> = r["jwks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["alg"].as_str().unwrap().into(),
+                k["kid"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    published.sort();
+    assert_eq!(
+        published,
+        [
+            ("ES256".to_owned(), t.key.kid.clone()),
+            ("RS256".to_owned(), rs256.kid.clone())
+        ]
+    );
+    // openid-client validated the RS256 ID token (it accepts no other algorithm for this
+    // client); the access token keeps the tenant's algorithm.
+    let legacy = &r["rs256_client"];
+    assert_eq!(legacy["id_token"]["alg"], "RS256");
+    assert_eq!(legacy["id_token"]["kid"], rs256.kid.as_str());
+    assert_eq!(legacy["id_token"]["aud"], "legacy");
+    assert_eq!(legacy["id_token"]["has_at_hash"], true);
+    assert_eq!(legacy["access_token"]["alg"], "ES256");
+    // A client without a choice gets the tenant's algorithm for both.
+    let modern = &r["default_client"];
+    assert_eq!(modern["id_token"]["alg"], "ES256");
+    assert_eq!(modern["id_token"]["kid"], t.key.kid.as_str());
+    assert_eq!(modern["access_token"]["alg"], "ES256");
 }

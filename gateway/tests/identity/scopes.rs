@@ -169,6 +169,7 @@ async fn a_refresh_token_serves_only_its_own_client(pool: sqlx::PgPool) {
             audience: Vec::new(),
             consent: keygate_core::store::ConsentMode::Implicit,
             lifetimes: keygate_core::store::ClientLifetimes::default(),
+            id_token_signed_response_alg: None,
             generation: 1,
         })
         .await

@@ -6,12 +6,16 @@
 //
 // Without a certificate it serves plain HTTP on 127.0.0.1 (what `keygate dev` accepts).
 //
+// With `ignoreReauthentication` it answers `prompt=login` and `max_age` from the person's
+// existing session instead of asking them to sign in again (a provider that does not
+// re-authenticate; its ID tokens carry the old `auth_time`).
+//
 // Usage: node provider.mjs <config.json>; prints `listening <port>` once it serves.
-// config: { cert?, key?, clientId, clientSecret, redirectUris: [..], hd? }
+// config: { cert?, key?, clientId, clientSecret, redirectUris: [..], hd?, ignoreReauthentication? }
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
-import Provider from 'oidc-provider';
+import Provider, { interactionPolicy } from 'oidc-provider';
 
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const server = cfg.cert
@@ -29,6 +33,13 @@ function account(login) {
   };
   if (cfg.hd) claims.hd = email.split('@')[1];
   return claims;
+}
+
+const policy = interactionPolicy.base();
+if (cfg.ignoreReauthentication) {
+  const login = policy.get('login');
+  login.checks.remove('login_prompt');
+  login.checks.remove('max_age');
 }
 
 server.listen(0, '127.0.0.1', () => {
@@ -56,6 +67,7 @@ server.listen(0, '127.0.0.1', () => {
       return { accountId: id, async claims() { return { ...account(id), sub: id }; } };
     },
     features: { devInteractions: { enabled: true } },
+    interactions: { policy },
     pkce: { required: () => true },
     cookies: { keys: ['keygate-test-upstream-cookie-key'] },
   });

@@ -421,12 +421,19 @@ impl Env {
             })
             .await
             .unwrap();
+        let key = self.signing_key(&row, alg).await;
+        TenantFixture { row, key }
+    }
+
+    /// Adds a signing key of `alg` to `tenant`, active for an hour already (the operator keeps
+    /// an RS256 key beside a tenant's own algorithm for ID tokens; tests add it this way).
+    pub async fn signing_key(&self, tenant: &Tenant, alg: SigningAlgorithm) -> GeneratedKey {
         let key = signing::generate(alg).unwrap();
         let now = self.clock.now();
         self.store
             .insert_signing_key(&SigningKeyRecord {
                 kid: key.kid.clone(),
-                tenant_id: row.id,
+                tenant_id: tenant.id,
                 algorithm: alg.as_str().into(),
                 public_jwk: serde_json::to_value(&key.public_jwk).unwrap(),
                 private_key: self
@@ -442,7 +449,7 @@ impl Env {
             })
             .await
             .unwrap();
-        TenantFixture { row, key }
+        key
     }
 
     /// A verified, active account created directly in the store.

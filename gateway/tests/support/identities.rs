@@ -424,6 +424,9 @@ impl AccountFlows for TestIdentities {
     ) -> Result<keygate_gateway::identity::SsoStarted, FlowError> {
         Err(FlowError::UnknownProvider)
     }
+    async fn saml_metadata(&self, _: &LiveTenant, _: &str) -> Result<String, FlowError> {
+        Err(FlowError::UnknownProvider)
+    }
     async fn sso_finish(
         &self,
         _: &LiveTenant,

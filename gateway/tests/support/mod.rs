@@ -8,6 +8,7 @@ pub mod identities;
 pub mod logs;
 pub mod nginx;
 pub mod real;
+pub mod saml;
 pub mod servers;
 pub mod smtp;
 pub mod tls;

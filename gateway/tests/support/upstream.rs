@@ -45,6 +45,9 @@ pub struct ProviderOptions {
     /// Put `hd` (the email's domain) into the claims and every claim into the ID token, as
     /// Google does.
     pub google: bool,
+    /// Answer `prompt=login` and `max_age` from the existing session instead of asking the
+    /// person to sign in again (a provider that does not re-authenticate).
+    pub ignore_reauthentication: bool,
 }
 
 fn peer_dir() -> std::path::PathBuf {
@@ -70,6 +73,7 @@ pub fn oidc_provider(opts: ProviderOptions) -> OidcProvider {
             "clientSecret": CLIENT_SECRET,
             "redirectUris": opts.redirect_uris,
             "hd": opts.google,
+            "ignoreReauthentication": opts.ignore_reauthentication,
         }))
         .unwrap(),
     )

@@ -653,7 +653,7 @@ async fn oauth_client_secret_owned_rotated_and_deletion_revokes_its_sessions(poo
     assert!(
         !status
             .to_string()
-            .contains(first.rsplit_once('_').unwrap().1)
+            .contains(first.splitn(3, '_').nth(2).unwrap())
     );
     task.await.unwrap().unwrap();
 

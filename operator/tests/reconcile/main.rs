@@ -13,6 +13,7 @@ mod leader;
 mod oauth_client;
 mod role;
 mod run;
+mod saml;
 mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -165,7 +165,7 @@ async fn oauth_client_secret_owned_rotated_with_grace_and_deletion_revokes_its_t
     };
     assert_eq!(status.client_id.as_deref(), Some("grafana"));
     assert_eq!(status.secret_name.as_deref(), Some("grafana-oidc"));
-    let secret_part = first.rsplit_once('_').unwrap().1;
+    let secret_part = first.splitn(3, '_').nth(2).unwrap();
     assert!(
         !serde_json::to_string(&status)
             .unwrap()
@@ -252,7 +252,7 @@ async fn oauth_client_secret_owned_rotated_with_grace_and_deletion_revokes_its_t
     let logs = captured.logs();
     for raw in [&first, &second, &third] {
         assert!(
-            !logs.contains(raw.rsplit_once('_').unwrap().1),
+            !logs.contains(raw.splitn(3, '_').nth(2).unwrap()),
             "no secret in a log line"
         );
     }
@@ -323,4 +323,74 @@ async fn an_invalid_client_spec_says_why_and_writes_nothing(pool: PgPool) {
     );
     assert!(message.contains("default/taken"), "{message}");
     assert!(h.ctx.store.oauth_client(id, "app").await.unwrap().is_none());
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_id_token_algorithm_the_tenant_keeps_no_keys_of_is_refused(pool: PgPool) {
+    use keygate_core::crypto::signing::SigningAlgorithm;
+    let h = Harness::postgres(pool).await;
+    h.write(
+        "tenant.yaml",
+        &tenant("demo", "default", "  signing:\n    algorithm: ES256\n"),
+    );
+    h.write(
+        "legacy.yaml",
+        &client(
+            "legacy",
+            "  type: public\n  redirectUris: [\"http://127.0.0.1/callback\"]\n  idTokenSignedResponseAlg: RS256\n",
+        ),
+    );
+    h.write(
+        "edwards.yaml",
+        &client(
+            "edwards",
+            "  type: public\n  redirectUris: [\"http://127.0.0.1/callback\"]\n  idTokenSignedResponseAlg: EdDSA\n",
+        ),
+    );
+    let view = h.sync().await;
+    let id = h.tenant_id("demo").await;
+
+    // RS256 is kept beside ES256 for ID tokens: the client is registered with it.
+    assert_eq!(ready(&view, "OAuthClient default/legacy").0, "True");
+    let legacy = h
+        .ctx
+        .store
+        .oauth_client(id, "legacy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        legacy.id_token_signed_response_alg,
+        Some(SigningAlgorithm::RS256)
+    );
+    let mut kept: Vec<_> = h
+        .ctx
+        .store
+        .signing_keys(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.algorithm)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["ES256", "RS256"]);
+
+    // EdDSA is not: refused with the reason and what to do, nothing stored.
+    let (state, reason, message) = ready(&view, "OAuthClient default/edwards");
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "SigningAlgorithmUnavailable")
+    );
+    assert!(
+        message.contains("EdDSA") && message.contains("ES256 and RS256"),
+        "{message}"
+    );
+    assert!(
+        h.ctx
+            .store
+            .oauth_client(id, "edwards")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -3,6 +3,7 @@
 //! sign-in, token and authorize endpoints all apply the same ones.
 
 use super::UnknownLabel;
+use crate::crypto::signing::SigningAlgorithm;
 use crate::ids::{ClientSecretId, OAuthClientId, TenantId};
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
@@ -122,6 +123,9 @@ pub struct OAuthClient {
     pub consent: ConsentMode,
     /// Its own token lifetimes.
     pub lifetimes: ClientLifetimes,
+    /// The algorithm its ID tokens are signed with (`idTokenSignedResponseAlg`); `None`
+    /// signs them like the tenant's access tokens.
+    pub id_token_signed_response_alg: Option<SigningAlgorithm>,
     /// `metadata.generation` last written.
     pub generation: i64,
     /// First written.
@@ -215,6 +219,7 @@ pub(crate) struct OAuthClientRow {
     access_token_ttl_secs: Option<i64>,
     id_token_ttl_secs: Option<i64>,
     refresh_token_ttl_secs: Option<i64>,
+    id_token_signed_response_alg: Option<String>,
     generation: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -255,6 +260,11 @@ impl TryFrom<OAuthClientRow> for OAuthClient {
                 id_token: seconds(row.id_token_ttl_secs),
                 refresh_token: seconds(row.refresh_token_ttl_secs),
             },
+            id_token_signed_response_alg: row
+                .id_token_signed_response_alg
+                .map(|a| a.parse::<SigningAlgorithm>())
+                .transpose()
+                .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?,
             generation: row.generation,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -291,6 +301,8 @@ pub struct OAuthClientUpsert {
     pub consent: ConsentMode,
     /// Token lifetimes.
     pub lifetimes: ClientLifetimes,
+    /// ID-token algorithm, if the client chose one.
+    pub id_token_signed_response_alg: Option<SigningAlgorithm>,
     /// `metadata.generation`.
     pub generation: i64,
 }

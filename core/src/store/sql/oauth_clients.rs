@@ -29,8 +29,8 @@ macro_rules! oauth_client_store {
                              client_type, token_endpoint_auth_method, redirect_uris, \
                              post_logout_redirect_uris, grant_types, allowed_scopes, audience, consent, \
                              access_token_ttl_secs, id_token_ttl_secs, refresh_token_ttl_secs, \
-                             generation, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) \
+                             id_token_signed_response_alg, generation, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19) \
                          ON CONFLICT (tenant_id, client_id) DO UPDATE SET \
                              display_name = excluded.display_name, client_type = excluded.client_type, \
                              token_endpoint_auth_method = excluded.token_endpoint_auth_method, \
@@ -41,6 +41,7 @@ macro_rules! oauth_client_store {
                              access_token_ttl_secs = excluded.access_token_ttl_secs, \
                              id_token_ttl_secs = excluded.id_token_ttl_secs, \
                              refresh_token_ttl_secs = excluded.refresh_token_ttl_secs, \
+                             id_token_signed_response_alg = excluded.id_token_signed_response_alg, \
                              generation = excluded.generation, updated_at = excluded.updated_at \
                          WHERE oauth_clients.owner_uid = excluded.owner_uid \
                            AND (oauth_clients.display_name <> excluded.display_name \
@@ -55,6 +56,7 @@ macro_rules! oauth_client_store {
                              OR oauth_clients.access_token_ttl_secs IS DISTINCT FROM excluded.access_token_ttl_secs \
                              OR oauth_clients.id_token_ttl_secs IS DISTINCT FROM excluded.id_token_ttl_secs \
                              OR oauth_clients.refresh_token_ttl_secs IS DISTINCT FROM excluded.refresh_token_ttl_secs \
+                             OR oauth_clients.id_token_signed_response_alg IS DISTINCT FROM excluded.id_token_signed_response_alg \
                              OR oauth_clients.generation <> excluded.generation) \
                          RETURNING *",
                     )
@@ -74,6 +76,7 @@ macro_rules! oauth_client_store {
                     .bind(secs(c.lifetimes.access_token))
                     .bind(secs(c.lifetimes.id_token))
                     .bind(secs(c.lifetimes.refresh_token))
+                    .bind(c.id_token_signed_response_alg.map(|a| a.as_str()))
                     .bind(c.generation)
                     .bind(self.now())
                     .fetch_optional(&self.pool)

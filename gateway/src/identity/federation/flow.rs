@@ -5,12 +5,12 @@
 //! once, checks the browser, lets the protocol module verify the provider's answer, and
 //! hands the identity to the door.
 
-use super::{FederatedOutcome, FederationRefusal, github, hex, oidc};
-use crate::identity::{IdentityError, IdentityService, RequestMeta};
+use super::{FederatedIdentity, FederatedOutcome, FederationRefusal, github, hex, oidc, saml};
+use crate::identity::{IdentityError, IdentityService, Principal, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{constant_time_eq, random::random_token, sha256};
-use keygate_core::federation::{Protocol, callback_path};
-use keygate_core::ids::IdpId;
+use keygate_core::federation::{Protocol, callback_path, saml_acs_path};
+use keygate_core::ids::{IdpId, SessionId, UserId};
 use openidconnect::PkceCodeChallenge;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -30,6 +30,10 @@ pub struct SsoStart {
     pub fresh: bool,
     /// The app host's nonce hash of a cross-host handoff in progress, kept for afterwards.
     pub handoff: Option<String>,
+    /// A step-up of this signed-in person's session (an account without a local password
+    /// proving itself again): the sign-in is fresh, must come back as the same person, and
+    /// raises this session instead of opening another.
+    pub step_up: Option<Principal>,
 }
 
 /// A started sign-in: where to send the browser, and the value of the cookie that binds
@@ -40,6 +44,9 @@ pub struct SsoStarted {
     pub redirect: String,
     /// The binding cookie's value (only its hash is stored).
     pub binding: String,
+    /// The answer comes back as a cross-site form POST (SAML), which a SameSite=Lax cookie
+    /// does not accompany.
+    pub cross_site_post: bool,
 }
 
 impl std::fmt::Debug for SsoStarted {
@@ -59,6 +66,10 @@ pub struct SsoCallback {
     pub error: Option<String>,
     /// Its description.
     pub error_description: Option<String>,
+    /// A SAML IdP's `SAMLResponse` (base64), taken from the assertion consumer service's
+    /// form POST only, never from a query.
+    #[serde(skip)]
+    pub saml_response: Option<String>,
 }
 
 impl std::fmt::Debug for SsoCallback {
@@ -91,6 +102,18 @@ struct Pending {
     return_to: Option<String>,
     handoff: Option<String>,
     fresh_since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    step_up: Option<PendingStepUp>,
+    /// The ID of the AuthnRequest sent (SAML): the answer's `InResponseTo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    saml_request: Option<String>,
+}
+
+/// The session a started step-up raises, and whose it is.
+#[derive(Serialize, Deserialize)]
+struct PendingStepUp {
+    session: SessionId,
+    user: UserId,
 }
 
 fn state_key(state: &str) -> String {
@@ -105,6 +128,11 @@ impl IdentityService {
     /// The URL providers redirect back to for `provider` of `tenant`.
     pub fn sso_redirect_uri(&self, tenant: &str, provider: &str) -> String {
         format!("{}{}", self.public_url(), callback_path(tenant, provider))
+    }
+
+    /// The assertion consumer service URL of SAML provider `provider` of `tenant`.
+    pub fn saml_acs_url(&self, tenant: &str, provider: &str) -> String {
+        format!("{}{}", self.public_url(), saml_acs_path(tenant, provider))
     }
 
     /// Starts a sign-in at a provider (rate-limited per address like password sign-ins).
@@ -125,11 +153,20 @@ impl IdentityService {
             .await?;
         }
         let (row, live) = self.live_provider(&t, &start.provider).await?;
+        let step_up = match &start.step_up {
+            Some(p) => Some(self.step_up_through(&t, &row, p).await?),
+            None => None,
+        };
+        let fresh = start.fresh || step_up.is_some();
         let state = random_token()?;
         let nonce = random_token()?;
         let binding = random_token()?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let redirect_uri = self.sso_redirect_uri(&t.row.name, &row.name);
+        // An XML ID (NCName): a letter or `_` first.
+        let saml_request = matches!(live.settings.protocol, Protocol::Saml(_))
+            .then(|| random_token().map(|r| format!("_{r}")))
+            .transpose()?;
         let redirect = match &live.settings.protocol {
             Protocol::Oidc(_) | Protocol::Google(_) => oidc::authorize_url(
                 &live,
@@ -138,7 +175,7 @@ impl IdentityService {
                     state: state.clone(),
                     nonce: nonce.clone(),
                     pkce: challenge,
-                    fresh: start.fresh,
+                    fresh,
                 },
             )?,
             Protocol::Github(_) => github::authorize_url(
@@ -147,6 +184,13 @@ impl IdentityService {
                 &redirect_uri,
                 state.clone(),
                 challenge,
+            )?,
+            Protocol::Saml(_) => saml::authn_redirect(
+                &live,
+                &self.saml_acs_url(&t.row.name, &row.name),
+                saml_request.as_deref().unwrap_or_default(),
+                &state,
+                fresh,
             )?,
         };
         let pending = Pending {
@@ -157,7 +201,9 @@ impl IdentityService {
             nonce,
             return_to: start.return_to,
             handoff: start.handoff,
-            fresh_since: start.fresh.then(|| self.now()),
+            fresh_since: fresh.then(|| self.now()),
+            step_up,
+            saml_request,
         };
         let bytes = serde_json::to_vec(&pending)
             .map_err(|e| IdentityError::Internal(format!("sign-in state: {e}")))?;
@@ -165,7 +211,11 @@ impl IdentityService {
             .ephemeral
             .put(&state_key(&state), &bytes, STATE_TTL)
             .await?;
-        Ok(SsoStarted { redirect, binding })
+        Ok(SsoStarted {
+            redirect,
+            binding,
+            cross_site_post: pending.saml_request.is_some(),
+        })
     }
 
     /// Finishes a sign-in at the callback: the `state` is spent whatever happens, then the
@@ -235,39 +285,7 @@ impl IdentityService {
                     .map(|d| d.chars().take(300).collect()),
             }));
         }
-        let code = callback
-            .code
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| refused(FederationRefusal::InvalidAnswer("no code".into())))?;
-        let redirect_uri = self.sso_redirect_uri(&t.row.name, &row.name);
-        let identity = match &live.settings.protocol {
-            Protocol::Oidc(_) | Protocol::Google(_) => {
-                oidc::identity(
-                    &live,
-                    oidc::Finish {
-                        provider: &row.name,
-                        redirect: &redirect_uri,
-                        code,
-                        pkce_verifier: pending.pkce,
-                        nonce: pending.nonce,
-                        fresh_since: pending.fresh_since,
-                        clock: self.deps().clock.clone(),
-                    },
-                )
-                .await
-            }
-            Protocol::Github(_) => {
-                github::identity(
-                    &live,
-                    &self.inner.providers.options().endpoints.github,
-                    &row.name,
-                    &redirect_uri,
-                    code,
-                    pending.pkce,
-                )
-                .await
-            }
-        };
+        let identity = self.answer(t, &row.name, &live, callback, &pending).await;
         let identity = match identity {
             Ok(identity) => identity,
             Err(e) => {
@@ -286,11 +304,204 @@ impl IdentityService {
                 return Err(e);
             }
         };
-        let outcome = self.sign_in_federated(&t.row.name, identity, meta).await?;
+        if pending.fresh_since.is_some() && identity.auth_time.is_none() {
+            // A provider that cannot say when the person authenticated (GitHub) proves no
+            // fresh sign-in: refused rather than taken as one.
+            return Err(refused(FederationRefusal::FreshnessUnknown));
+        }
+        let outcome = match pending.step_up {
+            Some(s) => {
+                self.raise_through_upstream(t, &row, s.session, s.user, identity, meta)
+                    .await?
+            }
+            None => self.sign_in_federated(&t.row.name, identity, meta).await?,
+        };
         Ok(SsoFinished {
             outcome,
             return_to: pending.return_to,
             handoff: pending.handoff,
         })
+    }
+
+    /// The identity in the provider's answer, checked by its protocol module.
+    async fn answer(
+        &self,
+        t: &crate::identity::LiveTenant,
+        provider: &str,
+        live: &super::providers::LiveProvider,
+        callback: SsoCallback,
+        pending: &Pending,
+    ) -> Result<FederatedIdentity, IdentityError> {
+        let code = || {
+            callback
+                .code
+                .clone()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| refused(FederationRefusal::InvalidAnswer("no code".into())))
+        };
+        let redirect_uri = self.sso_redirect_uri(&t.row.name, provider);
+        match &live.settings.protocol {
+            Protocol::Oidc(_) | Protocol::Google(_) => {
+                oidc::identity(
+                    live,
+                    oidc::Finish {
+                        provider,
+                        redirect: &redirect_uri,
+                        code: code()?,
+                        pkce_verifier: pending.pkce.clone(),
+                        nonce: pending.nonce.clone(),
+                        fresh_since: pending.fresh_since,
+                        clock: self.deps().clock.clone(),
+                    },
+                )
+                .await
+            }
+            Protocol::Github(_) => {
+                github::identity(
+                    live,
+                    &self.inner.providers.options().endpoints.github,
+                    provider,
+                    &redirect_uri,
+                    code()?,
+                    pending.pkce.clone(),
+                )
+                .await
+            }
+            Protocol::Saml(_) => {
+                let (Some(response), Some(request_id)) = (
+                    callback.saml_response.as_deref(),
+                    pending.saml_request.as_deref(),
+                ) else {
+                    return Err(refused(FederationRefusal::InvalidAnswer(
+                        "no SAMLResponse was posted".into(),
+                    )));
+                };
+                let checked = saml::check(
+                    live,
+                    saml::Finish {
+                        provider,
+                        acs: &self.saml_acs_url(&t.row.name, provider),
+                        response,
+                        request_id,
+                        fresh_since: pending.fresh_since,
+                        now: self.now(),
+                    },
+                )?;
+                self.first_use_of_assertion(t, live, &checked).await?;
+                Ok(checked.identity)
+            }
+        }
+    }
+
+    /// Refuses an assertion whose ID was seen before at this IdP (on any replica: the count
+    /// lives in the shared ephemeral store until the assertion expires).
+    async fn first_use_of_assertion(
+        &self,
+        t: &crate::identity::LiveTenant,
+        live: &super::providers::LiveProvider,
+        checked: &saml::Checked,
+    ) -> Result<(), IdentityError> {
+        let issuer = live
+            .saml
+            .as_ref()
+            .map(|m| m.entity_id.as_str())
+            .unwrap_or("");
+        let key = format!(
+            "saml-assertion:{}:{}",
+            t.row.id,
+            hex(&sha256(
+                format!("{issuer}\n{}", checked.assertion_id).as_bytes()
+            ))
+        );
+        let remaining = (checked.valid_until - self.now())
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        if self.deps().ephemeral.hit(&key, remaining).await? > 1 {
+            return Err(refused(FederationRefusal::InvalidAnswer(
+                "this assertion was used before (replay)".into(),
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl IdentityService {
+    /// The session a step-up through `idp` raises: the caller's, who must be a person
+    /// linked to `idp` (another provider's account proves nothing about this one).
+    async fn step_up_through(
+        &self,
+        t: &crate::identity::LiveTenant,
+        idp: &keygate_core::store::IdentityProvider,
+        p: &Principal,
+    ) -> Result<PendingStepUp, IdentityError> {
+        let session = p.session_id().ok_or(IdentityError::Forbidden)?;
+        let user = p.user_id.ok_or(IdentityError::Forbidden)?;
+        if p.tenant_id != t.row.id {
+            return Err(IdentityError::Forbidden);
+        }
+        let linked = self
+            .deps()
+            .store
+            .identities_of_user(t.row.id, user)
+            .await?
+            .iter()
+            .any(|l| l.idp_id == idp.id);
+        if !linked {
+            return Err(IdentityError::NotFound);
+        }
+        Ok(PendingStepUp { session, user })
+    }
+
+    /// Finishes a step-up through `idp`: `identity` (verified, and fresh: its `auth_time` is
+    /// no older than the step-up's start) must be the link of `user`, the session's person;
+    /// then the link's groups are refreshed and `session` is raised (`auth_time` now, `fed`
+    /// among its methods). Another person's identity is audited and refused.
+    async fn raise_through_upstream(
+        &self,
+        t: &crate::identity::LiveTenant,
+        idp: &keygate_core::store::IdentityProvider,
+        session: SessionId,
+        user: UserId,
+        identity: FederatedIdentity,
+        meta: &RequestMeta,
+    ) -> Result<FederatedOutcome, IdentityError> {
+        let d = self.deps();
+        let link = d
+            .store
+            .identity_by_subject(t.row.id, idp.id, &identity.subject)
+            .await?
+            .filter(|l| l.user_id == user);
+        let Some(link) = link else {
+            self.audit(
+                t,
+                crate::identity::audit::kind::MFA_FAILED,
+                Some(user),
+                meta,
+                json!({"reason": "upstream_other_person", "provider": idp.name, "session": session}),
+            )
+            .await?;
+            return Err(IdentityError::Federation(
+                FederationRefusal::NotTheSamePerson,
+            ));
+        };
+        let person = d
+            .store
+            .user(t.row.id, user)
+            .await?
+            .filter(|u| u.status == keygate_core::store::UserStatus::Active)
+            .ok_or(IdentityError::AccountSuspended)?;
+        d.store
+            .touch_identity(
+                t.row.id,
+                link.id,
+                self.now(),
+                &super::kept_groups(&identity.groups),
+            )
+            .await?;
+        self.inner.subjects.forget(t.row.id, user);
+        self.raise_session_by(t, &person, session, &[super::AMR_FEDERATED], meta)
+            .await?;
+        Ok(FederatedOutcome::SteppedUp)
     }
 }

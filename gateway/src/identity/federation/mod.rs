@@ -1,6 +1,6 @@
 //! Sign-in through upstream identity providers, and the one door every protocol ends at.
 //!
-//! A protocol module (`oidc`, `github`; SAML later) turns a provider's answer into a
+//! A protocol module (`oidc`, `github`, `saml`) turns a provider's answer into a
 //! [`FederatedIdentity`] it has verified. [`IdentityService::sign_in_federated`] takes it
 //! from there and knows nothing of protocols: the provider's allowed email domains, the
 //! account the identity is linked to (or a new one, or a link to an existing one under the
@@ -10,13 +10,17 @@
 //!
 //! ```text
 //! pages ──► sso_start ──► flow (state, nonce, PKCE in the ephemeral store) ──► provider
-//! pages ◄── sso_finish ◄── flow ◄── oidc | github ──► FederatedIdentity ──► sign_in_federated
+//! pages ◄── sso_finish ◄── flow ◄── oidc | github | saml ──► FederatedIdentity ──► sign_in_federated
 //! ```
+//!
+//! A SAML IdP answers at the assertion consumer service (a form POST) instead of the
+//! callback; its `RelayState` is the flow's `state`.
 
 mod flow;
 mod github;
 mod oidc;
 mod providers;
+mod saml;
 
 pub use flow::{STATE_TTL, SsoCallback, SsoFinished, SsoStart, SsoStarted};
 pub(crate) use providers::Providers;
@@ -29,7 +33,7 @@ use super::{IdentityError, IdentityService, RequestMeta};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::{random::random_token, sha256};
 use keygate_core::email::EmailAddress;
-use keygate_core::federation::{Endpoints, Linking, ProviderSettings};
+use keygate_core::federation::{Endpoints, Linking, Protocol, ProviderSettings};
 use keygate_core::ids::{IdpId, SessionId, UserId};
 use keygate_core::store::{IdentityProvider, NewExternalIdentity, NewUser, User, UserStatus};
 use keygate_core::tenant_settings::Registration;
@@ -40,7 +44,7 @@ use std::time::Duration;
 /// `acr` of a sign-in through an upstream provider.
 pub const ACR_FEDERATED: &str = "urn:keygate:acr:fed";
 /// `amr` value of a sign-in through an upstream provider.
-const AMR_FEDERATED: &str = "fed";
+pub(crate) const AMR_FEDERATED: &str = "fed";
 /// How long a link token (claim an upstream identity after signing in locally) lives.
 pub const LINK_TOKEN_TTL: Duration = Duration::from_secs(600);
 /// Longest list of upstream groups kept per link; more are cut (a group claim is no
@@ -101,6 +105,9 @@ pub enum FederatedOutcome {
         /// Single-use, [`LINK_TOKEN_TTL`]; only its hash is stored.
         link_token: String,
     },
+    /// A step-up: the browser's session was raised by a fresh sign-in at the provider; its
+    /// cookie stays as it is.
+    SteppedUp,
 }
 
 /// A browser session opened by an upstream sign-in.
@@ -173,6 +180,18 @@ pub enum FederationRefusal {
     /// The provider's settings are unusable (the operator reports why in its status).
     #[error("this identity provider is not usable right now")]
     ProviderUnusable,
+    /// A fresh sign-in was needed and the provider did not say when the person authenticated
+    /// (GitHub never does), so it proves nothing fresh.
+    #[error(
+        "this identity provider cannot confirm that you just signed in; use another way to confirm it is you"
+    )]
+    FreshnessUnknown,
+    /// A step-up came back signed in as another account of the provider than the one linked
+    /// to the session's person.
+    #[error(
+        "you signed in at the identity provider as someone else; sign in there with the account linked to this one"
+    )]
+    NotTheSamePerson,
 }
 
 /// What a link token stands for, kept in the ephemeral store under its hash.
@@ -223,6 +242,22 @@ impl IdentityService {
                 })
             })
             .collect())
+    }
+
+    /// keygate's SAML service-provider metadata for provider `provider` of `tenant` (its entity
+    /// id and assertion consumer service), to register at the IdP; `NotFound` for a provider
+    /// that is not SAML. Needs no IdP metadata, so it can be registered first.
+    pub async fn saml_sp_metadata(
+        &self,
+        tenant: &str,
+        provider: &str,
+    ) -> Result<String, IdentityError> {
+        let t = self.tenant(tenant).await?;
+        let (row, settings) = self.provider_row(&t, provider).await?;
+        let Protocol::Saml(saml) = &settings.protocol else {
+            return Err(IdentityError::NotFound);
+        };
+        saml::sp_metadata(&saml.entity_id, &self.saml_acs_url(&t.row.name, &row.name))
     }
 
     /// The provider `name` of `t` with its settings; `NotFound` when absent, refused when its
@@ -528,6 +563,8 @@ fn refusal_code(r: &FederationRefusal) -> &'static str {
         FederationRefusal::HostedDomainNotAllowed => "hosted_domain",
         FederationRefusal::NewAccountsClosed => "new_accounts_closed",
         FederationRefusal::ProviderUnusable => "provider_unusable",
+        FederationRefusal::FreshnessUnknown => "freshness_unknown",
+        FederationRefusal::NotTheSamePerson => "not_the_same_person",
     }
 }
 

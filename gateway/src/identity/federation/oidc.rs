@@ -40,8 +40,10 @@ const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
 ];
 
 /// How far a provider's `auth_time` may lie before the start of a sign-in that asked for a
-/// fresh login (clock skew between keygate and the provider).
-const AUTH_TIME_SKEW: chrono::Duration = chrono::Duration::seconds(60);
+/// fresh login: clock skew between keygate and the provider (NTP keeps servers well within
+/// a second), and `auth_time`'s whole seconds. Any more would let a provider that did not
+/// authenticate the person again pass with a sign-in made just before the step-up.
+const AUTH_TIME_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Every claim besides the standard ones, for claim mappings that name other claims.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -141,7 +143,9 @@ pub(super) fn authorize_url(
                 request = request.add_extra_param("hd", hd.clone());
             }
         }
-        Protocol::Github(_) => return Err(IdentityError::Internal("GitHub is no OIDC".into())),
+        Protocol::Github(_) | Protocol::Saml(_) => {
+            return Err(IdentityError::Internal("not OpenID Connect".into()));
+        }
     }
     if a.fresh {
         request = request

@@ -1,5 +1,6 @@
 //! Live providers: a provider row's settings with its client secret opened, its HTTP client
-//! (CA bundle included) and, for OpenID Connect, its discovery document and keys. Kept per
+//! (CA bundle included) and, for OpenID Connect, its discovery document and keys, for SAML
+//! its IdP metadata. Kept per
 //! provider while the row is unchanged and for at most [`MAX_AGE`], so a rotated key set or
 //! a moved endpoint is picked up; keys are refetched early when a token names an unknown
 //! `kid`, at most once per [`JWKS_REFETCH_GAP`].
@@ -8,7 +9,9 @@ use super::{Federation, FederationRefusal};
 use crate::identity::tenants::LiveTenant;
 use crate::identity::{IdentityError, IdentityService};
 use chrono::{DateTime, Utc};
-use keygate_core::federation::{Discovered, ProviderSettings, UpstreamHttp, discover};
+use keygate_core::federation::{
+    Discovered, IdpMetadata, Protocol, ProviderSettings, UpstreamHttp, discover, load_metadata,
+};
 use keygate_core::ids::IdpId;
 use keygate_core::store::IdentityProvider;
 use openidconnect::core::CoreJsonWebKeySet;
@@ -42,6 +45,8 @@ pub(super) struct LiveProvider {
     pub http: UpstreamHttp,
     /// Discovery document and keys (OpenID Connect and Google).
     discovered: Option<Mutex<(Discovered, Option<Instant>)>>,
+    /// The IdP's metadata (SAML), fetched again with the rest after [`MAX_AGE`].
+    pub saml: Option<IdpMetadata>,
 }
 
 impl std::fmt::Debug for LiveProvider {
@@ -166,6 +171,16 @@ impl IdentityService {
                 Some(Mutex::new((found, None)))
             }
         };
+        let saml = match &settings.protocol {
+            Protocol::Saml(p) => Some(
+                load_metadata(&http, &p.metadata, options.allow_loopback_http)
+                    .await
+                    .map_err(|e| {
+                        IdentityError::Federation(FederationRefusal::Unreachable(e.to_string()))
+                    })?,
+            ),
+            _ => None,
+        };
         let live = Arc::new(LiveProvider {
             updated_at: row.updated_at,
             loaded: Instant::now(),
@@ -173,6 +188,7 @@ impl IdentityService {
             client_secret,
             http,
             discovered,
+            saml,
         });
         providers.keep(row.id, live.clone());
         Ok((row, live))
