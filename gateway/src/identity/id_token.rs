@@ -166,7 +166,13 @@ pub(crate) async fn refreshed(
         at_hash: None,
         person: PersonClaims::of(r.user, r.scope),
     };
-    mint(signer, tenant, claims, Some(r.access_token))
-        .await
-        .map(Some)
+    mint(
+        signer,
+        tenant,
+        client.id_token_signed_response_alg,
+        claims,
+        Some(r.access_token),
+    )
+    .await
+    .map(Some)
 }
