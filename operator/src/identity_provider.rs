@@ -74,21 +74,9 @@ pub async fn reconcile(
             Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
         },
     };
-    let ca_bundle = match &idp.spec.ca_bundle_secret_ref {
-        None => None,
-        Some(reference) => match read_secret(effects, namespace, reference).await? {
-            Lookup::Found(pem) => match String::from_utf8(pem) {
-                Ok(pem) => Some(pem),
-                Err(_) => {
-                    let why = format!(
-                        "caBundleSecretRef {}/{} key {} is not PEM text",
-                        namespace, reference.name, reference.key
-                    );
-                    return Ok(status(false, Reason::InvalidSpec, why));
-                }
-            },
-            Lookup::Blocked(why) => return Ok(status(false, why.reason(), why.to_string())),
-        },
+    let ca_bundle = match ca_bundle(effects, namespace, idp).await? {
+        Ok(pem) => pem,
+        Err((reason, why)) => return Ok(status(false, reason, why)),
     };
     let kind = match idp.spec.provider_type {
         ProviderType::Oidc => IdpKind::Oidc,
@@ -121,22 +109,8 @@ pub async fn reconcile(
         None => ctx.store.upsert_idp(&upsert).await?.id,
     };
     if let Some(plain) = &secret {
-        let context = idp_secret_context(id);
-        // Sealing is randomized: keep the stored ciphertext while it still opens to the
-        // same value under the active master key, so a resync writes nothing.
-        let reusable = existing
-            .as_ref()
-            .and_then(|row| row.client_secret.as_ref())
-            .filter(|sealed| !ctx.master_keys.needs_reseal(sealed))
-            .filter(|sealed| {
-                ctx.master_keys
-                    .open(sealed, &context)
-                    .is_ok_and(|open| keygate_core::crypto::constant_time_eq(&open, plain))
-            });
-        upsert.client_secret = Some(match reusable {
-            Some(sealed) => sealed.clone(),
-            None => ctx.master_keys.seal(plain, &context)?,
-        });
+        let stored = existing.as_ref().and_then(|row| row.client_secret.as_deref());
+        upsert.client_secret = Some(sealed_secret(ctx, stored, id, plain)?);
     }
     ctx.store.upsert_idp(&upsert).await?;
     let (ok, reason, message) = reachable(ctx, &settings).await;
@@ -149,6 +123,51 @@ pub async fn reconcile(
         (true, _) => format!("{message}; register {redirect_uri} as its redirect URI"),
     };
     Ok(status(ok, reason, message))
+}
+
+/// The PEM text of `caBundleSecretRef`, if the provider names one; a missing Secret or key,
+/// or bytes that are not text, is the reason and message of a not-Ready status.
+async fn ca_bundle(
+    effects: &Effects,
+    namespace: &str,
+    idp: &IdentityProvider,
+) -> Result<Result<Option<String>, (Reason, String)>, ReconcileError> {
+    let Some(reference) = &idp.spec.ca_bundle_secret_ref else {
+        return Ok(Ok(None));
+    };
+    Ok(match read_secret(effects, namespace, reference).await? {
+        Lookup::Found(pem) => String::from_utf8(pem).map(Some).map_err(|_| {
+            let why = format!(
+                "caBundleSecretRef {}/{} key {} is not PEM text",
+                namespace, reference.name, reference.key
+            );
+            (Reason::InvalidSpec, why)
+        }),
+        Lookup::Blocked(why) => Err((why.reason(), why.to_string())),
+    })
+}
+
+/// The provider's client secret sealed to its row `id`. Sealing is randomized: the stored
+/// ciphertext is kept while it still opens to the same value under the active master key,
+/// so a resync writes nothing.
+fn sealed_secret(
+    ctx: &Context,
+    stored: Option<&[u8]>,
+    id: IdpId,
+    plain: &[u8],
+) -> Result<Vec<u8>, ReconcileError> {
+    let context = idp_secret_context(id);
+    let reusable = stored
+        .filter(|sealed| !ctx.master_keys.needs_reseal(sealed))
+        .filter(|sealed| {
+            ctx.master_keys
+                .open(sealed, &context)
+                .is_ok_and(|open| keygate_core::crypto::constant_time_eq(&open, plain))
+        });
+    Ok(match reusable {
+        Some(sealed) => sealed.to_vec(),
+        None => ctx.master_keys.seal(plain, &context)?,
+    })
 }
 
 /// Whether the gateway could sign people in through the provider now: the same HTTP client

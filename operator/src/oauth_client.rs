@@ -142,31 +142,44 @@ pub async fn reconcile(
         }
     };
 
-    Ok(OAuthClientStatus {
+    Ok(live_status(
+        client,
+        (name, namespace),
+        &stored_tenant.name,
+        current.as_ref(),
+        now,
+    ))
+}
+
+/// The status of a registered client: its id, and where its current secret is.
+fn live_status(
+    client: &OAuthClient,
+    (name, namespace): (&str, &str),
+    tenant_name: &str,
+    current: Option<&ClientSecretRecord>,
+    now: DateTime<Utc>,
+) -> OAuthClientStatus {
+    let generation = client.metadata.generation;
+    OAuthClientStatus {
         client_id: Some(name.to_owned()),
-        secret_name: current.as_ref().and(client.spec.secret_name.clone()),
+        secret_name: current.and(client.spec.secret_name.clone()),
         secret_prefix: current
-            .as_ref()
             .map(|s| format!("{SECRET_TAG}_{}", s.prefix)),
-        secret_issued_at: current.as_ref().map(|s| Time(to_timestamp(s.created_at))),
+        secret_issued_at: current.map(|s| Time(to_timestamp(s.created_at))),
         conditions: vec![ready(
             true,
             Reason::Reconciled,
             match &client.spec.secret_name {
                 Some(secret_name) => format!(
-                    "client `{name}` is registered with tenant `{}`; its id and secret are in Secret {namespace}/{secret_name}",
-                    stored_tenant.name
+                    "client `{name}` is registered with tenant `{tenant_name}`; its id and secret are in Secret {namespace}/{secret_name}"
                 ),
-                None => format!(
-                    "public client `{name}` is registered with tenant `{}`",
-                    stored_tenant.name
-                ),
+                None => format!("public client `{name}` is registered with tenant `{tenant_name}`"),
             },
             generation,
             now,
         )],
         observed_generation: generation,
-    })
+    }
 }
 
 /// The store's form of an OAuthClient spec (defaults applied: the auth method follows the type).

@@ -8,6 +8,7 @@
 //! reads, one histogram observation and two atomic loads of the pool's occupancy.
 
 use super::model::*;
+use super::client_traits::*;
 use super::traits::*;
 use super::{Backend, PoolStats, Store, StoreError, Swept};
 use crate::ids::{

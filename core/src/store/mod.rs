@@ -27,6 +27,7 @@ mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod client_traits;
 mod traits;
 
 pub use error::{CONSTRAINTS, StoreError};
@@ -34,6 +35,7 @@ pub use instrumented::{InstrumentedStore, StoreMetrics};
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use client_traits::*;
 pub use traits::*;
 
 use async_trait::async_trait;

@@ -359,31 +359,7 @@ async fn token(
         DEVICE_GRANT => {
             let creds = creds.ok_or_else(missing_client)?;
             let device_code = required(form.device_code.as_deref(), "device_code")?;
-            let pending = |error, text: &str| {
-                OAuthError::new(StatusCode::BAD_REQUEST, error, text.to_owned())
-            };
-            match state
-                .identity
-                .poll_device(&tenant, &creds, device_code, &meta)
-                .await?
-            {
-                DevicePoll::Issued(tokens) => tokens.into(),
-                DevicePoll::Pending => {
-                    return Err(pending(
-                        "authorization_pending",
-                        "the person has not decided yet",
-                    ));
-                }
-                DevicePoll::SlowDown => {
-                    return Err(pending("slow_down", "poll no faster than the interval"));
-                }
-                DevicePoll::Denied => {
-                    return Err(pending("access_denied", "the person denied the request"));
-                }
-                DevicePoll::Expired => {
-                    return Err(pending("expired_token", "the device code expired"));
-                }
-            }
+            device_grant(&state, &tenant, &creds, device_code, &meta).await?
         }
         _ => {
             return Err(OAuthError::new(
@@ -394,6 +370,33 @@ async fn token(
         }
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(issued)).into_response())
+}
+
+/// The device grant's poll (RFC 8628 §3.5): the tokens once the person approved, else the
+/// error that tells the device to keep polling, slow down or give up.
+async fn device_grant(
+    state: &AppState,
+    tenant: &str,
+    creds: &ClientCredentials,
+    device_code: &str,
+    meta: &crate::identity::RequestMeta,
+) -> Result<TokenResponse, OAuthError> {
+    let pending =
+        |error, text: &str| OAuthError::new(StatusCode::BAD_REQUEST, error, text.to_owned());
+    match state
+        .identity
+        .poll_device(tenant, creds, device_code, meta)
+        .await?
+    {
+        DevicePoll::Issued(tokens) => Ok(tokens.into()),
+        DevicePoll::Pending => Err(pending(
+            "authorization_pending",
+            "the person has not decided yet",
+        )),
+        DevicePoll::SlowDown => Err(pending("slow_down", "poll no faster than the interval")),
+        DevicePoll::Denied => Err(pending("access_denied", "the person denied the request")),
+        DevicePoll::Expired => Err(pending("expired_token", "the device code expired")),
+    }
 }
 
 /// `POST /oauth2/revoke` and `/oauth2/introspect` parameters.

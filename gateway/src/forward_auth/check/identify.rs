@@ -13,7 +13,7 @@ use crate::forward_auth::{API_KEY_RECHECK, Denial, SESSION_RECHECK};
 use crate::identity::{AuthError, CredentialKind, Identity, LiveTenant};
 use chrono::{DateTime, Utc};
 use keygate_core::crypto::sha256_parts;
-use keygate_core::ephemeral::changed_notice;
+use keygate_core::ephemeral::{RevocationSet, changed_notice};
 use std::sync::Arc;
 
 /// The live tenant the requirements name; a missing one is a misconfiguration (logged once),
@@ -82,24 +82,8 @@ pub(super) async fn identify(
     let revocations = state.identity.revocations();
     // Read before any check: a revocation landing during this request moves it on.
     let epoch = revocations.epoch();
-    let revoked = |id: &Identity| id.revocation_ids.iter().any(|r| revocations.contains(r));
-    // A changed-notice for the key or the session (grants edited, a step-up raised the
-    // session) makes the cached proof stale.
-    let standing = |id: &Identity| {
-        if revoked(id) {
-            Standing::Revoked
-        } else if id
-            .api_key
-            .map(|k| k.to_string())
-            .into_iter()
-            .chain(id.session_id.map(|s| s.to_string()))
-            .any(|changed| revocations.contains(&changed_notice(&changed)))
-        {
-            Standing::Changed
-        } else {
-            Standing::Unchanged
-        }
-    };
+    let revoked = |id: &Identity| is_revoked(revocations, id);
+    let standing = |id: &Identity| standing(revocations, id);
 
     match fa.verified.lookup(&key, now, epoch, standing) {
         Lookup::Hit(id) => {
@@ -119,14 +103,7 @@ pub(super) async fn identify(
     fa.metrics.lookup("resolver");
     // A credential that no longer checks out (signed out, expired) takes the upstream tokens
     // minted for it along, even those minted by a cached proof before.
-    let identity = match credential {
-        Credential::AccessToken(v) => fa.authenticator.access_token(tenant, v).await,
-        Credential::ApiKey(v) => fa.authenticator.api_key(tenant, v).await,
-        Credential::Session(v) => fa.authenticator.session(tenant, v).await,
-        Credential::HostSession(v) => fa.authenticator.host_session(tenant, v).await,
-        Credential::Malformed => return Err(AuthError::Invalid),
-    };
-    let identity = match identity {
+    let identity = match resolve(state, tenant, credential).await {
         Ok(identity) => identity,
         // The store (or Redis) cannot be asked: a credential proven before keeps working
         // until its own expiry, within the outage limit, unless it was revoked meanwhile.
@@ -170,4 +147,44 @@ pub(super) async fn identify(
     fa.verified
         .insert(key, proven.clone(), valid_until, now, epoch);
     Ok((key, proven))
+}
+
+/// The identity service's answer for `credential` (a token verification, or a store lookup
+/// for API keys and cookies).
+async fn resolve(
+    state: &AppState,
+    tenant: &LiveTenant,
+    credential: &Credential<'_>,
+) -> Result<Identity, AuthError> {
+    let authenticator = &state.forward_auth.authenticator;
+    match credential {
+        Credential::AccessToken(v) => authenticator.access_token(tenant, v).await,
+        Credential::ApiKey(v) => authenticator.api_key(tenant, v).await,
+        Credential::Session(v) => authenticator.session(tenant, v).await,
+        Credential::HostSession(v) => authenticator.host_session(tenant, v).await,
+        Credential::Malformed => Err(AuthError::Invalid),
+    }
+}
+
+/// Whether one of the identity's revocation ids (its session, API key, person…) is revoked.
+fn is_revoked(revocations: &RevocationSet, id: &Identity) -> bool {
+    id.revocation_ids.iter().any(|r| revocations.contains(r))
+}
+
+/// Whether a cached proof still stands: a changed-notice for its key or session (grants
+/// edited, a step-up raised the session) makes it stale without revoking it.
+fn standing(revocations: &RevocationSet, id: &Identity) -> Standing {
+    if is_revoked(revocations, id) {
+        Standing::Revoked
+    } else if id
+        .api_key
+        .map(|k| k.to_string())
+        .into_iter()
+        .chain(id.session_id.map(|s| s.to_string()))
+        .any(|changed| revocations.contains(&changed_notice(&changed)))
+    {
+        Standing::Changed
+    } else {
+        Standing::Unchanged
+    }
 }
