@@ -19,7 +19,6 @@ pub use instrumented::{InstrumentedEphemeral, RedisMetrics};
 pub use redis_backed::RedisEphemeral;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use prometheus::{Histogram, HistogramOpts, HistogramVec};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

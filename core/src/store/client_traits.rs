@@ -4,7 +4,6 @@
 
 use super::StoreError;
 use super::model::*;
-use super::traits::LIST_MAX;
 use crate::ids::{ApiKeyId, ClientSecretId, OAuthClientId, SessionId, TenantId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,10 +32,10 @@ pub trait ApiKeyStore {
         tenant: TenantId,
         owner_uid: &str,
     ) -> Result<Vec<ApiKeyRecord>, StoreError>;
-    /// The tenant's keys, newest first (resync), at most [`LIST_MAX`].
+    /// The tenant's keys, newest first (resync), at most [`LIST_MAX`](super::LIST_MAX).
     async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// A page of the tenant's keys ordered by id, after `after` (keyset pagination), at most
-    /// `limit` (capped at [`LIST_MAX`]): how a resync reads every key of a large tenant.
+    /// `limit` (capped at [`LIST_MAX`](super::LIST_MAX)): how a resync reads every key of a large tenant.
     async fn list_api_keys_page(
         &self,
         tenant: TenantId,
@@ -95,7 +94,7 @@ pub trait OAuthClientStore {
         tenant: TenantId,
         client_id: &str,
     ) -> Result<Option<OAuthClient>, StoreError>;
-    /// The tenant's clients by client id (orphan cleanup, admin), at most [`LIST_MAX`].
+    /// The tenant's clients by client id (orphan cleanup, admin), at most [`LIST_MAX`](super::LIST_MAX).
     async fn list_oauth_clients(&self, tenant: TenantId) -> Result<Vec<OAuthClient>, StoreError>;
     /// Removes a client and its secrets; `false` if absent. Its sessions are revoked apart
     /// ([`OAuthClientStore::revoke_client_sessions`]).
@@ -163,7 +162,7 @@ pub trait ConsentStore {
         scopes: &[String],
         now: DateTime<Utc>,
     ) -> Result<Consent, StoreError>;
-    /// The person's consents, most recently granted first, at most [`LIST_MAX`].
+    /// The person's consents, most recently granted first, at most [`LIST_MAX`](super::LIST_MAX).
     async fn consents_of_user(
         &self,
         tenant: TenantId,

@@ -7,8 +7,8 @@
 //! so a gateway exports only the operations it uses; after that a call costs two clock
 //! reads, one histogram observation and two atomic loads of the pool's occupancy.
 
-use super::model::*;
 use super::client_traits::*;
+use super::model::*;
 use super::traits::*;
 use super::{Backend, PoolStats, Store, StoreError, Swept};
 use crate::ids::{

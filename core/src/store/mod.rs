@@ -21,21 +21,21 @@
 //! - only hashes of refresh tokens, API keys, OAuth client secrets, one-time tokens and backup codes are
 //!   stored; signing keys, TOTP seeds and IdP secrets arrive sealed.
 
+mod client_traits;
 mod error;
 mod instrumented;
 mod model;
 mod postgres;
 mod sql;
 mod sqlite;
-mod client_traits;
 mod traits;
 
+pub use client_traits::*;
 pub use error::{CONSTRAINTS, StoreError};
 pub use instrumented::{InstrumentedStore, StoreMetrics};
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use client_traits::*;
 pub use traits::*;
 
 use async_trait::async_trait;

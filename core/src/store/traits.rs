@@ -11,9 +11,7 @@
 
 use super::StoreError;
 use super::model::*;
-use crate::ids::{
-    ApiKeyId, ClientSecretId, FactorId, IdpId, OAuthClientId, RoleId, SessionId, TenantId, UserId,
-};
+use crate::ids::{FactorId, IdpId, RoleId, SessionId, TenantId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
