@@ -109,7 +109,9 @@ pub async fn reconcile(
         None => ctx.store.upsert_idp(&upsert).await?.id,
     };
     if let Some(plain) = &secret {
-        let stored = existing.as_ref().and_then(|row| row.client_secret.as_deref());
+        let stored = existing
+            .as_ref()
+            .and_then(|row| row.client_secret.as_deref());
         upsert.client_secret = Some(sealed_secret(ctx, stored, id, plain)?);
     }
     ctx.store.upsert_idp(&upsert).await?;

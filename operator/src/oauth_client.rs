@@ -163,8 +163,7 @@ fn live_status(
     OAuthClientStatus {
         client_id: Some(name.to_owned()),
         secret_name: current.and(client.spec.secret_name.clone()),
-        secret_prefix: current
-            .map(|s| format!("{SECRET_TAG}_{}", s.prefix)),
+        secret_prefix: current.map(|s| format!("{SECRET_TAG}_{}", s.prefix)),
         secret_issued_at: current.map(|s| Time(to_timestamp(s.created_at))),
         conditions: vec![ready(
             true,
