@@ -71,9 +71,11 @@ async fn an_independent_oauth_client_reads_the_metadata_and_refreshes_with_it(po
         ])
     );
     assert_eq!(metadata["subject_types_supported"], json!(["public"]));
+    // The tenant's own algorithm, and RS256, which OpenID Connect requires and every tenant
+    // keeps a key of for clients that register it.
     assert_eq!(
         metadata["id_token_signing_alg_values_supported"],
-        json!(["ES256"])
+        json!(["ES256", "RS256"])
     );
     assert_eq!(
         metadata["code_challenge_methods_supported"],

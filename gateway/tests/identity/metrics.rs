@@ -381,25 +381,28 @@ async fn redis_failures_are_counted_as_they_happen(pool: sqlx::PgPool) {
     assert_eq!(value(&before, "keygate_redis_up", &[]), 1.0);
 
     // Redis goes away: the sign-in's rate window is counted in this replica instead (a
-    // warning in the log), and the sign-in page cannot keep its CSRF token there.
+    // warning in the log), but an upstream sign-in's single-use state lives only there.
     redis.kill().unwrap();
     redis.wait().unwrap();
     let (s, _) = env.login("acme", "ada@example.com", PASSWORD).await;
     assert_eq!(s, StatusCode::OK);
-    let page = env
+    let callback = env
         .http
-        .get(format!("{}/t/acme/signin", env.url))
+        .get(format!(
+            "{}/t/acme/sso/corp/callback?state=s1&code=c1",
+            env.url
+        ))
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(callback.status().is_server_error(), "{}", callback.status());
 
     let after = scrape(&env).await;
     let moved = |name: &str, labels: &[(&str, &str)]| {
         value(&after, name, labels) - value(&before, name, labels)
     };
     assert!(
-        moved("keygate_redis_errors_total", &[("operation", "put")]) >= 1.0,
+        moved("keygate_redis_errors_total", &[("operation", "take")]) >= 1.0,
         "{after}"
     );
     // This scrape's PING failed too, and says so.
