@@ -104,6 +104,15 @@ async fn sso_start_past_the_per_address_budget_answers_429_and_does_not_send_to_
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("location").is_none());
     assert!(r.headers().get("set-cookie").is_none());
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=60).contains(&wait),
+        "within the minute's window: {wait}"
+    );
     let body = r.text().await.unwrap();
     assert!(body.contains("Too many attempts"), "{body}");
 }
