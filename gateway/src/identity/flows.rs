@@ -71,9 +71,10 @@ pub enum FlowError {
     /// Wrong email or password (or no such account: same answer).
     #[error("invalid credentials")]
     InvalidCredentials,
-    /// Too many failures for the account or the address; try later.
+    /// Too many failures for the account or the address; try again after this long (the
+    /// page says so in `Retry-After`).
     #[error("temporarily locked")]
-    Locked,
+    Locked(std::time::Duration),
     /// The address must be verified first.
     #[error("email not verified")]
     EmailNotVerified,
@@ -245,9 +246,8 @@ impl From<IdentityError> for FlowError {
             }
             IdentityError::InvalidRequest(why) => FlowError::Unusable(why),
             IdentityError::InvalidEmail(why) => FlowError::Unusable(why.to_string()),
-            IdentityError::AccountLocked { .. } | IdentityError::RateLimited { .. } => {
-                FlowError::Locked
-            }
+            IdentityError::AccountLocked { retry_after }
+            | IdentityError::RateLimited { retry_after } => FlowError::Locked(retry_after),
             IdentityError::EmailNotVerified => FlowError::EmailNotVerified,
             IdentityError::RegistrationClosed | IdentityError::InviteRequired => {
                 FlowError::RegistrationClosed
@@ -281,7 +281,7 @@ impl From<IdentityError> for FlowError {
             | IdentityError::NoSecondFactor
             | IdentityError::FactorExists
             | IdentityError::InvalidWebauthnResponse => FlowError::InvalidCode,
-            IdentityError::SecondFactorLocked { .. } => FlowError::Locked,
+            IdentityError::SecondFactorLocked { retry_after } => FlowError::Locked(retry_after),
             IdentityError::InvalidChallenge | IdentityError::InvalidCeremony => {
                 FlowError::SignInExpired
             }

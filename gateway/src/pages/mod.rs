@@ -175,7 +175,7 @@ fn refusal(e: FlowError) -> (&'static str, String, StatusCode) {
             "The email address or password is not right.",
             StatusCode::UNAUTHORIZED,
         ),
-        FlowError::Locked => (
+        FlowError::Locked(_) => (
             "email",
             "Too many attempts. Wait a few minutes and try again.",
             StatusCode::TOO_MANY_REQUESTS,
@@ -466,7 +466,7 @@ impl Screen<'_> {
     /// The form again, showing why the workflow refused ([`refusal`]).
     async fn refused(&self, jar: CookieJar, e: FlowError, extra: Value) -> Response {
         let retry_after = match &e {
-            FlowError::Busy(after) => Some(after.as_secs().max(1)),
+            FlowError::Busy(after) | FlowError::Locked(after) => Some(after.as_secs().max(1)),
             FlowError::Unavailable => Some(crate::identity::OUTAGE_RETRY_AFTER.as_secs()),
             _ => None,
         };
@@ -570,7 +570,11 @@ mod tests {
     fn every_refusal_has_a_field_a_message_and_a_client_or_outage_status() {
         let cases = [
             (FlowError::InvalidCredentials, "password", 401),
-            (FlowError::Locked, "email", 429),
+            (
+                FlowError::Locked(std::time::Duration::from_secs(60)),
+                "email",
+                429,
+            ),
             (FlowError::EmailNotVerified, "email", 403),
             (FlowError::RegistrationClosed, "email", 403),
             (FlowError::PasswordSignInDisabled, "email", 403),

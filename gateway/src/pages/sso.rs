@@ -206,6 +206,11 @@ fn refused(
     tenant: &crate::identity::LiveTenant,
     e: FlowError,
 ) -> Response {
+    // A browser (or a script) told how long to wait does not hammer the start link.
+    let retry_after = match &e {
+        FlowError::Locked(after) => Some(after.as_secs().max(1)),
+        _ => None,
+    };
     let (title, text, status) = match e {
         FlowError::Upstream(r) => {
             let (status, _, title) = federation_parts(&r);
@@ -227,7 +232,12 @@ fn refused(
         }
     };
     let back = format!("{}/t/{}/signin", state.public_url, tenant.name());
-    SIGN_IN
-        .on(state, tenant)
-        .message(&title, &text, status, Some(("Back to sign-in", back)))
+    let mut page =
+        SIGN_IN
+            .on(state, tenant)
+            .message(&title, &text, status, Some(("Back to sign-in", back)));
+    if let Some(secs) = retry_after {
+        page.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    page
 }

@@ -21,6 +21,7 @@ mod devices;
 mod faults;
 mod federated_step_up;
 mod federation;
+mod federation_limits;
 mod handoff;
 mod hashing;
 mod janitor;

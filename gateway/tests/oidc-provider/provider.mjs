@@ -10,11 +10,19 @@
 // existing session instead of asking them to sign in again (a provider that does not
 // re-authenticate; its ID tokens carry the old `auth_time`).
 //
+// It signs with an RSA key of its own. Commands on stdin, one a line, each answered on stdout:
+// `rotate` makes a new signing key, published first in the JWKS with the old ones kept (a
+// provider rotating its keys; answers `rotated <kid>`); `requests <path>` answers
+// `requests <path> <n>`, how many requests for that path it has served (`/jwks`: how often a
+// relying party fetched the keys).
+//
 // Usage: node provider.mjs <config.json>; prints `listening <port>` once it serves.
 // config: { cert?, key?, clientId, clientSecret, redirectUris: [..], hd?, ignoreReauthentication? }
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
+import crypto from 'node:crypto';
+import readline from 'node:readline';
 import Provider, { interactionPolicy } from 'oidc-provider';
 
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
@@ -42,9 +50,19 @@ if (cfg.ignoreReauthentication) {
   login.checks.remove('max_age');
 }
 
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address();
-  const provider = new Provider(`${base}:${port}`, {
+// Newest first: oidc-provider signs with the first key that fits the algorithm.
+const keys = [];
+function newKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  keys.unshift({ ...jwk, kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' });
+  return keys[0].kid;
+}
+
+// A provider over the current keys. Every instance shares oidc-provider's in-process store
+// (sessions, interactions, codes), so a rotation does not end a sign-in under way.
+function provider(issuer) {
+  return new Provider(issuer, {
     clients: [{
       client_id: cfg.clientId,
       client_secret: cfg.clientSecret,
@@ -70,7 +88,30 @@ server.listen(0, '127.0.0.1', () => {
     interactions: { policy },
     pkce: { required: () => true },
     cookies: { keys: ['keygate-test-upstream-cookie-key'] },
+    jwks: { keys },
   });
-  server.on('request', provider.callback());
+}
+
+const served = new Map();
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `${base}:${port}`;
+  newKey();
+  let handler = provider(issuer).callback();
+  server.on('request', (req, res) => {
+    const path = new URL(req.url, issuer).pathname;
+    served.set(path, (served.get(path) ?? 0) + 1);
+    handler(req, res);
+  });
+  readline.createInterface({ input: process.stdin }).on('line', (line) => {
+    const [command, arg] = line.trim().split(' ');
+    if (command === 'rotate') {
+      const kid = newKey();
+      handler = provider(issuer).callback();
+      console.log(`rotated ${kid}`);
+    } else if (command === 'requests') {
+      console.log(`requests ${arg} ${served.get(arg) ?? 0}`);
+    }
+  });
   console.log(`listening ${port}`);
 });

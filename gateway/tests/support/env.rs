@@ -131,6 +131,19 @@ pub async fn env_federated_with(
     pool: sqlx::PgPool,
     federation: impl FnOnce(&str) -> Federation,
 ) -> (Env, IdentityService) {
+    let limits = RateLimits {
+        sign_in_per_ip: 1000,
+        ..RateLimits::default()
+    };
+    env_federated_limited(pool, limits, federation).await
+}
+
+/// [`env_federated_with`] with the given rate limits (tests of SSO's own budget).
+pub async fn env_federated_limited(
+    pool: sqlx::PgPool,
+    limits: RateLimits,
+    federation: impl FnOnce(&str) -> Federation,
+) -> (Env, IdentityService) {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let store: Arc<dyn Store> = Arc::new(PgStore::from_pool(pool).with_clock(clock.clone()));
     let prefix = format!("kgtest:{}:", uuid::Uuid::now_v7().simple());
@@ -140,10 +153,6 @@ pub async fn env_federated_with(
             .expect("Redis"),
     );
     let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
-    let limits = RateLimits {
-        sign_in_per_ip: 1000,
-        ..RateLimits::default()
-    };
     serve_on(
         store,
         ephemeral,

@@ -13,8 +13,8 @@ use axum::{Json, Router};
 use keygate_core::crypto::signing::{self, GeneratedKey, SigningAlgorithm};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 /// The client keygate is registered as at every test provider.
@@ -26,6 +26,8 @@ pub struct OidcProvider {
     pub issuer: String,
     pub ca_pem: String,
     child: Child,
+    /// Its stdin and the lines it answers there with (provider.mjs's commands).
+    control: Mutex<(ChildStdin, std::sync::mpsc::Receiver<String>)>,
     _pki: Pki,
     _config: tempfile::TempDir,
 }
@@ -34,6 +36,39 @@ impl Drop for OidcProvider {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl OidcProvider {
+    /// Sends `command` to provider.mjs and waits for its answer, the line starting with
+    /// `answer_prefix`.
+    fn command(&self, command: &str, answer_prefix: &str) -> String {
+        let mut control = self.control.lock().unwrap();
+        writeln!(control.0, "{command}").unwrap();
+        control.0.flush().unwrap();
+        loop {
+            let line = control
+                .1
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("oidc-provider answers its command within 30 s");
+            if let Some(rest) = line.strip_prefix(answer_prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    /// Rotates the provider's signing key: a new key signs from now on and is published first
+    /// in its JWKS, the old ones stay published. The new key's `kid`.
+    pub fn rotate_keys(&self) -> String {
+        self.command("rotate", "rotated ")
+    }
+
+    /// How many requests for `path` (say `/jwks`) the provider has served.
+    pub fn requests(&self, path: &str) -> u64 {
+        let prefix = format!("requests {path} ");
+        self.command(&format!("requests {path}"), &prefix)
+            .parse()
+            .unwrap()
     }
 }
 
@@ -81,16 +116,21 @@ pub fn oidc_provider(opts: ProviderOptions) -> OidcProvider {
     let mut child = Command::new("node")
         .arg(dir.join("provider.mjs"))
         .arg(&path)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("node runs");
     let stdout = child.stdout.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (answers, answered) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(port) = line.strip_prefix("listening ") {
                 let _ = tx.send(port.trim().parse::<u16>().unwrap());
+            } else {
+                let _ = answers.send(line);
             }
         }
     });
@@ -101,6 +141,7 @@ pub fn oidc_provider(opts: ProviderOptions) -> OidcProvider {
         issuer: format!("https://localhost:{port}"),
         ca_pem: std::fs::read_to_string(pki.ca()).unwrap(),
         child,
+        control: Mutex::new((stdin, answered)),
         _pki: pki,
         _config: config,
     }
