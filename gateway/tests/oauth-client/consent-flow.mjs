@@ -7,20 +7,9 @@
 // is refused, prompt=none answers consent_required and the page is shown again. Run by
 // gateway/tests/identity/provider.rs; prints one JSON line of results at the end.
 import * as client from 'openid-client';
-import { chromium } from 'playwright-core';
+import { check, env, launchChromium, listenRelyingParty } from './relying-party.mjs';
 import readline from 'node:readline';
-import http from 'node:http';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
-process.on('uncaughtException', (e) => {
-  console.error(e, 'cause:', e.cause);
-  process.exit(1);
-});
-const check = (cond, msg) => { if (!cond) throw new Error(msg); };
 const issuer = new URL(env('KG_ISSUER'));
 const redirectUri = env('KG_REDIRECT_URI');
 const clientName = env('KG_CLIENT_NAME');
@@ -30,22 +19,12 @@ const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIte
 const results = {};
 const rpConfig = await client.discovery(issuer, env('KG_CLIENT'), undefined, client.None(), insecure);
 
-const browser = await chromium.launch({
-  executablePath: process.env.KG_CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  timeout: 30000,
-});
+const browser = await launchChromium();
 try {
   const page = await (await browser.newContext()).newPage();
   page.setDefaultTimeout(15000);
-  let arrived = null;
-  const rp = http.createServer((req, res) => {
-    if (!req.url.startsWith('/favicon')) arrived = new URL(req.url, redirectUri).href;
-    res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end('relying party');
-  });
-  await new Promise((ok) => rp.listen(Number(new URL(redirectUri).port), '127.0.0.1', ok));
+  // The relying party's callback: the browser's arrival is the answer.
+  const rp = await listenRelyingParty(redirectUri);
 
   async function authorization(scope, extra = {}) {
     const verifier = client.randomPKCECodeVerifier();
@@ -58,18 +37,18 @@ try {
     return { url, verifier, state, nonce };
   }
   // Opens the request in the browser (signing in when asked) and, if the consent page comes,
-  // notes what it shows and presses `decide`. Returns where the browser arrived and the page.
+  // notes what it shows and presses `decide`. Returns where the browser rp.arrived and the page.
   async function visit(req, decide, signIn = false) {
-    arrived = null;
+    rp.arrived = null;
     await page.goto(req.url.href);
-    if (signIn && !arrived) {
+    if (signIn && !rp.arrived) {
       check(page.url().includes('/signin'), `expected the sign-in page, got ${page.url()}`);
       await page.getByLabel('Email address').fill(env('KG_EMAIL'));
       await page.getByLabel('Password').fill(env('KG_PASSWORD'));
       await page.getByRole('button', { name: 'Sign in' }).click();
     }
     let shown = null;
-    for (let i = 0; i < 100 && !arrived && !shown; i++) {
+    for (let i = 0; i < 100 && !rp.arrived && !shown; i++) {
       if (await page.getByRole('button', { name: 'Approve' }).count() > 0) {
         const text = await page.textContent('body');
         shown = { names_client: text.includes(clientName), scopes: await page.locator('ul.scopes code').allTextContents() };
@@ -81,9 +60,9 @@ try {
       check(decide, `a consent page nobody expected: ${JSON.stringify(shown)}`);
       await page.getByRole('button', { name: decide }).click();
     }
-    for (let i = 0; i < 100 && !arrived; i++) await page.waitForTimeout(100);
-    check(arrived, `never reached the relying party; at ${page.url()}: ${await page.textContent('body')}`);
-    return { at: new URL(arrived), shown };
+    for (let i = 0; i < 100 && !rp.arrived; i++) await page.waitForTimeout(100);
+    check(rp.arrived, `never reached the relying party; at ${page.url()}: ${await page.textContent('body')}`);
+    return { at: new URL(rp.arrived), shown };
   }
   const grant = (req, at) => client.authorizationCodeGrant(rpConfig, at, {
     pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce,

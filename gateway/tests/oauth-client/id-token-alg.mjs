@@ -6,19 +6,8 @@
 // gets the tenant's. Run by gateway/tests/identity/provider.rs; prints one JSON line of
 // results; exits non-zero on any unexpected answer.
 import * as client from 'openid-client';
-import { chromium } from 'playwright-core';
-import http from 'node:http';
+import { check, env, launchChromium, listenRelyingParty } from './relying-party.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
-process.on('uncaughtException', (e) => {
-  console.error(e, 'cause:', e.cause);
-  process.exit(1);
-});
-const check = (cond, msg) => { if (!cond) throw new Error(msg); };
 const issuer = new URL(env('KG_ISSUER'));
 const redirectUri = env('KG_REDIRECT_URI');
 const insecure = { execute: [client.allowInsecureRequests] };
@@ -34,22 +23,12 @@ const results = { id_token_signing_alg_values_supported: meta.id_token_signing_a
 const jwks = await (await fetch(meta.jwks_uri)).json();
 results.jwks = jwks.keys.map((k) => ({ kid: k.kid, alg: k.alg, kty: k.kty }));
 
-const browser = await chromium.launch({
-  executablePath: process.env.KG_CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  timeout: 30000,
-});
+const browser = await launchChromium();
 try {
   const page = await (await browser.newContext()).newPage();
   page.setDefaultTimeout(15000);
-  let arrived = null;
-  const rp = http.createServer((req, res) => {
-    if (!req.url.startsWith('/favicon')) arrived = new URL(req.url, redirectUri).href;
-    res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end('relying party');
-  });
-  await new Promise((ok) => rp.listen(Number(new URL(redirectUri).port), '127.0.0.1', ok));
+  // The relying party's callback: the browser's arrival is the answer.
+  const rp = await listenRelyingParty(redirectUri);
 
   // Code with PKCE through keygate's sign-in page (signing in the first time); the library
   // validates the ID token (signature against the JWKS, algorithm, issuer, audience, nonce).
@@ -61,17 +40,17 @@ try {
       redirect_uri: redirectUri, scope: 'openid email', state, nonce,
       code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
     });
-    arrived = null;
+    rp.arrived = null;
     await page.goto(url.href);
-    if (first && !arrived) {
+    if (first && !rp.arrived) {
       check(page.url().includes('/signin'), `expected the sign-in page, got ${page.url()}`);
       await page.getByLabel('Email address').fill(env('KG_EMAIL'));
       await page.getByLabel('Password').fill(env('KG_PASSWORD'));
       await page.getByRole('button', { name: 'Sign in' }).click();
     }
-    for (let i = 0; i < 100 && !arrived; i++) await page.waitForTimeout(100);
-    check(arrived, `never reached the relying party; at ${page.url()}: ${await page.textContent('body')}`);
-    const tokens = await client.authorizationCodeGrant(config, new URL(arrived), {
+    for (let i = 0; i < 100 && !rp.arrived; i++) await page.waitForTimeout(100);
+    check(rp.arrived, `never reached the relying party; at ${page.url()}: ${await page.textContent('body')}`);
+    const tokens = await client.authorizationCodeGrant(config, new URL(rp.arrived), {
       pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
     });
     const claims = tokens.claims();

@@ -7,20 +7,9 @@
 // when this script prints {"waiting":"clock"} and answers on stdin. Prints one JSON line of
 // results at the end; exits non-zero on any unexpected answer.
 import * as client from 'openid-client';
-import { chromium } from 'playwright-core';
+import { check, env, launchChromium, listenRelyingParty } from './relying-party.mjs';
 import readline from 'node:readline';
-import http from 'node:http';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
-process.on('uncaughtException', (e) => {
-  console.error(e, 'cause:', e.cause);
-  process.exit(1);
-});
-const check = (cond, msg) => { if (!cond) throw new Error(msg); };
 const issuer = new URL(env('KG_ISSUER'));
 const redirectUri = env('KG_REDIRECT_URI');
 const postLogoutUri = env('KG_POST_LOGOUT_URI');
@@ -46,37 +35,26 @@ const pub = await client.discovery(issuer, env('KG_PUBLIC_CLIENT'), undefined, c
 const meta = pub.serverMetadata();
 results.discovered = { issuer: meta.issuer, authorization_endpoint: meta.authorization_endpoint };
 
-const browser = await chromium.launch({
-  executablePath: process.env.KG_CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  timeout: 30000,
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   // The relying party's callback: the browser's arrival is the answer.
-  let arrived = null;
-  const rp = http.createServer((req, res) => {
-    if (!req.url.startsWith('/favicon')) arrived = new URL(req.url, redirectUri).href;
-    res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end('relying party');
-  });
-  await new Promise((ok) => rp.listen(Number(new URL(redirectUri).port), '127.0.0.1', ok));
-  // Opens `url` in the browser, signing in if keygate asks, and returns where it arrived.
+  const rp = await listenRelyingParty(redirectUri);
+  // Opens `url` in the browser, signing in if keygate asks, and returns where it rp.arrived.
   async function visit(url, signIn) {
-    arrived = null;
+    rp.arrived = null;
     await page.goto(url.href ?? url);
-    if (signIn && !arrived) {
+    if (signIn && !rp.arrived) {
       check(page.url().includes('/signin'), `expected the sign-in page, got ${page.url()}`);
       await page.getByLabel('Email address').fill(env('KG_EMAIL'));
       await page.getByLabel('Password').fill(env('KG_PASSWORD'));
       await page.getByRole('button', { name: 'Sign in' }).click();
     }
-    for (let i = 0; i < 100 && !arrived; i++) await page.waitForTimeout(100);
-    check(arrived, `never reached the relying party; at ${page.url()}: ${await page.textContent('body')}`);
-    return new URL(arrived);
+    for (let i = 0; i < 100 && !rp.arrived; i++) await page.waitForTimeout(100);
+    check(rp.arrived, `never reached the relying party; at ${page.url()}: ${await page.textContent('body')}`);
+    return new URL(rp.arrived);
   }
   async function authorization(extra = {}) {
     const verifier = client.randomPKCECodeVerifier();
