@@ -21,7 +21,7 @@ use keygate_core::crypto::password::{HashParams, PasswordHasher};
 use keygate_core::crypto::random::{random_alphanumeric, random_token};
 use keygate_core::crypto::sha256;
 use keygate_core::crypto::signing::{self, SigningAlgorithm};
-use keygate_core::store::{NewApiKey, NewUser, SigningKeyRecord, TenantUpsert, UserStatus};
+use keygate_core::store::{NewApiKey, NewUser, SigningKeyRecord, Store, TenantUpsert, UserStatus};
 use keygate_gateway::AppState;
 use keygate_gateway::identity::{IdentityDeps, IdentityService, PasswordSignIn, RequestMeta};
 use std::sync::{Arc, OnceLock};
@@ -58,77 +58,9 @@ fn start() -> Gateway {
     let (app, access_token, api_key, cookie) = rt.block_on(async {
         let store = keygate_core::store::connect(&db).await.unwrap();
         store.migrate().await.unwrap();
-        let tenant = store
-            .upsert_tenant(&TenantUpsert {
-                name: TENANT.into(),
-                namespace: "default".into(),
-                owner_uid: "fuzz".into(),
-                display_name: "Fuzz".into(),
-                settings: serde_json::from_value(serde_json::json!({
-                    "redirects": { "allowedOrigins": ["https://app.example.com"] },
-                }))
-                .unwrap(),
-                deletion_policy: Default::default(),
-                generation: 1,
-            })
-            .await
-            .unwrap();
         let master = MasterKeys::parse(&MasterKeys::generate_spec("k1").unwrap()).unwrap();
-        let key = signing::generate(SigningAlgorithm::EdDSA).unwrap();
-        let now = chrono::Utc::now();
-        store
-            .insert_signing_key(&SigningKeyRecord {
-                kid: key.kid.clone(),
-                tenant_id: tenant.id,
-                algorithm: "EdDSA".into(),
-                public_jwk: serde_json::to_value(&key.public_jwk).unwrap(),
-                private_key: master
-                    .seal(
-                        key.private_pem.as_bytes(),
-                        &format!("signing_key:{}", key.kid),
-                    )
-                    .unwrap(),
-                created_at: now - chrono::Duration::hours(1),
-                activates_at: now - chrono::Duration::hours(1),
-                retires_at: None,
-            })
-            .await
-            .unwrap();
         let hasher = PasswordHasher::new(HashParams::insecure_for_tests(), 1).unwrap();
-        let user = store
-            .insert_user(&NewUser {
-                tenant_id: tenant.id,
-                email: EMAIL.into(),
-                display_name: "Ada".into(),
-                status: UserStatus::Active,
-                email_verified: true,
-                must_change_password: false,
-                password_hash: None,
-                groups: vec![],
-            })
-            .await
-            .unwrap();
-        let hash = hasher.hash(PASSWORD).await.unwrap();
-        store
-            .set_password(tenant.id, user.id, Some(&hash), 5, false)
-            .await
-            .unwrap();
-        let prefix = random_alphanumeric(12).unwrap();
-        let api_key = format!("kg_{prefix}_{}", random_token().unwrap());
-        store
-            .insert_api_key(&NewApiKey {
-                tenant_id: tenant.id,
-                owner_uid: "fuzz".into(),
-                name: "fuzz".into(),
-                prefix,
-                hash: sha256(api_key.as_bytes()).to_vec(),
-                roles: vec![],
-                permissions: vec![],
-                scopes: vec![],
-                expires_at: None,
-            })
-            .await
-            .unwrap();
+        let api_key = seed(store.as_ref(), &master, &hasher).await;
         let mut deps = IdentityDeps::new(store, master, PUBLIC_URL, Arc::new(SystemClock)).unwrap();
         deps.hasher = hasher;
         let identity = IdentityService::new(deps);
@@ -144,7 +76,9 @@ fn start() -> Gateway {
                 &RequestMeta::default(),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .signed_in()
+            .expect("the fuzz tenant asks for no second factor");
         let app = keygate_gateway::app(AppState::builder(identity).build());
         (
             app,
@@ -162,6 +96,81 @@ fn start() -> Gateway {
         cookie,
         _dir: dir,
     }
+}
+
+/// Writes the fuzz tenant, its active EdDSA signing key, one person with a password and
+/// one API key into `store`; returns the raw API key.
+async fn seed(store: &dyn Store, master: &MasterKeys, hasher: &PasswordHasher) -> String {
+    let tenant = store
+        .upsert_tenant(&TenantUpsert {
+            name: TENANT.into(),
+            namespace: "default".into(),
+            owner_uid: "fuzz".into(),
+            display_name: "Fuzz".into(),
+            settings: serde_json::from_value(serde_json::json!({
+                "redirects": { "allowedOrigins": ["https://app.example.com"] },
+            }))
+            .unwrap(),
+            deletion_policy: Default::default(),
+            generation: 1,
+        })
+        .await
+        .unwrap();
+    let key = signing::generate(SigningAlgorithm::EdDSA).unwrap();
+    let now = chrono::Utc::now();
+    store
+        .insert_signing_key(&SigningKeyRecord {
+            kid: key.kid.clone(),
+            tenant_id: tenant.id,
+            algorithm: "EdDSA".into(),
+            public_jwk: serde_json::to_value(&key.public_jwk).unwrap(),
+            private_key: master
+                .seal(
+                    key.private_pem.as_bytes(),
+                    &format!("signing_key:{}", key.kid),
+                )
+                .unwrap(),
+            created_at: now - chrono::Duration::hours(1),
+            activates_at: now - chrono::Duration::hours(1),
+            retires_at: None,
+        })
+        .await
+        .unwrap();
+    let user = store
+        .insert_user(&NewUser {
+            tenant_id: tenant.id,
+            email: EMAIL.into(),
+            display_name: "Ada".into(),
+            status: UserStatus::Active,
+            email_verified: true,
+            must_change_password: false,
+            password_hash: None,
+            groups: vec![],
+        })
+        .await
+        .unwrap();
+    let hash = hasher.hash(PASSWORD).await.unwrap();
+    store
+        .set_password(tenant.id, user.id, Some(&hash), 5, false)
+        .await
+        .unwrap();
+    let prefix = random_alphanumeric(12).unwrap();
+    let api_key = format!("kg_{prefix}_{}", random_token().unwrap());
+    store
+        .insert_api_key(&NewApiKey {
+            tenant_id: tenant.id,
+            owner_uid: "fuzz".into(),
+            name: "fuzz".into(),
+            prefix,
+            hash: sha256(api_key.as_bytes()).to_vec(),
+            roles: vec![],
+            permissions: vec![],
+            scopes: vec![],
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    api_key
 }
 
 /// Sends `request` through the whole router; returns its status.
