@@ -14,6 +14,17 @@ pub const ADMIN_GROUP: &str = keygate_core::store::ADMIN_GROUP;
 /// The built-in role members of [`ADMIN_GROUP`] get.
 pub const ADMIN_ROLE: &str = "keygate-admin";
 
+/// Finer than [`ADMIN_PERMISSION`]: find and view the tenant's people (list, search, one
+/// person's factors, identities, sessions and groups), for help desks that must not act.
+pub const USERS_READ_PERMISSION: &str = "keygate:users:read";
+
+/// Finer than [`ADMIN_PERMISSION`]: act on the tenant's people (end their sessions, reset
+/// their MFA, suspend and reactivate, assign local groups, invitations).
+pub const USERS_WRITE_PERMISSION: &str = "keygate:users:write";
+
+/// Finer than [`ADMIN_PERMISSION`]: read the tenant's audit log.
+pub const AUDIT_READ_PERMISSION: &str = "keygate:audit:read";
+
 /// How the caller proved who they are, with what that proof carries.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Credential {
@@ -212,6 +223,12 @@ impl Principal {
     /// Whether the caller may administer accounts of its tenant.
     pub fn is_admin(&self) -> bool {
         self.has_permission(ADMIN_PERMISSION)
+    }
+
+    /// Whether the caller holds `permission` or is an admin ([`ADMIN_PERMISSION`] implies
+    /// every finer admin permission).
+    pub fn may(&self, permission: &str) -> bool {
+        self.is_admin() || self.has_permission(permission)
     }
 }
 
